@@ -1,0 +1,71 @@
+# Pollcheck: `make run` to try it, `make test` to prove it. Only Python 3.11+ and make needed.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+export POLLCHECK_TEST_PG_URL ?= postgresql://postgres@127.0.0.1:5432/test
+PYTEST_ARGS ?=
+
+.PHONY: install run test test-sqlite test-postgres lint format bench lock clean
+
+$(STAMP):
+	@$(PY) -c 'import sys; sys.exit("Pollcheck needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
+	test -d $(VENV) || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps -e .
+	rm -f $(VENV)/.installed-*; touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/pollcheck migrate
+	$(BIN)/pollcheck demo
+	@echo ""
+	@echo "  Pollcheck runs at http://127.0.0.1:8000"
+	@echo "  API docs:        http://127.0.0.1:8000/docs"
+	@echo "  Observer app:    http://127.0.0.1:8000/app"
+	@echo "  Demo tokens are printed above (and kept in var/demo-credentials.txt)."
+	@echo ""
+	$(BIN)/pollcheck serve
+
+# The suite runs twice: on SQLite (the embedded default) and on PostgreSQL (production).
+# Without a PostgreSQL the second pass is skipped and says so, unless POLLCHECK_REQUIRE_PG=1
+# (set by .ci/run), where a missing PostgreSQL fails the run.
+test: install
+	$(MAKE) --no-print-directory test-sqlite
+	@if $(BIN)/python -m tests.pg_available; then \
+		$(MAKE) --no-print-directory test-postgres; \
+	elif [ "$${POLLCHECK_REQUIRE_PG:-0}" = "1" ]; then \
+		echo "FAIL: no PostgreSQL answers at $$POLLCHECK_TEST_PG_URL and POLLCHECK_REQUIRE_PG=1"; exit 1; \
+	else \
+		echo ""; echo "SKIPPED: the PostgreSQL pass (no server at $$POLLCHECK_TEST_PG_URL)."; \
+		echo "         Only SQLite was tested. Start PostgreSQL or set POLLCHECK_TEST_PG_URL."; \
+	fi
+
+test-sqlite: install
+	@echo "== tests on SQLite =="
+	POLLCHECK_TEST_DB=sqlite $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+test-postgres: install
+	@echo "== tests on PostgreSQL ($$POLLCHECK_TEST_PG_URL) =="
+	POLLCHECK_TEST_DB=postgresql $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy api models
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: install
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+lock:
+	$(BIN)/python -m pip install -q uv
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements.lock
+
+clean:
+	rm -rf $(VENV) pollcheck.db pollcheck.db-* var .pytest_cache .mypy_cache .ruff_cache

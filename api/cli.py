@@ -1,0 +1,292 @@
+"""`pollcheck`: the admin's command line (migrations, mission set-up, imports, tokens, server)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from api.config import get_settings
+from api.db import session_scope
+from api.errors import AppError
+from models import Role, Sampling
+
+app = typer.Typer(
+    help="Pollcheck: set up a mission, import stations and observers, issue tokens.",
+    no_args_is_help=True,
+)
+stations_app = typer.Typer(help="Polling stations", no_args_is_help=True)
+observers_app = typer.Typer(help="Observers and their assignments", no_args_is_help=True)
+token_app = typer.Typer(help="Bearer tokens (shown once, stored as hashes)", no_args_is_help=True)
+template_app = typer.Typer(help="Checklist templates", no_args_is_help=True)
+mission_app = typer.Typer(help="Missions", no_args_is_help=True)
+for sub, name in (
+    (mission_app, "mission"),
+    (stations_app, "stations"),
+    (observers_app, "observers"),
+    (token_app, "token"),
+    (template_app, "template"),
+):
+    app.add_typer(sub, name=name)
+
+console = Console()
+err = Console(stderr=True)
+MissionOpt = Annotated[uuid.UUID, typer.Option("--mission", "-m", help="Mission id")]
+
+
+def _fail(exc: AppError) -> None:
+    err.print(f"[red]{exc.error}[/red]: {exc.detail}")
+    for e in exc.errors or []:
+        err.print(f"  {'.'.join(str(p) for p in e['path'])}: {e['message']}")
+    raise typer.Exit(1)
+
+
+@app.command()
+def migrate(revision: str = "head") -> None:
+    """Bring the database schema up to date (Alembic)."""
+    from api.migrate import upgrade
+
+    upgrade(revision=revision)
+    console.print(f"database migrated to {revision}")
+
+
+@app.command()
+def downgrade(revision: str) -> None:
+    """Undo migrations down to REVISION ('base' empties the database)."""
+    from api.migrate import downgrade as down
+
+    down(revision=revision)
+    console.print(f"database downgraded to {revision}")
+
+
+@app.command()
+def demo(credentials_file: Path = Path("var/demo-credentials.txt")) -> None:
+    """Load the demo mission (again is harmless) and print its tokens."""
+    from api.services import demo as demo_service
+
+    if get_settings().environment == "production":
+        err.print("[red]refusing to load demo data in production[/red]")
+        raise typer.Exit(1)
+    with session_scope() as s:
+        tokens = demo_service.load(s, credentials_file)
+    console.print(f"demo mission: [bold]{demo_service.DEMO_MISSION_ID}[/bold]")
+    for role, token in tokens.items():
+        console.print(f"  {role:<20} {token}")
+    console.print(f"(tokens kept in {credentials_file})")
+
+
+@mission_app.command("create")
+def mission_create(
+    name: Annotated[str, typer.Option(help="Mission name")],
+    country: Annotated[str, typer.Option(help="Host country")],
+    election_date: Annotated[str, typer.Option("--date", help="Election day, YYYY-MM-DD")],
+    timezone: Annotated[str, typer.Option(help="IANA time zone, e.g. Asia/Almaty")],
+    languages: Annotated[str, typer.Option(help="Comma-separated, default first")] = "en,ru",
+    sampling: Annotated[Sampling, typer.Option(help="purposive or random")] = Sampling.purposive,
+) -> None:
+    """Create a mission with the default checklist and print its first admin token."""
+    from pydantic import ValidationError
+
+    from api.services import missions
+    from models.mission import MissionCreate
+
+    try:
+        body = MissionCreate(
+            name=name,
+            country=country,
+            election_date=date.fromisoformat(election_date),
+            timezone=timezone,
+            languages=languages.split(","),
+            sampling=sampling,
+        )
+    except (ValidationError, ValueError) as exc:
+        err.print(f"[red]invalid mission[/red]: {exc}")
+        raise typer.Exit(1) from exc
+    with session_scope() as s:
+        mission, admin = missions.create(s, body)
+    console.print(f"mission id:  [bold]{mission.id}[/bold]")
+    console.print(f"admin token: [bold]{admin.token}[/bold]  (shown once: keep it safe)")
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        err.print(f"[red]cannot read {path}[/red]: {exc}")
+        raise typer.Exit(1) from exc
+
+
+def _report(report: object) -> None:
+    from models.station import ImportReport
+
+    assert isinstance(report, ImportReport)
+    if report.problems:
+        table = Table(
+            "line", "problem", title=f"{len(report.problems)} bad row(s): nothing written"
+        )
+        for p in report.problems:
+            table.add_row(str(p.line), p.reason)
+        console.print(table)
+        raise typer.Exit(1)
+    verb = "would be" if report.dry_run else "were"
+    console.print(
+        f"{report.rows} rows: {report.created} {verb} created, {report.updated} "
+        f"{verb} updated, {report.unchanged} unchanged"
+    )
+
+
+@stations_app.command("import")
+def stations_import(
+    csv_file: Path,
+    mission: MissionOpt,
+    dry_run: Annotated[bool, typer.Option(help="Check every row, write nothing")] = False,
+) -> None:
+    """Import stations from CSV (code,name,region,district,city,country,post,address,...)."""
+    from api.services import stations
+
+    text = _read_text(csv_file)
+    total = max(text.count("\n") - 1, 1)
+    with Progress(
+        TextColumn("stations"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("import", total=total)
+        try:
+            with session_scope() as s:
+                report = stations.import_csv(
+                    s, mission, text, dry_run, progress=lambda n: progress.advance(task, n)
+                )
+        except AppError as exc:
+            _fail(exc)
+    _report(report)
+
+
+@observers_app.command("import")
+def observers_import(
+    csv_file: Path,
+    mission: MissionOpt,
+    dry_run: Annotated[bool, typer.Option(help="Check every row, write nothing")] = False,
+) -> None:
+    """Import observers from CSV (code,name,team,phone,language,stations)."""
+    from api.services import observers
+
+    try:
+        with session_scope() as s:
+            report = observers.import_csv(s, mission, _read_text(csv_file), dry_run)
+    except AppError as exc:
+        _fail(exc)
+    _report(report)
+
+
+@token_app.command("create")
+def token_create(
+    mission: MissionOpt,
+    role: Annotated[Role, typer.Option(help="admin, analyst, observer or viewer")],
+    label: Annotated[str, typer.Option(help="Who or what holds it")] = "",
+    observer: Annotated[str | None, typer.Option(help="Observer code (observer role)")] = None,
+) -> None:
+    """Issue a token; it is printed once and stored only as a hash."""
+    from sqlalchemy import select
+
+    from api.services import credentials
+    from models import Observer
+
+    try:
+        with session_scope() as s:
+            observer_id = None
+            if observer:
+                observer_id = s.scalar(
+                    select(Observer.id).where(
+                        Observer.mission_id == mission, Observer.code == observer
+                    )
+                )
+                if observer_id is None:
+                    err.print(f"[red]no observer {observer!r} in mission {mission}[/red]")
+                    raise typer.Exit(1)
+            issued = credentials.issue(
+                s, mission, role, label or f"{role.value} {observer or ''}".strip(), observer_id
+            )
+    except AppError as exc:
+        _fail(exc)
+    console.print(f"credential {issued.id}\ntoken: [bold]{issued.token}[/bold]  (shown once)")
+
+
+@token_app.command("revoke")
+def token_revoke(mission: MissionOpt, credential_id: uuid.UUID) -> None:
+    """Revoke a credential at once."""
+    from api.services import credentials
+
+    try:
+        with session_scope() as s:
+            credentials.revoke(s, mission, credential_id)
+    except AppError as exc:
+        _fail(exc)
+    console.print(f"credential {credential_id} revoked")
+
+
+@template_app.command("load")
+def template_load(
+    path: Path,
+    mission: MissionOpt,
+    publish: Annotated[bool, typer.Option(help="Publish it (it then never changes)")] = False,
+) -> None:
+    """Check a template file (YAML or JSON) and store it as a draft or published version."""
+    from api.services import templates
+
+    try:
+        definition = templates.parse_definition(_read_text(path), str(path))
+        with session_scope() as s:
+            tpl = templates.create(s, mission, definition, publish=publish)
+    except AppError as exc:
+        _fail(exc)
+    console.print(f"template {tpl.code} version {tpl.version}: {tpl.status}")
+
+
+@template_app.command("check")
+def template_check(path: Path) -> None:
+    """Check a template file without a database."""
+    from api.services import templates
+
+    try:
+        d = templates.parse_definition(_read_text(path), str(path))
+    except AppError as exc:
+        _fail(exc)
+    n = sum(len(s.questions) for s in d.sections)
+    console.print(
+        f"{path}: template {d.code} version {d.version}, {len(d.sections)} sections, "
+        f"{n} questions: OK"
+    )
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address")] = None,
+    port: Annotated[int | None, typer.Option(help="Port")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes")] = None,
+) -> None:
+    """Run the API with uvicorn."""
+    import uvicorn
+
+    s = get_settings()
+    uvicorn.run(
+        "api.main:app",
+        host=host or s.host,
+        port=port or s.port,
+        workers=workers or s.workers,
+        log_level="info",
+        proxy_headers=True,
+    )
+
+
+if __name__ == "__main__":
+    app()

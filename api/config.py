@@ -1,0 +1,56 @@
+"""Settings, read from the environment with the POLLCHECK_ prefix."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="POLLCHECK_", env_file=".env", extra="ignore")
+
+    environment: str = Field("development", description="development, test or production")
+    database_url: str = Field(
+        "sqlite:///./pollcheck.db",
+        description="SQLAlchemy URL; PostgreSQL as postgresql+psycopg://user@host/db",
+    )
+    read_database_url: str | None = Field(
+        None, description="Optional replica for dashboard reads; defaults to database_url"
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    db_pool_size: int = 10
+    db_max_overflow: int = 10
+    db_statement_timeout_ms: int = 30_000
+    max_body_bytes: int = Field(1_000_000, description="Largest accepted request body (413 above)")
+    max_batch_items: int = 200
+    clock_skew_flag_s: int = Field(
+        300, description="Flag a checklist whose device clock is off by more"
+    )
+    future_tolerance_s: int = Field(120, description="How far in the future an observation may be")
+    token_touch_interval_s: int = Field(
+        60, description="How often a credential's last-used time is written"
+    )
+    attachments_dir: Path = Path("./var/attachments")
+    secret_key: str = Field(
+        "dev-only-change-me", description="Signs short-lived links; must be set outside development"
+    )
+
+    @model_validator(mode="after")
+    def _no_placeholder_secrets(self) -> Settings:
+        if self.environment == "production" and self.secret_key == "dev-only-change-me":
+            raise ValueError("POLLCHECK_SECRET_KEY must be set to a real secret in production")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,149 @@
+"""`Annotated` dependency aliases: sessions, the caller's credential and role gates."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from api.config import Settings, get_settings
+from api.db import get_engine, session_scope
+from api.errors import Forbidden, Unauthorized
+from api.security import token_digest
+from models import Credential, Role
+from models.base import utcnow
+
+
+def get_session() -> Iterator[Session]:
+    with session_scope() as session:
+        yield session
+
+
+def get_read_session() -> Iterator[Session]:
+    with session_scope(read=True) as session:
+        yield session
+
+
+# scope="function": the transaction commits before the response is sent, so a 2xx
+# always means the data is durable.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+bearer = HTTPBearer(auto_error=False, description="A Pollcheck token: `Authorization: Bearer pc_…`")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: one credential, one mission, one role."""
+
+    credential_id: uuid.UUID
+    mission_id: uuid.UUID
+    role: Role
+    observer_id: uuid.UUID | None
+
+
+_CRED = Credential.__table__  # type: ignore[attr-defined]
+
+
+def authenticate(session: Session, token: str, settings: Settings) -> Principal:
+    row = session.execute(
+        select(
+            _CRED.c.id,
+            _CRED.c.mission_id,
+            _CRED.c.role,
+            _CRED.c.observer_id,
+            _CRED.c.revoked_at,
+            _CRED.c.last_used_at,
+        ).where(_CRED.c.token_hash == token_digest(token))
+    ).first()
+    if row is None:
+        raise Unauthorized(
+            "unknown token", code="invalid_token", headers={"WWW-Authenticate": "Bearer"}
+        )
+    if row.revoked_at is not None:
+        raise Unauthorized(
+            "this token was revoked", code="revoked_token", headers={"WWW-Authenticate": "Bearer"}
+        )
+    now = utcnow()
+    interval = timedelta(seconds=settings.token_touch_interval_s)
+    if row.last_used_at is None or now - row.last_used_at > interval:
+        # Written at most once per interval, outside the request's transaction, so that
+        # a busy phone does not turn every request into a write of the same row.
+        with get_engine().begin() as conn:
+            conn.execute(
+                update(_CRED)
+                .where(_CRED.c.id == row.id)
+                .where(or_(_CRED.c.last_used_at.is_(None), _CRED.c.last_used_at < now - interval))
+                .values(last_used_at=now)
+            )
+    return Principal(row.id, row.mission_id, Role(row.role), row.observer_id)
+
+
+def get_principal(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    auth: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    if auth is None or not auth.credentials:
+        raise Unauthorized(
+            "send a token as `Authorization: Bearer …`",
+            code="missing_token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    principal = authenticate(session, auth.credentials, settings)
+    request.state.principal = principal
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+def require(*roles: Role) -> Callable[..., Principal]:
+    allowed = frozenset(roles)
+
+    def gate(principal: CurrentPrincipal) -> Principal:
+        if principal.role not in allowed:
+            names = ", ".join(sorted(r.value for r in allowed))
+            raise Forbidden(
+                f"this needs the role {names}; the token has {principal.role.value}",
+                code="wrong_role",
+            )
+        return principal
+
+    return gate
+
+
+def require_in_mission(*roles: Role) -> Callable[..., Principal]:
+    """A role gate for routes under /missions/{mission_id}: the token must be of that mission."""
+    gate = require(*roles)
+
+    def mission_gate(
+        mission_id: Annotated[uuid.UUID, Path(description="Mission id")],
+        principal: CurrentPrincipal,
+    ) -> Principal:
+        if principal.mission_id != mission_id:
+            raise Forbidden("this token belongs to another mission", code="other_mission")
+        return gate(principal)
+
+    return mission_gate
+
+
+AdminOfMission = Annotated[Principal, Depends(require_in_mission(Role.admin))]
+StaffOfMission = Annotated[Principal, Depends(require_in_mission(Role.admin, Role.analyst))]
+ReaderOfMission = Annotated[
+    Principal, Depends(require_in_mission(Role.admin, Role.analyst, Role.viewer))
+]
+MemberOfMission = Annotated[Principal, Depends(require_in_mission(*Role))]
+Admin = Annotated[Principal, Depends(require(Role.admin))]
+Submitter = Annotated[Principal, Depends(require(Role.observer, Role.analyst))]
+Observer = Annotated[Principal, Depends(require(Role.observer))]
+AnyMember = Annotated[Principal, Depends(require(*Role))]

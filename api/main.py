@@ -1,0 +1,121 @@
+"""Builds the FastAPI application."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.checklist_schema import TemplateDefinition
+from api.config import Settings, get_settings
+from api.errors import install_error_handlers
+from api.routes import checklists, health, me, missions, observers, stations, templates
+
+DESCRIPTION = """
+Pollcheck takes election-observation checklists from phones on bad networks, stores each
+exactly once with its history, and turns them into defensible findings.
+
+Authenticate with `Authorization: Bearer <token>`; tokens come from `pollcheck` (the CLI)
+or from a mission admin. Every error has one shape: `{"error", "detail", "code", "errors"}`.
+"""
+
+
+class BodyLimit:
+    """Refuse request bodies over the configured size with 413, before reading them whole."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(send)
+            return
+        received = 0
+        refused = False
+
+        async def limited_receive() -> Message:
+            nonlocal received, refused
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    refused = True
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _TooLarge:
+            if refused:
+                await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        response = JSONResponse(
+            {
+                "error": "PayloadTooLarge",
+                "code": "body_too_large",
+                "detail": f"the request body is over {self.max_bytes} bytes",
+            },
+            status_code=413,
+        )
+        await response({"type": "http"}, _empty_receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _empty_receive() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
+    app = FastAPI(
+        title="Pollcheck",
+        version="0.1.0",
+        description=DESCRIPTION,
+    )
+    install_error_handlers(app)
+    for router in (
+        health.router,
+        missions.router,
+        stations.router,
+        observers.router,
+        templates.router,
+        checklists.router,
+        me.router,
+    ):
+        app.include_router(router)
+
+    # The template upload route reads YAML or JSON itself; publish the JSON shape it accepts.
+    original = app.openapi
+
+    def openapi() -> dict:  # type: ignore[type-arg]
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = original()
+        from models.checklist import ChecklistSubmit
+
+        comps = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in (TemplateDefinition, ChecklistSubmit):
+            js = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            comps.update(js.pop("$defs", {}))
+            comps[model.__name__] = js
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return BodyLimit(app, settings.max_body_bytes)  # type: ignore[return-value]
+
+
+app = create_app()

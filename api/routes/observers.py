@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, status
+from sqlalchemy import select
+
+from api.deps import AdminOfMission, SessionDep, StaffOfMission
+from api.errors import COMMON_ERRORS, NotFound, error_responses
+from api.services import observers as observer_service
+from models import Team
+from models.observer import (
+    AssignmentsUpdate,
+    ObserverCreate,
+    ObserverPublic,
+    ObserversPublic,
+    ObserverUpdate,
+    TeamCreate,
+    TeamPublic,
+)
+from models.station import ImportReport
+
+router = APIRouter(prefix="/missions/{mission_id}", tags=["observers"])
+NOT_FOUND = error_responses(NotFound)
+
+
+@router.post(
+    "/observers",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ObserverPublic,
+    responses=COMMON_ERRORS,
+)
+def create_observer(
+    mission_id: uuid.UUID, body: ObserverCreate, session: SessionDep, _: AdminOfMission
+) -> Any:
+    """Create (or update, by code) an observer with their team and assigned stations."""
+    obs = observer_service.create_or_update(session, mission_id, body)
+    return observer_service.public(session, [obs])[0]
+
+
+@router.post("/observers/import", response_model=ImportReport, responses=COMMON_ERRORS)
+def import_observers(
+    mission_id: uuid.UUID,
+    session: SessionDep,
+    _: AdminOfMission,
+    csv_text: Annotated[
+        str,
+        Body(
+            media_type="text/csv", examples=["code,name,team,stations\nO1,Anna,T1,01-001 01-002\n"]
+        ),
+    ],
+    dry_run: bool = False,
+) -> Any:
+    """Import observers from CSV (code,name,team,phone,language,stations) upserting by code."""
+    return observer_service.import_csv(session, mission_id, csv_text, dry_run)
+
+
+@router.get("/observers", response_model=ObserversPublic, responses=COMMON_ERRORS)
+def list_observers(
+    mission_id: uuid.UUID,
+    session: SessionDep,
+    _: StaffOfMission,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Any:
+    """Observers with their team and assigned stations."""
+    data, count = observer_service.list_observers(session, mission_id, offset, limit)
+    return ObserversPublic(data=data, count=count)
+
+
+@router.get(
+    "/observers/{observer_id}", response_model=ObserverPublic, responses=COMMON_ERRORS | NOT_FOUND
+)
+def read_observer(
+    mission_id: uuid.UUID, observer_id: uuid.UUID, session: SessionDep, _: StaffOfMission
+) -> Any:
+    """One observer."""
+    return observer_service.public(
+        session, [observer_service.get(session, mission_id, observer_id)]
+    )[0]
+
+
+@router.patch(
+    "/observers/{observer_id}", response_model=ObserverPublic, responses=COMMON_ERRORS | NOT_FOUND
+)
+def update_observer(
+    mission_id: uuid.UUID,
+    observer_id: uuid.UUID,
+    body: ObserverUpdate,
+    session: SessionDep,
+    _: AdminOfMission,
+) -> Any:
+    """Change an observer's name, phone, language or team."""
+    obs = observer_service.update(session, mission_id, observer_id, body)
+    return observer_service.public(session, [obs])[0]
+
+
+@router.put(
+    "/observers/{observer_id}/assignments",
+    response_model=ObserverPublic,
+    responses=COMMON_ERRORS | NOT_FOUND,
+)
+def set_assignments(
+    mission_id: uuid.UUID,
+    observer_id: uuid.UUID,
+    body: AssignmentsUpdate,
+    session: SessionDep,
+    _: AdminOfMission,
+) -> Any:
+    """Replace the observer's assigned stations."""
+    obs = observer_service.get(session, mission_id, observer_id)
+    observer_service.set_assignments(session, mission_id, observer_id, body.stations)
+    return observer_service.public(session, [obs])[0]
+
+
+@router.post(
+    "/teams",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TeamPublic,
+    responses=COMMON_ERRORS,
+)
+def create_team(
+    mission_id: uuid.UUID, body: TeamCreate, session: SessionDep, _: AdminOfMission
+) -> Any:
+    """Create a team (creating an existing name returns it)."""
+    tid = observer_service.team_id(session, mission_id, body.name)
+    return session.get(Team, tid)
+
+
+@router.get("/teams", response_model=list[TeamPublic], responses=COMMON_ERRORS)
+def list_teams(mission_id: uuid.UUID, session: SessionDep, _: StaffOfMission) -> Any:
+    """The mission's teams."""
+    return session.scalars(
+        select(Team).where(Team.mission_id == mission_id).order_by(Team.name)
+    ).all()

@@ -1,0 +1,410 @@
+"""Checklist intake: idempotent by the phone's UUID, validated, versioned, set-based.
+
+The database guarantees exactly-once storage (primary key on the client UUID with
+`ON CONFLICT DO NOTHING`, unique `replaces_id` and `(root_id, version)`), so several API
+processes may receive the same checklist at once and still store it once.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import Row, and_, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from api.checklist_schema import AnswerError
+from api.config import Settings
+from api.deps import Principal
+from api.errors import Conflict, Invalid, NotFound
+from api.services import templates as template_service
+from api.services.sql import dialect_insert
+from models import Answer, Assignment, Checklist, ChecklistTemplate, Role, Station, TemplateStatus
+from models.base import utcnow
+from models.checklist import ChecklistDetail, ChecklistPublic, ChecklistSubmit
+
+CL = Checklist.__table__  # type: ignore[attr-defined]
+AN = Answer.__table__  # type: ignore[attr-defined]
+ST = Station.__table__  # type: ignore[attr-defined]
+TPL = ChecklistTemplate.__table__  # type: ignore[attr-defined]
+ASG = Assignment.__table__  # type: ignore[attr-defined]
+
+
+def content_hash(item: Any) -> str:
+    """Same content, same hash, whatever the key order or white space."""
+    return hashlib.sha256(orjson.dumps(item, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+@dataclass(slots=True)
+class Outcome:
+    checklist: ChecklistPublic
+    created: bool
+
+
+_PUBLIC_COLUMNS = (
+    CL.c.id,
+    CL.c.root_id,
+    CL.c.version,
+    CL.c.replaces_id,
+    CL.c.is_latest,
+    CL.c.observer_id,
+    CL.c.phase,
+    CL.c.observed_at,
+    CL.c.observed_utc_offset_min,
+    CL.c.clock_skew_s,
+    CL.c.clock_flagged,
+    CL.c.received_at,
+    CL.c.review_state,
+    CL.c.quarantined,
+    ST.c.code.label("station"),
+    TPL.c.code.label("template"),
+    TPL.c.version.label("template_version"),
+)
+
+
+def _public_query() -> Any:
+    return select(*_PUBLIC_COLUMNS).select_from(
+        CL.join(ST, ST.c.id == CL.c.station_id).join(TPL, TPL.c.id == CL.c.template_id)
+    )
+
+
+def _public(row: Row[Any]) -> ChecklistPublic:
+    return ChecklistPublic.model_validate(row._mapping)
+
+
+def _stored(
+    session: Session, checklist_id: uuid.UUID
+) -> tuple[ChecklistPublic, str, uuid.UUID] | None:
+    row = session.execute(
+        _public_query()
+        .add_columns(CL.c.payload_sha256, CL.c.mission_id)
+        .where(CL.c.id == checklist_id)
+    ).first()
+    if row is None:
+        return None
+    return _public(row), row.payload_sha256, row.mission_id
+
+
+def _replay(
+    stored: tuple[ChecklistPublic, str, uuid.UUID], digest: str, principal: Principal
+) -> Outcome:
+    public, stored_digest, mission_id = stored
+    if mission_id != principal.mission_id or (
+        principal.role == Role.observer and public.observer_id != principal.observer_id
+    ):
+        # Never reveal another mission's or observer's checklist, even by its id.
+        raise Conflict(
+            "this checklist id is already used; make a new id for a new checklist", code="id_taken"
+        )
+    if stored_digest != digest:
+        raise Conflict(
+            f"checklist {public.id} was already received with other content; "
+            "send a correction with a new id and `replaces` to change it",
+            code="id_reused_with_other_content",
+        )
+    return Outcome(public, created=False)
+
+
+def _published_template(
+    session: Session, mission_id: uuid.UUID, code: str, version: int
+) -> Row[Any] | None:
+    return session.execute(
+        select(TPL.c.id, TPL.c.status, TPL.c.definition).where(
+            TPL.c.mission_id == mission_id, TPL.c.code == code, TPL.c.version == version
+        )
+    ).first()
+
+
+def submit(
+    session: Session,
+    principal: Principal,
+    body: ChecklistSubmit,
+    item: Any,
+    raw: str,
+    settings: Settings,
+    savepoint: bool = False,
+) -> Outcome:
+    """Store one checklist exactly once, or raise with every problem found."""
+    digest = content_hash(item)
+    stored = _stored(session, body.id)
+    if stored is not None:
+        return _replay(stored, digest, principal)
+
+    received_at = utcnow()
+    errors: list[dict[str, Any]] = []
+    mission_id = principal.mission_id
+    observer_id = principal.observer_id
+
+    station = session.execute(
+        select(ST.c.id, ASG.c.observer_id.label("assigned"))
+        .select_from(
+            ST.outerjoin(ASG, and_(ASG.c.station_id == ST.c.id, ASG.c.observer_id == observer_id))
+        )
+        .where(ST.c.mission_id == mission_id, ST.c.code == body.station)
+    ).first()
+    if station is None:
+        errors.append(
+            _err(["station"], "unknown_station", f"no station {body.station!r} in this mission")
+        )
+
+    replaced = None
+    if body.replaces is not None:
+        replaced = session.execute(
+            select(
+                CL.c.id,
+                CL.c.root_id,
+                CL.c.version,
+                CL.c.is_latest,
+                CL.c.observer_id,
+                CL.c.mission_id,
+            ).where(CL.c.id == body.replaces)
+        ).first()
+        if (
+            replaced is None
+            or replaced.mission_id != mission_id
+            or (principal.role == Role.observer and replaced.observer_id != observer_id)
+        ):
+            errors.append(
+                _err(
+                    ["replaces"],
+                    "unknown_checklist",
+                    f"no checklist {body.replaces} of yours to correct",
+                )
+            )
+            replaced = None
+        elif not replaced.is_latest:
+            raise Conflict(
+                f"checklist {body.replaces} was already corrected; correct its latest version",
+                code="not_latest_version",
+            )
+        else:
+            observer_id = replaced.observer_id  # an analyst's correction stays the observer's
+    elif principal.role != Role.observer:
+        errors.append(
+            _err(
+                ["replaces"],
+                "observer_only",
+                "only observers post new checklists; analysts post corrections",
+            )
+        )
+
+    if station is not None and principal.role == Role.observer and station.assigned is None:
+        errors.append(
+            _err(["station"], "not_assigned", f"station {body.station} is not assigned to you")
+        )
+
+    tpl = _published_template(session, mission_id, body.template, body.template_version)
+    rows: list[Any] = []
+    if tpl is None:
+        errors.append(
+            _err(
+                ["template"],
+                "unknown_template",
+                f"no template {body.template} version {body.template_version}",
+            )
+        )
+    elif tpl.status != TemplateStatus.published:
+        errors.append(
+            _err(
+                ["template_version"],
+                "template_not_published",
+                f"template {body.template} version {body.template_version} is not published",
+            )
+        )
+    else:
+        compiled = template_service.compiled(tpl.id, tpl.definition)
+        rows, answer_errors = compiled.validate(body.phase.value, body.answers)
+        errors.extend(e.as_dict() for e in answer_errors)
+
+    skew_s: int | None = None
+    if body.sent_at is not None:
+        skew_s = round((received_at - body.sent_at).total_seconds())
+    corrected = body.observed_at + timedelta(seconds=skew_s or 0)
+    if corrected > received_at + timedelta(seconds=settings.future_tolerance_s):
+        errors.append(
+            _err(
+                ["observed_at"],
+                "in_future",
+                "the observation time is in the future; check the phone's clock",
+            )
+        )
+
+    if errors:
+        raise Invalid(
+            f"the checklist has {len(errors)} problem(s); nothing was stored",
+            code="invalid_checklist",
+            errors=errors,
+        )
+    assert station is not None and tpl is not None and observer_id is not None
+
+    offset = body.observed_at.utcoffset() or timedelta(0)
+    values = {
+        "id": body.id,
+        "root_id": replaced.root_id if replaced else body.id,
+        "version": replaced.version + 1 if replaced else 1,
+        "replaces_id": body.replaces,
+        "is_latest": True,
+        "mission_id": mission_id,
+        "observer_id": observer_id,
+        "station_id": station.id,
+        "template_id": tpl.id,
+        "phase": body.phase.value,
+        "observed_at": body.observed_at,
+        "observed_utc_offset_min": int(offset.total_seconds() // 60),
+        "device_sent_at": body.sent_at,
+        "clock_skew_s": skew_s,
+        "clock_flagged": skew_s is not None and abs(skew_s) > settings.clock_skew_flag_s,
+        "received_at": received_at,
+        "credential_id": principal.credential_id,
+        "payload": raw,
+        "payload_sha256": digest,
+        "review_state": "received",
+        "quarantined": False,
+    }
+    nested = session.begin_nested() if savepoint else None
+    try:
+        inserted = session.execute(
+            dialect_insert(session, CL).values(values).on_conflict_do_nothing(index_elements=["id"])
+        ).rowcount
+        if inserted == 0:
+            # Another request stored this id a moment ago; answer as for a replay.
+            if nested:
+                nested.rollback()
+            again = _stored(session, body.id)
+            assert again is not None
+            return _replay(again, digest, principal)
+        if replaced is not None:
+            flipped = session.execute(
+                update(CL)
+                .where(CL.c.id == replaced.id, CL.c.is_latest.is_(True))
+                .values(is_latest=False)
+            ).rowcount
+            if flipped != 1:
+                raise Conflict(
+                    f"checklist {replaced.id} was corrected meanwhile", code="not_latest_version"
+                )
+        if rows:
+            session.execute(
+                AN.insert(),
+                [
+                    {
+                        "checklist_id": body.id,
+                        "question_code": r.question_code,
+                        "position": r.position,
+                        "value": r.value,
+                        "number": r.number,
+                        "critical": r.critical,
+                    }
+                    for r in rows
+                ],
+            )
+        if nested:
+            nested.commit()
+    except IntegrityError as exc:
+        if nested:
+            nested.rollback()
+        raise Conflict(
+            "this version was corrected meanwhile by another request", code="not_latest_version"
+        ) from exc
+    except Conflict:
+        if nested:
+            nested.rollback()
+        raise
+    public = ChecklistPublic(
+        **{k: v for k, v in values.items() if k in ChecklistPublic.model_fields},
+        station=body.station,
+        template=body.template,
+        template_version=body.template_version,
+    )
+    return Outcome(public, created=True)
+
+
+def _err(path: list[str | int], code: str, message: str) -> dict[str, Any]:
+    return AnswerError(path, code, message).as_dict()
+
+
+def _visible(principal: Principal) -> Any:
+    cond = CL.c.mission_id == principal.mission_id
+    if principal.role == Role.observer:
+        cond = and_(cond, CL.c.observer_id == principal.observer_id)
+    return cond
+
+
+def get_detail(session: Session, principal: Principal, checklist_id: uuid.UUID) -> ChecklistDetail:
+    row = session.execute(
+        _public_query()
+        .add_columns(CL.c.payload)
+        .where(CL.c.id == checklist_id, _visible(principal))
+    ).first()
+    if row is None:
+        raise NotFound(f"no checklist {checklist_id} that you may read", code="checklist_not_found")
+    answers = orjson.loads(row.payload).get("answers", {})
+    return ChecklistDetail(**_public(row).model_dump(), answers=answers)
+
+
+def versions(
+    session: Session, principal: Principal, checklist_id: uuid.UUID
+) -> list[ChecklistPublic]:
+    root = session.scalar(select(CL.c.root_id).where(CL.c.id == checklist_id, _visible(principal)))
+    if root is None:
+        raise NotFound(f"no checklist {checklist_id} that you may read", code="checklist_not_found")
+    rows = session.execute(_public_query().where(CL.c.root_id == root).order_by(CL.c.version))
+    return [_public(r) for r in rows]
+
+
+def encode_cursor(received_at: datetime, checklist_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(f"{received_at.isoformat()}|{checklist_id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        at, cid = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        return datetime.fromisoformat(at), uuid.UUID(cid)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Invalid(
+            "the cursor is not one this server gave out",
+            code="bad_cursor",
+            errors=[
+                {
+                    "path": ["query", "cursor"],
+                    "code": "bad_cursor",
+                    "message": "use next_cursor from the previous page",
+                }
+            ],
+        ) from exc
+
+
+def list_checklists(
+    session: Session,
+    principal: Principal,
+    *,
+    station: str | None = None,
+    observer_id: uuid.UUID | None = None,
+    phase: str | None = None,
+    latest_only: bool = False,
+    cursor: str | None = None,
+    limit: int = 100,
+) -> tuple[list[ChecklistPublic], str | None]:
+    """A page in the order the server received them (oldest first), for lists and sync."""
+    q = _public_query().where(_visible(principal))
+    if station:
+        q = q.where(ST.c.code == station)
+    if observer_id:
+        q = q.where(CL.c.observer_id == observer_id)
+    if phase:
+        q = q.where(CL.c.phase == phase)
+    if latest_only:
+        q = q.where(CL.c.is_latest.is_(True))
+    if cursor:
+        at, cid = decode_cursor(cursor)
+        q = q.where(or_(CL.c.received_at > at, and_(CL.c.received_at == at, CL.c.id > cid)))
+    rows = session.execute(q.order_by(CL.c.received_at, CL.c.id).limit(limit + 1)).all()
+    page = [_public(r) for r in rows[:limit]]
+    next_cursor = encode_cursor(page[-1].received_at, page[-1].id) if len(rows) > limit else None
+    return page, next_cursor

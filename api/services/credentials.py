@@ -1,0 +1,88 @@
+"""Issuing, listing and revoking tokens."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.errors import Invalid, NotFound
+from api.security import new_token, token_digest
+from models import Credential, Observer, Role
+from models.base import utcnow
+from models.credential import CredentialIssued, CredentialPublic
+
+
+def issue(
+    session: Session,
+    mission_id: uuid.UUID,
+    role: Role,
+    label: str,
+    observer_id: uuid.UUID | None = None,
+    created_by_id: uuid.UUID | None = None,
+) -> CredentialIssued:
+    """Make a token; the plain token exists only in the returned value."""
+    if role == Role.observer:
+        if observer_id is None:
+            raise Invalid(
+                "an observer token needs observer_id",
+                code="observer_required",
+                errors=[
+                    {
+                        "path": ["observer_id"],
+                        "code": "missing",
+                        "message": "required for the observer role",
+                    }
+                ],
+            )
+        observer = session.get(Observer, observer_id)
+        if observer is None or observer.mission_id != mission_id:
+            raise NotFound(f"no observer {observer_id} in this mission", code="observer_not_found")
+    elif observer_id is not None:
+        raise Invalid(
+            "only observer tokens name an observer",
+            code="observer_not_allowed",
+            errors=[
+                {
+                    "path": ["observer_id"],
+                    "code": "not_allowed",
+                    "message": f"a {role.value} token is not an observer's",
+                }
+            ],
+        )
+    token = new_token()
+    cred = Credential(
+        mission_id=mission_id,
+        role=role,
+        observer_id=observer_id,
+        label=label,
+        token_hash=token_digest(token),
+        token_prefix=token[:10],
+        created_by_id=created_by_id,
+    )
+    session.add(cred)
+    session.flush()
+    return CredentialIssued(**CredentialPublic.model_validate(cred).model_dump(), token=token)
+
+
+def list_for_mission(session: Session, mission_id: uuid.UUID) -> list[Credential]:
+    return list(
+        session.scalars(
+            select(Credential)
+            .where(Credential.mission_id == mission_id)
+            .order_by(Credential.created_at)
+        )
+    )
+
+
+def revoke(session: Session, mission_id: uuid.UUID, credential_id: uuid.UUID) -> Credential:
+    cred = session.get(Credential, credential_id)
+    if cred is None or cred.mission_id != mission_id:
+        raise NotFound(
+            f"no credential {credential_id} in this mission", code="credential_not_found"
+        )
+    if cred.revoked_at is None:
+        cred.revoked_at = utcnow()
+        session.flush()
+    return cred

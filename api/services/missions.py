@@ -1,0 +1,45 @@
+"""Missions: creation (with the default checklist and a first admin token), reading, updates."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.orm import Session
+
+from api.errors import NotFound
+from api.services import credentials, templates
+from models import Mission, Role
+from models.credential import CredentialIssued
+from models.mission import MissionCreate, MissionUpdate
+
+
+def create(
+    session: Session,
+    body: MissionCreate,
+    created_by_id: uuid.UUID | None = None,
+    with_default_template: bool = True,
+) -> tuple[Mission, CredentialIssued]:
+    mission = Mission.model_validate(body)
+    session.add(mission)
+    session.flush()
+    if with_default_template:
+        templates.create(session, mission.id, templates.default_definition(), publish=True)
+    admin = credentials.issue(
+        session, mission.id, Role.admin, "first admin", created_by_id=created_by_id
+    )
+    return mission, admin
+
+
+def get(session: Session, mission_id: uuid.UUID) -> Mission:
+    mission = session.get(Mission, mission_id)
+    if mission is None:
+        raise NotFound(f"no mission {mission_id}", code="mission_not_found")
+    return mission
+
+
+def update(session: Session, mission_id: uuid.UUID, body: MissionUpdate) -> Mission:
+    mission = get(session, mission_id)
+    for k, v in body.model_dump(exclude_unset=True).items():
+        setattr(mission, k, v)
+    session.flush()
+    return mission

@@ -1,0 +1,244 @@
+"""Observers, teams and the deployment plan (assignments)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from api.errors import Invalid, NotFound
+from api.services.sql import insert_ignore
+from models import Assignment, Observer, Station, Team
+from models.base import utcnow
+from models.observer import ObserverCreate, ObserverPublic, ObserverUpdate
+from models.station import ImportProblem, ImportReport
+
+ASG = Assignment.__table__  # type: ignore[attr-defined]
+OBS_CSV_COLUMNS = ("code", "name", "team", "phone", "language", "stations")
+
+
+def team_id(session: Session, mission_id: uuid.UUID, name: str | None) -> uuid.UUID | None:
+    if not name:
+        return None
+    insert_ignore(
+        session,
+        Team.__table__,
+        [
+            {
+                "id": uuid.uuid4(),
+                "mission_id": mission_id,  # type: ignore[attr-defined]
+                "name": name,
+                "created_at": utcnow(),
+            }
+        ],
+        ["mission_id", "name"],
+    )
+    return session.scalar(select(Team.id).where(Team.mission_id == mission_id, Team.name == name))
+
+
+def station_ids(session: Session, mission_id: uuid.UUID, codes: list[str]) -> dict[str, uuid.UUID]:
+    """Map codes to ids, or raise naming every unknown code."""
+    if not codes:
+        return {}
+    found = dict(
+        session.execute(
+            select(Station.code, Station.id).where(
+                Station.mission_id == mission_id, Station.code.in_(codes)
+            )
+        ).all()
+    )
+    unknown = [c for c in codes if c not in found]
+    if unknown:
+        raise Invalid(
+            f"unknown station code(s): {', '.join(unknown[:20])}",
+            code="unknown_station",
+            errors=[
+                {
+                    "path": ["stations", codes.index(c)],
+                    "code": "unknown_station",
+                    "message": f"no station {c!r} in this mission",
+                }
+                for c in unknown
+            ],
+        )
+    return found
+
+
+def set_assignments(
+    session: Session, mission_id: uuid.UUID, observer_id: uuid.UUID, codes: list[str]
+) -> None:
+    ids = station_ids(session, mission_id, list(dict.fromkeys(codes)))
+    session.execute(delete(ASG).where(ASG.c.observer_id == observer_id))
+    insert_ignore(
+        session,
+        ASG,
+        [
+            {"observer_id": observer_id, "station_id": sid, "mission_id": mission_id}
+            for sid in ids.values()
+        ],
+        ["observer_id", "station_id"],
+    )
+
+
+def create_or_update(session: Session, mission_id: uuid.UUID, body: ObserverCreate) -> Observer:
+    """Upsert by the observer's code; the station list replaces the previous plan."""
+    obs = session.scalar(
+        select(Observer).where(Observer.mission_id == mission_id, Observer.code == body.code)
+    )
+    tid = team_id(session, mission_id, body.team)
+    if obs is None:
+        obs = Observer(
+            mission_id=mission_id,
+            code=body.code,
+            name=body.name,
+            phone=body.phone,
+            language=body.language,
+            team_id=tid,
+        )
+        session.add(obs)
+    else:
+        obs.name, obs.phone, obs.language, obs.team_id = body.name, body.phone, body.language, tid
+    session.flush()
+    set_assignments(session, mission_id, obs.id, body.stations)
+    return obs
+
+
+def get(session: Session, mission_id: uuid.UUID, observer_id: uuid.UUID) -> Observer:
+    obs = session.get(Observer, observer_id)
+    if obs is None or obs.mission_id != mission_id:
+        raise NotFound(f"no observer {observer_id} in this mission", code="observer_not_found")
+    return obs
+
+
+def update(
+    session: Session, mission_id: uuid.UUID, observer_id: uuid.UUID, body: ObserverUpdate
+) -> Observer:
+    obs = get(session, mission_id, observer_id)
+    data = body.model_dump(exclude_unset=True)
+    if "team" in data:
+        obs.team_id = team_id(session, mission_id, data.pop("team"))
+    for k, v in data.items():
+        setattr(obs, k, v)
+    session.flush()
+    return obs
+
+
+def public(session: Session, observers: list[Observer]) -> list[ObserverPublic]:
+    if not observers:
+        return []
+    ids = [o.id for o in observers]
+    teams = dict(
+        session.execute(
+            select(Team.id, Team.name).where(
+                Team.id.in_({o.team_id for o in observers if o.team_id})
+            )
+        ).all()
+    )
+    plan: dict[uuid.UUID, list[str]] = {i: [] for i in ids}
+    for oid, code in session.execute(
+        select(Assignment.observer_id, Station.code)
+        .join(Station, Station.id == Assignment.station_id)
+        .where(Assignment.observer_id.in_(ids))
+        .order_by(Station.code)
+    ):
+        plan[oid].append(code)
+    return [
+        ObserverPublic(
+            id=o.id,
+            code=o.code,
+            name=o.name,
+            phone=o.phone,
+            language=o.language,
+            team=teams.get(o.team_id) if o.team_id else None,
+            stations=plan[o.id],
+        )
+        for o in observers
+    ]
+
+
+def list_observers(
+    session: Session, mission_id: uuid.UUID, offset: int, limit: int
+) -> tuple[list[ObserverPublic], int]:
+    count = (
+        session.scalar(
+            select(func.count()).select_from(Observer).where(Observer.mission_id == mission_id)
+        )
+        or 0
+    )
+    rows = list(
+        session.scalars(
+            select(Observer)
+            .where(Observer.mission_id == mission_id)
+            .order_by(Observer.code)
+            .offset(offset)
+            .limit(limit)
+        )
+    )
+    return public(session, rows), count
+
+
+def parse_csv(text: str) -> Iterable[tuple[int, dict[str, Any]]]:
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    unknown = [h for h in header if h not in OBS_CSV_COLUMNS]
+    missing = [h for h in ("code", "name") if h not in header]
+    if missing or unknown:
+        raise Invalid(
+            f"line 1 (header): missing {missing}, unknown {unknown}; the columns are "
+            f"{', '.join(OBS_CSV_COLUMNS)}",
+            code="csv_header",
+        )
+    reader.fieldnames = header
+    for row in reader:
+        clean = {k: v.strip() for k, v in row.items() if k and v and v.strip()}
+        clean["stations"] = (clean.get("stations") or "").split()
+        yield reader.line_num, clean
+
+
+def import_csv(
+    session: Session, mission_id: uuid.UUID, text: str, dry_run: bool = False
+) -> ImportReport:
+    """Upsert observers by code with their team and stations (space-separated codes)."""
+    problems: list[ImportProblem] = []
+    bodies: list[ObserverCreate] = []
+    known = set(session.scalars(select(Station.code).where(Station.mission_id == mission_id)))
+    existing = set(session.scalars(select(Observer.code).where(Observer.mission_id == mission_id)))
+    for line, raw in parse_csv(text):
+        try:
+            body = ObserverCreate.model_validate(raw)
+        except ValidationError as exc:
+            problems.append(
+                ImportProblem(
+                    line=line,
+                    reason="; ".join(
+                        f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()
+                    ),
+                )
+            )
+            continue
+        unknown = [c for c in body.stations if c not in known]
+        if unknown:
+            problems.append(
+                ImportProblem(line=line, reason=f"unknown station(s) {', '.join(unknown)}")
+            )
+            continue
+        bodies.append(body)
+    created = sum(1 for b in bodies if b.code not in existing)
+    report = ImportReport(
+        dry_run=dry_run,
+        rows=len(bodies) + len(problems),
+        created=created,
+        updated=len(bodies) - created,
+        unchanged=0,
+        problems=problems,
+    )
+    if not dry_run and not problems:
+        for body in bodies:
+            create_or_update(session, mission_id, body)
+    return report

@@ -1,0 +1,43 @@
+"""Portable bulk SQL: `INSERT … ON CONFLICT` exists on PostgreSQL and SQLite alike."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+
+def dialect_insert(session: Session, table: Table) -> Any:
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def upsert(
+    session: Session,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    keys: Sequence[str],
+    update: Sequence[str],
+) -> None:
+    """Insert rows, updating `update` columns where the `keys` already exist."""
+    if not rows:
+        return
+    stmt = dialect_insert(session, table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=list(keys), set_={c: getattr(stmt.excluded, c) for c in update}
+    )
+    session.execute(stmt, list(rows))
+
+
+def insert_ignore(
+    session: Session, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]
+) -> None:
+    """Insert rows; rows whose `keys` already exist are left as they are."""
+    if not rows:
+        return
+    stmt = dialect_insert(session, table).on_conflict_do_nothing(index_elements=list(keys))
+    session.execute(stmt, list(rows))

@@ -1,0 +1,159 @@
+"""Checklist templates: load from YAML/JSON, check, store as drafts, publish (then frozen)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from importlib import resources
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from api.checklist_schema import CompiledTemplate, TemplateDefinition
+from api.errors import Conflict, Invalid, NotFound
+from models import ChecklistTemplate, TemplateStatus
+from models.base import utcnow
+
+DEFAULT_TEMPLATE = "default_checklist.yaml"
+
+
+def parse_definition(text: str, source: str = "template") -> TemplateDefinition:
+    """Parse YAML (a superset of JSON) and check it; every problem is reported with its path."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise Invalid(
+            f"{source} is not valid YAML/JSON{where}",
+            code="template_syntax",
+            errors=[{"path": [], "code": "syntax", "message": str(exc)}],
+        ) from exc
+    return check_definition(data, source)
+
+
+def check_definition(data: Any, source: str = "template") -> TemplateDefinition:
+    if not isinstance(data, dict):
+        raise Invalid(
+            f"{source} must be a mapping with code, version, sections…", code="template_invalid"
+        )
+    try:
+        return TemplateDefinition.model_validate(data)
+    except ValidationError as exc:
+        errors = [
+            {"path": list(e["loc"]), "code": e["type"], "message": e["msg"]} for e in exc.errors()
+        ]
+        raise Invalid(
+            f"{source} has {len(errors)} problem(s): {errors[0]['message']}",
+            code="template_invalid",
+            errors=errors,
+        ) from exc
+
+
+def default_definition() -> TemplateDefinition:
+    text = resources.files("api.data").joinpath(DEFAULT_TEMPLATE).read_text(encoding="utf-8")
+    return parse_definition(text, DEFAULT_TEMPLATE)
+
+
+def title_of(definition: dict[str, Any]) -> str:
+    title = definition.get("title") or {}
+    langs = definition.get("languages") or []
+    return str(
+        title.get(langs[0]) if langs and langs[0] in title else next(iter(title.values()), "")
+    )
+
+
+def create(
+    session: Session, mission_id: uuid.UUID, definition: TemplateDefinition, publish: bool = False
+) -> ChecklistTemplate:
+    existing = session.scalar(
+        select(ChecklistTemplate).where(
+            ChecklistTemplate.mission_id == mission_id,
+            ChecklistTemplate.code == definition.code,
+            ChecklistTemplate.version == definition.version,
+        )
+    )
+    data = definition.model_dump(mode="json", by_alias=True, exclude_none=True)
+    if existing is not None:
+        if existing.status != TemplateStatus.draft:
+            if existing.definition == data:
+                return existing  # loading the same published template again changes nothing
+            raise Conflict(
+                f"template {definition.code} version {definition.version} is published and "
+                "cannot change; give the new form a higher version",
+                code="template_published",
+            )
+        existing.definition = data
+        tpl = existing
+    else:
+        tpl = ChecklistTemplate(
+            mission_id=mission_id,
+            code=definition.code,
+            version=definition.version,
+            definition=data,
+        )
+        session.add(tpl)
+    session.flush()
+    if publish:
+        publish_template(session, tpl)
+    return tpl
+
+
+def publish_template(session: Session, tpl: ChecklistTemplate) -> ChecklistTemplate:
+    if tpl.status == TemplateStatus.draft:
+        tpl.status = TemplateStatus.published
+        tpl.published_at = utcnow()
+        session.flush()
+    return tpl
+
+
+def get(session: Session, mission_id: uuid.UUID, code: str, version: int) -> ChecklistTemplate:
+    tpl = session.scalar(
+        select(ChecklistTemplate).where(
+            ChecklistTemplate.mission_id == mission_id,
+            ChecklistTemplate.code == code,
+            ChecklistTemplate.version == version,
+        )
+    )
+    if tpl is None:
+        raise NotFound(
+            f"no template {code} version {version} in this mission", code="template_not_found"
+        )
+    return tpl
+
+
+def list_for_mission(
+    session: Session, mission_id: uuid.UUID, published_only: bool = False
+) -> list[ChecklistTemplate]:
+    q = select(ChecklistTemplate).where(ChecklistTemplate.mission_id == mission_id)
+    if published_only:
+        q = q.where(ChecklistTemplate.status == TemplateStatus.published)
+    return list(session.scalars(q.order_by(ChecklistTemplate.code, ChecklistTemplate.version)))
+
+
+def next_version(session: Session, mission_id: uuid.UUID, code: str) -> int:
+    current = session.scalar(
+        select(func.max(ChecklistTemplate.version)).where(
+            ChecklistTemplate.mission_id == mission_id, ChecklistTemplate.code == code
+        )
+    )
+    return (current or 0) + 1
+
+
+# Published templates never change, so compiling one once per process is safe.
+_compiled: dict[uuid.UUID, CompiledTemplate] = {}
+
+
+def compiled(template_id: uuid.UUID, definition: dict[str, Any]) -> CompiledTemplate:
+    ct = _compiled.get(template_id)
+    if ct is None:
+        ct = CompiledTemplate(TemplateDefinition.model_validate(definition))
+        _compiled[template_id] = ct
+    return ct
+
+
+def dump_json(definition: TemplateDefinition) -> str:
+    return json.dumps(definition.model_dump(mode="json", by_alias=True, exclude_none=True))

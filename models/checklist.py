@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import AwareDatetime, ConfigDict
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, SmallInteger, String, Text, text
+from sqlmodel import Field, SQLModel
+
+from models.base import UTCDateTime, utcnow
+
+
+class ReviewState(StrEnum):
+    received = "received"
+    has_issues = "has_issues"
+    verified = "verified"
+    rejected = "rejected"
+
+
+class Checklist(SQLModel, table=True):
+    """One version of one checklist; `id` is the client-made UUID (the idempotency key).
+
+    A correction is a new row naming the version it replaces (`replaces_id`, unique, so a
+    version can be replaced once) in the same chain (`root_id`); only `is_latest` counts.
+    """
+
+    __table_args__ = (
+        Index("ix_checklist_root_id_version", "root_id", "version", unique=True),
+        Index("ix_checklist_mission_id_received_at", "mission_id", "received_at"),
+        Index("ix_checklist_observer_id_received_at", "observer_id", "received_at"),
+        Index("ix_checklist_station_id", "station_id"),
+        Index(
+            "ix_checklist_latest",
+            "mission_id",
+            "phase",
+            postgresql_where=text("is_latest"),
+            sqlite_where=text("is_latest"),
+        ),
+    )
+
+    id: uuid.UUID = Field(primary_key=True)
+    root_id: uuid.UUID
+    version: int = 1
+    replaces_id: uuid.UUID | None = Field(
+        default=None, sa_column_args=[ForeignKey("checklist.id")], unique=True
+    )
+    is_latest: bool = True
+    mission_id: uuid.UUID = Field(foreign_key="mission.id")
+    observer_id: uuid.UUID = Field(foreign_key="observer.id")
+    station_id: uuid.UUID = Field(foreign_key="station.id")
+    template_id: uuid.UUID = Field(foreign_key="checklist_template.id", index=True)
+    phase: str = Field(sa_type=String(16))
+    observed_at: datetime = Field(sa_type=UTCDateTime)
+    observed_utc_offset_min: int = Field(sa_type=SmallInteger)
+    device_sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    clock_skew_s: int | None = None
+    clock_flagged: bool = False
+    received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    credential_id: uuid.UUID = Field(foreign_key="credential.id")
+    payload: str = Field(sa_column=Column(Text, nullable=False))
+    payload_sha256: str = Field(max_length=64)
+    review_state: ReviewState = Field(default=ReviewState.received, sa_type=String(16))
+    quarantined: bool = False
+
+
+class Answer(SQLModel, table=True):
+    """One typed answer: closed answers in `value`, numbers also in `number` (minutes for times)."""
+
+    checklist_id: uuid.UUID = Field(
+        sa_column_args=[ForeignKey("checklist.id", ondelete="CASCADE")], primary_key=True
+    )
+    question_code: str = Field(max_length=32, primary_key=True)
+    position: int = Field(default=0, sa_type=SmallInteger, primary_key=True)
+    value: str = Field(sa_column=Column(Text, nullable=False))
+    number: int | None = Field(default=None, sa_type=BigInteger)
+    critical: bool = False
+
+
+class Phase(StrEnum):
+    opening = "opening"
+    voting = "voting"
+    closing = "closing"
+    incident = "incident"
+
+
+class ChecklistSubmit(SQLModel):
+    """A checklist as a phone sends it."""
+
+    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+    id: uuid.UUID = Field(description="Made by the phone once per version; resending it is safe")
+    station: str = Field(max_length=64, description="Station code")
+    template: str = Field(max_length=32, description="Template code")
+    template_version: int = Field(ge=1)
+    phase: Phase
+    observed_at: AwareDatetime = Field(
+        description="Device time of the observation, with UTC offset"
+    )
+    sent_at: AwareDatetime | None = Field(
+        None, description="Device clock when sending; lets the server spot a clock that is off"
+    )
+    replaces: uuid.UUID | None = Field(None, description="The version this one corrects")
+    answers: dict[str, Any] = Field(description="Answers keyed by question code")
+
+
+class ChecklistPublic(SQLModel):
+    id: uuid.UUID
+    root_id: uuid.UUID
+    version: int
+    replaces_id: uuid.UUID | None
+    is_latest: bool
+    station: str
+    observer_id: uuid.UUID
+    template: str
+    template_version: int
+    phase: Phase
+    observed_at: datetime
+    observed_utc_offset_min: int
+    clock_skew_s: int | None
+    clock_flagged: bool
+    received_at: datetime
+    review_state: ReviewState
+    quarantined: bool
+
+
+class ChecklistDetail(ChecklistPublic):
+    answers: dict[str, Any] = Field(description="The answers as the phone sent them")
+
+
+class ChecklistsPublic(SQLModel):
+    data: list[ChecklistPublic]
+    count: int
+    next_cursor: str | None = None

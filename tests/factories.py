@@ -1,0 +1,163 @@
+"""Plain factory functions for tests: each takes a session (or client) and overrides."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from api.checklist_schema import CompiledTemplate, QuestionType, TemplateDefinition
+from api.services import credentials, missions, observers, stations, templates
+from models import Mission, Observer, Role
+from models.mission import MissionCreate
+from models.observer import ObserverCreate
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def make_mission(session: Session, **overrides: Any) -> tuple[Mission, str]:
+    """A mission with the default checklist published; returns it and an admin token."""
+    data: dict[str, Any] = {
+        "name": "Test mission",
+        "country": "Kazakhstan",
+        "election_date": date(2024, 10, 6),
+        "timezone": "Asia/Almaty",
+        "languages": ["en", "ru"],
+        "sampling": "purposive",
+    }
+    data.update(overrides)
+    mission, admin = missions.create(session, MissionCreate(**data))
+    session.commit()
+    return mission, admin.token
+
+
+def make_station(
+    session: Session, mission_id: uuid.UUID, code: str = "S-001", **overrides: Any
+) -> str:
+    row: dict[str, Any] = {
+        "code": code,
+        "name": f"Station {code}",
+        "region": "Astana",
+        "district": "Esil district",
+        "registered_voters": 1500,
+    }
+    row.update(overrides)
+    if "country" in overrides:
+        row.pop("region", None)
+        row.pop("district", None)
+    report = stations.upsert_stations(session, mission_id, [(1, row)])
+    assert not report.problems, report.problems
+    session.commit()
+    return code
+
+
+def make_observer(
+    session: Session,
+    mission_id: uuid.UUID,
+    stations_: list[str] | None = None,
+    code: str | None = None,
+    team: str | None = "Team 1",
+    **overrides: Any,
+) -> tuple[Observer, str]:
+    """An observer assigned to `stations_`, with an observer token."""
+    code = code or f"O-{uuid.uuid4().hex[:6]}"
+    obs = observers.create_or_update(
+        session,
+        mission_id,
+        ObserverCreate(
+            code=code,
+            name=overrides.pop("name", f"Observer {code}"),
+            team=team,
+            stations=stations_ or [],
+            **overrides,
+        ),
+    )
+    issued = credentials.issue(session, mission_id, Role.observer, f"phone {code}", obs.id)
+    session.commit()
+    return obs, issued.token
+
+
+def make_token(session: Session, mission_id: uuid.UUID, role: Role) -> str:
+    issued = credentials.issue(session, mission_id, role, f"test {role.value}")
+    session.commit()
+    return issued.token
+
+
+def default_template() -> CompiledTemplate:
+    return CompiledTemplate(templates.default_definition())
+
+
+def answers_for(
+    phase: str,
+    overrides: dict[str, Any] | None = None,
+    definition: TemplateDefinition | None = None,
+) -> dict[str, Any]:
+    """A complete, valid, unremarkable answer set for one phase (overrides win)."""
+    ct = CompiledTemplate(definition) if definition else default_template()
+    overrides = overrides or {}
+    answers: dict[str, Any] = {}
+    chosen: dict[str, set[str]] = {}
+    for code, cq in ct.questions.items():
+        if phase not in cq.phases:
+            continue
+        if cq.show_if_question and not (chosen.get(cq.show_if_question, set()) & cq.show_if_values):
+            continue
+        value = overrides[code] if code in overrides else _plain_answer(cq)
+        if value is None:
+            continue
+        answers[code] = value
+        chosen[code] = {str(v) for v in value} if isinstance(value, list) else {str(value)}
+    return answers
+
+
+def _plain_answer(cq: Any) -> Any:
+    q = cq.q
+    if q.type == QuestionType.text:
+        return "all calm" if q.required else None
+    if q.type == QuestionType.integer:
+        return q.min if q.min is not None else 0
+    if q.type == QuestionType.time:
+        return "08:00"
+    if q.type == QuestionType.scale4:
+        return "good"
+    if q.type == QuestionType.yes_no:
+        return "no" if "yes" in cq.critical else "yes"
+    codes = [o.code for o in q.options if o.code not in cq.critical and not o.na]
+    if q.type == QuestionType.multi:
+        return None if not q.required else [codes[0]]
+    if "none" in codes:
+        return "none"
+    return codes[0]
+
+
+def checklist_payload(
+    station: str, phase: str = "voting", answers: dict[str, Any] | None = None, **overrides: Any
+) -> dict[str, Any]:
+    """A valid checklist body for the default template."""
+    body: dict[str, Any] = {
+        "id": str(uuid.uuid4()),
+        "station": station,
+        "template": "default",
+        "template_version": 1,
+        "phase": phase,
+        "observed_at": (datetime.now(UTC) - timedelta(minutes=5)).astimezone().isoformat(),
+        "answers": answers if answers is not None else answers_for(phase),
+    }
+    body.update(overrides)
+    return body
+
+
+__all__ = [
+    "auth",
+    "make_mission",
+    "make_station",
+    "make_observer",
+    "make_token",
+    "answers_for",
+    "checklist_payload",
+    "templates",
+]
