@@ -1,7 +1,7 @@
 """Every table, imported here so that Alembic sees the whole schema."""
 
 from models.base import metadata
-from models.checklist import Answer, Checklist, ReviewState
+from models.checklist import Answer, Checklist, ChecklistChange, ReviewState
 from models.credential import Credential, Role
 from models.location import Location, LocationKind
 from models.mission import Mission, Sampling
@@ -13,6 +13,7 @@ __all__ = [
     "Answer",
     "Assignment",
     "Checklist",
+    "ChecklistChange",
     "ChecklistTemplate",
     "Credential",
     "Location",

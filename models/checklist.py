@@ -6,7 +6,17 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import AwareDatetime, ConfigDict
-from sqlalchemy import BigInteger, Column, ForeignKey, Index, SmallInteger, String, Text, text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    text,
+)
 from sqlmodel import Field, SQLModel
 
 from models.base import UTCDateTime, utcnow
@@ -132,3 +142,22 @@ class ChecklistsPublic(SQLModel):
     data: list[ChecklistPublic]
     count: int
     next_cursor: str | None = None
+
+
+class ChecklistChange(SQLModel, table=True):
+    """Outbox of changes to what counts: a row per checklist whose version, review state or
+    quarantine changed, written in the same transaction as the change. Findings consume it
+    to stay current without rescanning, and its newest id per mission is a data version."""
+
+    __tablename__ = "checklist_change"
+    __table_args__ = (Index("ix_checklist_change_mission_id_id", "mission_id", "id"),)
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(
+            BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+        ),
+    )
+    mission_id: uuid.UUID = Field(foreign_key="mission.id")
+    checklist_id: uuid.UUID = Field(foreign_key="checklist.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -23,6 +23,7 @@ from api.checklist_schema import AnswerError
 from api.config import Settings
 from api.deps import Principal
 from api.errors import Conflict, Invalid, NotFound
+from api.services import changes
 from api.services import templates as template_service
 from api.services.sql import dialect_insert
 from models import Answer, Assignment, Checklist, ChecklistTemplate, Role, Station, TemplateStatus
@@ -304,6 +305,7 @@ def submit(
                     for r in rows
                 ],
             )
+        changes.record(session, mission_id, [body.id, *([replaced.id] if replaced else [])])
         if nested:
             nested.commit()
     except IntegrityError as exc:

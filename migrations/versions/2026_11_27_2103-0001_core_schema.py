@@ -274,9 +274,35 @@ def upgrade() -> None:
             "checklist_id", "question_code", "position", name=op.f("pk_answer")
         ),
     )
+    op.create_table(
+        "checklist_change",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("mission_id", sa.Uuid(), nullable=False),
+        sa.Column("checklist_id", sa.Uuid(), nullable=False),
+        sa.Column("created_at", models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["checklist_id"],
+            ["checklist.id"],
+            name=op.f("fk_checklist_change_checklist_id_checklist"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["mission_id"], ["mission.id"], name=op.f("fk_checklist_change_mission_id_mission")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_checklist_change")),
+    )
+    with op.batch_alter_table("checklist_change", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_checklist_change_mission_id_id", ["mission_id", "id"], unique=False
+        )
 
 
 def downgrade() -> None:
+    op.drop_table("checklist_change")
     op.drop_table("answer")
     with op.batch_alter_table("checklist", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_checklist_template_id"))
