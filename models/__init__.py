@@ -1,17 +1,21 @@
 """Every table, imported here so that Alembic sees the whole schema."""
 
+from models.audit import AuditEvent
 from models.base import metadata
 from models.checklist import Answer, Checklist, ChecklistChange, ReviewState
 from models.credential import Credential, Role
 from models.location import Location, LocationKind
 from models.mission import Mission, Sampling
 from models.observer import Assignment, Observer, Team
+from models.ratelimit import RateLimitWindow
+from models.review import ReviewEvent
 from models.station import Station
 from models.template import ChecklistTemplate, TemplateStatus
 
 __all__ = [
     "Answer",
     "Assignment",
+    "AuditEvent",
     "Checklist",
     "ChecklistChange",
     "ChecklistTemplate",
@@ -20,6 +24,8 @@ __all__ = [
     "LocationKind",
     "Mission",
     "Observer",
+    "RateLimitWindow",
+    "ReviewEvent",
     "ReviewState",
     "Role",
     "Sampling",

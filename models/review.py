@@ -1,0 +1,75 @@
+"""Review decisions on checklists: every change of review state or quarantine is a row."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import ConfigDict, model_validator
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, String, Text
+from sqlmodel import Field, SQLModel
+
+from models.base import UTCDateTime, utcnow
+from models.checklist import ReviewState
+
+
+class ReviewEvent(SQLModel, table=True):
+    """One analyst decision: the state and quarantine before and after, with the reason."""
+
+    __tablename__ = "review_event"
+    __table_args__ = (Index("ix_review_event_checklist_id_id", "checklist_id", "id"),)
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(
+            BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+        ),
+    )
+    mission_id: uuid.UUID = Field(foreign_key="mission.id", index=True)
+    checklist_id: uuid.UUID = Field(sa_column_args=[ForeignKey("checklist.id")])
+    state_before: ReviewState = Field(sa_type=String(16))
+    state_after: ReviewState = Field(sa_type=String(16))
+    quarantined_before: bool
+    quarantined_after: bool
+    comment: str = Field(sa_column=Column(Text, nullable=False))
+    credential_id: uuid.UUID = Field(foreign_key="credential.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ReviewCreate(SQLModel):
+    """A review decision: a new state, a quarantine change, or both, always with a comment."""
+
+    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+    state: ReviewState | None = Field(None, description="The new review state; omit to keep it")
+    quarantined: bool | None = Field(
+        None, description="Hold the checklist out of the findings (true) or let it back (false)"
+    )
+    comment: str = Field(
+        min_length=1, max_length=2000, description="Why: shown in the history and the audit trail"
+    )
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> ReviewCreate:
+        if self.state is None and self.quarantined is None:
+            raise ValueError("give `state`, `quarantined` or both")
+        if not self.comment.strip():
+            raise ValueError("the comment must say something")
+        return self
+
+
+class ReviewPublic(SQLModel):
+    id: int
+    checklist_id: uuid.UUID
+    version: int
+    state_before: ReviewState
+    state_after: ReviewState
+    quarantined_before: bool
+    quarantined_after: bool
+    comment: str
+    credential_id: uuid.UUID
+    created_at: datetime
+
+
+class ReviewsPublic(SQLModel):
+    data: list[ReviewPublic]
+    count: int
