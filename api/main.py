@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
@@ -79,7 +78,6 @@ async def _empty_receive() -> Message:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
     app = FastAPI(
         title="Pollcheck",
         version="0.1.0",

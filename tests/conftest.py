@@ -69,13 +69,14 @@ def database_url() -> Iterator[str]:
 
 
 def _empty_tables() -> None:
-    from sqlalchemy import text
+    from sqlalchemy import inspect, text
 
     import models
     from api.db import get_engine
 
     engine = get_engine()
-    tables = [t.name for t in reversed(models.metadata.sorted_tables)]
+    existing = set(inspect(engine).get_table_names())
+    tables = [t.name for t in reversed(models.metadata.sorted_tables) if t.name in existing]
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " CASCADE"))

@@ -27,7 +27,9 @@ TEMPLATE_BODY = {
 
 
 def _summary(t: ChecklistTemplate) -> TemplateSummary:
-    return TemplateSummary(**t.model_dump(), title=template_service.title_of(t.definition))
+    return TemplateSummary(
+        **t.model_dump(warnings=False), title=template_service.title_of(t.definition)
+    )
 
 
 def _public(t: ChecklistTemplate) -> TemplatePublic:

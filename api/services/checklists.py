@@ -270,15 +270,19 @@ def submit(
     }
     nested = session.begin_nested() if savepoint else None
     try:
+        # No conflict target: a clash on the id (a resend racing itself) or on the version
+        # chain (two corrections of one version) both leave the row unwritten.
         inserted = session.execute(
-            dialect_insert(session, CL).values(values).on_conflict_do_nothing(index_elements=["id"])
-        ).rowcount
-        if inserted == 0:
-            # Another request stored this id a moment ago; answer as for a replay.
+            dialect_insert(session, CL).values(values).on_conflict_do_nothing().returning(CL.c.id)
+        ).first()
+        if inserted is None:
             if nested:
                 nested.rollback()
             again = _stored(session, body.id)
-            assert again is not None
+            if again is None:
+                raise Conflict(
+                    f"checklist {body.replaces} was corrected meanwhile", code="not_latest_version"
+                )
             return _replay(again, digest, principal)
         if replaced is not None:
             flipped = session.execute(

@@ -1,0 +1,64 @@
+"""docker-compose.yml, the Dockerfile and the README describe the same deployment."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _compose() -> dict:  # type: ignore[type-arg]
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_compose_runs_the_api_on_postgresql_16_with_a_health_check() -> None:
+    services = _compose()["services"]
+    assert services["db"]["image"] == "postgres:16"
+    assert "pg_isready" in " ".join(services["db"]["healthcheck"]["test"])
+    api = services["api"]
+    assert api["environment"]["POLLCHECK_DATABASE_URL"].startswith("postgresql+psycopg://")
+    assert "@db:5432/" in api["environment"]["POLLCHECK_DATABASE_URL"]
+    assert api["depends_on"]["db"]["condition"] == "service_healthy"
+    assert "8000:8000" in api["ports"]
+
+
+def test_compose_migrates_before_the_api_starts() -> None:
+    services = _compose()["services"]
+    assert services["migrate"]["command"] == ["pollcheck", "migrate"]
+    assert services["api"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert services["migrate"]["environment"] == services["api"]["environment"]
+
+
+def test_compose_commands_are_real_cli_commands_and_in_the_readme() -> None:
+    from typer.main import get_command
+
+    from api.cli import app
+
+    commands = set(get_command(app).commands)  # type: ignore[attr-defined]
+    readme = (ROOT / "README.md").read_text()
+    for name in ("migrate", "api"):
+        command = _compose()["services"][name]["command"]
+        assert command[0] == "pollcheck" and command[1] in commands
+        assert f"pollcheck {command[1]}" in readme
+    assert "docker compose up --build" in readme
+
+
+def test_dockerfile_installs_the_lock_file_and_serves() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "--require-hashes -r requirements.lock" in dockerfile
+    assert re.search(r'CMD \["pollcheck", "serve"\]', dockerfile)
+    for copied in ("api", "models", "migrations", "alembic.ini"):
+        assert f"COPY {copied}" in dockerfile
+
+
+def test_readme_quick_start_is_two_make_commands() -> None:
+    readme = (ROOT / "README.md").read_text()
+    quick = readme.split("## Quick start", 1)[1].split("##", 1)[0]
+    assert "make run" in quick and "make test" in quick
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^run: install", makefile, re.M)
+    assert re.search(r"^test: install", makefile, re.M)
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
