@@ -35,8 +35,9 @@ for sub, name in (
 ):
     app.add_typer(sub, name=name)
 
-console = Console()
-err = Console(stderr=True)
+# soft_wrap: a token is never broken across lines, so it can be copied whole.
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 MissionOpt = Annotated[uuid.UUID, typer.Option("--mission", "-m", help="Mission id")]
 
 

@@ -11,7 +11,7 @@ import base64
 import hashlib
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import orjson
@@ -76,7 +76,11 @@ def _public_query() -> Any:
 
 
 def _public(row: Row[Any]) -> ChecklistPublic:
-    return ChecklistPublic.model_validate(row._mapping)
+    data = dict(row._mapping)
+    # Show the observation time as the phone gave it: in its own UTC offset.
+    offset = timezone(timedelta(minutes=data["observed_utc_offset_min"]))
+    data["observed_at"] = data["observed_at"].astimezone(offset)
+    return ChecklistPublic.model_validate(data)
 
 
 def _stored(

@@ -283,3 +283,11 @@ def test_every_change_is_recorded_in_the_outbox(client, session, field) -> None:
     client.post("/checklists", json=checklist_payload("S-1", replaces=v1["id"]), headers=tok)
     session.expire_all()
     assert data_version(session, field["mission"].id) > after_first
+
+
+def test_observation_time_is_shown_in_the_phones_offset(client, field) -> None:
+    tok = auth(field["token"])
+    body = checklist_payload("S-1", observed_at="2024-10-06T07:40:00+05:00")
+    created = client.post("/checklists", json=body, headers=tok).json()
+    read = client.get(f"/checklists/{body['id']}", headers=tok).json()
+    assert created["observed_at"] == read["observed_at"] == "2024-10-06T07:40:00+05:00"
