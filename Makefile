@@ -22,9 +22,9 @@ run: install
 	$(BIN)/pollcheck migrate
 	$(BIN)/pollcheck demo
 	@echo ""
-	@echo "  Pollcheck runs at http://127.0.0.1:8000"
-	@echo "  API docs:        http://127.0.0.1:8000/docs"
-	@echo "  Observer app:    http://127.0.0.1:8000/app"
+	@echo "  Pollcheck runs at http://127.0.0.1:$${POLLCHECK_PORT:-8000}"
+	@echo "  API docs:        http://127.0.0.1:$${POLLCHECK_PORT:-8000}/docs"
+	@echo "  Observer app:    http://127.0.0.1:$${POLLCHECK_PORT:-8000}/app"
 	@echo "  Demo tokens are printed above (and kept in var/demo-credentials.txt)."
 	@echo ""
 	$(BIN)/pollcheck serve
