@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     token_touch_interval_s: int = Field(
         60, description="How often a credential's last-used time is written"
     )
+    rate_limit_per_minute: int = Field(
+        600, description="Requests one token may make per minute (429 above); 0 turns it off"
+    )
     attachments_dir: Path = Path("./var/attachments")
     secret_key: str = Field(
         "dev-only-change-me", description="Signs short-lived links; must be set outside development"

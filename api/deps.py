@@ -13,10 +13,13 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from api.body import raw_body
 from api.config import Settings, get_settings
 from api.db import get_engine, session_scope
 from api.errors import Forbidden, Unauthorized
+from api.ratelimit import hit as count_request
 from api.security import token_digest
+from api.services import audit
 from models import Credential, Role
 from models.base import utcnow
 
@@ -101,6 +104,7 @@ def get_principal(
         )
     principal = authenticate(session, auth.credentials, settings)
     request.state.principal = principal
+    count_request(principal.credential_id, settings)
     return principal
 
 
@@ -145,5 +149,25 @@ ReaderOfMission = Annotated[
 MemberOfMission = Annotated[Principal, Depends(require_in_mission(*Role))]
 Admin = Annotated[Principal, Depends(require(Role.admin))]
 Submitter = Annotated[Principal, Depends(require(Role.observer, Role.analyst))]
+Analyst = Annotated[Principal, Depends(require(Role.analyst))]
+Staff = Annotated[Principal, Depends(require(Role.admin, Role.analyst))]
 Observer = Annotated[Principal, Depends(require(Role.observer))]
 AnyMember = Annotated[Principal, Depends(require(*Role))]
+
+
+def audit_writes(
+    request: Request, session: SessionDep, body: Annotated[bytes, Depends(raw_body)]
+) -> Iterator[None]:
+    """Every router's dependency: a write that succeeded is audited in its own transaction."""
+    yield  # only reached again when the route returned without raising
+    if request.method not in audit.WRITE_METHODS:
+        return
+    principal: Principal | None = getattr(request.state, "principal", None)
+    actor = (
+        audit.Actor(principal.mission_id, principal.credential_id, principal.role.value)
+        if principal
+        else audit.Actor(None, None, "anonymous")
+    )
+    route = getattr(request.scope.get("route"), "path", request.url.path)
+    ctype = request.headers.get("content-type", "")
+    audit.record_request(session, actor, request.method, route, request.url.path, body, ctype)

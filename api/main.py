@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api import access
 from api.checklist_schema import TemplateDefinition
 from api.config import Settings, get_settings
 from api.errors import install_error_handlers
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
     )
     install_error_handlers(app)
+    access.install(app)
     for router in (
         health.router,
         missions.router,
@@ -113,7 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    return BodyLimit(app, settings.max_body_bytes)  # type: ignore[return-value]
+    return BodyLimit(access.sanitize(app), settings.max_body_bytes)  # type: ignore[return-value]
 
 
 app = create_app()

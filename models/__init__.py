@@ -1,5 +1,6 @@
 """Every table, imported here so that Alembic sees the whole schema."""
 
+from models.attachment import Attachment
 from models.audit import AuditEvent
 from models.base import metadata
 from models.checklist import Answer, Checklist, ChecklistChange, ReviewState
@@ -15,6 +16,7 @@ from models.template import ChecklistTemplate, TemplateStatus
 __all__ = [
     "Answer",
     "Assignment",
+    "Attachment",
     "AuditEvent",
     "Checklist",
     "ChecklistChange",

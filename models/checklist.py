@@ -19,6 +19,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
+from models.attachment import AttachmentDeclared
 from models.base import UTCDateTime, utcnow
 
 
@@ -112,6 +113,9 @@ class ChecklistSubmit(SQLModel):
     )
     replaces: uuid.UUID | None = Field(None, description="The version this one corrects")
     answers: dict[str, Any] = Field(description="Answers keyed by question code")
+    attachments: list[AttachmentDeclared] | None = Field(
+        None, description="Files (photos) uploaded separately, each by name and SHA-256"
+    )
 
 
 class ChecklistPublic(SQLModel):

@@ -23,7 +23,7 @@ from api.checklist_schema import AnswerError
 from api.config import Settings
 from api.deps import Principal
 from api.errors import Conflict, Invalid, NotFound
-from api.services import changes
+from api.services import audit, changes
 from api.services import templates as template_service
 from api.services.sql import dialect_insert
 from models import Answer, Assignment, Checklist, ChecklistTemplate, Role, Station, TemplateStatus
@@ -168,6 +168,7 @@ def submit(
                 CL.c.is_latest,
                 CL.c.observer_id,
                 CL.c.mission_id,
+                CL.c.quarantined,
             ).where(CL.c.id == body.replaces)
         ).first()
         if (
@@ -270,7 +271,9 @@ def submit(
         "payload": raw,
         "payload_sha256": digest,
         "review_state": "received",
-        "quarantined": False,
+        # A quarantine holds the whole chain out of the findings until an analyst lifts it;
+        # a correction must not be a way around it. The review state starts afresh.
+        "quarantined": bool(replaced.quarantined) if replaced else False,
     }
     nested = session.begin_nested() if savepoint else None
     try:
@@ -326,6 +329,8 @@ def submit(
         if nested:
             nested.rollback()
         raise
+    if replaced is not None:
+        audit.record_correction(session, replaced.id, body.id, body.answers)
     public = ChecklistPublic(
         **{k: v for k, v in values.items() if k in ChecklistPublic.model_fields},
         station=body.station,

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from api.checklist_schema import CompiledTemplate, TemplateDefinition
 from api.errors import Conflict, Invalid, NotFound
+from api.sanitize import TooComplex, load_yaml
 from models import ChecklistTemplate, TemplateStatus
 from models.base import utcnow
 
@@ -23,7 +24,9 @@ DEFAULT_TEMPLATE = "default_checklist.yaml"
 def parse_definition(text: str, source: str = "template") -> TemplateDefinition:
     """Parse YAML (a superset of JSON) and check it; every problem is reported with its path."""
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
+    except TooComplex as exc:
+        raise exc.invalid() from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -1,0 +1,36 @@
+"""The observers' web app (web/), served at /app: plain files, no build step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
+
+WEB_DIR = Path(__file__).resolve().parents[2] / "web"
+
+
+class AppFiles(StaticFiles):
+    """Static files that phones always revalidate (ETag → 304), so an update is never stuck
+    behind a stale cache; the service worker keeps the offline copy."""
+
+    def file_response(self, full_path, stat_result, scope: Scope, status_code: int = 200):  # type: ignore[no-untyped-def]
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        response.headers["Cache-Control"] = "no-cache"
+        if str(full_path).endswith("sw.js"):
+            response.headers["Service-Worker-Allowed"] = "/app/"
+        return response
+
+
+def mount(app: FastAPI, directory: Path = WEB_DIR) -> None:
+    """Serve the app at /app/ (and send /app there, keeping a #token=… fragment)."""
+    if not (directory / "index.html").exists():
+        return
+
+    @app.get("/app", include_in_schema=False)
+    def app_root() -> RedirectResponse:
+        return RedirectResponse("/app/", status_code=308)
+
+    app.mount("/app/", AppFiles(directory=directory, html=True), name="app")

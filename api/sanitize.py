@@ -1,0 +1,238 @@
+"""Hostile input, handled in one place: every request body is read, bounded, normalised to
+Unicode NFC and stripped of control characters before any route sees it; YAML is loaded
+with a bound on alias expansion; CSV cells are made safe for spreadsheets on the way out.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Any
+
+import orjson
+import yaml
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.errors import Invalid
+
+# Generous for any honest client (the default template is ~6 levels deep, ~200 questions),
+# small enough that validation of a hostile body stays cheap.
+MAX_DEPTH = 32
+MAX_ITEMS = 10_000  # entries of one array or keys of one object
+MAX_STRING = 20_000  # characters of one string (the longest text answer is 10,000)
+MAX_NODES = 200_000  # values in one document, counting YAML aliases as often as they expand
+
+# C0 and C1 control characters and DEL; tab, line feed and carriage return are text.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_TEXT_TYPES = ("text/", "application/yaml", "application/x-yaml")
+
+
+class TooComplex(ValueError):
+    """A document over the limits: answered with 422, nothing parsed further."""
+
+    def __init__(self, path: list[str | int], code: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.code = code
+        self.message = message
+
+    def invalid(self) -> Invalid:
+        return Invalid(
+            f"the request body is too large or too deep to accept: {self.message}",
+            code=self.code,
+            errors=[{"path": ["body", *self.path], "code": self.code, "message": self.message}],
+        )
+
+
+def clean_text(text: str) -> str:
+    """NFC, without control characters (tab and line breaks stay)."""
+    if not text.isascii() and not unicodedata.is_normalized("NFC", text):
+        text = unicodedata.normalize("NFC", text)
+    return _CONTROL.sub("", text)
+
+
+class _Walk:
+    def __init__(self) -> None:
+        self.nodes = 0
+        self.changed = False
+
+    def clean(self, value: Any, path: list[str | int]) -> Any:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise TooComplex(path, "too_many_values", f"more than {MAX_NODES} values in all")
+        if isinstance(value, str):
+            if len(value) > MAX_STRING:
+                raise TooComplex(path, "string_too_long", f"a string over {MAX_STRING} characters")
+            cleaned = clean_text(value)
+            if cleaned != value:
+                self.changed = True
+            return cleaned
+        if isinstance(value, dict | list):
+            if len(path) >= MAX_DEPTH:
+                raise TooComplex(path, "too_deep", f"nested deeper than {MAX_DEPTH} levels")
+            if len(value) > MAX_ITEMS:
+                raise TooComplex(path, "too_many_items", f"more than {MAX_ITEMS} entries")
+            if isinstance(value, list):
+                return [self.clean(v, [*path, i]) for i, v in enumerate(value)]
+            out = {}
+            for k, v in value.items():
+                key = self.clean(k, path) if isinstance(k, str) else k
+                out[key] = self.clean(v, [*path, str(key)])
+            if len(out) != len(value):  # two keys that differ only in their normal form
+                raise TooComplex(
+                    path, "duplicate_key", "two keys are the same text once normalised"
+                )
+            return out
+        return value
+
+
+def clean_document(value: Any) -> tuple[Any, bool]:
+    """Bound and normalise a parsed JSON/YAML document; returns it and whether it changed."""
+    walk = _Walk()
+    return walk.clean(value, []), walk.changed
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """Safe YAML that counts what aliases expand to, so a 'billion laughs' is refused."""
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML (a superset of JSON) within the limits; raises yaml.YAMLError or TooComplex."""
+    loader = _BoundedLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _expanded_size(node, {}, 0)
+        data = loader.construct_document(node)
+    except RecursionError as exc:
+        raise TooComplex([], "too_deep", f"nested deeper than {MAX_DEPTH} levels") from exc
+    finally:
+        loader.dispose()
+    return clean_document(data)[0]
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int], depth: int) -> int:
+    if depth > MAX_DEPTH:
+        raise TooComplex([], "too_deep", f"nested deeper than {MAX_DEPTH} levels")
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(n, memo, depth + 1) for n in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            size += _expanded_size(k, memo, depth + 1) + _expanded_size(v, memo, depth + 1)
+    if size > MAX_NODES:
+        raise TooComplex([], "too_many_values", f"more than {MAX_NODES} values once expanded")
+    memo[key] = size
+    return size
+
+
+# Cells that a spreadsheet would run as a formula (OWASP's list, plus their full-width forms).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+
+
+def csv_safe(value: Any) -> str:
+    """A CSV cell that spreadsheets show as text, never evaluate."""
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else str(value)
+    if text.startswith(_FORMULA_START):
+        return "'" + text
+    return text
+
+
+def _error(exc: Invalid) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.status_code)
+
+
+class SanitizeBody:
+    """Read each request body whole (BodyLimit, outside, bounds it), then check and clean it.
+
+    JSON bodies are parsed once here with the same parser as the routes; a body that does
+    not parse is refused here, so no route ever sees JSON its parser would read otherwise.
+    A clean body is passed on byte for byte; only a body that changed is re-serialised.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, _replay(b"", message, receive), send)
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        headers = dict(scope.get("headers") or [])
+        ctype = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
+        try:
+            cleaned = _clean_body(body, ctype)
+        except Invalid as exc:
+            await _error(exc)(scope, receive, send)
+            return
+        if cleaned is not None:
+            body = cleaned
+            scope = dict(scope)
+            scope["headers"] = [
+                (k, v) for k, v in scope.get("headers") or [] if k != b"content-length"
+            ] + [(b"content-length", str(len(body)).encode())]
+        await self.app(scope, _replay(body, None, receive), send)
+
+
+def _clean_body(body: bytes, ctype: str) -> bytes | None:
+    """The cleaned body, or None when it is fine as it is; raises Invalid."""
+    if not body:
+        return None
+    if ctype == "application/json" or ctype.endswith("+json"):
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise Invalid(
+                f"malformed JSON at line {exc.lineno}, column {exc.colno} "
+                f"(character {exc.pos}): {exc.msg}",
+                code="malformed_json",
+                errors=[{"path": ["body"], "code": "malformed_json", "message": exc.msg}],
+            ) from exc
+        try:
+            data, changed = clean_document(data)
+        except TooComplex as exc:
+            raise exc.invalid() from exc
+        return orjson.dumps(data) if changed else None
+    if ctype.startswith(_TEXT_TYPES):
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise Invalid(
+                f"the body is not UTF-8 text (byte {exc.start})",
+                code="invalid_encoding",
+                errors=[{"path": ["body"], "code": "invalid_encoding", "message": str(exc)}],
+            ) from exc
+        cleaned = clean_text(text)
+        return cleaned.encode() if cleaned != text else None
+    return None
+
+
+def _replay(body: bytes, pending: Message | None, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            if pending is not None:
+                return pending
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay

@@ -1,0 +1,284 @@
+"""The audit trail: every successful write, with who, when, which credential and what changed.
+
+How writes reach it:
+- Every write route (POST, PUT, PATCH, DELETE) that succeeds gets one row written by the
+  `audit_writes` dependency in the request's own transaction: the route and the concrete
+  path, and the request body (or its digest and size when it is large or not JSON).
+- Services that know more add notes (`note`) with the state before and after, e.g. review
+  decisions and corrections; the notes replace the generic row.
+- Checklist intake is audited by the checklist table itself: each version row is
+  append-only and names who sent it, when, and with which credential, so a second row per
+  checklist would double the cost of the hottest write for nothing. Only corrections, where
+  before and after matter, also get a row. The export can merge the versions in.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import and_, select
+from sqlalchemy.orm import Session
+
+from api.sanitize import csv_safe
+from models import AuditEvent, Checklist, Credential, Station
+from models.audit import AuditEventPublic
+from models.base import utcnow
+
+AUD = AuditEvent.__table__  # type: ignore[attr-defined]
+CL = Checklist.__table__  # type: ignore[attr-defined]
+CRED = Credential.__table__  # type: ignore[attr-defined]
+ST = Station.__table__  # type: ignore[attr-defined]
+
+NOTES = "pollcheck.audit_notes"
+MAX_BODY_IN_TRAIL = 8_000  # bytes of JSON body kept verbatim; larger ones by digest
+
+# Routes whose service writes its own record (see the module docstring); others may add
+# theirs here, e.g. a batch intake route whose checklists are recorded in the same way.
+SELF_AUDITED: set[tuple[str, str]] = {("POST", "/checklists")}
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    mission_id: uuid.UUID | None
+    credential_id: uuid.UUID | None
+    role: str
+
+
+CLI = Actor(None, None, "cli")
+
+
+def note(
+    session: Session,
+    action: str,
+    target: str,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> None:
+    """Add a detailed record of this unit of work; written with the request's actor."""
+    session.info.setdefault(NOTES, []).append(
+        {"action": action, "target": target, "before": before, "after": after}
+    )
+
+
+def write(session: Session, actor: Actor, rows: list[dict[str, Any]]) -> None:
+    now = utcnow()
+    session.execute(
+        AUD.insert(),
+        [
+            {
+                "mission_id": actor.mission_id,
+                "at": now,
+                "credential_id": actor.credential_id,
+                "role": actor.role,
+                "action": r["action"][:200],
+                "target": (r.get("target") or "")[:400] or None,
+                "before": _jsonable(r.get("before")),
+                "after": _jsonable(r.get("after")),
+            }
+            for r in rows
+        ],
+    )
+
+
+def _jsonable(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if value is None else orjson.loads(orjson.dumps(value, default=str))
+
+
+def body_summary(body: bytes, content_type: str) -> dict[str, Any] | None:
+    """What a write sent: small JSON verbatim, anything else by SHA-256 and size."""
+    if not body:
+        return None
+    if len(body) <= MAX_BODY_IN_TRAIL and "json" in content_type:
+        try:
+            return {"body": orjson.loads(body)}
+        except orjson.JSONDecodeError:
+            pass
+    return {
+        "content_type": content_type[:100],
+        "bytes": len(body),
+        "sha256": hashlib.sha256(body).hexdigest(),
+    }
+
+
+def record_request(
+    session: Session,
+    actor: Actor,
+    method: str,
+    route: str,
+    path: str,
+    body: bytes,
+    content_type: str,
+) -> None:
+    """Called once per successful write request, inside its transaction."""
+    notes = session.info.pop(NOTES, None)
+    if notes:
+        write(session, actor, notes)
+        return
+    if (method, route) in SELF_AUDITED:
+        return
+    write(
+        session,
+        actor,
+        [
+            {
+                "action": f"{method} {route}",
+                "target": path,
+                "after": body_summary(body, content_type),
+            }
+        ],
+    )
+
+
+def record_correction(
+    session: Session, replaced_id: uuid.UUID, new_id: uuid.UUID, answers: dict[str, Any]
+) -> None:
+    """A correction, with the answers it changed as they were and as they are now."""
+    old_payload = session.scalar(select(CL.c.payload).where(CL.c.id == replaced_id)) or "{}"
+    old = orjson.loads(old_payload).get("answers", {})
+    changed = sorted(k for k in set(old) | set(answers) if old.get(k) != answers.get(k))
+    note(
+        session,
+        "checklist.correct",
+        f"checklist/{new_id}",
+        before={"checklist_id": str(replaced_id), "answers": {k: old.get(k) for k in changed}},
+        after={"checklist_id": str(new_id), "answers": {k: answers.get(k) for k in changed}},
+    )
+
+
+def list_events(
+    session: Session,
+    mission_id: uuid.UUID,
+    *,
+    after_id: int = 0,
+    action: str | None = None,
+    credential_id: uuid.UUID | None = None,
+    limit: int = 100,
+) -> tuple[list[AuditEventPublic], int | None]:
+    """A page of the mission's trail, oldest first; the second value is the next cursor."""
+    q = select(AUD).where(AUD.c.mission_id == mission_id, AUD.c.id > after_id)
+    if action:
+        q = q.where(AUD.c.action.startswith(action, autoescape=True))
+    if credential_id:
+        q = q.where(AUD.c.credential_id == credential_id)
+    rows = session.execute(q.order_by(AUD.c.id).limit(limit + 1)).all()
+    page = [AuditEventPublic.model_validate(r._mapping) for r in rows[:limit]]
+    return page, (page[-1].id if len(rows) > limit else None)
+
+
+CSV_HEADER = ("id", "at", "credential_id", "credential_label", "role", "action", "target")
+CSV_HEADER_FULL = (*CSV_HEADER, "before", "after")
+
+
+def export_csv(
+    session: Session, mission_id: uuid.UUID, include_intake: bool = False, batch: int = 1000
+) -> Iterator[str]:
+    """The trail as CSV, safe to open in a spreadsheet; with `include_intake`, every checklist
+    version is merged in (as `checklist.submit`) in time order."""
+    yield _csv_line(CSV_HEADER_FULL)
+    events = _events(session, mission_id, batch)
+    intake = _intake(session, mission_id, batch) if include_intake else iter(())
+    yield from (_csv_line(r) for r in _merge(events, intake))
+
+
+def _events(session: Session, mission_id: uuid.UUID, batch: int) -> Iterator[tuple[Any, ...]]:
+    last = 0
+    while True:
+        rows = session.execute(
+            select(AUD, CRED.c.label)
+            .select_from(AUD.outerjoin(CRED, CRED.c.id == AUD.c.credential_id))
+            .where(AUD.c.mission_id == mission_id, AUD.c.id > last)
+            .order_by(AUD.c.id)
+            .limit(batch)
+        ).all()
+        for r in rows:
+            yield (
+                r.id,
+                r.at,
+                r.credential_id,
+                r.label,
+                r.role,
+                r.action,
+                r.target,
+                _dump(r.before),
+                _dump(r.after),
+            )
+        if len(rows) < batch:
+            return
+        last = rows[-1].id
+
+
+def _intake(session: Session, mission_id: uuid.UUID, batch: int) -> Iterator[tuple[Any, ...]]:
+    cursor: tuple[datetime, uuid.UUID] | None = None
+    while True:
+        q = (
+            select(
+                CL.c.id,
+                CL.c.version,
+                CL.c.received_at,
+                CL.c.credential_id,
+                CL.c.payload_sha256,
+                CRED.c.label,
+                CRED.c.role,
+                ST.c.code,
+            )
+            .select_from(
+                CL.join(CRED, CRED.c.id == CL.c.credential_id).join(ST, ST.c.id == CL.c.station_id)
+            )
+            .where(CL.c.mission_id == mission_id)
+        )
+        if cursor is not None:
+            at, cid = cursor
+            q = q.where((CL.c.received_at > at) | and_(CL.c.received_at == at, CL.c.id > cid))
+        rows = session.execute(q.order_by(CL.c.received_at, CL.c.id).limit(batch)).all()
+        for r in rows:
+            after = {"station": r.code, "version": r.version, "sha256": r.payload_sha256}
+            yield (
+                "",
+                r.received_at,
+                r.credential_id,
+                r.label,
+                r.role,
+                "checklist.submit",
+                f"checklist/{r.id}",
+                "",
+                _dump(after),
+            )
+        if len(rows) < batch:
+            return
+        cursor = (rows[-1].received_at, rows[-1].id)
+
+
+def _merge(a: Iterator[tuple[Any, ...]], b: Iterator[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+    """Two time-ordered streams as one (row[1] is the time)."""
+    x, y = next(a, None), next(b, None)
+    while x is not None or y is not None:
+        if y is None or (x is not None and x[1] <= y[1]):
+            assert x is not None
+            yield x
+            x = next(a, None)
+        else:
+            yield y
+            y = next(b, None)
+
+
+def _dump(value: Any) -> str:
+    if value is None or value == "":
+        return ""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _csv_line(row: tuple[Any, ...]) -> str:
+    out = io.StringIO()
+    csv.writer(out).writerow(
+        [v.isoformat() if isinstance(v, datetime) else csv_safe(v) for v in row]
+    )
+    return out.getvalue()

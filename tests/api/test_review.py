@@ -1,0 +1,116 @@
+"""Review: analysts decide on checklists with a comment; every decision is kept and counted
+in the change outbox so that findings follow."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from models import ChecklistChange, Role
+from tests.factories import (
+    answers_for,
+    auth,
+    checklist_payload,
+    make_mission,
+    make_observer,
+    make_station,
+    make_token,
+)
+
+
+@pytest.fixture
+def field(session: Any, client: Any) -> dict[str, Any]:
+    mission, admin = make_mission(session)
+    make_station(session, mission.id, "S-1")
+    _, observer = make_observer(session, mission.id, ["S-1"])
+    analyst = make_token(session, mission.id, Role.analyst)
+    body = checklist_payload("S-1", "voting")
+    r = client.post("/checklists", json=body, headers=auth(observer))
+    assert r.status_code == 201, r.text
+    return {
+        "mission": mission,
+        "admin": admin,
+        "observer": observer,
+        "analyst": analyst,
+        "checklist": body,
+    }
+
+
+def _review(client: Any, token: str, checklist_id: str, **body: Any) -> Any:
+    return client.post(f"/checklists/{checklist_id}/review", json=body, headers=auth(token))
+
+
+def test_analyst_rejects_a_checklist_and_the_decision_is_kept(client, field) -> None:
+    cid = field["checklist"]["id"]
+    r = _review(client, field["analyst"], cid, state="rejected", comment="station was closed")
+    assert r.status_code == 201, r.text
+    assert r.json()["state_before"] == "received" and r.json()["state_after"] == "rejected"
+    shown = client.get(f"/checklists/{cid}", headers=auth(field["analyst"])).json()
+    assert shown["review_state"] == "rejected"
+    history = client.get(f"/checklists/{cid}/reviews", headers=auth(field["admin"])).json()
+    assert history["count"] == 1
+    assert history["data"][0]["comment"] == "station was closed"
+
+
+def test_quarantine_and_its_lifting_are_both_in_the_history(client, field) -> None:
+    cid = field["checklist"]["id"]
+    assert (
+        _review(client, field["analyst"], cid, quarantined=True, comment="odd").status_code == 201
+    )
+    assert (
+        _review(client, field["analyst"], cid, quarantined=False, comment="ok").status_code == 201
+    )
+    data = client.get(f"/checklists/{cid}/reviews", headers=auth(field["analyst"])).json()["data"]
+    assert [(e["quarantined_before"], e["quarantined_after"]) for e in data] == [
+        (False, True),
+        (True, False),
+    ]
+    assert all(e["state_after"] == "received" for e in data)
+
+
+def test_every_decision_is_recorded_in_the_change_outbox(client, session, field) -> None:
+    cid = uuid.UUID(field["checklist"]["id"])
+    before = session.scalar(
+        select(func.count()).select_from(ChecklistChange).where(ChecklistChange.checklist_id == cid)
+    )
+    _review(client, field["analyst"], str(cid), state="has_issues", comment="call back")
+    session.expire_all()
+    after = session.scalar(
+        select(func.count()).select_from(ChecklistChange).where(ChecklistChange.checklist_id == cid)
+    )
+    assert after == before + 1
+
+
+def test_a_correction_stays_quarantined_and_old_versions_cannot_be_reviewed(client, field) -> None:
+    cid = field["checklist"]["id"]
+    _review(client, field["analyst"], cid, state="rejected", quarantined=True, comment="suspect")
+    fix = checklist_payload("S-1", "voting", answers_for("voting"), replaces=cid)
+    r = client.post("/checklists", json=fix, headers=auth(field["observer"]))
+    assert r.status_code == 201, r.text
+    assert r.json()["quarantined"] is True and r.json()["review_state"] == "received"
+    old = _review(client, field["analyst"], cid, state="verified", comment="late")
+    assert old.status_code == 409 and old.json()["code"] == "not_latest_version"
+    history = client.get(f"/checklists/{fix['id']}/reviews", headers=auth(field["analyst"]))
+    assert history.json()["count"] == 1  # the chain's history, seen from the new version
+
+
+def test_only_analysts_review_and_only_their_own_mission(client, session, field) -> None:
+    cid = field["checklist"]["id"]
+    for token in (field["observer"], field["admin"]):
+        r = _review(client, token, cid, state="verified", comment="x")
+        assert r.status_code == 403, r.text
+    other, _ = make_mission(session, name="Other mission")
+    stranger = make_token(session, other.id, Role.analyst)
+    r = _review(client, stranger, cid, state="verified", comment="x")
+    assert r.status_code == 404 and r.json()["code"] == "checklist_not_found"
+
+
+def test_a_decision_needs_a_change_and_a_comment(client, field) -> None:
+    cid = field["checklist"]["id"]
+    assert _review(client, field["analyst"], cid, comment="nothing").status_code == 422
+    assert _review(client, field["analyst"], cid, state="verified", comment=" ").status_code == 422
+    r = _review(client, field["analyst"], cid, state="verified", comment="ok", extra=1)
+    assert r.status_code == 422

@@ -1,0 +1,225 @@
+"""Phone sync: the day's work, batch intake with a result per item, reconcile since a cursor."""
+
+from __future__ import annotations
+
+import gzip
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from api.services import sync as sync_service
+from models import Checklist
+from tests.factories import (
+    answers_for,
+    auth,
+    checklist_payload,
+    make_mission,
+    make_observer,
+    make_station,
+)
+
+
+@pytest.fixture
+def field(session: Any) -> dict[str, Any]:
+    """A mission, two assigned stations and one that is not, an observer who reads Russian."""
+    mission, admin = make_mission(session)
+    for code in ("S-2", "S-1", "S-3"):
+        make_station(session, mission.id, code)
+    observer, token = make_observer(session, mission.id, ["S-1", "S-2"], language="ru")
+    return {"mission": mission, "admin": admin, "observer": observer, "token": token}
+
+
+def _count(session: Any) -> int:
+    session.expire_all()
+    return session.scalar(select(func.count()).select_from(Checklist))
+
+
+def _sync(client: Any, token: str, items: list[Any]) -> Any:
+    return client.post("/sync/checklists", json={"items": items}, headers=auth(token))
+
+
+# --- the day's work --------------------------------------------------------------------
+
+
+def test_day_of_work_has_assigned_stations_and_templates_in_the_observers_language(
+    client, field
+) -> None:
+    r = client.get("/sync/day", headers=auth(field["token"]))
+    assert r.status_code == 200, r.text
+    day = r.json()
+    assert day["language"] == "ru"
+    assert day["mission"]["id"] == str(field["mission"].id)
+    assert [s["code"] for s in day["stations"]] == ["S-1", "S-2"]
+    (tpl,) = day["templates"]
+    assert (tpl["code"], tpl["version"]) == ("default", 1)
+    a1 = tpl["sections"][0]["questions"][0]
+    assert a1["label"] == "Когда проголосовал первый избиратель?"
+    assert a1["required"] is True and "max_length" not in a1
+
+
+def test_day_of_work_follows_the_asked_language(client, field) -> None:
+    day = client.get("/sync/day?lang=en", headers=auth(field["token"])).json()
+    assert day["language"] == "en"
+    assert day["templates"][0]["title"] == "Polling station observation checklist"
+
+
+def test_unchanged_day_of_work_costs_a_304(client, field) -> None:
+    first = client.get("/sync/day", headers=auth(field["token"]))
+    etag = first.headers["etag"]
+    again = client.get("/sync/day", headers={**auth(field["token"]), "If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b""
+    assert again.headers["etag"] == etag
+
+
+def test_new_assignment_changes_the_etag(client, session, field) -> None:
+    etag = client.get("/sync/day", headers=auth(field["token"])).headers["etag"]
+    r = client.put(
+        f"/missions/{field['mission'].id}/observers/{field['observer'].id}/assignments",
+        json={"stations": ["S-1", "S-2", "S-3"]},
+        headers=auth(field["admin"]),
+    )
+    assert r.status_code == 200, r.text
+    after = client.get("/sync/day", headers={**auth(field["token"]), "If-None-Match": etag})
+    assert after.status_code == 200
+    assert [s["code"] for s in after.json()["stations"]] == ["S-1", "S-2", "S-3"]
+
+
+def test_day_of_work_is_gzipped_for_phones_that_accept_it(client, field) -> None:
+    r = client.get("/sync/day", headers={**auth(field["token"]), "Accept-Encoding": "gzip"})
+    assert r.headers["content-encoding"] == "gzip"
+    plain = sync_service.render(sync_service.DayOfWork.model_validate(r.json()))[0]
+    assert len(gzip.compress(plain)) < len(plain) / 3
+
+
+def test_day_of_work_is_for_observers(client, field) -> None:
+    r = client.get("/sync/day", headers=auth(field["admin"]))
+    assert r.status_code == 403
+
+
+# --- batch intake ----------------------------------------------------------------------
+
+
+def test_batch_gives_each_item_its_own_result(client, session, field) -> None:
+    good = checklist_payload("S-1")
+    stored = checklist_payload("S-2", "opening")
+    assert _sync(client, field["token"], [stored]).json()["created"] == 1
+    broken = checklist_payload("S-1", answers={"D1": "maybe"})
+    reused = {**stored, "answers": answers_for("opening", {"A1": "later"})}
+    foreign = checklist_payload("S-3")
+    r = _sync(client, field["token"], [good, stored, broken, reused, foreign, {"id": 5}])
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert [x["status"] for x in out["results"]] == [
+        "created",
+        "duplicate",
+        "invalid",
+        "conflict",
+        "invalid",
+        "invalid",
+    ]
+    assert (out["created"], out["duplicate"], out["conflict"], out["invalid"]) == (1, 1, 1, 3)
+    assert out["results"][0]["id"] == good["id"] and out["results"][0]["version"] == 1
+    assert {"path": ["answers", "D1"], "code": "not_an_option"}.items() <= out["results"][2][
+        "errors"
+    ][0].items()
+    assert out["results"][3]["code"] == "id_reused_with_other_content"
+    assert out["results"][4]["errors"][0]["code"] == "not_assigned"
+    assert "id" not in out["results"][5]
+    assert _count(session) == 2
+
+
+def test_resending_a_whole_batch_stores_nothing_twice(client, session, field) -> None:
+    items = [checklist_payload("S-1"), checklist_payload("S-2"), checklist_payload("S-1")]
+    first = _sync(client, field["token"], items).json()
+    again = _sync(client, field["token"], items).json()
+    assert first["created"] == 3
+    assert again["duplicate"] == 3 and again["created"] == 0
+    assert _count(session) == 3
+
+
+def test_resend_with_a_new_send_time_is_still_a_duplicate(client, session, field) -> None:
+    item = checklist_payload("S-1", sent_at=datetime.now(UTC).isoformat())
+    _sync(client, field["token"], [item])
+    later = {**item, "sent_at": (datetime.now(UTC) + timedelta(minutes=3)).isoformat()}
+    out = _sync(client, field["token"], [later]).json()
+    assert out["results"][0]["status"] == "duplicate"
+    assert client.post("/checklists", json=later, headers=auth(field["token"])).status_code == 200
+    assert _count(session) == 1
+
+
+def test_far_off_phone_clock_is_flagged_in_the_result(client, field) -> None:
+    slow = datetime.now(UTC) - timedelta(hours=2)
+    item = checklist_payload(
+        "S-1", observed_at=(slow - timedelta(minutes=5)).isoformat(), sent_at=slow.isoformat()
+    )
+    out = _sync(client, field["token"], [item]).json()["results"][0]
+    assert out["status"] == "created" and out["clock_flagged"] is True
+    stored = client.get(f"/checklists/{item['id']}", headers=auth(field["token"])).json()
+    assert stored["observed_utc_offset_min"] == 0 and abs(stored["clock_skew_s"] - 7200) < 60
+
+
+def test_correction_queued_with_its_original_is_stored_in_order(client, session, field) -> None:
+    original = checklist_payload("S-1")
+    fix = checklist_payload("S-1", replaces=original["id"], answers=answers_for("voting"))
+    out = _sync(client, field["token"], [original, fix]).json()
+    assert [x["version"] for x in out["results"]] == [1, 2]
+
+
+def test_batch_over_the_limit_is_refused_whole(client, session, field) -> None:
+    items = [checklist_payload("S-1") for _ in range(201)]
+    r = _sync(client, field["token"], items)
+    assert r.status_code == 422 and r.json()["code"] == "batch_too_large"
+    assert _count(session) == 0
+
+
+@pytest.mark.parametrize("body", [b"[]", b'{"items": 3}', b'{"items": []', b"{}"])
+def test_malformed_batch_is_a_422(client, field, body: bytes) -> None:
+    r = client.post(
+        "/sync/checklists",
+        content=body,
+        headers={**auth(field["token"]), "Content-Type": "application/json"},
+    )
+    assert r.status_code == 422
+
+
+# --- reconcile -------------------------------------------------------------------------
+
+
+def test_reconcile_pages_through_every_version_since_a_cursor(client, field) -> None:
+    items = [checklist_payload("S-1") for _ in range(5)]
+    _sync(client, field["token"], items)
+    seen: list[str] = []
+    cursor = None
+    for _ in range(10):
+        params = {"limit": 2} | ({"cursor": cursor} if cursor else {})
+        page = client.get("/sync/checklists", params=params, headers=auth(field["token"])).json()
+        seen += [c["id"] for c in page["data"]]
+        cursor = page.get("next_cursor")
+        if not page["more"]:
+            break
+    assert sorted(seen) == sorted(i["id"] for i in items)
+    assert page["data"][0]["version"] == 1 and page["data"][0]["is_latest"] is True
+
+
+def test_reconcile_keeps_its_cursor_back_on_fresh_rows(client, field) -> None:
+    _sync(client, field["token"], [checklist_payload("S-1")])
+    page = client.get("/sync/checklists", headers=auth(field["token"])).json()
+    # Just received: a later call must see it again, in case a slower commit lands before it.
+    assert len(page["data"]) == 1 and "next_cursor" not in page
+
+
+def test_reconcile_shows_only_the_observers_own(client, session, field) -> None:
+    other, other_token = make_observer(session, field["mission"].id, ["S-1"])
+    _sync(client, other_token, [checklist_payload("S-1")])
+    page = client.get("/sync/checklists", headers=auth(field["token"])).json()
+    assert page["data"] == []
+
+
+def test_reconcile_refuses_a_made_up_cursor(client, field) -> None:
+    r = client.get(
+        "/sync/checklists", params={"cursor": uuid.uuid4().hex}, headers=auth(field["token"])
+    )
+    assert r.status_code == 422 and r.json()["code"] == "bad_cursor"
