@@ -39,6 +39,10 @@ class Settings(BaseSettings):
         600, description="Requests one token may make per minute (429 above); 0 turns it off"
     )
     attachments_dir: Path = Path("./var/attachments")
+    attachment_max_bytes: int = Field(
+        20_000_000, description="Largest file a checklist may declare (a phone photo or a PDF)"
+    )
+    attachments_per_checklist: int = Field(10, description="Most files one checklist may declare")
     secret_key: str = Field(
         "dev-only-change-me", description="Signs short-lived links; must be set outside development"
     )

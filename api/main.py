@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-
 from fastapi import FastAPI
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -11,7 +11,18 @@ from api import access
 from api.checklist_schema import TemplateDefinition
 from api.config import Settings, get_settings
 from api.errors import install_error_handlers
-from api.routes import checklists, health, me, missions, observers, stations, templates
+from api.routes import (
+    attachments,
+    checklists,
+    health,
+    me,
+    missions,
+    observers,
+    stations,
+    sync,
+    templates,
+    web,
+)
 
 DESCRIPTION = """
 Pollcheck takes election-observation checklists from phones on bad networks, stores each
@@ -94,8 +105,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         templates.router,
         checklists.router,
         me.router,
+        sync.router,
+        attachments.router,
     ):
         app.include_router(router)
+    web.mount(app)
+    # Phones on 2G: JSON and the web app shrink four to ten times.
+    app.add_middleware(GZipMiddleware, minimum_size=1000)
 
     # The template upload route reads YAML or JSON itself; publish the JSON shape it accepts.
     original = app.openapi

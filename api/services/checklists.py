@@ -23,6 +23,7 @@ from api.checklist_schema import AnswerError
 from api.config import Settings
 from api.deps import Principal
 from api.errors import Conflict, Invalid, NotFound
+from api.services import attachments as attachment_service
 from api.services import audit, changes
 from api.services import templates as template_service
 from api.services.sql import dialect_insert
@@ -40,6 +41,14 @@ ASG = Assignment.__table__  # type: ignore[attr-defined]
 def content_hash(item: Any) -> str:
     """Same content, same hash, whatever the key order or white space."""
     return hashlib.sha256(orjson.dumps(item, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def _sent_content(item: Any) -> Any:
+    """The checklist without its send time: a phone stamps `sent_at` anew on every attempt,
+    and a resend after a dropped answer must still be a replay, not a conflict."""
+    if isinstance(item, dict) and "sent_at" in item:
+        return {k: v for k, v in item.items() if k != "sent_at"}
+    return item
 
 
 @dataclass(slots=True)
@@ -136,7 +145,7 @@ def submit(
     savepoint: bool = False,
 ) -> Outcome:
     """Store one checklist exactly once, or raise with every problem found."""
-    digest = content_hash(item)
+    digest = content_hash(_sent_content(item))
     stored = _stored(session, body.id)
     if stored is not None:
         return _replay(stored, digest, principal)
@@ -241,6 +250,8 @@ def submit(
             )
         )
 
+    errors.extend(attachment_service.check_declared(body.attachments, settings))
+
     if errors:
         raise Invalid(
             f"the checklist has {len(errors)} problem(s); nothing was stored",
@@ -316,6 +327,7 @@ def submit(
                     for r in rows
                 ],
             )
+        attachment_service.record_declared(session, settings, mission_id, body.id, body.attachments)
         changes.record(session, mission_id, [body.id, *([replaced.id] if replaced else [])])
         if nested:
             nested.commit()
