@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import ConfigDict
+from pydantic import ConfigDict, StringConstraints
 from sqlalchemy import BigInteger, ForeignKey, Index, String
 from sqlmodel import Field, SQLModel
 
@@ -46,10 +46,12 @@ class AttachmentDeclared(SQLModel):
     """A file the checklist comes with, uploaded separately by name."""
 
     model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
-    name: str = Field(
-        regex=ATTACHMENT_NAME, description="File name, unique in the checklist, e.g. protocol.jpg"
+    name: Annotated[str, StringConstraints(pattern=ATTACHMENT_NAME)] = Field(
+        description="File name, unique in the checklist, e.g. protocol.jpg"
     )
-    sha256: str = Field(regex=SHA256_HEX, description="SHA-256 of the file, lowercase hex")
+    sha256: Annotated[str, StringConstraints(pattern=SHA256_HEX)] = Field(
+        description="SHA-256 of the file, lowercase hex"
+    )
     size: int = Field(ge=1, description="Bytes; the server's limit is in its settings")
     content_type: AttachmentType
 

@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse
 from starlette.requests import ClientDisconnect
 
 from api.deps import CurrentPrincipal, SessionDep, SettingsDep, Submitter
-from api.errors import COMMON_ERRORS, Conflict, Invalid, NotFound, TooLarge, error_responses
+from api.errors import COMMON_ERRORS, Conflict, NotFound, TooLarge, error_responses
 from api.services import attachments as attachment_service
 from models.attachment import ATTACHMENT_NAME, AttachmentsStatus, AttachmentStatus
 
@@ -62,26 +62,14 @@ async def upload_attachment(
     target = await run_in_threadpool(
         attachment_service.find, session, principal, checklist_id, name
     )
-    sent_type = (content_type or "").split(";")[0].strip().lower()
-    if sent_type not in ("", "application/octet-stream", target.content_type):
-        raise Invalid(
-            f"{name} was declared as {target.content_type}, not {sent_type}",
-            code="content_type_mismatch",
-            errors=[
-                {
-                    "path": ["header", "content-type"],
-                    "code": "content_type_mismatch",
-                    "message": f"send {target.content_type} or application/octet-stream",
-                }
-            ],
-        )
+    attachment_service.check_type(target, content_type)
 
     def done(created: bool) -> AttachmentStatus:
         response.status_code = 201 if created else 200
         response.headers["Upload-Offset"] = str(target.size)
         return _status(target, target.size, complete=True)
 
-    if target.stored or await run_in_threadpool(_on_disk, settings, target):
+    if target.stored or await run_in_threadpool(attachment_service.on_disk, settings, target):
         await run_in_threadpool(
             attachment_service.mark_stored, session, target.mission_id, target.sha256
         )
@@ -96,18 +84,7 @@ async def upload_attachment(
         except ClientDisconnect:
             # What arrived stays on disk: the phone resumes from the offset it will be told.
             return Response(status_code=400)
-        if length is not None and upload.written != length:
-            raise Invalid(
-                f"Content-Range announced {length} bytes, the body had {upload.written}",
-                code="range_length_mismatch",
-                errors=[
-                    {
-                        "path": ["header", "content-range"],
-                        "code": "range_length_mismatch",
-                        "message": f"the body had {upload.written} bytes",
-                    }
-                ],
-            )
+        attachment_service.check_length(length, upload.written)
         complete = await run_in_threadpool(upload.finish)
         held = target.size if complete else upload.held()
     if complete:
@@ -145,14 +122,6 @@ def download_attachment(
         filename=name,
         headers={"Cache-Control": "private, max-age=86400, immutable"},
     )
-
-
-def _on_disk(settings: Any, target: attachment_service.Target) -> bool:
-    path = attachment_service.blob_path(settings, target.mission_id, target.sha256)
-    try:
-        return path.stat().st_size == target.size
-    except FileNotFoundError:
-        return False
 
 
 def _status(target: attachment_service.Target, received: int, complete: bool) -> AttachmentStatus:

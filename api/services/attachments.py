@@ -251,13 +251,35 @@ def parse_range(header: str | None, size: int) -> tuple[int, int | None]:
             problem = f"the range {first}-{last} is not inside 0-{size - 1}"
         else:
             return first, last - first + 1
-    raise Invalid(
-        f"bad Content-Range: {problem}",
-        code="bad_content_range",
-        errors=[
-            {"path": ["header", "content-range"], "code": "bad_content_range", "message": problem}
-        ],
+    raise invalid(
+        f"bad Content-Range: {problem}", "bad_content_range", ["header", "content-range"], problem
     )
+
+
+def check_type(target: Target, content_type: str | None) -> None:
+    """The upload's Content-Type must be the declared one (or say nothing in particular)."""
+    sent = (content_type or "").split(";")[0].strip().lower()
+    if sent not in ("", "application/octet-stream", target.content_type):
+        raise invalid(
+            f"{target.name} was declared as {target.content_type}, not {sent}",
+            "content_type_mismatch",
+            ["header", "content-type"],
+            f"send {target.content_type} or application/octet-stream",
+        )
+
+
+def check_length(length: int | None, written: int) -> None:
+    if length is not None and written != length:
+        raise invalid(
+            f"Content-Range announced {length} bytes, the body had {written}",
+            "range_length_mismatch",
+            ["header", "content-range"],
+            f"the body had {written} bytes",
+        )
+
+
+def on_disk(settings: Settings, target: Target) -> bool:
+    return _blob_size(settings, target.mission_id, target.sha256) == target.size
 
 
 class Upload:
@@ -304,17 +326,11 @@ class Upload:
     def write(self, chunk: bytes) -> None:
         if self.first + self.written + len(chunk) > self.target.size:
             self._file.truncate(self.first + self.written)
-            raise Invalid(
+            raise invalid(
                 f"{self.target.name} was declared with {self.target.size} bytes; more were sent",
-                code="larger_than_declared",
-                errors=[
-                    {
-                        "path": ["body"],
-                        "code": "larger_than_declared",
-                        "message": f"at most {self.target.size - self.first} bytes from byte "
-                        f"{self.first}",
-                    }
-                ],
+                "larger_than_declared",
+                ["body"],
+                f"at most {self.target.size - self.first} bytes from byte {self.first}",
             )
         self._file.write(chunk)
         self.written += len(chunk)
@@ -334,17 +350,12 @@ class Upload:
             digest.update(block)
         if digest.hexdigest() != self.target.sha256:
             self._file.truncate(0)
-            raise Invalid(
+            raise invalid(
                 f"the bytes received for {self.target.name} do not match its declared SHA-256; "
                 "they were discarded, upload the file again from byte 0",
-                code="hash_mismatch",
-                errors=[
-                    {
-                        "path": ["body"],
-                        "code": "hash_mismatch",
-                        "message": f"got sha256 {digest.hexdigest()}",
-                    }
-                ],
+                "hash_mismatch",
+                ["body"],
+                f"got sha256 {digest.hexdigest()}",
             )
         self.blob.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self.path, self.blob)
@@ -366,3 +377,8 @@ def _visible_checklist(session: Session, principal: Principal, checklist_id: uui
 
 def _err(path: list[str | int], code: str, message: str) -> dict[str, Any]:
     return {"path": path, "code": code, "message": message}
+
+
+def invalid(detail: str, code: str, path: list[str | int], message: str) -> Invalid:
+    """A 422 naming the one field (header, body) at fault."""
+    return Invalid(detail, code=code, errors=[_err(path, code, message)])

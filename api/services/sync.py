@@ -50,6 +50,8 @@ from models.sync import (
 
 CL = Checklist.__table__  # type: ignore[attr-defined]
 ST = Station.__table__  # type: ignore[attr-defined]
+ASG = Assignment.__table__  # type: ignore[attr-defined]
+LOC = Location.__table__  # type: ignore[attr-defined]
 ALL_PHASES = [p.value for p in Phase]
 # A checklist becomes visible when its transaction commits, which can be a little after the
 # `received_at` it was stamped with. The last page of a reconcile holds its cursor back by
@@ -71,18 +73,12 @@ def day_of_work(session: Session, principal: Principal, language: str | None) ->
         langs[0],
     )
     stations = session.execute(
-        select(
-            Station.code,
-            Station.name,
-            Station.address,
-            Station.latitude,
-            Station.longitude,
-            Location.path,
+        select(ST.c.code, ST.c.name, ST.c.address, ST.c.latitude, ST.c.longitude, LOC.c.path)
+        .select_from(
+            ST.join(ASG, ASG.c.station_id == ST.c.id).join(LOC, LOC.c.id == ST.c.location_id)
         )
-        .join(Assignment, Assignment.station_id == Station.id)
-        .join(Location, Location.id == Station.location_id)
-        .where(Assignment.observer_id == observer.id)
-        .order_by(Station.code)
+        .where(ASG.c.observer_id == observer.id)
+        .order_by(ST.c.code)
     ).all()
     return DayOfWork(
         language=lang,
