@@ -35,6 +35,15 @@ class Settings(BaseSettings):
     token_touch_interval_s: int = Field(
         60, description="How often a credential's last-used time is written"
     )
+    findings_max_lag_s: float = Field(
+        2.0, description="A findings read folds pending changes itself when they are older"
+    )
+    findings_fold_interval_s: float = Field(
+        1.0, description="How often each API process folds new changes into findings (0: never)"
+    )
+    findings_cache_s: float = Field(
+        1.0, description="How long a computed findings view may be reused while data arrives"
+    )
     rate_limit_per_minute: int = Field(
         600, description="Requests one token may make per minute (429 above); 0 turns it off"
     )

@@ -5,6 +5,15 @@ from models.audit import AuditEvent
 from models.base import metadata
 from models.checklist import Answer, Checklist, ChecklistChange, ReviewState
 from models.credential import Credential, Role
+from models.finding import (
+    FindingApplied,
+    FindingCache,
+    FindingCritical,
+    FindingFold,
+    FindingQuestion,
+    FindingState,
+    FindingTally,
+)
 from models.location import Location, LocationKind
 from models.mission import Mission, Sampling
 from models.observer import Assignment, Observer, Team
@@ -22,6 +31,13 @@ __all__ = [
     "ChecklistChange",
     "ChecklistTemplate",
     "Credential",
+    "FindingApplied",
+    "FindingCache",
+    "FindingCritical",
+    "FindingFold",
+    "FindingQuestion",
+    "FindingState",
+    "FindingTally",
     "Location",
     "LocationKind",
     "Mission",

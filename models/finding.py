@@ -1,0 +1,182 @@
+"""Findings tables: incrementally folded tallies, their fold cursor, and a shared result cache.
+
+Everything here is derived from checklists and answers, and can be rebuilt from them
+(`api.services.findings.fold.rebuild`). It lives in the database so that every API process
+sees the same state; nothing about findings is kept inside one process.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import ConfigDict
+from sqlalchemy import BigInteger, Column, Index, Integer, String, Text
+from sqlmodel import Field, SQLModel
+
+from models.base import UTCDateTime, utcnow
+
+# Tally nodes that are not places of the location tree.
+NODE_ALL = uuid.UUID(int=0)  # the whole mission
+NODE_IN_COUNTRY = uuid.UUID(int=1)
+NODE_ABROAD = uuid.UUID(int=2)
+
+
+class FindingFold(SQLModel, table=True):
+    """The fold's cursor over the change outbox (one row): changes up to it are folded."""
+
+    __tablename__ = "finding_fold"
+
+    id: int = Field(default=1, primary_key=True)
+    last_change_id: int = Field(default=0, sa_type=BigInteger)
+    seen_change_id: int = Field(default=0, sa_type=BigInteger)
+    folded_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class FindingApplied(SQLModel, table=True):
+    """The checklists whose answers are currently inside the tallies."""
+
+    __tablename__ = "finding_applied"
+    __table_args__ = (Index("ix_finding_applied_station_id", "station_id"),)
+
+    checklist_id: uuid.UUID = Field(primary_key=True)
+    mission_id: uuid.UUID = Field(index=True)
+    station_id: uuid.UUID
+    phase: str = Field(sa_type=String(16))
+
+
+class FindingQuestion(SQLModel, table=True):
+    """What kind of answer each question of a template holds, for the set-based fold."""
+
+    __tablename__ = "finding_question"
+
+    template_id: uuid.UUID = Field(primary_key=True)
+    question_code: str = Field(max_length=32, primary_key=True)
+    kind: str = Field(sa_type=String(8), description="closed, number or text")
+
+
+class FindingTally(SQLModel, table=True):
+    """Counts per tree node, phase, question and answer, kept current by the fold.
+
+    `node_id` is a place of the location tree (each checklist counts at its station's
+    place and at every place above it) or one of NODE_ALL / NODE_IN_COUNTRY / NODE_ABROAD.
+    Special rows: question `_` value `_` counts checklists; value `*` counts checklists that
+    answered the question (not `na`); value `#` sums the numbers of a count question.
+    """
+
+    __tablename__ = "finding_tally"
+
+    mission_id: uuid.UUID = Field(primary_key=True)
+    node_id: uuid.UUID = Field(primary_key=True)
+    phase: str = Field(sa_type=String(16), primary_key=True)
+    question_code: str = Field(max_length=32, primary_key=True)
+    value: str = Field(max_length=64, primary_key=True)
+    observations: int = Field(default=0, sa_type=BigInteger)
+    stations: int = Field(default=0, sa_type=BigInteger)
+    total: int = Field(default=0, sa_type=BigInteger)
+    critical: int = Field(default=0, sa_type=BigInteger)
+
+
+class FindingCritical(SQLModel, table=True):
+    """Critical answers of the checklists that count (a small table, kept by the fold)."""
+
+    __tablename__ = "finding_critical"
+    __table_args__ = (
+        Index("ix_finding_critical_mission_id_question_code", "mission_id", "question_code"),
+    )
+
+    checklist_id: uuid.UUID = Field(primary_key=True)
+    question_code: str = Field(max_length=32, primary_key=True)
+    position: int = Field(default=0, primary_key=True)
+    mission_id: uuid.UUID
+    value: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class FindingState(SQLModel, table=True):
+    """Per mission: the data version of its findings (the newest change folded)."""
+
+    __tablename__ = "finding_state"
+
+    mission_id: uuid.UUID = Field(primary_key=True)
+    version: int = Field(default=0, sa_type=BigInteger)
+    folded_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class FindingCache(SQLModel, table=True):
+    """Computed results shared by every API process, keyed by mission, view and filters."""
+
+    __tablename__ = "finding_cache"
+
+    mission_id: uuid.UUID = Field(primary_key=True)
+    key: str = Field(max_length=64, primary_key=True)
+    version: int = Field(sa_type=BigInteger)
+    computed_at: datetime = Field(sa_type=UTCDateTime)
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    duration_ms: int = Field(default=0, sa_type=Integer)
+
+
+# --- API schemas (the views are built as JSON in the database layer; these document them) ---
+
+
+class FindingsEnvelope(SQLModel):
+    """Fields every findings view has: what it is about and which data it reflects."""
+
+    model_config = ConfigDict(extra="allow")  # type: ignore[assignment]
+    mission_id: uuid.UUID
+    view: str
+    version: int = Field(description="Data version: changes whenever the inputs change")
+    computed_at: datetime
+    filters: dict[str, Any]
+    sampling: str = Field(description="purposive, or random (then intervals are given)")
+    language: str
+    small_denominator: int = Field(description="Below this denominator shares read 'X of Y'")
+    settings_problems: list[str] = Field(description="Mission settings ignored as invalid")
+
+
+class FindingsPublic(FindingsEnvelope):
+    totals: dict[str, Any] = Field(description="Observations and stations, overall and by phase")
+    phases: list[dict[str, Any]] = Field(
+        description="Per phase: every question with counts, denominators, shares, stations"
+    )
+    irregularities: list[dict[str, Any]] = Field(
+        description="Observed and reported-to-the-observer counts, kept apart"
+    )
+
+
+class CoveragePublic(FindingsEnvelope):
+    regions: list[dict[str, Any]]
+    observers_missing: dict[str, Any]
+    arrivals_per_hour: list[dict[str, Any]]
+
+
+class IncidentsPublic(FindingsEnvelope):
+    count: int
+    by_type: list[dict[str, Any]]
+    by_region: list[dict[str, Any]]
+    by_hour: list[dict[str, Any]]
+    reports: list[dict[str, Any]]
+
+
+class CriticalPublic(FindingsEnvelope):
+    count: int
+    by_question: list[dict[str, Any]]
+    regions: list[dict[str, Any]] = Field(description="Region-by-problem table")
+    checklists: list[dict[str, Any]]
+
+
+class CountingPublic(FindingsEnvelope):
+    protocol: dict[str, Any] | None
+    reports: int
+    stations: int
+    checks: list[dict[str, Any]]
+    failing: list[dict[str, Any]]
+    conflicts: list[dict[str, Any]]
+    totals: dict[str, Any] | None
+    quick_count: dict[str, Any] | None
+
+
+class StatementPublic(FindingsEnvelope):
+    markdown: str
+    sentences: list[dict[str, Any]] = Field(description="Each sentence with its evidence")
+    fallback: list[str] = Field(description="Sentences shown in English for want of a translation")
