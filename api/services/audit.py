@@ -42,7 +42,7 @@ MAX_BODY_IN_TRAIL = 8_000  # bytes of JSON body kept verbatim; larger ones by di
 
 # Routes whose service writes its own record (see the module docstring); others may add
 # theirs here, e.g. a batch intake route whose checklists are recorded in the same way.
-SELF_AUDITED: set[tuple[str, str]] = {("POST", "/checklists")}
+SELF_AUDITED: set[tuple[str, str]] = {("POST", "/checklists"), ("POST", "/sync/checklists")}
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 

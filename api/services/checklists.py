@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import orjson
-from sqlalchemy import Row, and_, or_, select, update
+from sqlalchemy import Row, and_, false, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -357,6 +357,8 @@ def _err(path: list[str | int], code: str, message: str) -> dict[str, Any]:
 
 
 def _visible(principal: Principal) -> Any:
+    if principal.role == Role.viewer:
+        return false()  # dashboards get findings and exports, never a single checklist
     cond = CL.c.mission_id == principal.mission_id
     if principal.role == Role.observer:
         cond = and_(cond, CL.c.observer_id == principal.observer_id)
