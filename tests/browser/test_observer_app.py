@@ -1,0 +1,145 @@
+"""The observers' web app in headless Chromium at a phone's size: sign in, fill a
+checklist with no network, get the network back, and find it stored exactly once."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from models import Checklist
+from tests.factories import make_mission, make_observer, make_station
+from tests.live_server import live_server
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PHONE = {"viewport": {"width": 360, "height": 740}, "is_mobile": True, "has_touch": True}
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def chromium() -> Iterator[Any]:
+    if not os.path.exists(CHROMIUM):
+        reason = (
+            f"no Chromium at {CHROMIUM}: the browser test did not run (apt-get install chromium)"
+        )
+        if os.environ.get("POLLCHECK_REQUIRE_BROWSER") == "1":
+            pytest.fail(reason + " and POLLCHECK_REQUIRE_BROWSER=1")
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def observer(session: Any) -> dict[str, Any]:
+    mission, _ = make_mission(session)
+    make_station(session, mission.id, "AST-001", name="School No. 12")
+    make_station(session, mission.id, "AST-002")
+    obs, token = make_observer(session, mission.id, ["AST-001", "AST-002"], name="Aigerim")
+    return {"mission": mission, "observer": obs, "token": token}
+
+
+@pytest.fixture
+def server(db: None) -> Iterator[str]:
+    with live_server() as url:
+        yield url
+
+
+def _answer_every_question(page: Any) -> None:
+    """Answer what the section shows, as a careful observer would; conditions may reveal
+    more questions, so go round until nothing is left unanswered."""
+    for _ in range(20):
+        progressed = False
+        for box in page.locator("fieldset.question").all():
+            if box.locator(".optional").count():
+                continue
+            if box.locator(".choice.on").count():
+                continue
+            choices = box.locator("button.choice:not(.crit):not(.small)")
+            if choices.count():
+                choices.first.click()
+                progressed = True
+                continue
+            field = box.locator("input, textarea").first
+            if field.count() and not field.input_value():
+                field.fill("0" if field.get_attribute("inputmode") == "numeric" else "calm")
+                progressed = True
+        if not progressed:
+            return
+
+
+def _count(session: Any) -> int:
+    session.expire_all()
+    return session.scalar(select(func.count()).select_from(Checklist))
+
+
+def test_checklist_filled_offline_is_stored_once_when_the_network_returns(
+    chromium: Any, server: str, session: Any, observer: dict[str, Any]
+) -> None:
+    context = chromium.new_context(**PHONE)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+
+    # Sign in by the link a QR code holds; the token leaves the address bar at once.
+    page.goto(f"{server}/app/#token={observer['token']}")
+    page.get_by_text("Hello, Aigerim").wait_for()
+    assert "token" not in page.url
+
+    context.set_offline(True)
+    page.locator("#net.offline").wait_for()
+    page.locator("[data-station='AST-001']").click()
+    page.locator("[data-phase='opening']").click()
+
+    # Validation shows before anything is sent.
+    page.locator("#next").click()
+    assert page.locator("fieldset.question.invalid").count() > 0
+    page.get_by_text("Please answer this question.").first.wait_for()
+
+    # Section by section; A3 = yes reveals A4 (show_if).
+    assert page.locator("[data-code='A4']").count() == 0
+    page.locator("[data-code='A3'] [data-value='yes']").click()
+    assert page.locator("[data-code='A4']").count() == 1
+    for _ in range(10):
+        _answer_every_question(page)
+        page.locator("#next").click()
+        if page.locator("#send").count():
+            break
+    page.locator("#send").click()
+
+    item = page.locator(".outbox .item").first
+    item.locator(".badge.queued").wait_for()
+    assert page.locator("#queue").inner_text().strip() == "· 1 waiting to send"
+    assert _count(session) == 0
+
+    context.set_offline(False)
+    item.locator(".badge.sent").wait_for(timeout=30_000)
+    assert "Everything is sent" in page.locator("#net").inner_text()
+
+    # Reopening the app (the queue is in IndexedDB) sends nothing a second time.
+    page.reload()
+    page.locator(".outbox .item .badge.sent").wait_for()
+    session.expire_all()
+    stored = session.scalars(select(Checklist)).all()
+    assert len(stored) == 1
+    assert stored[0].phase == "opening" and stored[0].device_sent_at is not None
+    assert stored[0].observer_id == observer["observer"].id
+    assert errors == []
+    context.close()
