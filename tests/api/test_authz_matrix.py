@@ -272,6 +272,8 @@ MATRIX: dict[tuple[str, str], Row] = {
         m("/checklists/{c}/attachments/photo.jpg"),
         _gate({"admin": 404, "analyst": 404, "observer": 404, "viewer": 404}, 404),
     ),
+    # --- the observers' web app: public files (the token stays on the phone)
+    ("GET", "/app"): Row(m("/app"), anyone(200)),
 }
 
 
