@@ -9,11 +9,13 @@ from sqlmodel import Field, SQLModel
 
 from models.base import UTCDateTime, new_id, utcnow
 
-STATION_CODE = r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,63}$"
+STATION_CODE = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 
 
 class StationBase(SQLModel):
-    code: str = Field(max_length=64, regex=STATION_CODE, description="Stable code, e.g. '01-001'")
+    code: str = Field(
+        max_length=64, schema_extra={"pattern": STATION_CODE}, description="Stable code, e.g. 01-001"
+    )
     name: str = Field(min_length=1, max_length=300)
     address: str | None = Field(None, max_length=500)
     registered_voters: int | None = Field(None, ge=0, le=10_000_000)

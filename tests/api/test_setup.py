@@ -82,6 +82,7 @@ def test_station_import_reports_every_bad_row_with_its_line(client, session) -> 
         "01-005,School 5,Astana,,,,,,-5,,\n"  # line 7: negative voters
         "01-001,Again,Astana,,,,,,,,\n"  # line 8: repeated code
         "01-006,School 6,Astana,,,Turkey,,,,,\n"  # line 9: region and country
+        "01 007,School 7,Astana,,,,,,,,\n"  # line 10: a space in the code
     )
     r = client.post(
         f"/missions/{mission.id}/stations/import",
@@ -90,7 +91,8 @@ def test_station_import_reports_every_bad_row_with_its_line(client, session) -> 
     )
     assert r.status_code == 200
     report = r.json()
-    assert [p["line"] for p in report["problems"]] == [5, 6, 7, 8, 9]
+    assert [p["line"] for p in report["problems"]] == [5, 6, 7, 8, 9, 10]
+    assert "code" in report["problems"][5]["reason"]
     assert "name" in report["problems"][0]["reason"]
     assert "region is required" in report["problems"][1]["reason"]
     assert "registered_voters" in report["problems"][2]["reason"]
