@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from functools import lru_cache
 from importlib import resources
 from typing import Any
 
@@ -56,7 +57,9 @@ def check_definition(data: Any, source: str = "template") -> TemplateDefinition:
         ) from exc
 
 
+@lru_cache(maxsize=1)
 def default_definition() -> TemplateDefinition:
+    """The shipped checklist (parsed once per process; callers copy before changing it)."""
     text = resources.files("api.data").joinpath(DEFAULT_TEMPLATE).read_text(encoding="utf-8")
     return parse_definition(text, DEFAULT_TEMPLATE)
 
