@@ -14,6 +14,7 @@ from api.errors import install_error_handlers
 from api.routes import (
     attachments,
     checklists,
+    findings,
     health,
     me,
     missions,
@@ -107,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         me.router,
         sync.router,
         attachments.router,
+        findings.router,
     ):
         app.include_router(router)
     web.mount(app)

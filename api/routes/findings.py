@@ -1,0 +1,219 @@
+"""Findings for dashboards and the draft statement: read-only, cached, with ETags."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+
+from api.config import get_settings
+from api.deps import ReaderOfMission, ReadSessionDep, SettingsDep
+from api.errors import COMMON_ERRORS, Invalid, NotFound, error_responses
+from api.services.findings import views
+from api.services.findings.fold import BackgroundFolder
+from api.services.findings.scope import Filters
+from models.checklist import Phase
+from models.finding import (
+    CountingPublic,
+    CoveragePublic,
+    CriticalPublic,
+    FindingsEnvelope,
+    FindingsPublic,
+    IncidentsPublic,
+    StatementPublic,
+)
+
+
+@asynccontextmanager
+async def _folding(_: FastAPI) -> AsyncIterator[None]:
+    """Each API process folds new changes in the background (the fold lock makes one work)."""
+    settings = get_settings()
+    folder = None
+    if settings.findings_fold_interval_s > 0 and settings.environment != "test":
+        folder = BackgroundFolder(settings.findings_fold_interval_s)
+        folder.start()
+    try:
+        yield
+    finally:
+        if folder is not None:
+            folder.stop()
+
+
+router = APIRouter(prefix="/missions/{mission_id}", tags=["findings"], lifespan=_folding)
+ERRORS = COMMON_ERRORS | error_responses(NotFound)
+NOT_MODIFIED = {304: {"description": "Unchanged since the ETag given in If-None-Match"}}
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def findings_filters(
+    location: Annotated[
+        str | None,
+        Query(
+            max_length=500, description="A place of the location tree: 'Region', 'Region/District'"
+        ),
+    ] = None,
+    abroad: Annotated[
+        bool | None, Query(description="Only stations abroad (true) or in-country (false)")
+    ] = None,
+    phase: Annotated[Phase | None, Query(description="Only one phase")] = None,
+    team: Annotated[
+        str | None, Query(max_length=100, description="Only one team's checklists")
+    ] = None,
+    observed_from: Annotated[
+        datetime | None, Query(description="Observed at or after (UTC when no offset is given)")
+    ] = None,
+    observed_to: Annotated[
+        datetime | None, Query(description="Observed before (UTC when no offset is given)")
+    ] = None,
+    template: Annotated[str | None, Query(max_length=32, description="Template code")] = None,
+    template_version: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
+) -> Filters:
+    start, end = _utc(observed_from), _utc(observed_to)
+    if start is not None and end is not None and start >= end:
+        raise Invalid(
+            "observed_from must be before observed_to",
+            code="invalid_request",
+            errors=[
+                {
+                    "path": ["query", "observed_to"],
+                    "code": "empty_window",
+                    "message": "the time window is empty",
+                }
+            ],
+        )
+    return Filters(
+        location=location,
+        abroad=abroad,
+        phase=phase.value if phase else None,
+        team=team,
+        observed_from=start,
+        observed_to=end,
+        template=template,
+        template_version=template_version,
+    )
+
+
+FiltersDep = Annotated[Filters, Depends(findings_filters)]
+Language = Annotated[
+    str | None,
+    Query(min_length=2, max_length=8, description="Language of labels (default: the mission's)"),
+]
+
+
+def _answer(request: Request, view: views.View, media_type: str, content: bytes) -> Response:
+    headers = {"ETag": view.etag, "Cache-Control": "no-cache"}
+    asked = request.headers.get("if-none-match")
+    if asked and view.etag in {t.strip() for t in asked.split(",")}:
+        return Response(status_code=304, headers=headers)
+    return Response(content=content, media_type=media_type, headers=headers)
+
+
+VIEW_ROUTES: list[tuple[str, str, type[FindingsEnvelope], str]] = [
+    (
+        "findings",
+        "/findings",
+        FindingsPublic,
+        "Every question's answer counts, denominators, shares and stations, per phase.",
+    ),
+    (
+        "coverage",
+        "/findings/coverage",
+        CoveragePublic,
+        "Stations planned and observed per region and phase, missing observers, hourly arrivals.",
+    ),
+    (
+        "incidents",
+        "/findings/incidents",
+        IncidentsPublic,
+        "Incident reports by type, region and hour, with the reports behind them.",
+    ),
+    (
+        "critical",
+        "/findings/critical",
+        CriticalPublic,
+        "Critical answers by question and region, with their checklists and clustering.",
+    ),
+    (
+        "counting",
+        "/findings/counting",
+        CountingPublic,
+        "Counting reports checked for consistency, conflicts, and totals (one report a station).",
+    ),
+]
+
+
+def _view_route(name: str, doc: str) -> Callable[..., Response]:
+    def endpoint(
+        request: Request,
+        mission_id: uuid.UUID,
+        _: ReaderOfMission,
+        session: ReadSessionDep,
+        settings: SettingsDep,
+        filters: FiltersDep,
+        lang: Language = None,
+    ) -> Response:
+        view = views.get_view(session, settings, mission_id, name, filters, lang)
+        return _answer(request, view, "application/json", view.body)
+
+    endpoint.__name__ = f"read_{name}"
+    endpoint.__doc__ = doc
+    return endpoint
+
+
+for _name, _path, _model, _doc in VIEW_ROUTES:
+    router.add_api_route(
+        _path,
+        _view_route(_name, _doc),
+        methods=["GET"],
+        response_model=None,
+        responses=ERRORS | NOT_MODIFIED | {200: {"model": _model}},
+    )
+
+
+class StatementFormat(StrEnum):
+    markdown = "markdown"
+    json = "json"
+
+
+@router.get(
+    "/statement",
+    response_model=None,
+    responses=ERRORS
+    | NOT_MODIFIED
+    | {
+        200: {
+            "model": StatementPublic,
+            "content": {"text/markdown": {"schema": {"type": "string"}}},
+            "description": "Markdown by default; JSON with every sentence's evidence",
+        }
+    },
+)
+def read_statement(
+    request: Request,
+    mission_id: uuid.UUID,
+    _: ReaderOfMission,
+    session: ReadSessionDep,
+    settings: SettingsDep,
+    filters: FiltersDep,
+    lang: Language = None,
+    format: Annotated[  # noqa: A002 - the query parameter's public name
+        StatementFormat, Query(description="markdown, or json with the evidence")
+    ] = StatementFormat.markdown,
+) -> Response:
+    """The draft preliminary statement built from the findings, each sentence with evidence."""
+    view = views.get_view(session, settings, mission_id, "statement", filters, lang)
+    if format == StatementFormat.json:
+        return _answer(request, view, "application/json", view.body)
+    markdown = view.parsed()["markdown"].encode()
+    md_view = views.View(markdown, view.etag[:-1] + '-md"')
+    return _answer(request, md_view, "text/markdown; charset=utf-8", markdown)

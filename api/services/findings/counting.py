@@ -1,0 +1,328 @@
+"""Counting: protocol figures checked for consistency, conflicts between two reports of one
+station, vote totals (one report per station) and, for random samples, a quick count.
+
+The checks follow the observation-method reference; each is a SQL expression over the
+protocol figures pivoted per counting checklist, so only failing reports leave the database.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import Float, and_, case, cast, func, or_, select
+from sqlalchemy.orm import Session
+
+from api.checklist_schema import Protocol
+from api.services import templates as template_service
+from api.services.findings.fold import AN
+from api.services.findings.scope import CL, ST, TPL, Scope, checklist_predicate
+from api.services.findings.stats import FindingsSettings, percent, ratio_estimate, share_text
+
+LIST_LIMIT = 500
+FIGURES = (
+    "registered",
+    "received",
+    "issued",
+    "unused",
+    "spoiled",
+    "in_box",
+    "invalid",
+    "blank",
+    "valid",
+)
+CHECKS = {
+    "options_sum_to_valid": "the votes for the options add up to the valid ballots (v1+…+vn = V)",
+    "valid_invalid_blank_make_in_box": "valid + invalid + blank = ballots in the box (V+X+K = B)",
+    "ballots_accounted_for": "issued + unused + spoiled = received (I+U+S = Rc)",
+    "in_box_not_above_issued": "ballots in the box do not exceed ballots issued (B ≤ I)",
+    "issued_not_above_registered": "ballots issued do not exceed registered voters plus the "
+    "allowance (I ≤ R + a)",
+    "turnout_below_threshold": "turnout (B/R) is not above the threshold",
+    "invalid_below_threshold": "the invalid share (X/B) is not above the threshold",
+    "no_option_above_threshold": "no option's share of valid votes is above the threshold",
+    "figures_plausible": "every figure is a whole number from 0 to the plausible maximum",
+}
+
+
+def protocol_of(session: Session, mission_id: uuid.UUID) -> Protocol | None:
+    """The protocol block of the mission's newest template that has one."""
+    rows = session.execute(
+        select(TPL.c.id, TPL.c.definition)
+        .where(TPL.c.mission_id == mission_id, TPL.c.status != "draft")
+        .order_by(TPL.c.version.desc(), TPL.c.code)
+    ).all()
+    for tpl_id, definition in rows:
+        protocol = template_service.compiled(tpl_id, definition).definition.protocol
+        if protocol is not None:
+            return protocol
+    return None
+
+
+def _pivot(scope: Scope, protocol: Protocol) -> Any:
+    """One row per counting checklist that holds protocol figures."""
+    codes = {f: getattr(protocol, f) for f in FIGURES}
+    options = {f"v{i + 1}": c for i, c in enumerate(protocol.options)}
+    every = {**codes, **options}
+
+    def figure(code: str) -> Any:
+        return func.max(case((AN.c.question_code == code, AN.c.number)))
+
+    return (
+        select(
+            CL.c.id.label("checklist_id"),
+            CL.c.station_id,
+            CL.c.received_at,
+            CL.c.review_state,
+            *[figure(code).label(name) for name, code in every.items()],
+        )
+        .select_from(CL.join(AN, AN.c.checklist_id == CL.c.id))
+        .where(
+            checklist_predicate(scope, phase=False),
+            CL.c.phase == "closing",
+            AN.c.question_code.in_(list(every.values())),
+            AN.c.number.is_not(None),
+        )
+        .group_by(CL.c.id, CL.c.station_id, CL.c.received_at, CL.c.review_state)
+        .subquery("pivot")
+    )
+
+
+def _failures(p: Any, n_options: int, cfg: FindingsSettings) -> dict[str, Any]:
+    """SQL conditions, true when a report fails a check (unknown figures never fail)."""
+    opts = [p.c[f"v{i + 1}"] for i in range(n_options)]
+    option_sum = opts[0]
+    for o in opts[1:]:
+        option_sum = option_sum + o
+    reg, received, issued, unused, spoiled = (
+        p.c.registered,
+        p.c.received,
+        p.c.issued,
+        p.c.unused,
+        p.c.spoiled,
+    )
+    in_box, invalid, blank, valid = p.c.in_box, p.c.invalid, p.c.blank, p.c.valid
+    real = Float()
+    everything = [reg, received, issued, unused, spoiled, in_box, invalid, blank, valid, *opts]
+    return {
+        "options_sum_to_valid": option_sum != valid,
+        "valid_invalid_blank_make_in_box": in_box != valid + invalid + blank,
+        "ballots_accounted_for": received != issued + unused + spoiled,
+        "in_box_not_above_issued": in_box > issued,
+        "issued_not_above_registered": issued > reg + cfg.issued_allowance,
+        "turnout_below_threshold": and_(reg > 0, cast(in_box, real) > cfg.turnout_max * reg),
+        "invalid_below_threshold": and_(
+            in_box > 0, cast(invalid, real) > cfg.invalid_share_max * in_box
+        ),
+        "no_option_above_threshold": and_(
+            valid > 0, or_(*[cast(o, real) > cfg.option_share_max * valid for o in opts])
+        ),
+        "figures_plausible": or_(*[or_(f < 0, f > cfg.figure_max) for f in everything]),
+    }
+
+
+def counting(
+    session: Session, scope: Scope, cfg: FindingsSettings, random_sample: bool
+) -> dict[str, Any]:
+    """Every counting report checked, conflicts flagged, totals from one report per station."""
+    protocol = protocol_of(session, scope.mission_id)
+    empty: dict[str, Any] = {
+        "protocol": None,
+        "reports": 0,
+        "stations": 0,
+        "checks": [],
+        "failing": [],
+        "conflicts": [],
+        "totals": None,
+        "quick_count": None,
+    }
+    if protocol is None or scope.empty or scope.filters.phase not in (None, "closing"):
+        return empty
+    p = _pivot(scope, protocol)
+    n_opts = len(protocol.options)
+    fails = _failures(p, n_opts, cfg)
+    flags = {name: func.coalesce(case((cond, 1), else_=0), 0) for name, cond in fails.items()}
+    summary = session.execute(
+        select(
+            func.count(),
+            func.count(p.c.station_id.distinct()),
+            *[func.sum(flag) for flag in flags.values()],
+        )
+    ).one()
+    reports, stations = int(summary[0]), int(summary[1])
+    checks = [
+        {
+            "check": name,
+            "rule": CHECKS[name],
+            "failed": int(summary[2 + i] or 0),
+            "checked": reports,
+        }
+        for i, name in enumerate(flags)
+    ]
+    any_fail = or_(*[f == 1 for f in flags.values()])
+    failing_rows = session.execute(
+        select(p, ST.c.code.label("station"), *[f.label(f"fail_{n}") for n, f in flags.items()])
+        .select_from(p.join(ST, ST.c.id == p.c.station_id))
+        .where(any_fail)
+        .order_by(ST.c.code, p.c.received_at)
+        .limit(LIST_LIMIT)
+    ).mappings()
+    option_codes = protocol.options
+    failing = [
+        {
+            "checklist_id": r["checklist_id"],
+            "station": r["station"],
+            "review_state": r["review_state"],
+            "figures": _figures(r, option_codes),
+            "fails": [n for n in flags if r[f"fail_{n}"]],
+        }
+        for r in failing_rows
+    ]
+    return {
+        "protocol": {f: getattr(protocol, f) for f in FIGURES} | {"options": option_codes},
+        "reports": reports,
+        "stations": stations,
+        "checks": checks,
+        "failing": failing,
+        "conflicts": _conflicts(session, p, n_opts, option_codes),
+        "totals": _totals(session, scope, p, n_opts, option_codes, cfg),
+        "quick_count": _quick_count(session, scope, p, n_opts, option_codes, cfg)
+        if random_sample
+        else None,
+        "selection_rule": "one report per station: the latest verified one, else the latest",
+    }
+
+
+def _figures(row: Any, option_codes: list[str]) -> dict[str, int | None]:
+    out: dict[str, int | None] = {f: row[f] for f in FIGURES}
+    for i, code in enumerate(option_codes):
+        out[code] = row[f"v{i + 1}"]
+    return out
+
+
+def _conflicts(session: Session, p: Any, n_opts: int, option_codes: list[str]) -> list[Any]:
+    cols = [p.c[f] for f in FIGURES] + [p.c[f"v{i + 1}"] for i in range(n_opts)]
+    disagree = or_(*[func.max(c) != func.min(c) for c in cols])
+    conflict_stations = (
+        select(p.c.station_id).group_by(p.c.station_id).having(func.count() > 1, disagree)
+    ).subquery()
+    rows = session.execute(
+        select(p, ST.c.code.label("station"))
+        .select_from(p.join(ST, ST.c.id == p.c.station_id))
+        .where(p.c.station_id.in_(select(conflict_stations.c.station_id)))
+        .order_by(ST.c.code, p.c.received_at)
+        .limit(LIST_LIMIT)
+    ).mappings()
+    out: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        slot = out.setdefault(r["station"], {"station": r["station"], "reports": []})
+        slot["reports"].append(
+            {
+                "checklist_id": r["checklist_id"],
+                "review_state": r["review_state"],
+                "received_at": r["received_at"],
+                "figures": _figures(r, option_codes),
+            }
+        )
+    for slot in out.values():
+        first = slot["reports"][0]["figures"]
+        slot["differing"] = sorted(
+            k for k in first if any(rep["figures"][k] != first[k] for rep in slot["reports"])
+        )
+    return list(out.values())
+
+
+def _chosen(p: Any) -> Any:
+    """One report per station: the latest verified, else the latest."""
+    rank = (
+        func.row_number()
+        .over(
+            partition_by=p.c.station_id,
+            order_by=(
+                case((p.c.review_state == "verified", 0), else_=1),
+                p.c.received_at.desc(),
+                p.c.checklist_id.desc(),
+            ),
+        )
+        .label("rank")
+    )
+    ranked = select(p, rank).subquery("ranked")
+    return select(ranked).where(ranked.c.rank == 1).subquery("chosen")
+
+
+def _totals(
+    session: Session,
+    scope: Scope,
+    p: Any,
+    n_opts: int,
+    option_codes: list[str],
+    cfg: FindingsSettings,
+) -> dict[str, Any]:
+    c = _chosen(p)
+    figures = [*FIGURES, *[f"v{i + 1}" for i in range(n_opts)]]
+    row = session.execute(
+        select(func.count(), *[func.coalesce(func.sum(c.c[f]), 0) for f in figures])
+    ).one()
+    sums = dict(zip(figures, (int(v) for v in row[1:]), strict=True))
+    valid = sums["valid"]
+    options = [
+        {
+            "code": code,
+            "votes": sums[f"v{i + 1}"],
+            "share": round(sums[f"v{i + 1}"] / valid, 4) if valid else None,
+            "text": percent(sums[f"v{i + 1}"] / valid) if valid else None,
+        }
+        for i, code in enumerate(option_codes)
+    ]
+    registered, in_box = sums["registered"], sums["in_box"]
+    return {
+        "stations": int(row[0]),
+        "stations_text": share_text(int(row[0]), int(row[0]), cfg.small_denominator),
+        "figures": {f: sums[f] for f in FIGURES},
+        "options": options,
+        "turnout": round(in_box / registered, 4) if registered else None,
+        "note": "totals over the stations observed; not an estimate of the national result",
+    }
+
+
+def _quick_count(
+    session: Session,
+    scope: Scope,
+    p: Any,
+    n_opts: int,
+    option_codes: list[str],
+    cfg: FindingsSettings,
+) -> dict[str, Any] | None:
+    c = _chosen(p)
+    big_n = cfg.population_stations or int(
+        session.scalar(select(func.count()).where(ST.c.mission_id == scope.mission_id)) or 0
+    )
+    x = cast(c.c.valid, Float())
+    aggregates: list[Any] = [func.count(), func.sum(x), func.sum(x * x)]
+    for i in range(n_opts):
+        y = cast(c.c[f"v{i + 1}"], Float())
+        aggregates += [func.sum(y), func.sum(y * y), func.sum(x * y)]
+    row = session.execute(select(*aggregates).where(c.c.valid.is_not(None))).one()
+    n, sum_x, sxx = int(row[0]), float(row[1] or 0), float(row[2] or 0)
+    estimates = []
+    for i, code in enumerate(option_codes):
+        sum_y, syy, sxy = (float(v or 0) for v in row[3 + 3 * i : 6 + 3 * i])
+        est = ratio_estimate(n, big_n, sum_y, sum_x, syy, sxy, sxx)
+        if est is None:
+            return None
+        share, margin = est
+        estimates.append(
+            {
+                "code": code,
+                "share": round(share, 4),
+                "margin95": round(margin, 4),
+                "text": f"{percent(share)} ± {percent(margin)}",
+            }
+        )
+    return {
+        "sampled_stations": n,
+        "population_stations": big_n,
+        "method": "ratio estimator over the sampled stations, 95 % margin with finite-population "
+        "correction",
+        "options": estimates,
+    }

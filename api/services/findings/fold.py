@@ -1,0 +1,486 @@
+"""The fold: keeps the findings tallies current by consuming the change outbox.
+
+A plain `GROUP BY` over every answer of a national mission takes around a second, so the
+tallies are kept incrementally instead. Each fold, in one transaction:
+
+1. takes the fold lock (PostgreSQL: a transaction advisory lock, so that one process in
+   the whole deployment folds at a time; SQLite has a single writer anyway);
+2. reads the outbox past its cursor and, for every checklist named there, compares
+   "counts now" (latest, not rejected, not quarantined) with "already in the tallies"
+   (`finding_applied`); the difference is a set of +1 / -1 checklists;
+3. turns those checklists' answers into signed tally rows, works out per station whether
+   a value appears or disappears there (for the distinct-station counts), and adds the
+   deltas at the station's place, every place above it, in-country/abroad and the whole
+   mission with `INSERT … SELECT … GROUP BY … ON CONFLICT DO UPDATE`;
+4. moves the cursor on and bumps the data version of every mission it touched.
+
+All of it is set-based SQL; no answer row passes through Python. Folding the same change
+twice is harmless (step 2 finds no difference), which is what makes the outbox safe even
+though PostgreSQL may commit change ids out of order: the cursor only moves over ids that
+are contiguous (or whose gap is older than GAP_GRACE_S, i.e. a rolled-back transaction),
+and the changes beyond a gap are folded at once and simply looked at again next time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Uuid,
+    and_,
+    case,
+    delete,
+    exists,
+    func,
+    literal,
+    literal_column,
+    not_,
+    or_,
+    select,
+    union_all,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from api.checklist_schema import QuestionType, TemplateDefinition
+from api.services.findings.scope import CL, ST, TPL, counts
+from api.services.sql import dialect_insert, insert_ignore
+from models import (
+    Answer,
+    ChecklistChange,
+    FindingApplied,
+    FindingCritical,
+    FindingFold,
+    FindingQuestion,
+    FindingState,
+    FindingTally,
+)
+from models.base import utcnow
+from models.finding import NODE_ABROAD, NODE_ALL, NODE_IN_COUNTRY
+
+log = logging.getLogger("pollcheck.findings")
+
+AN = Answer.__table__  # type: ignore[attr-defined]
+CHG = ChecklistChange.__table__  # type: ignore[attr-defined]
+FA = FindingApplied.__table__  # type: ignore[attr-defined]
+FC = FindingCritical.__table__  # type: ignore[attr-defined]
+FF = FindingFold.__table__  # type: ignore[attr-defined]
+FQ = FindingQuestion.__table__  # type: ignore[attr-defined]
+FS = FindingState.__table__  # type: ignore[attr-defined]
+FT = FindingTally.__table__  # type: ignore[attr-defined]
+
+FOLD_LOCK_KEY = 0x706F6C6C_66696E64  # "pollfind": one fold at a time across processes
+GAP_GRACE_S = 60  # a missing change id older than this belongs to a rolled-back transaction
+BATCH = 5000
+TALLY_COLUMNS = ("observations", "stations", "total", "critical")
+
+_tmp = MetaData()
+TMP_SIGN = Table(
+    "tmp_finding_sign",
+    _tmp,
+    Column("checklist_id", Uuid, primary_key=True),
+    Column("sign", Integer, nullable=False),
+    Column("mission_id", Uuid, nullable=False),
+    Column("station_id", Uuid, nullable=False),
+    Column("phase", String(16), nullable=False),
+    Column("template_id", Uuid, nullable=False),
+    prefixes=["TEMPORARY"],
+)
+TMP_STATION = Table(
+    "tmp_finding_station",
+    _tmp,
+    Column("mission_id", Uuid, nullable=False),
+    Column("station_id", Uuid, nullable=False),
+    Column("phase", String(16), nullable=False),
+    Column("question_code", String(32), nullable=False),
+    Column("value", String(64), nullable=False),
+    Column("observations", BigInteger, nullable=False),
+    Column("stations", BigInteger, nullable=False),
+    Column("total", BigInteger, nullable=False),
+    Column("critical", BigInteger, nullable=False),
+    prefixes=["TEMPORARY"],
+)
+
+KIND_OF = {
+    QuestionType.yes_no: "closed",
+    QuestionType.single: "closed",
+    QuestionType.multi: "closed",
+    QuestionType.scale4: "closed",
+    QuestionType.integer: "number",
+    QuestionType.time: "other",
+    QuestionType.text: "other",
+}
+
+
+def emissions(src: Any) -> Any:
+    """Tally rows of the checklists in `src` (checklist_id, sign, mission_id, station_id,
+    phase, template_id): one `_` row per checklist, `*` per answered question, and the
+    answer itself (closed questions) or `#` with its number (count questions)."""
+    head = (src.c.mission_id, src.c.station_id, src.c.phase)
+    joined = src.join(AN, AN.c.checklist_id == src.c.checklist_id)
+    checklist_rows = select(
+        *head,
+        literal_column("'_'").label("question_code"),
+        literal_column("'_'").label("value"),
+        src.c.sign,
+        literal_column("0").label("number"),
+        literal_column("0").label("crit"),
+    )
+    value_rows = (
+        select(
+            *head,
+            AN.c.question_code,
+            case((or_(FQ.c.kind == "closed", AN.c.value == "na"), AN.c.value), else_="#"),
+            src.c.sign,
+            case((FQ.c.kind == "number", func.coalesce(AN.c.number, 0)), else_=0),
+            case((AN.c.critical, 1), else_=0),
+        )
+        .select_from(
+            joined.join(
+                FQ,
+                and_(
+                    FQ.c.template_id == src.c.template_id, FQ.c.question_code == AN.c.question_code
+                ),
+            )
+        )
+        .where(FQ.c.kind != "other")
+    )
+    answered_rows = (
+        select(
+            *head,
+            AN.c.question_code,
+            literal_column("'*'"),
+            src.c.sign,
+            literal_column("0"),
+            literal_column("0"),
+        )
+        .select_from(joined)
+        .where(AN.c.position == 0, AN.c.value != "na")
+    )
+    # Phase `all`: the checklist once more, so that stations seen in several phases count once.
+    all_phases = select(
+        src.c.mission_id,
+        src.c.station_id,
+        literal_column("'all'"),
+        literal_column("'_'"),
+        literal_column("'_'"),
+        src.c.sign,
+        literal_column("0"),
+        literal_column("0"),
+    )
+    return union_all(checklist_rows, value_rows, answered_rows, all_phases)
+
+
+def _catalogue(session: Session, lo: int, hi: int) -> None:
+    """Record the answer kind of every question of templates not seen before."""
+    changed = select(CHG.c.checklist_id).where(CHG.c.id > lo, CHG.c.id <= hi)
+    new_templates = session.execute(
+        select(TPL.c.id, TPL.c.definition).where(
+            TPL.c.id.in_(select(CL.c.template_id).where(CL.c.id.in_(changed)).distinct()),
+            ~exists(select(FQ.c.template_id).where(FQ.c.template_id == TPL.c.id)),
+        )
+    ).all()
+    for tpl_id, definition in new_templates:
+        parsed = TemplateDefinition.model_validate(definition)
+        rows = [
+            {"template_id": tpl_id, "question_code": q.code, "kind": KIND_OF[q.type]}
+            for section in parsed.sections
+            for q in section.questions
+        ]
+        insert_ignore(session, FQ, rows, ["template_id", "question_code"])
+
+
+def _ensure_temp_tables(session: Session) -> None:
+    conn = session.connection()
+    for table in (TMP_SIGN, TMP_STATION):
+        table.create(conn, checkfirst=True)
+        session.execute(delete(table))
+
+
+def _lock(session: Session) -> bool:
+    if session.get_bind().dialect.name == "postgresql":
+        return bool(session.scalar(select(func.pg_try_advisory_xact_lock(literal(FOLD_LOCK_KEY)))))
+    # SQLite: the first write takes the database's single write lock for the transaction.
+    insert_ignore(session, FF, [{"id": 1, "last_change_id": 0, "seen_change_id": 0}], ["id"])
+    session.execute(update(FF).where(FF.c.id == 1).values(folded_at=utcnow()))
+    return True
+
+
+def _window(session: Session, last: int) -> tuple[int, int, int] | None:
+    """(highest id to look at, new cursor, how many) for the next batch of changes."""
+    rows = session.execute(
+        select(CHG.c.id, CHG.c.created_at).where(CHG.c.id > last).order_by(CHG.c.id).limit(BATCH)
+    ).all()
+    if not rows:
+        return None
+    hi = rows[-1].id
+    if session.get_bind().dialect.name != "postgresql":
+        return hi, hi, len(rows)  # one writer at a time: ids commit in order
+    old = utcnow() - timedelta(seconds=GAP_GRACE_S)
+    cursor = last
+    for row in rows:
+        if row.id != cursor + 1 and row.created_at > old:
+            break  # a lower id may still be committing: look at it again next time
+        cursor = row.id
+    return hi, cursor, len(rows)
+
+
+@dataclass(slots=True)
+class FoldResult:
+    folded: bool  # False when another process held the lock
+    changes: int = 0
+    checklists: int = 0
+
+
+def fold(session: Session) -> FoldResult:
+    """Fold every pending change into the tallies (in the caller's transaction)."""
+    if not _lock(session):
+        return FoldResult(folded=False)
+    insert_ignore(session, FF, [{"id": 1, "last_change_id": 0, "seen_change_id": 0}], ["id"])
+    state = session.execute(select(FF.c.last_change_id, FF.c.seen_change_id)).one()
+    last, seen = state.last_change_id, state.seen_change_id
+    result = FoldResult(folded=True)
+    while True:
+        window = _window(session, last)
+        if window is None:
+            break
+        hi, cursor, n = window
+        result.checklists += _fold_window(session, last, hi, seen)
+        result.changes += n
+        seen = max(seen, hi)
+        session.execute(
+            update(FF)
+            .where(FF.c.id == 1)
+            .values(last_change_id=cursor, seen_change_id=seen, folded_at=utcnow())
+        )
+        if cursor == last or n < BATCH:
+            break
+        last = cursor
+    return result
+
+
+def _fold_window(session: Session, lo: int, hi: int, seen: int) -> int:
+    _catalogue(session, lo, hi)
+    _ensure_temp_tables(session)
+    changed = select(CHG.c.checklist_id).where(CHG.c.id > lo, CHG.c.id <= hi)
+    applied = exists(select(FA.c.checklist_id).where(FA.c.checklist_id == CL.c.id))
+    now_counts = counts(CL)
+    session.execute(
+        TMP_SIGN.insert().from_select(
+            ["checklist_id", "sign", "mission_id", "station_id", "phase", "template_id"],
+            select(
+                CL.c.id,
+                case((now_counts, 1), else_=-1),
+                CL.c.mission_id,
+                CL.c.station_id,
+                CL.c.phase,
+                CL.c.template_id,
+            ).where(
+                CL.c.id.in_(changed),
+                or_(and_(now_counts, not_(applied)), and_(not_(now_counts), applied)),
+            ),
+        )
+    )
+    signed = session.scalar(select(func.count()).select_from(TMP_SIGN)) or 0
+    if signed:
+        _apply_signed(session)
+    _bump_versions(session, seen, hi)
+    return signed
+
+
+def _apply_signed(session: Session) -> None:
+    em = emissions(TMP_SIGN).subquery("em")
+    keys = ("mission_id", "station_id", "phase", "question_code", "value")
+    delta = (
+        select(
+            *[em.c[k] for k in keys],
+            func.sum(em.c.sign).label("d_obs"),
+            func.sum(em.c.sign * em.c.number).label("d_total"),
+            func.sum(em.c.sign * em.c.crit).label("d_crit"),
+        )
+        .group_by(*[em.c[k] for k in keys])
+        .subquery("delta")
+    )
+    # Before this batch: how many counting checklists of the same station (and phase) hold
+    # each value. A station counts for a value while at least one of them does.
+    affected = exists(
+        select(TMP_SIGN.c.checklist_id).where(TMP_SIGN.c.station_id == FA.c.station_id)
+    )
+    before_src = (
+        select(
+            FA.c.checklist_id,
+            literal_column("1").label("sign"),
+            FA.c.mission_id,
+            FA.c.station_id,
+            FA.c.phase,
+            CL.c.template_id,
+        )
+        .select_from(FA.join(CL, CL.c.id == FA.c.checklist_id))
+        .where(affected)
+        .subquery("before_src")
+    )
+    bem = emissions(before_src).subquery("bem")
+    bkeys = keys[1:]
+    before = (
+        select(*[bem.c[k] for k in bkeys], func.sum(bem.c.sign).label("n"))
+        .group_by(*[bem.c[k] for k in bkeys])
+        .subquery("before")
+    )
+    n0 = func.coalesce(before.c.n, 0)
+    d_st = case((n0 + delta.c.d_obs > 0, 1), else_=0) - case((n0 > 0, 1), else_=0)
+    session.execute(
+        TMP_STATION.insert().from_select(
+            [*keys, *TALLY_COLUMNS],
+            select(
+                *[delta.c[k] for k in keys], delta.c.d_obs, d_st, delta.c.d_total, delta.c.d_crit
+            ).select_from(
+                delta.outerjoin(before, and_(*[before.c[k] == delta.c[k] for k in bkeys]))
+            ),
+        )
+    )
+    _add_to_nodes(session)
+
+    plus = TMP_SIGN.c.sign == 1
+    session.execute(
+        FA.insert().from_select(
+            ["checklist_id", "mission_id", "station_id", "phase"],
+            select(
+                TMP_SIGN.c.checklist_id,
+                TMP_SIGN.c.mission_id,
+                TMP_SIGN.c.station_id,
+                TMP_SIGN.c.phase,
+            ).where(plus),
+        )
+    )
+    minus = select(TMP_SIGN.c.checklist_id).where(TMP_SIGN.c.sign == -1)
+    session.execute(delete(FA).where(FA.c.checklist_id.in_(minus)))
+    session.execute(delete(FC).where(FC.c.checklist_id.in_(minus)))
+    session.execute(
+        FC.insert().from_select(
+            ["checklist_id", "question_code", "position", "mission_id", "value"],
+            select(
+                AN.c.checklist_id,
+                AN.c.question_code,
+                AN.c.position,
+                TMP_SIGN.c.mission_id,
+                AN.c.value,
+            )
+            .select_from(TMP_SIGN.join(AN, AN.c.checklist_id == TMP_SIGN.c.checklist_id))
+            .where(plus, AN.c.critical.is_(True)),
+        )
+    )
+
+
+def _add_to_nodes(session: Session) -> None:
+    """Add the per-station deltas at every node above each station."""
+    ts = TMP_STATION
+    nonzero = or_(*[ts.c[c] != 0 for c in TALLY_COLUMNS])
+    abroad_node = case(
+        (ST.c.abroad.is_(True), literal(NODE_ABROAD, Uuid)), else_=literal(NODE_IN_COUNTRY, Uuid)
+    )
+    levels: list[tuple[Any, list[Any], Any]] = [
+        (literal(NODE_ALL, Uuid), [], nonzero),
+        (abroad_node, [ST.c.abroad], nonzero),
+        (ST.c.region_id, [ST.c.region_id], nonzero),
+        (ST.c.location_id, [ST.c.location_id], and_(nonzero, ST.c.location_id != ST.c.region_id)),
+    ]
+    group = [ts.c.mission_id, ts.c.phase, ts.c.question_code, ts.c.value]
+    for node, node_group, where in levels:
+        query = (
+            select(
+                ts.c.mission_id,
+                node.label("node_id"),
+                ts.c.phase,
+                ts.c.question_code,
+                ts.c.value,
+                *[func.sum(ts.c[c]).label(c) for c in TALLY_COLUMNS],
+            )
+            .select_from(ts.join(ST, ST.c.id == ts.c.station_id))
+            .where(where)
+            .group_by(*group, *node_group)
+        )
+        stmt = dialect_insert(session, FT).from_select(
+            ["mission_id", "node_id", "phase", "question_code", "value", *TALLY_COLUMNS], query
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["mission_id", "node_id", "phase", "question_code", "value"],
+            set_={c: FT.c[c] + stmt.excluded[c] for c in TALLY_COLUMNS},
+        )
+        session.execute(stmt)
+
+
+def _bump_versions(session: Session, seen: int, hi: int) -> None:
+    """A new data version for every mission whose findings inputs changed."""
+    touched = union_all(
+        select(TMP_SIGN.c.mission_id),
+        select(CHG.c.mission_id).where(CHG.c.id > seen, CHG.c.id <= hi),
+    ).subquery()
+    missions = [r[0] for r in session.execute(select(touched.c.mission_id).distinct())]
+    if not missions:
+        return
+    now = utcnow()
+    stmt = dialect_insert(session, FS)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["mission_id"],
+        set_={"version": FS.c.version + 1, "folded_at": stmt.excluded.folded_at},
+    )
+    session.execute(stmt, [{"mission_id": m, "version": 1, "folded_at": now} for m in missions])
+
+
+def fold_lag_s(session: Session) -> float:
+    """Seconds since the oldest change not yet folded was recorded (0 when none)."""
+    last = session.scalar(select(FF.c.last_change_id).where(FF.c.id == 1)) or 0
+    oldest = session.scalar(select(func.min(CHG.c.created_at)).where(CHG.c.id > last))
+    if oldest is None:
+        return 0.0
+    return max(0.0, (utcnow() - oldest).total_seconds())
+
+
+def rebuild(session: Session) -> FoldResult:
+    """Forget every tally and fold the whole outbox again (after a bug fix, or by hand)."""
+    for table in (FT, FA, FC, FQ):
+        session.execute(delete(table))
+    session.execute(update(FF).values(last_change_id=0, seen_change_id=0))
+    return fold(session)
+
+
+def run_once() -> FoldResult:
+    """One fold in a transaction of its own (the background folder and reads use this)."""
+    from api.db import session_scope
+
+    with session_scope() as session:
+        return fold(session)
+
+
+class BackgroundFolder:
+    """Folds every `interval` seconds in a daemon thread; every API process runs one, and
+    the fold lock lets only one of them work at a time."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="findings-fold", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                run_once()
+            except Exception:  # keep folding after a database hiccup; it is logged
+                log.exception("findings fold failed; will retry")

@@ -1,0 +1,271 @@
+"""Answer counts per question and phase, from the folded tallies or (for filters the tallies
+do not keep) straight from the answers with the same SQL shape."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, literal_column, select
+from sqlalchemy.orm import Session
+
+from api.checklist_schema import NA, NEGATIVE_SCALE4, QuestionType, option_labels
+from api.services import templates as template_service
+from api.services.findings.fold import FT, emissions
+from api.services.findings.scope import CL, TPL, Scope, checklist_predicate
+from api.services.findings.stats import FindingsSettings, share_text, wilson
+from models.checklist import Phase
+
+PHASES = [p.value for p in Phase]
+SCALE4_LABELS = {"very_good": "Very good", "good": "Good", "bad": "Bad", "very_bad": "Very bad"}
+YES_NO_LABELS = {"yes": "Yes", "no": "No", NA: "Not applicable"}
+IRREGULARITY_VALUES = {"observed", "reported", "none"}
+
+
+@dataclass(slots=True)
+class QuestionInfo:
+    code: str
+    type: QuestionType
+    label: str
+    section: str
+    section_title: str
+    phases: frozenset[str]
+    order: int
+    options: dict[str, str]
+    critical: frozenset[str]
+    show_if: tuple[str, frozenset[str]] | None
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+def catalog(session: Session, mission_id: uuid.UUID, language: str) -> dict[str, QuestionInfo]:
+    """Every question of the mission's templates (a later version's wording wins)."""
+    rows = session.execute(
+        select(TPL.c.id, TPL.c.definition)
+        .where(TPL.c.mission_id == mission_id, TPL.c.status != "draft")
+        .order_by(TPL.c.code, TPL.c.version)
+    ).all()
+    out: dict[str, QuestionInfo] = {}
+    for tpl_id, definition in rows:
+        ct = template_service.compiled(tpl_id, definition)
+        titles = {s.code: _pick(s.title, language) for s in ct.definition.sections}
+        section_of = {q.code: s.code for s in ct.definition.sections for q in s.questions}
+        for code, cq in ct.questions.items():
+            q = cq.q
+            opts = option_labels(q, language)
+            if q.type == QuestionType.yes_no:
+                opts = dict(YES_NO_LABELS)
+            elif q.type == QuestionType.scale4:
+                opts = {**SCALE4_LABELS, NA: YES_NO_LABELS[NA]}
+            elif q.allow_na:
+                opts[NA] = YES_NO_LABELS[NA]
+            out[code] = QuestionInfo(
+                code=code,
+                type=q.type,
+                label=_pick(q.label, language),
+                section=section_of[code],
+                section_title=titles[section_of[code]],
+                phases=cq.phases,
+                order=cq.order,
+                options=opts,
+                critical=cq.critical,
+                show_if=(cq.show_if_question, cq.show_if_values) if cq.show_if_question else None,
+            )
+    return dict(sorted(out.items(), key=lambda kv: kv[1].order))
+
+
+def _pick(labels: dict[str, str], language: str) -> str:
+    return labels.get(language) or next(iter(labels.values()))
+
+
+Tally = dict[tuple[str, str, str], tuple[int, int, int, int]]
+
+
+def tallies(session: Session, scope: Scope) -> Tally:
+    """(phase, question, value) -> (observations, stations, total, critical) for a scope."""
+    if scope.empty:
+        return {}
+    if scope.filters.needs_raw:
+        return recompute(session, scope)
+    q = select(
+        FT.c.phase,
+        FT.c.question_code,
+        FT.c.value,
+        FT.c.observations,
+        FT.c.stations,
+        FT.c.total,
+        FT.c.critical,
+    ).where(FT.c.mission_id == scope.mission_id, FT.c.node_id == scope.node_id)
+    if scope.filters.phase is not None:
+        q = q.where(FT.c.phase == scope.filters.phase)
+    return {
+        (r[0], r[1], r[2]): (r[3], r[4], r[5], r[6])
+        for r in session.execute(q)
+        if r[3] or r[4] or r[5] or r[6]
+    }
+
+
+def recompute(session: Session, scope: Scope) -> Tally:
+    """The same figures computed from the answers with one GROUP BY (no tallies used)."""
+    src = (
+        select(
+            CL.c.id.label("checklist_id"),
+            literal_column("1").label("sign"),
+            CL.c.mission_id,
+            CL.c.station_id,
+            CL.c.phase,
+            CL.c.template_id,
+        )
+        .where(checklist_predicate(scope))
+        .subquery("src")
+    )
+    em = emissions(src).subquery("em")
+    keys = (em.c.phase, em.c.question_code, em.c.value)
+    rows = session.execute(
+        select(
+            *keys,
+            func.sum(em.c.sign),
+            func.count(em.c.station_id.distinct()),
+            func.sum(em.c.number),
+            func.sum(em.c.crit),
+        ).group_by(*keys)
+    )
+    return {(r[0], r[1], r[2]): (int(r[3]), int(r[4]), int(r[5]), int(r[6])) for r in rows}
+
+
+def _answer(
+    value: str,
+    label: str,
+    cell: tuple[int, int, int, int],
+    denominator: int,
+    cfg: FindingsSettings,
+    random_sample: bool,
+    critical: bool,
+) -> dict[str, Any]:
+    count, stations = cell[0], cell[1]
+    return {
+        "value": value,
+        "label": label,
+        "count": count,
+        "stations": stations,
+        "share": round(count / denominator, 4) if denominator and value != NA else None,
+        "text": share_text(count, denominator, cfg.small_denominator) if value != NA else None,
+        "ci95": wilson(count, denominator) if random_sample and value != NA else None,
+        "critical": critical,
+    }
+
+
+def build(
+    data: Tally, questions: dict[str, QuestionInfo], cfg: FindingsSettings, random_sample: bool
+) -> dict[str, Any]:
+    """Shape the tallies into per-phase findings with denominators and honest shares."""
+    zero = (0, 0, 0, 0)
+    phases_out: list[dict[str, Any]] = []
+    irregularities: list[dict[str, Any]] = []
+    for phase in PHASES:
+        checklists = data.get((phase, "_", "_"), zero)
+        if not checklists[0]:
+            continue
+        items = []
+        for code, info in questions.items():
+            if phase not in info.phases or info.type == QuestionType.text:
+                continue
+            answered = data.get((phase, code, "*"), zero)
+            na = data.get((phase, code, NA), zero)[0]
+            if info.show_if is not None:
+                parent, accepted = info.show_if
+                asked = min(
+                    checklists[0], sum(data.get((phase, parent, v), zero)[0] for v in accepted)
+                )
+            else:
+                asked = checklists[0]
+            denominator = answered[0]
+            item: dict[str, Any] = {
+                "code": code,
+                "label": info.label,
+                "type": info.type.value,
+                "section": info.section,
+                "asked": asked,
+                "answered": denominator,
+                "not_applicable": na,
+                "unanswered": max(0, asked - denominator - na),
+                "stations": answered[1],
+                "critical": sum(c[3] for (p, q, _), c in data.items() if p == phase and q == code),
+            }
+            if info.type == QuestionType.integer:
+                item["total"] = data.get((phase, code, "#"), zero)[2]
+                items.append(item)
+                continue
+            if info.type == QuestionType.time:
+                items.append(item)
+                continue
+            answers = []
+            for value, label in info.options.items():
+                cell = data.get((phase, code, value), zero)
+                if value == NA and not cell[0]:
+                    continue
+                answers.append(
+                    _answer(
+                        value,
+                        label,
+                        cell,
+                        denominator,
+                        cfg,
+                        random_sample,
+                        value in info.critical,
+                    )
+                )
+            item["answers"] = answers
+            if info.type == QuestionType.scale4:
+                neg = sum(data.get((phase, code, v), zero)[0] for v in NEGATIVE_SCALE4)
+                item["negative"] = {
+                    "count": neg,
+                    "share": round(neg / denominator, 4) if denominator else None,
+                    "text": share_text(neg, denominator, cfg.small_denominator),
+                    "ci95": wilson(neg, denominator) if random_sample else None,
+                }
+            if set(info.options) - {NA} == IRREGULARITY_VALUES:
+                irregularities.append(
+                    {
+                        "phase": phase,
+                        "code": code,
+                        "label": info.label,
+                        "answered": denominator,
+                        "observed": _count(data, phase, code, "observed"),
+                        "reported": _count(data, phase, code, "reported"),
+                        "cases": data.get((phase, f"{code}N", "#"), zero)[2],
+                    }
+                )
+            items.append(item)
+        phases_out.append(
+            {
+                "phase": phase,
+                "observations": checklists[0],
+                "stations": checklists[1],
+                "questions": items,
+            }
+        )
+    every = data.get(("all", "_", "_"))
+    if every is not None:
+        overall = (every[0], every[1])
+    elif phases_out:  # a phase filter on the tallies: that phase is everything
+        overall = (int(phases_out[0]["observations"]), int(phases_out[0]["stations"]))
+    else:
+        overall = (0, 0)
+    return {
+        "totals": {
+            "observations": overall[0],
+            "stations": overall[1],
+            "phases": [
+                {"phase": p["phase"], "observations": p["observations"], "stations": p["stations"]}
+                for p in phases_out
+            ],
+        },
+        "phases": phases_out,
+        "irregularities": irregularities,
+    }
+
+
+def _count(data: Tally, phase: str, code: str, value: str) -> dict[str, int]:
+    cell = data.get((phase, code, value), (0, 0, 0, 0))
+    return {"count": cell[0], "stations": cell[1]}

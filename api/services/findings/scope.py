@@ -1,0 +1,161 @@
+"""What counts, and which checklists a findings request is about: shared SQL predicates."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, exists, not_, or_, select
+from sqlalchemy.orm import Session
+
+from api.errors import NotFound
+from models import Checklist, ChecklistTemplate, Location, Observer, Station, Team
+from models.finding import NODE_ABROAD, NODE_ALL, NODE_IN_COUNTRY
+
+CL = Checklist.__table__  # type: ignore[attr-defined]
+ST = Station.__table__  # type: ignore[attr-defined]
+LOC = Location.__table__  # type: ignore[attr-defined]
+OBS = Observer.__table__  # type: ignore[attr-defined]
+TEAM = Team.__table__  # type: ignore[attr-defined]
+TPL = ChecklistTemplate.__table__  # type: ignore[attr-defined]
+
+
+def counts(cl: Any = CL) -> Any:
+    """The one rule of what counts: the latest version, not rejected, not quarantined."""
+    return and_(cl.c.is_latest.is_(True), cl.c.review_state != "rejected", not_(cl.c.quarantined))
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """A findings request's filters; every one is optional."""
+
+    location: str | None = None
+    abroad: bool | None = None
+    phase: str | None = None
+    team: str | None = None
+    observed_from: datetime | None = None
+    observed_to: datetime | None = None
+    template: str | None = None
+    template_version: int | None = None
+
+    @property
+    def needs_raw(self) -> bool:
+        """True when the folded tallies cannot answer (they are kept per place and phase)."""
+        return any(
+            v is not None
+            for v in (
+                self.team,
+                self.observed_from,
+                self.observed_to,
+                self.template,
+                self.template_version,
+            )
+        )
+
+    def key(self) -> dict[str, Any]:
+        out = {k: v for k, v in asdict(self).items() if v is not None}
+        for k in ("observed_from", "observed_to"):
+            if k in out:
+                out[k] = out[k].isoformat()
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Filters resolved against the mission: ids instead of names, and the tally node."""
+
+    mission_id: uuid.UUID
+    filters: Filters
+    location_id: uuid.UUID | None
+    location_path: str | None
+    location_abroad: bool | None
+    team_id: uuid.UUID | None
+
+    @property
+    def empty(self) -> bool:
+        """A place and an `abroad` flag that contradict each other select nothing."""
+        return (
+            self.location_abroad is not None
+            and self.filters.abroad is not None
+            and self.location_abroad != self.filters.abroad
+        )
+
+    @property
+    def node_id(self) -> uuid.UUID:
+        if self.location_id is not None:
+            return self.location_id
+        if self.filters.abroad is None:
+            return NODE_ALL
+        return NODE_ABROAD if self.filters.abroad else NODE_IN_COUNTRY
+
+
+def resolve(session: Session, mission_id: uuid.UUID, filters: Filters) -> Scope:
+    """Look the named place and team up; unknown names are a 404 that says what exists."""
+    loc_id = loc_path = loc_abroad = team_id = None
+    if filters.location is not None:
+        path = "/".join(p.strip() for p in filters.location.strip("/").split("/"))
+        row = session.execute(
+            select(LOC.c.id, LOC.c.path, LOC.c.abroad).where(
+                LOC.c.mission_id == mission_id, LOC.c.path == path
+            )
+        ).first()
+        if row is None:
+            raise NotFound(
+                f"no place {filters.location!r} in this mission's location tree; "
+                "give a path such as 'Region' or 'Region/District'",
+                code="location_not_found",
+            )
+        loc_id, loc_path, loc_abroad = row.id, row.path, row.abroad
+    if filters.team is not None:
+        team_id = session.scalar(
+            select(TEAM.c.id).where(TEAM.c.mission_id == mission_id, TEAM.c.name == filters.team)
+        )
+        if team_id is None:
+            raise NotFound(f"no team {filters.team!r} in this mission", code="team_not_found")
+    return Scope(mission_id, filters, loc_id, loc_path, loc_abroad, team_id)
+
+
+def checklist_predicate(
+    scope: Scope, cl: Any = CL, phase: bool = True, first_versions: bool = False
+) -> Any:
+    """SQL condition selecting the counting checklists a scope is about (or, with
+    `first_versions`, every checklist as it first arrived)."""
+    f = scope.filters
+    conds = [
+        cl.c.mission_id == scope.mission_id,
+        cl.c.version == 1 if first_versions else counts(cl),
+    ]
+    if phase and f.phase is not None:
+        conds.append(cl.c.phase == f.phase)
+    if scope.location_id is not None or f.abroad is not None:
+        st = select(ST.c.id).where(ST.c.id == cl.c.station_id)
+        if f.abroad is not None:
+            st = st.where(ST.c.abroad.is_(f.abroad))
+        if scope.location_path is not None:
+            st = st.join(LOC, LOC.c.id == ST.c.location_id).where(
+                or_(
+                    LOC.c.path == scope.location_path,
+                    LOC.c.path.startswith(scope.location_path + "/", autoescape=True),
+                )
+            )
+        conds.append(exists(st))
+    if scope.team_id is not None:
+        conds.append(
+            exists(
+                select(OBS.c.id).where(OBS.c.id == cl.c.observer_id, OBS.c.team_id == scope.team_id)
+            )
+        )
+    if f.observed_from is not None:
+        conds.append(cl.c.observed_at >= f.observed_from)
+    if f.observed_to is not None:
+        conds.append(cl.c.observed_at < f.observed_to)
+    if f.template is not None or f.template_version is not None:
+        tq = select(TPL.c.id).where(TPL.c.id == cl.c.template_id)
+        if f.template is not None:
+            tq = tq.where(TPL.c.code == f.template)
+        if f.template_version is not None:
+            tq = tq.where(TPL.c.version == f.template_version)
+        conds.append(exists(tq))
+    return and_(*conds)

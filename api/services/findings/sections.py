@@ -1,0 +1,441 @@
+"""Coverage, incident reports and critical answers: small GROUP BYs over indexed tables."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy import Integer, and_, cast, func, literal_column, select
+from sqlalchemy.orm import Session
+
+from api.checklist_schema import QuestionType
+from api.services.findings.fold import AN, FC, FT
+from api.services.findings.questions import QuestionInfo
+from api.services.findings.scope import CL, LOC, OBS, ST, TEAM, Scope, checklist_predicate
+from models import Assignment
+
+ASG = Assignment.__table__  # type: ignore[attr-defined]
+LIST_LIMIT = 500
+
+
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+def utc_hour(session: Session, column: Any) -> Any:
+    """The UTC hour a timestamp falls in, as text 'YYYY-MM-DDTHH:00Z'."""
+    if _dialect(session) == "postgresql":
+        return func.to_char(
+            func.timezone("UTC", column), literal_column("'YYYY-MM-DD\"T\"HH24:00Z'")
+        )
+    return func.strftime("%Y-%m-%dT%H:00Z", column)
+
+
+def local_hour(session: Session) -> Any:
+    """The hour of the observation on the observer's own clock (0-23)."""
+    if _dialect(session) == "postgresql":
+        shifted = func.timezone("UTC", CL.c.observed_at) + func.make_interval(
+            0, 0, 0, 0, 0, CL.c.observed_utc_offset_min
+        )
+        return cast(func.extract("hour", shifted), Integer)
+    return cast(
+        func.strftime("%H", CL.c.observed_at, CL.c.observed_utc_offset_min.concat(" minutes")),
+        Integer,
+    )
+
+
+def _region_names(session: Session, scope: Scope) -> dict[Any, tuple[str, bool]]:
+    rows = session.execute(
+        select(LOC.c.id, LOC.c.path, LOC.c.abroad).where(
+            LOC.c.mission_id == scope.mission_id, LOC.c.parent_id.is_(None)
+        )
+    )
+    return {r.id: (r.path, r.abroad) for r in rows}
+
+
+def _station_scope(scope: Scope) -> list[Any]:
+    conds = [ST.c.mission_id == scope.mission_id]
+    if scope.filters.abroad is not None:
+        conds.append(ST.c.abroad.is_(scope.filters.abroad))
+    if scope.location_id is not None:
+        assert scope.location_path is not None
+        conds.append(
+            ST.c.location_id.in_(
+                select(LOC.c.id).where(
+                    LOC.c.mission_id == scope.mission_id,
+                    (LOC.c.path == scope.location_path)
+                    | LOC.c.path.startswith(scope.location_path + "/", autoescape=True),
+                )
+            )
+        )
+    return conds
+
+
+def coverage(session: Session, scope: Scope) -> dict[str, Any]:
+    """Stations planned and observed per region and phase, missing observers, arrivals."""
+    regions = _region_names(session, scope)
+    assigned: dict[Any, int] = dict(
+        session.execute(
+            select(ST.c.region_id, func.count(ASG.c.station_id.distinct()))
+            .select_from(ASG.join(ST, ST.c.id == ASG.c.station_id))
+            .where(*_station_scope(scope))
+            .group_by(ST.c.region_id)
+        ).all()
+    )
+    stations: dict[Any, int] = dict(
+        session.execute(
+            select(ST.c.region_id, func.count())
+            .where(*_station_scope(scope))
+            .group_by(ST.c.region_id)
+        ).all()
+    )
+    observed: dict[Any, dict[str, tuple[int, int]]] = defaultdict(dict)
+    if scope.filters.needs_raw or scope.location_id is not None:
+        rows = session.execute(
+            select(
+                ST.c.region_id,
+                CL.c.phase,
+                func.count(),
+                func.count(CL.c.station_id.distinct()),
+            )
+            .select_from(CL.join(ST, ST.c.id == CL.c.station_id))
+            .where(checklist_predicate(scope))
+            .group_by(ST.c.region_id, CL.c.phase)
+        )
+        for region_id, phase, n, s in rows:
+            observed[region_id][phase] = (n, s)
+    elif not scope.empty:
+        q = select(FT.c.node_id, FT.c.phase, FT.c.observations, FT.c.stations).where(
+            FT.c.mission_id == scope.mission_id,
+            FT.c.node_id.in_(list(regions) or [scope.mission_id]),
+            FT.c.question_code == "_",
+            FT.c.observations > 0,
+        )
+        if scope.filters.phase is not None:
+            q = q.where(FT.c.phase.in_([scope.filters.phase, "all"]))
+        for node_id, phase, n, s in session.execute(q):
+            observed[node_id][phase] = (n, s)
+    by_region = []
+    for region_id, (path, abroad) in sorted(regions.items(), key=lambda kv: kv[1]):
+        if region_id not in stations:
+            continue
+        phases = observed.get(region_id, {})
+        by_region.append(
+            {
+                "region": path,
+                "abroad": abroad,
+                "stations": stations.get(region_id, 0),
+                "assigned": assigned.get(region_id, 0),
+                "observed": {
+                    p: {"observations": n, "stations": s}
+                    for p, (n, s) in sorted(phases.items())
+                    if p != "all"
+                },
+                "observed_any_phase": phases.get("all", (0, 0))[1],
+            }
+        )
+    return {
+        "regions": by_region,
+        "observers_missing": _observers_missing(session, scope),
+        "arrivals_per_hour": _arrivals(session, scope),
+    }
+
+
+def _observers_missing(session: Session, scope: Scope) -> dict[str, Any]:
+    reported_cond = [
+        CL.c.observer_id == ASG.c.observer_id,
+        CL.c.station_id == ASG.c.station_id,
+        checklist_predicate(scope),
+    ]
+    assigned = func.count(ASG.c.station_id.distinct())
+    reported = func.count(CL.c.station_id.distinct())
+    query = (
+        select(
+            OBS.c.code,
+            OBS.c.name,
+            TEAM.c.name.label("team"),
+            assigned.label("assigned"),
+            reported.label("reported"),
+            func.max(CL.c.received_at).label("last_received_at"),
+        )
+        .select_from(
+            ASG.join(OBS, OBS.c.id == ASG.c.observer_id)
+            .join(ST, ST.c.id == ASG.c.station_id)
+            .outerjoin(TEAM, TEAM.c.id == OBS.c.team_id)
+            .outerjoin(CL, and_(*reported_cond))
+        )
+        .where(*_station_scope(scope))
+        .group_by(OBS.c.id, OBS.c.code, OBS.c.name, TEAM.c.name)
+        .having(reported < assigned)
+    )
+    if scope.team_id is not None:
+        query = query.where(OBS.c.team_id == scope.team_id)
+    sub = query.subquery()
+    count = session.scalar(select(func.count()).select_from(sub)) or 0
+    rows = session.execute(
+        select(sub).order_by(sub.c.reported, sub.c.code).limit(LIST_LIMIT)
+    ).mappings()
+    return {
+        "count": count,
+        "data": [
+            {str(k): v for k, v in r.items()} | {"missing": r["assigned"] - r["reported"]}
+            for r in rows
+        ],
+    }
+
+
+def _arrivals(session: Session, scope: Scope) -> list[dict[str, Any]]:
+    hour = utc_hour(session, CL.c.received_at)
+    pred = checklist_predicate(scope, first_versions=True)
+    rows = session.execute(
+        select(hour.label("hour"), CL.c.phase, func.count())
+        .where(pred)
+        .group_by(hour, CL.c.phase)
+        .order_by(hour, CL.c.phase)
+    )
+    out: dict[str, dict[str, Any]] = {}
+    for h, phase, n in rows:
+        slot = out.setdefault(h, {"hour": h, "checklists": 0, "phases": {}})
+        slot["checklists"] += n
+        slot["phases"][phase] = n
+    return list(out.values())
+
+
+def incident_questions(questions: dict[str, QuestionInfo]) -> dict[str, QuestionInfo]:
+    """The incident form's type, source (observed/reported), time and description questions."""
+    out: dict[str, QuestionInfo] = {}
+    for info in questions.values():
+        if info.phases != frozenset({"incident"}):
+            continue
+        if info.type == QuestionType.single and set(info.options) >= {"observed", "reported"}:
+            out.setdefault("source", info)
+        elif info.type == QuestionType.single:
+            out.setdefault("type", info)
+        elif info.type == QuestionType.time:
+            out.setdefault("time", info)
+        elif info.type == QuestionType.text:
+            out.setdefault("description", info)
+    return out
+
+
+def _answer_of(code: str | None) -> Any:
+    if code is None:
+        return literal_column("NULL")
+    return (
+        select(AN.c.value)
+        .where(AN.c.checklist_id == CL.c.id, AN.c.question_code == code, AN.c.position == 0)
+        .scalar_subquery()
+    )
+
+
+def incidents(session: Session, scope: Scope, questions: dict[str, QuestionInfo]) -> dict[str, Any]:
+    """Incident reports counted by type, region and hour, with the reports behind them."""
+    if scope.filters.phase not in (None, "incident") or scope.empty:
+        return {"count": 0, "by_type": [], "by_region": [], "by_hour": [], "reports": []}
+    iq = incident_questions(questions)
+    kind = _answer_of(iq["type"].code if "type" in iq else None).label("kind")
+    source = _answer_of(iq["source"].code if "source" in iq else None).label("source")
+    hour = local_hour(session).label("hour")
+    base = (
+        select(
+            CL.c.id,
+            CL.c.observed_at,
+            CL.c.station_id,
+            ST.c.code.label("station"),
+            ST.c.region_id,
+            kind,
+            source,
+            hour,
+        )
+        .select_from(CL.join(ST, ST.c.id == CL.c.station_id))
+        .where(checklist_predicate(scope, phase=False), CL.c.phase == "incident")
+        .subquery()
+    )
+    regions = _region_names(session, scope)
+    grouped = session.execute(
+        select(base.c.kind, base.c.source, base.c.region_id, base.c.hour, func.count()).group_by(
+            base.c.kind, base.c.source, base.c.region_id, base.c.hour
+        )
+    ).all()
+    by_type: dict[str, dict[str, Any]] = {}
+    by_region: dict[str, int] = defaultdict(int)
+    by_hour: dict[int, int] = defaultdict(int)
+    type_labels = iq["type"].options if "type" in iq else {}
+    for k, src, region_id, h, n in grouped:
+        key = k or "unknown"
+        slot = by_type.setdefault(
+            key,
+            {
+                "type": key,
+                "label": type_labels.get(key, key),
+                "count": 0,
+                "observed": 0,
+                "reported": 0,
+                "critical": "type" in iq and key in iq["type"].critical,
+            },
+        )
+        slot["count"] += n
+        if src in ("observed", "reported"):
+            slot[src] += n
+        by_region[regions.get(region_id, ("?", False))[0]] += n
+        by_hour[int(h) if h is not None else -1] += n
+    desc = _answer_of(iq["description"].code if "description" in iq else None)
+    at = _answer_of(iq["time"].code if "time" in iq else None)
+    reports = session.execute(
+        select(base, desc.label("description"), at.label("time"))
+        .select_from(base.join(CL, CL.c.id == base.c.id))
+        .order_by(base.c.observed_at.desc(), base.c.id)
+        .limit(LIST_LIMIT)
+    ).mappings()
+    return {
+        "count": sum(v["count"] for v in by_type.values()),
+        "by_type": sorted(by_type.values(), key=lambda v: (-v["count"], v["type"])),
+        "by_region": [{"region": r, "count": n} for r, n in sorted(by_region.items())],
+        "by_hour": [{"hour": h, "count": n} for h, n in sorted(by_hour.items()) if h >= 0],
+        "reports": [
+            {
+                "checklist_id": r["id"],
+                "station": r["station"],
+                "region": regions.get(r["region_id"], ("?", False))[0],
+                "type": r["kind"],
+                "source": r["source"],
+                "time": r["time"],
+                "observed_at": r["observed_at"],
+                "description": r["description"],
+            }
+            for r in reports
+        ],
+    }
+
+
+def critical(session: Session, scope: Scope, questions: dict[str, QuestionInfo]) -> dict[str, Any]:
+    """Critical answers by question and region, the checklists behind them, and whether each
+    problem clusters in a region or is scattered."""
+    if scope.empty:
+        return {"count": 0, "by_question": [], "regions": [], "checklists": []}
+    regions = _region_names(session, scope)
+    joined = FC.join(CL, CL.c.id == FC.c.checklist_id).join(ST, ST.c.id == CL.c.station_id)
+    pred = checklist_predicate(scope)
+    grouped = session.execute(
+        select(
+            FC.c.question_code,
+            FC.c.value,
+            CL.c.phase,
+            ST.c.region_id,
+            func.count(FC.c.checklist_id.distinct()),
+            func.count(CL.c.station_id.distinct()),
+        )
+        .select_from(joined)
+        .where(FC.c.mission_id == scope.mission_id, pred)
+        .group_by(FC.c.question_code, FC.c.value, CL.c.phase, ST.c.region_id)
+    ).all()
+    # Observations per region, to compare a problem's spread with where observers were.
+    per_region = _observations_per_region(session, scope, list(regions))
+    total_obs = sum(per_region.values()) or 1
+    problems: dict[tuple[str, str], dict[str, Any]] = {}
+    table: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for code, value, phase, region_id, n, stations_n in grouped:
+        info = questions.get(code)
+        key = (code, value)
+        p = problems.setdefault(
+            key,
+            {
+                "code": code,
+                "value": value,
+                "label": info.label if info else code,
+                "answer": info.options.get(value, value) if info else value,
+                "count": 0,
+                "stations": 0,
+                "phases": {},
+                "regions": {},
+            },
+        )
+        region = regions.get(region_id, ("?", False))[0]
+        p["count"] += n
+        p["stations"] += stations_n
+        p["phases"][phase] = p["phases"].get(phase, 0) + n
+        p["regions"][region] = p["regions"].get(region, 0) + n
+        table[region][f"{code}={value}"] += n
+    by_question = []
+    for p in sorted(problems.values(), key=lambda v: (-v["count"], v["code"], v["value"])):
+        top_region, top_n = max(p["regions"].items(), key=lambda kv: (kv[1], kv[0]))
+        top_share = top_n / p["count"]
+        expected = per_region.get(top_region, 0) / total_obs
+        if p["count"] < 3:
+            pattern = "isolated"
+        elif len(p["regions"]) == 1 or (top_share >= 0.5 and top_share >= 2 * expected):
+            pattern = "clustered"
+        else:
+            pattern = "scattered"
+        p.update(
+            regions_affected=len(p["regions"]),
+            top_region=top_region,
+            top_region_share=round(top_share, 4),
+            top_region_observation_share=round(expected, 4),
+            pattern=pattern,
+            regions=[{"region": r, "count": n} for r, n in sorted(p["regions"].items())],
+        )
+        by_question.append(p)
+    listing = session.execute(
+        select(
+            FC.c.checklist_id,
+            FC.c.question_code,
+            FC.c.value,
+            CL.c.phase,
+            CL.c.observed_at,
+            ST.c.code.label("station"),
+            ST.c.region_id,
+        )
+        .select_from(joined)
+        .where(FC.c.mission_id == scope.mission_id, pred)
+        .order_by(CL.c.observed_at.desc(), FC.c.checklist_id, FC.c.question_code)
+        .limit(LIST_LIMIT)
+    ).mappings()
+    return {
+        "count": sum(p["count"] for p in by_question),
+        "by_question": by_question,
+        "regions": [
+            {
+                "region": r,
+                "observations": per_region.get(r, 0),
+                "problems": dict(sorted(cells.items())),
+            }
+            for r, cells in sorted(table.items())
+        ],
+        "checklists": [
+            {
+                "checklist_id": r["checklist_id"],
+                "code": r["question_code"],
+                "value": r["value"],
+                "phase": r["phase"],
+                "observed_at": r["observed_at"],
+                "station": r["station"],
+                "region": regions.get(r["region_id"], ("?", False))[0],
+            }
+            for r in listing
+        ],
+    }
+
+
+def _observations_per_region(
+    session: Session, scope: Scope, region_ids: list[Any]
+) -> dict[str, int]:
+    names = _region_names(session, scope)
+    if scope.filters.needs_raw or scope.location_id is not None:
+        rows = session.execute(
+            select(ST.c.region_id, func.count())
+            .select_from(CL.join(ST, ST.c.id == CL.c.station_id))
+            .where(checklist_predicate(scope))
+            .group_by(ST.c.region_id)
+        )
+    else:
+        phase = scope.filters.phase or "all"
+        rows = session.execute(
+            select(FT.c.node_id, FT.c.observations).where(
+                FT.c.mission_id == scope.mission_id,
+                FT.c.node_id.in_(region_ids or [scope.mission_id]),
+                FT.c.phase == phase,
+                FT.c.question_code == "_",
+            )
+        )
+    return {names[r][0]: int(n) for r, n in rows if r in names and n}

@@ -1,0 +1,84 @@
+"""Honest statistics: shares with their denominators, Wilson intervals, quick-count margins."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+Z95 = 1.959964
+
+
+class FindingsSettings(BaseModel):
+    """Mission-configurable thresholds, read from `mission.settings["findings"]`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    small_denominator: int = Field(30, ge=1, description="Below it, shares read 'X of Y'")
+    issued_allowance: int = Field(
+        5, ge=0, description="Ballots issued may exceed registered voters by this (staff voting)"
+    )
+    turnout_max: float = Field(0.95, gt=0, description="Flag turnout (B/R) above this")
+    invalid_share_max: float = Field(0.10, gt=0, description="Flag invalid/in-box above this")
+    option_share_max: float = Field(0.90, gt=0, description="Flag one option's share above this")
+    figure_max: int = Field(100_000, ge=1, description="A protocol figure above it is implausible")
+    population_stations: int | None = Field(
+        None, ge=1, description="Stations in the sampling frame (default: stations imported)"
+    )
+
+
+def read_settings(raw: Any) -> tuple[FindingsSettings, list[str]]:
+    """The mission's thresholds; a bad value falls back to its default and is reported."""
+    data = raw.get("findings") if isinstance(raw, dict) else None
+    if not isinstance(data, dict):
+        return FindingsSettings(), []
+    try:
+        return FindingsSettings.model_validate(data), []
+    except ValidationError as exc:
+        problems = [f"findings.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+        bad = {str(e["loc"][0]) for e in exc.errors() if e["loc"]}
+        kept = {k: v for k, v in data.items() if k not in bad}
+        try:
+            return FindingsSettings.model_validate(kept), problems
+        except ValidationError:
+            return FindingsSettings(), problems
+
+
+def wilson(count: int, n: int, z: float = Z95) -> tuple[float, float] | None:
+    """Wilson score interval for a proportion (None without observations)."""
+    if n <= 0:
+        return None
+    p = count / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4))
+
+
+def share_text(count: int, n: int, small: int) -> str:
+    """'X of Y' under the small-denominator threshold, else a percentage with its base."""
+    if n < small:
+        return f"{count} of {n}"
+    return f"{percent(count / n)} ({count} of {n})"
+
+
+def percent(share: float) -> str:
+    value = round(share * 100, 1)
+    text = f"{value:.1f}".rstrip("0").rstrip(".")
+    return f"{text}%"
+
+
+def ratio_estimate(
+    n: int, big_n: int, sum_y: float, sum_x: float, syy: float, sxy: float, sxx: float
+) -> tuple[float, float] | None:
+    """Ratio estimator r = Σy/Σx over n sampled stations out of N, with its 95 % margin
+    (finite-population correction included); None when it cannot be estimated."""
+    if n < 2 or sum_x <= 0:
+        return None
+    r = sum_y / sum_x
+    x_bar = sum_x / n
+    residual_ss = max(0.0, syy - 2 * r * sxy + r * r * sxx)
+    fpc = max(0.0, 1 - n / big_n) if big_n > 0 else 1.0
+    variance = fpc * residual_ss / (n - 1) / (n * x_bar * x_bar)
+    return r, Z95 * math.sqrt(variance)

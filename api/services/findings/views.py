@@ -1,0 +1,233 @@
+"""Every findings view goes through here: freshness, the shared cache, data versions, ETags.
+
+A view is computed at most once per data version (and at most every `findings_cache_s`
+while data keeps arriving), by whichever API process is asked first; the result is stored
+in `finding_cache` so that every other process serves it too. The ETag is a hash of the
+body, so an unchanged result always has the same ETag on every process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from api.config import Settings
+from api.errors import NotFound
+from api.services.findings import counting as counting_service
+from api.services.findings import fold as fold_service
+from api.services.findings import questions as question_service
+from api.services.findings import sections
+from api.services.findings.scope import ST, Filters, Scope, resolve
+from api.services.findings.stats import FindingsSettings, read_settings
+from api.services.sql import upsert
+from models import Assignment, FindingCache, FindingState, Mission
+from models.base import utcnow
+
+log = logging.getLogger("pollcheck.findings")
+FCACHE = FindingCache.__table__  # type: ignore[attr-defined]
+FS = FindingState.__table__  # type: ignore[attr-defined]
+ASG = Assignment.__table__  # type: ignore[attr-defined]
+MISSION = Mission.__table__  # type: ignore[attr-defined]
+CACHE_KEEP = timedelta(hours=1)
+
+
+@dataclass(slots=True)
+class Context:
+    """What every view needs besides the scope."""
+
+    session: Session
+    scope: Scope
+    config: FindingsSettings
+    settings_problems: list[str]
+    random_sample: bool
+    language: str
+    languages: list[str]
+
+    def questions(self) -> dict[str, question_service.QuestionInfo]:
+        return question_service.catalog(self.session, self.scope.mission_id, self.language)
+
+    def tallies(self) -> question_service.Tally:
+        return question_service.tallies(self.session, self.scope)
+
+
+def findings(ctx: Context) -> dict[str, Any]:
+    return question_service.build(ctx.tallies(), ctx.questions(), ctx.config, ctx.random_sample)
+
+
+def coverage(ctx: Context) -> dict[str, Any]:
+    return sections.coverage(ctx.session, ctx.scope)
+
+
+def incidents(ctx: Context) -> dict[str, Any]:
+    return sections.incidents(ctx.session, ctx.scope, ctx.questions())
+
+
+def critical(ctx: Context) -> dict[str, Any]:
+    return sections.critical(ctx.session, ctx.scope, ctx.questions())
+
+
+def counting(ctx: Context) -> dict[str, Any]:
+    return counting_service.counting(ctx.session, ctx.scope, ctx.config, ctx.random_sample)
+
+
+def statement(ctx: Context) -> dict[str, Any]:
+    from api.services.findings import statement as statement_service
+
+    parts = {
+        "findings": findings(ctx),
+        "coverage": coverage(ctx),
+        "incidents": incidents(ctx),
+        "critical": critical(ctx),
+        "counting": counting(ctx),
+    }
+    return statement_service.draft(parts, ctx)
+
+
+VIEWS: dict[str, Callable[[Context], dict[str, Any]]] = {
+    "findings": findings,
+    "coverage": coverage,
+    "incidents": incidents,
+    "critical": critical,
+    "counting": counting,
+    "statement": statement,
+}
+
+
+@dataclass(slots=True)
+class View:
+    body: bytes
+    etag: str
+
+    def parsed(self) -> dict[str, Any]:
+        return dict(orjson.loads(self.body))
+
+
+def ensure_fresh(session: Session, settings: Settings) -> None:
+    """Fold now if the background folders have fallen behind the allowed lag."""
+    if fold_service.fold_lag_s(session) > settings.findings_max_lag_s:
+        try:
+            fold_service.run_once()
+        except DBAPIError:
+            log.exception("findings fold on read failed; serving the tallies as they are")
+        # End the read transaction so that the reads below see what the fold committed
+        # (SQLite keeps a read snapshot for the whole transaction).
+        session.commit()
+
+
+def _plan_fingerprint(session: Session, mission_id: uuid.UUID) -> list[Any]:
+    """Coverage also depends on the deployment plan, which the change outbox does not see."""
+    assignments = session.scalar(
+        select(func.count()).select_from(ASG).where(ASG.c.mission_id == mission_id)
+    )
+    stations = session.execute(
+        select(func.count(), func.max(ST.c.updated_at)).where(ST.c.mission_id == mission_id)
+    ).one()
+    return [assignments, stations[0], stations[1].isoformat() if stations[1] else None]
+
+
+def get_view(
+    session: Session,
+    settings: Settings,
+    mission_id: uuid.UUID,
+    name: str,
+    filters: Filters,
+    language: str | None,
+) -> View:
+    """The view as JSON bytes with its ETag, from the shared cache when it is current."""
+    ensure_fresh(session, settings)
+    mission = session.execute(
+        select(MISSION.c.settings, MISSION.c.sampling, MISSION.c.languages).where(
+            MISSION.c.id == mission_id
+        )
+    ).first()
+    if mission is None:
+        raise NotFound(f"no mission {mission_id}", code="mission_not_found")
+    scope = resolve(session, mission_id, filters)
+    config, problems = read_settings(mission.settings)
+    languages = list(mission.languages or ["en"])
+    lang = language or languages[0]
+    version = session.scalar(select(FS.c.version).where(FS.c.mission_id == mission_id)) or 0
+    key_parts: list[Any] = [name, filters.key(), lang, mission.sampling, mission.settings]
+    if name in ("coverage", "statement"):
+        key_parts.append(_plan_fingerprint(session, mission_id))
+    key = hashlib.sha256(orjson.dumps(key_parts, option=orjson.OPT_SORT_KEYS)).hexdigest()[:40]
+    cached = session.execute(
+        select(FCACHE.c.version, FCACHE.c.computed_at, FCACHE.c.body).where(
+            FCACHE.c.mission_id == mission_id, FCACHE.c.key == key
+        )
+    ).first()
+    now = utcnow()
+    if cached is not None and (
+        cached.version == version
+        or (now - cached.computed_at).total_seconds() < settings.findings_cache_s
+    ):
+        body = cached.body.encode()
+        return View(body, _etag(body))
+    started = time.perf_counter()
+    ctx = Context(
+        session=session,
+        scope=scope,
+        config=config,
+        settings_problems=problems,
+        random_sample=mission.sampling == "random",
+        language=lang,
+        languages=languages,
+    )
+    data = {
+        "mission_id": mission_id,
+        "view": name,
+        "version": version,
+        "computed_at": now,
+        "filters": filters.key(),
+        "sampling": mission.sampling,
+        "language": lang,
+        "small_denominator": config.small_denominator,
+        "settings_problems": problems,
+        **VIEWS[name](ctx),
+    }
+    body = orjson.dumps(data)
+    _store(mission_id, key, version, now, body, int((time.perf_counter() - started) * 1000))
+    return View(body, _etag(body))
+
+
+def _etag(body: bytes) -> str:
+    return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
+
+
+def _store(
+    mission_id: uuid.UUID, key: str, version: int, at: Any, body: bytes, duration_ms: int
+) -> None:
+    from api.db import session_scope
+
+    try:
+        with session_scope() as write:
+            upsert(
+                write,
+                FCACHE,
+                [
+                    {
+                        "mission_id": mission_id,
+                        "key": key,
+                        "version": version,
+                        "computed_at": at,
+                        "body": body.decode(),
+                        "duration_ms": duration_ms,
+                    }
+                ],
+                ["mission_id", "key"],
+                ["version", "computed_at", "body", "duration_ms"],
+            )
+            write.execute(delete(FCACHE).where(FCACHE.c.computed_at < at - CACHE_KEEP))
+    except DBAPIError:  # the cache is an optimisation: a failed write only costs a recompute
+        log.warning("could not store a findings view in the cache", exc_info=True)

@@ -1,0 +1,409 @@
+"""Findings on small hand-made missions whose right answers are known."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api.services.findings.stats import wilson
+from tests.factories import make_mission, make_observer, make_station
+from tests.findings_factories import (
+    answer,
+    correct,
+    hours_ago,
+    post,
+    post_count,
+    question,
+    set_review,
+    view,
+)
+
+
+def _stations(session: Any, mission_id: Any, codes: list[str], **place: Any) -> list[str]:
+    return [make_station(session, mission_id, c, **place) for c in codes]
+
+
+def test_ots_shaped_mission_reads_like_the_ots_statement(client: Any, session: Any) -> None:
+    """22 stations in the capital and 2 abroad visited during voting, one count observed."""
+    mission, _ = make_mission(session)
+    capital = _stations(session, mission.id, [f"AST-{i:02}" for i in range(22)])
+    abroad = [
+        make_station(session, mission.id, "X-ANK", country="Turkey", post="Embassy in Ankara"),
+        make_station(session, mission.id, "X-MOW", country="Russia", post="Consulate"),
+    ]
+    _, token = make_observer(session, mission.id, capital + abroad)
+    post(client, token, "AST-00", "opening")
+    for code in capital + abroad:
+        post(client, token, code, "voting")
+    count_id = post_count(client, token, "AST-00")
+
+    findings = view(session, mission.id)
+    phases = {p["phase"]: p for p in findings["totals"]["phases"]}
+    assert phases["voting"] == {"phase": "voting", "observations": 24, "stations": 24}
+    assert phases["closing"] == {"phase": "closing", "observations": 1, "stations": 1}
+    assert findings["totals"] == findings["totals"] | {"observations": 26, "stations": 24}
+    b1 = question(findings, "voting", "B1")
+    assert answer(b1, "yes")["text"] == "24 of 24"
+    assert answer(b1, "yes")["ci95"] is None  # a purposive deployment gets no intervals
+
+    md = view(session, mission.id, "statement")["markdown"]
+    assert "The Mission observed voting at 24 polling stations in Astana and abroad " in md
+    assert "(Russia and Turkey)" in md
+    assert "The count was observed at one polling station and assessed positively (H4)." in md
+    assert "No major irregularities were observed: none of the 25 observations" in md
+    assert "Observers had full access" in md
+    assert "The protocol figures of one counting report passed every consistency check." in md
+    assert "not estimates for the country as a whole" in md
+    counting = view(session, mission.id, "counting")
+    assert counting["reports"] == 1 and counting["failing"] == []
+    assert counting["totals"]["options"][0] == {
+        "code": "P_V1",
+        "votes": 400,
+        "share": 0.6838,
+        "text": "68.4%",
+    }
+    assert count_id not in md  # a clean count needs no checklist ids as evidence
+
+
+def test_statement_is_deterministic_and_every_sentence_has_evidence(
+    client: Any, session: Any
+) -> None:
+    mission, _ = make_mission(session)
+    codes = _stations(session, mission.id, ["A-1", "A-2"])
+    _, token = make_observer(session, mission.id, codes)
+    post(client, token, "A-1", "voting", {"D8": "yes"})
+    post(client, token, "A-2", "voting")
+    first = view(session, mission.id, "statement")
+    again = view(session, mission.id, "statement")
+    assert first["markdown"] == again["markdown"]
+    for sentence in first["sentences"]:
+        if sentence["key"] not in ("purposive", "random"):
+            assert sentence["evidence"], sentence
+    pressure = next(s for s in first["sentences"] if s["key"] == "intimidation")
+    assert pressure["text"].endswith("seen in 1 of 2 observations (D8).")
+    critical = next(s for s in first["sentences"] if s["key"] == "critical")
+    assert len(critical["evidence"]["checklist_ids"]) == 1
+
+
+def test_shares_read_x_of_y_below_the_threshold_and_percent_above(
+    client: Any, session: Any
+) -> None:
+    mission, admin = make_mission(session)
+    codes = _stations(session, mission.id, [f"S-{i}" for i in range(10)])
+    _, token = make_observer(session, mission.id, codes)
+    for i in range(40):
+        post(client, token, codes[i % 10], "voting", {"D4": "no" if i < 10 else "yes"})
+    d4 = question(view(session, mission.id), "voting", "D4")
+    assert (d4["answered"], d4["stations"]) == (40, 10)
+    no = answer(d4, "no")
+    assert (no["count"], no["stations"], no["share"], no["text"]) == (
+        10,
+        10,
+        0.25,
+        "25% (10 of 40)",
+    )
+    client.patch(
+        f"/missions/{mission.id}",
+        json={"settings": {"findings": {"small_denominator": 50}}},
+        headers={"Authorization": f"Bearer {admin}"},
+    )
+    d4 = question(view(session, mission.id), "voting", "D4")
+    assert answer(d4, "no")["text"] == "10 of 40"
+
+
+def test_not_applicable_is_left_out_and_unanswered_is_counted_apart(
+    client: Any, session: Any
+) -> None:
+    mission, _ = make_mission(session)
+    codes = _stations(session, mission.id, [f"S-{i}" for i in range(10)])
+    _, token = make_observer(session, mission.id, codes)
+    for i, code in enumerate(codes):
+        post(
+            client,
+            token,
+            code,
+            "voting",
+            {"C8": "na" if i < 3 else "yes", "B4": "yes", "B5": ["media"] if i < 4 else None},
+        )
+    findings = view(session, mission.id)
+    c8 = question(findings, "voting", "C8")
+    assert (c8["answered"], c8["not_applicable"]) == (7, 3)
+    assert answer(c8, "yes")["text"] == "7 of 7"
+    b5 = question(findings, "voting", "B5")  # optional, asked only when B4 is yes
+    assert (b5["asked"], b5["answered"], b5["unanswered"]) == (10, 4, 6)
+    b4 = question(findings, "voting", "B4")
+    assert b4["unanswered"] == 0
+
+
+def test_observations_and_stations_are_counted_apart(client: Any, session: Any) -> None:
+    mission, _ = make_mission(session)
+    codes = _stations(session, mission.id, ["S-1", "S-2"])
+    _, token = make_observer(session, mission.id, codes)
+    post(client, token, "S-1", "voting", {"D7": "yes"})
+    post(client, token, "S-1", "voting", {"D7": "yes"})
+    post(client, token, "S-2", "voting", {"D7": "no"})
+    d7 = question(view(session, mission.id), "voting", "D7")
+    assert (answer(d7, "yes")["count"], answer(d7, "yes")["stations"]) == (2, 1)
+    assert (d7["answered"], d7["stations"]) == (3, 2)
+
+
+def test_observed_and_reported_irregularities_are_kept_apart(client: Any, session: Any) -> None:
+    mission, _ = make_mission(session)
+    codes = _stations(session, mission.id, ["S-1", "S-2", "S-3"])
+    _, token = make_observer(session, mission.id, codes)
+    post(client, token, "S-1", "voting", {"E1": "observed", "E1N": 3})
+    post(client, token, "S-2", "voting", {"E1": "reported", "E1N": 1})
+    post(client, token, "S-3", "voting")
+    findings = view(session, mission.id)
+    e1 = next(i for i in findings["irregularities"] if i["code"] == "E1")
+    assert e1["observed"] == {"count": 1, "stations": 1}
+    assert e1["reported"] == {"count": 1, "stations": 1}
+    assert (e1["answered"], e1["cases"]) == (3, 4)
+    md = view(session, mission.id, "statement")["markdown"]
+    assert "Ballot stuffing: observed in 1 and reported to observers in 1 of 3 observations" in md
+
+
+def test_negative_share_of_four_point_questions_per_phase(client: Any, session: Any) -> None:
+    mission, _ = make_mission(session)
+    codes = _stations(session, mission.id, ["S-1", "S-2", "S-3", "S-4"])
+    _, token = make_observer(session, mission.id, codes)
+    for code, grade in zip(codes, ["very_good", "good", "bad", "very_bad"], strict=True):
+        post(client, token, code, "voting", {"H2": grade, "D9": "good"})
+    post(client, token, "S-1", "opening", {"H1": "bad"})
+    findings = view(session, mission.id)
+    h2 = question(findings, "voting", "H2")
+    assert [a["count"] for a in h2["answers"]] == [1, 1, 1, 1]
+    assert h2["negative"] == {"count": 2, "share": 0.5, "text": "2 of 4", "ci95": None}
+    assert question(findings, "opening", "H1")["negative"]["count"] == 1
+
+
+def test_only_the_latest_version_counts_and_rejected_or_quarantined_leave(
+    client: Any, session: Any
+) -> None:
+    mission, _ = make_mission(session)
+    codes = _stations(session, mission.id, ["S-1", "S-2"])
+    _, token = make_observer(session, mission.id, codes)
+    first = post(client, token, "S-1", "voting", {"D4": "yes"})
+    post(client, token, "S-2", "voting", {"D4": "yes"})
+    fixed = correct(client, token, first, "S-1", "voting", {"D4": "no"})
+    d4 = question(view(session, mission.id), "voting", "D4")
+    assert (d4["answered"], answer(d4, "no")["count"]) == (2, 1)
+
+    set_review(session, mission.id, fixed, review_state="rejected")
+    d4 = question(view(session, mission.id), "voting", "D4")
+    assert (d4["answered"], answer(d4, "no")["count"]) == (1, 0)
+    assert view(session, mission.id, "critical")["count"] == 0
+
+    set_review(session, mission.id, fixed, review_state="verified")
+    assert question(view(session, mission.id), "voting", "D4")["answered"] == 2
+    set_review(session, mission.id, fixed, quarantined=True)
+    assert question(view(session, mission.id), "voting", "D4")["answered"] == 1
+
+
+def test_intervals_and_quick_count_only_for_a_random_sample(client: Any, session: Any) -> None:
+    mission, _ = make_mission(session, sampling="random")
+    codes = _stations(session, mission.id, [f"S-{i:02}" for i in range(24)])
+    _, token = make_observer(session, mission.id, codes)
+    for i, code in enumerate(codes):
+        post(client, token, code, "voting")
+        yes = 300 + 10 * i
+        post_count(client, token, code, {"P_V1": yes, "P_V2": 585 - yes} if i < 12 else None)
+    findings = view(session, mission.id)
+    ci = answer(question(findings, "voting", "B1"), "yes")["ci95"]
+    assert ci == [0.862, 1.0]  # "24 of 24" is still compatible with a 14 % problem rate
+    assert wilson(0, 24) == (0.0, 0.138)
+    quick = view(session, mission.id, "counting")["quick_count"]
+    assert quick["sampled_stations"] == 24 and quick["population_stations"] == 24
+    yes_share = quick["options"][0]
+    assert yes_share["share"] == round(
+        (sum(300 + 10 * i for i in range(12)) + 12 * 400) / (24 * 585), 4
+    )
+    assert yes_share["margin95"] == 0.0  # the whole population was sampled
+    assert (
+        "Quick count from the random sample of 24 stations"
+        in view(session, mission.id, "statement")["markdown"]
+    )
+
+
+def test_each_inconsistent_count_is_flagged_with_the_checks_it_fails(
+    client: Any, session: Any
+) -> None:
+    mission, admin = make_mission(session)
+    codes = _stations(session, mission.id, ["C-1", "C-2", "C-3", "C-4", "C-5"])
+    _, token = make_observer(session, mission.id, codes)
+    post_count(client, token, "C-1")
+    post_count(client, token, "C-2", {"P_V1": 401})  # options no longer add up to V
+    post_count(
+        client, token, "C-3", {"P_B": 650, "P_V": 635, "P_V1": 450}
+    )  # more in box than issued
+    post_count(client, token, "C-4", {"P_R": 590})  # issued above registered + 5
+    post_count(client, token, "C-5", {"P_V1": 560, "P_V2": 25})  # one option above 90 %
+    counting = view(session, mission.id, "counting")
+    fails = {f["station"]: f["fails"] for f in counting["failing"]}
+    assert fails == {
+        "C-2": ["options_sum_to_valid"],
+        "C-3": ["in_box_not_above_issued"],
+        "C-4": ["issued_not_above_registered", "turnout_below_threshold"],
+        "C-5": ["no_option_above_threshold"],
+    }
+    by_check = {c["check"]: c["failed"] for c in counting["checks"]}
+    assert by_check["ballots_accounted_for"] == 0 and by_check["turnout_below_threshold"] == 1
+    client.patch(
+        f"/missions/{mission.id}",
+        json={"settings": {"findings": {"turnout_max": 1.5, "issued_allowance": 20}}},
+        headers={"Authorization": f"Bearer {admin}"},
+    )
+    fails = {f["station"]: f["fails"] for f in view(session, mission.id, "counting")["failing"]}
+    assert fails["C-3"] == ["in_box_not_above_issued"] and "C-4" not in fails
+
+
+def test_two_disagreeing_counts_of_a_station_conflict_and_totals_take_one(
+    client: Any, session: Any
+) -> None:
+    mission, _ = make_mission(session)
+    codes = _stations(session, mission.id, ["C-1", "C-2"])
+    _, token = make_observer(session, mission.id, codes)
+    verified = post_count(client, token, "C-1")
+    post_count(client, token, "C-1", {"P_V1": 385, "P_V2": 200})  # later, not verified
+    post_count(client, token, "C-2")
+    post_count(client, token, "C-2")  # agrees: no conflict
+    set_review(session, mission.id, verified, review_state="verified")
+    counting = view(session, mission.id, "counting")
+    assert [c["station"] for c in counting["conflicts"]] == ["C-1"]
+    assert counting["conflicts"][0]["differing"] == ["P_V1", "P_V2"]
+    totals = counting["totals"]
+    assert totals["stations"] == 2
+    assert [o["votes"] for o in totals["options"]] == [800, 370]  # the verified report of C-1
+    set_review(session, mission.id, verified, review_state="has_issues")
+    totals = view(session, mission.id, "counting")["totals"]
+    assert [o["votes"] for o in totals["options"]] == [785, 385]  # now the latest one
+
+
+def test_incidents_are_counted_by_type_region_and_hour(client: Any, session: Any) -> None:
+    mission, _ = make_mission(session)
+    make_station(session, mission.id, "N-1", region="North")
+    make_station(session, mission.id, "S-1", region="South")
+    _, token = make_observer(session, mission.id, ["N-1", "S-1"])
+    at = "2024-10-06T09:15:00+05:00"
+    post(client, token, "N-1", "incident", {"G1": "vote_buying", "G2": "observed"}, observed_at=at)
+    post(client, token, "N-1", "incident", {"G1": "vote_buying", "G2": "reported"}, observed_at=at)
+    post(client, token, "S-1", "incident", {"G1": "violence", "G2": "observed"}, observed_at=at)
+    incidents = view(session, mission.id, "incidents")
+    assert incidents["count"] == 3
+    assert incidents["by_type"][0] == {
+        "type": "vote_buying",
+        "label": "Vote buying",
+        "count": 2,
+        "observed": 1,
+        "reported": 1,
+        "critical": True,
+    }
+    assert incidents["by_region"] == [
+        {"region": "North", "count": 2},
+        {"region": "South", "count": 1},
+    ]
+    assert incidents["by_hour"] == [{"hour": 9, "count": 3}]  # on the observers' own clock
+    assert {r["station"] for r in incidents["reports"]} == {"N-1", "S-1"}
+    assert view(session, mission.id, "incidents", phase="voting")["count"] == 0
+
+
+def test_critical_answers_show_whether_problems_cluster_or_scatter(
+    client: Any, session: Any
+) -> None:
+    mission, _ = make_mission(session)
+    regions = {"North": 4, "South": 4, "East": 4}
+    codes: list[str] = []
+    for region, n in regions.items():
+        for i in range(n):
+            codes.append(make_station(session, mission.id, f"{region[0]}-{i}", region=region))
+    _, token = make_observer(session, mission.id, codes)
+    for code in codes:
+        pressure = code.startswith("N-")  # all four intimidation cases in the North
+        secrecy = code.endswith("-0")  # secrecy breached once in each region
+        post(
+            client,
+            token,
+            code,
+            "voting",
+            {"D8": "yes" if pressure else "no", "D4": "no" if secrecy else "yes"},
+        )
+    critical = view(session, mission.id, "critical")
+    by = {p["code"]: p for p in critical["by_question"]}
+    assert (by["D8"]["count"], by["D8"]["pattern"], by["D8"]["top_region"]) == (
+        4,
+        "clustered",
+        "North",
+    )
+    assert (by["D4"]["count"], by["D4"]["pattern"], by["D4"]["regions_affected"]) == (
+        3,
+        "scattered",
+        3,
+    )
+    north = next(r for r in critical["regions"] if r["region"] == "North")
+    assert north == {"region": "North", "observations": 4, "problems": {"D4=no": 1, "D8=yes": 4}}
+    assert len(critical["checklists"]) == 7
+
+
+def test_coverage_shows_planned_and_observed_stations_and_missing_observers(
+    client: Any, session: Any
+) -> None:
+    mission, _ = make_mission(session)
+    for code in ("N-1", "N-2", "N-3"):
+        make_station(session, mission.id, code, region="North")
+    make_station(session, mission.id, "X-1", country="Turkey")
+    _, busy = make_observer(session, mission.id, ["N-1", "N-2"], code="STO-1")
+    make_observer(session, mission.id, ["X-1"], code="STO-2", team="Team 2")
+    post(client, busy, "N-1", "opening")
+    post(client, busy, "N-1", "voting")
+    coverage = view(session, mission.id, "coverage")
+    north, turkey = coverage["regions"]
+    assert north["region"] == "North" and north["stations"] == 3 and north["assigned"] == 2
+    assert north["observed"] == {
+        "opening": {"observations": 1, "stations": 1},
+        "voting": {"observations": 1, "stations": 1},
+    }
+    assert (turkey["abroad"], turkey["assigned"], turkey["observed"]) == (True, 1, {})
+    missing = {o["code"]: o["missing"] for o in coverage["observers_missing"]["data"]}
+    assert missing == {"STO-1": 1, "STO-2": 1}
+    assert sum(h["checklists"] for h in coverage["arrivals_per_hour"]) == 2
+
+
+def test_filters_select_places_abroad_phase_team_time_and_template(
+    client: Any, session: Any
+) -> None:
+    from api.services import templates
+
+    mission, _ = make_mission(session)
+    make_station(session, mission.id, "E-1", district="Esil district")
+    make_station(session, mission.id, "A-1", district="Almaty district")
+    make_station(session, mission.id, "X-1", country="Turkey", post="Ankara")
+    _, t1 = make_observer(session, mission.id, ["E-1", "A-1"], team="Team 1")
+    _, t2 = make_observer(session, mission.id, ["X-1"], team="Team 2")
+    v2 = templates.default_definition().model_copy(update={"version": 2})
+    templates.create(session, mission.id, v2, publish=True)
+    session.commit()
+    post(client, t1, "E-1", "voting", observed_at=hours_ago(3))
+    post(client, t1, "A-1", "voting", observed_at=hours_ago(1))
+    post(client, t1, "A-1", "opening", observed_at=hours_ago(2), template_version=2)
+    post(client, t2, "X-1", "voting", observed_at=hours_ago(1))
+
+    def total(**filters: Any) -> int:
+        return int(view(session, mission.id, **filters)["totals"]["observations"])
+
+    assert total() == 4
+    assert total(location="Astana") == 3
+    assert total(location="Astana/Esil district") == 1
+    assert total(location="Turkey/Ankara") == 1
+    assert total(abroad=True) == 1 and total(abroad=False) == 3
+    assert total(location="Astana", abroad=True) == 0
+    assert total(phase="voting") == 3
+    assert total(team="Team 2") == 1
+    assert total(observed_from=_ago(2.5), observed_to=_ago(0.5)) == 3
+    assert total(template="default", template_version=2) == 1
+    voting_esil = view(session, mission.id, location="Astana/Esil district", phase="voting")
+    assert question(voting_esil, "voting", "D4")["answered"] == 1
+
+
+def _ago(hours: float) -> Any:
+    from datetime import UTC, datetime, timedelta
+
+    return datetime.now(UTC) - timedelta(hours=hours)
