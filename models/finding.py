@@ -31,6 +31,12 @@ class FindingFold(SQLModel, table=True):
     id: int = Field(default=1, primary_key=True)
     last_change_id: int = Field(default=0, sa_type=BigInteger)
     seen_change_id: int = Field(default=0, sa_type=BigInteger)
+    gap_xmax: int | None = Field(
+        default=None, sa_type=BigInteger, description="PostgreSQL: transactions then in flight"
+    )
+    gap_hi: int | None = Field(
+        default=None, sa_type=BigInteger, description="The newest change id seen with gap_xmax"
+    )
     folded_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 

@@ -66,6 +66,8 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("last_change_id", sa.BigInteger(), nullable=False),
         sa.Column("seen_change_id", sa.BigInteger(), nullable=False),
+        sa.Column("gap_xmax", sa.BigInteger(), nullable=True),
+        sa.Column("gap_hi", sa.BigInteger(), nullable=True),
         sa.Column("folded_at", models.base.UTCDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_finding_fold")),
     )

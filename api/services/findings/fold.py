@@ -17,8 +17,8 @@ tallies are kept incrementally instead. Each fold, in one transaction:
 All of it is set-based SQL; no answer row passes through Python. Folding the same change
 twice is harmless (step 2 finds no difference), which is what makes the outbox safe even
 though PostgreSQL may commit change ids out of order: the cursor only moves over ids that
-are contiguous (or whose gap is older than GAP_GRACE_S, i.e. a rolled-back transaction),
-and the changes beyond a gap are folded at once and simply looked at again next time.
+are contiguous, or over a gap once every transaction that could still fill it has ended
+(see `_window`), and the changes beyond a gap are folded at once and looked at again.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from sqlalchemy import (
     Uuid,
     and_,
     case,
+    cast,
     delete,
     exists,
     func,
@@ -80,7 +81,7 @@ FS = FindingState.__table__  # type: ignore[attr-defined]
 FT = FindingTally.__table__  # type: ignore[attr-defined]
 
 FOLD_LOCK_KEY = 0x706F6C6C_66696E64  # "pollfind": one fold at a time across processes
-GAP_GRACE_S = 60  # a missing change id older than this belongs to a rolled-back transaction
+GAP_GRACE_S = 600  # a fallback: no intake transaction runs for ten minutes
 BATCH = 5000
 TALLY_COLUMNS = ("observations", "stations", "total", "critical")
 
@@ -216,8 +217,20 @@ def _lock(session: Session) -> bool:
     return True
 
 
+def _snapshot(session: Session, edge: str) -> int:
+    """xmin or xmax of the current PostgreSQL snapshot, as a 64-bit transaction id."""
+    fn = getattr(func, f"pg_snapshot_{edge}")(func.pg_current_snapshot())
+    return int(session.scalar(select(cast(cast(fn, String), BigInteger))) or 0)
+
+
 def _window(session: Session, last: int) -> tuple[int, int, int] | None:
-    """(highest id to look at, new cursor, how many) for the next batch of changes."""
+    """(highest id to look at, new cursor, how many) for the next batch of changes.
+
+    A missing id below a visible one belongs to a transaction that was in flight (or was
+    rolled back) when we looked. The first time a gap is seen, the snapshot's xmax is
+    noted; once every transaction older than that has ended (xmin has passed it), an id
+    still missing can never appear, and the cursor moves over it.
+    """
     rows = session.execute(
         select(CHG.c.id, CHG.c.created_at).where(CHG.c.id > last).order_by(CHG.c.id).limit(BATCH)
     ).all()
@@ -226,12 +239,24 @@ def _window(session: Session, last: int) -> tuple[int, int, int] | None:
     hi = rows[-1].id
     if session.get_bind().dialect.name != "postgresql":
         return hi, hi, len(rows)  # one writer at a time: ids commit in order
+    gap = session.execute(select(FF.c.gap_xmax, FF.c.gap_hi).where(FF.c.id == 1)).one()
+    settled = gap.gap_xmax is not None and _snapshot(session, "xmin") >= gap.gap_xmax
     old = utcnow() - timedelta(seconds=GAP_GRACE_S)
     cursor = last
     for row in rows:
-        if row.id != cursor + 1 and row.created_at > old:
+        if row.id != cursor + 1 and not (
+            (settled and row.id <= gap.gap_hi) or row.created_at < old
+        ):
             break  # a lower id may still be committing: look at it again next time
         cursor = row.id
+    if cursor == hi:
+        values: dict[str, Any] = {"gap_xmax": None, "gap_hi": None}
+    elif settled or gap.gap_xmax is None:
+        values = {"gap_xmax": _snapshot(session, "xmax"), "gap_hi": hi}
+    else:
+        values = {}
+    if values:
+        session.execute(update(FF).where(FF.c.id == 1).values(**values))
     return hi, cursor, len(rows)
 
 
@@ -450,7 +475,9 @@ def rebuild(session: Session) -> FoldResult:
     """Forget every tally and fold the whole outbox again (after a bug fix, or by hand)."""
     for table in (FT, FA, FC, FQ):
         session.execute(delete(table))
-    session.execute(update(FF).values(last_change_id=0, seen_change_id=0))
+    session.execute(
+        update(FF).values(last_change_id=0, seen_change_id=0, gap_xmax=None, gap_hi=None)
+    )
     return fold(session)
 
 

@@ -130,7 +130,13 @@ def recompute(session: Session, scope: Scope) -> Tally:
             func.sum(em.c.crit),
         ).group_by(*keys)
     )
-    return {(r[0], r[1], r[2]): (int(r[3]), int(r[4]), int(r[5]), int(r[6])) for r in rows}
+    # Like the tallies: with a phase filter, there is no "all phases" row.
+    skip = "all" if scope.filters.phase is not None else None
+    return {
+        (r[0], r[1], r[2]): (int(r[3]), int(r[4]), int(r[5]), int(r[6]))
+        for r in rows
+        if r[0] != skip
+    }
 
 
 def _answer(
