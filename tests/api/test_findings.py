@@ -1,0 +1,118 @@
+"""Findings over HTTP: dashboards poll with ETags, filters are checked, the statement reads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.config import get_settings
+from api.main import create_app
+from models import Role
+from tests.factories import auth, make_mission, make_observer, make_station, make_token
+from tests.findings_factories import post, post_count
+
+
+@pytest.fixture
+def fresh(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every read folds what is pending and recomputes when the data changed."""
+    monkeypatch.setenv("POLLCHECK_FINDINGS_MAX_LAG_S", "0")
+    monkeypatch.setenv("POLLCHECK_FINDINGS_CACHE_S", "0")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def _mission(client: Any, session: Any) -> tuple[Any, str, str]:
+    mission, _ = make_mission(session)
+    make_station(session, mission.id, "S-1")
+    make_station(session, mission.id, "X-1", country="Turkey")
+    _, observer = make_observer(session, mission.id, ["S-1", "X-1"])
+    viewer = make_token(session, mission.id, Role.viewer)
+    return mission, observer, viewer
+
+
+def test_a_dashboard_gets_304_until_the_findings_change(
+    fresh: None, client: Any, session: Any
+) -> None:
+    mission, observer, viewer = _mission(client, session)
+    post(client, observer, "S-1", "voting")
+    url = f"/missions/{mission.id}/findings"
+    first = client.get(url, headers=auth(viewer))
+    assert first.status_code == 200
+    assert first.json()["totals"]["observations"] == 1
+    etag = first.headers["etag"]
+    again = client.get(url, headers=auth(viewer) | {"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b""
+    post(client, observer, "X-1", "voting")
+    changed = client.get(url, headers=auth(viewer) | {"If-None-Match": etag})
+    assert changed.status_code == 200 and changed.headers["etag"] != etag
+    assert changed.json()["totals"] == changed.json()["totals"] | {"observations": 2, "stations": 2}
+
+
+def test_every_api_process_serves_the_same_result(fresh: None, client: Any, session: Any) -> None:
+    mission, observer, viewer = _mission(client, session)
+    post(client, observer, "S-1", "voting")
+    url = f"/missions/{mission.id}/findings?abroad=false"
+    with TestClient(create_app(), raise_server_exceptions=False) as other_process:
+        a = client.get(url, headers=auth(viewer))
+        b = other_process.get(url, headers=auth(viewer))
+    assert a.status_code == b.status_code == 200
+    assert (a.headers["etag"], a.content) == (b.headers["etag"], b.content)
+
+
+def test_every_view_answers_with_its_filters(fresh: None, client: Any, session: Any) -> None:
+    mission, observer, viewer = _mission(client, session)
+    post(client, observer, "S-1", "voting")
+    post_count(client, observer, "S-1")
+    base = f"/missions/{mission.id}"
+    query = "?location=Astana&phase=closing&lang=ru"
+    for path in ("findings", "findings/coverage", "findings/incidents", "findings/critical"):
+        r = client.get(f"{base}/{path}{query}", headers=auth(viewer))
+        assert r.status_code == 200, (path, r.text)
+        assert r.json()["filters"] == {"location": "Astana", "phase": "closing"}
+        assert r.json()["language"] == "ru"
+    counting = client.get(f"{base}/findings/counting{query}", headers=auth(viewer)).json()
+    assert counting["reports"] == 1 and counting["failing"] == []
+    voting = client.get(f"{base}/findings?phase=voting&lang=ru", headers=auth(viewer)).json()
+    d4 = next(q for q in voting["phases"][0]["questions"] if q["code"] == "D4")
+    assert d4["label"] == "Соблюдалась ли тайна голосования?"
+
+
+def test_unknown_places_and_teams_are_404_and_an_empty_window_is_422(
+    fresh: None, client: Any, session: Any
+) -> None:
+    mission, _, viewer = _mission(client, session)
+    base = f"/missions/{mission.id}/findings"
+    r = client.get(f"{base}?location=Atlantis", headers=auth(viewer))
+    assert (r.status_code, r.json()["code"]) == (404, "location_not_found")
+    r = client.get(f"{base}?team=Nobody", headers=auth(viewer))
+    assert (r.status_code, r.json()["code"]) == (404, "team_not_found")
+    window = "observed_from=2024-10-06T12:00:00Z&observed_to=2024-10-06T11:00:00Z"
+    r = client.get(f"{base}?{window}", headers=auth(viewer))
+    assert r.status_code == 422 and r.json()["errors"][0]["path"] == ["query", "observed_to"]
+    r = client.get(f"{base}?location=Astana%25", headers=auth(viewer))
+    assert r.status_code == 404  # a LIKE wildcard is a plain character here
+
+
+def test_the_statement_is_markdown_by_default_and_json_with_evidence(
+    fresh: None, client: Any, session: Any
+) -> None:
+    mission, observer, viewer = _mission(client, session)
+    post(client, observer, "S-1", "voting", {"D4": "no"})
+    url = f"/missions/{mission.id}/statement"
+    md = client.get(url, headers=auth(viewer))
+    assert md.status_code == 200
+    assert md.headers["content-type"].startswith("text/markdown")
+    assert md.text.startswith("# Draft preliminary statement")
+    assert "The secrecy of the vote was not respected in 1 of 1 observation (D4)." in md.text
+    assert (
+        client.get(url, headers=auth(viewer) | {"If-None-Match": md.headers["etag"]}).status_code
+        == 304
+    )
+    data = client.get(f"{url}?format=json", headers=auth(viewer)).json()
+    secrecy = next(s for s in data["sentences"] if s["key"] == "secrecy")
+    assert secrecy["evidence"]["questions"] == ["D4"]
+    assert data["markdown"] == md.text
