@@ -235,6 +235,56 @@ def token_revoke(mission: MissionOpt, credential_id: uuid.UUID) -> None:
     console.print(f"credential {credential_id} revoked")
 
 
+@token_app.command("qr")
+def token_qr(
+    mission: MissionOpt,
+    observer: Annotated[
+        list[str] | None, typer.Option("--observer", "-o", help="Observer code (repeatable)")
+    ] = None,
+    all_observers: Annotated[bool, typer.Option("--all", help="Every observer")] = False,
+    base_url: Annotated[
+        str | None,
+        typer.Option(help="Address phones reach the server at, e.g. https://poll.example.org"),
+    ] = None,
+    sheet: Annotated[
+        Path | None, typer.Option(help="Write a printable HTML page of sign-in cards here")
+    ] = None,
+) -> None:
+    """Issue observer tokens as QR codes: scanning one signs a phone in to the web app."""
+    import sys
+
+    from api.services import signin_qr
+    from models import Mission
+
+    if bool(observer) == all_observers:
+        err.print("[red]name observers with --observer CODE, or give --all[/red]")
+        raise typer.Exit(2)
+    s = get_settings()
+    url = base_url or f"http://{s.host}:{s.port}"
+    if signin_qr.is_local(url):
+        err.print(
+            f"[yellow]note[/yellow]: phones cannot reach {url}; pass --base-url with the address "
+            "they use (HTTPS lets the app work offline)"
+        )
+    try:
+        with session_scope() as ses:
+            cards = signin_qr.issue_cards(ses, mission, None if all_observers else observer, url)
+            found = ses.get(Mission, mission)
+            page = signin_qr.sheet(found, cards) if sheet and found else None
+    except AppError as exc:
+        _fail(exc)
+    if sheet and page:
+        sheet.write_text(page, encoding="utf-8")
+        sheet.chmod(0o600)
+        console.print(f"{len(cards)} sign-in card(s) written to {sheet}: print, cut, hand over")
+        return
+    for card in cards:
+        console.print(f"\n[bold]{card.name}[/bold] ({card.code}) {' '.join(card.stations)}")
+        sys.stdout.write(signin_qr.terminal_qr(card.url))
+        sys.stdout.write(card.url + "\n")
+        sys.stdout.flush()
+
+
 @template_app.command("load")
 def template_load(
     path: Path,

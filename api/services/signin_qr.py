@@ -1,0 +1,128 @@
+"""Sign-in QR codes for observers' phones: a new token per observer, inside a link to the
+web app (`…/app/#token=…`). The token sits in the fragment, which browsers never send to a
+server, and the app removes it from the address bar as soon as it has read it."""
+
+from __future__ import annotations
+
+import html
+import io
+import uuid
+from dataclasses import dataclass
+from urllib.parse import quote, urlsplit
+
+import qrcode
+import qrcode.image.svg
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.errors import NotFound
+from api.services import credentials
+from models import Assignment, Mission, Observer, Role, Station
+
+
+@dataclass(frozen=True, slots=True)
+class SignInCard:
+    code: str
+    name: str
+    stations: list[str]
+    token: str
+    url: str
+
+
+def signin_url(base_url: str, token: str) -> str:
+    return base_url.rstrip("/") + "/app/#token=" + quote(token, safe="")
+
+
+def is_local(base_url: str) -> bool:
+    """A phone cannot reach the admin's own loopback address."""
+    host = urlsplit(base_url).hostname or ""
+    return host in ("localhost", "127.0.0.1", "::1", "0.0.0.0")
+
+
+def issue_cards(
+    session: Session, mission_id: uuid.UUID, observer_codes: list[str] | None, base_url: str
+) -> list[SignInCard]:
+    """A new observer token for each observer named (every observer when None)."""
+    q = select(Observer).where(Observer.mission_id == mission_id).order_by(Observer.code)
+    if observer_codes is not None:
+        q = q.where(Observer.code.in_(observer_codes))
+    observers = list(session.scalars(q))
+    missing = sorted(set(observer_codes or []) - {o.code for o in observers})
+    if missing:
+        raise NotFound(
+            f"no observer {', '.join(missing)} in this mission", code="observer_not_found"
+        )
+    stations: dict[uuid.UUID, list[str]] = {}
+    for obs_id, code in session.execute(
+        select(Assignment.observer_id, Station.code)
+        .join(Station, Station.id == Assignment.station_id)
+        .where(Assignment.mission_id == mission_id)
+        .order_by(Station.code)
+    ):
+        stations.setdefault(obs_id, []).append(code)
+    cards = []
+    for o in observers:
+        token = credentials.issue(
+            session, mission_id, Role.observer, f"phone {o.code} (QR)", o.id
+        ).token
+        cards.append(
+            SignInCard(o.code, o.name, stations.get(o.id, []), token, signin_url(base_url, token))
+        )
+    return cards
+
+
+def terminal_qr(data: str) -> str:
+    """The code drawn with block characters, readable by a phone from the admin's screen."""
+    qr = qrcode.QRCode(border=2, error_correction=qrcode.constants.ERROR_CORRECT_M)
+    qr.add_data(data)
+    qr.make(fit=True)
+    out = io.StringIO()
+    qr.print_ascii(out=out, invert=True)
+    return out.getvalue()
+
+
+def svg_qr(data: str) -> str:
+    image = qrcode.make(data, image_factory=qrcode.image.svg.SvgPathImage, box_size=12)
+    return str(image.to_string(encoding="unicode"))
+
+
+SHEET_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 12mm; }
+h1 { font-size: 16pt; }
+.cards { display: grid; grid-template-columns: 1fr 1fr; gap: 8mm; }
+.card { border: 1px dashed #888; padding: 6mm; break-inside: avoid; }
+.card svg { width: 45mm; height: 45mm; float: right; margin-left: 4mm; }
+.name { font-size: 14pt; font-weight: 700; }
+.token { font-family: monospace; font-size: 8pt; word-break: break-all; clear: both; }
+.how { font-size: 9pt; color: #333; }
+"""
+
+HOW = {
+    "en": "Open the phone's camera, point it at the code and tap the link. "
+    "Keep this card private: it is your sign-in.",
+    "ru": "Откройте камеру телефона, наведите её на код и нажмите на ссылку. "
+    "Храните эту карточку в тайне: это ваш вход.",
+}
+
+
+def sheet(mission: Mission, cards: list[SignInCard]) -> str:
+    """A printable page, one card per observer, to cut out and hand over at the briefing."""
+    langs = [x for x in mission.languages if x in HOW] or ["en"]
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>{html.escape(mission.name)}: sign-in cards</title>",
+        f"<style>{SHEET_STYLE}</style></head><body>",
+        f"<h1>{html.escape(mission.name)}</h1><div class='cards'>",
+    ]
+    for c in cards:
+        parts += [
+            "<div class='card'>",
+            svg_qr(c.url),
+            f"<div class='name'>{html.escape(c.name)}</div>",
+            f"<div>{html.escape(c.code)} · {html.escape(' '.join(c.stations) or '-')}</div>",
+            *(f"<p class='how'>{html.escape(HOW[x])}</p>" for x in langs),
+            f"<p class='token'>{html.escape(c.token)}</p>",
+            "</div>",
+        ]
+    parts.append("</div></body></html>")
+    return "".join(parts)

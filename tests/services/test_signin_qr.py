@@ -1,0 +1,57 @@
+"""Sign-in QR codes: the admin's CLI prints, for each observer, a link that signs a phone in."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from typer.testing import CliRunner
+
+from api.cli import app
+from tests.factories import auth, make_mission, make_observer, make_station
+
+runner = CliRunner()
+
+
+def _token(link: str) -> str:
+    match = re.search(r"/app/#token=(\S+)", link)
+    assert match, link
+    return unquote(match.group(1))
+
+
+def test_printed_qr_link_signs_the_observer_in(client: Any, session: Any) -> None:
+    mission, _ = make_mission(session)
+    make_station(session, mission.id, "S-1")
+    make_observer(session, mission.id, ["S-1"], code="STO-1", name="Dana")
+    result = runner.invoke(
+        app,
+        ["token", "qr", "-m", str(mission.id), "-o", "STO-1", "--base-url", "https://p.example"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "Dana" in result.output and "█" in result.output
+    link = next(x for x in result.output.splitlines() if x.startswith("https://p.example/app/#"))
+    me = client.get("/me", headers=auth(_token(link))).json()
+    assert me["role"] == "observer" and me["observer_name"] == "Dana"
+
+
+def test_sheet_has_a_card_for_every_observer(client: Any, session: Any, tmp_path: Path) -> None:
+    mission, _ = make_mission(session)
+    make_station(session, mission.id, "S-1")
+    for code in ("A", "B"):
+        make_observer(session, mission.id, ["S-1"], code=code)
+    sheet = tmp_path / "cards.html"
+    result = runner.invoke(
+        app, ["token", "qr", "-m", str(mission.id), "--all", "--sheet", str(sheet)]
+    )
+    assert result.exit_code == 0, result.output
+    page = sheet.read_text()
+    assert page.count("<svg") == 2 and "Observer A" in page and "Откройте камеру" in page
+    assert "phones cannot reach" in result.output  # no --base-url: the default is loopback
+
+
+def test_unknown_observer_fails_and_issues_nothing(client: Any, session: Any) -> None:
+    mission, _ = make_mission(session)
+    result = runner.invoke(app, ["token", "qr", "-m", str(mission.id), "-o", "NOPE"])
+    assert result.exit_code == 1 and "no observer NOPE" in result.output
