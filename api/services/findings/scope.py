@@ -129,22 +129,27 @@ def checklist_predicate(
     ]
     if phase and f.phase is not None:
         conds.append(cl.c.phase == f.phase)
+    # Aliases: the caller's query may join these tables itself.
     if scope.location_id is not None or f.abroad is not None:
-        st = select(ST.c.id).where(ST.c.id == cl.c.station_id)
+        st_, loc_ = ST.alias("scope_station"), LOC.alias("scope_location")
+        st = select(st_.c.id).where(st_.c.id == cl.c.station_id)
         if f.abroad is not None:
-            st = st.where(ST.c.abroad.is_(f.abroad))
+            st = st.where(st_.c.abroad.is_(f.abroad))
         if scope.location_path is not None:
-            st = st.join(LOC, LOC.c.id == ST.c.location_id).where(
+            st = st.join(loc_, loc_.c.id == st_.c.location_id).where(
                 or_(
-                    LOC.c.path == scope.location_path,
-                    LOC.c.path.startswith(scope.location_path + "/", autoescape=True),
+                    loc_.c.path == scope.location_path,
+                    loc_.c.path.startswith(scope.location_path + "/", autoescape=True),
                 )
             )
         conds.append(exists(st))
     if scope.team_id is not None:
+        obs_ = OBS.alias("scope_observer")
         conds.append(
             exists(
-                select(OBS.c.id).where(OBS.c.id == cl.c.observer_id, OBS.c.team_id == scope.team_id)
+                select(obs_.c.id).where(
+                    obs_.c.id == cl.c.observer_id, obs_.c.team_id == scope.team_id
+                )
             )
         )
     if f.observed_from is not None:
@@ -152,10 +157,11 @@ def checklist_predicate(
     if f.observed_to is not None:
         conds.append(cl.c.observed_at < f.observed_to)
     if f.template is not None or f.template_version is not None:
-        tq = select(TPL.c.id).where(TPL.c.id == cl.c.template_id)
+        tpl_ = TPL.alias("scope_template")
+        tq = select(tpl_.c.id).where(tpl_.c.id == cl.c.template_id)
         if f.template is not None:
-            tq = tq.where(TPL.c.code == f.template)
+            tq = tq.where(tpl_.c.code == f.template)
         if f.template_version is not None:
-            tq = tq.where(TPL.c.version == f.template_version)
+            tq = tq.where(tpl_.c.version == f.template_version)
         conds.append(exists(tq))
     return and_(*conds)
