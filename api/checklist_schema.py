@@ -39,6 +39,7 @@ YES_NO = ("yes", "no")
 SCALE4 = ("very_good", "good", "bad", "very_bad")
 NEGATIVE_SCALE4 = ("bad", "very_bad")
 NA = "na"
+MAX_NUMBER = 10**15
 
 
 class _Strict(BaseModel):
@@ -163,7 +164,7 @@ class Protocol(_Strict):
 
 class TemplateDefinition(_Strict):
     code: Code
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=1_000_000)
     title: Labels
     languages: list[str] = Field(min_length=1, description="First one is the default language.")
     sections: list[Section] = Field(min_length=1)
@@ -374,6 +375,9 @@ class CompiledTemplate:
                 if raw == NA and q.allow_na:
                     return [AnswerRow(code, 0, NA, None, False)]
                 errors.append(AnswerError(path, "wrong_type", "expected a whole number"))
+                return None
+            if abs(raw) > MAX_NUMBER:  # a template without min/max must not overflow BIGINT
+                errors.append(AnswerError(path, "out_of_bounds", f"{raw} is implausibly large"))
                 return None
             if q.min is not None and raw < q.min:
                 errors.append(

@@ -103,7 +103,8 @@ def error_responses(*classes: type[AppError]) -> dict[int | str, dict[str, Any]]
     return out
 
 
-COMMON_ERRORS = error_responses(Unauthorized, Forbidden, Invalid)
+# Any authenticated route may also meet its rate limit (429) or a database that is away (503).
+COMMON_ERRORS = error_responses(Unauthorized, Forbidden, Invalid, TooManyRequests, Unavailable)
 
 
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:

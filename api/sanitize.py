@@ -150,7 +150,7 @@ def _error(exc: Invalid) -> JSONResponse:
 
 
 class SanitizeBody:
-    """Read each request body whole (BodyLimit, outside, bounds it), then check and clean it.
+    """Read each JSON or text body whole (BodyLimit, outside, bounds it), check and clean it.
 
     JSON bodies are parsed once here with the same parser as the routes; a body that does
     not parse is refused here, so no route ever sees JSON its parser would read otherwise.
@@ -164,6 +164,12 @@ class SanitizeBody:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
+        headers = dict(scope.get("headers") or [])
+        ctype = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
+        if not _is_json(ctype) and not ctype.startswith(_TEXT_TYPES):
+            # Files (photos) stream through untouched: a resumable upload keeps what arrived.
+            await self.app(scope, receive, send)
+            return
         chunks: list[bytes] = []
         while True:
             message = await receive()
@@ -174,8 +180,6 @@ class SanitizeBody:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        headers = dict(scope.get("headers") or [])
-        ctype = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
         try:
             cleaned = _clean_body(body, ctype)
         except Invalid as exc:
@@ -194,7 +198,7 @@ def _clean_body(body: bytes, ctype: str) -> bytes | None:
     """The cleaned body, or None when it is fine as it is; raises Invalid."""
     if not body:
         return None
-    if ctype == "application/json" or ctype.endswith("+json"):
+    if _is_json(ctype):
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -221,6 +225,10 @@ def _clean_body(body: bytes, ctype: str) -> bytes | None:
         cleaned = clean_text(text)
         return cleaned.encode() if cleaned != text else None
     return None
+
+
+def _is_json(ctype: str) -> bool:
+    return ctype == "application/json" or ctype.endswith("+json")
 
 
 def _replay(body: bytes, pending: Message | None, receive: Receive) -> Receive:

@@ -52,3 +52,11 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 JSONType: Any = JSON().with_variant(JSONB(), "postgresql")
+
+
+def refuse_nulls(model: Any, *fields: str) -> None:
+    """In a partial update, an explicit null for a column that cannot be empty is an error,
+    not a way to crash the database; leaving the field out keeps its value."""
+    nulls = [f for f in fields if f in model.model_fields_set and getattr(model, f) is None]
+    if nulls:
+        raise ValueError(f"{', '.join(nulls)} cannot be null; leave a field out to keep it")

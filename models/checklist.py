@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -96,6 +96,12 @@ class Phase(StrEnum):
     incident = "incident"
 
 
+# A phone whose clock says year 62 or 9334 is broken; refusing it here keeps date arithmetic
+# (clock skew, "in the future") from overflowing further on.
+PLAUSIBLE_FROM = datetime(2000, 1, 1, tzinfo=UTC)
+PLAUSIBLE_TO = datetime(2100, 1, 1, tzinfo=UTC)
+
+
 class ChecklistSubmit(SQLModel):
     """A checklist as a phone sends it."""
 
@@ -103,13 +109,18 @@ class ChecklistSubmit(SQLModel):
     id: uuid.UUID = Field(description="Made by the phone once per version; resending it is safe")
     station: str = Field(max_length=64, description="Station code")
     template: str = Field(max_length=32, description="Template code")
-    template_version: int = Field(ge=1)
+    template_version: int = Field(ge=1, le=1_000_000)
     phase: Phase
     observed_at: AwareDatetime = Field(
-        description="Device time of the observation, with UTC offset"
+        ge=PLAUSIBLE_FROM,
+        le=PLAUSIBLE_TO,
+        description="Device time of the observation, with UTC offset",
     )
     sent_at: AwareDatetime | None = Field(
-        None, description="Device clock when sending; lets the server spot a clock that is off"
+        None,
+        ge=PLAUSIBLE_FROM,
+        le=PLAUSIBLE_TO,
+        description="Device clock when sending; lets the server spot a clock that is off",
     )
     replaces: uuid.UUID | None = Field(None, description="The version this one corrects")
     answers: dict[str, Any] = Field(description="Answers keyed by question code")

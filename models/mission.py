@@ -6,11 +6,11 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import ConfigDict, field_validator
+from pydantic import ConfigDict, field_validator, model_validator
 from sqlalchemy import Column, String
 from sqlmodel import Field, SQLModel
 
-from models.base import JSONType, UTCDateTime, new_id, utcnow
+from models.base import JSONType, UTCDateTime, new_id, refuse_nulls, utcnow
 
 
 class Sampling(StrEnum):
@@ -76,8 +76,19 @@ class MissionUpdate(SQLModel):
     sampling: Sampling | None = None
     settings: dict[str, Any] | None = None
 
-    _zone = field_validator("timezone")(classmethod(lambda cls, v: v and known_zone(v)))
-    _langs = field_validator("languages")(classmethod(lambda cls, v: v and some_language(v)))
+    # `v and ...` let "" and [] through unchecked, and an empty language list then broke
+    # every later read of the mission; only a missing value skips the check.
+    _zone = field_validator("timezone")(
+        classmethod(lambda cls, v: v if v is None else known_zone(v))
+    )
+    _langs = field_validator("languages")(
+        classmethod(lambda cls, v: v if v is None else some_language(v))
+    )
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> MissionUpdate:
+        refuse_nulls(self, *type(self).model_fields)
+        return self
 
 
 class MissionPublic(MissionBase):

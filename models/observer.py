@@ -3,11 +3,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import ConfigDict
+from pydantic import ConfigDict, model_validator
 from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from models.base import UTCDateTime, new_id, utcnow
+from models.base import UTCDateTime, new_id, refuse_nulls, utcnow
 
 
 class Team(SQLModel, table=True):
@@ -57,6 +57,11 @@ class ObserverUpdate(SQLModel):
     phone: str | None = Field(None, max_length=40)
     language: str | None = Field(None, max_length=8)
     team: str | None = Field(None, max_length=100)
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> ObserverUpdate:
+        refuse_nulls(self, "name")
+        return self
 
 
 class ObserverPublic(ObserverBase):

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, Path, Query, status
 
 from api.body import raw_body
 from api.deps import AdminOfMission, MemberOfMission, SessionDep
@@ -13,6 +13,9 @@ from models import ChecklistTemplate, Role
 from models.template import TemplatePublic, TemplatesPublic, TemplateSummary
 
 router = APIRouter(prefix="/missions/{mission_id}/templates", tags=["templates"])
+# Bounded like the stored columns: an out-of-range version was a database error (500).
+TemplateCode = Annotated[str, Path(max_length=32)]
+TemplateVersion = Annotated[int, Path(ge=1, le=1_000_000)]
 ERRORS = COMMON_ERRORS | error_responses(NotFound, Conflict)
 TEMPLATE_BODY = {
     "requestBody": {
@@ -65,7 +68,11 @@ def list_templates(mission_id: uuid.UUID, session: SessionDep, principal: Member
 
 @router.get("/{code}/{version}", response_model=TemplatePublic, responses=ERRORS)
 def read_template(
-    mission_id: uuid.UUID, code: str, version: int, session: SessionDep, principal: MemberOfMission
+    mission_id: uuid.UUID,
+    code: TemplateCode,
+    version: TemplateVersion,
+    session: SessionDep,
+    principal: MemberOfMission,
 ) -> Any:
     """One template version with its full definition."""
     tpl = template_service.get(session, mission_id, code, version)
@@ -78,7 +85,11 @@ def read_template(
 
 @router.post("/{code}/{version}/publish", response_model=TemplatePublic, responses=ERRORS)
 def publish_template(
-    mission_id: uuid.UUID, code: str, version: int, session: SessionDep, _: AdminOfMission
+    mission_id: uuid.UUID,
+    code: TemplateCode,
+    version: TemplateVersion,
+    session: SessionDep,
+    _: AdminOfMission,
 ) -> Any:
     """Publish a draft: phones may use it from now on and it can no longer change."""
     tpl = template_service.get(session, mission_id, code, version)

@@ -248,6 +248,21 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/missions/{mission_id}/audit/export"): Row(
         m("/missions/{m}/audit/export"), admin_only(200)
     ),
+    # --- findings (issue 3): dashboards (viewers) and staff, never observers
+    ("GET", "/missions/{mission_id}/findings"): Row(m("/missions/{m}/findings"), readers(200)),
+    ("GET", "/missions/{mission_id}/findings/coverage"): Row(
+        m("/missions/{m}/findings/coverage"), readers(200)
+    ),
+    ("GET", "/missions/{mission_id}/findings/incidents"): Row(
+        m("/missions/{m}/findings/incidents"), readers(200)
+    ),
+    ("GET", "/missions/{mission_id}/findings/critical"): Row(
+        m("/missions/{m}/findings/critical"), readers(200)
+    ),
+    ("GET", "/missions/{mission_id}/findings/counting"): Row(
+        m("/missions/{m}/findings/counting"), readers(200)
+    ),
+    ("GET", "/missions/{mission_id}/statement"): Row(m("/missions/{m}/statement"), readers(200)),
     # --- phone sync (issue 4): the observer's own day, batch and reconcile
     ("GET", "/sync/day"): Row(m("/sync/day"), observer_only(200, other=200)),
     ("POST", "/sync/checklists"): Row(

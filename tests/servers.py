@@ -1,0 +1,217 @@
+"""Real servers for fault tests: a throwaway PostgreSQL cluster of the test's own (never the
+shared one) and the API as a uvicorn subprocess, plus a small load generator."""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pg_bin(name: str) -> str:
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    if not candidates:
+        raise RuntimeError(f"PostgreSQL's {name} is not installed")
+    return candidates[-1]
+
+
+def _unprivileged_user() -> str | None:
+    """PostgreSQL refuses to run as root: as root, run it as `postgres` (made if missing)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/bin/false", "postgres"],
+            check=True,
+        )
+    return "postgres"
+
+
+@dataclass
+class ThrowawayPostgres:
+    """A PostgreSQL cluster in a temporary folder, on a port of its own."""
+
+    folder: Path
+    port: int
+    user: str | None
+
+    @property
+    def data(self) -> Path:
+        return self.folder / "data"
+
+    def url(self, dbname: str = "postgres") -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{dbname}"
+
+    def _run(self, *cmd: str) -> None:
+        full = ["runuser", "-u", self.user, "--", *cmd] if self.user else list(cmd)
+        subprocess.run(full, check=True, capture_output=True, timeout=120)
+
+    def start(self) -> None:
+        self._run(
+            _pg_bin("pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.folder / "log"),
+            "-o",
+            f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1",
+            "-w",
+            "start",
+        )
+
+    def stop(self, mode: str = "immediate") -> None:
+        """`immediate` is a crash as far as clients can tell: no goodbye, WAL replay at start."""
+        self._run(_pg_bin("pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
+
+
+@contextlib.contextmanager
+def throwaway_postgres() -> Iterator[ThrowawayPostgres]:
+    user = _unprivileged_user()
+    folder = Path(tempfile.mkdtemp(prefix="pollcheck-pg-"))
+    folder.chmod(0o755)
+    if user:
+        info = pwd.getpwnam(user)
+        os.chown(folder, info.pw_uid, info.pw_gid)
+    pg = ThrowawayPostgres(folder, free_port(), user)
+    pg._run(_pg_bin("initdb"), "-D", str(pg.data), "-A", "trust", "-U", "postgres", "--no-sync")
+    pg.start()
+    try:
+        yield pg
+    finally:
+        with contextlib.suppress(Exception):
+            pg.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@dataclass
+class ApiServer:
+    process: subprocess.Popen[bytes]
+    base_url: str
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+
+def start_api(database_url: str, **env: str) -> ApiServer:
+    port = free_port()
+    environ = os.environ | {
+        "POLLCHECK_DATABASE_URL": database_url,
+        "POLLCHECK_ENVIRONMENT": "test",
+        "POLLCHECK_RATE_LIMIT_PER_MINUTE": "1000000",
+        **env,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1"]
+        + ["--port", str(port), "--log-level", "warning"],
+        cwd=ROOT,
+        env=environ,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    server = ApiServer(process, f"http://127.0.0.1:{port}")
+    for _ in range(300):  # up to ~30 s for the process to answer; not a timing assertion
+        if process.poll() is not None:
+            raise RuntimeError("the API server exited at start")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{server.base_url}/healthz", timeout=1).status_code == 200:
+                return server
+        time.sleep(0.1)
+    server.kill()
+    raise RuntimeError("the API server did not start")
+
+
+@dataclass
+class Outcome:
+    checklist_id: str
+    status: int | None  # None: no answer (connection refused or cut)
+    retry_after: str | None = None
+
+
+@dataclass
+class Load:
+    """Threads posting new checklists until stopped; every outcome is kept."""
+
+    base_url: str
+    token: str
+    make_body: Any
+    threads: int = 4
+    outcomes: list[Outcome] = field(default_factory=list)
+    bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _workers: list[threading.Thread] = field(default_factory=list)
+
+    def start(self) -> Load:
+        for _ in range(self.threads):
+            t = threading.Thread(target=self._run, daemon=True)
+            t.start()
+            self._workers.append(t)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._workers:
+            t.join(timeout=60)
+
+    def _run(self) -> None:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        with httpx.Client(base_url=self.base_url, timeout=30, headers=headers) as client:
+            while not self._stop.is_set():
+                body = self.make_body()
+                with self._lock:
+                    self.bodies[body["id"]] = body
+                try:
+                    r = client.post("/checklists", json=body)
+                    outcome = Outcome(body["id"], r.status_code, r.headers.get("retry-after"))
+                except httpx.HTTPError:
+                    outcome = Outcome(body["id"], None)
+                    time.sleep(0.05)
+                with self._lock:
+                    self.outcomes.append(outcome)
+
+    def count(self, predicate: Any) -> int:
+        with self._lock:
+            return sum(1 for o in self.outcomes if predicate(o))
+
+    def wait_for(self, predicate: Any, at_least: int, limit_s: float = 60) -> None:
+        """Wait until `at_least` outcomes match; a bound to never hang, not a speed check."""
+        deadline = time.monotonic() + limit_s
+        while self.count(predicate) < at_least:
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"only {self.count(predicate)} of {at_least} expected outcomes; "
+                    f"statuses so far: {sorted({o.status or 0 for o in self.outcomes})}"
+                )
+            time.sleep(0.05)
+
+    def acknowledged(self) -> set[str]:
+        return {o.checklist_id for o in self.outcomes if o.status in (200, 201)}

@@ -1,0 +1,77 @@
+"""Hostile input: bodies bounded and cleaned in one place, YAML bombs refused, CSV cells safe."""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Any
+
+import pytest
+
+from api.sanitize import MAX_DEPTH, TooComplex, clean_document, clean_text, csv_safe, load_yaml
+from tests.factories import auth, make_mission
+
+
+def test_text_is_nfc_without_control_characters() -> None:
+    decomposed = unicodedata.normalize("NFD", "Қазақстан café")
+    assert clean_text(decomposed + "\x00\x1b[31m\x7f\u0085") == "Қазақстан café[31m"
+    assert clean_text("line one\nline two\ttab\r\n") == "line one\nline two\ttab\r\n"
+
+
+def test_documents_over_the_limits_are_refused() -> None:
+    deep: Any = "x"
+    for _ in range(MAX_DEPTH + 1):
+        deep = [deep]
+    with pytest.raises(TooComplex, match="deeper"):
+        clean_document(deep)
+    with pytest.raises(TooComplex, match="string"):
+        clean_document({"note": "x" * 20_001})
+    with pytest.raises(TooComplex, match="entries"):
+        clean_document(list(range(10_001)))
+
+
+def test_a_yaml_billion_laughs_is_refused_but_honest_aliases_work() -> None:
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+    for i in range(1, 9):
+        bomb += f"l{i}: &l{i} [{', '.join(['*' + ('a' if i == 1 else f'l{i - 1}')] * 10)}]\n"
+    with pytest.raises(TooComplex, match="expanded"):
+        load_yaml(bomb)
+    assert load_yaml("o: &o [a, b]\nq: *o\n") == {"o": ["a", "b"], "q": ["a", "b"]}
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised() -> None:
+    for cell in ("=1+1", "+cmd", "-2", "@SUM(A1)", "\t=x", "\uff1dcmd"):
+        assert csv_safe(cell).startswith("'")
+    assert csv_safe("Astana") == "Astana" and csv_safe(None) == "" and csv_safe(3) == "3"
+
+
+def test_bodies_are_cleaned_once_before_any_route(client: Any, session: Any) -> None:
+    mission, admin = make_mission(session)
+    name = unicodedata.normalize("NFD", "Ålmaty\x00 team")
+    r = client.post(
+        f"/missions/{mission.id}/observers",
+        json={"code": "O-1", "name": name},
+        headers=auth(admin),
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["name"] == "Ålmaty team" and unicodedata.is_normalized("NFC", r.json()["name"])
+
+
+def test_hostile_bodies_get_the_one_error_shape(client: Any, session: Any) -> None:
+    mission, admin = make_mission(session)
+    url = f"/missions/{mission.id}/observers"
+    deep = "[" * 40 + "]" * 40
+    r = client.post(url, content=deep, headers=auth(admin) | {"Content-Type": "application/json"})
+    assert r.status_code == 422 and r.json()["code"] == "too_deep"
+    bad = client.post(
+        f"{url}/import",
+        content=b"code,name\n\xff\xfe\n",
+        headers=auth(admin) | {"Content-Type": "text/csv"},
+    )
+    assert bad.status_code == 422 and bad.json()["code"] == "invalid_encoding"
+    nan = client.post(
+        url, content='{"code": NaN}', headers=auth(admin) | {"Content-Type": "application/json"}
+    )
+    assert nan.status_code == 422 and nan.json()["code"] == "malformed_json"
+    extra = client.post(url, json={"code": "O-2", "name": "X", "admin": True}, headers=auth(admin))
+    assert extra.status_code == 422
+    assert set(extra.json()) <= {"error", "detail", "code", "errors"}
