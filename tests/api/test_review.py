@@ -114,3 +114,51 @@ def test_a_decision_needs_a_change_and_a_comment(client, field) -> None:
     assert _review(client, field["analyst"], cid, state="verified", comment=" ").status_code == 422
     r = _review(client, field["analyst"], cid, state="verified", comment="ok", extra=1)
     assert r.status_code == 422
+
+
+def test_a_reviewer_flags_and_rejects_and_sees_findings_and_audit_follow(session) -> None:
+    """The issue's acceptance walk: flag, reject, quarantine; findings drop them; all audited."""
+    from fastapi.testclient import TestClient
+
+    from api.config import Settings, get_settings
+    from api.main import create_app
+
+    mission, admin = make_mission(session)
+    make_station(session, mission.id, "S-1")
+    _, observer = make_observer(session, mission.id, ["S-1"])
+    analyst = make_token(session, mission.id, Role.analyst)
+    app = create_app()
+    inner: Any = app
+    while not hasattr(inner, "dependency_overrides"):
+        inner = inner.app
+    inner.dependency_overrides[get_settings] = lambda: Settings(findings_max_lag_s=0, findings_cache_s=0)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        ids = []
+        for _ in range(3):
+            body = checklist_payload("S-1", "voting")
+            assert client.post("/checklists", json=body, headers=auth(observer)).status_code == 201
+            ids.append(body["id"])
+
+        def observations() -> int:
+            r = client.get(f"/missions/{mission.id}/findings", headers=auth(analyst))
+            assert r.status_code == 200, r.text
+            return int(r.json()["totals"]["observations"])
+
+        assert observations() == 3
+        flag = {"state": "has_issues", "comment": "the count looks odd; calling back"}
+        assert _review(client, analyst, ids[0], **flag).status_code == 201
+        assert observations() == 3  # flagged still counts, pending the call
+        reject = {"state": "rejected", "comment": "observer was not at the station"}
+        assert _review(client, analyst, ids[0], **reject).status_code == 201
+        assert observations() == 2
+        assert _review(client, analyst, ids[1], quarantined=True, comment="hold").status_code == 201
+        assert observations() == 1
+        trail = client.get(
+            f"/missions/{mission.id}/audit", params={"action": "review"}, headers=auth(admin)
+        ).json()["data"]
+        assert [(e["before"]["review_state"], e["after"]["review_state"]) for e in trail] == [
+            ("received", "has_issues"),
+            ("has_issues", "rejected"),
+            ("received", "received"),
+        ]
+        assert trail[-1]["after"]["quarantined"] is True
