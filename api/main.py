@@ -9,6 +9,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import access
 from api.checklist_schema import TemplateDefinition
+from api.compression import GunzipRequest
 from api.config import Settings, get_settings
 from api.errors import install_error_handlers
 from api.routes import (
@@ -133,7 +134,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    return BodyLimit(access.sanitize(app), settings.max_body_bytes)  # type: ignore[return-value]
+    inner = GunzipRequest(access.sanitize(app), settings.max_body_bytes)
+    return BodyLimit(inner, settings.max_body_bytes)  # type: ignore[return-value]
 
 
 app = create_app()

@@ -94,8 +94,8 @@ def main() -> None:
         rows.append(
             (
                 "batch of 20 checklists (request)",
-                f"{len(batch_bytes) / 20:,.0f} B per checklist plain",
-                f"{len(batch_bytes):,} B plain; {len(batch_gz):,} B if the phone gzipped it",
+                f"{len(batch_gz) / 20:,.0f} B per checklist gzip",
+                f"{len(batch_gz):,} B gzip as the web app sends it, {len(batch_bytes):,} B plain",
             )
         )
         rows.append(

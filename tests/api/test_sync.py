@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -223,3 +224,48 @@ def test_reconcile_refuses_a_made_up_cursor(client, field) -> None:
         "/sync/checklists", params={"cursor": uuid.uuid4().hex}, headers=auth(field["token"])
     )
     assert r.status_code == 422 and r.json()["code"] == "bad_cursor"
+
+
+# --- compressed requests ---------------------------------------------------------------
+
+
+def _gzipped(client: Any, token: str, body: bytes) -> Any:
+    return client.post(
+        "/sync/checklists",
+        content=body,
+        headers={
+            **auth(token),
+            "Content-Type": "application/json",
+            "Content-Encoding": "gzip",
+        },
+    )
+
+
+def test_gzipped_batch_is_stored_like_a_plain_one(client, session, field) -> None:
+    items = [checklist_payload("S-1") for _ in range(3)]
+    body = gzip.compress(json.dumps({"items": items}).encode())
+    out = _gzipped(client, field["token"], body).json()
+    assert out["created"] == 3 and _count(session) == 3
+
+
+def test_broken_gzip_is_refused(client, field) -> None:
+    r = _gzipped(client, field["token"], gzip.compress(b'{"items": []}')[:-6])
+    assert r.status_code == 400 and r.json()["code"] == "bad_gzip"
+
+
+def test_gzip_bomb_is_refused_before_it_is_inflated(client, session, field) -> None:
+    r = _gzipped(client, field["token"], gzip.compress(b" " * 5_000_000))
+    assert r.status_code == 413 and _count(session) == 0
+
+
+def test_unknown_request_encoding_is_refused(client, field) -> None:
+    r = client.post(
+        "/sync/checklists",
+        content=b"{}",
+        headers={
+            **auth(field["token"]),
+            "Content-Type": "application/json",
+            "Content-Encoding": "br",
+        },
+    )
+    assert r.status_code == 415

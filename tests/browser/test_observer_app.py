@@ -97,6 +97,11 @@ def test_checklist_filled_offline_is_stored_once_when_the_network_returns(
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    batches: list[dict[str, str]] = []
+    page.on(
+        "request",
+        lambda r: batches.append(r.headers) if r.method == "POST" and "/sync/" in r.url else None,
+    )
 
     # Sign in by the link a QR code holds; the token leaves the address bar at once.
     page.goto(f"{server}/app/#token={observer['token']}")
@@ -141,5 +146,6 @@ def test_checklist_filled_offline_is_stored_once_when_the_network_returns(
     assert len(stored) == 1
     assert stored[0].phase == "opening" and stored[0].device_sent_at is not None
     assert stored[0].observer_id == observer["observer"].id
+    assert batches and all(h.get("content-encoding") == "gzip" for h in batches)
     assert errors == []
     context.close()
