@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -15,6 +15,7 @@ from rich.table import Table
 from api.config import get_settings
 from api.db import session_scope
 from api.errors import AppError
+from api.services import audit
 from models import Role, Sampling
 
 app = typer.Typer(
@@ -111,8 +112,13 @@ def mission_create(
         raise typer.Exit(1) from exc
     with session_scope() as s:
         mission, admin = missions.create(s, body)
+        audit.record_cli(s, mission.id, "mission create", f"mission/{mission.id}")
     console.print(f"mission id:  [bold]{mission.id}[/bold]")
     console.print(f"admin token: [bold]{admin.token}[/bold]  (shown once: keep it safe)")
+
+
+def _counts(report: Any) -> dict[str, int]:
+    return {"rows": report.rows, "created": report.created, "updated": report.updated}
 
 
 def _read_text(path: Path) -> str:
@@ -167,6 +173,8 @@ def stations_import(
                 report = stations.import_csv(
                     s, mission, text, dry_run, progress=lambda n: progress.advance(task, n)
                 )
+                if not dry_run and not report.problems:
+                    audit.record_cli(s, mission, "stations import", str(csv_file), _counts(report))
         except AppError as exc:
             _fail(exc)
     _report(report)
@@ -184,6 +192,8 @@ def observers_import(
     try:
         with session_scope() as s:
             report = observers.import_csv(s, mission, _read_text(csv_file), dry_run)
+            if not dry_run and not report.problems:
+                audit.record_cli(s, mission, "observers import", str(csv_file), _counts(report))
     except AppError as exc:
         _fail(exc)
     _report(report)
@@ -217,6 +227,9 @@ def token_create(
             issued = credentials.issue(
                 s, mission, role, label or f"{role.value} {observer or ''}".strip(), observer_id
             )
+            audit.record_cli(
+                s, mission, "token create", f"credential/{issued.id}", {"role": role.value}
+            )
     except AppError as exc:
         _fail(exc)
     console.print(f"credential {issued.id}\ntoken: [bold]{issued.token}[/bold]  (shown once)")
@@ -230,6 +243,7 @@ def token_revoke(mission: MissionOpt, credential_id: uuid.UUID) -> None:
     try:
         with session_scope() as s:
             credentials.revoke(s, mission, credential_id)
+            audit.record_cli(s, mission, "token revoke", f"credential/{credential_id}")
     except AppError as exc:
         _fail(exc)
     console.print(f"credential {credential_id} revoked")
@@ -298,6 +312,8 @@ def template_load(
         definition = templates.parse_definition(_read_text(path), str(path))
         with session_scope() as s:
             tpl = templates.create(s, mission, definition, publish=publish)
+            target = f"template/{tpl.code}/{tpl.version}"
+            audit.record_cli(s, mission, "template load", target, {"publish": publish})
     except AppError as exc:
         _fail(exc)
     console.print(f"template {tpl.code} version {tpl.version}: {tpl.status}")

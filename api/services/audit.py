@@ -53,9 +53,6 @@ class Actor:
     role: str
 
 
-CLI = Actor(None, None, "cli")
-
-
 def note(
     session: Session,
     action: str,
@@ -135,6 +132,21 @@ def record_request(
                 "after": body_summary(body, content_type),
             }
         ],
+    )
+
+
+def record_cli(
+    session: Session,
+    mission_id: uuid.UUID,
+    action: str,
+    target: str | None = None,
+    after: dict[str, Any] | None = None,
+) -> None:
+    """A write made with the `pollcheck` command (server access, no token): role `cli`."""
+    write(
+        session,
+        Actor(mission_id, None, "cli"),
+        [{"action": f"cli {action}", "target": target, "after": after}],
     )
 
 

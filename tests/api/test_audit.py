@@ -118,3 +118,23 @@ def test_the_database_refuses_to_rewrite_the_trail(client, field) -> None:
         with pytest.raises(DBAPIError, match="append-only"), get_engine().begin() as conn:
             conn.execute(text("DELETE FROM audit_event"))
     assert len(_trail(client, field)) == 1
+
+
+def test_tokens_made_and_revoked_on_the_command_line_are_in_the_trail(client, field) -> None:
+    from typer.testing import CliRunner
+
+    from api.cli import app
+
+    runner = CliRunner()
+    mission = str(field["mission"].id)
+    made = runner.invoke(app, ["token", "create", "--mission", mission, "--role", "analyst"])
+    assert made.exit_code == 0, made.output
+    credential_id = made.output.split()[1]
+    gone = runner.invoke(app, ["token", "revoke", "--mission", mission, credential_id])
+    assert gone.exit_code == 0, gone.output
+    events = _trail(client, field, action="cli")
+    assert [(e["action"], e["role"], e["credential_id"]) for e in events] == [
+        ("cli token create", "cli", None),
+        ("cli token revoke", "cli", None),
+    ]
+    assert events[1]["target"] == f"credential/{credential_id}"
