@@ -305,6 +305,7 @@ async function refreshDay() {
       state.day = await res.json();
       state.dayEtag = res.headers.get("ETag");
       await Store.set("day", { data: state.day, etag: state.dayEtag });
+      await loadOutbox();
     }
     state.dayError = !(res.status === 200 || res.status === 304);
   } catch (e) {
@@ -773,6 +774,7 @@ async function saveChecklist() {
   const item = {
     id: f.id,
     payload,
+    observer: state.day.observer.id,
     station: f.station,
     savedAt: Date.now(),
     status: "queued",
@@ -797,8 +799,14 @@ async function saveChecklist() {
 
 // --- the outbox -----------------------------------------------------------------------
 
+/* A phone passed to another observer keeps the first one's queue, but sends it only under
+   their own sign-in. */
+function mine(item) {
+  return !item.observer || (state.day && item.observer === state.day.observer.id);
+}
+
 async function loadOutbox() {
-  state.outbox = (await Store.outbox()).sort((a, b) => b.savedAt - a.savedAt);
+  state.outbox = (await Store.outbox()).filter(mine).sort((a, b) => b.savedAt - a.savedAt);
 }
 
 function describe(err) {
@@ -919,6 +927,7 @@ async function flush() {
   try {
     const pending = (await Store.outbox())
       .filter((i) => i.status === "queued" || i.status === "sending")
+      .filter(mine)
       .sort((a, b) => a.savedAt - b.savedAt);
     for (let k = 0; k < pending.length; k += CHUNK_ITEMS) {
       const chunk = pending.slice(k, k + CHUNK_ITEMS);
@@ -971,7 +980,7 @@ async function compressed(json) {
 
 async function uploadFiles() {
   for (const item of await Store.outbox()) {
-    if (item.status !== "sent") continue;
+    if (item.status !== "sent" || !mine(item)) continue;
     for (const file of item.files || []) {
       if (file.done || !file.blob) continue;
       const base = `/checklists/${item.id}/attachments/${encodeURIComponent(file.name)}`;
