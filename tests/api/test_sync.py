@@ -269,3 +269,47 @@ def test_unknown_request_encoding_is_refused(client, field) -> None:
         },
     )
     assert r.status_code == 415
+
+
+def test_batch_cut_mid_body_stores_nothing_and_logs_no_error(
+    client, session, field, caplog: pytest.LogCaptureFixture
+) -> None:
+    import asyncio
+
+    from api.main import create_app
+
+    body = json.dumps({"items": [checklist_payload("S-1")]}).encode()
+    messages = [
+        {"type": "http.request", "body": body[:100], "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/sync/checklists",
+        "raw_path": b"/sync/checklists",
+        "query_string": b"",
+        "headers": [
+            (b"authorization", f"Bearer {field['token']}".encode()),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ],
+        "client": ("127.0.0.1", 5000),
+        "server": ("testserver", 80),
+        "scheme": "http",
+        "http_version": "1.1",
+        "root_path": "",
+    }
+    asyncio.run(create_app()(scope, receive, send))
+    starts = [m for m in sent if m["type"] == "http.response.start"]
+    assert not starts or starts[0]["status"] < 500
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+    assert _count(session) == 0
