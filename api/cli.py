@@ -81,6 +81,14 @@ def demo(credentials_file: Path = Path("var/demo-credentials.txt")) -> None:
     for role, token in tokens.items():
         console.print(f"  {role:<20} {token}")
     console.print(f"(tokens kept in {credentials_file})")
+    from api.services.signin_qr import signin_url
+
+    s = get_settings()
+    observer = next(t for r, t in tokens.items() if r.startswith("observer"))
+    console.print(
+        f"observer web app, signed in: {signin_url(f'http://{s.host}:{s.port}', observer)}",
+        soft_wrap=True,
+    )
 
 
 @mission_app.command("create")
