@@ -11,6 +11,7 @@ import uuid
 from datetime import date, datetime
 from typing import Any, Literal
 
+from pydantic import ConfigDict
 from sqlmodel import Field, SQLModel
 
 
@@ -91,6 +92,7 @@ class SyncResult(SQLModel):
 class SyncBatch(SQLModel):
     """Checklists queued on a phone, sent at once; each item is a ChecklistSubmit."""
 
+    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
     items: list[Any] = Field(description="ChecklistSubmit objects, oldest first")
 
 

@@ -75,3 +75,44 @@ def test_hostile_bodies_get_the_one_error_shape(client: Any, session: Any) -> No
     extra = client.post(url, json={"code": "O-2", "name": "X", "admin": True}, headers=auth(admin))
     assert extra.status_code == 422
     assert set(extra.json()) <= {"error", "detail", "code", "errors"}
+
+
+def _open_objects(schema: Any, spec: dict[str, Any], where: str, seen: set[str]) -> list[str]:
+    """Object schemas in a request body that would accept unknown fields."""
+    if isinstance(schema, list):
+        return [p for i, s in enumerate(schema) for p in _open_objects(s, spec, where, seen)]
+    if not isinstance(schema, dict):
+        return []
+    ref = schema.get("$ref")
+    if ref:
+        if ref in seen:
+            return []
+        seen.add(ref)
+        name = ref.rsplit("/", 1)[-1]
+        return _open_objects(spec["components"]["schemas"][name], spec, name, seen)
+    found = []
+    if (
+        schema.get("type") == "object"
+        and "properties" in schema
+        and schema.get("additionalProperties") is not False
+    ):
+        found.append(where)
+    for key in ("properties", "items", "anyOf", "oneOf", "allOf"):
+        value = schema.get(key)
+        if isinstance(value, dict) and key == "properties":
+            for prop, sub in value.items():
+                found += _open_objects(sub, spec, f"{where}.{prop}", seen)
+        elif value is not None:
+            found += _open_objects(value, spec, where, seen)
+    return found
+
+
+def test_every_documented_request_body_refuses_unknown_fields(client: Any) -> None:
+    spec = client.get("/openapi.json").json()
+    open_bodies = []
+    for path, item in spec["paths"].items():
+        for method, op in item.items():
+            for media in (op.get("requestBody") or {}).get("content", {}).values():
+                where = f"{method.upper()} {path}"
+                open_bodies += _open_objects(media.get("schema"), spec, where, set())
+    assert open_bodies == []

@@ -22,6 +22,7 @@ BATCH_BODY = {
                 "schema": {
                     "type": "object",
                     "required": ["items"],
+                    "additionalProperties": False,
                     "properties": {
                         "items": {
                             "type": "array",
