@@ -312,7 +312,7 @@ async function refreshDay() {
     if (e instanceof AuthError) return;
     state.dayError = !state.day;
   }
-  render();
+  renderBackground();
 }
 
 async function setLanguage(lang) {
@@ -472,6 +472,15 @@ function viewQuestion(q) {
   const id = "q-" + q.code;
   const err = f.errors[q.code];
   const refresh = () => render(true);
+  // Typed answers redraw the form only when that changes what it shows: a redraw would
+  // take the focus (and the keyboard) away from the field the observer just tapped.
+  const typed = (value, raw) => {
+    const before = f.answers[q.code];
+    setAnswer(q, value, raw);
+    settled(q.code);
+    if (isCritical(q, before) !== isCritical(q, value) || controls(q.code)) return true;
+    return false;
+  };
   let input;
   if (["yes_no", "single", "scale4"].includes(q.type)) {
     input = h(
@@ -532,9 +541,14 @@ function viewQuestion(q) {
       oninput: (e) => {
         const raw = e.target.value.trim();
         const n = /^-?\d+$/.test(raw) ? parseInt(raw, 10) : undefined;
-        setAnswer(q, raw === "" ? undefined : n, raw);
+        if (typed(raw === "" ? undefined : n, raw)) pendingRedraw = true;
       },
-      onchange: refresh,
+      onchange: () => {
+        if (pendingRedraw) {
+          pendingRedraw = false;
+          refresh();
+        }
+      },
     });
     input = h("div", { class: "number" }, field, q.allow_na ? naToggle(q) : null);
   } else if (q.type === "time") {
@@ -542,15 +556,22 @@ function viewQuestion(q) {
       id,
       type: "time",
       value: v && v !== "na" ? v : "",
-      oninput: (e) => setAnswer(q, e.target.value || undefined, e.target.value),
-      onchange: refresh,
+      oninput: (e) => {
+        if (typed(e.target.value || undefined, e.target.value)) pendingRedraw = true;
+      },
+      onchange: () => {
+        if (pendingRedraw) {
+          pendingRedraw = false;
+          refresh();
+        }
+      },
     });
   } else {
     input = h("textarea", {
       id,
       rows: 3,
       maxlength: q.max_length || 2000,
-      oninput: (e) => setAnswer(q, e.target.value || undefined, e.target.value),
+      oninput: (e) => typed(e.target.value || undefined, e.target.value),
       text: v || "",
     });
   }
@@ -570,6 +591,23 @@ function viewQuestion(q) {
     isCritical(q, v) ? h("p", { class: "critical", text: t("critical_note") }) : null,
     err ? h("p", { class: "error", role: "alert", text: err }) : null,
   );
+}
+
+let pendingRedraw = false;
+
+/* Some later question's show_if depends on this one. */
+function controls(code) {
+  const tpl = template();
+  return tpl.sections.some((s) => s.questions.some((x) => x.show_if && x.show_if.question === code));
+}
+
+/* The observer is correcting an answer marked wrong: take the red mark off at once. */
+function settled(code) {
+  const box = document.getElementById("q-" + code + "-box");
+  if (!box || !box.classList.contains("invalid")) return;
+  box.classList.remove("invalid");
+  const msg = box.querySelector("p.error");
+  if (msg) msg.remove();
 }
 
 function naToggle(q) {
@@ -607,6 +645,15 @@ function viewForm() {
     ),
     h("h1", { text: section.title }),
     Object.keys(f.errors).length ? h("p", { class: "error banner", role: "alert", text: t("fix_errors") }) : null,
+    f.protocolWarn && f.protocolWarn.length
+      ? h(
+          "div",
+          { class: "warn", id: "protocol-warn", role: "alert" },
+          h("strong", { text: t("chk_title") }),
+          h("ul", {}, f.protocolWarn.map((x) => h("li", { text: x }))),
+          h("p", { text: t("chk_help") }),
+        )
+      : null,
     h("form", { class: "questions", onsubmit: (e) => e.preventDefault() }, shown.map(viewQuestion)),
     h(
       "nav",
@@ -615,6 +662,29 @@ function viewForm() {
       h("button", { class: "primary", id: "next", onclick: () => nextSection(), text: last ? t("review") : t("next") }),
     ),
   ];
+}
+
+/* The counting checks of the observation method, on the figures copied from the protocol.
+   A warning, not a refusal: a protocol that does not add up must still be copied as it is. */
+function protocolProblems(tpl, answers) {
+  const p = tpl.protocol;
+  if (!p) return [];
+  const n = (code) => (typeof answers[code] === "number" ? answers[code] : null);
+  const sum = (xs) => (xs.every((x) => x !== null) ? xs.reduce((a, b) => a + b, 0) : null);
+  const [registered, received, issued, unused, spoiled] = [p.registered, p.received, p.issued, p.unused, p.spoiled].map(n);
+  const [box, invalid, blank, valid] = [p.in_box, p.invalid, p.blank, p.valid].map(n);
+  const out = [];
+  const votes = sum(p.options.map(n));
+  if (votes !== null && valid !== null && votes !== valid) out.push(t("chk_votes", { sum: votes, valid }));
+  const inBox = sum([valid, invalid, blank]);
+  if (inBox !== null && box !== null && inBox !== box) out.push(t("chk_box", { sum: inBox, box }));
+  const accounted = sum([issued, unused, spoiled]);
+  if (accounted !== null && received !== null && accounted !== received)
+    out.push(t("chk_received", { sum: accounted, received }));
+  if (box !== null && issued !== null && box > issued) out.push(t("chk_stuffing", { box, issued }));
+  if (issued !== null && registered !== null && issued > registered)
+    out.push(t("chk_registered", { issued, registered }));
+  return out;
 }
 
 function checkSection(questions) {
@@ -637,6 +707,20 @@ function nextSection() {
     if (first) first.scrollIntoView({ behavior: "smooth", block: "center" });
     return;
   }
+  const tpl = template();
+  const codes = tpl.protocol ? Object.values(tpl.protocol).flat() : [];
+  if (sections[f.section].questions.some((q) => codes.includes(q.code))) {
+    const problems = protocolProblems(tpl, f.answers);
+    const figures = JSON.stringify(codes.map((c) => f.answers[c]));
+    if (problems.length && f.protocolSeen !== figures) {
+      f.protocolSeen = figures; // shown once for these figures; Next again goes on
+      f.protocolWarn = problems;
+      render(true);
+      document.getElementById("protocol-warn").scrollIntoView({ behavior: "smooth", block: "center" });
+      return;
+    }
+  }
+  f.protocolWarn = null;
   saveDraft();
   if (f.section < sections.length - 1) {
     f.section += 1;
@@ -936,7 +1020,7 @@ async function flush() {
         await Store.put(i);
       }
       await loadOutbox();
-      render(true);
+      renderBackground();
       // sent_at is the phone's clock now, on every attempt: the server measures the skew.
       const sentAt = isoLocal(new Date());
       const json = JSON.stringify({ items: chunk.map((i) => Object.assign({}, i.payload, { sent_at: sentAt })) });
@@ -965,7 +1049,7 @@ async function flush() {
       }
     state.syncing = false;
     await loadOutbox();
-    render(true);
+    renderBackground();
   }
 }
 
@@ -1012,7 +1096,7 @@ async function uploadFiles() {
       markUploaded(file);
       await Store.put(item);
       await loadOutbox();
-      render(true);
+      renderBackground();
     }
   }
 }
@@ -1100,9 +1184,20 @@ function renderHeader() {
   );
 }
 
+/* What the network did: the status line always, the page only where it shows the queue, so
+   a sync never redraws a form under the observer's fingers. */
+function renderBackground() {
+  if (["home", "signin"].includes(state.view) || !state.token) render(true);
+  else {
+    renderHeader();
+    renderStatus();
+  }
+}
+
 function render(keepScroll) {
   const main = document.getElementById("main");
   const y = window.scrollY;
+  const focused = document.activeElement && document.activeElement.id;
   document.documentElement.lang = state.lang;
   renderHeader();
   renderStatus();
@@ -1113,6 +1208,8 @@ function render(keepScroll) {
   main.replaceChildren(...[content].flat().filter(Boolean));
   main.dataset.view = view;
   if (keepScroll) window.scrollTo(0, y);
+  const again = focused && document.getElementById(focused);
+  if (again && again !== document.activeElement) again.focus({ preventScroll: true });
 }
 
 // --- start ----------------------------------------------------------------------------
@@ -1122,11 +1219,11 @@ async function start() {
   if ("serviceWorker" in navigator) navigator.serviceWorker.register("/app/sw.js", { scope: "/app/" }).catch(() => {});
   window.addEventListener("online", () => {
     state.retryAt = 0;
-    render(true);
+    renderBackground();
     flush();
     refreshDay();
   });
-  window.addEventListener("offline", () => render(true));
+  window.addEventListener("offline", () => renderBackground());
   window.addEventListener("hashchange", () => {
     // A QR code scanned while the app is already open.
     const token = tokenFromLink();
