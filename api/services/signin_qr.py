@@ -19,6 +19,10 @@ from api.errors import NotFound
 from api.services import credentials
 from models import Assignment, Mission, Observer, Role, Station
 
+OBS = Observer.__table__  # type: ignore[attr-defined]
+ASG = Assignment.__table__  # type: ignore[attr-defined]
+ST = Station.__table__  # type: ignore[attr-defined]
+
 
 @dataclass(frozen=True, slots=True)
 class SignInCard:
@@ -43,10 +47,10 @@ def issue_cards(
     session: Session, mission_id: uuid.UUID, observer_codes: list[str] | None, base_url: str
 ) -> list[SignInCard]:
     """A new observer token for each observer named (every observer when None)."""
-    q = select(Observer).where(Observer.mission_id == mission_id).order_by(Observer.code)
+    q = select(OBS.c.id, OBS.c.code, OBS.c.name).where(OBS.c.mission_id == mission_id)
     if observer_codes is not None:
-        q = q.where(Observer.code.in_(observer_codes))
-    observers = list(session.scalars(q))
+        q = q.where(OBS.c.code.in_(observer_codes))
+    observers = session.execute(q.order_by(OBS.c.code)).all()
     missing = sorted(set(observer_codes or []) - {o.code for o in observers})
     if missing:
         raise NotFound(
@@ -54,10 +58,10 @@ def issue_cards(
         )
     stations: dict[uuid.UUID, list[str]] = {}
     for obs_id, code in session.execute(
-        select(Assignment.observer_id, Station.code)
-        .join(Station, Station.id == Assignment.station_id)
-        .where(Assignment.mission_id == mission_id)
-        .order_by(Station.code)
+        select(ASG.c.observer_id, ST.c.code)
+        .select_from(ASG.join(ST, ST.c.id == ASG.c.station_id))
+        .where(ASG.c.mission_id == mission_id)
+        .order_by(ST.c.code)
     ):
         stations.setdefault(obs_id, []).append(code)
     cards = []
