@@ -31,6 +31,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Integer,
     MetaData,
@@ -48,6 +49,8 @@ from sqlalchemy import (
     not_,
     or_,
     select,
+    text,
+    true,
     union_all,
     update,
 )
@@ -112,6 +115,23 @@ TMP_STATION = Table(
     prefixes=["TEMPORARY"],
 )
 
+TMP_LEAF = Table(
+    "tmp_finding_leaf",
+    _tmp,
+    Column("mission_id", Uuid, nullable=False),
+    Column("location_id", Uuid, nullable=False),
+    Column("region_id", Uuid, nullable=False),
+    Column("abroad", Boolean, nullable=False),
+    Column("phase", String(16), nullable=False),
+    Column("question_code", String(32), nullable=False),
+    Column("value", String(64), nullable=False),
+    Column("observations", BigInteger, nullable=False),
+    Column("stations", BigInteger, nullable=False),
+    Column("total", BigInteger, nullable=False),
+    Column("critical", BigInteger, nullable=False),
+    prefixes=["TEMPORARY"],
+)
+
 KIND_OF = {
     QuestionType.yes_no: "closed",
     QuestionType.single: "closed",
@@ -125,61 +145,56 @@ KIND_OF = {
 
 def emissions(src: Any) -> Any:
     """Tally rows of the checklists in `src` (checklist_id, sign, mission_id, station_id,
-    phase, template_id): one `_` row per checklist, `*` per answered question, and the
-    answer itself (closed questions) or `#` with its number (count questions)."""
-    head = (src.c.mission_id, src.c.station_id, src.c.phase)
-    joined = src.join(AN, AN.c.checklist_id == src.c.checklist_id)
+    phase, template_id): per checklist a `_` row in its phase and one in phase `all` (so
+    that stations seen in several phases count once); per answer the answer itself (closed
+    questions) or `#` with its number (count questions), and `*` for an answered question.
+    Each source is read once: a two-row `copies` table doubles the rows where needed."""
+    copies = union_all(
+        select(literal_column("0").label("k")), select(literal_column("1").label("k"))
+    ).subquery("copies")
+    first = copies.c.k == 0
     checklist_rows = select(
-        *head,
+        src.c.mission_id,
+        src.c.station_id,
+        case((first, src.c.phase), else_=literal_column("'all'")).label("phase"),
         literal_column("'_'").label("question_code"),
         literal_column("'_'").label("value"),
         src.c.sign,
         literal_column("0").label("number"),
         literal_column("0").label("crit"),
-    )
-    value_rows = (
+    ).select_from(src.join(copies, true()))
+    closed = or_(FQ.c.kind == "closed", AN.c.value == "na")
+    answer_rows = (
         select(
-            *head,
+            src.c.mission_id,
+            src.c.station_id,
+            src.c.phase,
             AN.c.question_code,
-            case((or_(FQ.c.kind == "closed", AN.c.value == "na"), AN.c.value), else_="#"),
+            case(
+                (~first, literal_column("'*'")), (closed, AN.c.value), else_=literal_column("'#'")
+            ),
             src.c.sign,
-            case((FQ.c.kind == "number", func.coalesce(AN.c.number, 0)), else_=0),
-            case((AN.c.critical, 1), else_=0),
+            case((and_(first, FQ.c.kind == "number"), func.coalesce(AN.c.number, 0)), else_=0),
+            case((and_(first, AN.c.critical), 1), else_=0),
         )
         .select_from(
-            joined.join(
+            src.join(AN, AN.c.checklist_id == src.c.checklist_id)
+            .join(
                 FQ,
                 and_(
                     FQ.c.template_id == src.c.template_id, FQ.c.question_code == AN.c.question_code
                 ),
             )
+            .join(copies, true())
         )
-        .where(FQ.c.kind != "other")
-    )
-    answered_rows = (
-        select(
-            *head,
-            AN.c.question_code,
-            literal_column("'*'"),
-            src.c.sign,
-            literal_column("0"),
-            literal_column("0"),
+        .where(
+            or_(
+                and_(first, FQ.c.kind != "other"),
+                and_(~first, AN.c.position == 0, AN.c.value != "na"),
+            )
         )
-        .select_from(joined)
-        .where(AN.c.position == 0, AN.c.value != "na")
     )
-    # Phase `all`: the checklist once more, so that stations seen in several phases count once.
-    all_phases = select(
-        src.c.mission_id,
-        src.c.station_id,
-        literal_column("'all'"),
-        literal_column("'_'"),
-        literal_column("'_'"),
-        src.c.sign,
-        literal_column("0"),
-        literal_column("0"),
-    )
-    return union_all(checklist_rows, value_rows, answered_rows, all_phases)
+    return union_all(checklist_rows, answer_rows)
 
 
 def _catalogue(session: Session, lo: int, hi: int) -> None:
@@ -203,7 +218,12 @@ def _catalogue(session: Session, lo: int, hi: int) -> None:
 
 def _ensure_temp_tables(session: Session) -> None:
     conn = session.connection()
-    for table in (TMP_SIGN, TMP_STATION):
+    if conn.dialect.name == "postgresql":
+        # Group hundreds of thousands of delta rows in memory rather than on disk, and probe
+        # the answers of a batch by index (they are cached) rather than scan them all.
+        session.execute(text("SET LOCAL work_mem = '128MB'"))
+        session.execute(text("SET LOCAL random_page_cost = 1.1"))
+    for table in (TMP_SIGN, TMP_STATION, TMP_LEAF):
         table.create(conn, checkfirst=True)
         session.execute(delete(table))
 
@@ -318,6 +338,7 @@ def _fold_window(session: Session, lo: int, hi: int, seen: int) -> int:
     )
     signed = session.scalar(select(func.count()).select_from(TMP_SIGN)) or 0
     if signed:
+        _analyze(session, TMP_SIGN)
         _apply_signed(session)
     _bump_versions(session, seen, hi)
     return signed
@@ -373,6 +394,7 @@ def _apply_signed(session: Session) -> None:
             ),
         )
     )
+    _analyze(session, TMP_STATION)
     _add_to_nodes(session)
 
     plus = TMP_SIGN.c.sign == 1
@@ -407,31 +429,68 @@ def _apply_signed(session: Session) -> None:
 
 
 def _add_to_nodes(session: Session) -> None:
-    """Add the per-station deltas at every node above each station."""
+    """Add the per-station deltas at every node above each station: first summed per place
+    (a few thousand rows), then rolled up to the region, in/abroad and the whole mission."""
     ts = TMP_STATION
-    nonzero = or_(*[ts.c[c] != 0 for c in TALLY_COLUMNS])
-    abroad_node = case(
-        (ST.c.abroad.is_(True), literal(NODE_ABROAD, Uuid)), else_=literal(NODE_IN_COUNTRY, Uuid)
+    leaf_keys = (
+        "mission_id",
+        "location_id",
+        "region_id",
+        "abroad",
+        "phase",
+        "question_code",
+        "value",
     )
-    levels: list[tuple[Any, list[Any], Any]] = [
-        (literal(NODE_ALL, Uuid), [], nonzero),
-        (abroad_node, [ST.c.abroad], nonzero),
-        (ST.c.region_id, [ST.c.region_id], nonzero),
-        (ST.c.location_id, [ST.c.location_id], and_(nonzero, ST.c.location_id != ST.c.region_id)),
-    ]
-    group = [ts.c.mission_id, ts.c.phase, ts.c.question_code, ts.c.value]
-    for node, node_group, where in levels:
-        query = (
+    session.execute(
+        TMP_LEAF.insert().from_select(
+            [*leaf_keys, *TALLY_COLUMNS],
             select(
                 ts.c.mission_id,
-                node.label("node_id"),
+                ST.c.location_id,
+                ST.c.region_id,
+                ST.c.abroad,
                 ts.c.phase,
                 ts.c.question_code,
                 ts.c.value,
-                *[func.sum(ts.c[c]).label(c) for c in TALLY_COLUMNS],
+                *[func.sum(ts.c[c]) for c in TALLY_COLUMNS],
             )
             .select_from(ts.join(ST, ST.c.id == ts.c.station_id))
-            .where(where)
+            .where(or_(*[ts.c[c] != 0 for c in TALLY_COLUMNS]))
+            .group_by(
+                ts.c.mission_id,
+                ST.c.location_id,
+                ST.c.region_id,
+                ST.c.abroad,
+                ts.c.phase,
+                ts.c.question_code,
+                ts.c.value,
+            ),
+        )
+    )
+    _analyze(session, TMP_LEAF)
+    lf = TMP_LEAF
+    abroad_node = case(
+        (lf.c.abroad.is_(True), literal(NODE_ABROAD, Uuid)), else_=literal(NODE_IN_COUNTRY, Uuid)
+    )
+    levels: list[tuple[Any, list[Any], Any]] = [
+        (literal(NODE_ALL, Uuid), [], None),
+        (abroad_node, [lf.c.abroad], None),
+        (lf.c.region_id, [lf.c.region_id], None),
+        (lf.c.location_id, [lf.c.location_id], lf.c.location_id != lf.c.region_id),
+    ]
+    group = [lf.c.mission_id, lf.c.phase, lf.c.question_code, lf.c.value]
+    for node, node_group, where in levels:
+        query = (
+            select(
+                lf.c.mission_id,
+                node.label("node_id"),
+                lf.c.phase,
+                lf.c.question_code,
+                lf.c.value,
+                *[func.sum(lf.c[c]).label(c) for c in TALLY_COLUMNS],
+            )
+            # SQLite needs a WHERE before ON CONFLICT in INSERT … SELECT.
+            .where(where if where is not None else lf.c.mission_id.is_not(None))
             .group_by(*group, *node_group)
         )
         stmt = dialect_insert(session, FT).from_select(
@@ -442,6 +501,13 @@ def _add_to_nodes(session: Session) -> None:
             set_={c: FT.c[c] + stmt.excluded[c] for c in TALLY_COLUMNS},
         )
         session.execute(stmt)
+
+
+def _analyze(session: Session, table: Table) -> None:
+    """Temporary tables have no statistics until analysed; without them PostgreSQL picks
+    nested loops over hundreds of thousands of rows."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"ANALYZE {table.name}"))
 
 
 def _bump_versions(session: Session, seen: int, hi: int) -> None:
