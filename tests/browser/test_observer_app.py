@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from models import Checklist
+from models import Answer, Checklist
 from tests.factories import make_mission, make_observer, make_station
 from tests.live_server import live_server
 
@@ -85,6 +85,17 @@ def _answer_every_question(page: Any) -> None:
             return
 
 
+def _fill_and_save(page: Any, station: str, phase: str) -> None:
+    page.locator(f"[data-station='{station}']").click()
+    page.locator(f"[data-phase='{phase}']").click()
+    for _ in range(10):
+        _answer_every_question(page)
+        page.locator("#next").click()
+        if page.locator("#send").count():
+            break
+    page.locator("#send").click()
+
+
 def _count(session: Any) -> int:
     session.expire_all()
     return session.scalar(select(func.count()).select_from(Checklist))
@@ -107,6 +118,8 @@ def test_checklist_filled_offline_is_stored_once_when_the_network_returns(
     page.goto(f"{server}/app/#token={observer['token']}")
     page.get_by_text("Hello, Aigerim").wait_for()
     assert "token" not in page.url
+    # The service worker has put the app itself on the phone.
+    assert page.evaluate("navigator.serviceWorker.ready.then(() => true)")
 
     context.set_offline(True)
     page.locator("#net.offline").wait_for()
@@ -122,6 +135,7 @@ def test_checklist_filled_offline_is_stored_once_when_the_network_returns(
     assert page.locator("[data-code='A4']").count() == 0
     page.locator("[data-code='A3'] [data-value='yes']").click()
     assert page.locator("[data-code='A4']").count() == 1
+    page.locator("[data-code='A7'] textarea").fill("Opened 5 minutes late, calm")
     for _ in range(10):
         _answer_every_question(page)
         page.locator("#next").click()
@@ -129,13 +143,17 @@ def test_checklist_filled_offline_is_stored_once_when_the_network_returns(
             break
     page.locator("#send").click()
 
-    item = page.locator(".outbox .item").first
-    item.locator(".badge.queued").wait_for()
+    page.locator(".outbox .item .badge.queued").wait_for()
     assert page.locator("#queue").inner_text().strip() == "· 1 waiting to send"
     assert _count(session) == 0
 
+    # Still no network, the phone restarts the app: it opens, and the queue is still there.
+    page.reload()
+    page.locator(".outbox .item .badge.queued").wait_for()
+    assert _count(session) == 0
+
     context.set_offline(False)
-    item.locator(".badge.sent").wait_for(timeout=30_000)
+    page.locator(".outbox .item .badge.sent").wait_for(timeout=30_000)
     assert "Everything is sent" in page.locator("#net").inner_text()
 
     # Reopening the app (the queue is in IndexedDB) sends nothing a second time.
@@ -146,6 +164,37 @@ def test_checklist_filled_offline_is_stored_once_when_the_network_returns(
     assert len(stored) == 1
     assert stored[0].phase == "opening" and stored[0].device_sent_at is not None
     assert stored[0].observer_id == observer["observer"].id
+    note = session.get(Answer, (stored[0].id, "A7", 0))
+    assert note is not None and note.value == "Opened 5 minutes late, calm"
     assert batches and all(h.get("content-encoding") == "gzip" for h in batches)
     assert errors == []
+    context.close()
+
+
+def test_rejected_checklist_says_why_and_can_be_deleted(
+    chromium: Any, server: str, session: Any, observer: dict[str, Any]
+) -> None:
+    from api.services import observers
+
+    context = chromium.new_context(**PHONE)
+    page = context.new_page()
+    page.on("dialog", lambda d: d.accept())
+    page.goto(f"{server}/app/#token={observer['token']}")
+    page.get_by_text("Hello, Aigerim").wait_for()
+
+    context.set_offline(True)
+    _fill_and_save(page, "AST-002", "opening")
+    page.locator(".outbox .item .badge.queued").wait_for()
+    # Meanwhile the coordinator moves the observer away from AST-002.
+    observers.set_assignments(session, observer["mission"].id, observer["observer"].id, ["AST-001"])
+    session.commit()
+
+    context.set_offline(False)
+    item = page.locator(".outbox .item.rejected")
+    item.wait_for(timeout=30_000)
+    assert "Not accepted" in item.inner_text()
+    assert "This polling station is not assigned to you (any more)." in item.inner_text()
+    assert _count(session) == 0
+    item.get_by_role("button", name="Delete").click()
+    page.get_by_text("Nothing sent yet.").wait_for()
     context.close()
