@@ -61,7 +61,7 @@ def day_of_work(
     headers = {
         "ETag": etag,
         "Cache-Control": "private, no-cache",
-        "Vary": "Authorization, Accept-Encoding",
+        "Vary": "Authorization",  # the gzip layer adds Accept-Encoding
     }
     if sync_service.etag_matches(if_none_match, etag):
         return Response(status_code=304, headers=headers)

@@ -12,6 +12,13 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"
+# The app keeps a bearer token in the phone's storage: no script but its own may run.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 
 
 class AppFiles(StaticFiles):
@@ -27,6 +34,7 @@ class AppFiles(StaticFiles):
     ) -> Response:
         response = super().file_response(full_path, stat_result, scope, status_code)
         response.headers["Cache-Control"] = "no-cache"
+        response.headers.update(SECURITY_HEADERS)
         if str(full_path).endswith("sw.js"):
             response.headers["Service-Worker-Allowed"] = "/app/"
         return response

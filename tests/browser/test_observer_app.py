@@ -108,6 +108,10 @@ def test_checklist_filled_offline_is_stored_once_when_the_network_returns(
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on(
+        "console",
+        lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None,
+    )
     batches: list[dict[str, str]] = []
     page.on(
         "request",
