@@ -109,8 +109,14 @@ async function api(path, opts = {}) {
 
 // --- the template ---------------------------------------------------------------------
 
+function templates() {
+  return (state.day && state.day.templates) || [];
+}
+
+/* The form's own template (kept in the draft, so a newer version published meanwhile
+   cannot scramble answers half given); outside a form, the mission's first. */
 function template() {
-  return state.day && state.day.templates && state.day.templates[0];
+  return state.form && state.form.tpl ? state.form.tpl : templates()[0];
 }
 
 function sectionsFor(tpl, phase) {
@@ -180,8 +186,8 @@ function problem(q, form) {
   return null;
 }
 
-function questionLabel(code) {
-  const tpl = template();
+function questionLabel(code, tplCode) {
+  const tpl = templates().find((x) => x.code === tplCode) || template();
   const q = tpl && tpl.sections.flatMap((s) => s.questions).find((x) => x.code === code);
   return q ? q.label : code;
 }
@@ -389,8 +395,9 @@ function viewHome() {
 }
 
 function viewPhase() {
-  const tpl = template();
   const s = state.station;
+  const many = templates().length > 1;
+  const choices = templates().flatMap((tpl) => phasesAvailable(tpl).map((p) => ({ tpl, p })));
   return [
     h("button", { class: "link", onclick: () => history.back(), text: "← " + t("back") }),
     h("h1", { text: `${s.code} · ${s.name}` }),
@@ -398,15 +405,15 @@ function viewPhase() {
     h(
       "ul",
       { class: "phases" },
-      phasesAvailable(tpl).map((p) =>
+      choices.map(({ tpl, p }) =>
         h(
           "li",
           {},
           h(
             "button",
-            { class: "phase", "data-phase": p, onclick: () => startForm(s, p) },
+            { class: "phase", "data-phase": p, "data-template": tpl.code, onclick: () => startForm(s, p, null, tpl) },
             h("strong", { text: t("phase_" + p) }),
-            h("span", { text: t("phase_" + p + "_help") }),
+            h("span", { text: many ? tpl.title : t("phase_" + p + "_help") }),
           ),
         ),
       ),
@@ -416,10 +423,15 @@ function viewPhase() {
 
 // --- the checklist form ---------------------------------------------------------------
 
-function startForm(station, phase, from) {
-  const tpl = template();
+function startForm(station, phase, from, chosen) {
+  const code = from && from.template;
+  const tpl =
+    chosen ||
+    templates().find((x) => x.code === code) ||
+    templates().find((x) => phasesAvailable(x).includes(phase));
   state.form = {
     id: newId(),
+    tpl,
     station,
     phase,
     template: tpl.code,
@@ -900,11 +912,11 @@ async function loadOutbox() {
   state.outbox = (await Store.outbox()).filter(mine).sort((a, b) => b.savedAt - a.savedAt);
 }
 
-function describe(err) {
+function describe(err, tplCode) {
   const path = err.path || [];
   const code = path[0] === "answers" ? path[1] : null;
   const text = TEXTS[state.lang]["code_" + err.code] || TEXTS.en["code_" + err.code] || err.message;
-  return code ? `${code} · ${questionLabel(code)}: ${text}` : text;
+  return code ? `${code} · ${questionLabel(code, tplCode)}: ${text}` : text;
 }
 
 function viewOutbox() {
@@ -938,7 +950,7 @@ function viewOutbox() {
                     "div",
                     { class: "why" },
                     h("p", { text: t("why") }),
-                    h("ul", {}, (r.errors && r.errors.length ? r.errors.map(describe) : [TEXTS[state.lang]["code_" + r.code] || r.detail]).map((x) => h("li", { text: x }))),
+                    h("ul", {}, (r.errors && r.errors.length ? r.errors.map((e) => describe(e, i.payload.template)) : [TEXTS[state.lang]["code_" + r.code] || r.detail]).map((x) => h("li", { text: x }))),
                     h(
                       "div",
                       { class: "actions" },
@@ -969,6 +981,7 @@ async function fixItem(item) {
   await loadOutbox();
   state.station = item.station;
   startForm(item.station, item.payload.phase, {
+    template: item.payload.template,
     answers: item.payload.answers,
     observed_at: item.payload.observed_at,
     replaces: item.payload.replaces,
@@ -979,6 +992,7 @@ async function fixItem(item) {
 function correctItem(item) {
   state.station = item.station;
   startForm(item.station, item.payload.phase, {
+    template: item.payload.template,
     answers: item.payload.answers,
     observed_at: item.payload.observed_at,
     replaces: item.id,
@@ -1209,7 +1223,7 @@ function render(keepScroll) {
   renderHeader();
   renderStatus();
   let view = state.token ? state.view : "signin";
-  if (["phase", "form", "review"].includes(view) && !template()) view = "home";
+  if (view === "phase" && !templates().length) view = "home";
   if ((view === "form" || view === "review") && !state.form) view = "home";
   const content = { signin: viewSignIn, home: viewHome, phase: viewPhase, form: viewForm, review: viewReview }[view]();
   main.replaceChildren(...[content].flat().filter(Boolean));
