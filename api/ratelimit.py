@@ -2,11 +2,12 @@
 credential in the database, bumped by one upsert per request.
 
 The bump is one autocommitted statement on a small pool of its own, so refused and failed
-requests count too (a request's own transaction would roll its bump back) and it costs one
-round trip: no BEGIN/COMMIT, no pre-ping. On PostgreSQL those connections run with
-`synchronous_commit = off`: a crash may forget the last few bumps, which costs nothing, and
-the request does not wait for a second WAL flush. A connection that died with the database
-fails one bump (503, like the request itself would) and the pool starts afresh.
+requests count too (a request's own transaction would roll its bump back), and it costs one
+round trip: no BEGIN/COMMIT, no pre-ping. Those connections commit without waiting for the
+disk (PostgreSQL `synchronous_commit = off`, SQLite `synchronous = OFF`): a crash may forget
+the last few bumps, which costs nothing, and the request does not wait for a second flush.
+A connection that died with the database fails one bump (503, as the request itself would)
+and the pool starts afresh.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import math
 import time
 import uuid
 from functools import lru_cache
+from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete
+from sqlalchemy import Engine, create_engine, delete, event
 from sqlalchemy.dialects import postgresql, sqlite
 
 from api.config import Settings
@@ -30,8 +32,23 @@ WINDOW_S = 60
 
 @lru_cache(maxsize=4)
 def _counter_engine(main: Engine) -> Engine:
-    if main.dialect.name != "postgresql":
-        return main.execution_options(isolation_level="AUTOCOMMIT")
+    if main.dialect.name == "sqlite":
+        engine = create_engine(
+            main.url,
+            isolation_level="AUTOCOMMIT",
+            connect_args={"check_same_thread": False, "timeout": 30},
+        )
+
+        @event.listens_for(engine, "connect")
+        def _no_fsync(dbapi_conn: Any, _: Any) -> None:
+            # In WAL mode `synchronous` is per connection: the counters' commits skip the
+            # fsync (a crash may forget a few bumps), the checklists' commits keep theirs.
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA synchronous=OFF")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
     return create_engine(
         main.url,
         isolation_level="AUTOCOMMIT",

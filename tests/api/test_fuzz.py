@@ -27,7 +27,7 @@ from api.config import Settings, get_settings
 from api.main import create_app
 from tests.api.test_authz_matrix import MATRIX, ROLES, World, world  # noqa: F401
 
-EXAMPLES = int(os.environ.get("POLLCHECK_FUZZ_EXAMPLES", "12"))
+EXAMPLES = int(os.environ.get("POLLCHECK_FUZZ_EXAMPLES", "10"))
 
 
 def _app() -> Any:
