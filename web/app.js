@@ -1034,8 +1034,10 @@ async function flush() {
       .filter((i) => i.status === "queued" || i.status === "sending")
       .filter(mine)
       .sort((a, b) => a.savedAt - b.savedAt);
-    for (let k = 0; k < pending.length; k += CHUNK_ITEMS) {
-      const chunk = pending.slice(k, k + CHUNK_ITEMS);
+    const chunks = [];
+    for (let k = 0; k < pending.length; k += CHUNK_ITEMS) chunks.push(pending.slice(k, k + CHUNK_ITEMS));
+    while (chunks.length) {
+      const chunk = chunks.shift();
       for (const i of chunk) {
         i.status = "sending";
         await Store.put(i);
@@ -1046,6 +1048,18 @@ async function flush() {
       const sentAt = isoLocal(new Date());
       const json = JSON.stringify({ items: chunk.map((i) => Object.assign({}, i.payload, { sent_at: sentAt })) });
       const res = await api("/sync/checklists", Object.assign({ method: "POST" }, await compressed(json)));
+      if (res.status === 413 || res.status === 422) {
+        // The server refused the request as a whole, not item by item (too big, or a value
+        // it will not even read): send one at a time, so only the culprit is held back.
+        if (chunk.length > 1) {
+          chunks.unshift(...chunk.map((i) => [i]));
+          continue;
+        }
+        const body = await res.json().catch(() => ({}));
+        apply(chunk[0], { status: "invalid", code: body.code, detail: body.detail, errors: body.errors });
+        await Store.put(chunk[0]);
+        continue;
+      }
       if (!res.ok) throw new Error("server answered " + res.status);
       const out = await res.json();
       for (const r of out.results) {

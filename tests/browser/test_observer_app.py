@@ -202,3 +202,33 @@ def test_rejected_checklist_says_why_and_can_be_deleted(
     item.get_by_role("button", name="Delete").click()
     page.get_by_text("Nothing sent yet.").wait_for()
     context.close()
+
+
+def test_a_checklist_the_server_will_not_read_never_holds_up_the_queue(
+    chromium: Any, server: str, session: Any, observer: dict[str, Any]
+) -> None:
+    from tests.factories import checklist_payload
+
+    context = chromium.new_context(**PHONE)
+    page = context.new_page()
+    page.goto(f"{server}/app/#token={observer['token']}")
+    page.get_by_text("Hello, Aigerim").wait_for()
+    good = checklist_payload("AST-001", "voting")
+    poison = checklist_payload("AST-001", "voting")
+    poison["answers"]["D10"] = "x" * 30_000  # over what the server reads in one string
+    page.evaluate(
+        """async ([good, poison, observer]) => {
+            let t = Date.now();
+            for (const p of [poison, good]) {
+              await Store.put({id: p.id, payload: p, observer, savedAt: t++, status: "queued",
+                               station: {code: p.station, name: p.station}, files: []});
+            }
+            await flush();
+        }""",
+        [good, poison, str(observer["observer"].id)],
+    )
+    page.locator(f"[data-id='{good['id']}'] .badge.sent").wait_for()
+    page.locator(f"[data-id='{poison['id']}'] .badge.rejected").wait_for()
+    session.expire_all()
+    assert [str(i) for i in session.scalars(select(Checklist.id))] == [good["id"]]
+    context.close()
