@@ -11,7 +11,7 @@ from api import access
 from api.checklist_schema import TemplateDefinition
 from api.compression import GunzipRequest
 from api.config import Settings, get_settings
-from api.errors import install_error_handlers
+from api.errors import TooLarge, install_error_handlers
 from api.routes import (
     attachments,
     checklists,
@@ -82,8 +82,12 @@ class BodyLimit:
         await response({"type": "http"}, _empty_receive, send)
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(TooLarge):
+    """Raised from `receive`: inside the app (a route streaming a file) the error handlers
+    answer 413 in the one shape; outside it (the body middlewares) BodyLimit does."""
+
+    def __init__(self) -> None:
+        super().__init__("the request body is over the size limit", code="body_too_large")
 
 
 async def _empty_receive() -> Message:

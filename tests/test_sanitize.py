@@ -116,3 +116,27 @@ def test_every_documented_request_body_refuses_unknown_fields(client: Any) -> No
                 where = f"{method.upper()} {path}"
                 open_bodies += _open_objects(media.get("schema"), spec, where, set())
     assert open_bodies == []
+
+
+def test_an_oversized_streamed_upload_gets_413_not_500(client: Any, session: Any) -> None:
+    from tests.factories import checklist_payload, make_observer, make_station
+
+    mission, _ = make_mission(session)
+    make_station(session, mission.id, "S-1")
+    _, observer = make_observer(session, mission.id, ["S-1"])
+    body = checklist_payload("S-1")
+    body["attachments"] = [
+        {"name": "a.jpg", "content_type": "image/jpeg", "size": 2_000_000, "sha256": "0" * 64}
+    ]
+    assert client.post("/checklists", json=body, headers=auth(observer)).status_code == 201
+
+    def chunks() -> Any:  # no Content-Length: only counting the bytes can stop it
+        for _ in range(40):
+            yield b"x" * 50_000
+
+    r = client.put(
+        f"/checklists/{body['id']}/attachments/a.jpg",
+        content=chunks(),
+        headers=auth(observer) | {"Content-Type": "image/jpeg"},
+    )
+    assert r.status_code == 413 and r.json()["code"] == "body_too_large"
