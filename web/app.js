@@ -312,6 +312,12 @@ async function refreshDay() {
       state.dayEtag = res.headers.get("ETag");
       await Store.set("day", { data: state.day, etag: state.dayEtag });
       await loadOutbox();
+      const preferred = state.day.observer.language;
+      if (!localStorage.getItem("pc.lang") && preferred && TEXTS[preferred] && preferred !== state.lang) {
+        // First start: speak the language the mission recorded for this observer.
+        setLanguage(preferred);
+        return;
+      }
     }
     state.dayError = !(res.status === 200 || res.status === 304);
   } catch (e) {
