@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from models import ChecklistChange, Role
+from models import ChecklistChange, Credential, Role
 from tests.factories import (
     answers_for,
     auth,
@@ -131,7 +131,9 @@ def test_a_reviewer_flags_and_rejects_and_sees_findings_and_audit_follow(session
     inner: Any = app
     while not hasattr(inner, "dependency_overrides"):
         inner = inner.app
-    inner.dependency_overrides[get_settings] = lambda: Settings(findings_max_lag_s=0, findings_cache_s=0)
+    inner.dependency_overrides[get_settings] = lambda: Settings(
+        findings_max_lag_s=0, findings_cache_s=0
+    )
     with TestClient(app, raise_server_exceptions=False) as client:
         ids = []
         for _ in range(3):
@@ -162,3 +164,42 @@ def test_a_reviewer_flags_and_rejects_and_sees_findings_and_audit_follow(session
             ("received", "received"),
         ]
         assert trail[-1]["after"]["quarantined"] is True
+
+
+@pytest.mark.postgres_only
+def test_two_analysts_deciding_at_once_each_see_the_state_the_other_left(field) -> None:
+    import threading
+    import time
+
+    from api.db import session_scope
+    from api.deps import Principal
+    from api.services import review as review_service
+    from models.review import ReviewCreate
+
+    cid = uuid.UUID(field["checklist"]["id"])
+    mission_id = field["mission"].id
+    with session_scope() as s:
+        cred = s.scalar(select(Credential.id).where(Credential.role == "analyst"))
+    who = Principal(cred, mission_id, Role.analyst, None)
+    first_locked = threading.Event()
+
+    def second() -> None:
+        first_locked.wait()
+        with session_scope() as s:
+            review_service.set_review(
+                s, who, cid, ReviewCreate(state="verified", comment="second look: fine")
+            )
+
+    t = threading.Thread(target=second)
+    t.start()
+    with session_scope() as s:
+        review_service.set_review(s, who, cid, ReviewCreate(state="rejected", comment="first"))
+        first_locked.set()
+        time.sleep(0.3)  # lets the second decision queue behind this one's row lock
+    t.join(timeout=30)
+    with session_scope() as s:
+        events = review_service.history(s, who, cid)
+    assert [(e.state_before, e.state_after) for e in events] == [
+        ("received", "rejected"),
+        ("rejected", "verified"),
+    ]
