@@ -100,36 +100,30 @@ TMP_SIGN = Table(
     Column("template_id", Uuid, nullable=False),
     prefixes=["TEMPORARY"],
 )
-TMP_STATION = Table(
-    "tmp_finding_station",
-    _tmp,
-    Column("mission_id", Uuid, nullable=False),
-    Column("station_id", Uuid, nullable=False),
-    Column("phase", String(16), nullable=False),
-    Column("question_code", String(32), nullable=False),
-    Column("value", String(64), nullable=False),
-    Column("observations", BigInteger, nullable=False),
-    Column("stations", BigInteger, nullable=False),
-    Column("total", BigInteger, nullable=False),
-    Column("critical", BigInteger, nullable=False),
-    prefixes=["TEMPORARY"],
-)
 
-TMP_LEAF = Table(
+
+def _tally_table(name: str, *keys: Column[Any]) -> Table:
+    """A temporary table of tally deltas: its keys, then the four tally columns."""
+    return Table(
+        name,
+        _tmp,
+        Column("mission_id", Uuid, nullable=False),
+        *keys,
+        Column("phase", String(16), nullable=False),
+        Column("question_code", String(32), nullable=False),
+        Column("value", String(64), nullable=False),
+        *[Column(c, BigInteger, nullable=False) for c in TALLY_COLUMNS],
+        prefixes=["TEMPORARY"],
+    )
+
+
+# Deltas per station (for the distinct-station counts), then summed per place.
+TMP_STATION = _tally_table("tmp_finding_station", Column("station_id", Uuid, nullable=False))
+TMP_LEAF = _tally_table(
     "tmp_finding_leaf",
-    _tmp,
-    Column("mission_id", Uuid, nullable=False),
     Column("location_id", Uuid, nullable=False),
     Column("region_id", Uuid, nullable=False),
     Column("abroad", Boolean, nullable=False),
-    Column("phase", String(16), nullable=False),
-    Column("question_code", String(32), nullable=False),
-    Column("value", String(64), nullable=False),
-    Column("observations", BigInteger, nullable=False),
-    Column("stations", BigInteger, nullable=False),
-    Column("total", BigInteger, nullable=False),
-    Column("critical", BigInteger, nullable=False),
-    prefixes=["TEMPORARY"],
 )
 
 KIND_OF = {
@@ -243,24 +237,48 @@ def _snapshot(session: Session, edge: str) -> int:
     return int(session.scalar(select(cast(cast(fn, String), BigInteger))) or 0)
 
 
-def _window(session: Session, last: int) -> tuple[int, int, int] | None:
-    """(highest id to look at, new cursor, how many) for the next batch of changes.
+def _in_flight_before(session: Session, xmax: int) -> bool:
+    """Is a transaction of this database that began before `xmax` still running?
+
+    Only this database's sessions matter (an intake transaction holding an outbox id is
+    one of them); the cluster-wide snapshot xmin would also wait for other databases.
+    pg_stat_activity shows 32-bit xids: compared within one epoch, which at worst makes
+    the cursor wait for GAP_GRACE_S once every four billion transactions.
+    """
+    low = xmax & 0xFFFFFFFF
+    return bool(
+        session.scalar(
+            text(
+                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid() AND backend_xid IS NOT NULL"
+                " AND backend_xid::text::bigint < :low)"
+            ),
+            {"low": low},
+        )
+    )
+
+
+def _window(session: Session, last: int, seen: int) -> tuple[int, int, int, bool] | None:
+    """(highest id to look at, new cursor, how many new, more to come) for the next batch.
 
     A missing id below a visible one belongs to a transaction that was in flight (or was
     rolled back) when we looked. The first time a gap is seen, the snapshot's xmax is
-    noted; once every transaction older than that has ended (xmin has passed it), an id
-    still missing can never appear, and the cursor moves over it.
+    noted; once no transaction that began before it is running, an id still missing can
+    never appear, and the cursor moves over it. Changes past a gap that were folded
+    already are looked at again (a no-op) along with the new ones.
     """
+    limit = max(0, seen - last) + BATCH
     rows = session.execute(
-        select(CHG.c.id, CHG.c.created_at).where(CHG.c.id > last).order_by(CHG.c.id).limit(BATCH)
+        select(CHG.c.id, CHG.c.created_at).where(CHG.c.id > last).order_by(CHG.c.id).limit(limit)
     ).all()
     if not rows:
         return None
     hi = rows[-1].id
+    fresh = sum(1 for r in rows if r.id > seen)
     if session.get_bind().dialect.name != "postgresql":
-        return hi, hi, len(rows)  # one writer at a time: ids commit in order
+        return hi, hi, fresh, len(rows) == limit  # one writer at a time: ids in order
     gap = session.execute(select(FF.c.gap_xmax, FF.c.gap_hi).where(FF.c.id == 1)).one()
-    settled = gap.gap_xmax is not None and _snapshot(session, "xmin") >= gap.gap_xmax
+    settled = gap.gap_xmax is not None and not _in_flight_before(session, gap.gap_xmax)
     old = utcnow() - timedelta(seconds=GAP_GRACE_S)
     cursor = last
     for row in rows:
@@ -277,7 +295,7 @@ def _window(session: Session, last: int) -> tuple[int, int, int] | None:
         values = {}
     if values:
         session.execute(update(FF).where(FF.c.id == 1).values(**values))
-    return hi, cursor, len(rows)
+    return hi, cursor, fresh, len(rows) == limit
 
 
 @dataclass(slots=True)
@@ -296,10 +314,10 @@ def fold(session: Session) -> FoldResult:
     last, seen = state.last_change_id, state.seen_change_id
     result = FoldResult(folded=True)
     while True:
-        window = _window(session, last)
+        window = _window(session, last, seen)
         if window is None:
             break
-        hi, cursor, n = window
+        hi, cursor, n, more = window
         result.checklists += _fold_window(session, last, hi, seen)
         result.changes += n
         seen = max(seen, hi)
@@ -308,7 +326,7 @@ def fold(session: Session) -> FoldResult:
             .where(FF.c.id == 1)
             .values(last_change_id=cursor, seen_change_id=seen, folded_at=utcnow())
         )
-        if cursor == last or n < BATCH:
+        if not more:
             break
         last = cursor
     return result

@@ -1,0 +1,641 @@
+"""National-scale benchmark: intake over HTTP, findings latency and staleness, memory, DB floor.
+
+    make bench     # 20,000 stations, 3,000 observers, 100,000 checklists
+    make bench BENCH_ARGS="--checklists 20000 --http-seconds 20"     # a quicker run
+
+What it does, against the PostgreSQL at 127.0.0.1:5432 (a database of its own,
+`pollcheck_bench`, dropped and created again; never the test database):
+
+1. migrates, seeds one mission (stations in regions/districts and abroad, observers with
+   assignments and tokens) and bulk-loads most checklists (COPY) so that the database holds
+   the national-scale volume, then folds them into the findings tallies;
+2. starts the API with `uvicorn --workers 2` and drives checklist intake with `wrk`
+   (a C load generator, light enough not to steal the server's CPU) from pre-made bodies,
+   each a new checklist of an observer at one of their stations;
+3. meanwhile polls `GET /missions/{id}/findings` four times a second (latency of full
+   answers) and samples the database's own count of checklists (staleness: how long after
+   a checklist was stored the findings first counted it), and the server's memory;
+4. measures the database's floor for the same inserts with `pgbench` (one checklist, its
+   answers and its outbox row per transaction) and prints the ratio.
+
+The last line of output is one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import hashlib
+import json
+import os
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+WRK_HINT = (
+    "wrk is missing. Install it with `apt-get install -y wrk` (Debian/Ubuntu, as root) "
+    "or see https://github.com/wg/wrk; the bench needs a load generator light enough not to "
+    "steal the server's CPU."
+)
+
+LUA = r"""
+local lines, idx = {}, 0
+created, replayed, other = 0, 0, 0
+local counter, threads = 0, {}
+function setup(thread)
+  thread:set("tid", counter)
+  table.insert(threads, thread)
+  counter = counter + 1
+end
+function init(args)
+  local n, i = tonumber(args[2]), 0
+  for line in io.lines(args[1]) do
+    if i % n == tid then table.insert(lines, line) end
+    i = i + 1
+  end
+end
+function request()
+  idx = idx + 1
+  if idx > #lines then idx = 1 end
+  local line = lines[idx]
+  local tab = string.find(line, "\t", 1, true)
+  return wrk.format("POST", "/checklists", {
+    ["Authorization"] = "Bearer " .. string.sub(line, 1, tab - 1),
+    ["Content-Type"] = "application/json"}, string.sub(line, tab + 1))
+end
+function response(status, headers, body)
+  if status == 201 then created = created + 1
+  elseif status == 200 then replayed = replayed + 1
+  else other = other + 1 end
+end
+function done(summary, latency, requests)
+  local c, r, o = 0, 0, 0
+  for _, t in ipairs(threads) do
+    c = c + t:get("created"); r = r + t:get("replayed"); o = o + t:get("other")
+  end
+  io.write(string.format(
+    'WRKJSON {"requests": %d, "duration_us": %d, "created": %d, "replayed": %d, ' ..
+    '"other": %d, "socket_errors": %d, "p50_us": %d, "p95_us": %d, "p99_us": %d, ' ..
+    '"max_us": %d}\n',
+    summary.requests, summary.duration, c, r, o,
+    summary.errors.connect + summary.errors.read + summary.errors.write +
+    summary.errors.timeout,
+    latency:percentile(50), latency:percentile(95), latency:percentile(99), latency.max))
+end
+"""
+
+
+def log(msg: str) -> None:
+    print(f"[{datetime.now().strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+# --- database and seed ------------------------------------------------------------------
+
+
+def recreate_database(name: str) -> str:
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+        conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+    return f"postgresql://postgres@127.0.0.1:5432/{name}"
+
+
+@dataclass
+class World:
+    mission_id: uuid.UUID
+    template_id: uuid.UUID
+    viewer_token: str
+    observers: list[tuple[uuid.UUID, uuid.UUID, str, list[tuple[uuid.UUID, str]]]] = field(
+        default_factory=list
+    )  # (observer id, credential id, token, [(station id, station code)])
+
+
+def seed(url: str, stations: int, observers: int, rng: random.Random) -> World:
+    os.environ["POLLCHECK_DATABASE_URL"] = url
+    from api import migrate
+    from api.db import reset_engines, session_scope
+    from api.security import new_token, token_digest
+    from api.services import credentials, missions
+    from api.services import stations as station_service
+    from models import Role
+    from models.mission import MissionCreate
+
+    reset_engines()
+    migrate.upgrade(url)
+    with session_scope() as s:
+        mission, _ = missions.create(
+            s,
+            MissionCreate(
+                name="Bench national mission",
+                country="Kazakhstan",
+                election_date=date.today(),
+                timezone="Asia/Almaty",
+                languages=["en", "ru"],
+            ),
+        )
+        mission_id = mission.id
+        viewer = credentials.issue(s, mission_id, Role.viewer, "bench dashboard").token
+        abroad = max(1, stations // 100)
+        rows = []
+        for i in range(stations - abroad):
+            region = i % 17
+            rows.append(
+                (
+                    i + 1,
+                    {
+                        "code": f"{region:02}-{i:05}",
+                        "name": f"Polling station {i}",
+                        "region": f"Region {region:02}",
+                        "district": f"District {region:02}-{(i // 17) % 12:02}",
+                        "registered_voters": 800 + (i % 9) * 200,
+                    },
+                )
+            )
+        for j in range(abroad):
+            rows.append(
+                (
+                    stations - abroad + j + 1,
+                    {
+                        "code": f"X-{j:04}",
+                        "name": f"Station abroad {j}",
+                        "country": f"Country {j % 25:02}",
+                        "post": f"Post {j % 60:02}",
+                        "registered_voters": 400,
+                    },
+                )
+            )
+        report = station_service.upsert_stations(s, mission_id, rows)
+        assert not report.problems, report.problems[:3]
+    with session_scope() as s:
+        station_rows = s.execute(
+            _sql("SELECT id, code FROM station WHERE mission_id = :m ORDER BY code"),
+            {"m": mission_id},
+        ).all()
+        template_id = s.execute(
+            _sql("SELECT id FROM checklist_template WHERE mission_id = :m"), {"m": mission_id}
+        ).scalar_one()
+    # Observers in teams of two, each pair covering its own stations.
+    world = World(mission_id, template_id, viewer)
+    per = max(1, len(station_rows) // max(1, observers // 2))
+    obs_rows, asg_rows, cred_rows, team_rows = [], [], [], []
+    now = datetime.now(UTC)
+    for k in range(observers):
+        team = k // 2
+        if k % 2 == 0:
+            team_rows.append((uuid.uuid4(), mission_id, f"Team {team:04}", now))
+        team_id = team_rows[-1][0]
+        oid, cid, token = uuid.uuid4(), uuid.uuid4(), new_token()
+        mine = station_rows[(team * per) % len(station_rows) :][:per] or station_rows[:per]
+        obs_rows.append((oid, mission_id, team_id, f"STO-{k:05}", f"Observer {k}", now))
+        cred_rows.append(
+            (cid, mission_id, "observer", oid, f"phone {k}", token_digest(token), token[:10], now)
+        )
+        for sid, _ in mine:
+            asg_rows.append((oid, sid, mission_id))
+        world.observers.append((oid, cid, token, [(sid, code) for sid, code in mine]))
+    with psycopg.connect(url) as conn, conn.cursor() as cur:
+        _copy(cur, "team (id, mission_id, name, created_at)", team_rows)
+        _copy(cur, "observer (id, mission_id, team_id, code, name, created_at)", obs_rows)
+        _copy(
+            cur,
+            "credential (id, mission_id, role, observer_id, label, token_hash, token_prefix, "
+            "created_at)",
+            cred_rows,
+        )
+        _copy(cur, "assignment (observer_id, station_id, mission_id)", asg_rows)
+    return world
+
+
+def _sql(text: str) -> Any:
+    from sqlalchemy import text as sql_text
+
+    return sql_text(text)
+
+
+def _copy(cur: Any, target: str, rows: list[tuple[Any, ...]]) -> None:
+    with cur.copy(f"COPY {target} FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+# --- checklists -------------------------------------------------------------------------
+
+PHASES = ["opening"] * 2 + ["voting"] * 6 + ["closing"] * 1 + ["incident"] * 1
+
+
+def variants(rng: random.Random, n: int = 60) -> dict[str, list[tuple[dict[str, Any], Any]]]:
+    """A few dozen plausible answer sets per phase, with their typed answer rows."""
+    from api.checklist_schema import CompiledTemplate
+    from api.services import templates
+    from tests.factories import answers_for
+    from tests.findings_factories import GOOD_COUNT
+
+    ct = CompiledTemplate(templates.default_definition())
+    out: dict[str, list[tuple[dict[str, Any], Any]]] = {}
+    for phase in set(PHASES):
+        out[phase] = []
+        for _ in range(n):
+            over: dict[str, Any] = {}
+            if phase == "voting":
+                over = {
+                    "D4": "no" if rng.random() < 0.03 else "yes",
+                    "D8": "yes" if rng.random() < 0.02 else "no",
+                    "H2": rng.choice(["very_good", "good", "good", "good", "bad"]),
+                    "E1": rng.choice(["none"] * 30 + ["observed", "reported"]),
+                    "C8": rng.choice(["yes", "no", "na"]),
+                    "B4": "yes",
+                    "B5": ["party_agents", "domestic_observers"],
+                }
+            elif phase == "closing":
+                yes = rng.randint(200, 500)  # a few counts (5 %) fail a consistency check
+                over = {"F11": "yes", **GOOD_COUNT, "P_V1": yes}
+                over["P_V2"] = 585 - yes + (1 if rng.random() < 0.05 else 0)
+            elif phase == "incident":
+                over = {"G1": rng.choice(["vote_buying", "violence", "group_voting", "other"])}
+            answers = answers_for(phase, over)
+            rows, errors = ct.validate(phase, answers)
+            assert not errors, errors
+            out[phase].append((answers, rows))
+    return out
+
+
+def body(
+    rng: random.Random, world: World, sets: dict[str, Any], k: int, at: datetime
+) -> tuple[str, dict[str, Any], Any, tuple[Any, ...]]:
+    oid, cid, token, stations = world.observers[k % len(world.observers)]
+    sid, code = rng.choice(stations)
+    phase = rng.choice(PHASES)
+    answers, rows = rng.choice(sets[phase])
+    item = {
+        "id": str(uuid.uuid4()),
+        "station": code,
+        "template": "default",
+        "template_version": 1,
+        "phase": phase,
+        "observed_at": at.isoformat(),
+        "answers": answers,
+    }
+    return token, item, rows, (oid, cid, sid, phase)
+
+
+def preload(url: str, world: World, sets: dict[str, Any], n: int, rng: random.Random) -> None:
+    """COPY n checklists with their answers and outbox rows, as if received over the day."""
+    start = datetime.now(UTC) - timedelta(hours=10)
+    cl_cols = (
+        "id, root_id, version, is_latest, mission_id, observer_id, station_id, template_id, "
+        "phase, observed_at, observed_utc_offset_min, clock_flagged, received_at, "
+        "credential_id, payload, payload_sha256, review_state, quarantined"
+    )
+    done = 0
+    with psycopg.connect(url) as conn:
+        while done < n:
+            chunk = min(10_000, n - done)
+            checklists, answers, changes = [], [], []
+            for i in range(chunk):
+                at = start + timedelta(seconds=(done + i) * 36_000 / max(n, 1))
+                token, item, rows, (oid, cid, sid, phase) = body(rng, world, sets, done + i, at)
+                raw = orjson.dumps(item)
+                clid = uuid.UUID(item["id"])
+                checklists.append(
+                    (
+                        clid, clid, 1, True, world.mission_id, oid, sid, world.template_id,
+                        phase, at, 300, False, at, cid, raw.decode(),
+                        hashlib.sha256(orjson.dumps(item, option=orjson.OPT_SORT_KEYS)).hexdigest(),
+                        "received", False,
+                    )
+                )  # fmt: skip
+                for r in rows:
+                    answers.append(
+                        (clid, r.question_code, r.position, r.value, r.number, r.critical)
+                    )
+                changes.append((world.mission_id, clid, at))
+            with conn.cursor() as cur:
+                _copy(cur, f"checklist ({cl_cols})", checklists)
+                _copy(
+                    cur,
+                    "answer (checklist_id, question_code, position, value, number, critical)",
+                    answers,
+                )
+                _copy(cur, "checklist_change (mission_id, checklist_id, created_at)", changes)
+            conn.commit()
+            done += chunk
+            log(f"  preloaded {done:,} checklists")
+        conn.execute("ANALYZE")  # type: ignore[arg-type]
+        conn.commit()
+
+
+# --- the server and the pollers ---------------------------------------------------------
+
+
+def start_server(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
+    env = os.environ | {
+        "POLLCHECK_DATABASE_URL": url,
+        "POLLCHECK_ENVIRONMENT": "bench",
+        "POLLCHECK_SECRET_KEY": uuid.uuid4().hex,
+    }
+    cmd = [
+        sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1",
+        "--port", str(port), "--workers", str(workers), "--no-access-log", "--log-level", "warning",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
+    for _ in range(200):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("the API did not start")
+
+
+def server_rss_mb(root_pid: int) -> float:
+    """Resident memory of the server: the uvicorn supervisor and its workers."""
+    total = 0
+    pids = [root_pid]
+    try:
+        children = Path(f"/proc/{root_pid}/task/{root_pid}/children").read_text().split()
+        pids += [int(c) for c in children]
+    except OSError:
+        pass
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+@dataclass
+class Samples:
+    findings: list[tuple[float, float, int]] = field(default_factory=list)  # (t, ms, counted)
+    truth: list[tuple[float, int]] = field(default_factory=list)  # (t, checklists stored)
+    rss: list[float] = field(default_factory=list)
+    not_modified: int = 0
+    errors: int = 0
+
+
+def poll(
+    stop: threading.Event, samples: Samples, port: int, world: World, url: str, pid: int
+) -> list[threading.Thread]:
+    headers = {"Authorization": f"Bearer {world.viewer_token}"}
+    path = f"http://127.0.0.1:{port}/missions/{world.mission_id}/findings"
+
+    def findings() -> None:
+        with httpx.Client(timeout=30) as client:
+            etag = None
+            while not stop.is_set():
+                t0 = time.time()
+                try:
+                    r = client.get(path, headers=headers)
+                    ms = (time.time() - t0) * 1000
+                    if r.status_code == 200:
+                        samples.findings.append((t0, ms, r.json()["totals"]["observations"]))
+                        etag = r.headers.get("etag")
+                    else:
+                        samples.errors += 1
+                    if etag:  # a dashboard revalidating: counted, not timed
+                        again = client.get(path, headers=headers | {"If-None-Match": etag})
+                        samples.not_modified += again.status_code == 304
+                except httpx.HTTPError:
+                    samples.errors += 1
+                stop.wait(max(0.0, 0.25 - (time.time() - t0)))
+
+    def truth() -> None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            while not stop.is_set():
+                n = conn.execute(
+                    "SELECT count(*) FROM checklist WHERE mission_id = %s AND is_latest",
+                    (world.mission_id,),
+                ).fetchone()
+                samples.truth.append((time.time(), int(n[0]) if n else 0))
+                samples.rss.append(server_rss_mb(pid))
+                stop.wait(0.1)
+
+    threads = [threading.Thread(target=findings), threading.Thread(target=truth)]
+    for t in threads:
+        t.start()
+    return threads
+
+
+def staleness(samples: Samples) -> float:
+    """The longest time a stored checklist waited before the findings counted it."""
+    times = [t for t, _ in samples.truth]
+    counts = [n for _, n in samples.truth]
+    worst = 0.0
+    for t, _, counted in samples.findings:
+        # The first sample at which the database held more checklists than were counted.
+        i = bisect.bisect_left(counts, counted + 1)
+        if i < len(counts) and times[i] < t:
+            worst = max(worst, t - times[i])
+    return worst
+
+
+# --- pgbench ----------------------------------------------------------------------------
+
+PGBENCH = """
+WITH u AS (SELECT gen_random_uuid() AS id),
+c AS (
+  INSERT INTO checklist (id, root_id, version, is_latest, mission_id, observer_id, station_id,
+    template_id, phase, observed_at, observed_utc_offset_min, clock_flagged, received_at,
+    credential_id, payload, payload_sha256, review_state, quarantined)
+  SELECT u.id, u.id, 1, true, '{mission}', '{observer}', '{station}', '{template}', 'voting',
+    now(), 300, false, now(), '{credential}', repeat('x', 1500), md5(u.id::text), 'received',
+    false FROM u RETURNING id),
+a AS (
+  INSERT INTO answer (checklist_id, question_code, position, value, number, critical)
+  SELECT c.id, 'Q' || g, 0, 'yes', NULL, false FROM c, generate_series(1, {answers}) g)
+INSERT INTO checklist_change (mission_id, checklist_id, created_at)
+SELECT '{mission}', c.id, now() FROM c;
+"""
+
+
+def pgbench_floor(url: str, world: World, answers: int, clients: int, seconds: int) -> float:
+    oid, cid, _, stations = world.observers[0]
+    sql = PGBENCH.format(
+        mission=world.mission_id,
+        observer=oid,
+        station=stations[0][0],
+        template=world.template_id,
+        credential=cid,
+        answers=answers,
+    )
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
+        f.write(" ".join(sql.split()) + "\n")  # pgbench reads one command per line
+        script = f.name
+    cmd = ["pgbench", "-n", "-c", str(clients), "-j", "2", "-T", str(seconds), "-f", script]
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=False)
+    os.unlink(script)
+    for line in out.stdout.splitlines():
+        if line.startswith("tps = "):
+            return float(line.split()[2])
+    log(f"pgbench failed: {out.stderr.strip()[:500]}")
+    return float("nan")
+
+
+# --- main -------------------------------------------------------------------------------
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--stations", type=int, default=20_000)
+    ap.add_argument("--observers", type=int, default=3_000)
+    ap.add_argument("--checklists", type=int, default=100_000, help="in the database at the end")
+    ap.add_argument("--http-seconds", type=int, default=60, help="how long wrk posts checklists")
+    ap.add_argument("--http-rate", type=int, default=1_000, help="bodies made per second of wrk")
+    ap.add_argument("--connections", type=int, default=32, help="concurrent wrk clients")
+    ap.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    ap.add_argument("--port", type=int, default=8311)
+    ap.add_argument("--database", default="pollcheck_bench")
+    ap.add_argument("--pgbench-seconds", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--profile", help="record the server with py-spy into this file (raw stacks)")
+    args = ap.parse_args()
+
+    if shutil.which("wrk") is None:
+        print(WRK_HINT, file=sys.stderr)
+        raise SystemExit(2)
+    if shutil.which("pgbench") is None:
+        print("pgbench is missing: apt-get install -y postgresql-client", file=sys.stderr)
+        raise SystemExit(2)
+    sys.path.insert(0, str(ROOT))
+    rng = random.Random(args.seed)
+    url = recreate_database(args.database)
+    log(f"database {args.database}: {args.stations:,} stations, {args.observers:,} observers")
+    world = seed(url, args.stations, args.observers, rng)
+    sets = variants(rng)
+    http_bodies = args.http_seconds * args.http_rate
+    n_pre = max(0, args.checklists - http_bodies)
+    t0 = time.time()
+    preload(url, world, sets, n_pre, rng)
+    log(f"preloaded {n_pre:,} checklists in {time.time() - t0:.0f} s; folding them")
+    from api.services.findings import fold
+
+    t0 = time.time()
+    while fold.run_once().changes:
+        pass
+    initial_fold_s = time.time() - t0
+    log(f"initial fold of {n_pre:,} checklists: {initial_fold_s:.1f} s")
+
+    work = Path(tempfile.mkdtemp(prefix="pollcheck-bench-"))
+    bodies = work / "bodies.tsv"
+    now = datetime.now(UTC) - timedelta(minutes=1)
+    with bodies.open("wb") as f:
+        for k in range(http_bodies):
+            token, item, _, _ = body(rng, world, sets, k * 7 + 3, now)
+            f.write(token.encode() + b"\t" + orjson.dumps(item) + b"\n")
+    (work / "intake.lua").write_text(LUA)
+
+    server = start_server(url, args.port, args.workers)
+    log(f"API up on :{args.port} with {args.workers} workers; wrk for {args.http_seconds} s")
+    samples = Samples()
+    stop = threading.Event()
+    pollers = poll(stop, samples, args.port, world, url, server.pid)
+    spy = None
+    if args.profile:
+        spy = subprocess.Popen(
+            ["py-spy", "record", "-r", "50", "-f", "raw", "-o", args.profile, "--subprocesses",
+             "--pid", str(server.pid), "-d", str(args.http_seconds)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+    try:
+        wrk = subprocess.run(
+            [
+                "wrk", "-t", "2", "-c", str(args.connections), "-d", f"{args.http_seconds}s",
+                "--timeout", "10s", "-s", str(work / "intake.lua"),
+                f"http://127.0.0.1:{args.port}", "--", str(bodies), "2",
+            ],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        time.sleep(6)  # let the findings catch up, so that staleness is measured to the end
+        if spy is not None:
+            spy.wait(timeout=60)
+    finally:
+        stop.set()
+        for t in pollers:
+            t.join()
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    line = next((x for x in wrk.stdout.splitlines() if x.startswith("WRKJSON ")), None)
+    if line is None:
+        print(wrk.stdout, wrk.stderr, file=sys.stderr)
+        raise SystemExit("wrk gave no summary")
+    w = json.loads(line[len("WRKJSON ") :])
+    with psycopg.connect(url) as conn:
+        stored = conn.execute(
+            "SELECT count(*) FROM checklist WHERE mission_id = %s", (world.mission_id,)
+        ).fetchone()
+        answers = conn.execute(
+            "SELECT count(*) FROM answer a JOIN checklist c ON c.id = a.checklist_id "
+            "WHERE c.mission_id = %s",
+            (world.mission_id,),
+        ).fetchone()
+    total = int(stored[0]) if stored else 0
+    per_checklist = (int(answers[0]) if answers else 0) / max(1, total)
+    log(f"pgbench: one checklist of {round(per_checklist)} answers per transaction")
+    floor = pgbench_floor(url, world, round(per_checklist), args.connections, args.pgbench_seconds)
+
+    duration = w["duration_us"] / 1e6
+    intake = w["created"] / duration
+    during = [ms for t, ms, _ in samples.findings]
+    result = {
+        "checklists": total,
+        "answers_per_checklist": round(per_checklist, 1),
+        "http_checklists": w["created"],
+        "intake_per_s": round(intake, 1),
+        "intake_p50_ms": round(w["p50_us"] / 1000, 1),
+        "intake_p95_ms": round(w["p95_us"] / 1000, 1),
+        "intake_p99_ms": round(w["p99_us"] / 1000, 1),
+        "intake_errors": w["other"] + w["socket_errors"],
+        "findings_requests": len(during),
+        "findings_p50_ms": round(pct(during, 0.5), 1),
+        "findings_p95_ms": round(pct(during, 0.95), 1),
+        "findings_max_ms": round(max(during), 1) if during else None,
+        "findings_304": samples.not_modified,
+        "findings_errors": samples.errors,
+        "findings_max_staleness_s": round(staleness(samples), 2),
+        "peak_rss_mb": round(max(samples.rss), 1) if samples.rss else None,
+        "db_floor_per_s": round(floor, 1),
+        "intake_vs_floor": round(intake / floor, 3) if floor == floor and floor else None,
+        "initial_fold_s": round(initial_fold_s, 1),
+        "workers": args.workers,
+        "connections": args.connections,
+        "cpus": os.cpu_count(),
+    }
+    log("figures:")
+    for k, v in result.items():
+        print(f"  {k:28} {v}")
+    if during:
+        log(f"findings latency mean {statistics.fmean(during):.1f} ms over {len(during)} polls")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
