@@ -7,7 +7,7 @@ import uuid
 from sqlalchemy.orm import Session
 
 from api.errors import NotFound
-from api.services import credentials, templates
+from api.services import audit, credentials, templates
 from models import Mission, Role
 from models.credential import CredentialIssued
 from models.mission import MissionCreate, MissionUpdate
@@ -39,7 +39,10 @@ def get(session: Session, mission_id: uuid.UUID) -> Mission:
 
 def update(session: Session, mission_id: uuid.UUID, body: MissionUpdate) -> Mission:
     mission = get(session, mission_id)
+    changes = body.model_dump(mode="json", exclude_unset=True)
+    before = mission.model_dump(mode="json", include=set(changes))
     for k, v in body.model_dump(exclude_unset=True).items():
         setattr(mission, k, v)
     session.flush()
+    audit.note(session, "mission.update", f"mission/{mission_id}", before, changes)
     return mission

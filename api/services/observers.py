@@ -13,6 +13,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from api.errors import Invalid, NotFound
+from api.services import audit
 from api.services.sql import insert_ignore
 from models import Assignment, Observer, Station, Team
 from models.base import utcnow
@@ -121,6 +122,10 @@ def update(
 ) -> Observer:
     obs = get(session, mission_id, observer_id)
     data = body.model_dump(exclude_unset=True)
+    before = obs.model_dump(mode="json", include=set(data) - {"team"})
+    if "team" in before or "team" in data:
+        before["team_id"] = str(obs.team_id) if obs.team_id else None
+    audit.note(session, "observer.update", f"observer/{observer_id}", before, dict(data))
     if "team" in data:
         obs.team_id = team_id(session, mission_id, data.pop("team"))
     for k, v in data.items():

@@ -138,3 +138,11 @@ def test_tokens_made_and_revoked_on_the_command_line_are_in_the_trail(client, fi
         ("cli token revoke", "cli", None),
     ]
     assert events[1]["target"] == f"credential/{credential_id}"
+
+
+def test_a_settings_change_is_recorded_with_the_old_and_new_values(client, field) -> None:
+    url = f"/missions/{field['mission'].id}"
+    r = client.patch(url, json={"name": "Renamed"}, headers=auth(field["admin"]))
+    assert r.status_code == 200, r.text
+    (event,) = _trail(client, field, action="mission.update")
+    assert event["before"] == {"name": "Test mission"} and event["after"] == {"name": "Renamed"}
