@@ -1066,7 +1066,12 @@ async function flush() {
         await Store.put(chunk[0]);
         continue;
       }
-      if (!res.ok) throw new Error("server answered " + res.status);
+      if (!res.ok) {
+        // Busy or down (429, 503): wait at least as long as the server asks.
+        const wait = parseInt(res.headers.get("Retry-After") || "0", 10) * 1000;
+        if (wait) state.retryDelay = Math.min(Math.max(state.retryDelay, wait), RETRY_MAX_MS * 5);
+        throw new Error("server answered " + res.status);
+      }
       const out = await res.json();
       for (const r of out.results) {
         apply(chunk[r.index], r);
