@@ -87,6 +87,19 @@ def make_token(session: Session, mission_id: uuid.UUID, role: Role) -> str:
     return issued.token
 
 
+def app_with_settings(**changes: Any) -> Any:
+    """The app with some settings changed, e.g. `app_with_settings(rate_limit_per_minute=3)`."""
+    from api.config import Settings, get_settings
+    from api.main import create_app
+
+    app = create_app()
+    inner = app
+    while not hasattr(inner, "dependency_overrides"):  # through the body middlewares
+        inner = inner.app
+    inner.dependency_overrides[get_settings] = lambda: Settings(**changes)
+    return app
+
+
 def default_template() -> CompiledTemplate:
     return CompiledTemplate(templates.default_definition())
 
@@ -157,6 +170,7 @@ __all__ = [
     "make_station",
     "make_observer",
     "make_token",
+    "app_with_settings",
     "answers_for",
     "checklist_payload",
     "templates",

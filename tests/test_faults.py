@@ -19,7 +19,13 @@ from sqlalchemy.orm import Session
 from api import migrate
 from api.db import make_engine
 from tests.conftest import BACKEND
-from tests.factories import answers_for, checklist_payload, make_mission, make_observer, make_station
+from tests.factories import (
+    answers_for,
+    checklist_payload,
+    make_mission,
+    make_observer,
+    make_station,
+)
 from tests.servers import Load, Outcome, start_api, throwaway_postgres
 
 pytestmark = pytest.mark.slow
@@ -117,9 +123,7 @@ def test_sigkill_mid_load_loses_no_acknowledged_checklist_and_leaves_none_half_w
     stored = _stored(engine)
     acked = load.acknowledged()
     assert acked and not (acked - stored.keys()), "an acknowledged checklist was lost"
-    half_written = {
-        cid: n for cid, n in stored.items() if n != _answer_rows(load.bodies[cid])
-    }
+    half_written = {cid: n for cid, n in stored.items() if n != _answer_rows(load.bodies[cid])}
     assert not half_written, f"checklists stored without all their answers: {half_written}"
     with engine.connect() as conn:
         without_change = conn.execute(

@@ -23,24 +23,14 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from api.config import Settings, get_settings
-from api.main import create_app
 from tests.api.test_authz_matrix import MATRIX, ROLES, World, world  # noqa: F401
+from tests.factories import app_with_settings
 
 EXAMPLES = int(os.environ.get("POLLCHECK_FUZZ_EXAMPLES", "10"))
 
 
-def _app() -> Any:
-    app = create_app()
-    inner = app
-    while not hasattr(inner, "dependency_overrides"):
-        inner = inner.app
-    # Hundreds of calls a minute with one token: the rate limit has tests of its own.
-    inner.dependency_overrides[get_settings] = lambda: Settings(rate_limit_per_minute=0)
-    return app
-
-
-schema = schemathesis.openapi.from_asgi("/openapi.json", _app())
+# Hundreds of calls a minute with one token: the rate limit has tests of its own.
+schema = schemathesis.openapi.from_asgi("/openapi.json", app_with_settings(rate_limit_per_minute=0))
 
 
 def _role_for(method: str, path: str) -> str | None:
@@ -51,7 +41,7 @@ def _role_for(method: str, path: str) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def fuzz_world(world: tuple[TestClient, World]) -> World:
+def fuzz_world(world: tuple[TestClient, World]) -> World:  # noqa: F811 (the fixture)
     return world[1]
 
 

@@ -6,19 +6,12 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from api.config import Settings, get_settings
-from api.main import create_app
 from models import Role
-from tests.factories import auth, make_mission, make_token
+from tests.factories import app_with_settings, auth, make_mission, make_token
 
 
 def _app_with_limit(limit: int) -> Any:
-    app = create_app()
-    inner = app
-    while not hasattr(inner, "dependency_overrides"):
-        inner = inner.app
-    inner.dependency_overrides[get_settings] = lambda: Settings(rate_limit_per_minute=limit)
-    return app
+    return app_with_settings(rate_limit_per_minute=limit)
 
 
 def test_a_token_over_its_limit_gets_429_with_retry_after_on_every_process(session: Any) -> None:

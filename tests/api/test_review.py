@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from models import ChecklistChange, Credential, Role
 from tests.factories import (
     answers_for,
+    app_with_settings,
     auth,
     checklist_payload,
     make_mission,
@@ -120,20 +121,11 @@ def test_a_reviewer_flags_and_rejects_and_sees_findings_and_audit_follow(session
     """The issue's acceptance walk: flag, reject, quarantine; findings drop them; all audited."""
     from fastapi.testclient import TestClient
 
-    from api.config import Settings, get_settings
-    from api.main import create_app
-
     mission, admin = make_mission(session)
     make_station(session, mission.id, "S-1")
     _, observer = make_observer(session, mission.id, ["S-1"])
     analyst = make_token(session, mission.id, Role.analyst)
-    app = create_app()
-    inner: Any = app
-    while not hasattr(inner, "dependency_overrides"):
-        inner = inner.app
-    inner.dependency_overrides[get_settings] = lambda: Settings(
-        findings_max_lag_s=0, findings_cache_s=0
-    )
+    app = app_with_settings(findings_max_lag_s=0, findings_cache_s=0)
     with TestClient(app, raise_server_exceptions=False) as client:
         ids = []
         for _ in range(3):
