@@ -100,6 +100,17 @@ TMP_SIGN = Table(
     Column("template_id", Uuid, nullable=False),
     prefixes=["TEMPORARY"],
 )
+TMP_BEFORE = Table(
+    "tmp_finding_before",
+    _tmp,
+    Column("checklist_id", Uuid, primary_key=True),
+    Column("sign", Integer, nullable=False),
+    Column("mission_id", Uuid, nullable=False),
+    Column("station_id", Uuid, nullable=False),
+    Column("phase", String(16), nullable=False),
+    Column("template_id", Uuid, nullable=False),
+    prefixes=["TEMPORARY"],
+)
 
 
 def _tally_table(name: str, *keys: Column[Any]) -> Table:
@@ -217,7 +228,7 @@ def _ensure_temp_tables(session: Session) -> None:
         # the answers of a batch by index (they are cached) rather than scan them all.
         session.execute(text("SET LOCAL work_mem = '128MB'"))
         session.execute(text("SET LOCAL random_page_cost = 1.1"))
-    for table in (TMP_SIGN, TMP_STATION, TMP_LEAF):
+    for table in (TMP_SIGN, TMP_BEFORE, TMP_STATION, TMP_LEAF):
         table.create(conn, checkfirst=True)
         session.execute(delete(table))
 
@@ -377,23 +388,24 @@ def _apply_signed(session: Session) -> None:
     )
     # Before this batch: how many counting checklists of the same station (and phase) hold
     # each value. A station counts for a value while at least one of them does.
-    affected = exists(
-        select(TMP_SIGN.c.checklist_id).where(TMP_SIGN.c.station_id == FA.c.station_id)
-    )
-    before_src = (
-        select(
-            FA.c.checklist_id,
-            literal_column("1").label("sign"),
-            FA.c.mission_id,
-            FA.c.station_id,
-            FA.c.phase,
-            CL.c.template_id,
+    # Materialised and analysed, so that the planner knows how many there are.
+    session.execute(
+        TMP_BEFORE.insert().from_select(
+            ["checklist_id", "sign", "mission_id", "station_id", "phase", "template_id"],
+            select(
+                FA.c.checklist_id,
+                literal_column("1"),
+                FA.c.mission_id,
+                FA.c.station_id,
+                FA.c.phase,
+                CL.c.template_id,
+            )
+            .select_from(FA.join(CL, CL.c.id == FA.c.checklist_id))
+            .where(FA.c.station_id.in_(select(TMP_SIGN.c.station_id).distinct())),
         )
-        .select_from(FA.join(CL, CL.c.id == FA.c.checklist_id))
-        .where(affected)
-        .subquery("before_src")
     )
-    bem = emissions(before_src).subquery("bem")
+    _analyze(session, TMP_BEFORE)
+    bem = emissions(TMP_BEFORE).subquery("bem")
     bkeys = keys[1:]
     before = (
         select(*[bem.c[k] for k in bkeys], func.sum(bem.c.sign).label("n"))
@@ -548,8 +560,10 @@ def _bump_versions(session: Session, seen: int, hi: int) -> None:
 
 def fold_lag_s(session: Session) -> float:
     """Seconds since the oldest change not yet folded was recorded (0 when none)."""
-    last = session.scalar(select(FF.c.last_change_id).where(FF.c.id == 1)) or 0
-    oldest = session.scalar(select(func.min(CHG.c.created_at)).where(CHG.c.id > last))
+    # Past `seen` nothing was looked at; below it only gaps wait, and they are folded the
+    # moment their transaction commits.
+    seen = session.scalar(select(FF.c.seen_change_id).where(FF.c.id == 1)) or 0
+    oldest = session.scalar(select(func.min(CHG.c.created_at)).where(CHG.c.id > seen))
     if oldest is None:
         return 0.0
     return max(0.0, (utcnow() - oldest).total_seconds())
