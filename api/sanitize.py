@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 import yaml
@@ -25,6 +26,7 @@ MAX_NODES = 200_000  # values in one document, counting YAML aliases as often as
 
 # C0 and C1 control characters and DEL; tab, line feed and carriage return are text.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_URL_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _TEXT_TYPES = ("text/", "application/yaml", "application/x-yaml")
 
 
@@ -161,7 +163,14 @@ class SanitizeBody:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        refused = _url_problem(scope)
+        if refused is not None:
+            await _error(refused)(scope, receive, send)
+            return
+        if scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
@@ -192,6 +201,20 @@ class SanitizeBody:
                 (k, v) for k, v in scope.get("headers") or [] if k != b"content-length"
             ] + [(b"content-length", str(len(body)).encode())]
         await self.app(scope, _replay(body, None, receive), send)
+
+
+def _url_problem(scope: Scope) -> Invalid | None:
+    """No identifier or filter has a control character in it; PostgreSQL cannot even compare
+    a text with a NUL byte in it, so one in a path or query would end as a database error."""
+    query = unquote(scope.get("query_string", b"").decode("latin-1"), errors="replace")
+    for part, text in (("path", scope.get("path", "")), ("query", query)):
+        if _URL_CONTROL.search(text):
+            return Invalid(
+                f"the {part} contains a control character",
+                code="control_character",
+                errors=[{"path": [part], "code": "control_character", "message": "not allowed"}],
+            )
+    return None
 
 
 def _clean_body(body: bytes, ctype: str) -> bytes | None:

@@ -140,3 +140,17 @@ def test_an_oversized_streamed_upload_gets_413_not_500(client: Any, session: Any
         headers=auth(observer) | {"Content-Type": "image/jpeg"},
     )
     assert r.status_code == 413 and r.json()["code"] == "body_too_large"
+
+
+def test_a_control_character_in_a_path_or_query_is_422_not_a_database_error(
+    client: Any, session: Any
+) -> None:
+    mission, admin = make_mission(session)
+    for url in (
+        f"/missions/{mission.id}/stations?location=a%00b",
+        f"/missions/{mission.id}/stations/a%00b",
+        f"/missions/{mission.id}/templates/a%1bb/1",
+        f"/missions/{mission.id}/audit?action=a%00b",
+    ):
+        r = client.get(url, headers=auth(admin))
+        assert r.status_code == 422 and r.json()["code"] == "control_character", url
