@@ -1185,10 +1185,19 @@ function renderStatus() {
   const uploading = state.outbox.some((i) => i.status === "sent" && (i.files || []).some((f) => !f.done));
   const online = navigator.onLine;
   el.className = online ? "online" : "offline";
+  const queue = waiting
+    ? " · " + t("queued_n", { n: waiting })
+    : state.outbox.length && !uploading
+      ? " · " + t("all_sent")
+      : "";
   el.append(
-    h("span", { class: "dot", "aria-hidden": "true" }),
-    h("span", { id: "net-text", text: online ? t("online") : t("offline") }),
-    h("span", { id: "queue", class: "queue", text: waiting ? " · " + t("queued_n", { n: waiting }) : uploading ? "" : " · " + t("all_sent") }),
+    h(
+      "span",
+      { class: "line" },
+      h("span", { class: "dot", "aria-hidden": "true" }),
+      h("span", { id: "net-text", text: online ? t("online") : t("offline") }),
+      h("span", { id: "queue", class: "queue", text: queue }),
+    ),
   );
   if ((waiting || uploading) && online && !state.syncing)
     el.append(h("button", { class: "small", id: "send-now", onclick: () => flush(), text: t("send_now") }));
