@@ -67,12 +67,19 @@ def test_day_of_work_follows_the_asked_language(client, field) -> None:
     assert day["templates"][0]["title"] == "Polling station observation checklist"
 
 
+def test_day_of_work_in_a_language_the_mission_lacks_falls_back_to_its_first(client, field) -> None:
+    day = client.get("/sync/day?lang=de", headers=auth(field["token"])).json()
+    assert day["language"] == "en"
+
+
 def test_unchanged_day_of_work_costs_a_304(client, field) -> None:
     first = client.get("/sync/day", headers=auth(field["token"]))
     etag = first.headers["etag"]
     again = client.get("/sync/day", headers={**auth(field["token"]), "If-None-Match": etag})
     assert again.status_code == 304 and again.content == b""
     assert again.headers["etag"] == etag
+    listed = {**auth(field["token"]), "If-None-Match": f'"other", {etag.removeprefix("W/")}'}
+    assert client.get("/sync/day", headers=listed).status_code == 304
 
 
 def test_new_assignment_changes_the_etag(client, session, field) -> None:
