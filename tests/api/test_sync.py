@@ -67,9 +67,11 @@ def test_day_of_work_follows_the_asked_language(client, field) -> None:
     assert day["templates"][0]["title"] == "Polling station observation checklist"
 
 
-def test_day_of_work_in_a_language_the_mission_lacks_falls_back_to_its_first(client, field) -> None:
+def test_day_of_work_in_a_language_the_mission_lacks_falls_back(client, session, field) -> None:
     day = client.get("/sync/day?lang=de", headers=auth(field["token"])).json()
-    assert day["language"] == "en"
+    assert day["language"] == "ru"  # the observer's own
+    _, plain = make_observer(session, field["mission"].id, ["S-1"])
+    assert client.get("/sync/day?lang=de", headers=auth(plain)).json()["language"] == "en"
 
 
 def test_unchanged_day_of_work_costs_a_304(client, field) -> None:
