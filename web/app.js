@@ -397,8 +397,29 @@ function viewHome() {
     );
   }
   out.push(viewOutbox());
+  if (installPrompt)
+    out.push(
+      h("button", {
+        class: "secondary big install",
+        onclick: async () => {
+          installPrompt.prompt();
+          await installPrompt.userChoice.catch(() => null);
+          installPrompt = null;
+          render(true);
+        },
+        text: "📲 " + t("install"),
+      }),
+    );
   return out;
 }
+
+/* Chrome offers installation when the app qualifies; we show the offer as a plain button. */
+let installPrompt = null;
+window.addEventListener("beforeinstallprompt", (e) => {
+  e.preventDefault();
+  installPrompt = e;
+  renderBackground();
+});
 
 function viewPhase() {
   const s = state.station;
