@@ -154,3 +154,14 @@ def test_a_control_character_in_a_path_or_query_is_422_not_a_database_error(
     ):
         r = client.get(url, headers=auth(admin))
         assert r.status_code == 422 and r.json()["code"] == "control_character", url
+
+
+def test_numbers_beyond_what_the_database_holds_are_422(client: Any, session: Any) -> None:
+    mission, admin = make_mission(session)
+    for url in (
+        f"/missions/{mission.id}/stations?offset={10**30}",
+        f"/missions/{mission.id}/observers?offset={10**30}",
+        f"/missions/{mission.id}/audit?after_id={10**30}",
+        f"/missions/{mission.id}/templates/default/{10**12}",
+    ):
+        assert client.get(url, headers=auth(admin)).status_code == 422, url

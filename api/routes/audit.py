@@ -21,7 +21,9 @@ def read_audit_trail(
     mission_id: uuid.UUID,
     _: AdminOfMission,
     session: ReadSessionDep,
-    after_id: Annotated[int, Query(ge=0, description="`next_cursor` of the previous page")] = 0,
+    after_id: Annotated[
+        int, Query(ge=0, le=2**62, description="`next_cursor` of the previous page")
+    ] = 0,
     action: Annotated[
         str | None, Query(max_length=200, description="Action prefix, e.g. `review`")
     ] = None,

@@ -61,7 +61,7 @@ def list_observers(
     mission_id: uuid.UUID,
     session: SessionDep,
     _: StaffOfMission,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,  # beyond BIGINT was a 500
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Any:
     """Observers with their team and assigned stations."""

@@ -50,7 +50,7 @@ def list_stations(
     session: SessionDep,
     _: StaffOfMission,
     location: Annotated[str | None, Query(description="Path prefix, e.g. 'Astana'")] = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,  # beyond BIGINT was a 500
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Any:
     """Stations of the mission, optionally under one place of the location tree."""

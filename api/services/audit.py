@@ -186,8 +186,17 @@ def list_events(
     return page, (page[-1].id if len(rows) > limit else None)
 
 
-CSV_HEADER = ("id", "at", "credential_id", "credential_label", "role", "action", "target")
-CSV_HEADER_FULL = (*CSV_HEADER, "before", "after")
+CSV_HEADER = (
+    "id",
+    "at",
+    "credential_id",
+    "credential_label",
+    "role",
+    "action",
+    "target",
+    "before",
+    "after",
+)
 
 
 def export_csv(
@@ -195,7 +204,7 @@ def export_csv(
 ) -> Iterator[str]:
     """The trail as CSV, safe to open in a spreadsheet; with `include_intake`, every checklist
     version is merged in (as `checklist.submit`) in time order."""
-    yield _csv_line(CSV_HEADER_FULL)
+    yield _csv_line(CSV_HEADER)
     events = _events(session, mission_id, batch)
     intake = _intake(session, mission_id, batch) if include_intake else iter(())
     yield from (_csv_line(r) for r in _merge(events, intake))
