@@ -237,6 +237,16 @@ async function signIn(token, messageEl, button) {
   try {
     res = await fetch("/me", { headers: { Authorization: "Bearer " + token }, cache: "no-store" });
   } catch (e) {
+    if (/^pc_[\w-]{20,}$/.test(token)) {
+      // A QR code scanned in a basement: keep the code and check it once online.
+      localStorage.setItem("pc.token", token);
+      state.token = token;
+      state.dayError = !state.day;
+      state.view = "home";
+      render();
+      toast(t("sign_in_later"));
+      return;
+    }
     messageEl.textContent = t("sign_in_offline");
   }
   if (res) {
@@ -318,6 +328,15 @@ async function refreshDay() {
         setLanguage(preferred);
         return;
       }
+    }
+    if (res.status === 403) {
+      // Signed in (perhaps while offline) with a code that is not an observer's.
+      localStorage.removeItem("pc.token");
+      state.token = null;
+      state.view = "signin";
+      render();
+      toast(t("sign_in_not_observer"));
+      return;
     }
     state.dayError = !(res.status === 200 || res.status === 304);
   } catch (e) {

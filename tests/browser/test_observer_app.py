@@ -232,3 +232,19 @@ def test_a_checklist_the_server_will_not_read_never_holds_up_the_queue(
     session.expire_all()
     assert [str(i) for i in session.scalars(select(Checklist.id))] == [good["id"]]
     context.close()
+
+
+def test_code_typed_with_no_network_signs_in_once_online(
+    chromium: Any, server: str, observer: dict[str, Any]
+) -> None:
+    context = chromium.new_context(**PHONE)
+    page = context.new_page()
+    page.goto(f"{server}/app/")
+    page.locator("#token").wait_for()
+    context.set_offline(True)
+    page.locator("#token").fill(observer["token"])
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_text("the app signs you in as soon as the phone is online").wait_for()
+    context.set_offline(False)
+    page.get_by_text("Hello, Aigerim").wait_for(timeout=30_000)
+    context.close()
