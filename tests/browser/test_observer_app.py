@@ -248,3 +248,30 @@ def test_code_typed_with_no_network_signs_in_once_online(
     context.set_offline(False)
     page.get_by_text("Hello, Aigerim").wait_for(timeout=30_000)
     context.close()
+
+
+def test_sent_checklist_is_corrected_as_a_new_version(
+    chromium: Any, server: str, session: Any, observer: dict[str, Any]
+) -> None:
+    context = chromium.new_context(**PHONE)
+    page = context.new_page()
+    page.goto(f"{server}/app/#token={observer['token']}")
+    page.get_by_text("Hello, Aigerim").wait_for()
+    _fill_and_save(page, "AST-001", "opening")
+    page.locator(".outbox .item .badge.sent").wait_for(timeout=30_000)
+
+    page.get_by_role("button", name="Correct").click()
+    page.locator("[data-code='A1'] [data-value='later']").click()  # it opened over an hour late
+    for _ in range(10):
+        page.locator("#next").click()
+        if page.locator("#send").count():
+            break
+    page.locator("#send").click()
+    page.locator(".outbox .badge.sent").nth(1).wait_for(timeout=30_000)
+
+    session.expire_all()
+    versions = session.scalars(select(Checklist).order_by(Checklist.version)).all()
+    assert [(c.version, c.is_latest) for c in versions] == [(1, False), (2, True)]
+    a1 = session.get(Answer, (versions[1].id, "A1", 0))
+    assert a1 is not None and a1.value == "later"
+    context.close()
