@@ -15,7 +15,7 @@ from api.config import get_settings
 from api.deps import ReaderOfMission, ReadSessionDep, SettingsDep
 from api.errors import COMMON_ERRORS, Invalid, NotFound, error_responses
 from api.services.findings import views
-from api.services.findings.fold import BackgroundFolder
+from api.services.findings.fold import BackgroundFolder, folds_in_background
 from api.services.findings.scope import Filters
 from models.checklist import Phase
 from models.finding import (
@@ -34,7 +34,7 @@ async def _folding(_: FastAPI) -> AsyncIterator[None]:
     """Each API process folds new changes in the background (the fold lock makes one work)."""
     settings = get_settings()
     folder = None
-    if settings.findings_fold_interval_s > 0 and settings.environment != "test":
+    if folds_in_background(settings):
         folder = BackgroundFolder(settings.findings_fold_interval_s)
         folder.start()
     try:

@@ -57,6 +57,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from api.checklist_schema import QuestionType, TemplateDefinition
+from api.config import Settings
 from api.services.findings.scope import CL, ST, TPL, counts
 from api.services.sql import dialect_insert, insert_ignore
 from models import (
@@ -577,6 +578,11 @@ def rebuild(session: Session) -> FoldResult:
         update(FF).values(last_change_id=0, seen_change_id=0, gap_xmax=None, gap_hi=None)
     )
     return fold(session)
+
+
+def folds_in_background(settings: Settings) -> bool:
+    """API processes fold in the background, except under tests or when turned off."""
+    return settings.findings_fold_interval_s > 0 and settings.environment != "test"
 
 
 def run_once() -> FoldResult:
