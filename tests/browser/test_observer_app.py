@@ -1,10 +1,12 @@
-"""The observers' web app in headless Chromium at a phone's size: sign in, fill a
-checklist with no network, get the network back, and find it stored exactly once."""
+"""The observers' web app in headless Chromium at a phone's size, against a real server:
+sign in, fill a checklist with no network, get the network back and find it stored exactly
+once; refusals shown with their reason; corrections; photos; sign-in with no network."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -274,4 +276,34 @@ def test_sent_checklist_is_corrected_as_a_new_version(
     assert [(c.version, c.is_latest) for c in versions] == [(1, False), (2, True)]
     a1 = session.get(Answer, (versions[1].id, "A1", 0))
     assert a1 is not None and a1.value == "later"
+    context.close()
+
+
+def test_photo_of_the_protocol_is_uploaded_with_the_checklist(
+    chromium: Any, server: str, session: Any, observer: dict[str, Any]
+) -> None:
+    from models import Attachment
+
+    icon = Path(__file__).resolve().parents[2] / "web" / "icons" / "icon-512.png"
+    context = chromium.new_context(**PHONE)
+    page = context.new_page()
+    page.goto(f"{server}/app/#token={observer['token']}")
+    page.get_by_text("Hello, Aigerim").wait_for()
+    page.locator("[data-station='AST-001']").click()
+    page.locator("[data-phase='opening']").click()
+    for _ in range(10):
+        _answer_every_question(page)
+        page.locator("#next").click()
+        if page.locator("#send").count():
+            break
+    page.locator("#photo").set_input_files(str(icon))
+    page.get_by_text("photo-1.").wait_for()
+    page.locator("#send").click()
+    page.locator(".outbox .item .badge.sent").wait_for(timeout=30_000)
+    page.get_by_text("Photos still uploading").wait_for(state="detached", timeout=30_000)
+
+    session.expire_all()
+    (photo,) = session.scalars(select(Attachment)).all()
+    assert photo.stored_at is not None and photo.size > 0
+    assert photo.content_type in ("image/jpeg", "image/png")
     context.close()
