@@ -58,8 +58,9 @@ def observer(session: Any) -> dict[str, Any]:
     return {"mission": mission, "observer": obs, "token": token}
 
 
-@pytest.fixture
-def server(db: None) -> Iterator[str]:
+@pytest.fixture(scope="module")
+def server(database_url: str) -> Iterator[str]:
+    """One server for the module: it keeps no state of its own between tests."""
     with live_server() as url:
         yield url
 
