@@ -86,6 +86,11 @@ class _Walk:
                     path, "duplicate_key", "two keys are the same text once normalised"
                 )
             return out
+        if isinstance(value, float) and abs(value) >= 2**63:
+            # orjson reads an integer literal past 64 bits as a float and Python's json as an
+            # int that orjson cannot write back (a 500 wherever it is serialised later):
+            # passing the document on re-serialised makes every reader see the float.
+            self.changed = True
         return value
 
 
