@@ -67,7 +67,7 @@ async def upload_attachment(
     def done(created: bool) -> AttachmentStatus:
         response.status_code = 201 if created else 200
         response.headers["Upload-Offset"] = str(target.size)
-        return _status(target, target.size, complete=True)
+        return target.status(target.size, complete=True)
 
     if target.stored or await run_in_threadpool(attachment_service.on_disk, settings, target):
         await run_in_threadpool(
@@ -93,7 +93,7 @@ async def upload_attachment(
         )
         return done(created=True)
     response.headers["Upload-Offset"] = str(held)
-    return _status(target, held, complete=False)
+    return target.status(held, complete=False)
 
 
 @router.get(
@@ -121,15 +121,4 @@ def download_attachment(
         media_type=target.content_type,
         filename=name,
         headers={"Cache-Control": "private, max-age=86400, immutable"},
-    )
-
-
-def _status(target: attachment_service.Target, received: int, complete: bool) -> AttachmentStatus:
-    return AttachmentStatus(
-        name=target.name,
-        sha256=target.sha256,
-        size=target.size,
-        content_type=target.content_type,
-        received=received,
-        complete=complete,
     )

@@ -118,6 +118,16 @@ class Target:
     content_type: str
     stored: bool
 
+    def status(self, received: int, complete: bool) -> AttachmentStatus:
+        return AttachmentStatus(
+            name=self.name,
+            sha256=self.sha256,
+            size=self.size,
+            content_type=self.content_type,
+            received=received,
+            complete=complete,
+        )
+
 
 def find(session: Session, principal: Principal, checklist_id: uuid.UUID, name: str) -> Target:
     """The declared file `name` of a checklist the caller may read, or 404."""

@@ -88,14 +88,32 @@ def _answer_every_question(page: Any) -> None:
             return
 
 
+@pytest.fixture
+def phone(chromium: Any, server: str, observer: dict[str, Any]) -> Iterator[tuple[Any, Any]]:
+    """A phone signed in by the QR link: (browser context, page)."""
+    context = chromium.new_context(**PHONE)
+    page = context.new_page()
+    page.on("dialog", lambda d: d.accept())
+    page.goto(f"{server}/app/#token={observer['token']}")
+    page.get_by_text("Hello, Aigerim").wait_for()
+    yield context, page
+    context.close()
+
+
+def _to_review(page: Any, answer: bool = True) -> None:
+    """Next, section after section, answering what is shown, up to the last step."""
+    for _ in range(10):
+        if answer:
+            _answer_every_question(page)
+        page.locator("#next").click()
+        if page.locator("#send").count():
+            return
+
+
 def _fill_and_save(page: Any, station: str, phase: str) -> None:
     page.locator(f"[data-station='{station}']").click()
     page.locator(f"[data-phase='{phase}']").click()
-    for _ in range(10):
-        _answer_every_question(page)
-        page.locator("#next").click()
-        if page.locator("#send").count():
-            break
+    _to_review(page)
     page.locator("#send").click()
 
 
@@ -143,11 +161,7 @@ def test_checklist_filled_offline_is_stored_once_when_the_network_returns(
     page.locator("[data-code='A3'] [data-value='yes']").click()
     assert page.locator("[data-code='A4']").count() == 1
     page.locator("[data-code='A7'] textarea").fill("Opened 5 minutes late, calm")
-    for _ in range(10):
-        _answer_every_question(page)
-        page.locator("#next").click()
-        if page.locator("#send").count():
-            break
+    _to_review(page)
     page.locator("#send").click()
 
     page.locator(".outbox .item .badge.queued").wait_for()
@@ -179,16 +193,11 @@ def test_checklist_filled_offline_is_stored_once_when_the_network_returns(
 
 
 def test_rejected_checklist_says_why_and_can_be_deleted(
-    chromium: Any, server: str, session: Any, observer: dict[str, Any]
+    phone: tuple[Any, Any], session: Any, observer: dict[str, Any]
 ) -> None:
     from api.services import observers
 
-    context = chromium.new_context(**PHONE)
-    page = context.new_page()
-    page.on("dialog", lambda d: d.accept())
-    page.goto(f"{server}/app/#token={observer['token']}")
-    page.get_by_text("Hello, Aigerim").wait_for()
-
+    context, page = phone
     context.set_offline(True)
     _fill_and_save(page, "AST-002", "opening")
     page.locator(".outbox .item .badge.queued").wait_for()
@@ -204,18 +213,14 @@ def test_rejected_checklist_says_why_and_can_be_deleted(
     assert _count(session) == 0
     item.get_by_role("button", name="Delete").click()
     page.get_by_text("Nothing sent yet.").wait_for()
-    context.close()
 
 
 def test_a_checklist_the_server_will_not_read_never_holds_up_the_queue(
-    chromium: Any, server: str, session: Any, observer: dict[str, Any]
+    phone: tuple[Any, Any], session: Any, observer: dict[str, Any]
 ) -> None:
     from tests.factories import checklist_payload
 
-    context = chromium.new_context(**PHONE)
-    page = context.new_page()
-    page.goto(f"{server}/app/#token={observer['token']}")
-    page.get_by_text("Hello, Aigerim").wait_for()
+    _, page = phone
     good = checklist_payload("AST-001", "voting")
     poison = checklist_payload("AST-001", "voting")
     poison["answers"]["D10"] = "x" * 30_000  # over what the server reads in one string
@@ -234,7 +239,6 @@ def test_a_checklist_the_server_will_not_read_never_holds_up_the_queue(
     page.locator(f"[data-id='{poison['id']}'] .badge.rejected").wait_for()
     session.expire_all()
     assert [str(i) for i in session.scalars(select(Checklist.id))] == [good["id"]]
-    context.close()
 
 
 def test_code_typed_with_no_network_signs_in_once_online(
@@ -253,22 +257,14 @@ def test_code_typed_with_no_network_signs_in_once_online(
     context.close()
 
 
-def test_sent_checklist_is_corrected_as_a_new_version(
-    chromium: Any, server: str, session: Any, observer: dict[str, Any]
-) -> None:
-    context = chromium.new_context(**PHONE)
-    page = context.new_page()
-    page.goto(f"{server}/app/#token={observer['token']}")
-    page.get_by_text("Hello, Aigerim").wait_for()
+def test_sent_checklist_is_corrected_as_a_new_version(phone: tuple[Any, Any], session: Any) -> None:
+    _, page = phone
     _fill_and_save(page, "AST-001", "opening")
     page.locator(".outbox .item .badge.sent").wait_for(timeout=30_000)
 
     page.get_by_role("button", name="Correct").click()
     page.locator("[data-code='A1'] [data-value='later']").click()  # it opened over an hour late
-    for _ in range(10):
-        page.locator("#next").click()
-        if page.locator("#send").count():
-            break
+    _to_review(page, answer=False)
     page.locator("#send").click()
     page.locator(".outbox .badge.sent").nth(1).wait_for(timeout=30_000)
 
@@ -277,26 +273,18 @@ def test_sent_checklist_is_corrected_as_a_new_version(
     assert [(c.version, c.is_latest) for c in versions] == [(1, False), (2, True)]
     a1 = session.get(Answer, (versions[1].id, "A1", 0))
     assert a1 is not None and a1.value == "later"
-    context.close()
 
 
 def test_photo_of_the_protocol_is_uploaded_with_the_checklist(
-    chromium: Any, server: str, session: Any, observer: dict[str, Any]
+    phone: tuple[Any, Any], session: Any
 ) -> None:
     from models import Attachment
 
+    _, page = phone
     icon = Path(__file__).resolve().parents[2] / "web" / "icons" / "icon-512.png"
-    context = chromium.new_context(**PHONE)
-    page = context.new_page()
-    page.goto(f"{server}/app/#token={observer['token']}")
-    page.get_by_text("Hello, Aigerim").wait_for()
     page.locator("[data-station='AST-001']").click()
     page.locator("[data-phase='opening']").click()
-    for _ in range(10):
-        _answer_every_question(page)
-        page.locator("#next").click()
-        if page.locator("#send").count():
-            break
+    _to_review(page)
     page.locator("#photo").set_input_files(str(icon))
     page.get_by_text("photo-1.").wait_for()
     page.locator("#send").click()
@@ -307,4 +295,3 @@ def test_photo_of_the_protocol_is_uploaded_with_the_checklist(
     (photo,) = session.scalars(select(Attachment)).all()
     assert photo.stored_at is not None and photo.size > 0
     assert photo.content_type in ("image/jpeg", "image/png")
-    context.close()
