@@ -23,6 +23,7 @@ MAX_DEPTH = 32
 MAX_ITEMS = 10_000  # entries of one array or keys of one object
 MAX_STRING = 20_000  # characters of one string (the longest text answer is 10,000)
 MAX_NODES = 200_000  # values in one document, counting YAML aliases as often as they expand
+MAX_NUMBER = 2**63  # magnitude of a number: BIGINT, and what every JSON library reads alike
 
 # C0 and C1 control characters and DEL; tab, line feed and carriage return are text.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
@@ -86,11 +87,11 @@ class _Walk:
                     path, "duplicate_key", "two keys are the same text once normalised"
                 )
             return out
-        if isinstance(value, float) and abs(value) >= 2**63:
-            # orjson reads an integer literal past 64 bits as a float and Python's json as an
-            # int that orjson cannot write back (a 500 wherever it is serialised later):
-            # passing the document on re-serialised makes every reader see the float.
-            self.changed = True
+        if isinstance(value, int | float) and abs(value) >= MAX_NUMBER:
+            # Past 64 bits parsers disagree (orjson reads a float, Python's json an int) and
+            # PostgreSQL's JSONB hands 1e29 back as an integer that orjson cannot write: one
+            # such number in a mission's settings broke every findings read (500).
+            raise TooComplex(path, "number_too_large", f"a number of {MAX_NUMBER} or more")
         return value
 
 
