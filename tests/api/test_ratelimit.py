@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
+from api import ratelimit
 from models import Role
 from tests.factories import app_with_settings, auth, make_mission, make_token
 
@@ -14,7 +17,11 @@ def _app_with_limit(limit: int) -> Any:
     return app_with_settings(rate_limit_per_minute=limit)
 
 
-def test_a_token_over_its_limit_gets_429_with_retry_after_on_every_process(session: Any) -> None:
+def test_a_token_over_its_limit_gets_429_with_retry_after_on_every_process(
+    session: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One fixed instant, 45 s into a window: the calls must not straddle two windows.
+    monkeypatch.setattr(ratelimit, "time", SimpleNamespace(time=lambda: 1_800_000_045.0))
     mission, _ = make_mission(session)
     busy = make_token(session, mission.id, Role.viewer)
     calm = make_token(session, mission.id, Role.viewer)
@@ -28,7 +35,7 @@ def test_a_token_over_its_limit_gets_429_with_retry_after_on_every_process(sessi
         refused = two.get("/me", headers=auth(busy))
         assert refused.status_code == 429
         assert refused.json()["code"] == "rate_limited"
-        assert 1 <= int(refused.headers["Retry-After"]) <= 60
+        assert refused.headers["Retry-After"] == "15"
         assert one.get("/me", headers=auth(calm)).status_code == 200  # per token, not global
 
 
