@@ -572,6 +572,8 @@ def fold_lag_s(session: Session) -> float:
 
 def rebuild(session: Session) -> FoldResult:
     """Forget every tally and fold the whole outbox again (after a bug fix, or by hand)."""
+    if not _lock(session):  # taken again by fold(): advisory locks nest in a session
+        return FoldResult(folded=False)
     for table in (FT, FA, FC, FQ):
         session.execute(delete(table))
     session.execute(
