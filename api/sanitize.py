@@ -5,6 +5,8 @@ with a bound on alias expansion; CSV cells are made safe for spreadsheets on the
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 import unicodedata
 from typing import Any
@@ -141,6 +143,43 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int], depth: int) -> int:
 
 # Cells that a spreadsheet would run as a formula (OWASP's list, plus their full-width forms).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+
+
+_FIELDNAMES: Any = vars(csv.DictReader)["fieldnames"]  # the property CsvReader wraps
+
+
+class CsvReader(csv.DictReader):
+    """csv.DictReader over uploaded text: any line break inside or between fields is read,
+    and a syntax error (a stray quote, a field over the csv module's limit) is a 422 that
+    names the line, not a 500."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(io.StringIO(text.lstrip("\ufeff"), newline=""))
+
+    @property
+    def fieldnames(self) -> Any:
+        try:
+            return _FIELDNAMES.fget(self)
+        except csv.Error as exc:
+            raise _csv_invalid(self.line_num, exc) from exc
+
+    @fieldnames.setter
+    def fieldnames(self, value: Any) -> None:
+        _FIELDNAMES.fset(self, value)
+
+    def __next__(self) -> dict[Any, Any]:
+        try:
+            return super().__next__()
+        except csv.Error as exc:
+            raise _csv_invalid(self.line_num, exc) from exc
+
+
+def _csv_invalid(line: int, exc: csv.Error) -> Invalid:
+    return Invalid(
+        f"line {line}: the CSV cannot be read: {exc}",
+        code="csv_syntax",
+        errors=[{"path": ["csv", line], "code": "csv_syntax", "message": str(exc)}],
+    )
 
 
 def csv_safe(value: Any) -> str:

@@ -177,3 +177,15 @@ def test_numbers_past_64_bits_are_refused_before_they_are_stored(client: Any, se
         )
         assert r.status_code == 422 and r.json()["code"] == "number_too_large", big
     assert client.get(f"/missions/{mission.id}/findings", headers=auth(admin)).status_code == 200
+
+
+def test_a_csv_that_cannot_be_read_is_422_naming_the_line(client: Any, session: Any) -> None:
+    mission, admin = make_mission(session)
+    headers = auth(admin) | {"Content-Type": "text/csv"}
+    for kind in ("observers", "stations"):
+        url = f"/missions/{mission.id}/{kind}/import"
+        r = client.post(url, content='code,name\nO-1,"x' + "y" * 200_000 + '"\n', headers=headers)
+        assert r.status_code == 422 and r.json()["code"] == "csv_syntax", r.text[:200]
+        # A line break on its own inside a field is read, not a crash.
+        r = client.post(url, content="code,name\r\nO-1,A\rB\r\n", headers=headers)
+        assert r.status_code in (200, 422) and r.json().get("code") != "csv_syntax", r.text

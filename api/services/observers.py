@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -13,6 +11,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from api.errors import Invalid, NotFound
+from api.sanitize import CsvReader
 from api.services import audit
 from api.services.sql import insert_ignore
 from models import Assignment, Observer, Station, Team
@@ -189,7 +188,7 @@ def list_observers(
 
 
 def parse_csv(text: str) -> Iterable[tuple[int, dict[str, Any]]]:
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    reader = CsvReader(text)
     header = [h.strip().lower() for h in (reader.fieldnames or [])]
     unknown = [h for h in header if h not in OBS_CSV_COLUMNS]
     missing = [h for h in ("code", "name") if h not in header]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -14,6 +12,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from api.errors import Invalid, NotFound
+from api.sanitize import CsvReader
 from api.services.sql import insert_ignore, upsert
 from models import Location, LocationKind, Station
 from models.base import new_id, utcnow
@@ -207,7 +206,7 @@ def upsert_stations(
 
 def parse_csv(text: str) -> Iterable[tuple[int, dict[str, Any]]]:
     """Rows of a stations CSV with their line numbers; empty cells become missing values."""
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    reader = CsvReader(text)
     header = [h.strip().lower() for h in (reader.fieldnames or [])]
     unknown = [h for h in header if h not in CSV_COLUMNS]
     missing = [h for h in ("code", "name") if h not in header]
