@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 
 from api.config import get_settings
-from api.deps import ReaderOfMission, ReadSessionDep, SettingsDep
+from api.deps import ReaderOfMission, ReadSessionDep, SessionDep, SettingsDep
 from api.errors import COMMON_ERRORS, Invalid, NotFound, error_responses
 from api.services.findings import views
 from api.services.findings.fold import BackgroundFolder, folds_in_background
@@ -158,11 +158,12 @@ def _view_route(name: str, doc: str) -> Callable[..., Response]:
         mission_id: uuid.UUID,
         _: ReaderOfMission,
         session: ReadSessionDep,
+        write: SessionDep,
         settings: SettingsDep,
         filters: FiltersDep,
         lang: Language = None,
     ) -> Response:
-        view = views.get_view(session, settings, mission_id, name, filters, lang)
+        view = views.get_view(session, settings, mission_id, name, filters, lang, write)
         return _answer(request, view, "application/json", view.body)
 
     endpoint.__name__ = f"read_{name}"
@@ -203,6 +204,7 @@ def read_statement(
     mission_id: uuid.UUID,
     _: ReaderOfMission,
     session: ReadSessionDep,
+    write: SessionDep,
     settings: SettingsDep,
     filters: FiltersDep,
     lang: Language = None,
@@ -211,7 +213,7 @@ def read_statement(
     ] = StatementFormat.markdown,
 ) -> Response:
     """The draft preliminary statement built from the findings, each sentence with evidence."""
-    view = views.get_view(session, settings, mission_id, "statement", filters, lang)
+    view = views.get_view(session, settings, mission_id, "statement", filters, lang, write)
     if format == StatementFormat.json:
         return _answer(request, view, "application/json", view.body)
     markdown = view.parsed()["markdown"].encode()

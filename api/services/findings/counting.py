@@ -14,8 +14,8 @@ from sqlalchemy import Float, and_, case, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from api.checklist_schema import Protocol
-from api.services import templates as template_service
 from api.services.findings.fold import AN
+from api.services.findings.questions import compiled_template
 from api.services.findings.scope import CL, ST, TPL, Scope, checklist_predicate
 from api.services.findings.stats import FindingsSettings, percent, ratio_estimate, share_text
 
@@ -53,7 +53,7 @@ def protocol_of(session: Session, mission_id: uuid.UUID) -> Protocol | None:
         .order_by(TPL.c.version.desc(), TPL.c.code)
     ).all()
     for tpl_id, definition in rows:
-        protocol = template_service.compiled(tpl_id, definition).definition.protocol
+        protocol = compiled_template(tpl_id, definition).definition.protocol
         if protocol is not None:
             return protocol
     return None

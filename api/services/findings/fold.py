@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -613,7 +614,17 @@ class BackgroundFolder:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
+            started = time.perf_counter()
             try:
-                run_once()
+                result = run_once()
             except Exception:  # keep folding after a database hiccup; it is logged
                 log.exception("findings fold failed; will retry")
+                continue
+            took = time.perf_counter() - started
+            if took > 2 * self.interval:  # findings are falling behind the checklists
+                log.warning(
+                    "findings fold took %.1f s for %d changes (%d checklists in or out)",
+                    took,
+                    result.changes,
+                    result.checklists,
+                )

@@ -10,8 +10,14 @@ from typing import Any
 from sqlalchemy import func, literal_column, select
 from sqlalchemy.orm import Session
 
-from api.checklist_schema import NA, NEGATIVE_SCALE4, QuestionType, option_labels
-from api.services import templates as template_service
+from api.checklist_schema import (
+    NA,
+    NEGATIVE_SCALE4,
+    CompiledTemplate,
+    QuestionType,
+    TemplateDefinition,
+    option_labels,
+)
 from api.services.findings.fold import FT, emissions
 from api.services.findings.scope import CL, TPL, Scope, checklist_predicate
 from api.services.findings.stats import FindingsSettings, share_text, wilson
@@ -38,6 +44,19 @@ class QuestionInfo:
     labels: dict[str, str] = field(default_factory=dict)
 
 
+# Published (and retired) templates never change: each process compiles one once.
+_compiled: dict[uuid.UUID, CompiledTemplate] = {}
+
+
+def compiled_template(template_id: uuid.UUID, definition: dict[str, Any]) -> CompiledTemplate:
+    """A published template's compiled form, kept per process by id."""
+    found = _compiled.get(template_id)
+    if found is None:
+        found = CompiledTemplate(TemplateDefinition.model_validate(definition))
+        _compiled[template_id] = found
+    return found
+
+
 def catalog(session: Session, mission_id: uuid.UUID, language: str) -> dict[str, QuestionInfo]:
     """Every question of the mission's templates (a later version's wording wins)."""
     rows = session.execute(
@@ -47,7 +66,7 @@ def catalog(session: Session, mission_id: uuid.UUID, language: str) -> dict[str,
     ).all()
     out: dict[str, QuestionInfo] = {}
     for tpl_id, definition in rows:
-        ct = template_service.compiled(tpl_id, definition)
+        ct = compiled_template(tpl_id, definition)
         titles = {s.code: _pick(s.title, language) for s in ct.definition.sections}
         section_of = {q.code: s.code for s in ct.definition.sections for q in s.questions}
         for code, cq in ct.questions.items():

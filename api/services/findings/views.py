@@ -113,7 +113,7 @@ class View:
         return dict(orjson.loads(self.body))
 
 
-def ensure_fresh(session: Session, settings: Settings) -> None:
+def ensure_fresh(session: Session, settings: Settings, write: Session | None = None) -> None:
     """Without background folders (tests, one-off tools), fold now when changes are older
     than the allowed lag. With them, a read never folds: under load that put seconds of
     folding into a dashboard's request, and the background fold is as current."""
@@ -121,7 +121,13 @@ def ensure_fresh(session: Session, settings: Settings) -> None:
         return
     if fold_service.fold_lag_s(session) > settings.findings_max_lag_s:
         try:
-            fold_service.run_once()
+            if write is None:
+                fold_service.run_once()
+            else:
+                # The request's own write session: on SQLite it may already hold the write
+                # lock (the token's last-used time), and a second writer would wait on it.
+                fold_service.fold(write)
+                write.commit()
         except DBAPIError:
             log.exception("findings fold on read failed; serving the tallies as they are")
         # End the read transaction so that the reads below see what the fold committed
@@ -147,9 +153,10 @@ def get_view(
     name: str,
     filters: Filters,
     language: str | None,
+    write: Session | None = None,
 ) -> View:
     """The view as JSON bytes with its ETag, from the shared cache when it is current."""
-    ensure_fresh(session, settings)
+    ensure_fresh(session, settings, write)
     mission = session.execute(
         select(MISSION.c.settings, MISSION.c.sampling, MISSION.c.languages).where(
             MISSION.c.id == mission_id
