@@ -27,7 +27,7 @@ from api.services import attachments as attachment_service
 from api.services import audit, changes
 from api.services import templates as template_service
 from api.services.sql import dialect_insert
-from models import Answer, Assignment, Checklist, ChecklistTemplate, Role, Station, TemplateStatus
+from models import Answer, Assignment, Checklist, ChecklistTemplate, Role, Station
 from models.base import utcnow
 from models.checklist import ChecklistDetail, ChecklistPublic, ChecklistSubmit
 
@@ -125,16 +125,6 @@ def _replay(
     return Outcome(public, created=False)
 
 
-def _published_template(
-    session: Session, mission_id: uuid.UUID, code: str, version: int
-) -> Row[Any] | None:
-    return session.execute(
-        select(TPL.c.id, TPL.c.status, TPL.c.definition).where(
-            TPL.c.mission_id == mission_id, TPL.c.code == code, TPL.c.version == version
-        )
-    ).first()
-
-
 def submit(
     session: Session,
     principal: Principal,
@@ -146,22 +136,26 @@ def submit(
 ) -> Outcome:
     """Store one checklist exactly once, or raise with every problem found."""
     digest = content_hash(_sent_content(item))
-    stored = _stored(session, body.id)
-    if stored is not None:
-        return _replay(stored, digest, principal)
-
-    received_at = utcnow()
-    errors: list[dict[str, Any]] = []
     mission_id = principal.mission_id
     observer_id = principal.observer_id
 
+    # One round trip for the common case: the station, the observer's assignment to it,
+    # and whether this id is already stored (a resend).
+    already = select(CL.c.id).where(CL.c.id == body.id).scalar_subquery()
     station = session.execute(
-        select(ST.c.id, ASG.c.observer_id.label("assigned"))
+        select(ST.c.id, ASG.c.observer_id.label("assigned"), already.label("already"))
         .select_from(
             ST.outerjoin(ASG, and_(ASG.c.station_id == ST.c.id, ASG.c.observer_id == observer_id))
         )
         .where(ST.c.mission_id == mission_id, ST.c.code == body.station)
     ).first()
+    if station is None or station.already is not None:
+        stored = _stored(session, body.id)
+        if stored is not None:
+            return _replay(stored, digest, principal)
+
+    received_at = utcnow()
+    errors: list[dict[str, Any]] = []
     if station is None:
         errors.append(
             _err(["station"], "unknown_station", f"no station {body.station!r} in this mission")
@@ -214,7 +208,7 @@ def submit(
             _err(["station"], "not_assigned", f"station {body.station} is not assigned to you")
         )
 
-    tpl = _published_template(session, mission_id, body.template, body.template_version)
+    tpl = template_service.for_intake(session, mission_id, body.template, body.template_version)
     rows: list[Any] = []
     if tpl is None:
         errors.append(
@@ -224,7 +218,7 @@ def submit(
                 f"no template {body.template} version {body.template_version}",
             )
         )
-    elif tpl.status != TemplateStatus.published:
+    elif tpl.compiled is None:
         errors.append(
             _err(
                 ["template_version"],
@@ -233,8 +227,7 @@ def submit(
             )
         )
     else:
-        compiled = template_service.compiled(tpl.id, tpl.definition)
-        rows, answer_errors = compiled.validate(body.phase.value, body.answers)
+        rows, answer_errors = tpl.compiled.validate(body.phase.value, body.answers)
         errors.extend(e.as_dict() for e in answer_errors)
 
     skew_s: int | None = None
@@ -314,18 +307,19 @@ def submit(
                 )
         if rows:
             session.execute(
-                AN.insert(),
-                [
-                    {
-                        "checklist_id": body.id,
-                        "question_code": r.question_code,
-                        "position": r.position,
-                        "value": r.value,
-                        "number": r.number,
-                        "critical": r.critical,
-                    }
-                    for r in rows
-                ],
+                AN.insert().values(
+                    [
+                        {
+                            "checklist_id": body.id,
+                            "question_code": r.question_code,
+                            "position": r.position,
+                            "value": r.value,
+                            "number": r.number,
+                            "critical": r.critical,
+                        }
+                        for r in rows
+                    ]
+                ),
             )
         attachment_service.record_declared(session, settings, mission_id, body.id, body.attachments)
         changes.record(session, mission_id, [body.id, *([replaced.id] if replaced else [])])

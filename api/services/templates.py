@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -149,16 +150,47 @@ def next_version(session: Session, mission_id: uuid.UUID, code: str) -> int:
     return (current or 0) + 1
 
 
-# Published templates never change, so compiling one once per process is safe.
-_compiled: dict[uuid.UUID, CompiledTemplate] = {}
+@dataclass(frozen=True, slots=True)
+class IntakeTemplate:
+    id: uuid.UUID
+    compiled: CompiledTemplate | None  # None while the version is a draft
 
 
-def compiled(template_id: uuid.UUID, definition: dict[str, Any]) -> CompiledTemplate:
-    ct = _compiled.get(template_id)
-    if ct is None:
-        ct = CompiledTemplate(TemplateDefinition.model_validate(definition))
-        _compiled[template_id] = ct
-    return ct
+# Published versions never change, so each process keeps their compiled form after the first
+# read: intake then neither queries nor re-parses the (large) definition. Drafts are read
+# afresh every time, so publishing takes effect at once on every process.
+_published: dict[tuple[uuid.UUID, str, int], IntakeTemplate] = {}
+
+
+def for_intake(
+    session: Session, mission_id: uuid.UUID, code: str, version: int
+) -> IntakeTemplate | None:
+    """The template a checklist names, compiled if published; None if there is no such one."""
+    key = (mission_id, code, version)
+    cached = _published.get(key)
+    if cached is not None:
+        return cached
+    row = session.execute(
+        select(ChecklistTemplate.id, ChecklistTemplate.status, ChecklistTemplate.definition).where(
+            ChecklistTemplate.mission_id == mission_id,
+            ChecklistTemplate.code == code,
+            ChecklistTemplate.version == version,
+        )
+    ).first()
+    if row is None:
+        return None
+    if row.status != TemplateStatus.published:
+        return IntakeTemplate(row.id, None)
+    found = IntakeTemplate(
+        row.id, CompiledTemplate(TemplateDefinition.model_validate(row.definition))
+    )
+    _published[key] = found
+    return found
+
+
+def forget_published() -> None:
+    """Drop the cache (only for tests that delete templates, which the service never does)."""
+    _published.clear()
 
 
 def dump_json(definition: TemplateDefinition) -> str:
