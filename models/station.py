@@ -13,8 +13,9 @@ STATION_CODE = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 
 
 class StationBase(SQLModel):
+    # SQLModel ignores `regex=`; a pattern in schema_extra reaches pydantic and is enforced.
     code: str = Field(
-        max_length=64, schema_extra={"pattern": STATION_CODE}, description="Stable code, e.g. 01-001"
+        max_length=64, schema_extra={"pattern": STATION_CODE}, description="Stable code: 01-001"
     )
     name: str = Field(min_length=1, max_length=300)
     address: str | None = Field(None, max_length=500)
