@@ -142,6 +142,20 @@ class Section(_Strict):
     questions: list[Question] = Field(min_length=1)
 
 
+# The official protocol's figures, in the order of the reference (registered voters first).
+PROTOCOL_FIGURES = (
+    "registered",
+    "received",
+    "issued",
+    "unused",
+    "spoiled",
+    "in_box",
+    "invalid",
+    "blank",
+    "valid",
+)
+
+
 class Protocol(_Strict):
     """Which integer questions hold the official protocol figures (for counting checks)."""
 
@@ -157,9 +171,7 @@ class Protocol(_Strict):
     options: list[Code] = Field(min_length=1, description="Votes per option/candidate.")
 
     def codes(self) -> list[str]:
-        fixed = ("registered", "received", "issued", "unused", "spoiled")
-        more = ("in_box", "invalid", "blank", "valid")
-        return [getattr(self, f) for f in (*fixed, *more)] + list(self.options)
+        return [getattr(self, f) for f in PROTOCOL_FIGURES] + list(self.options)
 
 
 class TemplateDefinition(_Strict):

@@ -13,24 +13,14 @@ from typing import Any
 from sqlalchemy import Float, and_, case, cast, func, or_, select
 from sqlalchemy.orm import Session
 
-from api.checklist_schema import Protocol
+from api.checklist_schema import PROTOCOL_FIGURES, Protocol
 from api.services.findings.fold import AN
 from api.services.findings.questions import compiled_template
 from api.services.findings.scope import CL, ST, TPL, Scope, checklist_predicate
 from api.services.findings.stats import FindingsSettings, percent, ratio_estimate, share_text
 
 LIST_LIMIT = 500
-FIGURES = (
-    "registered",
-    "received",
-    "issued",
-    "unused",
-    "spoiled",
-    "in_box",
-    "invalid",
-    "blank",
-    "valid",
-)
+FIGURES = PROTOCOL_FIGURES
 CHECKS = {
     "options_sum_to_valid": "the votes for the options add up to the valid ballots (v1+…+vn = V)",
     "valid_invalid_blank_make_in_box": "valid + invalid + blank = ballots in the box (V+X+K = B)",

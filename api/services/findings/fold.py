@@ -91,28 +91,25 @@ BATCH = 5000
 TALLY_COLUMNS = ("observations", "stations", "total", "critical")
 
 _tmp = MetaData()
-TMP_SIGN = Table(
-    "tmp_finding_sign",
-    _tmp,
-    Column("checklist_id", Uuid, primary_key=True),
-    Column("sign", Integer, nullable=False),
-    Column("mission_id", Uuid, nullable=False),
-    Column("station_id", Uuid, nullable=False),
-    Column("phase", String(16), nullable=False),
-    Column("template_id", Uuid, nullable=False),
-    prefixes=["TEMPORARY"],
-)
-TMP_BEFORE = Table(
-    "tmp_finding_before",
-    _tmp,
-    Column("checklist_id", Uuid, primary_key=True),
-    Column("sign", Integer, nullable=False),
-    Column("mission_id", Uuid, nullable=False),
-    Column("station_id", Uuid, nullable=False),
-    Column("phase", String(16), nullable=False),
-    Column("template_id", Uuid, nullable=False),
-    prefixes=["TEMPORARY"],
-)
+
+
+def _signed_checklists(name: str) -> Table:
+    """A temporary table of checklists with the sign (+1/-1) of their change to the tallies."""
+    return Table(
+        name,
+        _tmp,
+        Column("checklist_id", Uuid, primary_key=True),
+        Column("sign", Integer, nullable=False),
+        Column("mission_id", Uuid, nullable=False),
+        Column("station_id", Uuid, nullable=False),
+        Column("phase", String(16), nullable=False),
+        Column("template_id", Uuid, nullable=False),
+        prefixes=["TEMPORARY"],
+    )
+
+
+TMP_SIGN = _signed_checklists("tmp_finding_sign")
+TMP_BEFORE = _signed_checklists("tmp_finding_before")
 
 
 def _tally_table(name: str, *keys: Column[Any]) -> Table:
