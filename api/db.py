@@ -73,10 +73,15 @@ def _factory(read: bool) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
+def new_session(read: bool = False) -> Session:
+    """A session on the main (or read) database; it connects on its first statement."""
+    return _factory(read)()
+
+
 @contextmanager
 def session_scope(read: bool = False) -> Iterator[Session]:
     """A unit of work: commit on success, roll back on any error."""
-    session = _factory(read)()
+    session = new_session(read)
     try:
         yield session
         session.commit()

@@ -18,7 +18,7 @@ import uuid
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, event
+from sqlalchemy import Engine, bindparam, create_engine, delete, event
 from sqlalchemy.dialects import postgresql, sqlite
 
 from api.config import Settings
@@ -62,6 +62,20 @@ def _counter_engine(main: Engine) -> Engine:
     )
 
 
+@lru_cache(maxsize=4)
+def _statements(dialect: str) -> tuple[Any, Any]:
+    """The bump and the clean-up, built once (every request runs the bump)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    bump = insert(RL).values(credential_id=bindparam("cid"), window=bindparam("window"), hits=1)
+    bump = bump.on_conflict_do_update(
+        index_elements=["credential_id", "window"], set_={"hits": RL.c.hits + 1}
+    ).returning(RL.c.hits)
+    clear = delete(RL).where(
+        RL.c.credential_id == bindparam("cid"), RL.c.window < bindparam("window")
+    )
+    return bump, clear
+
+
 def hit(credential_id: uuid.UUID, settings: Settings, now: float | None = None) -> None:
     """Count one request of this credential; raise 429 with Retry-After past the limit."""
     limit = settings.rate_limit_per_minute
@@ -70,18 +84,13 @@ def hit(credential_id: uuid.UUID, settings: Settings, now: float | None = None) 
     now = time.time() if now is None else now
     window = int(now // WINDOW_S)
     engine = _counter_engine(get_engine())
-    insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
-    bump = insert(RL).values(credential_id=credential_id, window=window, hits=1)
-    stmt = bump.on_conflict_do_update(
-        index_elements=["credential_id", "window"], set_={"hits": RL.c.hits + 1}
-    ).returning(RL.c.hits)
+    bump, clear = _statements(engine.dialect.name)
+    params = {"cid": credential_id, "window": window}
     with engine.connect() as conn:
-        hits = conn.execute(stmt).scalar_one()
+        hits = conn.execute(bump, params).scalar_one()
         if hits == 1:
             # The first request of a window clears this credential's old windows.
-            conn.execute(
-                delete(RL).where(RL.c.credential_id == credential_id, RL.c.window < window)
-            )
+            conn.execute(clear, params)
     if hits > limit:
         retry = max(1, math.ceil((window + 1) * WINDOW_S - now))
         raise TooManyRequests(

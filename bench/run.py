@@ -563,8 +563,9 @@ def main() -> None:
     spy = None
     if args.profile:
         spy = subprocess.Popen(
-            ["py-spy", "record", "-r", "50", "-f", "raw", "-o", args.profile, "--subprocesses",
-             "--pid", str(server.pid), "-d", str(args.http_seconds)],
+            # --gil: only samples that hold the GIL, i.e. where the server spends its CPU.
+            ["py-spy", "record", "-r", "50", "--gil", "-f", "raw", "-o", args.profile,
+             "--subprocesses", "--pid", str(server.pid), "-d", str(args.http_seconds)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
     try:

@@ -89,14 +89,15 @@ def make_token(session: Session, mission_id: uuid.UUID, role: Role) -> str:
 
 def app_with_settings(**changes: Any) -> Any:
     """The app with some settings changed, e.g. `app_with_settings(rate_limit_per_minute=3)`."""
-    from api.config import Settings, get_settings
+    from api.config import Settings
+    from api.deps import current_settings
     from api.main import create_app
 
     app = create_app()
     inner = app
     while not hasattr(inner, "dependency_overrides"):  # through the body middlewares
         inner = inner.app
-    inner.dependency_overrides[get_settings] = lambda: Settings(**changes)
+    inner.dependency_overrides[current_settings] = lambda: Settings(**changes)
     return app
 
 

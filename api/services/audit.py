@@ -106,6 +106,11 @@ def body_summary(body: bytes, content_type: str) -> dict[str, Any] | None:
     }
 
 
+def needs_request_record(session: Session, method: str, route: str) -> bool:
+    """Whether `record_request` would write anything for this successful request."""
+    return bool(session.info.get(NOTES)) or (method, route) not in SELF_AUDITED
+
+
 def record_request(
     session: Session,
     actor: Actor,

@@ -20,7 +20,9 @@ def record(session: Session, mission_id: uuid.UUID, checklist_ids: Iterable[uuid
     rows = [
         {"mission_id": mission_id, "checklist_id": cid, "created_at": now} for cid in checklist_ids
     ]
-    if rows:
+    if len(rows) == 1:
+        session.execute(CHG.insert(), rows[0])  # one row: a plain execute, no executemany
+    elif rows:
         session.execute(CHG.insert(), rows)
 
 
