@@ -21,9 +21,10 @@ def record(session: Session, mission_id: uuid.UUID, checklist_ids: Iterable[uuid
         {"mission_id": mission_id, "checklist_id": cid, "created_at": now} for cid in checklist_ids
     ]
     if len(rows) == 1:
-        session.execute(CHG.insert(), rows[0])  # one row: a plain execute, no executemany
+        # One row: a plain execute (no executemany), on the connection (no ORM layer).
+        session.connection().execute(CHG.insert(), rows[0])
     elif rows:
-        session.execute(CHG.insert(), rows)
+        session.connection().execute(CHG.insert(), rows)
 
 
 def data_version(session: Session, mission_id: uuid.UUID) -> int:

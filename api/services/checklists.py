@@ -16,7 +16,7 @@ from functools import lru_cache
 from typing import Any
 
 import orjson
-from sqlalchemy import Row, and_, bindparam, false, or_, select, text, update
+from sqlalchemy import Integer, Row, Uuid, and_, bindparam, false, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -130,13 +130,16 @@ def _replay(
 class _IntakeSQL:
     lookup: Any
     insert_checklist: Any
+    one_statement: bool  # PostgreSQL: `_STORE_PG` stores a checklist in one statement
 
 
 @lru_cache(maxsize=4)
 def _intake_sql(dialect: str) -> _IntakeSQL:
     """The intake's statements, built once: SQLAlchemy memoises a statement object's cache
     key, so executing a prebuilt one with parameters skips building and hashing a new
-    expression tree on every request (a third of the intake's CPU when built per call)."""
+    expression tree on every request (a third of the intake's CPU when built per call).
+    They run on the session's connection (Core), which skips the ORM's execution layer:
+    about 50 µs of CPU per statement."""
     already = select(CL.c.id).where(CL.c.id == bindparam("cid")).scalar_subquery()
     lookup = (
         select(ST.c.id, ASG.c.observer_id.label("assigned"), already.label("already"))
@@ -149,36 +152,54 @@ def _intake_sql(dialect: str) -> _IntakeSQL:
     )
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     insert_checklist = insert(CL).on_conflict_do_nothing().returning(CL.c.id)
-    return _IntakeSQL(lookup, insert_checklist)
+    return _IntakeSQL(lookup, insert_checklist, one_statement=dialect == "postgresql")
 
 
-# PostgreSQL takes a checklist's answers as six arrays in one statement: a fixed text that
-# is parsed and planned once per connection, where a multi-row VALUES is a new statement
-# for every answer count and executemany sends and binds every row on its own.
-_ANSWERS_UNNEST = text(
-    "INSERT INTO answer (checklist_id, question_code, position, value, number, critical) "
-    "SELECT CAST(:cid AS uuid), q, p, v, n, c FROM unnest("
-    "CAST(:q AS varchar[]), CAST(:p AS smallint[]), CAST(:v AS text[]), "
-    "CAST(:n AS bigint[]), CAST(:c AS boolean[])) AS a(q, p, v, n, c)"
-)
+_CL_COLUMNS = (
+    "id", "root_id", "version", "replaces_id", "is_latest", "mission_id", "observer_id",
+    "station_id", "template_id", "phase", "observed_at", "observed_utc_offset_min",
+    "device_sent_at", "clock_skew_s", "clock_flagged", "received_at", "credential_id",
+    "payload", "payload_sha256", "review_state", "quarantined",
+)  # fmt: skip
+
+# PostgreSQL stores a checklist in one statement: the row, its answers, the correction's
+# flip of the version it replaces, and the outbox rows. Each statement costs a round trip
+# and 100 to 150 µs of CPU in the driver and SQLAlchemy; this saves two to three of them.
+# The answers travel as one JSON array of [code, position, value, number, critical]: the
+# driver dumps it in C, where array parameters are dumped element by element in Python.
+# The row's insert does nothing on a clash (a resend racing itself, or two corrections of
+# one version), and then nothing else in the statement writes either.
+_STORE_PG = text(
+    "WITH c AS (INSERT INTO checklist ("
+    + ", ".join(_CL_COLUMNS)
+    + ") VALUES ("
+    + ", ".join(f":{c}" for c in _CL_COLUMNS)
+    + ") ON CONFLICT DO NOTHING RETURNING id), "
+    "a AS (INSERT INTO answer (checklist_id, question_code, position, value, number, critical)"
+    " SELECT c.id, e->>0, CAST(e->>1 AS smallint), e->>2, CAST(e->>3 AS bigint),"
+    " CAST(e->>4 AS boolean) FROM c, json_array_elements(CAST(:answers AS json)) AS e), "
+    "f AS (UPDATE checklist SET is_latest = false WHERE id = CAST(:flip AS uuid)"
+    " AND is_latest AND EXISTS (SELECT 1 FROM c) RETURNING id), "
+    "g AS (INSERT INTO checklist_change (mission_id, checklist_id, created_at)"
+    " SELECT CAST(:mission_id AS uuid), x.id, CAST(:received_at AS timestamptz) FROM c,"
+    " unnest(ARRAY[c.id, CAST(:flip AS uuid)]) AS x(id) WHERE x.id IS NOT NULL) "
+    "SELECT (SELECT id FROM c) AS id, (SELECT count(*) FROM f) AS flipped"
+).columns(id=Uuid(), flipped=Integer())
+
+
+def _store_pg(session: Session, values: dict[str, Any], rows: list[Any]) -> tuple[bool, int]:
+    """(stored, versions flipped) for one checklist, in one statement."""
+    answers = orjson.dumps(
+        [[r.question_code, r.position, r.value, r.number, r.critical] for r in rows]
+    )
+    params = values | {"answers": answers.decode(), "flip": values["replaces_id"]}
+    row = session.connection().execute(_STORE_PG, params).one()
+    return row.id is not None, row.flipped
 
 
 def insert_answers(session: Session, checklist_id: uuid.UUID, rows: list[Any]) -> None:
     """Store one checklist's typed answers (`AnswerRow`s from the template's validation)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(
-            _ANSWERS_UNNEST,
-            {
-                "cid": checklist_id,
-                "q": [r.question_code for r in rows],
-                "p": [r.position for r in rows],
-                "v": [r.value for r in rows],
-                "n": [r.number for r in rows],
-                "c": [r.critical for r in rows],
-            },
-        )
-        return
-    session.execute(
+    session.connection().execute(
         AN.insert(),
         [
             {
@@ -211,10 +232,14 @@ def submit(
     sql = _intake_sql(session.get_bind().dialect.name)
     # One round trip for the common case: the station, the observer's assignment to it,
     # and whether this id is already stored (a resend).
-    station = session.execute(
-        sql.lookup,
-        {"cid": body.id, "oid": observer_id, "mid": mission_id, "code": body.station},
-    ).first()
+    station = (
+        session.connection()
+        .execute(
+            sql.lookup,
+            {"cid": body.id, "oid": observer_id, "mid": mission_id, "code": body.station},
+        )
+        .first()
+    )
     if station is None or station.already is not None:
         stored = _stored(session, body.id)
         if stored is not None:
@@ -346,11 +371,16 @@ def submit(
         "quarantined": bool(replaced.quarantined) if replaced else False,
     }
     nested = session.begin_nested() if savepoint else None
+    pg_store = sql.one_statement and not body.attachments
+    flipped = 0
     try:
-        # No conflict target: a clash on the id (a resend racing itself) or on the version
-        # chain (two corrections of one version) both leave the row unwritten.
-        inserted = session.execute(sql.insert_checklist, values).first()
-        if inserted is None:
+        if pg_store:
+            stored, flipped = _store_pg(session, values, rows)
+        else:
+            # No conflict target: a clash on the id (a resend racing itself) or on the
+            # version chain (two corrections of one version) both leave the row unwritten.
+            stored = session.connection().execute(sql.insert_checklist, values).first() is not None
+        if not stored:
             if nested:
                 nested.rollback()
             again = _stored(session, body.id)
@@ -359,20 +389,23 @@ def submit(
                     f"checklist {body.replaces} was corrected meanwhile", code="not_latest_version"
                 )
             return _replay(again, digest, principal)
-        if replaced is not None:
+        if replaced is not None and not pg_store:
             flipped = session.execute(
                 update(CL)
                 .where(CL.c.id == replaced.id, CL.c.is_latest.is_(True))
                 .values(is_latest=False)
             ).rowcount
-            if flipped != 1:
-                raise Conflict(
-                    f"checklist {replaced.id} was corrected meanwhile", code="not_latest_version"
-                )
-        if rows:
-            insert_answers(session, body.id, rows)
-        attachment_service.record_declared(session, settings, mission_id, body.id, body.attachments)
-        changes.record(session, mission_id, [body.id, *([replaced.id] if replaced else [])])
+        if replaced is not None and flipped != 1:
+            raise Conflict(
+                f"checklist {replaced.id} was corrected meanwhile", code="not_latest_version"
+            )
+        if not pg_store:
+            if rows:
+                insert_answers(session, body.id, rows)
+            attachment_service.record_declared(
+                session, settings, mission_id, body.id, body.attachments
+            )
+            changes.record(session, mission_id, [body.id, *([replaced.id] if replaced else [])])
         if nested:
             nested.commit()
     except IntegrityError as exc:
