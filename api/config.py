@@ -23,8 +23,16 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
-    db_pool_size: int = 10
-    db_max_overflow: int = 10
+    db_pool_size: int = Field(
+        20,
+        description="Database connections each API process keeps open for requests; also how "
+        "many requests a process works on at once (the rest wait their turn). Each process "
+        "keeps half as many again for rate-limit counters and one for last-used times: keep "
+        "the sum over all processes under PostgreSQL's max_connections.",
+    )
+    db_max_overflow: int = Field(
+        5, description="Extra connections for bursts; opened and closed again, so kept few"
+    )
     db_statement_timeout_ms: int = 30_000
     max_body_bytes: int = Field(1_000_000, description="Largest accepted request body (413 above)")
     max_batch_items: int = 200
