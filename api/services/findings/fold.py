@@ -229,7 +229,15 @@ def _ensure_temp_tables(session: Session) -> None:
         session.execute(text("SET LOCAL random_page_cost = 1.1"))
     for table in (TMP_SIGN, TMP_BEFORE, TMP_STATION, TMP_LEAF):
         table.create(conn, checkfirst=True)
-        session.execute(delete(table))
+    if conn.dialect.name == "postgresql":
+        # TRUNCATE, not DELETE: a temporary table lives as long as its pooled connection and
+        # no autovacuum ever visits it, so deleted rows would pile up fold after fold (after
+        # one large fold, clearing a hundred rows took a third of a second).
+        names = ", ".join(t.name for t in (TMP_SIGN, TMP_BEFORE, TMP_STATION, TMP_LEAF))
+        session.execute(text(f"TRUNCATE {names}"))
+    else:
+        for table in (TMP_SIGN, TMP_BEFORE, TMP_STATION, TMP_LEAF):
+            session.execute(delete(table))
 
 
 def _lock(session: Session) -> bool:
@@ -423,7 +431,6 @@ def _apply_signed(session: Session) -> None:
             ),
         )
     )
-    _analyze(session, TMP_STATION)
     _add_to_nodes(session)
 
     plus = TMP_SIGN.c.sign == 1
@@ -496,7 +503,6 @@ def _add_to_nodes(session: Session) -> None:
             ),
         )
     )
-    _analyze(session, TMP_LEAF)
     lf = TMP_LEAF
     abroad_node = case(
         (lf.c.abroad.is_(True), literal(NODE_ABROAD, Uuid)), else_=literal(NODE_IN_COUNTRY, Uuid)
