@@ -10,12 +10,13 @@ from api.deps import audit_writes
 from api.routes import audit, review
 from api.sanitize import SanitizeBody
 
+ROUTERS = (review.router, audit.router)
+
 
 def install(app: FastAPI) -> None:
-    """Call before any router is included: the audit dependency applies to routes added after."""
+    """Call before any router is included: the audit dependency applies to routes added after.
+    The review and audit routers (`ROUTERS`) are the caller's to include."""
     app.router.dependencies.append(Depends(audit_writes, scope="function"))
-    app.include_router(review.router)
-    app.include_router(audit.router)
 
 
 def sanitize(app: ASGIApp) -> ASGIApp:
