@@ -393,9 +393,13 @@ def _apply_signed(session: Session) -> None:
         .group_by(*[em.c[k] for k in keys])
         .subquery("delta")
     )
-    # Before this batch: how many counting checklists of the same station (and phase) hold
-    # each value. A station counts for a value while at least one of them does.
-    # Materialised and analysed, so that the planner knows how many there are.
+    # Before this batch: how many counting checklists of the same station hold each value.
+    # A station counts for a value while at least one of them does. Answers are counted
+    # within a phase, so only the station's checklists of the batch's phases are read again;
+    # the phase `all` row (checklists of any phase) is a count of the station's entries in
+    # finding_applied, which needs no answer at all. Materialised and analysed, so that the
+    # planner knows how many there are.
+    touched = select(TMP_SIGN.c.station_id, TMP_SIGN.c.phase).distinct().subquery("touched")
     session.execute(
         TMP_BEFORE.insert().from_select(
             ["checklist_id", "sign", "mission_id", "station_id", "phase", "template_id"],
@@ -406,17 +410,31 @@ def _apply_signed(session: Session) -> None:
                 FA.c.station_id,
                 FA.c.phase,
                 CL.c.template_id,
-            )
-            .select_from(FA.join(CL, CL.c.id == FA.c.checklist_id))
-            .where(FA.c.station_id.in_(select(TMP_SIGN.c.station_id).distinct())),
+            ).select_from(
+                FA.join(CL, CL.c.id == FA.c.checklist_id).join(
+                    touched,
+                    and_(touched.c.station_id == FA.c.station_id, touched.c.phase == FA.c.phase),
+                )
+            ),
         )
     )
     _analyze(session, TMP_BEFORE)
     bem = emissions(TMP_BEFORE).subquery("bem")
     bkeys = keys[1:]
+    whole_station = select(
+        FA.c.station_id,
+        literal_column("'all'").label("phase"),
+        literal_column("'_'").label("question_code"),
+        literal_column("'_'").label("value"),
+        literal_column("1").label("sign"),
+    ).where(FA.c.station_id.in_(select(TMP_SIGN.c.station_id).distinct()))
+    rows = union_all(
+        select(*[bem.c[k] for k in bkeys], bem.c.sign).where(bem.c.phase != "all"),
+        whole_station,
+    ).subquery("before_rows")
     before = (
-        select(*[bem.c[k] for k in bkeys], func.sum(bem.c.sign).label("n"))
-        .group_by(*[bem.c[k] for k in bkeys])
+        select(*[rows.c[k] for k in bkeys], func.sum(rows.c.sign).label("n"))
+        .group_by(*[rows.c[k] for k in bkeys])
         .subquery("before")
     )
     n0 = func.coalesce(before.c.n, 0)
