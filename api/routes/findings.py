@@ -55,7 +55,7 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
-def findings_filters(
+async def findings_filters(  # async: pure work, no worker-thread trip for it
     location: Annotated[
         str | None,
         Query(

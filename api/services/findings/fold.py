@@ -86,6 +86,7 @@ FS = FindingState.__table__  # type: ignore[attr-defined]
 FT = FindingTally.__table__  # type: ignore[attr-defined]
 
 FOLD_LOCK_KEY = 0x706F6C6C_66696E64  # "pollfind": one fold at a time across processes
+AGAIN_S = 0.05  # pause before the next fold when the last one fell behind
 GAP_GRACE_S = 600  # a fallback: no intake transaction runs for ten minutes
 BATCH = 5000
 TALLY_COLUMNS = ("observations", "stations", "total", "critical")
@@ -634,14 +635,20 @@ class BackgroundFolder:
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        delay = self.interval
+        while not self._stop.wait(delay):
             started = time.perf_counter()
             try:
                 result = run_once()
             except Exception:  # keep folding after a database hiccup; it is logged
                 log.exception("findings fold failed; will retry")
+                delay = self.interval
                 continue
             took = time.perf_counter() - started
+            # A fold slower than the interval means the findings are behind: go again at
+            # once, since a pause would only add to the lag. Quick folds keep the cadence,
+            # so that a trickle of checklists does not keep a fold running all the time.
+            delay = AGAIN_S if result.changes and took > self.interval else self.interval
             if took > 2 * self.interval:  # findings are falling behind the checklists
                 log.warning(
                     "findings fold took %.1f s for %d changes (%d checklists in or out)",

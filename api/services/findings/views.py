@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -223,6 +223,10 @@ def _store(
 
     try:
         with session_scope() as write:
+            if write.get_bind().dialect.name == "postgresql":
+                # A cache row need not wait for the disk: a crash that loses it costs one
+                # recompute. (Checklists and reviews keep their durable commits.)
+                write.execute(text("SET LOCAL synchronous_commit = off"))
             upsert(
                 write,
                 FCACHE,
