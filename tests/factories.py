@@ -176,3 +176,15 @@ __all__ = [
     "checklist_payload",
     "templates",
 ]
+
+
+def mission_with_staff(session: Any) -> dict[str, Any]:
+    """A mission with station S-1, an observer assigned to it, and an analyst: the tokens
+    of the admin, the observer and the analyst, and the mission."""
+    from models import Role
+
+    mission, admin = make_mission(session)
+    make_station(session, mission.id, "S-1")
+    _, observer = make_observer(session, mission.id, ["S-1"])
+    analyst = make_token(session, mission.id, Role.analyst)
+    return {"mission": mission, "admin": admin, "observer": observer, "analyst": analyst}

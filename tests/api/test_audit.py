@@ -12,25 +12,17 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from api.db import get_engine
-from models import Role
 from tests.factories import (
     answers_for,
     auth,
     checklist_payload,
-    make_mission,
-    make_observer,
-    make_station,
-    make_token,
+    mission_with_staff,
 )
 
 
 @pytest.fixture
 def field(session: Any) -> dict[str, Any]:
-    mission, admin = make_mission(session)
-    make_station(session, mission.id, "S-1")
-    _, observer = make_observer(session, mission.id, ["S-1"])
-    analyst = make_token(session, mission.id, Role.analyst)
-    return {"mission": mission, "admin": admin, "observer": observer, "analyst": analyst}
+    return mission_with_staff(session)
 
 
 def _trail(client: Any, field: dict[str, Any], **params: Any) -> list[dict[str, Any]]:

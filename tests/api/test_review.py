@@ -19,25 +19,18 @@ from tests.factories import (
     make_observer,
     make_station,
     make_token,
+    mission_with_staff,
 )
 
 
 @pytest.fixture
 def field(session: Any, client: Any) -> dict[str, Any]:
-    mission, admin = make_mission(session)
-    make_station(session, mission.id, "S-1")
-    _, observer = make_observer(session, mission.id, ["S-1"])
-    analyst = make_token(session, mission.id, Role.analyst)
+    """`mission_with_staff` and one voting checklist of the observer's."""
+    staff = mission_with_staff(session)
     body = checklist_payload("S-1", "voting")
-    r = client.post("/checklists", json=body, headers=auth(observer))
+    r = client.post("/checklists", json=body, headers=auth(staff["observer"]))
     assert r.status_code == 201, r.text
-    return {
-        "mission": mission,
-        "admin": admin,
-        "observer": observer,
-        "analyst": analyst,
-        "checklist": body,
-    }
+    return staff | {"checklist": body}
 
 
 def _review(client: Any, token: str, checklist_id: str, **body: Any) -> Any:
