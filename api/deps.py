@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request
 from fastapi.concurrency import run_in_threadpool
@@ -107,6 +107,7 @@ def authenticate(session: Session, token: str, settings: Settings) -> Principal:
     """The token's principal, its request counted against the rate limit (429 past it)."""
     digest = token_digest(token)
     counted = ratelimit.lookup_and_count(digest, settings)
+    row: Any  # a credential row, from either statement
     if counted is None:
         row = session.connection().execute(_BY_DIGEST, {"digest": digest}).first()
     else:

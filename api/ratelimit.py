@@ -69,8 +69,8 @@ def _counter_engine(main: Engine) -> Engine:
 def _statements(dialect: str) -> tuple[Any, Any]:
     """The bump and the clean-up, built once (every request runs the bump)."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    bump = insert(RL).values(credential_id=bindparam("cid"), window=bindparam("window"), hits=1)
-    bump = bump.on_conflict_do_update(
+    first = insert(RL).values(credential_id=bindparam("cid"), window=bindparam("window"), hits=1)
+    bump = first.on_conflict_do_update(
         index_elements=["credential_id", "window"], set_={"hits": RL.c.hits + 1}
     ).returning(RL.c.hits)
     clear = delete(RL).where(

@@ -375,12 +375,12 @@ def submit(
     flipped = 0
     try:
         if pg_store:
-            stored, flipped = _store_pg(session, values, rows)
+            written, flipped = _store_pg(session, values, rows)
         else:
             # No conflict target: a clash on the id (a resend racing itself) or on the
             # version chain (two corrections of one version) both leave the row unwritten.
-            stored = session.connection().execute(sql.insert_checklist, values).first() is not None
-        if not stored:
+            written = session.connection().execute(sql.insert_checklist, values).first() is not None
+        if not written:
             if nested:
                 nested.rollback()
             again = _stored(session, body.id)
@@ -390,11 +390,15 @@ def submit(
                 )
             return _replay(again, digest, principal)
         if replaced is not None and not pg_store:
-            flipped = session.execute(
-                update(CL)
-                .where(CL.c.id == replaced.id, CL.c.is_latest.is_(True))
-                .values(is_latest=False)
-            ).rowcount
+            flipped = (
+                session.connection()
+                .execute(
+                    update(CL)
+                    .where(CL.c.id == replaced.id, CL.c.is_latest.is_(True))
+                    .values(is_latest=False)
+                )
+                .rowcount
+            )
         if replaced is not None and flipped != 1:
             raise Conflict(
                 f"checklist {replaced.id} was corrected meanwhile", code="not_latest_version"
