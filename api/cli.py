@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import uuid
 from datetime import date
 from pathlib import Path
@@ -341,6 +343,39 @@ def template_check(path: Path) -> None:
         f"{path}: template {d.code} version {d.version}, {len(d.sections)} sections, "
         f"{n} questions: OK"
     )
+
+
+@app.command()
+def fold(
+    once: Annotated[bool, typer.Option("--once", help="Fold what is pending, then exit")] = False,
+    interval: Annotated[
+        float | None, typer.Option(help="Seconds between folds (default: the setting)")
+    ] = None,
+) -> None:
+    """Keep the findings tallies current, in a process of its own.
+
+    Run it beside API processes started with POLLCHECK_FINDINGS_FOLD_ELSEWHERE=true, so that
+    the fold has a core (or a machine) of its own. Any number may run: one folds at a time.
+    """
+    from api.services.findings import fold as fold_service
+
+    if once:
+        total = 0
+        while (result := fold_service.run_once()).changes:
+            total += result.changes
+        if not result.folded:
+            console.print("another process is folding; nothing done here")
+        console.print(f"folded {total} changes")
+        return
+    seconds = interval if interval is not None else get_settings().findings_fold_interval_s
+    if seconds <= 0:
+        err.print("[red]the fold interval must be above 0[/red]")
+        raise typer.Exit(1)
+    folder = fold_service.BackgroundFolder(seconds)
+    console.print(f"folding every {seconds:g} s; Ctrl-C stops")
+    signal.signal(signal.SIGTERM, lambda *_: folder.stop())
+    with contextlib.suppress(KeyboardInterrupt):
+        folder.run()
 
 
 @app.command()

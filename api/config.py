@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     findings_fold_interval_s: float = Field(
         1.0, description="How often each API process folds new changes into findings (0: never)"
     )
+    findings_fold_elsewhere: bool = Field(
+        False,
+        description="API processes never fold: a `pollcheck fold` process does it (so that the "
+        "fold can have a core or a machine of its own)",
+    )
     findings_cache_s: float = Field(
         1.0, description="How long a computed findings view may be reused while data arrives"
     )

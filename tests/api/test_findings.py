@@ -116,3 +116,26 @@ def test_the_statement_is_markdown_by_default_and_json_with_evidence(
     secrecy = next(s for s in data["sentences"] if s["key"] == "secrecy")
     assert secrecy["evidence"]["questions"] == ["D4"]
     assert data["markdown"] == md.text
+
+
+def test_with_a_fold_process_reads_never_fold_and_the_fold_command_catches_up(
+    fresh: None, monkeypatch: pytest.MonkeyPatch, client: Any, session: Any
+) -> None:
+    """POLLCHECK_FINDINGS_FOLD_ELSEWHERE: the API leaves folding to `pollcheck fold`."""
+    from typer.testing import CliRunner
+
+    from api.cli import app as cli
+
+    monkeypatch.setenv("POLLCHECK_FINDINGS_FOLD_ELSEWHERE", "true")
+    get_settings.cache_clear()
+    mission, observer, viewer = _mission(client, session)
+    post(client, observer, "S-1", "voting")
+    url = f"/missions/{mission.id}/findings"
+    assert client.get(url, headers=auth(viewer)).json()["totals"]["observations"] == 0
+
+    runner = CliRunner()
+    first = runner.invoke(cli, ["fold", "--once"])
+    assert first.exit_code == 0 and "folded 1 changes" in first.output, first.output
+    assert client.get(url, headers=auth(viewer)).json()["totals"]["observations"] == 1
+    again = runner.invoke(cli, ["fold", "--once"])
+    assert again.exit_code == 0 and "folded 0 changes" in again.output, again.output

@@ -607,7 +607,11 @@ def rebuild(session: Session) -> FoldResult:
 
 def folds_in_background(settings: Settings) -> bool:
     """API processes fold in the background, except under tests or when turned off."""
-    return settings.findings_fold_interval_s > 0 and settings.environment != "test"
+    return (
+        settings.findings_fold_interval_s > 0
+        and settings.environment != "test"
+        and not settings.findings_fold_elsewhere
+    )
 
 
 def run_once() -> FoldResult:
@@ -620,21 +624,24 @@ def run_once() -> FoldResult:
 
 class BackgroundFolder:
     """Folds every `interval` seconds in a daemon thread; every API process runs one, and
-    the fold lock lets only one of them work at a time."""
+    the fold lock lets only one of them work at a time. `pollcheck fold` runs the same loop
+    in the foreground (`run`)."""
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="findings-fold", daemon=True)
+        self._thread = threading.Thread(target=self.run, name="findings-fold", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=10)
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
 
-    def _run(self) -> None:
+    def run(self) -> None:
+        """Fold until `stop` is called."""
         delay = self.interval
         while not self._stop.wait(delay):
             started = time.perf_counter()

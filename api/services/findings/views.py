@@ -115,9 +115,10 @@ class View:
 
 def ensure_fresh(session: Session, settings: Settings, write: Session | None = None) -> None:
     """Without background folders (tests, one-off tools), fold now when changes are older
-    than the allowed lag. With them, a read never folds: under load that put seconds of
-    folding into a dashboard's request, and the background fold is as current."""
-    if fold_service.folds_in_background(settings):
+    than the allowed lag. With them, or with a `pollcheck fold` process, a read never folds:
+    under load that put seconds of folding into a dashboard's request, and the background
+    fold is as current."""
+    if fold_service.folds_in_background(settings) or settings.findings_fold_elsewhere:
         return
     if fold_service.fold_lag_s(session) > settings.findings_max_lag_s:
         try:
