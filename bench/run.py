@@ -9,7 +9,9 @@ What it does, against the PostgreSQL at 127.0.0.1:5432 (a database of its own,
 1. migrates, seeds one mission (stations in regions/districts and abroad, observers with
    assignments and tokens) and bulk-loads most checklists (COPY) so that the database holds
    the national-scale volume, then folds them into the findings tallies;
-2. starts the API with `uvicorn --workers 2` and drives checklist intake with `wrk`
+2. starts the API with `uvicorn --workers 2` beside a `pollcheck fold` process, as
+   docker-compose.yml deploys them (`--fold-in-api`: the workers fold instead, in background
+   threads), and drives checklist intake with `wrk`
    (a C load generator, light enough not to steal the server's CPU) from pre-made bodies,
    each a new checklist of an observer at one of their stations;
 3. meanwhile polls `GET /missions/{id}/findings` four times a second (latency of full
@@ -352,16 +354,19 @@ def preload(url: str, world: World, sets: dict[str, Any], n: int, rng: random.Ra
 # --- the server and the pollers ---------------------------------------------------------
 
 
-def start_server(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
+def start_server(url: str, port: int, workers: int, fold_process: bool) -> subprocess.Popen[bytes]:
     env = os.environ | {
         "POLLCHECK_DATABASE_URL": url,
         "POLLCHECK_ENVIRONMENT": "bench",
         "POLLCHECK_SECRET_KEY": uuid.uuid4().hex,
+        "POLLCHECK_FINDINGS_FOLD_ELSEWHERE": "true" if fold_process else "false",
     }
     cmd = [
         sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1",
         "--port", str(port), "--workers", str(workers), "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip
+    if fold_process:  # the fold in a process of its own, in the server's process group
+        cmd = ["sh", "-c", f'{sys.executable} -m api.cli fold & exec "$@"', "sh", *cmd]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
     for _ in range(200):
         try:
@@ -525,6 +530,12 @@ def main() -> None:
     ap.add_argument("--pgbench-seconds", type=int, default=20)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--profile", help="record the server with py-spy into this file (raw stacks)")
+    ap.add_argument(
+        "--fold-in-api",
+        action="store_true",
+        help="fold in the API workers' background threads instead of a `pollcheck fold` "
+        "process of its own (the deployment of docker-compose.yml)",
+    )
     args = ap.parse_args()
 
     if shutil.which("wrk") is None:
@@ -563,7 +574,7 @@ def main() -> None:
             f.write(token.encode() + b"\t" + orjson.dumps(item) + b"\n")
     (work / "intake.lua").write_text(LUA)
 
-    server = start_server(url, args.port, args.workers)
+    server = start_server(url, args.port, args.workers, fold_process=not args.fold_in_api)
     log(f"API up on :{args.port} with {args.workers} workers; wrk for {args.http_seconds} s")
     samples = Samples()
     stop = threading.Event()
@@ -637,6 +648,7 @@ def main() -> None:
         "intake_vs_floor": round(intake / floor, 3) if floor == floor and floor else None,
         "initial_fold_s": round(initial_fold_s, 1),
         "workers": args.workers,
+        "fold_process": not args.fold_in_api,
         "connections": args.connections,
         "cpus": os.cpu_count(),
     }

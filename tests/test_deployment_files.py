@@ -39,11 +39,21 @@ def test_compose_commands_are_real_cli_commands_and_in_the_readme() -> None:
 
     commands = set(get_command(app).commands)  # type: ignore[attr-defined]
     readme = (ROOT / "README.md").read_text()
-    for name in ("migrate", "api"):
+    for name in ("migrate", "api", "fold"):
         command = _compose()["services"][name]["command"]
         assert command[0] == "pollcheck" and command[1] in commands
         assert f"pollcheck {command[1]}" in readme
     assert "docker compose up --build" in readme
+
+
+def test_compose_folds_in_a_service_of_its_own_and_the_api_leaves_it_to_it() -> None:
+    services = _compose()["services"]
+    assert services["fold"]["command"] == ["pollcheck", "fold"]
+    assert services["fold"]["environment"] == services["api"]["environment"]
+    assert services["fold"]["depends_on"]["migrate"]["condition"] == (
+        "service_completed_successfully"
+    )
+    assert services["api"]["environment"]["POLLCHECK_FINDINGS_FOLD_ELSEWHERE"] == "true"
 
 
 def test_dockerfile_installs_the_lock_file_and_serves() -> None:
