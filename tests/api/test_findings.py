@@ -139,3 +139,13 @@ def test_with_a_fold_process_reads_never_fold_and_the_fold_command_catches_up(
     assert client.get(url, headers=auth(viewer)).json()["totals"]["observations"] == 1
     again = runner.invoke(cli, ["fold", "--once"])
     assert again.exit_code == 0 and "folded 0 changes" in again.output, again.output
+
+
+def test_a_process_works_on_as_many_requests_at_once_as_its_pool_has_connections() -> None:
+    import anyio.to_thread
+
+    with TestClient(create_app()) as client:  # runs the app's lifespan
+        tokens = client.portal.call(  # type: ignore[union-attr]
+            lambda: anyio.to_thread.current_default_thread_limiter().total_tokens
+        )
+    assert tokens == get_settings().db_pool_size

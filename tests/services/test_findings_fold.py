@@ -184,3 +184,36 @@ def test_a_change_committed_late_with_a_lower_id_is_still_folded(client: Any, se
     session.commit()
     assert question_service.tallies(session, scope)[("voting", "_", "_")][0] == 1
     assert session.scalar(select(FindingFold.last_change_id)) > cursor
+
+
+def test_a_fold_that_fell_behind_is_followed_at_once_and_a_quick_one_keeps_the_cadence(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The background folder's pause after each fold (no database needed)."""
+    results = iter(
+        [
+            (0.15, fold.FoldResult(folded=True, changes=40)),  # slower than the interval
+            (0.0, fold.FoldResult(folded=True, changes=3)),  # quick, with changes
+            (0.15, fold.FoldResult(folded=True, changes=0)),  # slow, but nothing to do
+        ]
+    )
+
+    def run_once() -> fold.FoldResult:
+        took, result = next(results)
+        clock[0] += took
+        return result
+
+    clock = [0.0]
+    monkeypatch.setattr(fold, "run_once", run_once)
+    monkeypatch.setattr(fold.time, "perf_counter", lambda: clock[0])
+    waits: list[float] = []
+
+    class Stop:
+        def wait(self, seconds: float) -> bool:
+            waits.append(seconds)
+            return len(waits) > 3
+
+    folder = fold.BackgroundFolder(0.1)
+    folder._stop = Stop()  # type: ignore[assignment]
+    folder.run()
+    assert waits == [0.1, fold.AGAIN_S, 0.1, 0.1]
