@@ -93,14 +93,9 @@ def _touch_engine(main: Engine) -> Engine:
 
 # Built once: every request runs it, and a prebuilt statement skips SQLAlchemy's per-call
 # expression building and cache-key hashing; run on the connection, it skips the ORM layer.
-_BY_DIGEST = select(
-    _CRED.c.id,
-    _CRED.c.mission_id,
-    _CRED.c.role,
-    _CRED.c.observer_id,
-    _CRED.c.revoked_at,
-    _CRED.c.last_used_at,
-).where(_CRED.c.token_hash == bindparam("digest"))
+_BY_DIGEST = select(*[_CRED.c[name] for name in ratelimit.CREDENTIAL_COLUMNS]).where(
+    _CRED.c.token_hash == bindparam("digest")
+)
 
 
 def authenticate(session: Session, token: str, settings: Settings) -> Principal:

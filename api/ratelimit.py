@@ -82,8 +82,9 @@ def _statements(dialect: str) -> tuple[Any, Any]:
 # PostgreSQL finds the credential and counts the request in one autocommitted round trip
 # (SQLite has no INSERT inside WITH, and takes the two steps). Unknown and revoked tokens
 # are not counted: they are refused before any work is done.
+CREDENTIAL_COLUMNS = ("id", "mission_id", "role", "observer_id", "revoked_at", "last_used_at")
 _LOOKUP_AND_BUMP = text(
-    "WITH cred AS (SELECT id, mission_id, role, observer_id, revoked_at, last_used_at"
+    f"WITH cred AS (SELECT {', '.join(CREDENTIAL_COLUMNS)}"
     " FROM credential WHERE token_hash = :digest), "
     'bump AS (INSERT INTO rate_limit_window (credential_id, "window", hits)'
     " SELECT id, :window, 1 FROM cred WHERE revoked_at IS NULL"

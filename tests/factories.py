@@ -181,8 +181,6 @@ __all__ = [
 def mission_with_staff(session: Any) -> dict[str, Any]:
     """A mission with station S-1, an observer assigned to it, and an analyst: the tokens
     of the admin, the observer and the analyst, and the mission."""
-    from models import Role
-
     mission, admin = make_mission(session)
     make_station(session, mission.id, "S-1")
     _, observer = make_observer(session, mission.id, ["S-1"])

@@ -155,12 +155,8 @@ def _intake_sql(dialect: str) -> _IntakeSQL:
     return _IntakeSQL(lookup, insert_checklist, one_statement=dialect == "postgresql")
 
 
-_CL_COLUMNS = (
-    "id", "root_id", "version", "replaces_id", "is_latest", "mission_id", "observer_id",
-    "station_id", "template_id", "phase", "observed_at", "observed_utc_offset_min",
-    "device_sent_at", "clock_skew_s", "clock_flagged", "received_at", "credential_id",
-    "payload", "payload_sha256", "review_state", "quarantined",
-)  # fmt: skip
+# Every column of the checklist row, named as in the `values` that `submit` builds.
+_CL_COLUMNS = tuple(c.name for c in CL.columns)
 
 # PostgreSQL stores a checklist in one statement: the row, its answers, the correction's
 # flip of the version it replaces, and the outbox rows. Each statement costs a round trip

@@ -137,6 +137,8 @@ TMP_LEAF = _tally_table(
     Column("abroad", Boolean, nullable=False),
 )
 
+TMP_TABLES = (TMP_SIGN, TMP_BEFORE, TMP_STATION, TMP_LEAF)
+
 KIND_OF = {
     QuestionType.yes_no: "closed",
     QuestionType.single: "closed",
@@ -228,16 +230,15 @@ def _ensure_temp_tables(session: Session) -> None:
         # the answers of a batch by index (they are cached) rather than scan them all.
         session.execute(text("SET LOCAL work_mem = '128MB'"))
         session.execute(text("SET LOCAL random_page_cost = 1.1"))
-    for table in (TMP_SIGN, TMP_BEFORE, TMP_STATION, TMP_LEAF):
+    for table in TMP_TABLES:
         table.create(conn, checkfirst=True)
     if conn.dialect.name == "postgresql":
         # TRUNCATE, not DELETE: a temporary table lives as long as its pooled connection and
         # no autovacuum ever visits it, so deleted rows would pile up fold after fold (after
         # one large fold, clearing a hundred rows took a third of a second).
-        names = ", ".join(t.name for t in (TMP_SIGN, TMP_BEFORE, TMP_STATION, TMP_LEAF))
-        session.execute(text(f"TRUNCATE {names}"))
+        session.execute(text(f"TRUNCATE {', '.join(t.name for t in TMP_TABLES)}"))
     else:
-        for table in (TMP_SIGN, TMP_BEFORE, TMP_STATION, TMP_LEAF):
+        for table in TMP_TABLES:
             session.execute(delete(table))
 
 
@@ -487,39 +488,22 @@ def _add_to_nodes(session: Session) -> None:
     """Add the per-station deltas at every node above each station: first summed per place
     (a few thousand rows), then rolled up to the region, in/abroad and the whole mission."""
     ts = TMP_STATION
-    leaf_keys = (
-        "mission_id",
-        "location_id",
-        "region_id",
-        "abroad",
-        "phase",
-        "question_code",
-        "value",
-    )
+    leaf = (
+        ts.c.mission_id,
+        ST.c.location_id,
+        ST.c.region_id,
+        ST.c.abroad,
+        ts.c.phase,
+        ts.c.question_code,
+        ts.c.value,
+    )  # TMP_LEAF's key columns, by the same names
     session.execute(
         TMP_LEAF.insert().from_select(
-            [*leaf_keys, *TALLY_COLUMNS],
-            select(
-                ts.c.mission_id,
-                ST.c.location_id,
-                ST.c.region_id,
-                ST.c.abroad,
-                ts.c.phase,
-                ts.c.question_code,
-                ts.c.value,
-                *[func.sum(ts.c[c]) for c in TALLY_COLUMNS],
-            )
+            [*[c.name for c in leaf], *TALLY_COLUMNS],
+            select(*leaf, *[func.sum(ts.c[c]) for c in TALLY_COLUMNS])
             .select_from(ts.join(ST, ST.c.id == ts.c.station_id))
             .where(or_(*[ts.c[c] != 0 for c in TALLY_COLUMNS]))
-            .group_by(
-                ts.c.mission_id,
-                ST.c.location_id,
-                ST.c.region_id,
-                ST.c.abroad,
-                ts.c.phase,
-                ts.c.question_code,
-                ts.c.value,
-            ),
+            .group_by(*leaf),
         )
     )
     lf = TMP_LEAF
