@@ -9,12 +9,11 @@ from typing import Any
 import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
-from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import access
 from api.checklist_schema import TemplateDefinition
-from api.compression import GunzipRequest
+from api.compression import GunzipRequest, refuse
 from api.config import Settings, get_settings
 from api.errors import TooLarge, install_error_handlers
 from api.routes import (
@@ -76,15 +75,13 @@ class BodyLimit:
                 await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
-        response = JSONResponse(
-            {
-                "error": "PayloadTooLarge",
-                "code": "body_too_large",
-                "detail": f"the request body is over {self.max_bytes} bytes",
-            },
-            status_code=413,
+        await refuse(
+            send,
+            413,
+            "PayloadTooLarge",
+            "body_too_large",
+            f"the request body is over {self.max_bytes} bytes",
         )
-        await response({"type": "http"}, _empty_receive, send)
 
 
 class _TooLarge(TooLarge):
@@ -93,10 +90,6 @@ class _TooLarge(TooLarge):
 
     def __init__(self) -> None:
         super().__init__("the request body is over the size limit", code="body_too_large")
-
-
-async def _empty_receive() -> Message:
-    return {"type": "http.request", "body": b"", "more_body": False}
 
 
 @asynccontextmanager
