@@ -244,6 +244,20 @@ class TemplateDefinition(_Strict):
 # --- compiled form, used on the hot path -------------------------------------------------
 
 
+# How the findings count a question's answers: each option of a closed question is counted,
+# numbers are summed, and times and texts are only counted as answered. Stored with every
+# answer, so that the findings fold needs no template to count it.
+KIND_OF = {
+    QuestionType.yes_no: "closed",
+    QuestionType.single: "closed",
+    QuestionType.multi: "closed",
+    QuestionType.scale4: "closed",
+    QuestionType.integer: "number",
+    QuestionType.time: "other",
+    QuestionType.text: "other",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class AnswerRow:
     question_code: str
@@ -251,6 +265,7 @@ class AnswerRow:
     value: str
     number: int | None
     critical: bool
+    kind: str  # KIND_OF the question's type
 
 
 @dataclass(slots=True)
@@ -364,6 +379,7 @@ class CompiledTemplate:
         q = cq.q
         code = q.code
         t = q.type
+        kind = KIND_OF[t]
         if t == QuestionType.multi:
             if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):
                 errors.append(AnswerError(path, "wrong_type", "expected a list of option codes"))
@@ -381,11 +397,11 @@ class CompiledTemplate:
             if NA in raw and len(raw) > 1:
                 errors.append(AnswerError(path, "na_with_others", "'na' cannot be combined"))
                 return None
-            return [AnswerRow(code, i, v, None, v in cq.critical) for i, v in enumerate(raw)]
+            return [AnswerRow(code, i, v, None, v in cq.critical, kind) for i, v in enumerate(raw)]
         if t == QuestionType.integer:
             if isinstance(raw, bool) or not isinstance(raw, int):
                 if raw == NA and q.allow_na:
-                    return [AnswerRow(code, 0, NA, None, False)]
+                    return [AnswerRow(code, 0, NA, None, False, kind)]
                 errors.append(AnswerError(path, "wrong_type", "expected a whole number"))
                 return None
             if abs(raw) > MAX_NUMBER:  # a template without min/max must not overflow BIGINT
@@ -402,32 +418,32 @@ class CompiledTemplate:
                 )
                 return None
             crit = q.critical_min is not None and raw >= q.critical_min
-            return [AnswerRow(code, 0, str(raw), raw, crit)]
+            return [AnswerRow(code, 0, str(raw), raw, crit, kind)]
         if not isinstance(raw, str):
             errors.append(AnswerError(path, "wrong_type", f"expected a string for a {t} question"))
             return None
         if t == QuestionType.time:
             if raw == NA and q.allow_na:
-                return [AnswerRow(code, 0, NA, None, False)]
+                return [AnswerRow(code, 0, NA, None, False, kind)]
             if not TIME_RE.fullmatch(raw):
                 errors.append(AnswerError(path, "wrong_type", "expected a time as HH:MM (24 h)"))
                 return None
             minutes = int(raw[:2]) * 60 + int(raw[3:])
-            return [AnswerRow(code, 0, raw, minutes, False)]
+            return [AnswerRow(code, 0, raw, minutes, False, kind)]
         if t == QuestionType.text:
             if len(raw) > q.max_length:
                 errors.append(
                     AnswerError(path, "too_long", f"text is longer than {q.max_length} characters")
                 )
                 return None
-            return [AnswerRow(code, 0, raw, None, False)]
+            return [AnswerRow(code, 0, raw, None, False, kind)]
         assert cq.allowed is not None
         if raw not in cq.allowed:
             errors.append(
                 AnswerError(path, "not_an_option", f"{raw!r} not among {sorted(cq.allowed)}")
             )
             return None
-        return [AnswerRow(code, 0, raw, None, raw in cq.critical)]
+        return [AnswerRow(code, 0, raw, None, raw in cq.critical, kind)]
 
 
 def option_labels(q: Question, language: str) -> dict[str, str]:

@@ -333,14 +333,14 @@ def preload(url: str, world: World, sets: dict[str, Any], n: int, rng: random.Ra
                 )  # fmt: skip
                 for r in rows:
                     answers.append(
-                        (clid, r.question_code, r.position, r.value, r.number, r.critical)
+                        (clid, r.question_code, r.position, r.value, r.number, r.critical, r.kind)
                     )
                 changes.append((world.mission_id, clid, at))
             with conn.cursor() as cur:
                 _copy(cur, f"checklist ({cl_cols})", checklists)
                 _copy(
                     cur,
-                    "answer (checklist_id, question_code, position, value, number, critical)",
+                    "answer (checklist_id, question_code, position, value, number, critical, kind)",
                     answers,
                 )
                 _copy(cur, "checklist_change (mission_id, checklist_id, created_at)", changes)
@@ -483,8 +483,8 @@ c AS (
     now(), 300, false, now(), '{credential}', repeat('x', 1500), md5(u.id::text), 'received',
     false FROM u RETURNING id),
 a AS (
-  INSERT INTO answer (checklist_id, question_code, position, value, number, critical)
-  SELECT c.id, 'Q' || g, 0, 'yes', NULL, false FROM c, generate_series(1, {answers}) g)
+  INSERT INTO answer (checklist_id, question_code, position, value, number, critical, kind)
+  SELECT c.id, 'Q' || g, 0, 'yes', NULL, false, 'closed' FROM c, generate_series(1, {answers}) g)
 INSERT INTO checklist_change (mission_id, checklist_id, created_at)
 SELECT '{mission}', c.id, now() FROM c;
 """

@@ -10,7 +10,6 @@ from models.finding import (
     FindingCache,
     FindingCritical,
     FindingFold,
-    FindingQuestion,
     FindingState,
     FindingTally,
 )
@@ -35,7 +34,6 @@ __all__ = [
     "FindingCache",
     "FindingCritical",
     "FindingFold",
-    "FindingQuestion",
     "FindingState",
     "FindingTally",
     "Location",

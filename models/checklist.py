@@ -87,6 +87,9 @@ class Answer(SQLModel, table=True):
     value: str = Field(sa_column=Column(Text, nullable=False))
     number: int | None = Field(default=None, sa_type=BigInteger)
     critical: bool = False
+    # How the findings count it: "closed" (per option), "number" (summed) or "other" (only
+    # as answered); from the question's type (`api.checklist_schema.KIND_OF`).
+    kind: str = Field(max_length=8)
 
 
 class Phase(StrEnum):

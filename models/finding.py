@@ -52,16 +52,6 @@ class FindingApplied(SQLModel, table=True):
     phase: str = Field(sa_type=String(16))
 
 
-class FindingQuestion(SQLModel, table=True):
-    """What kind of answer each question of a template holds, for the set-based fold."""
-
-    __tablename__ = "finding_question"
-
-    template_id: uuid.UUID = Field(primary_key=True)
-    question_code: str = Field(max_length=32, primary_key=True)
-    kind: str = Field(sa_type=String(8), description="closed, number or text")
-
-
 class FindingTally(SQLModel, table=True):
     """Counts per tree node, phase, question and answer, kept current by the fold.
 

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, select, update
 
 import models
 from api import migrate
 from api.db import get_engine, normalise_url
+from models import Answer
+from tests.factories import make_mission, make_observer, make_station
+from tests.findings_factories import post
 
 
 def test_migrated_database_matches_the_models(database_url: str) -> None:
@@ -46,3 +51,36 @@ def test_every_migration_downgrades_and_upgrades_again(database_url: str) -> Non
     finally:
         if not url.startswith("sqlite"):
             _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_answer_kinds_backfilled_by_migration_0006_match_what_intake_stores(
+    client: Any, session: Any
+) -> None:
+    """0006 gave every stored answer a kind from its template; intake gives new answers
+    theirs from the question's type. Both must agree, for every kind of question."""
+    mission, _ = make_mission(session)
+    code = make_station(session, mission.id)
+    _, token = make_observer(session, mission.id, [code])
+    for phase in ("opening", "voting", "closing"):
+        post(client, token, code, phase, {"B6": "A note"})
+    stored = {
+        (r.checklist_id, r.question_code, r.position): r.kind
+        for r in session.execute(select(Answer.checklist_id, Answer.question_code,
+                                        Answer.position, Answer.kind))
+    }  # fmt: skip
+    assert set(stored.values()) == {"closed", "number", "other"}
+
+    spec = importlib.util.spec_from_file_location(
+        "m0006", next(Path("migrations/versions").glob("*-0006_answer_kind.py"))
+    )
+    assert spec is not None and spec.loader is not None
+    m0006 = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(m0006)
+    session.execute(update(Answer).values(kind="closed"))  # as 0006 found them
+    m0006.backfill(session.connection())
+    again = {
+        (r.checklist_id, r.question_code, r.position): r.kind
+        for r in session.execute(select(Answer.checklist_id, Answer.question_code,
+                                        Answer.position, Answer.kind))
+    }  # fmt: skip
+    assert again == stored

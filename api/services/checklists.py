@@ -161,7 +161,7 @@ _CL_COLUMNS = tuple(c.name for c in CL.columns)
 # PostgreSQL stores a checklist in one statement: the row, its answers, the correction's
 # flip of the version it replaces, and the outbox rows. Each statement costs a round trip
 # and 100 to 150 µs of CPU in the driver and SQLAlchemy; this saves two to three of them.
-# The answers travel as one JSON array of [code, position, value, number, critical]: the
+# The answers travel as one JSON array of [code, position, value, number, critical, kind]: the
 # driver dumps it in C, where array parameters are dumped element by element in Python.
 # The row's insert does nothing on a clash (a resend racing itself, or two corrections of
 # one version), and then nothing else in the statement writes either.
@@ -171,9 +171,9 @@ _STORE_PG = text(
     + ") VALUES ("
     + ", ".join(f":{c}" for c in _CL_COLUMNS)
     + ") ON CONFLICT DO NOTHING RETURNING id), "
-    "a AS (INSERT INTO answer (checklist_id, question_code, position, value, number, critical)"
-    " SELECT c.id, e->>0, CAST(e->>1 AS smallint), e->>2, CAST(e->>3 AS bigint),"
-    " CAST(e->>4 AS boolean) FROM c, json_array_elements(CAST(:answers AS json)) AS e), "
+    "a AS (INSERT INTO answer (checklist_id, question_code, position, value, number, critical,"
+    " kind) SELECT c.id, e->>0, CAST(e->>1 AS smallint), e->>2, CAST(e->>3 AS bigint),"
+    " CAST(e->>4 AS boolean), e->>5 FROM c, json_array_elements(CAST(:answers AS json)) AS e), "
     "f AS (UPDATE checklist SET is_latest = false WHERE id = CAST(:flip AS uuid)"
     " AND is_latest AND EXISTS (SELECT 1 FROM c) RETURNING id), "
     "g AS (INSERT INTO checklist_change (mission_id, checklist_id, created_at)"
@@ -186,7 +186,7 @@ _STORE_PG = text(
 def _store_pg(session: Session, values: dict[str, Any], rows: list[Any]) -> tuple[bool, int]:
     """(stored, versions flipped) for one checklist, in one statement."""
     answers = orjson.dumps(
-        [[r.question_code, r.position, r.value, r.number, r.critical] for r in rows]
+        [[r.question_code, r.position, r.value, r.number, r.critical, r.kind] for r in rows]
     )
     params = values | {"answers": answers.decode(), "flip": values["replaces_id"]}
     row = session.connection().execute(_STORE_PG, params).one()
@@ -205,6 +205,7 @@ def insert_answers(session: Session, checklist_id: uuid.UUID, rows: list[Any]) -
                 "value": r.value,
                 "number": r.number,
                 "critical": r.critical,
+                "kind": r.kind,
             }
             for r in rows
         ],

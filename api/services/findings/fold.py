@@ -57,9 +57,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from api.checklist_schema import QuestionType, TemplateDefinition
 from api.config import Settings
-from api.services.findings.scope import CL, ST, TPL, counts
+from api.services.findings.scope import CL, ST, counts
 from api.services.sql import dialect_insert, insert_ignore
 from models import (
     Answer,
@@ -67,7 +66,6 @@ from models import (
     FindingApplied,
     FindingCritical,
     FindingFold,
-    FindingQuestion,
     FindingState,
     FindingTally,
 )
@@ -81,7 +79,6 @@ CHG = ChecklistChange.__table__  # type: ignore[attr-defined]
 FA = FindingApplied.__table__  # type: ignore[attr-defined]
 FC = FindingCritical.__table__  # type: ignore[attr-defined]
 FF = FindingFold.__table__  # type: ignore[attr-defined]
-FQ = FindingQuestion.__table__  # type: ignore[attr-defined]
 FS = FindingState.__table__  # type: ignore[attr-defined]
 FT = FindingTally.__table__  # type: ignore[attr-defined]
 
@@ -104,7 +101,6 @@ def _signed_checklists(name: str) -> Table:
         Column("mission_id", Uuid, nullable=False),
         Column("station_id", Uuid, nullable=False),
         Column("phase", String(16), nullable=False),
-        Column("template_id", Uuid, nullable=False),
         prefixes=["TEMPORARY"],
     )
 
@@ -139,20 +135,10 @@ TMP_LEAF = _tally_table(
 
 TMP_TABLES = (TMP_SIGN, TMP_BEFORE, TMP_STATION, TMP_LEAF)
 
-KIND_OF = {
-    QuestionType.yes_no: "closed",
-    QuestionType.single: "closed",
-    QuestionType.multi: "closed",
-    QuestionType.scale4: "closed",
-    QuestionType.integer: "number",
-    QuestionType.time: "other",
-    QuestionType.text: "other",
-}
-
 
 def emissions(src: Any) -> Any:
     """Tally rows of the checklists in `src` (checklist_id, sign, mission_id, station_id,
-    phase, template_id): per checklist a `_` row in its phase and one in phase `all` (so
+    phase): per checklist a `_` row in its phase and one in phase `all` (so
     that stations seen in several phases count once); per answer the answer itself (closed
     questions) or `#` with its number (count questions), and `*` for an answered question.
     Each source is read once: a two-row `copies` table doubles the rows where needed."""
@@ -170,7 +156,7 @@ def emissions(src: Any) -> Any:
         literal_column("0").label("number"),
         literal_column("0").label("crit"),
     ).select_from(src.join(copies, true()))
-    closed = or_(FQ.c.kind == "closed", AN.c.value == "na")
+    closed = or_(AN.c.kind == "closed", AN.c.value == "na")
     answer_rows = (
         select(
             src.c.mission_id,
@@ -181,46 +167,18 @@ def emissions(src: Any) -> Any:
                 (~first, literal_column("'*'")), (closed, AN.c.value), else_=literal_column("'#'")
             ),
             src.c.sign,
-            case((and_(first, FQ.c.kind == "number"), func.coalesce(AN.c.number, 0)), else_=0),
+            case((and_(first, AN.c.kind == "number"), func.coalesce(AN.c.number, 0)), else_=0),
             case((and_(first, AN.c.critical), 1), else_=0),
         )
-        .select_from(
-            src.join(AN, AN.c.checklist_id == src.c.checklist_id)
-            .join(
-                FQ,
-                and_(
-                    FQ.c.template_id == src.c.template_id, FQ.c.question_code == AN.c.question_code
-                ),
-            )
-            .join(copies, true())
-        )
+        .select_from(src.join(AN, AN.c.checklist_id == src.c.checklist_id).join(copies, true()))
         .where(
             or_(
-                and_(first, FQ.c.kind != "other"),
+                and_(first, AN.c.kind != "other"),
                 and_(~first, AN.c.position == 0, AN.c.value != "na"),
             )
         )
     )
     return union_all(checklist_rows, answer_rows)
-
-
-def _catalogue(session: Session, lo: int, hi: int) -> None:
-    """Record the answer kind of every question of templates not seen before."""
-    changed = select(CHG.c.checklist_id).where(CHG.c.id > lo, CHG.c.id <= hi)
-    new_templates = session.execute(
-        select(TPL.c.id, TPL.c.definition).where(
-            TPL.c.id.in_(select(CL.c.template_id).where(CL.c.id.in_(changed)).distinct()),
-            ~exists(select(FQ.c.template_id).where(FQ.c.template_id == TPL.c.id)),
-        )
-    ).all()
-    for tpl_id, definition in new_templates:
-        parsed = TemplateDefinition.model_validate(definition)
-        rows = [
-            {"template_id": tpl_id, "question_code": q.code, "kind": KIND_OF[q.type]}
-            for section in parsed.sections
-            for q in section.questions
-        ]
-        insert_ignore(session, FQ, rows, ["template_id", "question_code"])
 
 
 def _ensure_temp_tables(session: Session) -> None:
@@ -353,21 +311,19 @@ def fold(session: Session) -> FoldResult:
 
 
 def _fold_window(session: Session, lo: int, hi: int, seen: int) -> int:
-    _catalogue(session, lo, hi)
     _ensure_temp_tables(session)
     changed = select(CHG.c.checklist_id).where(CHG.c.id > lo, CHG.c.id <= hi)
     applied = exists(select(FA.c.checklist_id).where(FA.c.checklist_id == CL.c.id))
     now_counts = counts(CL)
     session.execute(
         TMP_SIGN.insert().from_select(
-            ["checklist_id", "sign", "mission_id", "station_id", "phase", "template_id"],
+            ["checklist_id", "sign", "mission_id", "station_id", "phase"],
             select(
                 CL.c.id,
                 case((now_counts, 1), else_=-1),
                 CL.c.mission_id,
                 CL.c.station_id,
                 CL.c.phase,
-                CL.c.template_id,
             ).where(
                 CL.c.id.in_(changed),
                 or_(and_(now_counts, not_(applied)), and_(not_(now_counts), applied)),
@@ -404,16 +360,15 @@ def _apply_signed(session: Session) -> None:
     touched = select(TMP_SIGN.c.station_id, TMP_SIGN.c.phase).distinct().subquery("touched")
     session.execute(
         TMP_BEFORE.insert().from_select(
-            ["checklist_id", "sign", "mission_id", "station_id", "phase", "template_id"],
+            ["checklist_id", "sign", "mission_id", "station_id", "phase"],
             select(
                 FA.c.checklist_id,
                 literal_column("1"),
                 FA.c.mission_id,
                 FA.c.station_id,
                 FA.c.phase,
-                CL.c.template_id,
             ).select_from(
-                FA.join(CL, CL.c.id == FA.c.checklist_id).join(
+                FA.join(
                     touched,
                     and_(touched.c.station_id == FA.c.station_id, touched.c.phase == FA.c.phase),
                 )
@@ -581,7 +536,7 @@ def rebuild(session: Session) -> FoldResult:
     """Forget every tally and fold the whole outbox again (after a bug fix, or by hand)."""
     if not _lock(session):  # taken again by fold(): advisory locks nest in a session
         return FoldResult(folded=False)
-    for table in (FT, FA, FC, FQ):
+    for table in (FT, FA, FC):
         session.execute(delete(table))
     session.execute(
         update(FF).values(last_change_id=0, seen_change_id=0, gap_xmax=None, gap_hi=None)

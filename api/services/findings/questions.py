@@ -133,7 +133,6 @@ def recompute(session: Session, scope: Scope) -> Tally:
             CL.c.mission_id,
             CL.c.station_id,
             CL.c.phase,
-            CL.c.template_id,
         )
         .where(checklist_predicate(scope))
         .subquery("src")
