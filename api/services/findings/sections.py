@@ -171,17 +171,20 @@ def _observers_missing(session: Session, scope: Scope) -> dict[str, Any]:
     if scope.team_id is not None:
         query = query.where(OBS.c.team_id == scope.team_id)
     sub = query.subquery()
-    count = session.scalar(select(func.count()).select_from(sub)) or 0
+    # The count of all of them rides on the first page (a window over the whole result):
+    # counting in a query of its own ran the grouping twice, half a second each at 3,000
+    # observers and 100,000 checklists.
     rows = session.execute(
-        select(sub).order_by(sub.c.reported, sub.c.code).limit(LIST_LIMIT)
+        select(sub, func.count().over().label("total"))
+        .order_by(sub.c.reported, sub.c.code)
+        .limit(LIST_LIMIT)
     ).mappings()
-    return {
-        "count": count,
-        "data": [
-            {str(k): v for k, v in r.items()} | {"missing": r["assigned"] - r["reported"]}
-            for r in rows
-        ],
-    }
+    data, count = [], 0
+    for r in rows:
+        count = r["total"]
+        row = {str(k): v for k, v in r.items() if k != "total"}
+        data.append(row | {"missing": r["assigned"] - r["reported"]})
+    return {"count": count, "data": data}
 
 
 def _arrivals(session: Session, scope: Scope) -> list[dict[str, Any]]:
