@@ -55,7 +55,15 @@ class Settings(BaseSettings):
         "fold can have a core or a machine of its own)",
     )
     findings_cache_s: float = Field(
-        1.0, description="How long a computed findings view may be reused while data arrives"
+        1.0,
+        description="How long a computed findings view may be reused while data arrives "
+        "(0: never, which also turns off findings_cache_cost_factor)",
+    )
+    findings_cache_cost_factor: float = Field(
+        10.0,
+        description="While data arrives, a view is also reused for this many times as long as "
+        "it took to compute, up to a minute: a view that took 2 s is computed again at most "
+        "every 20 s, so that no slow view takes more than a tenth of the database's time",
     )
     rate_limit_per_minute: int = Field(
         600, description="Requests one token may make per minute (429 above); 0 turns it off"

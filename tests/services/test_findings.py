@@ -364,7 +364,32 @@ def test_coverage_shows_planned_and_observed_stations_and_missing_observers(
     assert (turkey["abroad"], turkey["assigned"], turkey["observed"]) == (True, 1, {})
     missing = {o["code"]: o["missing"] for o in coverage["observers_missing"]["data"]}
     assert missing == {"STO-1": 1, "STO-2": 1}
+    assert coverage["observers_missing"]["count"] == 2
     assert sum(h["checklists"] for h in coverage["arrivals_per_hour"]) == 2
+
+
+def test_missing_observers_are_counted_beyond_the_listed_page(
+    client: Any, session: Any, monkeypatch: Any
+) -> None:
+    from api.services.findings import sections
+
+    mission, _ = make_mission(session)
+    for code in ("N-1", "N-2", "N-3"):
+        make_station(session, mission.id, code, region="North")
+    _, first = make_observer(session, mission.id, ["N-1"], code="STO-1")
+    make_observer(session, mission.id, ["N-2"], code="STO-2")
+    make_observer(session, mission.id, ["N-3"], code="STO-3")
+    monkeypatch.setattr(sections, "LIST_LIMIT", 1)
+    missing = view(session, mission.id, "coverage")["observers_missing"]
+    assert missing["count"] == 3
+    assert missing["data"] == [
+        {"code": "STO-1", "name": "Observer STO-1", "team": "Team 1", "assigned": 1,
+         "reported": 0, "last_received_at": None, "missing": 1}
+    ]  # fmt: skip
+    post(client, first, "N-1", "opening")
+    monkeypatch.setattr(sections, "LIST_LIMIT", 5)
+    missing = view(session, mission.id, "coverage")["observers_missing"]
+    assert missing["count"] == 2 and [o["code"] for o in missing["data"]] == ["STO-2", "STO-3"]
 
 
 def test_filters_select_places_abroad_phase_team_time_and_template(
@@ -407,3 +432,57 @@ def _ago(hours: float) -> Any:
     from datetime import UTC, datetime, timedelta
 
     return datetime.now(UTC) - timedelta(hours=hours)
+
+
+def test_a_slow_view_is_reused_while_data_arrives_for_ten_times_its_cost(
+    client: Any, session: Any
+) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from api.config import Settings
+    from api.services.findings.scope import Filters
+    from api.services.findings.views import FCACHE, get_view, reuse_s
+
+    mission, _ = make_mission(session)
+    make_station(session, mission.id, "N-1", region="North")
+    _, token = make_observer(session, mission.id, ["N-1"])
+    post(client, token, "N-1", "voting")
+
+    def observations(settings: Settings) -> int:
+        session.commit()
+        found = get_view(session, settings, mission.id, "findings", Filters(), None).parsed()
+        return int(found["totals"]["observations"])
+
+    reusing = Settings(findings_max_lag_s=0, findings_cache_s=1, findings_cache_cost_factor=10)
+    assert observations(reusing) == 1
+
+    def computed(seconds_ago: float, took_ms: int) -> None:
+        session.execute(
+            update(FCACHE)
+            .where(FCACHE.c.mission_id == mission.id)
+            .values(computed_at=_ago(seconds_ago / 3600), duration_ms=took_ms)
+        )
+        session.commit()
+
+    # New data; the view took 3 s to compute 20 s ago: reused for 30 s.
+    post(client, token, "N-1", "voting")
+    computed(20, 3000)
+    assert observations(reusing) == 1
+    # 40 s ago: computed again, with the new checklist.
+    computed(40, 3000)
+    assert observations(reusing) == 2
+    # A fast view is reused only for findings_cache_s.
+    post(client, token, "N-1", "voting")
+    computed(0.5, 20)
+    assert observations(reusing) == 2
+    computed(1.5, 20)
+    assert observations(reusing) == 3
+    # findings_cache_s=0 turns reuse off, whatever a view cost.
+    post(client, token, "N-1", "voting")
+    computed(1, 60_000)
+    assert observations(Settings(findings_max_lag_s=0, findings_cache_s=0)) == 4
+    # However slow a view, it is at most a minute behind the data.
+    assert reuse_s(reusing, 3_600_000) == 60 and reuse_s(reusing, 0) == 1
+    assert reuse_s(reusing, 2000) == timedelta(seconds=20).total_seconds()

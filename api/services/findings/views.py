@@ -1,9 +1,13 @@
 """Every findings view goes through here: freshness, the shared cache, data versions, ETags.
 
-A view is computed at most once per data version (and at most every `findings_cache_s`
-while data keeps arriving), by whichever API process is asked first; the result is stored
-in `finding_cache` so that every other process serves it too. The ETag is a hash of the
-body, so an unchanged result always has the same ETag on every process.
+A view is computed at most once per data version by whichever API process is asked first;
+the result is stored in `finding_cache` so that every other process serves it too. While
+data keeps arriving (a new version every second or so), a view is reused for
+`findings_cache_s`, or for `findings_cache_cost_factor` times as long as it took to compute
+if that is longer (up to `COST_REUSE_MAX_S`): the dashboard's findings take milliseconds
+and stay within a second or two of the data, while a draft statement that takes seconds
+at national scale is not computed again on every poll. The ETag is a hash of the body, so
+an unchanged result always has the same ETag on every process.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ FS = FindingState.__table__  # type: ignore[attr-defined]
 ASG = Assignment.__table__  # type: ignore[attr-defined]
 MISSION = Mission.__table__  # type: ignore[attr-defined]
 CACHE_KEEP = timedelta(hours=1)
+COST_REUSE_MAX_S = 60.0  # a slow view is at most a minute behind the data
 
 
 @dataclass(slots=True)
@@ -175,14 +180,14 @@ def get_view(
         key_parts.append(_plan_fingerprint(session, mission_id))
     key = hashlib.sha256(orjson.dumps(key_parts, option=orjson.OPT_SORT_KEYS)).hexdigest()[:40]
     cached = session.execute(
-        select(FCACHE.c.version, FCACHE.c.computed_at, FCACHE.c.body).where(
+        select(FCACHE.c.version, FCACHE.c.computed_at, FCACHE.c.body, FCACHE.c.duration_ms).where(
             FCACHE.c.mission_id == mission_id, FCACHE.c.key == key
         )
     ).first()
     now = utcnow()
     if cached is not None and (
         cached.version == version
-        or (now - cached.computed_at).total_seconds() < settings.findings_cache_s
+        or (now - cached.computed_at).total_seconds() < reuse_s(settings, cached.duration_ms)
     ):
         body = cached.body.encode()
         return View(body, _etag(body))
@@ -211,6 +216,14 @@ def get_view(
     body = orjson.dumps(data)
     _store(mission_id, key, version, now, body, int((time.perf_counter() - started) * 1000))
     return View(body, _etag(body))
+
+
+def reuse_s(settings: Settings, duration_ms: int) -> float:
+    """How long a view that took `duration_ms` to compute is served while data arrives."""
+    if settings.findings_cache_s <= 0:
+        return 0.0
+    by_cost = min(settings.findings_cache_cost_factor * duration_ms / 1000, COST_REUSE_MAX_S)
+    return max(settings.findings_cache_s, by_cost)
 
 
 def _etag(body: bytes) -> str:
