@@ -17,7 +17,8 @@ What it does, against the PostgreSQL at 127.0.0.1:5432 (a database of its own,
 3. meanwhile polls `GET /missions/{id}/findings` four times a second (latency of full
    answers) and samples the database's own count of checklists (staleness: how long after
    a checklist was stored the findings first counted it), and the server's memory;
-4. measures the database's floor for the same inserts with `pgbench` (one checklist, its
+4. computes each findings view afresh on the full mission, with the server stopped;
+5. measures the database's floor for the same inserts with `pgbench` (one checklist, its
    answers and its outbox row per transaction) and prints the ratio.
 
 The last line of output is one JSON object with the figures.
@@ -115,6 +116,20 @@ def pct(values: list[float], q: float) -> float:
     k = (len(ordered) - 1) * q
     lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def yardstick_ms() -> float:
+    """Milliseconds of CPU, best of three, for a fixed pure-Python workload (JSON and hashing
+    of a checklist-sized document): a rough measure for comparing the CPU of two machines,
+    or of one machine from day to day, since the figures below move with it."""
+    doc = {f"Q{i}": {"value": "yes", "n": i, "note": "x" * 20} for i in range(40)}
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.process_time()
+        for _ in range(10_000):
+            hashlib.sha256(orjson.dumps(orjson.loads(orjson.dumps(doc)))).hexdigest()
+        best = min(best, time.process_time() - t0)
+    return best * 1000
 
 
 # --- database and seed ------------------------------------------------------------------
@@ -458,6 +473,37 @@ def poll(
     return threads
 
 
+def view_costs(mission_id: uuid.UUID) -> dict[str, float]:
+    """Milliseconds to compute each findings view afresh (best of two), on the full mission
+    and with the server stopped: what the first dashboard to ask waits when the data moved
+    on, and what `findings_cache_cost_factor` weighs."""
+    from api.db import session_scope
+    from api.services.findings import views
+    from api.services.findings.scope import Filters, resolve
+    from api.services.findings.stats import read_settings
+
+    out = {}
+    for name, build in views.VIEWS.items():
+        best = float("inf")
+        for _ in range(2):
+            with session_scope(read=True) as s:
+                t0 = time.perf_counter()
+                build(
+                    views.Context(
+                        session=s,
+                        scope=resolve(s, mission_id, Filters()),
+                        config=read_settings({})[0],
+                        settings_problems=[],
+                        random_sample=False,
+                        language="en",
+                        languages=["en", "ru"],
+                    )
+                )
+                best = min(best, time.perf_counter() - t0)
+        out[name] = round(best * 1000, 1)
+    return out
+
+
 def staleness(samples: Samples) -> float:
     """The longest time a stored checklist waited before the findings counted it."""
     times = [t for t, _ in samples.truth]
@@ -546,6 +592,8 @@ def main() -> None:
         raise SystemExit(2)
     sys.path.insert(0, str(ROOT))
     rng = random.Random(args.seed)
+    yardstick = yardstick_ms()
+    log(f"CPU yardstick: {yardstick:.0f} ms")
     url = recreate_database(args.database)
     log(f"database {args.database}: {args.stations:,} stations, {args.observers:,} observers")
     world = seed(url, args.stations, args.observers, rng)
@@ -621,6 +669,8 @@ def main() -> None:
         ).fetchone()
     total = int(stored[0]) if stored else 0
     per_checklist = (int(answers[0]) if answers else 0) / max(1, total)
+    costs = view_costs(world.mission_id)
+    log(f"views computed afresh (ms): {costs}")
     log(f"pgbench: one checklist of {round(per_checklist)} answers per transaction")
     floor = pgbench_floor(url, world, round(per_checklist), args.connections, args.pgbench_seconds)
 
@@ -651,6 +701,8 @@ def main() -> None:
         "fold_process": not args.fold_in_api,
         "connections": args.connections,
         "cpus": os.cpu_count(),
+        "cpu_yardstick_ms": round(yardstick),
+        "views_ms": costs,
     }
     log("figures:")
     for k, v in result.items():
