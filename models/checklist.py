@@ -80,7 +80,7 @@ class Answer(SQLModel, table=True):
     """One typed answer: closed answers in `value`, numbers also in `number` (minutes for times)."""
 
     # The counting findings read the protocol figures of every counting checklist by question
-    # code. Only answers with a number are indexed (a tenth of them): without it PostgreSQL
+    # code. Only answers with a number are indexed (one in sixteen): without it PostgreSQL
     # scanned all the answers of a national mission for each of the counting view's queries.
     __table_args__ = (
         Index(

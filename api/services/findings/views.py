@@ -5,8 +5,8 @@ the result is stored in `finding_cache` so that every other process serves it to
 data keeps arriving (a new version every second or so), a view is reused for
 `findings_cache_s`, or for `findings_cache_cost_factor` times as long as it took to compute
 if that is longer (up to `COST_REUSE_MAX_S`): the dashboard's findings take milliseconds
-and stay within a second or two of the data, while a draft statement that takes seconds
-at national scale is not computed again on every poll. The ETag is a hash of the body, so
+and are reused for a second, while a draft statement that takes seconds at national scale
+is not computed again on every poll. The ETag is a hash of the body, so
 an unchanged result always has the same ETag on every process.
 """
 
