@@ -486,3 +486,46 @@ def test_a_slow_view_is_reused_while_data_arrives_for_ten_times_its_cost(
     # However slow a view, it is at most a minute behind the data.
     assert reuse_s(reusing, 3_600_000) == 60 and reuse_s(reusing, 0) == 1
     assert reuse_s(reusing, 2000) == timedelta(seconds=20).total_seconds()
+
+
+def test_one_request_computes_a_stale_view_while_the_others_serve_the_last_one(
+    client: Any, session: Any, monkeypatch: Any
+) -> None:
+    from sqlalchemy import select, update
+
+    from api.config import Settings
+    from api.services.findings import views
+    from api.services.findings.scope import Filters
+
+    mission, _ = make_mission(session)
+    make_station(session, mission.id, "N-1", region="North")
+    _, token = make_observer(session, mission.id, ["N-1"])
+    post(client, token, "N-1", "voting")
+    reusing = Settings(findings_max_lag_s=0, findings_cache_s=1, findings_cache_cost_factor=10)
+
+    def observations() -> int:
+        session.commit()
+        found = views.get_view(session, reusing, mission.id, "findings", Filters(), None)
+        return int(found.parsed()["totals"]["observations"])
+
+    assert observations() == 1
+    post(client, token, "N-1", "voting")
+    session.execute(update(views.FCACHE).values(computed_at=_ago(1 / 60)))  # a minute old
+    session.commit()
+    row = session.execute(select(views.FCACHE.c.key, views.FCACHE.c.computed_at)).one()
+
+    # While another request holds the claim, the last view serves.
+    monkeypatch.setattr(views, "_claim", lambda *args: False)
+    assert observations() == 1
+    monkeypatch.undo()
+    # The first request to move computed_at claims the view; a second one, that read the
+    # same row, does not.
+    later = _ago(0)
+    assert views._claim(mission.id, row.key, row.computed_at, later) is True
+    assert views._claim(mission.id, row.key, row.computed_at, later) is False
+    session.commit()
+    # The claimed row looks fresh to everyone else until the claimer stores the new view.
+    assert observations() == 1
+    session.execute(update(views.FCACHE).values(computed_at=_ago(1 / 60)))
+    session.commit()
+    assert observations() == 2

@@ -6,8 +6,9 @@ data keeps arriving (a new version every second or so), a view is reused for
 `findings_cache_s`, or for `findings_cache_cost_factor` times as long as it took to compute
 if that is longer (up to `COST_REUSE_MAX_S`): the dashboard's findings take milliseconds
 and are reused for a second, while a draft statement that takes seconds at national scale
-is not computed again on every poll. The ETag is a hash of the body, so
-an unchanged result always has the same ETag on every process.
+is not computed again on every poll. When a view is due, the one request that claims
+it computes it while every other serves the last one (`_claim`). The ETag is a hash of
+the body, so an unchanged result always has the same ETag on every process.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -191,6 +193,12 @@ def get_view(
     ):
         body = cached.body.encode()
         return View(body, _etag(body))
+    # Another request may be computing this view at this moment: then the last one serves
+    # meanwhile, rather than every dashboard asking computing it too.
+    reusing = settings.findings_cache_s > 0
+    if cached is not None and reusing and not _claim(mission_id, key, cached.computed_at, now):
+        body = cached.body.encode()
+        return View(body, _etag(body))
     started = time.perf_counter()
     ctx = Context(
         session=session,
@@ -230,17 +238,51 @@ def _etag(body: bytes) -> str:
     return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
 
 
+@contextmanager
+def _cache_write() -> Iterator[Session]:
+    """A transaction of its own on the primary database for the shared cache."""
+    from api.db import session_scope
+
+    with session_scope() as write:
+        if write.get_bind().dialect.name == "postgresql":
+            # A cache row need not wait for the disk: a crash that loses it costs one
+            # recompute. (Checklists and reviews keep their durable commits.)
+            write.execute(text("SET LOCAL synchronous_commit = off"))
+        yield write
+
+
+def _claim(mission_id: uuid.UUID, key: str, seen_at: Any, now: Any) -> bool:
+    """Should this request compute the view again? Only the one that moves the cached row's
+    `computed_at` from what it read to now does; every other request, in this process or
+    another, then finds the row fresh and serves it until the new one is stored. Without
+    this, every dashboard that asked while a slow view was being computed computed it too.
+    If the claimer fails, the row is computed again once its reuse time has passed."""
+    try:
+        with _cache_write() as write:
+            moved = (
+                write.connection()
+                .execute(
+                    update(FCACHE)
+                    .where(
+                        FCACHE.c.mission_id == mission_id,
+                        FCACHE.c.key == key,
+                        FCACHE.c.computed_at == seen_at,
+                    )
+                    .values(computed_at=now)
+                )
+                .rowcount
+            )
+        return bool(moved == 1)
+    except DBAPIError:  # compute it, as if there were no cache
+        log.warning("could not claim a findings view in the cache", exc_info=True)
+        return True
+
+
 def _store(
     mission_id: uuid.UUID, key: str, version: int, at: Any, body: bytes, duration_ms: int
 ) -> None:
-    from api.db import session_scope
-
     try:
-        with session_scope() as write:
-            if write.get_bind().dialect.name == "postgresql":
-                # A cache row need not wait for the disk: a crash that loses it costs one
-                # recompute. (Checklists and reviews keep their durable commits.)
-                write.execute(text("SET LOCAL synchronous_commit = off"))
+        with _cache_write() as write:
             upsert(
                 write,
                 FCACHE,
