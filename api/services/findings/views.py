@@ -187,16 +187,14 @@ def get_view(
         )
     ).first()
     now = utcnow()
+    reuse = 0.0 if cached is None else reuse_s(settings, cached.duration_ms)
     if cached is not None and (
         cached.version == version
-        or (now - cached.computed_at).total_seconds() < reuse_s(settings, cached.duration_ms)
+        or (now - cached.computed_at).total_seconds() < reuse
+        # Due: unless this request claims it, another is computing it at this moment, and
+        # the last one serves meanwhile rather than every dashboard asking computing it too.
+        or (reuse > 0 and not _claim(mission_id, key, cached.computed_at, now))
     ):
-        body = cached.body.encode()
-        return View(body, _etag(body))
-    # Another request may be computing this view at this moment: then the last one serves
-    # meanwhile, rather than every dashboard asking computing it too.
-    reusing = settings.findings_cache_s > 0
-    if cached is not None and reusing and not _claim(mission_id, key, cached.computed_at, now):
         body = cached.body.encode()
         return View(body, _etag(body))
     started = time.perf_counter()
