@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from api.config import Settings
 from api.services.findings.stats import wilson
 from tests.factories import make_mission, make_observer, make_station
 from tests.findings_factories import (
@@ -434,6 +435,29 @@ def _ago(hours: float) -> Any:
     return datetime.now(UTC) - timedelta(hours=hours)
 
 
+# Settings that reuse views while data arrives (tests otherwise read fresh: FRESH).
+REUSING = Settings(findings_max_lag_s=0, findings_cache_s=1, findings_cache_cost_factor=10)
+
+
+def _one_observation(client: Any, session: Any) -> tuple[Any, str, Any]:
+    """A mission with one checklist; returns it, the observer's token and a function that
+    reads the findings' count of observations with the given settings."""
+    from api.services.findings.scope import Filters
+    from api.services.findings.views import get_view
+
+    mission, _ = make_mission(session)
+    make_station(session, mission.id, "N-1", region="North")
+    _, token = make_observer(session, mission.id, ["N-1"])
+    post(client, token, "N-1", "voting")
+
+    def observations(settings: Settings = REUSING) -> int:
+        session.commit()
+        found = get_view(session, settings, mission.id, "findings", Filters(), None).parsed()
+        return int(found["totals"]["observations"])
+
+    return mission, token, observations
+
+
 def test_a_slow_view_is_reused_while_data_arrives_for_ten_times_its_cost(
     client: Any, session: Any
 ) -> None:
@@ -441,22 +465,10 @@ def test_a_slow_view_is_reused_while_data_arrives_for_ten_times_its_cost(
 
     from sqlalchemy import update
 
-    from api.config import Settings
-    from api.services.findings.scope import Filters
-    from api.services.findings.views import FCACHE, get_view, reuse_s
+    from api.services.findings.views import FCACHE, reuse_s
 
-    mission, _ = make_mission(session)
-    make_station(session, mission.id, "N-1", region="North")
-    _, token = make_observer(session, mission.id, ["N-1"])
-    post(client, token, "N-1", "voting")
-
-    def observations(settings: Settings) -> int:
-        session.commit()
-        found = get_view(session, settings, mission.id, "findings", Filters(), None).parsed()
-        return int(found["totals"]["observations"])
-
-    reusing = Settings(findings_max_lag_s=0, findings_cache_s=1, findings_cache_cost_factor=10)
-    assert observations(reusing) == 1
+    mission, token, observations = _one_observation(client, session)
+    assert observations() == 1
 
     def computed(seconds_ago: float, took_ms: int) -> None:
         session.execute(
@@ -469,23 +481,23 @@ def test_a_slow_view_is_reused_while_data_arrives_for_ten_times_its_cost(
     # New data; the view took 3 s to compute 20 s ago: reused for 30 s.
     post(client, token, "N-1", "voting")
     computed(20, 3000)
-    assert observations(reusing) == 1
+    assert observations() == 1
     # 40 s ago: computed again, with the new checklist.
     computed(40, 3000)
-    assert observations(reusing) == 2
+    assert observations() == 2
     # A fast view is reused only for findings_cache_s.
     post(client, token, "N-1", "voting")
     computed(0.5, 20)
-    assert observations(reusing) == 2
+    assert observations() == 2
     computed(1.5, 20)
-    assert observations(reusing) == 3
+    assert observations() == 3
     # findings_cache_s=0 turns reuse off, whatever a view cost.
     post(client, token, "N-1", "voting")
     computed(1, 60_000)
     assert observations(Settings(findings_max_lag_s=0, findings_cache_s=0)) == 4
     # However slow a view, it is at most a minute behind the data.
-    assert reuse_s(reusing, 3_600_000) == 60 and reuse_s(reusing, 0) == 1
-    assert reuse_s(reusing, 2000) == timedelta(seconds=20).total_seconds()
+    assert reuse_s(REUSING, 3_600_000) == 60 and reuse_s(REUSING, 0) == 1
+    assert reuse_s(REUSING, 2000) == timedelta(seconds=20).total_seconds()
 
 
 def test_one_request_computes_a_stale_view_while_the_others_serve_the_last_one(
@@ -493,21 +505,9 @@ def test_one_request_computes_a_stale_view_while_the_others_serve_the_last_one(
 ) -> None:
     from sqlalchemy import select, update
 
-    from api.config import Settings
     from api.services.findings import views
-    from api.services.findings.scope import Filters
 
-    mission, _ = make_mission(session)
-    make_station(session, mission.id, "N-1", region="North")
-    _, token = make_observer(session, mission.id, ["N-1"])
-    post(client, token, "N-1", "voting")
-    reusing = Settings(findings_max_lag_s=0, findings_cache_s=1, findings_cache_cost_factor=10)
-
-    def observations() -> int:
-        session.commit()
-        found = views.get_view(session, reusing, mission.id, "findings", Filters(), None)
-        return int(found.parsed()["totals"]["observations"])
-
+    mission, token, observations = _one_observation(client, session)
     assert observations() == 1
     post(client, token, "N-1", "voting")
     session.execute(update(views.FCACHE).values(computed_at=_ago(1 / 60)))  # a minute old
