@@ -16,7 +16,19 @@ from functools import lru_cache
 from typing import Any
 
 import orjson
-from sqlalchemy import Integer, Row, Uuid, and_, bindparam, false, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    Integer,
+    Row,
+    Uuid,
+    and_,
+    bindparam,
+    false,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -155,41 +167,63 @@ def _intake_sql(dialect: str) -> _IntakeSQL:
     return _IntakeSQL(lookup, insert_checklist, one_statement=dialect == "postgresql")
 
 
-# Every column of the checklist row, named as in the `values` that `submit` builds.
+# Every column of the checklist row, named as in the `values` that `_values` builds.
 _CL_COLUMNS = tuple(c.name for c in CL.columns)
 
-# PostgreSQL stores a checklist in one statement: the row, its answers, the correction's
-# flip of the version it replaces, and the outbox rows. Each statement costs a round trip
-# and 100 to 150 µs of CPU in the driver and SQLAlchemy; this saves two to three of them.
-# The answers travel as one JSON array of [code, position, value, number, critical, kind]: the
-# driver dumps it in C, where array parameters are dumped element by element in Python.
-# The row's insert does nothing on a clash (a resend racing itself, or two corrections of
-# one version), and then nothing else in the statement writes either.
-_STORE_PG = text(
-    "WITH c AS (INSERT INTO checklist ("
-    + ", ".join(_CL_COLUMNS)
-    + ") VALUES ("
-    + ", ".join(f":{c}" for c in _CL_COLUMNS)
-    + ") ON CONFLICT DO NOTHING RETURNING id), "
-    "a AS (INSERT INTO answer (checklist_id, question_code, position, value, number, critical,"
-    " kind) SELECT c.id, e->>0, CAST(e->>1 AS smallint), e->>2, CAST(e->>3 AS bigint),"
-    " CAST(e->>4 AS boolean), e->>5 FROM c, json_array_elements(CAST(:answers AS json)) AS e), "
-    "f AS (UPDATE checklist SET is_latest = false WHERE id = CAST(:flip AS uuid)"
-    " AND is_latest AND EXISTS (SELECT 1 FROM c) RETURNING id), "
-    "g AS (INSERT INTO checklist_change (mission_id, checklist_id, created_at)"
-    " SELECT CAST(:mission_id AS uuid), x.id, CAST(:received_at AS timestamptz) FROM c,"
-    " unnest(ARRAY[c.id, CAST(:flip AS uuid)]) AS x(id) WHERE x.id IS NOT NULL) "
-    "SELECT (SELECT id FROM c) AS id, (SELECT count(*) FROM f) AS flipped"
-).columns(id=Uuid(), flipped=Integer())
+
+def _store_sql() -> Any:
+    """PostgreSQL stores a checklist in one statement: it finds the station (and, for an
+    observer, their assignment to it), then writes the row, its answers, the correction's
+    flip of the version it replaces, and the outbox rows. Each statement costs a round trip
+    and 100 to 150 µs of CPU in the driver and SQLAlchemy; this saves three or four of them.
+    The answers travel as one JSON array of [code, position, value, number, critical, kind]:
+    the driver dumps it in C, where array parameters are dumped element by element in
+    Python. The row's insert does nothing on a clash (a resend racing itself, or two
+    corrections of one version), or when the station is unknown or not the observer's, and
+    then nothing else in the statement writes either. Each parameter is cast to its column's
+    type: an INSERT … SELECT does not lend the columns' types to its parameters."""
+    pg = postgresql.dialect()
+    row = ", ".join(
+        "s.id" if c.name == "station_id" else f"CAST(:{c.name} AS {c.type.compile(dialect=pg)})"
+        for c in CL.columns
+    )
+    return text(
+        "WITH s AS (SELECT station.id FROM station WHERE station.mission_id = CAST(:mission_id"
+        " AS uuid) AND station.code = :station_code AND (NOT :must_be_assigned OR EXISTS"
+        " (SELECT 1 FROM assignment WHERE assignment.station_id = station.id"
+        " AND assignment.observer_id = CAST(:observer_id AS uuid)))), "
+        f"c AS (INSERT INTO checklist ({', '.join(_CL_COLUMNS)}) SELECT {row} FROM s"
+        " ON CONFLICT DO NOTHING RETURNING id), "
+        "a AS (INSERT INTO answer (checklist_id, question_code, position, value, number,"
+        " critical, kind) SELECT c.id, e->>0, CAST(e->>1 AS smallint), e->>2,"
+        " CAST(e->>3 AS bigint), CAST(e->>4 AS boolean), e->>5"
+        " FROM c, json_array_elements(CAST(:answers AS json)) AS e), "
+        "f AS (UPDATE checklist SET is_latest = false WHERE id = CAST(:flip AS uuid)"
+        " AND is_latest AND EXISTS (SELECT 1 FROM c) RETURNING id), "
+        "g AS (INSERT INTO checklist_change (mission_id, checklist_id, created_at)"
+        " SELECT CAST(:mission_id AS uuid), x.id, CAST(:received_at AS timestamptz) FROM c,"
+        " unnest(ARRAY[c.id, CAST(:flip AS uuid)]) AS x(id) WHERE x.id IS NOT NULL) "
+        "SELECT (SELECT id FROM c) AS id, (SELECT count(*) FROM f) AS flipped"
+    ).columns(id=Uuid(), flipped=Integer())
 
 
-def _store_pg(session: Session, values: dict[str, Any], rows: list[Any]) -> tuple[bool, int]:
+_STORE_PG = _store_sql()
+
+
+def _store_pg(
+    conn: Connection, values: dict[str, Any], rows: list[Any], station: str, must_be_assigned: bool
+) -> tuple[bool, int]:
     """(stored, versions flipped) for one checklist, in one statement."""
     answers = orjson.dumps(
         [[r.question_code, r.position, r.value, r.number, r.critical, r.kind] for r in rows]
     )
-    params = values | {"answers": answers.decode(), "flip": values["replaces_id"]}
-    row = session.connection().execute(_STORE_PG, params).one()
+    params = values | {
+        "answers": answers.decode(),
+        "flip": values["replaces_id"],
+        "station_code": station,
+        "must_be_assigned": must_be_assigned,
+    }
+    row = conn.execute(_STORE_PG, params).one()
     return row.id is not None, row.flipped
 
 
@@ -212,6 +246,117 @@ def insert_answers(session: Session, checklist_id: uuid.UUID, rows: list[Any]) -
     )
 
 
+@dataclass(slots=True)
+class _Content:
+    """What the checks of the content found: the template, the typed answers, the clock."""
+
+    tpl: Any
+    rows: list[Any]
+    skew_s: int | None
+    errors: list[dict[str, Any]]
+
+
+def _check_content(
+    session: Session,
+    mission_id: uuid.UUID,
+    body: ChecklistSubmit,
+    settings: Settings,
+    received_at: datetime,
+) -> _Content:
+    """The checks that need neither the station nor the version chain: the template and the
+    answers, the phone's clock, the declared attachments."""
+    errors: list[dict[str, Any]] = []
+    tpl = template_service.for_intake(session, mission_id, body.template, body.template_version)
+    rows: list[Any] = []
+    if tpl is None:
+        errors.append(
+            _err(
+                ["template"],
+                "unknown_template",
+                f"no template {body.template} version {body.template_version}",
+            )
+        )
+    elif tpl.compiled is None:
+        errors.append(
+            _err(
+                ["template_version"],
+                "template_not_published",
+                f"template {body.template} version {body.template_version} is not published",
+            )
+        )
+    else:
+        rows, answer_errors = tpl.compiled.validate(body.phase.value, body.answers)
+        errors.extend(e.as_dict() for e in answer_errors)
+
+    skew_s: int | None = None
+    if body.sent_at is not None:
+        skew_s = round((received_at - body.sent_at).total_seconds())
+    corrected = body.observed_at + timedelta(seconds=skew_s or 0)
+    if corrected > received_at + timedelta(seconds=settings.future_tolerance_s):
+        errors.append(
+            _err(
+                ["observed_at"],
+                "in_future",
+                "the observation time is in the future; check the phone's clock",
+            )
+        )
+
+    errors.extend(attachment_service.check_declared(body.attachments, settings))
+    return _Content(tpl, rows, skew_s, errors)
+
+
+def _values(
+    body: ChecklistSubmit,
+    principal: Principal,
+    observer_id: uuid.UUID,
+    station_id: uuid.UUID | None,
+    content: _Content,
+    replaced: Row[Any] | None,
+    received_at: datetime,
+    raw: str,
+    digest: str,
+    settings: Settings,
+) -> dict[str, Any]:
+    """The checklist row. `station_id` may be None where `_STORE_PG` finds the station."""
+    offset = body.observed_at.utcoffset() or timedelta(0)
+    skew_s = content.skew_s
+    return {
+        "id": body.id,
+        "root_id": replaced.root_id if replaced else body.id,
+        "version": replaced.version + 1 if replaced else 1,
+        "replaces_id": body.replaces,
+        "is_latest": True,
+        "mission_id": principal.mission_id,
+        "observer_id": observer_id,
+        "station_id": station_id,
+        "template_id": content.tpl.id,
+        "phase": body.phase.value,
+        "observed_at": body.observed_at,
+        "observed_utc_offset_min": int(offset.total_seconds() // 60),
+        "device_sent_at": body.sent_at,
+        "clock_skew_s": skew_s,
+        "clock_flagged": skew_s is not None and abs(skew_s) > settings.clock_skew_flag_s,
+        "received_at": received_at,
+        "credential_id": principal.credential_id,
+        "payload": raw,
+        "payload_sha256": digest,
+        "review_state": "received",
+        # A quarantine holds the whole chain out of the findings until an analyst lifts it;
+        # a correction must not be a way around it. The review state starts afresh.
+        "quarantined": bool(replaced.quarantined) if replaced else False,
+    }
+
+
+def _created(values: dict[str, Any], body: ChecklistSubmit) -> Outcome:
+    public = ChecklistPublic(
+        **{k: v for k, v in values.items() if k in ChecklistPublic.model_fields},
+        station=body.station,
+        template=body.template,
+        template_version=body.template_version,
+    )
+    return Outcome(public, created=True)
+
+
 def submit(
     session: Session,
     principal: Principal,
@@ -223,6 +368,67 @@ def submit(
 ) -> Outcome:
     """Store one checklist exactly once, or raise with every problem found."""
     digest = content_hash(_sent_content(item))
+    sql = _intake_sql(session.get_bind().dialect.name)
+    if (
+        sql.one_statement
+        and principal.role == Role.observer
+        and body.replaces is None
+        and not body.attachments
+    ):
+        # Nearly every checklist is an observer's new one: checked, then stored in one round
+        # trip by a statement that finds the station and the assignment itself. When that
+        # statement stores nothing (an unknown or unassigned station, a resend) or a check
+        # failed, the full path below looks everything up and says what is wrong or replays.
+        received_at = utcnow()
+        content = _check_content(session, principal.mission_id, body, settings, received_at)
+        if not content.errors:
+            assert principal.observer_id is not None
+            values = _values(
+                body,
+                principal,
+                principal.observer_id,
+                None,
+                content,
+                None,
+                received_at,
+                raw,
+                digest,
+                settings,
+            )
+            nested = session.begin_nested() if savepoint else None
+            try:
+                if nested is None and not session.in_transaction():
+                    # Nothing else of this request writes (a new checklist is its own audit
+                    # record), so the statement commits on its own: no BEGIN and no COMMIT,
+                    # two round trips fewer. Durable all the same before the answer leaves.
+                    with session.get_bind().connect() as conn:
+                        conn.execution_options(isolation_level="AUTOCOMMIT")
+                        written, _ = _store_pg(conn, values, content.rows, body.station, True)
+                else:
+                    written, _ = _store_pg(
+                        session.connection(), values, content.rows, body.station, True
+                    )
+            except IntegrityError:
+                if nested:  # a batch goes on with its other checklists
+                    nested.rollback()
+                raise
+            if nested:
+                nested.commit()
+            if written:
+                return _created(values, body)
+    return _submit_checked(session, principal, body, raw, digest, settings, savepoint)
+
+
+def _submit_checked(
+    session: Session,
+    principal: Principal,
+    body: ChecklistSubmit,
+    raw: str,
+    digest: str,
+    settings: Settings,
+    savepoint: bool,
+) -> Outcome:
+    """Every case: the station, a resend, a correction's version chain, then the content."""
     mission_id = principal.mission_id
     observer_id = principal.observer_id
 
@@ -296,83 +502,36 @@ def submit(
             _err(["station"], "not_assigned", f"station {body.station} is not assigned to you")
         )
 
-    tpl = template_service.for_intake(session, mission_id, body.template, body.template_version)
-    rows: list[Any] = []
-    if tpl is None:
-        errors.append(
-            _err(
-                ["template"],
-                "unknown_template",
-                f"no template {body.template} version {body.template_version}",
-            )
-        )
-    elif tpl.compiled is None:
-        errors.append(
-            _err(
-                ["template_version"],
-                "template_not_published",
-                f"template {body.template} version {body.template_version} is not published",
-            )
-        )
-    else:
-        rows, answer_errors = tpl.compiled.validate(body.phase.value, body.answers)
-        errors.extend(e.as_dict() for e in answer_errors)
-
-    skew_s: int | None = None
-    if body.sent_at is not None:
-        skew_s = round((received_at - body.sent_at).total_seconds())
-    corrected = body.observed_at + timedelta(seconds=skew_s or 0)
-    if corrected > received_at + timedelta(seconds=settings.future_tolerance_s):
-        errors.append(
-            _err(
-                ["observed_at"],
-                "in_future",
-                "the observation time is in the future; check the phone's clock",
-            )
-        )
-
-    errors.extend(attachment_service.check_declared(body.attachments, settings))
-
+    content = _check_content(session, mission_id, body, settings, received_at)
+    errors.extend(content.errors)
     if errors:
         raise Invalid(
             f"the checklist has {len(errors)} problem(s); nothing was stored",
             code="invalid_checklist",
             errors=errors,
         )
-    assert station is not None and tpl is not None and observer_id is not None
+    assert station is not None and content.tpl is not None and observer_id is not None
 
-    offset = body.observed_at.utcoffset() or timedelta(0)
-    values = {
-        "id": body.id,
-        "root_id": replaced.root_id if replaced else body.id,
-        "version": replaced.version + 1 if replaced else 1,
-        "replaces_id": body.replaces,
-        "is_latest": True,
-        "mission_id": mission_id,
-        "observer_id": observer_id,
-        "station_id": station.id,
-        "template_id": tpl.id,
-        "phase": body.phase.value,
-        "observed_at": body.observed_at,
-        "observed_utc_offset_min": int(offset.total_seconds() // 60),
-        "device_sent_at": body.sent_at,
-        "clock_skew_s": skew_s,
-        "clock_flagged": skew_s is not None and abs(skew_s) > settings.clock_skew_flag_s,
-        "received_at": received_at,
-        "credential_id": principal.credential_id,
-        "payload": raw,
-        "payload_sha256": digest,
-        "review_state": "received",
-        # A quarantine holds the whole chain out of the findings until an analyst lifts it;
-        # a correction must not be a way around it. The review state starts afresh.
-        "quarantined": bool(replaced.quarantined) if replaced else False,
-    }
+    values = _values(
+        body,
+        principal,
+        observer_id,
+        station.id,
+        content,
+        replaced,
+        received_at,
+        raw,
+        digest,
+        settings,
+    )
+    rows = content.rows
     nested = session.begin_nested() if savepoint else None
     pg_store = sql.one_statement and not body.attachments
     flipped = 0
     try:
         if pg_store:
-            written, flipped = _store_pg(session, values, rows)
+            # The station was checked above; the statement finds it again by its code.
+            written, flipped = _store_pg(session.connection(), values, rows, body.station, False)
         else:
             # No conflict target: a clash on the id (a resend racing itself) or on the
             # version chain (two corrections of one version) both leave the row unwritten.
@@ -421,13 +580,7 @@ def submit(
         raise
     if replaced is not None:
         audit.record_correction(session, replaced.id, body.id, body.answers)
-    public = ChecklistPublic(
-        **{k: v for k, v in values.items() if k in ChecklistPublic.model_fields},
-        station=body.station,
-        template=body.template,
-        template_version=body.template_version,
-    )
-    return Outcome(public, created=True)
+    return _created(values, body)
 
 
 def _err(path: list[str | int], code: str, message: str) -> dict[str, Any]:

@@ -131,6 +131,23 @@ def test_unknown_station_template_and_fields(client, field) -> None:
     assert {"unknown_station", "unknown_template"} <= codes
 
 
+@pytest.mark.parametrize(
+    ("station", "code"), [("S-2", "not_assigned"), ("NOPE", "unknown_station")]
+)
+def test_a_sound_checklist_at_a_station_not_the_observers_is_refused(
+    client, session, field, station: str, code: str
+) -> None:
+    """Nothing else is wrong with it: the one statement that stores an observer's checklist
+    must find the station and the assignment itself, and store nothing."""
+    body = checklist_payload(station, "voting")
+    r = client.post("/checklists", json=body, headers=auth(field["token"]))
+    assert r.status_code == 422, r.text
+    assert [(e["path"], e["code"]) for e in r.json()["errors"]] == [(["station"], code)]
+    assert _count(session) == 0 and _count(session, Answer) == 0
+    ok = client.post("/checklists", json=checklist_payload("S-1"), headers=auth(field["token"]))
+    assert ok.status_code == 201 and ok.json()["station"] == "S-1"
+
+
 def test_unpublished_template_is_refused(client, session, field) -> None:
     from api.services import templates
 
