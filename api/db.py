@@ -70,12 +70,23 @@ def get_read_engine() -> Engine:
 @lru_cache
 def _factory(read: bool) -> sessionmaker[Session]:
     engine = get_read_engine() if read else get_engine()
+    if read and engine.dialect.name == "postgresql":
+        # Under READ COMMITTED every statement takes its own snapshot, transaction or not:
+        # without BEGIN and COMMIT a dashboard's poll makes two round trips fewer, and
+        # each trip under load is a wait for the worker's GIL. (SQLite keeps one snapshot
+        # per transaction, which its readers rely on.)
+        engine = engine.execution_options(isolation_level="AUTOCOMMIT")
     return sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
 def new_session(read: bool = False) -> Session:
     """A session on the main (or read) database; it connects on its first statement."""
     return _factory(read)()
+
+
+def autocommits(session: Session) -> bool:
+    """Does every statement of this session commit on its own (a PostgreSQL read session)?"""
+    return session.get_bind().get_execution_options().get("isolation_level") == "AUTOCOMMIT"
 
 
 @contextmanager

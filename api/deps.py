@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from api import ratelimit
 from api.body import raw_body
 from api.config import Settings, get_settings
-from api.db import get_engine, make_engine, new_session
+from api.db import autocommits, get_engine, make_engine, new_session
 from api.errors import Forbidden, Unauthorized
 from api.security import token_digest
 from api.services import audit
@@ -40,7 +40,9 @@ async def _session(read: bool) -> AsyncIterator[Session]:
             await run_in_threadpool(session.rollback)
         raise
     else:
-        if session.in_transaction():
+        # A read session on PostgreSQL autocommits (api.db): nothing to commit, and no
+        # worker-thread trip for it.
+        if session.in_transaction() and not (read and autocommits(session)):
             await run_in_threadpool(session.commit)
     finally:
         session.close()  # nothing left to commit or roll back: returns the connection only

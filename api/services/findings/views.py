@@ -165,10 +165,15 @@ def get_view(
 ) -> View:
     """The view as JSON bytes with its ETag, from the shared cache when it is current."""
     ensure_fresh(session, settings, write)
+    data_version = select(FS.c.version).where(FS.c.mission_id == MISSION.c.id).scalar_subquery()
+    # One round trip for the mission's settings and its data version.
     mission = session.execute(
-        select(MISSION.c.settings, MISSION.c.sampling, MISSION.c.languages).where(
-            MISSION.c.id == mission_id
-        )
+        select(
+            MISSION.c.settings,
+            MISSION.c.sampling,
+            MISSION.c.languages,
+            data_version.label("version"),
+        ).where(MISSION.c.id == mission_id)
     ).first()
     if mission is None:
         raise NotFound(f"no mission {mission_id}", code="mission_not_found")
@@ -176,7 +181,7 @@ def get_view(
     config, problems = read_settings(mission.settings)
     languages = list(mission.languages or ["en"])
     lang = language or languages[0]
-    version = session.scalar(select(FS.c.version).where(FS.c.mission_id == mission_id)) or 0
+    version = mission.version or 0
     key_parts: list[Any] = [name, filters.key(), lang, mission.sampling, mission.settings]
     if name in ("coverage", "statement"):
         key_parts.append(_plan_fingerprint(session, mission_id))
