@@ -667,6 +667,11 @@ def main() -> None:
             "WHERE c.mission_id = %s",
             (world.mission_id,),
         ).fetchone()
+        # The tallies are rewritten by every fold: without autovacuum they grow all day.
+        vacuum = conn.execute(
+            "SELECT current_setting('autovacuum'),"
+            " pg_total_relation_size('finding_tally') / 1048576.0"
+        ).fetchone()
     total = int(stored[0]) if stored else 0
     per_checklist = (int(answers[0]) if answers else 0) / max(1, total)
     costs = view_costs(world.mission_id)
@@ -702,6 +707,8 @@ def main() -> None:
         "connections": args.connections,
         "cpus": os.cpu_count(),
         "cpu_yardstick_ms": round(yardstick),
+        "db_autovacuum": vacuum[0] if vacuum else None,
+        "finding_tally_mb": round(float(vacuum[1]), 1) if vacuum else None,
         "views_ms": costs,
     }
     log("figures:")
