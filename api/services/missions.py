@@ -10,7 +10,7 @@ from api.errors import NotFound
 from api.services import audit, credentials, templates
 from models import Mission, Role
 from models.credential import CredentialIssued
-from models.mission import MissionCreate, MissionUpdate
+from models.mission import MissionCreate, MissionPublic, MissionUpdate
 
 
 def create(
@@ -40,7 +40,9 @@ def get(session: Session, mission_id: uuid.UUID) -> Mission:
 def update(session: Session, mission_id: uuid.UUID, body: MissionUpdate) -> Mission:
     mission = get(session, mission_id)
     changes = body.model_dump(mode="json", exclude_unset=True)
-    before = mission.model_dump(mode="json", include=set(changes))
+    # Through the public model: a row read back holds `sampling` as text, not the enum,
+    # and dumping the row itself warned on every update.
+    before = MissionPublic.model_validate(mission).model_dump(mode="json", include=set(changes))
     for k, v in body.model_dump(exclude_unset=True).items():
         setattr(mission, k, v)
     session.flush()
