@@ -173,26 +173,30 @@ def require(*roles: Role) -> Callable[..., Awaitable[Principal]]:
     return gate
 
 
+def check_mission(principal: Principal, mission_id: uuid.UUID, *roles: Role) -> Principal:
+    """The token must be of this mission, and of one of these roles."""
+    if principal.mission_id != mission_id:
+        raise Forbidden("this token belongs to another mission", code="other_mission")
+    return check_role(principal, *roles)
+
+
 def require_in_mission(*roles: Role) -> Callable[..., Awaitable[Principal]]:
     """A role gate for routes under /missions/{mission_id}: the token must be of that mission."""
-    gate = require(*roles)
 
     async def mission_gate(
         mission_id: Annotated[uuid.UUID, Path(description="Mission id")],
         principal: CurrentPrincipal,
     ) -> Principal:
-        if principal.mission_id != mission_id:
-            raise Forbidden("this token belongs to another mission", code="other_mission")
-        return await gate(principal)
+        return check_mission(principal, mission_id, *roles)
 
     return mission_gate
 
 
+READERS = (Role.admin, Role.analyst, Role.viewer)
+
+
 AdminOfMission = Annotated[Principal, Depends(require_in_mission(Role.admin))]
 StaffOfMission = Annotated[Principal, Depends(require_in_mission(Role.admin, Role.analyst))]
-ReaderOfMission = Annotated[
-    Principal, Depends(require_in_mission(Role.admin, Role.analyst, Role.viewer))
-]
 MemberOfMission = Annotated[Principal, Depends(require_in_mission(*Role))]
 Admin = Annotated[Principal, Depends(require(Role.admin))]
 SUBMITTERS = (Role.observer, Role.analyst)

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.security import HTTPAuthorizationCredentials
 
-from api.config import get_settings
-from api.deps import ReaderOfMission, ReadSessionDep, SessionDep, SettingsDep
+from api.config import Settings, get_settings
+from api.db import session_scope
+from api.deps import READERS, BearerDep, SettingsDep, check_mission, get_principal
 from api.errors import COMMON_ERRORS, Invalid, NotFound, error_responses
 from api.services.findings import views
 from api.services.findings.fold import BackgroundFolder, folds_in_background
@@ -152,18 +155,38 @@ VIEW_ROUTES: list[tuple[str, str, type[FindingsEnvelope], str]] = [
 ]
 
 
-def _view_route(name: str, doc: str) -> Callable[..., Response]:
-    def endpoint(
+MissionId = Annotated[uuid.UUID, Path(description="Mission id")]
+
+
+def _serve(
+    request: Request,
+    mission_id: uuid.UUID,
+    auth: HTTPAuthorizationCredentials | None,
+    settings: Settings,
+    name: str,
+    filters: Filters,
+    lang: str | None,
+) -> views.View:
+    """A view request in one worker-thread trip, as the checklist intake does it: the token
+    and the role, then the view. As `def` dependencies each of these was a trip of its own,
+    and under load every trip waits for the worker's GIL behind the intake's threads."""
+    with session_scope() as write, session_scope(read=True) as session:
+        check_mission(get_principal(request, write, settings, auth), mission_id, *READERS)
+        return views.get_view(session, settings, mission_id, name, filters, lang, write)
+
+
+def _view_route(name: str, doc: str) -> Callable[..., Awaitable[Response]]:
+    async def endpoint(
         request: Request,
-        mission_id: uuid.UUID,
-        _: ReaderOfMission,
-        session: ReadSessionDep,
-        write: SessionDep,
+        mission_id: MissionId,
+        auth: BearerDep,
         settings: SettingsDep,
         filters: FiltersDep,
         lang: Language = None,
     ) -> Response:
-        view = views.get_view(session, settings, mission_id, name, filters, lang, write)
+        view = await run_in_threadpool(
+            _serve, request, mission_id, auth, settings, name, filters, lang
+        )
         return _answer(request, view, "application/json", view.body)
 
     endpoint.__name__ = f"read_{name}"
@@ -199,12 +222,10 @@ class StatementFormat(StrEnum):
         }
     },
 )
-def read_statement(
+async def read_statement(
     request: Request,
-    mission_id: uuid.UUID,
-    _: ReaderOfMission,
-    session: ReadSessionDep,
-    write: SessionDep,
+    mission_id: MissionId,
+    auth: BearerDep,
     settings: SettingsDep,
     filters: FiltersDep,
     lang: Language = None,
@@ -213,7 +234,9 @@ def read_statement(
     ] = StatementFormat.markdown,
 ) -> Response:
     """The draft preliminary statement built from the findings, each sentence with evidence."""
-    view = views.get_view(session, settings, mission_id, "statement", filters, lang, write)
+    view = await run_in_threadpool(
+        _serve, request, mission_id, auth, settings, "statement", filters, lang
+    )
     if format == StatementFormat.json:
         return _answer(request, view, "application/json", view.body)
     markdown = view.parsed()["markdown"].encode()
