@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from sqlalchemy import text
+
 from api.config import Settings
 from api.services.findings.stats import wilson
 from tests.factories import make_mission, make_observer, make_station
@@ -529,3 +532,14 @@ def test_one_request_computes_a_stale_view_while_the_others_serve_the_last_one(
     session.execute(update(views.FCACHE).values(computed_at=_ago(1 / 60)))
     session.commit()
     assert observations() == 2
+
+
+@pytest.mark.postgres_only
+def test_postgresql_sessions_compile_no_jit(session: Any) -> None:
+    """The findings queries are planned as large but run in well under a second: JIT
+    compiling cost more than it saved (half a second of the incident counts)."""
+    from api.db import session_scope
+
+    assert session.execute(text("SHOW jit")).scalar() == "off"
+    with session_scope(read=True) as read:
+        assert read.execute(text("SHOW jit")).scalar() == "off"

@@ -187,14 +187,13 @@ def _ensure_temp_tables(session: Session) -> None:
         # rather than on disk; probe the answers of a batch by index (they are cached)
         # rather than scan them all; hash every grouping, because the planner guesses a
         # seventh of the groups the answers make and then sorted 100,000 rows of text keys
-        # (half a second in a fold of 2,000 checklists); and compile no expressions: the
-        # statements are planned as large but run in a fraction of a second, and JIT
-        # compiled for about 60 ms in every fold (a tenth of a fold of 500 checklists).
+        # (half a second in a fold of 2,000 checklists). (JIT is off for every session,
+        # api.db: it compiled for about 60 ms in every fold, a tenth of a fold of 500.)
         session.execute(
             text(
                 "SELECT set_config('work_mem', '128MB', true),"
                 " set_config('random_page_cost', '1.1', true),"
-                " set_config('enable_sort', 'off', true), set_config('jit', 'off', true)"
+                " set_config('enable_sort', 'off', true)"
             )
         )
     for table in TMP_TABLES:
