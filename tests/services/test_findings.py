@@ -534,6 +534,24 @@ def test_one_request_computes_a_stale_view_while_the_others_serve_the_last_one(
     assert observations() == 2
 
 
+def test_a_view_computed_past_the_cache_is_the_view_served(client: Any, session: Any) -> None:
+    """`make bench` times `views.compute`: it must be the computation the API serves."""
+    import orjson
+
+    from api.services.findings import views
+    from api.services.findings.scope import Filters
+
+    mission, _ = make_mission(session)
+    codes = _stations(session, mission.id, ["A-1", "A-2"])
+    _, token = make_observer(session, mission.id, codes)
+    post(client, token, "A-1", "voting")
+    post_count(client, token, "A-2")
+    for name in views.VIEWS:
+        served = view(session, mission.id, name)
+        computed = orjson.loads(orjson.dumps(views.compute(session, mission.id, name, Filters())))
+        assert computed and served == served | computed, name
+
+
 @pytest.mark.postgres_only
 def test_postgresql_sessions_compile_no_jit(session: Any) -> None:
     """The findings queries are planned as large but run in well under a second: JIT

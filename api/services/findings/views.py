@@ -154,6 +154,51 @@ def _plan_fingerprint(session: Session, mission_id: uuid.UUID) -> list[Any]:
     return [assignments, stations[0], stations[1].isoformat() if stations[1] else None]
 
 
+def _mission(session: Session, mission_id: uuid.UUID) -> Any:
+    """The mission's settings, sampling, languages and data version, in one round trip."""
+    data_version = select(FS.c.version).where(FS.c.mission_id == MISSION.c.id).scalar_subquery()
+    mission = session.execute(
+        select(
+            MISSION.c.settings,
+            MISSION.c.sampling,
+            MISSION.c.languages,
+            data_version.label("version"),
+        ).where(MISSION.c.id == mission_id)
+    ).first()
+    if mission is None:
+        raise NotFound(f"no mission {mission_id}", code="mission_not_found")
+    return mission
+
+
+def _context(
+    session: Session, mission: Any, mission_id: uuid.UUID, filters: Filters, language: str | None
+) -> Context:
+    """What a view is computed from; an unknown place or team in the filters is a 404."""
+    config, problems = read_settings(mission.settings)
+    languages = list(mission.languages or ["en"])
+    return Context(
+        session=session,
+        scope=resolve(session, mission_id, filters),
+        config=config,
+        settings_problems=problems,
+        random_sample=mission.sampling == "random",
+        language=language or languages[0],
+        languages=languages,
+    )
+
+
+def compute(
+    session: Session,
+    mission_id: uuid.UUID,
+    name: str,
+    filters: Filters,
+    language: str | None = None,
+) -> dict[str, Any]:
+    """One view's sections computed afresh, past the cache (`make bench` times this)."""
+    mission = _mission(session, mission_id)
+    return VIEWS[name](_context(session, mission, mission_id, filters, language))
+
+
 def get_view(
     session: Session,
     settings: Settings,
@@ -165,22 +210,9 @@ def get_view(
 ) -> View:
     """The view as JSON bytes with its ETag, from the shared cache when it is current."""
     ensure_fresh(session, settings, write)
-    data_version = select(FS.c.version).where(FS.c.mission_id == MISSION.c.id).scalar_subquery()
-    # One round trip for the mission's settings and its data version.
-    mission = session.execute(
-        select(
-            MISSION.c.settings,
-            MISSION.c.sampling,
-            MISSION.c.languages,
-            data_version.label("version"),
-        ).where(MISSION.c.id == mission_id)
-    ).first()
-    if mission is None:
-        raise NotFound(f"no mission {mission_id}", code="mission_not_found")
-    scope = resolve(session, mission_id, filters)
-    config, problems = read_settings(mission.settings)
-    languages = list(mission.languages or ["en"])
-    lang = language or languages[0]
+    mission = _mission(session, mission_id)
+    ctx = _context(session, mission, mission_id, filters, language)
+    lang, config, problems = ctx.language, ctx.config, ctx.settings_problems
     version = mission.version or 0
     key_parts: list[Any] = [name, filters.key(), lang, mission.sampling, mission.settings]
     if name in ("coverage", "statement"):
@@ -203,15 +235,6 @@ def get_view(
         body = cached.body.encode()
         return View(body, _etag(body))
     started = time.perf_counter()
-    ctx = Context(
-        session=session,
-        scope=scope,
-        config=config,
-        settings_problems=problems,
-        random_sample=mission.sampling == "random",
-        language=lang,
-        languages=languages,
-    )
     data = {
         "mission_id": mission_id,
         "view": name,
