@@ -366,7 +366,12 @@ def submit(
     settings: Settings,
     savepoint: bool = False,
 ) -> Outcome:
-    """Store one checklist exactly once, or raise with every problem found."""
+    """Store one checklist exactly once, or raise with every problem found.
+
+    On PostgreSQL, when `session` has no transaction open yet and `savepoint` is false, an
+    observer's new checklist is committed by its own statement at once: the caller must
+    write nothing else that should commit or roll back with it (the intake route writes
+    nothing else; a batch passes `savepoint`)."""
     digest = content_hash(_sent_content(item))
     sql = _intake_sql(session.get_bind().dialect.name)
     if (
