@@ -101,7 +101,7 @@ def _plain(value: dict[str, Any] | list[Any], depth: int = 0) -> bool:
     """A parsed container within the nesting and number limits. For a body that passed
     `_plain_text` no string can be too long or changed by cleaning (so no two keys become
     one), and no document holds too many values or entries: these two limits are left."""
-    items = value.values() if type(value) is dict else value
+    items: Any = value.values() if type(value) is dict else value
     if depth >= MAX_DEPTH:
         return False
     for v in items:

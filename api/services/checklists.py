@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 from sqlalchemy import (
     Connection,
+    Engine,
     Integer,
     Row,
     Uuid,
@@ -311,7 +312,7 @@ def _values(
     observer_id: uuid.UUID,
     station_id: uuid.UUID | None,
     content: _Content,
-    replaced: Row[Any] | None,
+    replaced: Any,
     received_at: datetime,
     raw: str,
     digest: str,
@@ -402,11 +403,12 @@ def submit(
             )
             nested = session.begin_nested() if savepoint else None
             try:
-                if nested is None and not session.in_transaction():
+                bind = session.get_bind()
+                if nested is None and not session.in_transaction() and isinstance(bind, Engine):
                     # Nothing else of this request writes (a new checklist is its own audit
                     # record), so the statement commits on its own: no BEGIN and no COMMIT,
                     # two round trips fewer. Durable all the same before the answer leaves.
-                    with session.get_bind().connect() as conn:
+                    with bind.connect() as conn:
                         conn.execution_options(isolation_level="AUTOCOMMIT")
                         written, _ = _store_pg(conn, values, content.rows, body.station, True)
                 else:

@@ -150,7 +150,7 @@ def counting(
     ]
     if random_sample:
         parts.append(_sample_sums(c, n_opts).subquery("sample"))
-    joined = parts[0]
+    joined: Any = parts[0]
     for part in parts[1:]:
         joined = joined.join(part, true())
     row = session.execute(
