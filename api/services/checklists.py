@@ -375,6 +375,7 @@ def submit(
     nothing else; a batch passes `savepoint`)."""
     digest = content_hash(_sent_content(item))
     sql = _intake_sql(session.get_bind().dialect.name)
+    checked: tuple[datetime, _Content] | None = None
     if (
         sql.one_statement
         and principal.role == Role.observer
@@ -387,6 +388,7 @@ def submit(
         # failed, the full path below looks everything up and says what is wrong or replays.
         received_at = utcnow()
         content = _check_content(session, principal.mission_id, body, settings, received_at)
+        checked = (received_at, content)
         if not content.errors:
             assert principal.observer_id is not None
             values = _values(
@@ -423,7 +425,7 @@ def submit(
                 nested.commit()
             if written:
                 return _created(values, body)
-    return _submit_checked(session, principal, body, raw, digest, settings, savepoint)
+    return _submit_checked(session, principal, body, raw, digest, settings, savepoint, sql, checked)
 
 
 def _submit_checked(
@@ -434,12 +436,14 @@ def _submit_checked(
     digest: str,
     settings: Settings,
     savepoint: bool,
+    sql: _IntakeSQL,
+    checked: tuple[datetime, _Content] | None,
 ) -> Outcome:
-    """Every case: the station, a resend, a correction's version chain, then the content."""
+    """Every case: the station, a resend, a correction's version chain, then the content
+    (`checked`: the content's checks where `submit` already made them, and when)."""
     mission_id = principal.mission_id
     observer_id = principal.observer_id
 
-    sql = _intake_sql(session.get_bind().dialect.name)
     # One round trip for the common case: the station, the observer's assignment to it,
     # and whether this id is already stored (a resend).
     station = (
@@ -455,7 +459,7 @@ def _submit_checked(
         if stored is not None:
             return _replay(stored, digest, principal)
 
-    received_at = utcnow()
+    received_at = checked[0] if checked else utcnow()
     errors: list[dict[str, Any]] = []
     if station is None:
         errors.append(
@@ -509,7 +513,9 @@ def _submit_checked(
             _err(["station"], "not_assigned", f"station {body.station} is not assigned to you")
         )
 
-    content = _check_content(session, mission_id, body, settings, received_at)
+    content = (
+        checked[1] if checked else _check_content(session, mission_id, body, settings, received_at)
+    )
     errors.extend(content.errors)
     if errors:
         raise Invalid(
