@@ -18,11 +18,12 @@ import uuid
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Engine, Row, bindparam, create_engine, delete, event, text
+from psycopg.rows import namedtuple_row
+from sqlalchemy import Engine, bindparam, create_engine, delete, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from api.config import Settings, get_settings
-from api.db import get_engine
+from api.db import driver_autocommit, driver_sql, get_engine
 from api.errors import TooManyRequests
 from models import RateLimitWindow
 
@@ -94,23 +95,30 @@ _LOOKUP_AND_BUMP = text(
 )
 
 
+@lru_cache(maxsize=1)
+def _driver_statements() -> tuple[str, str]:
+    return driver_sql(_LOOKUP_AND_BUMP), driver_sql(_statements("postgresql")[1])
+
+
 def lookup_and_count(
     digest: str, settings: Settings, now: float | None = None
-) -> tuple[Row[Any] | None, int] | None:
+) -> tuple[Any, int] | None:
     """On PostgreSQL with a limit set: (the credential row or None, this window's hits so
     far), found and counted in one statement. None where the caller must take two steps:
-    look the credential up itself, then `hit`."""
+    look the credential up itself, then `hit`. Every request runs it, so it goes to the
+    driver directly (`driver_autocommit`)."""
     if settings.rate_limit_per_minute <= 0:
         return None
     engine = _counter_engine(get_engine())
     if engine.dialect.name != "postgresql":
         return None
     window = int((time.time() if now is None else now) // WINDOW_S)
-    with engine.connect() as conn:
-        row = conn.execute(_LOOKUP_AND_BUMP, {"digest": digest, "window": window}).first()
+    lookup, clear = _driver_statements()
+    with driver_autocommit(engine) as conn, conn.cursor(row_factory=namedtuple_row) as cur:
+        row = cur.execute(lookup, {"digest": digest, "window": window}).fetchone()
         if row is not None and row.hits == 1:
             # The first request of a window clears this credential's old windows.
-            conn.execute(_statements("postgresql")[1], {"cid": row.id, "window": window})
+            cur.execute(clear, {"cid": row.id, "window": window})
     return row, (row.hits or 0) if row is not None else 0
 
 

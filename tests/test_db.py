@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from api import db
 from tests.conftest import BACKEND
@@ -72,3 +73,21 @@ def test_a_connection_the_database_dropped_while_idle_is_replaced_unseen(
     with engine.connect() as conn:
         second = conn.execute(text("SELECT pg_backend_pid()")).scalar()
     assert second != first
+
+
+@pytest.mark.postgres_only
+def test_a_statement_sent_to_the_driver_fails_as_sqlalchemy_would_say(engine: Engine) -> None:
+    """The intake's driver-level statements keep the error handling of the rest: a driver
+    error is SQLAlchemy's (so a dead database is still a 503), and the pooled connection goes
+    back to the pool as it came, out of autocommit."""
+    with db.driver_autocommit(engine) as conn:
+        assert conn.autocommit
+        assert conn.execute("SELECT 41 + 1").fetchone()[0] == 42
+    with pytest.raises(IntegrityError), db.driver_autocommit(engine) as conn:
+        conn.execute("CREATE TEMPORARY TABLE t (k int PRIMARY KEY)")
+        conn.execute("INSERT INTO t VALUES (1), (1)")
+    with pytest.raises(ProgrammingError), db.driver_autocommit(engine) as conn:
+        conn.execute(db.driver_sql(text("SELECT * FROM no_such_table WHERE k = :k")), {"k": 1})
+    with engine.connect() as conn:  # the same pooled connection, as SQLAlchemy left it
+        assert not conn.connection.driver_connection.autocommit
+        assert conn.execute(text("SELECT 1")).scalar() == 1

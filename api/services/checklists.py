@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 
 from api.checklist_schema import AnswerError
 from api.config import Settings
+from api.db import driver_autocommit, driver_sql
 from api.deps import Principal
 from api.errors import Conflict, Invalid, NotFound
 from api.services import attachments as attachment_service
@@ -209,23 +210,41 @@ def _store_sql() -> Any:
 
 
 _STORE_PG = _store_sql()
+_STORE_PG_DRIVER = driver_sql(_STORE_PG)  # the same, for psycopg directly
 
 
-def _store_pg(
-    conn: Connection, values: dict[str, Any], rows: list[Any], station: str, must_be_assigned: bool
-) -> tuple[bool, int]:
-    """(stored, versions flipped) for one checklist, in one statement."""
+def _store_params(
+    values: dict[str, Any], rows: list[Any], station: str, must_be_assigned: bool
+) -> dict[str, Any]:
     answers = orjson.dumps(
         [[r.question_code, r.position, r.value, r.number, r.critical, r.kind] for r in rows]
     )
-    params = values | {
+    return values | {
         "answers": answers.decode(),
         "flip": values["replaces_id"],
         "station_code": station,
         "must_be_assigned": must_be_assigned,
     }
-    row = conn.execute(_STORE_PG, params).one()
+
+
+def _store_pg(
+    conn: Connection, values: dict[str, Any], rows: list[Any], station: str, must_be_assigned: bool
+) -> tuple[bool, int]:
+    """(stored, versions flipped) for one checklist, in one statement, in the caller's
+    transaction."""
+    row = conn.execute(_STORE_PG, _store_params(values, rows, station, must_be_assigned)).one()
     return row.id is not None, row.flipped
+
+
+def _store_pg_committed(
+    engine: Engine, values: dict[str, Any], rows: list[Any], station: str
+) -> bool:
+    """Whether an observer's new checklist was stored, by one statement that commits on its
+    own, sent to the driver directly (`driver_autocommit`)."""
+    params = _store_params(values, rows, station, True)
+    with driver_autocommit(engine) as conn, conn.cursor() as cur:
+        row = cur.execute(_STORE_PG_DRIVER, params).fetchone()
+    return row is not None and row[0] is not None
 
 
 def insert_answers(session: Session, checklist_id: uuid.UUID, rows: list[Any]) -> None:
@@ -410,9 +429,7 @@ def submit(
                     # Nothing else of this request writes (a new checklist is its own audit
                     # record), so the statement commits on its own: no BEGIN and no COMMIT,
                     # two round trips fewer. Durable all the same before the answer leaves.
-                    with bind.connect() as conn:
-                        conn.execution_options(isolation_level="AUTOCOMMIT")
-                        written, _ = _store_pg(conn, values, content.rows, body.station, True)
+                    written = _store_pg_committed(bind, values, content.rows, body.station)
                 else:
                     written, _ = _store_pg(
                         session.connection(), values, content.rows, body.station, True
