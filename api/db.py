@@ -33,8 +33,8 @@ def ping_idle_connections(engine: Engine) -> Engine:
     and about 0.15 ms of CPU; under load each connection comes back to the pool within
     milliseconds, so a busy API never pings, and a connection that sat idle while the
     database restarted is still replaced before a request gets it. A connection the database
-    dropped while it was busy fails its request (503, which a phone retries) and SQLAlchemy
-    then replaces every connection of the pool."""
+    dropped while it was busy fails its request (503, which a phone retries) and is
+    replaced."""
 
     @event.listens_for(engine, "connect")
     def _connected(_: Any, record: Any) -> None:
