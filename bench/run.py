@@ -413,18 +413,21 @@ def server_rss_mb(root_pid: int) -> float:
     return total / 1024
 
 
-def _ticks(pid: str) -> tuple[str, int] | None:
-    """(command line, user + system clock ticks) of one process, None once it is gone."""
+def _ticks(pid: str) -> tuple[str, int, int] | None:
+    """(command line, user + system clock ticks, start time) of one process, None once it
+    is gone. (PostgreSQL backends rewrite their command line as they work: a pid is told
+    apart from a reused one by its start time.)"""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return None
     fields = stat[stat.rindex(")") + 2 :].split()
-    return cmd or stat[stat.index("(") + 1 : stat.rindex(")")], int(fields[11]) + int(fields[12])
+    ticks = int(fields[11]) + int(fields[12])
+    return cmd or "[kernel]", ticks, int(fields[19])  # kernel threads have no command line
 
 
-def cpu_snapshot() -> tuple[dict[str, tuple[str, int]], list[int]]:
+def cpu_snapshot() -> tuple[dict[str, tuple[str, int, int]], list[int]]:
     """Every process's CPU so far, and the machine's (the cpu line of /proc/stat)."""
     procs = {pid: t for pid in os.listdir("/proc") if pid.isdigit() and (t := _ticks(pid))}
     machine = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
@@ -432,16 +435,19 @@ def cpu_snapshot() -> tuple[dict[str, tuple[str, int]], list[int]]:
 
 
 def cpu_split(
-    before: tuple[dict[str, tuple[str, int]], list[int]],
-    after: tuple[dict[str, tuple[str, int]], list[int]],
+    before: tuple[dict[str, tuple[str, int, int]], list[int]],
+    after: tuple[dict[str, tuple[str, int, int]], list[int]],
     server_pids: set[str],
 ) -> dict[str, float]:
     """Who used the machine's CPU between two snapshots, as shares of all of it (both
-    cores): the API workers, the fold process, PostgreSQL, wrk, this script, the rest and
-    idle. A process that ended in between is missed (the pools keep theirs open)."""
+    cores): the API workers, the fold process, PostgreSQL, wrk, this script, the kernel's
+    own threads (journal commits for the WAL's fsyncs, network), time the hypervisor took
+    (steal), the rest and idle. A process that ended in between is missed (the pools keep
+    theirs open)."""
     groups: dict[str, int] = {}
-    for pid, (cmd, ticks) in after[0].items():
-        spent = ticks - (before[0][pid][1] if pid in before[0] and before[0][pid][0] == cmd else 0)
+    for pid, (cmd, ticks, started) in after[0].items():
+        then = before[0].get(pid)
+        spent = ticks - (then[1] if then is not None and then[2] == started else 0)
         if "api.cli fold" in cmd:
             group = "fold"
         elif pid in server_pids or "uvicorn" in cmd or "multiprocessing" in cmd:
@@ -452,13 +458,16 @@ def cpu_split(
             group = "wrk"
         elif pid == str(os.getpid()):
             group = "bench"
+        elif cmd == "[kernel]":
+            group = "kernel"
         else:
             group = "other"
         groups[group] = groups.get(group, 0) + spent
     total = sum(after[1]) - sum(before[1])
     idle = sum(after[1][3:5]) - sum(before[1][3:5])  # idle and iowait
-    # "other": everything busy that is not one of the named groups (other processes, the
-    # kernel's own work, processes that ended in between).
+    groups["steal"] = after[1][7] - before[1][7]
+    # "other": everything busy that is not one of the named groups (other processes,
+    # interrupts, processes that ended in between).
     named = sum(v for k, v in groups.items() if k != "other")
     groups["other"] = total - idle - named
     groups["idle"] = idle
