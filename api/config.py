@@ -27,8 +27,8 @@ class Settings(BaseSettings):
         20,
         description="Database connections each API process keeps open for requests; also how "
         "many requests a process works on at once (the rest wait their turn). Each process "
-        "keeps half as many again for rate-limit counters and one for last-used times: keep "
-        "the sum over all processes under PostgreSQL's max_connections.",
+        "keeps as many again for rate-limit counters and last-used times: keep the sum over "
+        "all processes under PostgreSQL's max_connections.",
     )
     db_max_overflow: int = Field(
         5, description="Extra connections for bursts; opened and closed again, so kept few"

@@ -6,19 +6,18 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import lru_cache
 from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import Engine, bindparam, or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from api import ratelimit
 from api.body import raw_body
 from api.config import Settings, get_settings
-from api.db import autocommits, get_engine, make_engine, new_session
+from api.db import autocommits, new_session
 from api.errors import Forbidden, Unauthorized
 from api.security import token_digest
 from api.services import audit
@@ -84,15 +83,6 @@ class Principal:
 _CRED = Credential.__table__  # type: ignore[attr-defined]
 
 
-@lru_cache(maxsize=4)
-def _touch_engine(main: Engine) -> Engine:
-    """A small pool of its own for last-used touches: the request already holds a connection
-    of the main pool, and under load every request waiting there for a second one is a
-    deadlock until the pool timeout (seen in `make bench`: 500s after 10 s)."""
-    small = get_settings().model_copy(update={"db_pool_size": 1, "db_max_overflow": 2})
-    return make_engine(main.url.render_as_string(hide_password=False), small)
-
-
 # Built once: every request runs it, and a prebuilt statement skips SQLAlchemy's per-call
 # expression building and cache-key hashing; run on the connection, it skips the ORM layer.
 _BY_DIGEST = select(*[_CRED.c[name] for name in ratelimit.CREDENTIAL_COLUMNS]).where(
@@ -121,8 +111,11 @@ def authenticate(session: Session, token: str, settings: Settings) -> Principal:
     interval = timedelta(seconds=settings.token_touch_interval_s)
     if row.last_used_at is None or now - row.last_used_at > interval:
         # Written at most once per interval, outside the request's transaction, so that
-        # a busy phone does not turn every request into a write of the same row.
-        with _touch_engine(get_engine()).begin() as conn:
+        # a busy phone does not turn every request into a write of the same row; on the
+        # rate limit's pool, as a time that a crash may lose. (Its own small pool, with
+        # overflow connections opened and closed per use, started several PostgreSQL
+        # sessions a second under load: every token is touched once a minute.)
+        with ratelimit.bookkeeping_engine().connect() as conn:
             conn.execute(
                 update(_CRED)
                 .where(_CRED.c.id == row.id)
