@@ -30,8 +30,8 @@ PING_AFTER_IDLE_S = 1.0
 def ping_idle_connections(engine: Engine) -> Engine:
     """Check a pooled connection before use only when it has been idle for a while, as
     HikariCP does, rather than on every checkout (`pool_pre_ping`). The ping is a round trip
-    and about 0.15 ms of CPU; under load each connection comes back to the pool within
-    milliseconds, so a busy API never pings, and a connection that sat idle while the
+    and a statement for the database; under load each connection comes back to the pool
+    within milliseconds, so a busy API never pings, and a connection that sat idle while the
     database restarted is still replaced before a request gets it. A connection the database
     dropped while it was busy fails its request (503, which a phone retries) and is
     replaced."""
@@ -111,7 +111,7 @@ def driver_autocommit(engine: Engine) -> Iterator[Any]:
     `Connection.execute` would do."""
     error = engine.dialect.loaded_dbapi.Error
 
-    def translated(e: Exception, dropped: bool) -> exc.DBAPIError:
+    def translated(e: Exception, dropped: bool) -> exc.StatementError:
         return exc.DBAPIError.instance(
             None, None, e, error, connection_invalidated=dropped, dialect=engine.dialect
         )
@@ -120,7 +120,7 @@ def driver_autocommit(engine: Engine) -> Iterator[Any]:
         fairy = engine.raw_connection()
     except error as e:  # no connection to be had: the database is down or refuses
         raise translated(e, True) from e
-    dbapi = fairy.driver_connection
+    dbapi: Any = fairy.driver_connection  # psycopg's Connection
     try:
         before = dbapi.autocommit
         dbapi.autocommit = True
