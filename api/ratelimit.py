@@ -7,8 +7,9 @@ round trip: no BEGIN/COMMIT. Those connections commit without waiting for the di
 (PostgreSQL `synchronous_commit = off`, SQLite `synchronous = OFF`): a crash may forget the
 last few bumps, which costs nothing, and the request does not wait for a second flush. The
 same pool writes a credential's last-used time (`bookkeeping_engine`), which may be lost
-the same way. A connection that died with the database fails one bump (503, as the request
-itself would) and the pool starts afresh.
+the same way. Like the main pool, a connection left idle for a second is checked before
+use (`api.db.ping_idle_connections`); a busy one that died with the database fails one bump
+(503, as the request itself would) and is replaced.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from sqlalchemy import Engine, bindparam, create_engine, delete, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from api.config import Settings, get_settings
-from api.db import driver_autocommit, driver_sql, get_engine
+from api.db import driver_autocommit, driver_sql, get_engine, ping_idle_connections
 from api.errors import TooManyRequests
 from models import RateLimitWindow
 
@@ -56,9 +57,9 @@ def _counter_engine(main: Engine) -> Engine:
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 
-        return engine
+        return ping_idle_connections(engine)
     settings = get_settings()
-    return create_engine(
+    engine = create_engine(
         main.url,
         isolation_level="AUTOCOMMIT",
         # One connection per request a process works on at once (its worker threads are as
@@ -73,6 +74,7 @@ def _counter_engine(main: Engine) -> Engine:
             "options": "-c synchronous_commit=off -c statement_timeout=5000",
         },
     )
+    return ping_idle_connections(engine)  # as the main pool: only a connection left idle
 
 
 @lru_cache(maxsize=4)

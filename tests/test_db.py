@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
-from api import db
+from api import db, ratelimit
 from tests.conftest import BACKEND
 
 
@@ -59,10 +59,14 @@ def test_a_connection_idle_past_the_window_is_pinged_once_per_checkout(
 
 
 @pytest.mark.postgres_only
+@pytest.mark.parametrize("pool", ["requests", "bookkeeping"])
 def test_a_connection_the_database_dropped_while_idle_is_replaced_unseen(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch
+    engine: Engine, pool: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Both pools: the requests' and the rate-limit counters' and last-used times'."""
     assert BACKEND == "postgresql"
+    if pool == "bookkeeping":
+        engine = ratelimit._counter_engine(engine)
     with engine.connect() as conn:
         first = conn.execute(text("SELECT pg_backend_pid()")).scalar()
     killer = db.make_engine(engine.url.render_as_string(hide_password=False))
@@ -72,6 +76,7 @@ def test_a_connection_the_database_dropped_while_idle_is_replaced_unseen(
     monkeypatch.setattr(db, "PING_AFTER_IDLE_S", 0.0)  # as if it had sat idle for long
     with engine.connect() as conn:
         second = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+    engine.dispose()
     assert second != first
 
 
