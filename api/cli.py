@@ -371,7 +371,7 @@ def fold(
     if seconds <= 0:
         err.print("[red]the fold interval must be above 0[/red]")
         raise typer.Exit(1)
-    folder = fold_service.BackgroundFolder(seconds)
+    folder = fold_service.BackgroundFolder(seconds, get_settings().findings_vacuum_interval_s)
     console.print(f"folding every {seconds:g} s; Ctrl-C stops")
     signal.signal(signal.SIGTERM, lambda *_: folder.stop())
     with contextlib.suppress(KeyboardInterrupt):

@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     findings_fold_interval_s: float = Field(
         1.0, description="How often each API process folds new changes into findings (0: never)"
     )
+    findings_vacuum_interval_s: float = Field(
+        5.0,
+        description="How often the folding process vacuums the findings tallies while they "
+        "change (PostgreSQL; 0: leave it to autovacuum)",
+    )
     findings_fold_elsewhere: bool = Field(
         False,
         description="API processes never fold: a `pollcheck fold` process does it (so that the "

@@ -38,7 +38,9 @@ async def _folding(_: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
     folder = None
     if folds_in_background(settings):
-        folder = BackgroundFolder(settings.findings_fold_interval_s)
+        folder = BackgroundFolder(
+            settings.findings_fold_interval_s, settings.findings_vacuum_interval_s
+        )
         folder.start()
     try:
         yield

@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from api.db import session_scope
 from api.services import changes
@@ -39,13 +39,17 @@ def _random_answers(rng: random.Random, phase: str) -> dict[str, Any]:
             "C8": rng.choice(["yes", "no", "na"]),
             "B4": "yes",
             "B5": rng.choice([None, ["media"], ["media", "party_agents"]]),
+            "D10": rng.choice([None, "a long queue outside"]),  # a text: answered or not
         }
     if phase == "opening":
         return {"H1": rng.choice(["good", "bad"]), "A3": "yes", "A4": ["ballots", "ink"]}
     if phase == "closing":
         figures = {k: v + rng.choice([0, 0, 1]) for k, v in GOOD_COUNT.items()}
         return {"F11": rng.choice(["yes", "no"]), **figures} | {"H4": rng.choice(["good", "bad"])}
-    return {"G1": rng.choice(["vote_buying", "violence", "other"])}
+    return {
+        "G1": rng.choice(["vote_buying", "violence", "other"]),
+        "G3": rng.choice([None, "10:30"]),
+    }
 
 
 def _without_hidden(phase: str, answers: dict[str, Any]) -> dict[str, Any]:
@@ -59,6 +63,14 @@ def _nodes(session: Any, mission_id: uuid.UUID) -> list[Filters]:
     return [Filters(), Filters(abroad=True), Filters(abroad=False)] + [
         Filters(location=p) for p in sorted(paths)
     ]
+
+
+def _one_station(session: Any) -> tuple[Any, str]:
+    """A mission with one station, S-1, and an observer's token for it."""
+    mission, _ = make_mission(session)
+    make_station(session, mission.id, "S-1")
+    _, token = make_observer(session, mission.id, ["S-1"])
+    return mission, token
 
 
 def _assert_folded_equals_recompute(session: Any, mission_id: uuid.UUID) -> None:
@@ -95,7 +107,7 @@ def _assert_folded_equals_recompute(session: Any, mission_id: uuid.UUID) -> None
     assert kept == critical
 
 
-@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("seed", [1, 2, 3])
 def test_folded_tallies_equal_a_full_recompute_after_random_changes(
     client: Any, session: Any, seed: int
 ) -> None:
@@ -138,9 +150,7 @@ def test_folded_tallies_equal_a_full_recompute_after_random_changes(
 def test_folding_again_changes_nothing_and_a_rebuild_gives_the_same(
     client: Any, session: Any
 ) -> None:
-    mission, _ = make_mission(session)
-    make_station(session, mission.id, "S-1")
-    _, token = make_observer(session, mission.id, ["S-1"])
+    mission, token = _one_station(session)
     post(client, token, "S-1", "voting", {"D4": "no"})
     scope = resolve(session, mission.id, Filters())
     session.commit()
@@ -158,9 +168,7 @@ def test_folding_again_changes_nothing_and_a_rebuild_gives_the_same(
 @pytest.mark.postgres_only
 def test_a_change_committed_late_with_a_lower_id_is_still_folded(client: Any, session: Any) -> None:
     """PostgreSQL may commit outbox ids out of order: the cursor waits at the gap."""
-    mission, _ = make_mission(session)
-    make_station(session, mission.id, "S-1")
-    _, token = make_observer(session, mission.id, ["S-1"])
+    mission, token = _one_station(session)
     slow = post(client, token, "S-1", "voting")
     session.commit()
     fold.run_once()
@@ -217,3 +225,70 @@ def test_a_fold_that_fell_behind_is_followed_at_once_and_a_quick_one_keeps_the_c
     folder._stop = Stop()  # type: ignore[assignment]
     folder.run()
     assert waits == [0.1, fold.AGAIN_S, 0.1, 0.1]
+
+
+def test_the_folder_vacuums_the_tallies_after_folds_that_changed_them_at_most_so_often(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No database needed: the vacuum itself is replaced by a recorder."""
+    results = iter(
+        [
+            fold.FoldResult(folded=True, changes=5, checklists=5),  # due: vacuums
+            fold.FoldResult(folded=True, changes=5, checklists=5),  # 2 s later: too soon
+            fold.FoldResult(folded=True, changes=9, checklists=0),  # due, but nothing changed
+            fold.FoldResult(folded=True, changes=2, checklists=2),  # due: fails, logged
+            fold.FoldResult(folded=True, changes=2, checklists=2),  # too soon after the failure
+            fold.FoldResult(folded=True, changes=2, checklists=2),  # due again, folding went on
+        ]
+    )
+    clock = [100.0]
+    vacuums: list[float] = []
+
+    def vacuum() -> bool:
+        vacuums.append(clock[0])
+        if len(vacuums) == 2:
+            raise RuntimeError("database went away")
+        return True
+
+    monkeypatch.setattr(fold, "run_once", lambda: next(results))
+    monkeypatch.setattr(fold, "vacuum_tallies", vacuum)
+    monkeypatch.setattr(fold.time, "monotonic", lambda: clock[0])
+    folder = fold.BackgroundFolder(1.0, vacuum_every=5.0)
+    steps = iter([5.0, 2.0, 4.0, 0.0, 3.0, 3.0])
+
+    class Stop:
+        def wait(self, seconds: float) -> bool:
+            step = next(steps, None)
+            if step is None:
+                return True
+            clock[0] += step
+            return False
+
+    folder._stop = Stop()  # type: ignore[assignment]
+    folder.run()
+    assert vacuums == [105.0, 111.0, 117.0]
+    assert "vacuum of the findings tallies failed" in caplog.text
+    never = fold.BackgroundFolder(1.0)  # the default: leave it to autovacuum
+    never._stop = Stop()  # type: ignore[assignment]
+    monkeypatch.setattr(fold, "run_once", lambda: fold.FoldResult(folded=True, checklists=1))
+    steps = iter([60.0, 60.0])
+    never.run()
+    assert vacuums == [105.0, 111.0, 117.0]
+
+
+def test_vacuum_tallies_vacuums_on_postgresql_and_does_nothing_on_sqlite(
+    client: Any, session: Any
+) -> None:
+    mission, token = _one_station(session)
+    post(client, token, "S-1", "voting")
+    session.commit()
+    fold.run_once()
+    if session.get_bind().dialect.name != "postgresql":
+        assert fold.vacuum_tallies() is False
+        return
+    stats = "SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'finding_tally'"
+    before = session.execute(text(stats)).scalar_one()
+    session.commit()
+    assert fold.vacuum_tallies() is True
+    session.execute(text("SELECT pg_stat_clear_snapshot()"))
+    assert session.execute(text(stats)).scalar_one() == before + 1
