@@ -140,7 +140,11 @@ def emissions(src: Any) -> Any:
     phase): per checklist a `_` row in its phase and one in phase `all` (so
     that stations seen in several phases count once); per answer the answer itself (closed
     questions) or `#` with its number (count questions), and `*` for an answered question.
-    Each source is read once: a two-row `copies` table doubles the rows where needed."""
+    Each source is read once: a two-row `copies` table doubles the rows where needed.
+
+    The full recompute (`questions.recompute`) counts from these rows. The fold computes the
+    same figures its own way (`_rows_of`, one row per answer), and the tests hold the two
+    equal."""
     copies = union_all(
         select(literal_column("0").label("k")), select(literal_column("1").label("k"))
     ).subquery("copies")
@@ -347,18 +351,6 @@ def _fold_window(session: Session, lo: int, hi: int, seen: int) -> int:
 
 
 def _apply_signed(session: Session) -> None:
-    em = emissions(TMP_SIGN).subquery("em")
-    keys = ("mission_id", "station_id", "phase", "question_code", "value")
-    delta = (
-        select(
-            *[em.c[k] for k in keys],
-            func.sum(em.c.sign).label("d_obs"),
-            func.sum(em.c.sign * em.c.number).label("d_total"),
-            func.sum(em.c.sign * em.c.crit).label("d_crit"),
-        )
-        .group_by(*[em.c[k] for k in keys])
-        .subquery("delta")
-    )
     # Before this batch: how many counting checklists of the same station hold each value.
     # A station counts for a value while at least one of them does. Answers are counted
     # within a phase, so only the station's checklists of the batch's phases are read again;
@@ -384,38 +376,7 @@ def _apply_signed(session: Session) -> None:
         )
     )
     _analyze(session, TMP_BEFORE)
-    bem = emissions(TMP_BEFORE).subquery("bem")
-    bkeys = keys[1:]
-    whole_station = select(
-        FA.c.station_id,
-        literal_column("'all'").label("phase"),
-        literal_column("'_'").label("question_code"),
-        literal_column("'_'").label("value"),
-        literal_column("1").label("sign"),
-    ).where(FA.c.station_id.in_(select(TMP_SIGN.c.station_id).distinct()))
-    rows = union_all(
-        select(*[bem.c[k] for k in bkeys], bem.c.sign).where(bem.c.phase != "all"),
-        whole_station,
-    ).subquery("before_rows")
-    before = (
-        select(*[rows.c[k] for k in bkeys], func.sum(rows.c.sign).label("n"))
-        .group_by(*[rows.c[k] for k in bkeys])
-        .subquery("before")
-    )
-    n0 = func.coalesce(before.c.n, 0)
-    d_st = case((n0 + delta.c.d_obs > 0, 1), else_=0) - case((n0 > 0, 1), else_=0)
-    per_station = (
-        select(
-            *[delta.c[k] for k in keys],
-            delta.c.d_obs.label("observations"),
-            d_st.label("stations"),
-            delta.c.d_total.label("total"),
-            delta.c.d_crit.label("critical"),
-        )
-        .select_from(delta.outerjoin(before, and_(*[before.c[k] == delta.c[k] for k in bkeys])))
-        .subquery("per_station")
-    )
-    _add_to_nodes(session, per_station)
+    _add_to_nodes(session, _per_station())
 
     plus = TMP_SIGN.c.sign == 1
     session.execute(
@@ -448,6 +409,110 @@ def _apply_signed(session: Session) -> None:
     )
 
 
+# The columns summed per station and value: the batch's change, and what the station held
+# before it (checklists holding the value, and those among them answering the question).
+PER_VALUE = ("d_obs", "d_total", "d_crit", "d_ans", "n0", "a0")
+NO_VALUE = "~"  # a time or text answer: counted as answered only (no option has this code)
+
+
+def _rows_of(src: Table, before: bool) -> list[Any]:
+    """Rows of the checklists in `src` to sum per station and value: one per checklist in
+    its phase (`_`) and one in phase `all`, one per answer (its option, `#` for a number,
+    NO_VALUE for a time or text). `d_ans`/`a0` mark the answer that says the question was
+    answered (the first of a multiple choice, and not "not applicable"): summed per question,
+    they give its `*` row, so an answer is read once rather than once for its value and once
+    more for `*` (as `emissions` does). The earlier checklists of the station need no `all`
+    row of their own: `_per_station` counts those from finding_applied."""
+    zero, one = literal_column("0"), literal_column("1")
+    sign = one if before else src.c.sign
+
+    def summed(obs: Any, total: Any, crit: Any, answered: Any) -> list[Any]:
+        values = [zero, zero, zero, zero, one, answered]
+        if not before:
+            values = [obs, total, crit, answered, zero, zero]
+        return [v.label(c) for v, c in zip(values, PER_VALUE, strict=True)]
+
+    blank = [literal_column("'_'").label("question_code"), literal_column("'_'").label("value")]
+    phases = [src.c.phase] if before else [src.c.phase, literal_column("'all'")]
+    rows = [
+        select(src.c.station_id, phase.label("phase"), *blank, *summed(sign, zero, zero, zero))
+        for phase in phases
+    ]
+    answered = and_(AN.c.position == 0, AN.c.value != "na")
+    value = case(
+        (AN.c.kind == "other", literal(NO_VALUE)),
+        (or_(AN.c.kind == "closed", AN.c.value == "na"), AN.c.value),
+        else_=literal_column("'#'"),
+    )
+    rows.append(
+        select(
+            src.c.station_id,
+            src.c.phase,
+            AN.c.question_code,
+            value,
+            *summed(
+                sign,
+                case((AN.c.kind == "number", sign * func.coalesce(AN.c.number, 0)), else_=0),
+                case((AN.c.critical, sign), else_=0),
+                case((answered, sign), else_=0),
+            ),
+        ).select_from(src.join(AN, AN.c.checklist_id == src.c.checklist_id))
+    )
+    return rows
+
+
+def _per_station() -> Any:
+    """Per station and value, the batch's change to the tallies, and whether the station
+    starts or stops counting for the value: it counts while at least one of its counting
+    checklists holds the value (`n0` of them did before the batch)."""
+    zero = literal_column("0")
+    earlier_all = select(
+        FA.c.station_id,
+        literal_column("'all'"),
+        literal_column("'_'"),
+        literal_column("'_'"),
+        *[literal_column("1") if c == "n0" else zero for c in PER_VALUE],
+    ).where(FA.c.station_id.in_(select(TMP_SIGN.c.station_id).distinct()))
+    rows = union_all(
+        *_rows_of(TMP_SIGN, before=False), *_rows_of(TMP_BEFORE, before=True), earlier_all
+    ).subquery("rows")
+    keys = [rows.c[k] for k in ("station_id", "phase", "question_code", "value")]
+    g = (
+        select(*keys, *[func.sum(rows.c[c]).label(c) for c in PER_VALUE])
+        .group_by(*keys)
+        .cte("per_value")
+    )
+
+    def starts_or_stops(before: Any, change: Any) -> Any:
+        return case((before + change > 0, 1), else_=0) - case((before > 0, 1), else_=0)
+
+    values = select(
+        g.c.station_id,
+        g.c.phase,
+        g.c.question_code,
+        g.c.value,
+        g.c.d_obs.label("observations"),
+        starts_or_stops(g.c.n0, g.c.d_obs).label("stations"),
+        g.c.d_total.label("total"),
+        g.c.d_crit.label("critical"),
+    ).where(g.c.value != NO_VALUE)
+    answered = (
+        select(
+            g.c.station_id,
+            g.c.phase,
+            g.c.question_code,
+            literal_column("'*'"),
+            func.sum(g.c.d_ans),
+            starts_or_stops(func.sum(g.c.a0), func.sum(g.c.d_ans)),
+            zero,
+            zero,
+        )
+        .where(g.c.question_code != "_")
+        .group_by(g.c.station_id, g.c.phase, g.c.question_code)
+    )
+    return union_all(values, answered).subquery("per_station")
+
+
 def _add_to_nodes(session: Session, ts: Any) -> None:
     """Add the per-station deltas `ts` at every node above each station: first summed per
     place (a few thousand rows), then rolled up to the region, in/abroad and the whole
@@ -455,7 +520,7 @@ def _add_to_nodes(session: Session, ts: Any) -> None:
     stored first: writing them to a temporary table and reading them back made these
     statements cost 5 to 10% more."""
     leaf = (
-        ts.c.mission_id,
+        ST.c.mission_id,
         ST.c.location_id,
         ST.c.region_id,
         ST.c.abroad,
