@@ -69,6 +69,7 @@ function setup(thread)
 end
 function init(args)
   local n, i = tonumber(args[2]), 0
+  rate = tonumber(args[3] or "0")  -- this thread's requests a second, for PACED_LUA
   for line in io.lines(args[1]) do
     if i % n == tid then table.insert(lines, line) end
     i = i + 1
@@ -483,6 +484,54 @@ class Samples:
     errors: int = 0
 
 
+# Added to LUA for the paced run: each of wrk's threads sends at an even pace (its share of
+# the rate), whichever of its connections is free, so the server sees a steady arrival
+# rate rather than wrk's closed loop. The clock is the monotonic one, through LuaJIT's FFI.
+PACED_LUA = r"""
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } pollcheck_timespec;
+int clock_gettime(int clk, pollcheck_timespec *tp);
+]]
+local ts = ffi.new("pollcheck_timespec")
+local function now_ms()
+  ffi.C.clock_gettime(1, ts)
+  return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
+end
+local interval, next_at = nil, nil
+function delay()
+  local now = now_ms()
+  if interval == nil then interval = 1000 / rate end
+  -- Behind by more than a second (the server stalled): start afresh rather than burst.
+  if next_at == nil or next_at < now - 1000 then next_at = now end
+  local wait = next_at - now
+  next_at = next_at + interval
+  if wait < 0 then return 0 end
+  return math.floor(wait)
+end
+"""
+
+
+def wrk_run(
+    script: Path, port: int, bodies: Path, connections: int, seconds: float, rate: float = 0
+) -> dict[str, Any]:
+    """Run wrk (2 threads) with `script` over `bodies`, `rate` requests a second in all if
+    the script paces them; its summary as a dict."""
+    run = subprocess.run(
+        [
+            "wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s",
+            "--timeout", "10s", "-s", str(script),
+            f"http://127.0.0.1:{port}", "--", str(bodies), "2", str(rate / 2),
+        ],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    line = next((x for x in run.stdout.splitlines() if x.startswith("WRKJSON ")), None)
+    if line is None:
+        print(run.stdout, run.stderr, file=sys.stderr)
+        raise SystemExit("wrk gave no summary")
+    return dict(json.loads(line[len("WRKJSON ") :]))
+
+
 def poll(
     stop: threading.Event, samples: Samples, port: int, world: World, url: str, pid: int
 ) -> list[threading.Thread]:
@@ -536,6 +585,22 @@ def poll(
     return threads
 
 
+def catch_up(samples: Samples, timeout: float = 120.0) -> float:
+    """Wait until a findings read counts every checklist the database held when it was
+    made (or `timeout` seconds); return when."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        reads, truth = list(samples.findings), list(samples.truth)
+        if reads and truth:
+            t, _, counted = reads[-1]
+            held = [n for tt, n in truth if tt <= t]
+            if held and counted >= held[-1]:
+                return t
+        time.sleep(0.25)
+    log(f"the findings did not catch up within {timeout:.0f} s")
+    return time.time()
+
+
 def view_costs(mission_id: uuid.UUID) -> dict[str, float]:
     """Milliseconds to compute each findings view afresh (best of two), on the full mission
     and with the server stopped: what the first dashboard to ask waits when the data moved
@@ -556,12 +621,15 @@ def view_costs(mission_id: uuid.UUID) -> dict[str, float]:
     return out
 
 
-def staleness(samples: Samples) -> float:
-    """The longest time a stored checklist waited before the findings counted it."""
+def staleness(samples: Samples, start: float, end: float) -> float:
+    """The longest time a stored checklist waited before the findings counted it, over the
+    findings read between `start` and `end`."""
     times = [t for t, _ in samples.truth]
     counts = [n for _, n in samples.truth]
     worst = 0.0
     for t, _, counted in samples.findings:
+        if not start <= t <= end:
+            continue
         # The first sample at which the database held more checklists than were counted.
         i = bisect.bisect_left(counts, counted + 1)
         if i < len(counts) and times[i] < t:
@@ -622,6 +690,13 @@ def main() -> None:
     ap.add_argument("--http-seconds", type=int, default=60, help="how long wrk posts checklists")
     ap.add_argument("--http-rate", type=int, default=1_000, help="bodies made per second of wrk")
     ap.add_argument("--connections", type=int, default=32, help="concurrent wrk clients")
+    ap.add_argument(
+        "--paced-rate",
+        type=int,
+        default=500,
+        help="then post this many checklists a second, evenly (the intake target; 0: skip)",
+    )
+    ap.add_argument("--paced-seconds", type=int, default=30, help="how long the paced run lasts")
     ap.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
     ap.add_argument("--port", type=int, default=8311)
     ap.add_argument("--database", default="pollcheck_bench")
@@ -664,15 +739,21 @@ def main() -> None:
         pass
     initial_fold_s = time.time() - t0
     log(f"initial fold of {n_pre:,} checklists: {initial_fold_s:.1f} s")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("ANALYZE")  # as autovacuum would once the fold filled its tables
 
     work = Path(tempfile.mkdtemp(prefix="pollcheck-bench-"))
     bodies = work / "bodies.tsv"
     now = datetime.now(UTC) - timedelta(minutes=1)
-    with bodies.open("wb") as f:
-        for k in range(http_bodies):
-            token, item, _, _ = body(rng, world, sets, k * 7 + 3, now)
-            f.write(token.encode() + b"\t" + orjson.dumps(item) + b"\n")
+    paced_bodies = work / "paced.tsv"
+    paced_n = int(args.paced_rate * args.paced_seconds * 1.2)
+    for path, ks in ((bodies, range(http_bodies)), (paced_bodies, range(paced_n))):
+        with path.open("wb") as f:
+            for k in ks:
+                token, item, _, _ = body(rng, world, sets, k * 7 + 3, now)
+                f.write(token.encode() + b"\t" + orjson.dumps(item) + b"\n")
     (work / "intake.lua").write_text(LUA)
+    (work / "paced.lua").write_text(LUA + PACED_LUA)
 
     server = start_server(url, args.port, args.workers, fold_process=not args.fold_in_api)
     log(f"API up on :{args.port} with {args.workers} workers; wrk for {args.http_seconds} s")
@@ -692,30 +773,42 @@ def main() -> None:
     timer = threading.Timer(args.http_seconds - 0.5, lambda: cpu.append(cpu_snapshot()))
     cpu.append(cpu_snapshot())
     timer.start()
+    paced: dict[str, Any] | None = None
     try:
-        wrk = subprocess.run(
-            [
-                "wrk", "-t", "2", "-c", str(args.connections), "-d", f"{args.http_seconds}s",
-                "--timeout", "10s", "-s", str(work / "intake.lua"),
-                f"http://127.0.0.1:{args.port}", "--", str(bodies), "2",
-            ],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
+        start = time.time()
+        w = wrk_run(work / "intake.lua", args.port, bodies, args.connections, args.http_seconds)
+        end = time.time()
         timer.join()
-        time.sleep(6)  # let the findings catch up, so that staleness is measured to the end
+        # Staleness is measured until the findings count every checklist stored, so that a
+        # fold still behind when wrk stops is measured to the end.
+        caught_up = catch_up(samples)
         if spy is not None:
             spy.wait(timeout=60)
+        if args.paced_rate > 0:
+            log(f"paced intake: {args.paced_rate} checklists a second for {args.paced_seconds} s")
+            p_start = time.time()
+            p = wrk_run(
+                work / "paced.lua", args.port, paced_bodies, args.connections,
+                args.paced_seconds, args.paced_rate,
+            )  # fmt: skip
+            p_end = time.time()
+            p_caught_up = catch_up(samples)
+            p_during = [ms for t, ms, _ in samples.findings if p_start <= t <= p_end]
+            paced = {
+                "paced_rate": args.paced_rate,
+                "paced_intake_per_s": round(p["created"] / (p["duration_us"] / 1e6), 1),
+                "paced_intake_p95_ms": round(p["p95_us"] / 1000, 1),
+                "paced_intake_errors": p["other"] + p["socket_errors"],
+                "paced_findings_p50_ms": round(pct(p_during, 0.5), 1),
+                "paced_findings_p95_ms": round(pct(p_during, 0.95), 1),
+                "paced_max_staleness_s": round(staleness(samples, p_start, p_caught_up), 2),
+            }
     finally:
         stop.set()
         for t in pollers:
             t.join()
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
-    line = next((x for x in wrk.stdout.splitlines() if x.startswith("WRKJSON ")), None)
-    if line is None:
-        print(wrk.stdout, wrk.stderr, file=sys.stderr)
-        raise SystemExit("wrk gave no summary")
-    w = json.loads(line[len("WRKJSON ") :])
     with psycopg.connect(url) as conn:
         stored = conn.execute(
             "SELECT count(*) FROM checklist WHERE mission_id = %s", (world.mission_id,)
@@ -739,7 +832,7 @@ def main() -> None:
 
     duration = w["duration_us"] / 1e6
     intake = w["created"] / duration
-    during = [ms for t, ms, _ in samples.findings]
+    during = [ms for t, ms, _ in samples.findings if start <= t <= end]
     result = {
         "checklists": total,
         "answers_per_checklist": round(per_checklist, 1),
@@ -755,7 +848,7 @@ def main() -> None:
         "findings_max_ms": round(max(during), 1) if during else None,
         "findings_304": samples.not_modified,
         "findings_errors": samples.errors,
-        "findings_max_staleness_s": round(staleness(samples), 2),
+        "findings_max_staleness_s": round(staleness(samples, start, caught_up), 2),
         "peak_rss_mb": round(max(samples.rss), 1) if samples.rss else None,
         "db_floor_per_s": round(floor, 1),
         "intake_vs_floor": round(intake / floor, 3) if floor == floor and floor else None,
@@ -769,6 +862,7 @@ def main() -> None:
         "finding_tally_mb": round(float(vacuum[1]), 1) if vacuum else None,
         "cpu_during_intake": cpu_split(cpu[0], cpu[-1], {str(server.pid)}),
         "views_ms": costs,
+        **(paced or {}),
     }
     log("figures:")
     for k, v in result.items():

@@ -72,3 +72,13 @@ def test_readme_quick_start_is_two_make_commands() -> None:
     assert re.search(r"^run: install", makefile, re.M)
     assert re.search(r"^test: install", makefile, re.M)
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_every_setting_is_in_the_readme_configuration_table() -> None:
+    from api.config import Settings
+
+    table = (ROOT / "README.md").read_text().split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    rows = set(re.findall(r"^\| `(POLLCHECK_[A-Z0-9_]+)`", table, re.M))
+    rows |= {f"POLLCHECK_{n}" for n in ("HOST", "PORT", "WORKERS")}  # one row for the three
+    missing = {f"POLLCHECK_{name.upper()}" for name in Settings.model_fields} - rows
+    assert not missing, f"settings without a row in README's Configuration table: {missing}"
