@@ -480,7 +480,7 @@ class Samples:
     findings: list[tuple[float, float, int]] = field(default_factory=list)  # (t, ms, counted)
     truth: list[tuple[float, int]] = field(default_factory=list)  # (t, checklists stored)
     rss: list[float] = field(default_factory=list)
-    not_modified: int = 0
+    not_modified: list[float] = field(default_factory=list)  # when a 304 came back
     errors: int = 0
 
 
@@ -553,7 +553,8 @@ def poll(
                         samples.errors += 1
                     if etag:  # a dashboard revalidating: counted, not timed
                         again = client.get(path, headers=headers | {"If-None-Match": etag})
-                        samples.not_modified += again.status_code == 304
+                        if again.status_code == 304:
+                            samples.not_modified.append(t0)
                 except httpx.HTTPError:
                     samples.errors += 1
                 stop.wait(max(0.0, 0.25 - (time.time() - t0)))
@@ -846,7 +847,7 @@ def main() -> None:
         "findings_p50_ms": round(pct(during, 0.5), 1),
         "findings_p95_ms": round(pct(during, 0.95), 1),
         "findings_max_ms": round(max(during), 1) if during else None,
-        "findings_304": samples.not_modified,
+        "findings_304": sum(start <= t <= end for t in samples.not_modified),
         "findings_errors": samples.errors,
         "findings_max_staleness_s": round(staleness(samples, start, caught_up), 2),
         "peak_rss_mb": round(max(samples.rss), 1) if samples.rss else None,

@@ -1,0 +1,35 @@
+"""The bench's arithmetic: how far behind the findings were, and when they caught up.
+
+(`make bench` measures speed; these only check that it measures the right thing.)
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import run
+
+
+def _samples(findings: list[tuple[float, int]], truth: list[tuple[float, int]]) -> run.Samples:
+    samples = run.Samples()
+    samples.findings = [(t, 10.0, counted) for t, counted in findings]
+    samples.truth = list(truth)
+    return samples
+
+
+def test_staleness_is_the_longest_wait_of_a_stored_checklist_within_the_window() -> None:
+    # The database held 100 at t=0, 150 at t=1, 200 at t=2. Findings counted 100 until
+    # t=3.5 (so the 101st checklist, stored at t=1, waited 2.5 s), then all 200 at t=4.
+    truth = [(0.0, 100), (1.0, 150), (2.0, 200), (3.0, 200), (4.0, 200)]
+    findings = [(0.5, 100), (2.5, 100), (3.5, 100), (4.0, 200)]
+    samples = _samples(findings, truth)
+    assert run.staleness(samples, 0.0, 10.0) == pytest.approx(2.5)
+    assert run.staleness(samples, 0.0, 3.0) == pytest.approx(1.5)  # reads up to t=3 only
+    assert run.staleness(samples, 3.8, 10.0) == 0.0  # caught up: nothing waiting
+
+
+def test_catch_up_returns_the_first_read_that_counts_everything_stored() -> None:
+    truth = [(0.0, 100), (1.0, 150), (2.0, 150)]
+    assert run.catch_up(_samples([(0.5, 100), (2.5, 150)], truth), timeout=1) == 2.5
+    behind = _samples([(0.5, 100), (2.5, 120)], truth)
+    assert run.catch_up(behind, timeout=0.3) > 2.5  # gave up: the time it stopped waiting
