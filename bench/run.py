@@ -502,7 +502,8 @@ local interval, next_at = nil, nil
 function delay()
   local now = now_ms()
   if interval == nil then interval = 1000 / rate end
-  -- Behind by more than a second (the server stalled): start afresh rather than burst.
+  -- Behind by up to a second: catch up (the rate is an average). Behind by more (the
+  -- server stalled): start afresh rather than send a burst.
   if next_at == nil or next_at < now - 1000 then next_at = now end
   local wait = next_at - now
   next_at = next_at + interval
@@ -586,14 +587,15 @@ def poll(
     return threads
 
 
-def catch_up(samples: Samples, timeout: float = 120.0) -> float:
-    """Wait until a findings read counts every checklist the database held when it was
-    made (or `timeout` seconds); return when."""
+def catch_up(samples: Samples, after: float, timeout: float = 120.0) -> float:
+    """Wait for the first findings read made at `after` or later that counts every
+    checklist the database held when it was made (or `timeout` seconds); return when it
+    was made. A checklist whose transaction took an outbox id and then rolled back is never
+    counted: a run with intake errors may wait the whole timeout (it says so)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        reads, truth = list(samples.findings), list(samples.truth)
-        if reads and truth:
-            t, _, counted = reads[-1]
+        truth = list(samples.truth)
+        for t, _, counted in [r for r in samples.findings if r[0] >= after]:
             held = [n for tt, n in truth if tt <= t]
             if held and counted >= held[-1]:
                 return t
@@ -625,8 +627,9 @@ def view_costs(mission_id: uuid.UUID) -> dict[str, float]:
 def staleness(samples: Samples, start: float, end: float) -> float:
     """The longest time a stored checklist waited before the findings counted it, over the
     findings read between `start` and `end`."""
-    times = [t for t, _ in samples.truth]
-    counts = [n for _, n in samples.truth]
+    truth = list(samples.truth)  # one snapshot: the poller may still be adding to it
+    times = [t for t, _ in truth]
+    counts = [n for _, n in truth]
     worst = 0.0
     for t, _, counted in samples.findings:
         if not start <= t <= end:
@@ -782,7 +785,7 @@ def main() -> None:
         timer.join()
         # Staleness is measured until the findings count every checklist stored, so that a
         # fold still behind when wrk stops is measured to the end.
-        caught_up = catch_up(samples)
+        caught_up = catch_up(samples, after=end)
         if spy is not None:
             spy.wait(timeout=60)
         if args.paced_rate > 0:
@@ -793,7 +796,7 @@ def main() -> None:
                 args.paced_seconds, args.paced_rate,
             )  # fmt: skip
             p_end = time.time()
-            p_caught_up = catch_up(samples)
+            p_caught_up = catch_up(samples, after=p_end)
             p_during = [ms for t, ms, _ in samples.findings if p_start <= t <= p_end]
             paced = {
                 "paced_rate": args.paced_rate,

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from bench import run
@@ -28,8 +30,12 @@ def test_staleness_is_the_longest_wait_of_a_stored_checklist_within_the_window()
     assert run.staleness(samples, 3.8, 10.0) == 0.0  # caught up: nothing waiting
 
 
-def test_catch_up_returns_the_first_read_that_counts_everything_stored() -> None:
-    truth = [(0.0, 100), (1.0, 150), (2.0, 150)]
-    assert run.catch_up(_samples([(0.5, 100), (2.5, 150)], truth), timeout=1) == 2.5
-    behind = _samples([(0.5, 100), (2.5, 120)], truth)
-    assert run.catch_up(behind, timeout=0.3) > 2.5  # gave up: the time it stopped waiting
+def test_catch_up_is_the_first_read_after_the_run_that_counts_everything_stored() -> None:
+    truth = [(0.0, 100), (1.0, 150), (2.0, 150), (3.0, 180), (4.0, 180)]
+    # Current at t=0.5 (during the run), behind at 2.5 and 3.5, current again at 4.5.
+    reads = [(0.5, 100), (2.5, 120), (3.5, 150), (4.5, 180)]
+    assert run.catch_up(_samples(reads, truth), after=2.0, timeout=1) == 4.5
+    assert run.catch_up(_samples(reads, truth), after=0.0, timeout=1) == 0.5
+    behind = _samples(reads[:3], truth)
+    before = time.time()
+    assert run.catch_up(behind, after=2.0, timeout=0.3) >= before + 0.3  # gave up waiting
