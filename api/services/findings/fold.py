@@ -423,7 +423,8 @@ def _rows_of(src: Table, before: bool) -> list[Any]:
     they give its `*` row, so an answer is read once rather than once for its value and once
     more for `*` (as `emissions` does). The earlier checklists of the station need no `all`
     row of their own: `_per_station` counts those from finding_applied."""
-    zero, one = literal_column("0"), literal_column("1")
+    zero: Any = literal_column("0")
+    one: Any = literal_column("1")
     sign = one if before else src.c.sign
 
     def summed(obs: Any, total: Any, crit: Any, answered: Any) -> list[Any]:
@@ -432,7 +433,10 @@ def _rows_of(src: Table, before: bool) -> list[Any]:
             values = [obs, total, crit, answered, zero, zero]
         return [v.label(c) for v, c in zip(values, PER_VALUE, strict=True)]
 
-    blank = [literal_column("'_'").label("question_code"), literal_column("'_'").label("value")]
+    blank: list[Any] = [
+        literal_column("'_'").label("question_code"),
+        literal_column("'_'").label("value"),
+    ]
     phases = [src.c.phase] if before else [src.c.phase, literal_column("'all'")]
     rows = [
         select(src.c.station_id, phase.label("phase"), *blank, *summed(sign, zero, zero, zero))
@@ -465,7 +469,7 @@ def _per_station() -> Any:
     """Per station and value, the batch's change to the tallies, and whether the station
     starts or stops counting for the value: it counts while at least one of its counting
     checklists holds the value (`n0` of them did before the batch)."""
-    zero = literal_column("0")
+    zero: Any = literal_column("0")
     earlier_all = select(
         FA.c.station_id,
         literal_column("'all'"),
