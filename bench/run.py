@@ -533,6 +533,16 @@ def wrk_run(
     return dict(json.loads(line[len("WRKJSON ") :]))
 
 
+def intake_of(w: dict[str, Any]) -> tuple[float, int]:
+    """From a wrk summary: new checklists a second, and requests that failed."""
+    return w["created"] / (w["duration_us"] / 1e6), w["other"] + w["socket_errors"]
+
+
+def findings_during(samples: Samples, start: float, end: float) -> list[float]:
+    """Milliseconds of the findings reads made between `start` and `end`."""
+    return [ms for t, ms, _ in samples.findings if start <= t <= end]
+
+
 def poll(
     stop: threading.Event, samples: Samples, port: int, world: World, url: str, pid: int
 ) -> list[threading.Thread]:
@@ -797,12 +807,13 @@ def main() -> None:
             )  # fmt: skip
             p_end = time.time()
             p_caught_up = catch_up(samples, after=p_end)
-            p_during = [ms for t, ms, _ in samples.findings if p_start <= t <= p_end]
+            p_during = findings_during(samples, p_start, p_end)
+            p_intake, p_errors = intake_of(p)
             paced = {
                 "paced_rate": args.paced_rate,
-                "paced_intake_per_s": round(p["created"] / (p["duration_us"] / 1e6), 1),
+                "paced_intake_per_s": round(p_intake, 1),
                 "paced_intake_p95_ms": round(p["p95_us"] / 1000, 1),
-                "paced_intake_errors": p["other"] + p["socket_errors"],
+                "paced_intake_errors": p_errors,
                 "paced_findings_p50_ms": round(pct(p_during, 0.5), 1),
                 "paced_findings_p95_ms": round(pct(p_during, 0.95), 1),
                 "paced_max_staleness_s": round(staleness(samples, p_start, p_caught_up), 2),
@@ -834,9 +845,8 @@ def main() -> None:
     log(f"pgbench: one checklist of {round(per_checklist)} answers per transaction")
     floor = pgbench_floor(url, world, round(per_checklist), args.connections, args.pgbench_seconds)
 
-    duration = w["duration_us"] / 1e6
-    intake = w["created"] / duration
-    during = [ms for t, ms, _ in samples.findings if start <= t <= end]
+    intake, errors = intake_of(w)
+    during = findings_during(samples, start, end)
     result = {
         "checklists": total,
         "answers_per_checklist": round(per_checklist, 1),
@@ -845,7 +855,7 @@ def main() -> None:
         "intake_p50_ms": round(w["p50_us"] / 1000, 1),
         "intake_p95_ms": round(w["p95_us"] / 1000, 1),
         "intake_p99_ms": round(w["p99_us"] / 1000, 1),
-        "intake_errors": w["other"] + w["socket_errors"],
+        "intake_errors": errors,
         "findings_requests": len(during),
         "findings_p50_ms": round(pct(during, 0.5), 1),
         "findings_p95_ms": round(pct(during, 0.95), 1),

@@ -428,10 +428,9 @@ def _rows_of(src: Table, before: bool) -> list[Any]:
     sign = one if before else src.c.sign
 
     def summed(obs: Any, total: Any, crit: Any, answered: Any) -> list[Any]:
-        values = [zero, zero, zero, zero, one, answered]
-        if not before:
-            values = [obs, total, crit, answered, zero, zero]
-        return [v.label(c) for v, c in zip(values, PER_VALUE, strict=True)]
+        change = [zero, zero, zero, zero] if before else [obs, total, crit, answered]
+        held = [one, answered] if before else [zero, zero]
+        return [v.label(c) for v, c in zip(change + held, PER_VALUE, strict=True)]
 
     blank: list[Any] = [
         literal_column("'_'").label("question_code"),
