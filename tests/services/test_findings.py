@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
 from sqlalchemy import text
 
 from api.config import Settings
+from api.services.findings import views
+from api.services.findings.scope import Filters
 from api.services.findings.stats import wilson
 from tests.factories import make_mission, make_observer, make_station
 from tests.findings_factories import (
@@ -24,6 +27,13 @@ from tests.findings_factories import (
 
 def _stations(session: Any, mission_id: Any, codes: list[str], **place: Any) -> list[str]:
     return [make_station(session, mission_id, c, **place) for c in codes]
+
+
+def _observed_mission(session: Any, codes: list[str]) -> tuple[Any, str]:
+    """A mission with these stations and one observer assigned to all: (mission, token)."""
+    mission, _ = make_mission(session)
+    _, token = make_observer(session, mission.id, _stations(session, mission.id, codes))
+    return mission, token
 
 
 def test_ots_shaped_mission_reads_like_the_ots_statement(client: Any, session: Any) -> None:
@@ -59,6 +69,7 @@ def test_ots_shaped_mission_reads_like_the_ots_statement(client: Any, session: A
     assert "not estimates for the country as a whole" in md
     counting = view(session, mission.id, "counting")
     assert counting["reports"] == 1 and counting["failing"] == []
+    assert counting["quick_count"] is None  # a purposive deployment gets no estimate
     assert counting["totals"]["options"][0] == {
         "code": "P_V1",
         "votes": 400,
@@ -71,14 +82,13 @@ def test_ots_shaped_mission_reads_like_the_ots_statement(client: Any, session: A
 def test_statement_is_deterministic_and_every_sentence_has_evidence(
     client: Any, session: Any
 ) -> None:
-    mission, _ = make_mission(session)
-    codes = _stations(session, mission.id, ["A-1", "A-2"])
-    _, token = make_observer(session, mission.id, codes)
+    mission, token = _observed_mission(session, ["A-1", "A-2"])
     post(client, token, "A-1", "voting", {"D8": "yes"})
     post(client, token, "A-2", "voting")
     first = view(session, mission.id, "statement")
-    again = view(session, mission.id, "statement")
-    assert first["markdown"] == again["markdown"]
+    # Computed afresh twice (a second `view` would serve the cached body): same words.
+    again = [views.compute(session, mission.id, "statement", Filters()) for _ in range(2)]
+    assert again[0] == again[1] and again[0]["markdown"] == first["markdown"]
     for sentence in first["sentences"]:
         if sentence["key"] not in ("purposive", "random"):
             assert sentence["evidence"], sentence
@@ -139,9 +149,7 @@ def test_not_applicable_is_left_out_and_unanswered_is_counted_apart(
 
 
 def test_observations_and_stations_are_counted_apart(client: Any, session: Any) -> None:
-    mission, _ = make_mission(session)
-    codes = _stations(session, mission.id, ["S-1", "S-2"])
-    _, token = make_observer(session, mission.id, codes)
+    mission, token = _observed_mission(session, ["S-1", "S-2"])
     post(client, token, "S-1", "voting", {"D7": "yes"})
     post(client, token, "S-1", "voting", {"D7": "yes"})
     post(client, token, "S-2", "voting", {"D7": "no"})
@@ -183,9 +191,7 @@ def test_negative_share_of_four_point_questions_per_phase(client: Any, session: 
 def test_only_the_latest_version_counts_and_rejected_or_quarantined_leave(
     client: Any, session: Any
 ) -> None:
-    mission, _ = make_mission(session)
-    codes = _stations(session, mission.id, ["S-1", "S-2"])
-    _, token = make_observer(session, mission.id, codes)
+    mission, token = _observed_mission(session, ["S-1", "S-2"])
     first = post(client, token, "S-1", "voting", {"D4": "yes"})
     post(client, token, "S-2", "voting", {"D4": "yes"})
     fixed = correct(client, token, first, "S-1", "voting", {"D4": "no"})
@@ -204,7 +210,7 @@ def test_only_the_latest_version_counts_and_rejected_or_quarantined_leave(
 
 
 def test_intervals_and_quick_count_only_for_a_random_sample(client: Any, session: Any) -> None:
-    mission, _ = make_mission(session, sampling="random")
+    mission, admin = make_mission(session, sampling="random")
     codes = _stations(session, mission.id, [f"S-{i:02}" for i in range(24)])
     _, token = make_observer(session, mission.id, codes)
     for i, code in enumerate(codes):
@@ -222,6 +228,21 @@ def test_intervals_and_quick_count_only_for_a_random_sample(client: Any, session
         (sum(300 + 10 * i for i in range(12)) + 12 * 400) / (24 * 585), 4
     )
     assert yes_share["margin95"] == 0.0  # the whole population was sampled
+    # A sample of 24 out of 240 stations: the ratio estimator's margin, worked out here
+    # from each station's residual y - r·x (x: valid votes, y: votes for the option).
+    client.patch(
+        f"/missions/{mission.id}",
+        json={"settings": {"findings": {"population_stations": 240}}},
+        headers={"Authorization": f"Bearer {admin}"},
+    )
+    y = [300 + 10 * i if i < 12 else 400 for i in range(24)]
+    x = [585] * 24
+    r = sum(y) / sum(x)
+    residuals = sum((yi - r * xi) ** 2 for yi, xi in zip(y, x, strict=True))
+    variance = (1 - 24 / 240) * residuals / 23 / (24 * (sum(x) / 24) ** 2)
+    quick = view(session, mission.id, "counting")["quick_count"]
+    assert quick["population_stations"] == 240
+    assert quick["options"][0]["margin95"] == round(1.959964 * variance**0.5, 4) > 0.01
     assert (
         "Quick count from the random sample of 24 stations"
         in view(session, mission.id, "statement")["markdown"]
@@ -232,7 +253,7 @@ def test_each_inconsistent_count_is_flagged_with_the_checks_it_fails(
     client: Any, session: Any
 ) -> None:
     mission, admin = make_mission(session)
-    codes = _stations(session, mission.id, ["C-1", "C-2", "C-3", "C-4", "C-5"])
+    codes = _stations(session, mission.id, [f"C-{i}" for i in range(1, 9)])
     _, token = make_observer(session, mission.id, codes)
     post_count(client, token, "C-1")
     post_count(client, token, "C-2", {"P_V1": 401})  # options no longer add up to V
@@ -241,6 +262,11 @@ def test_each_inconsistent_count_is_flagged_with_the_checks_it_fails(
     )  # more in box than issued
     post_count(client, token, "C-4", {"P_R": 590})  # issued above registered + 5
     post_count(client, token, "C-5", {"P_V1": 560, "P_V2": 25})  # one option above 90 %
+    post_count(client, token, "C-6", {"P_K": 6})  # V + X + K = 601, one more than in the box
+    post_count(client, token, "C-7", {"P_U": 391})  # I + U + S = 1,001 of 1,000 received
+    post_count(
+        client, token, "C-8", {"P_X": 100, "P_V": 495, "P_V1": 310}
+    )  # 100 of 600 invalid: above 10 %
     counting = view(session, mission.id, "counting")
     fails = {f["station"]: f["fails"] for f in counting["failing"]}
     assert fails == {
@@ -248,9 +274,22 @@ def test_each_inconsistent_count_is_flagged_with_the_checks_it_fails(
         "C-3": ["in_box_not_above_issued"],
         "C-4": ["issued_not_above_registered", "turnout_below_threshold"],
         "C-5": ["no_option_above_threshold"],
+        "C-6": ["valid_invalid_blank_make_in_box"],
+        "C-7": ["ballots_accounted_for"],
+        "C-8": ["invalid_below_threshold"],
     }
     by_check = {c["check"]: c["failed"] for c in counting["checks"]}
-    assert by_check["ballots_accounted_for"] == 0 and by_check["turnout_below_threshold"] == 1
+    assert by_check == {
+        "options_sum_to_valid": 1,
+        "valid_invalid_blank_make_in_box": 1,
+        "ballots_accounted_for": 1,
+        "in_box_not_above_issued": 1,
+        "issued_not_above_registered": 1,
+        "turnout_below_threshold": 1,
+        "invalid_below_threshold": 1,
+        "no_option_above_threshold": 1,
+        "figures_plausible": 0,
+    }
     client.patch(
         f"/missions/{mission.id}",
         json={"settings": {"findings": {"turnout_max": 1.5, "issued_allowance": 20}}},
@@ -258,6 +297,13 @@ def test_each_inconsistent_count_is_flagged_with_the_checks_it_fails(
     )
     fails = {f["station"]: f["fails"] for f in view(session, mission.id, "counting")["failing"]}
     assert fails["C-3"] == ["in_box_not_above_issued"] and "C-4" not in fails
+    client.patch(
+        f"/missions/{mission.id}",
+        json={"settings": {"findings": {"figure_max": 999}}},  # 1,000 registered: implausible
+        headers={"Authorization": f"Bearer {admin}"},
+    )
+    fails = {f["station"]: f["fails"] for f in view(session, mission.id, "counting")["failing"]}
+    assert fails["C-1"] == ["figures_plausible"] and len(fails) == 8
 
 
 def test_two_disagreeing_counts_of_a_station_conflict_and_totals_take_one(
@@ -347,6 +393,18 @@ def test_critical_answers_show_whether_problems_cluster_or_scatter(
     assert len(critical["checklists"]) == 7
 
 
+def test_a_station_with_one_critical_answer_in_two_phases_counts_once(
+    client: Any, session: Any
+) -> None:
+    """Observers' access (B1) is asked at opening, voting and closing."""
+    mission, token = _observed_mission(session, ["S-1", "S-2"])
+    post(client, token, "S-1", "opening", {"B1": "no"})
+    post(client, token, "S-1", "voting", {"B1": "no"})
+    post(client, token, "S-2", "voting", {"B1": "no"})
+    b1 = next(p for p in view(session, mission.id, "critical")["by_question"] if p["code"] == "B1")
+    assert (b1["count"], b1["stations"], b1["phases"]) == (3, 2, {"opening": 1, "voting": 2})
+
+
 def test_coverage_shows_planned_and_observed_stations_and_missing_observers(
     client: Any, session: Any
 ) -> None:
@@ -370,6 +428,92 @@ def test_coverage_shows_planned_and_observed_stations_and_missing_observers(
     assert missing == {"STO-1": 1, "STO-2": 1}
     assert coverage["observers_missing"]["count"] == 2
     assert sum(h["checklists"] for h in coverage["arrivals_per_hour"]) == 2
+
+
+def test_arrivals_are_counted_per_utc_hour_and_phase_as_first_received(
+    client: Any, session: Any
+) -> None:
+    from datetime import UTC, datetime
+
+    from sqlalchemy import update
+
+    from models import Checklist
+
+    mission, token = _observed_mission(session, ["S-1", "S-2"])
+    early = [post(client, token, "S-1", "opening"), post(client, token, "S-1", "voting")]
+    later = post(client, token, "S-2", "voting")
+    correct(client, token, later, "S-2", "voting", {"D4": "no"})  # the same arrival, again
+    session.execute(
+        update(Checklist)
+        .where(Checklist.id.in_([uuid.UUID(c) for c in early]))
+        .values(received_at=datetime(2024, 10, 6, 3, 20, tzinfo=UTC))
+    )
+    session.commit()
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:00Z")
+    assert view(session, mission.id, "coverage")["arrivals_per_hour"] == [
+        {"hour": "2024-10-06T03:00Z", "checklists": 2, "phases": {"opening": 1, "voting": 1}},
+        {"hour": now, "checklists": 1, "phases": {"voting": 1}},
+    ]
+
+
+def test_rejected_and_quarantined_checklists_leave_every_view(client: Any, session: Any) -> None:
+    mission, token = _observed_mission(session, ["S-1", "S-2"])
+    incident = post(client, token, "S-1", "incident", {"G1": "violence", "G2": "observed"})
+    count = post_count(client, token, "S-1")
+    post_count(client, token, "S-2")
+    pressure = post(client, token, "S-1", "voting", {"D8": "yes"})
+
+    def figures() -> tuple[int, int, int, int, Any]:
+        counting = view(session, mission.id, "counting")
+        observed = view(session, mission.id, "coverage")["regions"][0]["observed"]
+        return (
+            view(session, mission.id, "incidents")["count"],
+            view(session, mission.id, "critical")["count"],
+            counting["reports"],
+            counting["totals"]["stations"],
+            observed,
+        )
+
+    assert figures() == (
+        1,
+        2,  # the violence report and the intimidation seen during voting
+        2,
+        2,
+        {
+            "closing": {"observations": 2, "stations": 2},
+            "incident": {"observations": 1, "stations": 1},
+            "voting": {"observations": 1, "stations": 1},
+        },
+    )
+    set_review(session, mission.id, incident, review_state="rejected")
+    set_review(session, mission.id, count, quarantined=True)
+    set_review(session, mission.id, pressure, review_state="rejected")
+    assert figures() == (0, 0, 1, 1, {"closing": {"observations": 1, "stations": 1}})
+
+
+def test_coverage_and_critical_read_the_same_from_tallies_and_from_answers(
+    client: Any, session: Any
+) -> None:
+    """A team filter cannot use the folded tallies: with every observer in the team, the
+    views computed from the answers must equal those read from the tallies."""
+    mission, _ = make_mission(session)
+    north = [make_station(session, mission.id, f"N-{i}", region="North") for i in range(3)]
+    south = [make_station(session, mission.id, f"S-{i}", region="South") for i in range(2)]
+    _, token = make_observer(session, mission.id, north + south, team="Team 1")
+    post(client, token, "N-0", "opening", {"B1": "no"})
+    post(client, token, "N-0", "voting", {"B1": "no", "D8": "yes"})
+    post(client, token, "N-1", "voting", {"D8": "yes"})
+    post(client, token, "N-1", "voting")
+    post(client, token, "S-0", "closing")
+    for name in ("coverage", "critical"):
+        tallied = view(session, mission.id, name)
+        raw = view(session, mission.id, name, team="Team 1")
+        assert raw == tallied | {k: raw[k] for k in ("filters", "computed_at")}, name
+        by_region = view(session, mission.id, name, location="North")
+        assert by_region["regions"] == [r for r in tallied["regions"] if r["region"] == "North"]
+    north_row = view(session, mission.id, "coverage")["regions"][0]
+    assert (north_row["region"], north_row["observed_any_phase"]) == ("North", 2)
+    assert north_row["observed"]["voting"] == {"observations": 3, "stations": 2}
 
 
 def test_missing_observers_are_counted_beyond_the_listed_page(
@@ -427,7 +571,9 @@ def test_filters_select_places_abroad_phase_team_time_and_template(
     assert total(phase="voting") == 3
     assert total(team="Team 2") == 1
     assert total(observed_from=_ago(2.5), observed_to=_ago(0.5)) == 3
+    assert total(observed_from=_ago(1.5)) == 2 and total(observed_to=_ago(1.5)) == 2
     assert total(template="default", template_version=2) == 1
+    assert total(template="default") == 4 and total(template="other") == 0
     voting_esil = view(session, mission.id, location="Astana/Esil district", phase="voting")
     assert question(voting_esil, "voting", "D4")["answered"] == 1
 
@@ -541,9 +687,7 @@ def test_a_view_computed_past_the_cache_is_the_view_served(client: Any, session:
     from api.services.findings import views
     from api.services.findings.scope import Filters
 
-    mission, _ = make_mission(session)
-    codes = _stations(session, mission.id, ["A-1", "A-2"])
-    _, token = make_observer(session, mission.id, codes)
+    mission, token = _observed_mission(session, ["A-1", "A-2"])
     post(client, token, "A-1", "voting")
     post_count(client, token, "A-2")
     for name in views.VIEWS:

@@ -104,6 +104,16 @@ def coverage(session: Session, scope: Scope) -> dict[str, Any]:
         )
         for region_id, phase, n, s in rows:
             observed[region_id][phase] = (n, s)
+        # Stations seen in any phase, as the tallies' phase `all` has them: whatever the
+        # phase filter, as there.
+        rows = session.execute(
+            select(ST.c.region_id, func.count(), func.count(CL.c.station_id.distinct()))
+            .select_from(CL.join(ST, ST.c.id == CL.c.station_id))
+            .where(checklist_predicate(scope, phase=False))
+            .group_by(ST.c.region_id)
+        )
+        for region_id, n, s in rows:
+            observed[region_id]["all"] = (n, s)
     elif not scope.empty:
         q = select(FT.c.node_id, FT.c.phase, FT.c.observations, FT.c.stations).where(
             FT.c.mission_id == scope.mission_id,
@@ -326,18 +336,28 @@ def critical(session: Session, scope: Scope, questions: dict[str, QuestionInfo])
             CL.c.phase,
             ST.c.region_id,
             func.count(FC.c.checklist_id.distinct()),
-            func.count(CL.c.station_id.distinct()),
         )
         .select_from(joined)
         .where(FC.c.mission_id == scope.mission_id, pred)
         .group_by(FC.c.question_code, FC.c.value, CL.c.phase, ST.c.region_id)
     ).all()
+    # Stations counted once per answer across phases: a question asked at opening and again
+    # during voting (observers' access) may find the same problem at one station twice.
+    stations = {
+        (code, value): n
+        for code, value, n in session.execute(
+            select(FC.c.question_code, FC.c.value, func.count(CL.c.station_id.distinct()))
+            .select_from(joined)
+            .where(FC.c.mission_id == scope.mission_id, pred)
+            .group_by(FC.c.question_code, FC.c.value)
+        )
+    }
     # Observations per region, to compare a problem's spread with where observers were.
     per_region = _observations_per_region(session, scope, list(regions))
     total_obs = sum(per_region.values()) or 1
     problems: dict[tuple[str, str], dict[str, Any]] = {}
     table: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for code, value, phase, region_id, n, stations_n in grouped:
+    for code, value, phase, region_id, n in grouped:
         info = questions.get(code)
         key = (code, value)
         p = problems.setdefault(
@@ -348,14 +368,13 @@ def critical(session: Session, scope: Scope, questions: dict[str, QuestionInfo])
                 "label": info.label if info else code,
                 "answer": info.options.get(value, value) if info else value,
                 "count": 0,
-                "stations": 0,
+                "stations": stations[(code, value)],
                 "phases": {},
                 "regions": {},
             },
         )
         region = regions.get(region_id, ("?", False))[0]
         p["count"] += n
-        p["stations"] += stations_n
         p["phases"][phase] = p["phases"].get(phase, 0) + n
         p["regions"][region] = p["regions"].get(region, 0) + n
         table[region][f"{code}={value}"] += n
