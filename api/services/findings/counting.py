@@ -316,12 +316,13 @@ def _quick_count(
         est = ratio_estimate(n, big_n, sum_y, sum_x, syy, sxy, sxx)
         if est is None:
             return None
-        share, margin = est
+        # Rounded once: the text, the draft statement and the figures say the same.
+        share, margin = (round(v, 4) for v in est)
         estimates.append(
             {
                 "code": code,
-                "share": round(share, 4),
-                "margin95": round(margin, 4),
+                "share": share,
+                "margin95": margin,
                 "text": f"{percent(share)} ± {percent(margin)}",
             }
         )

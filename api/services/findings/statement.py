@@ -7,17 +7,29 @@ counts, checklist ids), listed as footnotes in the Markdown and as data in the J
 Languages: each sentence is a template in PHRASES, keyed by language. To add a language,
 add a dictionary with the same keys; a missing key falls back to English, and the answer
 says which sentences did (`fallback`). Question wording comes from the template's own
-labels in that language.
+labels in that language. Every word of the statement comes from these tables or from the
+template: nothing is written in English in the code.
+
+A count and the word it counts are chosen together by the sentence: `{stations:station}`
+puts the number of stations in the form of the noun `station` that the language's plural
+rules (CLDR, through Babel: one, few, many, other…) ask for, `#` standing for the number
+written as the language writes numbers. A sentence that needs another grammatical case
+names another noun (`{stations:station_locative}`, say) with forms of its own. Shares
+and numbers are written in the language's own way too ("68.4%" in English, "68,4 %" in
+Russian).
 """
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
-from api.services.findings.stats import percent
+from babel import Locale, UnknownLocaleError
+from babel.numbers import format_decimal, format_percent
 
-PHRASES: dict[str, dict[str, str]] = {
+PHRASES: dict[str, dict[str, Any]] = {
     "en": {
         "title": "Draft preliminary statement: findings of the observation",
         "h_coverage": "Deployment and coverage",
@@ -30,66 +42,77 @@ PHRASES: dict[str, dict[str, str]] = {
         "h_incidents": "Incidents",
         "h_critical": "Critical answers",
         "h_evidence": "Evidence",
-        "voting_at": "The Mission observed voting at {stations}{where}.",
+        "voting_at": "The Mission observed voting at {stations:station}{where}.",
         "where_in": " in {places}",
         "where_abroad": " abroad ({places})",
         "where_both": " in {places} and abroad ({abroad})",
-        "phases_at": "Observers reported on the opening at {opening}, on voting in "
-        "{voting_obs} at {voting}, and on the count at {closing}.",
-        "total": "In all, the Mission received {observations} at {stations}.",
+        "phases_at": "Observers reported on the opening at {opening:station}, on voting in "
+        "{voting_obs:observation} at {voting:station}, and on the count at {closing:station}.",
+        "total": "In all, the Mission received {observations:observation} at {stations:station}.",
         "purposive": "Observers were deployed purposively, so these findings describe what "
         "was observed and are not estimates for the country as a whole.",
         "random": "The observed polling stations are a random sample; intervals are 95% "
         "Wilson score intervals.",
         "opening_assessed": "The opening was assessed negatively in {negative} ({code}).",
-        "opening_positive": "The opening was assessed positively in {n} ({code}).",
+        "opening_positive": "The opening was assessed positively in {n:all_observations} ({code}).",
         "access_full": "Observers had full access: they were admitted without restriction in "
         "{admitted} and none of them was asked to leave or restricted ({codes}).",
         "access_restricted": "Observers were admitted without restriction in {admitted}; "
         "they were asked to leave or restricted in {restricted} ({codes}).",
         "voting_assessed": "Voting was assessed negatively in {negative} ({code}).",
-        "voting_positive": "Voting was assessed positively in {n} ({code}).",
+        "voting_positive": "Voting was assessed positively in {n:all_observations} ({code}).",
         "secrecy": "The secrecy of the vote was not respected in {count} ({code}).",
-        "secrecy_ok": "The secrecy of the vote was respected in {n} ({code}).",
+        "secrecy_ok": "The secrecy of the vote was respected in {n:all_observations} ({code}).",
         "intimidation": "Intimidation of or pressure on voters was seen in {count} ({code}).",
-        "irregular_none": "No major irregularities were observed: none of the {n} "
+        "irregular_none": "No major irregularities were observed: none of the {n:observation} "
         "reported any of the {kinds} listed irregularities as observed or reported ({codes}).",
         "irregular_one": "{label}: observed in {observed} and reported to observers in "
-        "{reported} of {n} ({code}).",
+        "{reported} of {n:observation} ({code}).",
         "accessibility": "Asked “{label}”, observers answered yes in {yes} ({code}).",
         "count_one": "The count was observed at one polling station{assessment} ({code}).",
-        "count_many": "The count was observed at {stations}; it was assessed negatively in "
-        "{negative} ({code}).",
+        "count_many": "The count was observed at {stations:station}; it was assessed "
+        "negatively in {negative} ({code}).",
         "count_one_positive": " and assessed positively",
         "count_one_negative": " and assessed negatively",
-        "checks_pass": "The protocol figures of {reports} passed every consistency check.",
-        "checks_fail": "{failed} of {reports} with protocol figures failed at least one "
+        "checks_pass": "The protocol figures of {reports:report} passed every consistency check.",
+        "checks_fail": "{failed} of {reports:report} with protocol figures failed at least one "
         "consistency check: {checks}.",
-        "conflicts": "At {stations}, two reports of the same count disagree; the totals use "
-        "one report per station (the latest verified, else the latest).",
-        "totals": "At the {stations} where the figures were copied, the valid votes were "
-        "divided as follows: {options}; turnout there was {turnout}.",
+        "conflicts": "At {stations:station}, two reports of the same count disagree; the "
+        "totals use one report per station (the latest verified, else the latest).",
+        "totals": "At the {stations:station} where the figures were copied, the valid votes "
+        "were divided as follows: {options}; turnout there was {turnout}.",
         "quick_count": "Quick count from the random sample of {n} stations: {options}.",
         "incidents_none": "No incident reports were received.",
-        "incidents": "Observers sent {count}; the most frequent type was {top} ({top_count}).",
+        "incidents": "Observers sent {count:incident_report}; the most frequent type was {top} "
+        "({top_count}).",
         "critical_none": "No critical answers were recorded.",
-        "critical": "{label}: {answer} in {count} at {stations}, {pattern} ({code}).",
+        "critical": "{label}: {answer} in {count:observation} at {stations:station}, {pattern} "
+        "({code}).",
         "pattern_isolated": "isolated cases",
         "pattern_clustered": "concentrated in {region} ({share} of cases)",
         "pattern_scattered": "spread over {regions} regions",
-        "observation": "observation",
-        "observations": "observations",
-        "station": "polling station",
-        "stations": "polling stations",
-        "report": "counting report",
-        "reports": "counting reports",
-        "incident_report": "incident report",
-        "incident_reports": "incident reports",
-        "one": "one",
-        "the_one": "the one observation",
-        "all_n": "all {n} observations",
+        # A share: "3 of 24 observations" under the small-denominator threshold, else
+        # "12.5% of 400 observations (50)".
+        "share_small": "{count} of {n:observations_of}",
+        "share": "{percent} of {n:observations_of} ({count})",
+        "quick_count_option": "{label} {share} ± {margin}",
+        "votes_option": "{label} {share} ({votes})",
+        "unknown": "unknown",
         "and": "and",
-        "none": "none",
+        # Evidence footnotes.
+        "note_questions": "questions {codes}",
+        "note_checks": "checks {checks}",
+        "note_checklists": "checklists {ids}",
+        "note_more": "{shown} and {more} more",
+        "note_totals": "findings totals",
+        # Nouns with their count, by plural category (CLDR: zero, one, two, few, many,
+        # other); `#` is the number.
+        "observation": {"one": "one observation", "other": "# observations"},
+        "observations_of": {"one": "# observation", "other": "# observations"},
+        "all_observations": {"one": "the one observation", "other": "all # observations"},
+        "station": {"one": "one polling station", "other": "# polling stations"},
+        "report": {"one": "one counting report", "other": "# counting reports"},
+        "incident_report": {"one": "one incident report", "other": "# incident reports"},
     },
 }
 
@@ -102,41 +125,79 @@ class Sentence:
     evidence: dict[str, Any] = field(default_factory=dict)
 
 
+def _locale(language: str) -> Locale:
+    """The language's CLDR data (plural rules, number formats); English for a code CLDR
+    does not know."""
+    try:
+        return Locale.parse(language.replace("-", "_"))
+    except (UnknownLocaleError, ValueError):
+        return Locale("en")
+
+
+class _Counted(string.Formatter):
+    """`str.format` for phrases, where `{n:noun}` is a count with its noun and any other
+    whole number is written as the language writes numbers."""
+
+    def __init__(self, writer: Writer) -> None:
+        self.writer = writer
+
+    def format_field(self, value: Any, format_spec: str) -> str:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return (
+                self.writer.counted(value, format_spec)
+                if format_spec
+                else self.writer.number(value)
+            )
+        return str(super().format_field(value, format_spec))
+
+
 class Writer:
     def __init__(self, language: str, small: int) -> None:
         self.language = language
+        self.locale = _locale(language)
         self.small = small
         self.sentences: list[Sentence] = []
         self.fallback: list[str] = []
+        self._format = _Counted(self)
 
-    def phrase(self, key: str) -> str:
+    def phrase(self, key: str, default: str | None = None) -> Any:
+        """The language's phrase (a text, or a noun's forms); else English, else `default`,
+        and the key is listed in `fallback` for a language other than English."""
         table = PHRASES.get(self.language, {})
         if key in table:
             return table[key]
         if self.language != "en":
             self.fallback.append(key)
-        return PHRASES["en"][key]
+        return PHRASES["en"].get(key, default)
+
+    def text(self, key: str, **values: Any) -> str:
+        """A phrase with its values filled in."""
+        return self._format.format(self.phrase(key), **values)
 
     def say(self, paragraph: str, key: str, evidence: dict[str, Any], **values: Any) -> None:
-        text = self.phrase(key).format(**values)
-        self.sentences.append(Sentence(paragraph, key, text, evidence))
+        self.sentences.append(Sentence(paragraph, key, self.text(key, **values), evidence))
 
-    def noun(self, n: int, singular: str) -> str:
-        word = self.phrase(singular if n == 1 else singular + "s")
-        return f"{self.phrase('one') if n == 1 else n} {word}"
+    def number(self, n: int) -> str:
+        return str(format_decimal(n, locale=self.locale))
 
-    def all_of(self, n: int) -> str:
-        """'all 24 observations', or 'the one observation'."""
-        if n == 1:
-            return self.phrase("the_one")
-        return self.phrase("all_n").format(n=n)
+    def percent(self, share: float) -> str:
+        """A share as a percentage to one decimal, trailing zero dropped: "68.4%", "25%"."""
+        tenths = Decimal(str(round(share * 100, 1))) / 100
+        return str(format_percent(tenths, locale=self.locale, decimal_quantization=False))
 
-    def share(self, count: int, n: int, singular: str = "observation") -> str:
+    def counted(self, n: int, noun: str) -> str:
+        """`n` with the form of `noun` that its plural category takes in this language."""
+        forms = self.phrase(noun)
+        if not isinstance(forms, dict):
+            raise KeyError(f"no noun {noun!r} in the statement's phrases")
+        form = forms.get(self.locale.plural_form(n)) or forms["other"]
+        return str(form).replace("#", self.number(n))
+
+    def share(self, count: int, n: int) -> str:
         """'3 of 24 observations', or '12.5% of 400 observations (50)' from the threshold."""
-        noun = self.phrase(singular if n == 1 else singular + "s")
         if n < self.small:
-            return f"{count} of {n} {noun}"
-        return f"{percent(count / n)} of {n} {noun} ({count})"
+            return self.text("share_small", count=count, n=n)
+        return self.text("share", percent=self.percent(count / n), n=n, count=count)
 
 
 def _index(findings: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -192,18 +253,18 @@ def _coverage(
     home = [r["region"] for r in coverage["regions"] if not r["abroad"] and _seen(r, "voting")]
     abroad = [r["region"] for r in coverage["regions"] if r["abroad"] and _seen(r, "voting")]
     if home and abroad:
-        where = w.phrase("where_both").format(places=_join(w, home), abroad=_join(w, abroad))
+        where = w.text("where_both", places=_join(w, home), abroad=_join(w, abroad))
     elif home:
-        where = w.phrase("where_in").format(places=_join(w, home))
+        where = w.text("where_in", places=_join(w, home))
     elif abroad:
-        where = w.phrase("where_abroad").format(places=_join(w, abroad))
+        where = w.text("where_abroad", places=_join(w, abroad))
     else:
         where = ""
     w.say(
         par,
         "voting_at",
         {"phase": "voting", "counts": voting, "regions": home + abroad},
-        stations=w.noun(voting["stations"], "station"),
+        stations=voting["stations"],
         where=where,
     )
     counts = {p: phases.get(p, {"observations": 0, "stations": 0}) for p in PHASE_ORDER}
@@ -211,18 +272,18 @@ def _coverage(
         par,
         "phases_at",
         {"counts": counts},
-        opening=w.noun(counts["opening"]["stations"], "station"),
-        voting_obs=w.noun(counts["voting"]["observations"], "observation"),
-        voting=w.noun(counts["voting"]["stations"], "station"),
-        closing=w.noun(counts["closing"]["stations"], "station"),
+        opening=counts["opening"]["stations"],
+        voting_obs=counts["voting"]["observations"],
+        voting=counts["voting"]["stations"],
+        closing=counts["closing"]["stations"],
     )
     totals = findings["totals"]
     w.say(
         par,
         "total",
         {"counts": {"observations": totals["observations"], "stations": totals["stations"]}},
-        observations=w.noun(totals["observations"], "observation"),
-        stations=w.noun(totals["stations"], "station"),
+        observations=totals["observations"],
+        stations=totals["stations"],
     )
     w.say(par, "random" if random_sample else "purposive", {})
 
@@ -248,7 +309,7 @@ def _scale(
     neg = q["negative"]["count"]
     ev = _evidence(q, negative=neg)
     if neg == 0:
-        w.say(paragraph, positive_key, ev, n=w.all_of(q["answered"]), code=q["code"])
+        w.say(paragraph, positive_key, ev, n=q["answered"], code=q["code"])
     else:
         w.say(paragraph, negative_key, ev, negative=w.share(neg, q["answered"]), code=q["code"])
 
@@ -298,7 +359,7 @@ def _voting(w: Writer, qi: dict[tuple[str, str], dict[str, Any]]) -> None:
                 "h_voting",
                 "secrecy_ok",
                 ev,
-                n=w.all_of(secrecy["answered"]),
+                n=secrecy["answered"],
                 code="D4",
             )
     pressure = qi.get(("voting", "D8"))
@@ -349,7 +410,7 @@ def _irregularities(w: Writer, findings: dict[str, Any]) -> None:
             "h_irregularities",
             "irregular_none",
             {"questions": codes, "counts": {"answered": answered, "observed": 0, "reported": 0}},
-            n=w.noun(answered, "observation"),
+            n=answered,
             kinds=len(codes),
             codes=f"{codes[0]}–{codes[-1]}" if len(codes) > 1 else codes[0],
         )
@@ -367,7 +428,7 @@ def _irregularities(w: Writer, findings: dict[str, Any]) -> None:
             label=s["label"],
             observed=s["observed"],
             reported=s["reported"],
-            n=w.noun(s["answered"], "observation"),
+            n=s["answered"],
             code=code,
         )
 
@@ -392,7 +453,7 @@ def _count(
                 par,
                 "count_many",
                 ev,
-                stations=w.noun(closing["stations"], "station"),
+                stations=closing["stations"],
                 negative=w.share(neg, q["answered"]),
                 code="H4",
             )
@@ -407,7 +468,7 @@ def _count(
             par,
             "checks_pass",
             {"checks": [c["check"] for c in counting["checks"]], "counts": {"reports": reports}},
-            reports=w.noun(reports, "report"),
+            reports=reports,
         )
     else:
         n_failed = len({f["checklist_id"] for f in failing})
@@ -420,8 +481,11 @@ def _count(
                 "checklist_ids": ids,
             },
             failed=n_failed,
-            reports=w.noun(reports, "report"),
-            checks="; ".join(f"{c['rule']} ({c['failed']})" for c in failed_checks),
+            reports=reports,
+            checks="; ".join(
+                f"{w.phrase('check_' + c['check'], c['rule'])} ({w.number(c['failed'])})"
+                for c in failed_checks
+            ),
         )
     if counting["conflicts"]:
         stations = [c["station"] for c in counting["conflicts"]]
@@ -434,20 +498,28 @@ def _count(
                     r["checklist_id"] for c in counting["conflicts"] for r in c["reports"]
                 ],
             },
-            stations=w.noun(len(stations), "station"),
+            stations=len(stations),
         )
     totals = counting.get("totals")
     if totals and totals["stations"] and totals["figures"]["valid"]:
         options = "; ".join(
-            f"{_label(qi, o['code'])} {o['text']} ({o['votes']})" for o in totals["options"]
+            w.text(
+                "votes_option",
+                label=_label(qi, o["code"]),
+                share=w.percent(o["votes"] / totals["figures"]["valid"]),
+                votes=o["votes"],
+            )
+            for o in totals["options"]
         )
         w.say(
             par,
             "totals",
             {"counts": totals["figures"], "options": totals["options"]},
-            stations=w.noun(totals["stations"], "station"),
+            stations=totals["stations"],
             options=options,
-            turnout=percent(totals["turnout"]) if totals["turnout"] is not None else "unknown",
+            turnout=w.phrase("unknown")
+            if totals["turnout"] is None
+            else w.percent(totals["turnout"]),
         )
     quick = counting.get("quick_count")
     if quick:
@@ -456,7 +528,15 @@ def _count(
             "quick_count",
             {"quick_count": quick},
             n=quick["sampled_stations"],
-            options="; ".join(f"{_label(qi, o['code'])} {o['text']}" for o in quick["options"]),
+            options="; ".join(
+                w.text(
+                    "quick_count_option",
+                    label=_label(qi, o["code"]),
+                    share=w.percent(o["share"]),
+                    margin=w.percent(o["margin95"]),
+                )
+                for o in quick["options"]
+            ),
         )
 
 
@@ -477,7 +557,7 @@ def _incidents(w: Writer, incidents: dict[str, Any]) -> None:
             "counts": {t["type"]: t["count"] for t in incidents["by_type"]},
             "checklist_ids": [r["checklist_id"] for r in incidents["reports"]],
         },
-        count=w.noun(incidents["count"], "incident_report"),
+        count=incidents["count"],
         top=top["label"],
         top_count=top["count"],
     )
@@ -492,11 +572,11 @@ def _critical(w: Writer, critical: dict[str, Any]) -> None:
         ids_by.setdefault((c["code"], c["value"]), []).append(c["checklist_id"])
     for p in critical["by_question"]:
         if p["pattern"] == "clustered":
-            pattern = w.phrase("pattern_clustered").format(
-                region=p["top_region"], share=percent(p["top_region_share"])
+            pattern = w.text(
+                "pattern_clustered", region=p["top_region"], share=w.percent(p["top_region_share"])
             )
         elif p["pattern"] == "scattered":
-            pattern = w.phrase("pattern_scattered").format(regions=p["regions_affected"])
+            pattern = w.text("pattern_scattered", regions=p["regions_affected"])
         else:
             pattern = w.phrase("pattern_isolated")
         w.say(
@@ -510,8 +590,8 @@ def _critical(w: Writer, critical: dict[str, Any]) -> None:
             },
             label=p["label"].rstrip("?"),
             answer=p["answer"],
-            count=w.noun(p["count"], "observation"),
-            stations=w.noun(p["stations"], "station"),
+            count=p["count"],
+            stations=p["stations"],
             pattern=pattern,
             code=p["code"],
         )
@@ -530,7 +610,7 @@ def _markdown(w: Writer) -> str:
             current = s.paragraph
             lines += [f"## {w.phrase(s.paragraph)}", ""]
         if s.evidence:
-            notes.append(_note(s.evidence))
+            notes.append(_note(w, s.evidence))
             paragraph.append(f"{s.text}[^{len(notes)}]")
         else:
             paragraph.append(s.text)
@@ -543,32 +623,39 @@ def _markdown(w: Writer) -> str:
     return "\n".join(lines)
 
 
-def _note(evidence: dict[str, Any]) -> str:
+def _note(w: Writer, evidence: dict[str, Any]) -> str:
+    """The evidence footnote of a sentence: its questions, counts, checks and checklists."""
     parts = []
     if evidence.get("questions"):
-        parts.append("questions " + ", ".join(evidence["questions"]))
+        parts.append(w.text("note_questions", codes=", ".join(evidence["questions"])))
     counts = evidence.get("counts")
     if isinstance(counts, dict) and counts:
         flat = []
         for k, v in counts.items():
             if isinstance(v, dict):
-                flat.append(f"{k}: " + ", ".join(f"{kk} {vv}" for kk, vv in v.items()))
+                flat.append(f"{k}: " + ", ".join(f"{kk} {_figure(w, vv)}" for kk, vv in v.items()))
             else:
-                flat.append(f"{k} {v}")
+                flat.append(f"{k} {_figure(w, v)}")
         parts.append("; ".join(flat))
     if evidence.get("checks"):
         checks = evidence["checks"]
-        parts.append(
-            "checks "
-            + (
-                ", ".join(f"{k} {v}" for k, v in checks.items())
-                if isinstance(checks, dict)
-                else ", ".join(checks)
-            )
+        listed = (
+            ", ".join(f"{k} {_figure(w, v)}" for k, v in checks.items())
+            if isinstance(checks, dict)
+            else ", ".join(checks)
         )
+        parts.append(w.text("note_checks", checks=listed))
     ids = evidence.get("checklist_ids") or []
     if ids:
         shown = ", ".join(str(i) for i in ids[:10])
-        more = f" and {len(ids) - 10} more" if len(ids) > 10 else ""
-        parts.append(f"checklists {shown}{more}")
-    return "; ".join(parts) or "findings totals"
+        if len(ids) > 10:
+            shown = w.text("note_more", shown=shown, more=len(ids) - 10)
+        parts.append(w.text("note_checklists", ids=shown))
+    return "; ".join(parts) or w.text("note_totals")
+
+
+def _figure(w: Writer, value: Any) -> str:
+    """A count in a footnote as the language writes numbers (other values as they are)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return w.number(value)
+    return str(value)
