@@ -357,8 +357,10 @@ def fold(
     Run it beside API processes started with POLLCHECK_FINDINGS_FOLD_ELSEWHERE=true, so that
     the fold has a core (or a machine) of its own. Any number may run: one folds at a time.
     """
+    from api.db import set_process_role
     from api.services.findings import fold as fold_service
 
+    set_process_role("fold")
     if once:
         total = 0
         while (result := fold_service.run_once()).changes:

@@ -26,6 +26,21 @@ def normalise_url(url: str) -> str:
 # A pooled connection idle for longer than this is pinged before it is handed out.
 PING_AFTER_IDLE_S = 1.0
 
+# What this process's PostgreSQL sessions call themselves (`application_name`), so that
+# `pg_stat_activity` (and `make bench`'s CPU split) tells the fold's session from the API's.
+_process_role = "api"
+
+
+def set_process_role(role: str) -> None:
+    """Name this process's database sessions `pollcheck <role>` (before the first engine is
+    made: `pollcheck fold` calls it with "fold")."""
+    global _process_role
+    _process_role = role
+
+
+def application_name() -> str:
+    return f"pollcheck {_process_role}"
+
 
 def ping_idle_connections(engine: Engine) -> Engine:
     """Check a pooled connection before use only when it has been idle for a while, as
@@ -82,6 +97,7 @@ def make_engine(url: str, settings: Settings | None = None) -> Engine:
         pool_timeout=10,
         connect_args={
             "connect_timeout": 5,
+            "application_name": application_name(),
             # No JIT: the findings queries are planned as large but run in well under a
             # second, and compiling took up to half a second of some of them (the incident
             # counts went from 0.54 to 0.27 s without it at 100,000 checklists).

@@ -25,7 +25,13 @@ from sqlalchemy import Engine, bindparam, create_engine, delete, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from api.config import Settings, get_settings
-from api.db import driver_autocommit, driver_sql, get_engine, ping_idle_connections
+from api.db import (
+    application_name,
+    driver_autocommit,
+    driver_sql,
+    get_engine,
+    ping_idle_connections,
+)
 from api.errors import TooManyRequests
 from models import RateLimitWindow
 
@@ -71,6 +77,7 @@ def _counter_engine(main: Engine) -> Engine:
         pool_timeout=10,
         connect_args={
             "connect_timeout": 5,
+            "application_name": application_name(),
             "options": "-c synchronous_commit=off -c statement_timeout=5000",
         },
     )

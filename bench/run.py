@@ -435,22 +435,34 @@ def cpu_snapshot() -> tuple[dict[str, tuple[str, int, int]], list[int]]:
     return procs, machine
 
 
+def fold_backends(url: str) -> set[str]:
+    """Process ids of the PostgreSQL sessions of `pollcheck fold` (its `application_name`)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'pollcheck fold'"
+        ).fetchall()
+    return {str(r[0]) for r in rows}
+
+
 def cpu_split(
     before: tuple[dict[str, tuple[str, int, int]], list[int]],
     after: tuple[dict[str, tuple[str, int, int]], list[int]],
     server_pids: set[str],
+    fold_pids: set[str] = frozenset(),  # type: ignore[assignment]
 ) -> dict[str, float]:
     """Who used the machine's CPU between two snapshots, as shares of all of it (both
-    cores): the API workers, the fold process, PostgreSQL, wrk, this script, the kernel's
-    own threads (journal commits for the WAL's fsyncs, network), time the hypervisor took
-    (steal), the rest and idle. A process that ended in between is missed (the pools keep
-    theirs open)."""
+    cores): the API workers, the fold process, PostgreSQL working for the fold (`fold_pids`,
+    its sessions) and for the rest, wrk, this script, the kernel's own threads (journal
+    commits for the WAL's fsyncs, network), time the hypervisor took (steal), the rest and
+    idle. A process that ended in between is missed (the pools keep theirs open)."""
     groups: dict[str, int] = {}
     for pid, (cmd, ticks, started) in after[0].items():
         then = before[0].get(pid)
         spent = ticks - (then[1] if then is not None and then[2] == started else 0)
         if "api.cli fold" in cmd:
             group = "fold"
+        elif pid in fold_pids:
+            group = "postgres_fold"
         elif pid in server_pids or "uvicorn" in cmd or "multiprocessing" in cmd:
             group = "api"
         elif cmd.startswith("postgres"):
@@ -784,7 +796,13 @@ def main() -> None:
         )  # fmt: skip
     # The CPU split is read while wrk still runs: a process that has ended is gone from /proc.
     cpu: list[Any] = []
-    timer = threading.Timer(args.http_seconds - 0.5, lambda: cpu.append(cpu_snapshot()))
+    folders: set[str] = set()
+
+    def last_cpu_snapshot() -> None:
+        folders.update(fold_backends(url))  # the fold's pooled sessions live on
+        cpu.append(cpu_snapshot())
+
+    timer = threading.Timer(args.http_seconds - 0.5, last_cpu_snapshot)
     cpu.append(cpu_snapshot())
     timer.start()
     paced: dict[str, Any] | None = None
@@ -874,7 +892,7 @@ def main() -> None:
         "cpu_yardstick_ms": round(yardstick),
         "db_autovacuum": vacuum[0] if vacuum else None,
         "finding_tally_mb": round(float(vacuum[1]), 1) if vacuum else None,
-        "cpu_during_intake": cpu_split(cpu[0], cpu[-1], {str(server.pid)}),
+        "cpu_during_intake": cpu_split(cpu[0], cpu[-1], {str(server.pid)}, folders),
         "views_ms": costs,
         **(paced or {}),
     }

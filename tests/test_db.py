@@ -96,3 +96,23 @@ def test_a_statement_sent_to_the_driver_fails_as_sqlalchemy_would_say(engine: En
     with engine.connect() as conn:  # the same pooled connection, as SQLAlchemy left it
         assert not conn.connection.driver_connection.autocommit
         assert conn.execute(text("SELECT 1")).scalar() == 1
+
+
+@pytest.mark.postgres_only
+def test_sessions_name_their_process_so_the_folds_can_be_told_apart(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`pg_stat_activity` tells the API's sessions from those of `pollcheck fold`, in both
+    pools (`make bench` splits PostgreSQL's CPU by it)."""
+    name = text("SELECT current_setting('application_name')")
+    for role in ("api", "fold"):
+        monkeypatch.setattr(db, "_process_role", "api")
+        db.set_process_role(role)
+        engine = db.make_engine(database_url)
+        try:
+            for pool in (engine, ratelimit._counter_engine(engine)):
+                with pool.connect() as conn:
+                    assert conn.execute(name).scalar() == f"pollcheck {role}"
+        finally:
+            ratelimit._counter_engine(engine).dispose()
+            engine.dispose()
