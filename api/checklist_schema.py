@@ -174,6 +174,87 @@ class Protocol(_Strict):
         return [getattr(self, f) for f in PROTOCOL_FIGURES] + list(self.options)
 
 
+SCALE = "scale4"  # a role that needs a 4-point assessment rather than one answer
+
+
+class StatementQuestions(_Strict):
+    """Which questions the draft statement words, each for one role; all optional. A role
+    left out, or a template without this block, leaves its sentence out of the statement
+    (coverage, irregularities, counting, incidents and critical answers need no role)."""
+
+    opening_assessment: Code | None = Field(None, description="4-point scale asked at opening")
+    voting_assessment: Code | None = Field(None, description="4-point scale asked in voting")
+    count_assessment: Code | None = Field(None, description="4-point scale asked at closing")
+    observers_admitted: Code | None = Field(
+        None, description="'yes': observers were admitted without restriction"
+    )
+    observers_restricted: Code | None = Field(
+        None, description="'yes': observers were asked to leave or restricted"
+    )
+    secrecy: Code | None = Field(
+        None, description="Asked in voting; 'no': the secrecy of the vote was not respected"
+    )
+    intimidation: Code | None = Field(
+        None, description="Asked in voting; 'yes': intimidation of or pressure on voters seen"
+    )
+    accessibility: list[Code] = Field(
+        default_factory=list,
+        description="Asked in voting; 'yes': a provision for voters with disabilities is there",
+    )
+
+    def uses(self) -> list[tuple[str, str, str | None, str]]:
+        """(role, question code, phase it must be asked in or None, the answer it needs or
+        SCALE) for every role given."""
+        rules: dict[str, tuple[str | None, str]] = {
+            "opening_assessment": ("opening", SCALE),
+            "voting_assessment": ("voting", SCALE),
+            "count_assessment": ("closing", SCALE),
+            "observers_admitted": (None, "yes"),
+            "observers_restricted": (None, "yes"),
+            "secrecy": ("voting", "no"),
+            "intimidation": ("voting", "yes"),
+        }
+        out = [(role, code, *rule) for role, rule in rules.items() if (code := getattr(self, role))]
+        return out + [("accessibility", code, "voting", "yes") for code in self.accessibility]
+
+    def problems(self, questions: dict[str, Question], phases_of: dict[str, set[str]]) -> list[str]:
+        """Why a role does not fit the question it names (none when all fit)."""
+        found = [_misfit(use, questions, phases_of) for use in self.uses()]
+        return [p for p in found if p is not None]
+
+    def fitting(
+        self, questions: dict[str, Question], phases_of: dict[str, set[str]]
+    ) -> StatementQuestions:
+        """Only the roles whose questions fit them."""
+        keep: dict[str, Any] = {"accessibility": []}
+        for use in self.uses():
+            if _misfit(use, questions, phases_of) is None:
+                role, code = use[0], use[1]
+                if role == "accessibility":
+                    keep[role].append(code)
+                else:
+                    keep[role] = code
+        return StatementQuestions.model_validate(keep)
+
+
+def _misfit(
+    use: tuple[str, str, str | None, str],
+    questions: dict[str, Question],
+    phases_of: dict[str, set[str]],
+) -> str | None:
+    role, code, phase, need = use
+    q = questions.get(code)
+    if q is None:
+        return f"statement: {role} names {code}, which is not a question"
+    if phase is not None and phase not in phases_of[code]:
+        return f"statement: {role} names {code}, which is not asked at {phase}"
+    if need == SCALE and q.type != QuestionType.scale4:
+        return f"statement: {role} names {code}, which is not a 4-point scale"
+    if need != SCALE and need not in (q.allowed_values() or set()):
+        return f"statement: {role} names {code}, which has no answer {need!r}"
+    return None
+
+
 class TemplateDefinition(_Strict):
     code: Code
     version: int = Field(ge=1, le=1_000_000)
@@ -181,6 +262,20 @@ class TemplateDefinition(_Strict):
     languages: list[str] = Field(min_length=1, description="First one is the default language.")
     sections: list[Section] = Field(min_length=1)
     protocol: Protocol | None = None
+    statement: StatementQuestions | None = Field(
+        None, description="The questions the draft statement words, by role"
+    )
+
+    def questions_and_phases(self) -> tuple[dict[str, Question], dict[str, set[str]]]:
+        """Every question by code, and the phases each is asked in."""
+        questions: dict[str, Question] = {}
+        phases_of: dict[str, set[str]] = {}
+        for section in self.sections:
+            phases = {p.value for p in section.phases} or {p.value for p in Phase}
+            for q in section.questions:
+                questions[q.code] = q
+                phases_of[q.code] = phases
+        return questions, phases_of
 
     @model_validator(mode="after")
     def _references(self) -> TemplateDefinition:
@@ -230,6 +325,10 @@ class TemplateDefinition(_Strict):
                     raise ValueError(f"protocol names {code}, which is not an integer question")
                 if Phase.closing.value not in phases_of[code]:
                     raise ValueError(f"protocol names {code}, which is not asked at closing")
+        if self.statement:
+            problems = self.statement.problems(seen, phases_of)
+            if problems:
+                raise ValueError("; ".join(problems))
         return self
 
     def _check_labels(self, labels: dict[str, str], where: str) -> None:

@@ -83,6 +83,19 @@ def test_protocol_must_name_closing_phase_integers() -> None:
         TemplateDefinition.model_validate(data)
 
 
+def test_the_statement_block_names_questions_that_fit_their_roles() -> None:
+    fits = BASE + "statement: {intimidation: V1, secrecy: V1, observers_admitted: O1}\n"
+    assert _definition(fits).statement is not None
+    wrong = {
+        "voting_assessment: V1": "voting_assessment names V1, which is not a 4-point scale",
+        "intimidation: O1": "intimidation names O1, which is not asked at voting",
+        "accessibility: [V2]": "accessibility names V2, which has no answer 'yes'",
+        "secrecy: V9": "secrecy names V9, which is not a question",
+    }
+    for block, message in wrong.items():
+        assert message in _problem(BASE + f"statement: {{{block}}}\n"), block
+
+
 def test_critical_answers_must_be_possible_answers() -> None:
     broken = BASE.replace('critical: ["no"]', 'critical: ["nope"]')
     assert "not answers" in _problem(broken)

@@ -516,6 +516,28 @@ def test_coverage_and_critical_read_the_same_from_tallies_and_from_answers(
     assert north_row["observed"]["voting"] == {"observations": 3, "stations": 2}
 
 
+def test_missing_observers_per_phase_and_team(client: Any, session: Any) -> None:
+    """Without a phase, an observer is missing a station with no checklist at all; with
+    one (`?phase=voting`), a station with no checklist of that phase yet."""
+    mission, _ = make_mission(session)
+    for code in ("N-1", "N-2", "X-1"):
+        make_station(session, mission.id, code, region="North")
+    _, first = make_observer(session, mission.id, ["N-1", "N-2"], code="STO-1")
+    make_observer(session, mission.id, ["X-1"], code="STO-2", team="Team 2")
+    post(client, first, "N-1", "opening")
+    post(client, first, "N-2", "opening")
+    post(client, first, "N-1", "voting")
+
+    def missing(**filters: Any) -> dict[str, int]:
+        found = view(session, mission.id, "coverage", **filters)["observers_missing"]["data"]
+        return {o["code"]: o["missing"] for o in found}
+
+    assert missing() == {"STO-2": 1}
+    assert missing(phase="voting") == {"STO-1": 1, "STO-2": 1}
+    assert missing(phase="closing") == {"STO-1": 2, "STO-2": 1}
+    assert missing(phase="closing", team="Team 1") == {"STO-1": 2}
+
+
 def test_missing_observers_are_counted_beyond_the_listed_page(
     client: Any, session: Any, monkeypatch: Any
 ) -> None:

@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session
 
 from api.checklist_schema import PROTOCOL_FIGURES, Protocol
 from api.services.findings.fold import AN
-from api.services.findings.questions import compiled_template
-from api.services.findings.scope import CL, ST, TPL, Scope, checklist_predicate
+from api.services.findings.questions import published
+from api.services.findings.scope import CL, ST, Scope, checklist_predicate
 from api.services.findings.stats import FindingsSettings, percent, ratio_estimate, share_text
 
 LIST_LIMIT = 500
@@ -37,16 +37,7 @@ CHECKS = {
 
 def protocol_of(session: Session, mission_id: uuid.UUID) -> Protocol | None:
     """The protocol block of the mission's newest template that has one."""
-    rows = session.execute(
-        select(TPL.c.id, TPL.c.definition)
-        .where(TPL.c.mission_id == mission_id, TPL.c.status != "draft")
-        .order_by(TPL.c.version.desc(), TPL.c.code)
-    ).all()
-    for tpl_id, definition in rows:
-        protocol = compiled_template(tpl_id, definition).definition.protocol
-        if protocol is not None:
-            return protocol
-    return None
+    return next((d.protocol for d in published(session, mission_id) if d.protocol), None)
 
 
 def _pivot(scope: Scope, protocol: Protocol) -> Any:

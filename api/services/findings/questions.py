@@ -15,12 +15,14 @@ from api.checklist_schema import (
     NEGATIVE_SCALE4,
     CompiledTemplate,
     QuestionType,
+    StatementQuestions,
     TemplateDefinition,
     option_labels,
 )
 from api.services.findings.fold import FT, emissions
 from api.services.findings.scope import CL, TPL, Scope, checklist_predicate
 from api.services.findings.stats import FindingsSettings, share_text, wilson
+from api.services.templates import default_definition
 from models.checklist import Phase
 
 PHASES = [p.value for p in Phase]
@@ -55,6 +57,30 @@ def compiled_template(template_id: uuid.UUID, definition: dict[str, Any]) -> Com
         found = CompiledTemplate(TemplateDefinition.model_validate(definition))
         _compiled[template_id] = found
     return found
+
+
+def published(session: Session, mission_id: uuid.UUID) -> list[TemplateDefinition]:
+    """The mission's published (and retired) templates, the newest version first."""
+    rows = session.execute(
+        select(TPL.c.id, TPL.c.definition)
+        .where(TPL.c.mission_id == mission_id, TPL.c.status != "draft")
+        .order_by(TPL.c.version.desc(), TPL.c.code)
+    ).all()
+    return [compiled_template(tpl_id, definition).definition for tpl_id, definition in rows]
+
+
+def statement_questions(session: Session, mission_id: uuid.UUID) -> StatementQuestions:
+    """The questions the draft statement words, from the newest template that names them.
+    A mission whose templates name none (stored before templates could) gets the default
+    template's, for those of its questions that fit the role (code, type, phase, answer)."""
+    templates = published(session, mission_id)
+    for definition in templates:
+        if definition.statement is not None:
+            return definition.statement
+    default = default_definition().statement
+    if not templates or default is None:
+        return StatementQuestions()
+    return default.fitting(*templates[0].questions_and_phases())
 
 
 def catalog(session: Session, mission_id: uuid.UUID, language: str) -> dict[str, QuestionInfo]:

@@ -29,6 +29,8 @@ from typing import Any
 from babel import Locale, UnknownLocaleError
 from babel.numbers import format_decimal, format_percent
 
+from api.checklist_schema import StatementQuestions
+
 PHRASES: dict[str, dict[str, Any]] = {
     "en": {
         "title": "Draft preliminary statement: findings of the observation",
@@ -216,19 +218,22 @@ def _evidence(q: dict[str, Any], **counts: Any) -> dict[str, Any]:
     }
 
 
-def draft(parts: dict[str, Any], ctx: Any) -> dict[str, Any]:
-    """The statement as Markdown plus its sentences with evidence."""
+def draft(parts: dict[str, Any], ctx: Any, roles: StatementQuestions) -> dict[str, Any]:
+    """The statement as Markdown plus its sentences with evidence; `roles` names the
+    questions behind the assessments, observer access, secrecy, intimidation and
+    accessibility (the template's `statement` block)."""
     findings, coverage = parts["findings"], parts["coverage"]
     w = Writer(ctx.language, ctx.config.small_denominator)
     qi = _index(findings)
     phases = {p["phase"]: p for p in findings["totals"]["phases"]}
     _coverage(w, findings, coverage, phases, ctx.random_sample)
-    _scale(w, "h_opening", qi.get(("opening", "H1")), "opening_assessed", "opening_positive")
-    _access(w, qi)
-    _voting(w, qi)
-    _accessibility(w, qi)
+    opening = qi.get(("opening", roles.opening_assessment or ""))
+    _scale(w, "h_opening", opening, "opening_assessed", "opening_positive")
+    _access(w, qi, roles)
+    _voting(w, qi, roles)
+    _accessibility(w, qi, roles)
     _irregularities(w, findings)
-    _count(w, qi, phases, parts["counting"])
+    _count(w, qi, phases, parts["counting"], roles)
     _incidents(w, parts["incidents"])
     _critical(w, parts["critical"])
     return {
@@ -324,17 +329,28 @@ def _pooled(qi: dict[tuple[str, str], dict[str, Any]], code: str, value: str) ->
     return count, answered
 
 
-def _access(w: Writer, qi: dict[tuple[str, str], dict[str, Any]]) -> None:
-    admitted, n = _pooled(qi, "B1", "yes")
-    restricted, n3 = _pooled(qi, "B3", "yes")
+def _access(
+    w: Writer, qi: dict[tuple[str, str], dict[str, Any]], roles: StatementQuestions
+) -> None:
+    a, r = roles.observers_admitted, roles.observers_restricted
+    if a is None or r is None:
+        return
+    admitted, n = _pooled(qi, a, "yes")
+    restricted, n3 = _pooled(qi, r, "yes")
     if not n:
         return
     ev = {
-        "questions": ["B1", "B3"],
-        "counts": {"B1=yes": admitted, "B1 answered": n, "B3=yes": restricted, "B3 answered": n3},
+        "questions": [a, r],
+        "counts": {
+            f"{a}=yes": admitted,
+            f"{a} answered": n,
+            f"{r}=yes": restricted,
+            f"{r} answered": n3,
+        },
     }
+    codes = f"{a}, {r}"
     if restricted == 0 and admitted == n:
-        w.say("h_access", "access_full", ev, admitted=w.share(admitted, n), codes="B1, B3")
+        w.say("h_access", "access_full", ev, admitted=w.share(admitted, n), codes=codes)
     else:
         w.say(
             "h_access",
@@ -342,27 +358,31 @@ def _access(w: Writer, qi: dict[tuple[str, str], dict[str, Any]]) -> None:
             ev,
             admitted=w.share(admitted, n),
             restricted=w.share(restricted, n3),
-            codes="B1, B3",
+            codes=codes,
         )
 
 
-def _voting(w: Writer, qi: dict[tuple[str, str], dict[str, Any]]) -> None:
-    _scale(w, "h_voting", qi.get(("voting", "H2")), "voting_assessed", "voting_positive")
-    secrecy = qi.get(("voting", "D4"))
+def _voting(
+    w: Writer, qi: dict[tuple[str, str], dict[str, Any]], roles: StatementQuestions
+) -> None:
+    voting = qi.get(("voting", roles.voting_assessment or ""))
+    _scale(w, "h_voting", voting, "voting_assessed", "voting_positive")
+    secrecy = qi.get(("voting", roles.secrecy or ""))
     if secrecy and secrecy["answered"]:
         no = _answer(secrecy, "no")
         ev = _evidence(secrecy, no=no)
         if no:
-            w.say("h_voting", "secrecy", ev, count=w.share(no, secrecy["answered"]), code="D4")
+            count = w.share(no, secrecy["answered"])
+            w.say("h_voting", "secrecy", ev, count=count, code=secrecy["code"])
         else:
             w.say(
                 "h_voting",
                 "secrecy_ok",
                 ev,
                 n=secrecy["answered"],
-                code="D4",
+                code=secrecy["code"],
             )
-    pressure = qi.get(("voting", "D8"))
+    pressure = qi.get(("voting", roles.intimidation or ""))
     if pressure and pressure["answered"] and _answer(pressure, "yes"):
         yes = _answer(pressure, "yes")
         w.say(
@@ -370,12 +390,14 @@ def _voting(w: Writer, qi: dict[tuple[str, str], dict[str, Any]]) -> None:
             "intimidation",
             _evidence(pressure, yes=yes),
             count=w.share(yes, pressure["answered"]),
-            code="D8",
+            code=pressure["code"],
         )
 
 
-def _accessibility(w: Writer, qi: dict[tuple[str, str], dict[str, Any]]) -> None:
-    for code in ("C1", "C7", "C9"):
+def _accessibility(
+    w: Writer, qi: dict[tuple[str, str], dict[str, Any]], roles: StatementQuestions
+) -> None:
+    for code in roles.accessibility:
         q = qi.get(("voting", code))
         if not q or not q["answered"]:
             continue
@@ -438,16 +460,17 @@ def _count(
     qi: dict[tuple[str, str], dict[str, Any]],
     phases: dict[str, Any],
     counting: dict[str, Any],
+    roles: StatementQuestions,
 ) -> None:
     par = "h_count"
-    q = qi.get(("closing", "H4"))
+    q = qi.get(("closing", roles.count_assessment or ""))
     closing = phases.get("closing")
     if closing and q and q["answered"]:
         neg = q["negative"]["count"]
         ev = _evidence(q, negative=neg)
         if closing["stations"] == 1:
             word = "count_one_negative" if neg else "count_one_positive"
-            w.say(par, "count_one", ev, assessment=w.phrase(word), code="H4")
+            w.say(par, "count_one", ev, assessment=w.phrase(word), code=q["code"])
         else:
             w.say(
                 par,
@@ -455,7 +478,7 @@ def _count(
                 ev,
                 stations=closing["stations"],
                 negative=w.share(neg, q["answered"]),
-                code="H4",
+                code=q["code"],
             )
     reports = counting.get("reports") or 0
     if not reports:

@@ -98,7 +98,8 @@ def statement(ctx: Context) -> dict[str, Any]:
         "critical": critical(ctx),
         "counting": counting(ctx),
     }
-    return statement_service.draft(parts, ctx)
+    roles = question_service.statement_questions(ctx.session, ctx.scope.mission_id)
+    return statement_service.draft(parts, ctx, roles)
 
 
 VIEWS: dict[str, Callable[[Context], dict[str, Any]]] = {

@@ -1,5 +1,6 @@
-"""The draft statement in a language other than English: every word from the phrase table
-or the template, numbers and plural forms as the language has them (CLDR, via Babel)."""
+"""The draft statement: the words of each finding, and the statement in a language other
+than English (every word from the phrase table or the template, numbers and plural forms as
+the language has them: CLDR, via Babel)."""
 
 from __future__ import annotations
 
@@ -52,6 +53,39 @@ def _busy_mission(client: Any, session: Any) -> Any:
     post(client, token, codes[2], "incident", {"G1": "violence", "G2": "observed"})
     view(session, mission.id)  # folds what came in
     return mission
+
+
+def test_every_finding_of_a_busy_mission_is_worded_with_its_numbers(
+    client: Any, session: Any
+) -> None:
+    mission = _busy_mission(client, session)
+    md = views.compute(session, mission.id, "statement", Filters(), "en")["markdown"]
+    expected = [
+        "Observers were admitted without restriction in 98.8% of 82 observations (81); they "
+        "were asked to leave or restricted in 0% of 82 observations (0) (B1, B3).",
+        "The secrecy of the vote was not respected in 21 of 27 observations (D4).",
+        "Intimidation of or pressure on voters was seen in 7 of 27 observations (D8).",
+        "Asked “Could a wheelchair user enter the polling station independently (step-free "
+        "entrance)?”, observers answered yes in 27 of 27 observations (C1).",
+        "1 of 28 counting reports with protocol figures failed at least one consistency "
+        "check: valid + invalid + blank = ballots in the box (V+X+K = B) (1).",
+        "At one polling station, two reports of the same count disagree; the totals use one "
+        "report per station (the latest verified, else the latest).",
+        "At the 27 polling stations where the figures were copied, the valid votes were "
+        "divided as follows: Votes for “Yes”: 59.1% (9,342); Votes for “No”: 40.9% (6,453); "
+        "turnout there was 60%.",
+        "Observers sent one incident report; the most frequent type was Violence or "
+        "disruption (1).",
+        "Did you see intimidation of voters or pressure on them: Yes in 7 observations at 7 "
+        "polling stations, concentrated in North (100% of cases) (D8).",
+        "Was the secrecy of the vote respected: No in 21 observations at 21 polling stations, "
+        "spread over 3 regions (D4).",
+        "Were you allowed into the polling station without restriction: No in one "
+        "observation at one polling station, isolated cases (B1).",
+    ]
+    missing = [sentence for sentence in expected if sentence not in md]
+    assert missing == [], md
+    assert "Quick count" not in md  # purposive: no estimate
 
 
 def test_every_word_of_the_statement_comes_from_the_language_tables(
@@ -119,3 +153,66 @@ def test_numbers_and_shares_are_written_as_the_language_writes_them() -> None:
     )
     assert (russian.percent(0.6838), russian.number(27000)) == ("68,4\xa0%", "27\xa0000")
     assert statement.Writer("xx", 30).counted(1, "station") == "one polling station"
+
+
+def _sentence_keys(session: Any, mission_id: Any) -> set[str]:
+    drafted = views.compute(session, mission_id, "statement", Filters(), "en")
+    return {s["key"] for s in drafted["sentences"]}
+
+
+def test_a_template_names_the_questions_its_statement_words(client: Any, session: Any) -> None:
+    """A mission's own template says which of its questions are the voting assessment,
+    intimidation and so on; a role it leaves out leaves its sentence out."""
+    from api.checklist_schema import StatementQuestions
+    from api.services import templates
+
+    mission, _ = make_mission(session)
+    station = make_station(session, mission.id, "N-1")
+    _, token = make_observer(session, mission.id, [station])
+    roles = StatementQuestions(voting_assessment="H2", intimidation="D8")
+    own = templates.default_definition().model_copy(update={"version": 2, "statement": roles})
+    templates.create(session, mission.id, own, publish=True)
+    session.commit()
+    post(client, token, "N-1", "voting", {"D8": "yes", "D4": "no"}, template_version=2)
+    view(session, mission.id)
+    keys = _sentence_keys(session, mission.id)
+    assert {"voting_positive", "intimidation"} <= keys
+    assert not keys & {"secrecy", "access_full", "access_restricted", "accessibility"}
+
+
+def test_a_template_stored_without_the_block_gets_the_default_roles_that_fit(
+    client: Any, session: Any
+) -> None:
+    """Templates stored before the `statement` block existed keep their statement."""
+    from sqlalchemy import update
+
+    from models import ChecklistTemplate
+
+    mission, _ = make_mission(session)
+    stored = session.get(ChecklistTemplate, _template_id(session, mission.id))
+    definition = dict(stored.definition)
+    del definition["statement"]
+    session.execute(
+        update(ChecklistTemplate)
+        .where(ChecklistTemplate.id == stored.id)
+        .values(definition=definition)
+    )
+    session.commit()
+    station = make_station(session, mission.id, "N-1")
+    _, token = make_observer(session, mission.id, [station])
+    post(client, token, "N-1", "opening")
+    post(client, token, "N-1", "voting", {"D8": "yes", "D4": "no"})
+    view(session, mission.id)
+    keys = _sentence_keys(session, mission.id)
+    assert {"opening_positive", "access_full", "voting_positive", "secrecy"} <= keys
+    assert {"intimidation", "accessibility"} <= keys
+
+
+def _template_id(session: Any, mission_id: Any) -> Any:
+    from sqlalchemy import select
+
+    from models import ChecklistTemplate
+
+    return session.scalar(
+        select(ChecklistTemplate.id).where(ChecklistTemplate.mission_id == mission_id)
+    )
