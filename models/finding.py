@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ConfigDict
-from sqlalchemy import BigInteger, Column, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, String, Text
 from sqlmodel import Field, SQLModel
 
 from models.base import UTCDateTime, utcnow
@@ -110,6 +110,8 @@ class FindingCache(SQLModel, table=True):
     computed_at: datetime = Field(sa_type=UTCDateTime)
     body: str = Field(sa_column=Column(Text, nullable=False))
     duration_ms: int = Field(default=0, sa_type=Integer)
+    etag: str | None = Field(default=None, max_length=40)
+    body_gz: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
 
 
 # --- API schemas (the views are built as JSON in the database layer; these document them) ---

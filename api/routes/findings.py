@@ -115,12 +115,35 @@ Language = Annotated[
 ]
 
 
-def _answer(request: Request, view: views.View, media_type: str, content: bytes) -> Response:
-    headers = {"ETag": view.etag, "Cache-Control": "no-cache"}
+def _etags(request: Request) -> list[str]:
+    """The ETags of `If-None-Match`."""
     asked = request.headers.get("if-none-match")
-    if asked and view.etag in {t.strip() for t in asked.split(",")}:
+    return [t.strip() for t in asked.split(",")] if asked else []
+
+
+def _answer(request: Request, view: views.View, media_type: str) -> Response:
+    headers = {"ETag": view.etag, "Cache-Control": "no-cache"}
+    if view.etag in _etags(request):
         return Response(status_code=304, headers=headers)
-    return Response(content=content, media_type=media_type, headers=headers)
+    if view.gzipped is not None and _takes_gzip(request):
+        # Compressed once, when the view was computed (the gzip middleware leaves a
+        # response that has its encoding already alone).
+        headers |= {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
+        return Response(content=view.gzipped, media_type=media_type, headers=headers)
+    return Response(content=view.body, media_type=media_type, headers=headers)
+
+
+def _takes_gzip(request: Request) -> bool:
+    """Does the client accept gzip (`gzip` or `*`, and not with q=0)?"""
+    for part in request.headers.get("accept-encoding", "").split(","):
+        coding, _, params = part.partition(";")
+        if coding.strip().lower() in ("gzip", "*"):
+            q = params.strip().lower().replace(" ", "")
+            try:
+                return not q.startswith("q=") or float(q[2:]) > 0
+            except ValueError:
+                return False
+    return False
 
 
 VIEW_ROUTES: list[tuple[str, str, type[FindingsEnvelope], str]] = [
@@ -168,13 +191,15 @@ def _serve(
     name: str,
     filters: Filters,
     lang: str | None,
+    known: list[str],
 ) -> views.View:
     """A view request in one worker-thread trip, as the checklist intake does it: the token
     and the role, then the view. As `def` dependencies each of these was a trip of its own,
-    and under load every trip waits for the worker's GIL behind the intake's threads."""
+    and under load every trip waits for the worker's GIL behind the intake's threads.
+    `known`: the client's ETags of this very body (its body is then not read)."""
     with session_scope() as write, session_scope(read=True) as session:
         check_mission(get_principal(request, write, settings, auth), mission_id, *READERS)
-        return views.get_view(session, settings, mission_id, name, filters, lang, write)
+        return views.get_view(session, settings, mission_id, name, filters, lang, write, known)
 
 
 def _view_route(name: str, doc: str) -> Callable[..., Awaitable[Response]]:
@@ -187,9 +212,9 @@ def _view_route(name: str, doc: str) -> Callable[..., Awaitable[Response]]:
         lang: Language = None,
     ) -> Response:
         view = await run_in_threadpool(
-            _serve, request, mission_id, auth, settings, name, filters, lang
+            _serve, request, mission_id, auth, settings, name, filters, lang, _etags(request)
         )
-        return _answer(request, view, "application/json", view.body)
+        return _answer(request, view, "application/json")
 
     endpoint.__name__ = f"read_{name}"
     endpoint.__doc__ = doc
@@ -236,11 +261,13 @@ async def read_statement(
     ] = StatementFormat.markdown,
 ) -> Response:
     """The draft preliminary statement built from the findings, each sentence with evidence."""
+    # The Markdown is made from the JSON body, whose ETag the client does not hold.
+    known = _etags(request) if format == StatementFormat.json else []
     view = await run_in_threadpool(
-        _serve, request, mission_id, auth, settings, "statement", filters, lang
+        _serve, request, mission_id, auth, settings, "statement", filters, lang, known
     )
     if format == StatementFormat.json:
-        return _answer(request, view, "application/json", view.body)
+        return _answer(request, view, "application/json")
     markdown = view.parsed()["markdown"].encode()
     md_view = views.View(markdown, view.etag[:-1] + '-md"')
-    return _answer(request, md_view, "text/markdown; charset=utf-8", markdown)
+    return _answer(request, md_view, "text/markdown; charset=utf-8")

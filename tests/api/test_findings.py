@@ -63,6 +63,69 @@ def test_every_api_process_serves_the_same_result(fresh: None, client: Any, sess
     assert (a.headers["etag"], a.content) == (b.headers["etag"], b.content)
 
 
+def test_a_view_is_compressed_once_and_served_compressed_to_gzip_clients(
+    fresh: None, client: Any, session: Any
+) -> None:
+    """The gzip body is made when the view is computed and kept in the shared cache; a
+    client that does not take gzip gets the same JSON, with the same ETag, uncompressed."""
+    import gzip
+
+    from sqlalchemy import select
+
+    from models import FindingCache
+
+    mission, observer, viewer = _mission(client, session)
+    post(client, observer, "S-1", "voting")
+    url = f"/missions/{mission.id}/findings"
+
+    def get(encoding: str) -> Any:
+        # stream=False, but read the raw bytes: TestClient would inflate them itself
+        with client.stream("GET", url, headers=auth(viewer) | {"Accept-Encoding": encoding}) as r:
+            return r, b"".join(r.iter_raw())
+
+    computed, raw = get("gzip, deflate")
+    assert computed.headers["content-encoding"] == "gzip"
+    assert "accept-encoding" in computed.headers["vary"].lower()
+    session.commit()
+    stored = session.scalars(select(FindingCache).where(FindingCache.mission_id == mission.id))
+    row = next(r for r in stored if r.body_gz)
+    assert raw == row.body_gz and gzip.decompress(raw) == row.body.encode()
+    assert computed.headers["etag"] == row.etag
+    served, again = get("br;q=1.0, gzip;q=0.5")  # from the cache this time
+    assert (served.headers["content-encoding"], again) == ("gzip", raw)
+    for refused in ("identity", ""):
+        plain, body = get(refused)
+        assert "content-encoding" not in plain.headers, refused
+        assert body == gzip.decompress(raw) and plain.headers["etag"] == row.etag
+
+
+def test_a_poll_for_a_view_the_dashboard_holds_does_not_read_its_body(
+    fresh: None, client: Any, session: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from api.services.findings import views
+
+    mission, observer, viewer = _mission(client, session)
+    post(client, observer, "S-1", "voting")
+    served: list[int] = []
+    real = views.get_view
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        view = real(*args, **kwargs)
+        served.append(len(view.body))
+        return view
+
+    monkeypatch.setattr(views, "get_view", spy)
+    base = f"/missions/{mission.id}"
+    first = client.get(f"{base}/statement?format=json", headers=auth(viewer))
+    etag = {"If-None-Match": first.headers["etag"]}
+    held = client.get(f"{base}/statement?format=json", headers=auth(viewer) | etag)
+    assert held.status_code == 304
+    # The Markdown is made from the JSON, whose ETag is no use to it: still read and served.
+    md = client.get(f"{base}/statement", headers=auth(viewer) | etag)
+    assert md.status_code == 200 and md.text.startswith("# ")
+    assert served[1] == 0 and served[0] == served[2] > 0
+
+
 def test_every_view_answers_with_its_filters(fresh: None, client: Any, session: Any) -> None:
     mission, observer, viewer = _mission(client, session)
     post(client, observer, "S-1", "voting")

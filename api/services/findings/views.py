@@ -13,6 +13,7 @@ the body, so an unchanged result always has the same ETag on every process.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import logging
 import time
@@ -24,7 +25,7 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import case, delete, func, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -47,6 +48,7 @@ ASG = Assignment.__table__  # type: ignore[attr-defined]
 MISSION = Mission.__table__  # type: ignore[attr-defined]
 CACHE_KEEP = timedelta(hours=1)
 COST_REUSE_MAX_S = 60.0  # a slow view is at most a minute behind the data
+GZIP_LEVEL = 6  # zlib's default: a 60 KB findings view in about 1 ms, to a tenth of its size
 
 
 @dataclass(slots=True)
@@ -116,9 +118,15 @@ VIEWS: dict[str, Callable[[Context], dict[str, Any]]] = {
 class View:
     body: bytes
     etag: str
+    gzipped: bytes | None = None  # the body compressed once, when it was computed
 
     def parsed(self) -> dict[str, Any]:
         return dict(orjson.loads(self.body))
+
+
+def _made(body: bytes) -> View:
+    """A freshly computed view, with its ETag and its body compressed for gzip clients."""
+    return View(body, _etag(body), gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0))
 
 
 def ensure_fresh(session: Session, settings: Settings, write: Session | None = None) -> None:
@@ -208,8 +216,11 @@ def get_view(
     filters: Filters,
     language: str | None,
     write: Session | None = None,
+    known: list[str] | None = None,
 ) -> View:
-    """The view as JSON bytes with its ETag, from the shared cache when it is current."""
+    """The view as JSON bytes with its ETag, from the shared cache when it is current.
+    `known`: the ETags the client holds (`If-None-Match`); when the cached view is one of
+    them, its body is not even read (the answer is a 304), and the View's body is empty."""
     ensure_fresh(session, settings, write)
     mission = _mission(session, mission_id)
     ctx = _context(session, mission, mission_id, filters, language)
@@ -219,10 +230,16 @@ def get_view(
     if name in ("coverage", "statement"):
         key_parts.append(_plan_fingerprint(session, mission_id))
     key = hashlib.sha256(orjson.dumps(key_parts, option=orjson.OPT_SORT_KEYS)).hexdigest()[:40]
+    held = FCACHE.c.etag.in_(known or [])
     cached = session.execute(
-        select(FCACHE.c.version, FCACHE.c.computed_at, FCACHE.c.body, FCACHE.c.duration_ms).where(
-            FCACHE.c.mission_id == mission_id, FCACHE.c.key == key
-        )
+        select(
+            FCACHE.c.version,
+            FCACHE.c.computed_at,
+            case((held, None), else_=FCACHE.c.body).label("body"),
+            FCACHE.c.duration_ms,
+            FCACHE.c.etag,
+            case((held, None), else_=FCACHE.c.body_gz).label("body_gz"),
+        ).where(FCACHE.c.mission_id == mission_id, FCACHE.c.key == key)
     ).first()
     now = utcnow()
     reuse = 0.0 if cached is None else reuse_s(settings, cached.duration_ms)
@@ -233,8 +250,12 @@ def get_view(
         # the last one serves meanwhile rather than every dashboard asking computing it too.
         or (reuse > 0 and not _claim(mission_id, key, cached.computed_at, now))
     ):
+        if cached.body is None:  # the client holds this very view
+            return View(b"", cached.etag)
         body = cached.body.encode()
-        return View(body, _etag(body))
+        if cached.etag is None:  # a row stored before ETags were
+            return View(body, _etag(body))
+        return View(body, cached.etag, cached.body_gz)
     started = time.perf_counter()
     data = {
         "mission_id": mission_id,
@@ -248,9 +269,9 @@ def get_view(
         "settings_problems": problems,
         **VIEWS[name](ctx),
     }
-    body = orjson.dumps(data)
-    _store(mission_id, key, version, now, body, int((time.perf_counter() - started) * 1000))
-    return View(body, _etag(body))
+    view = _made(orjson.dumps(data))
+    _store(mission_id, key, version, now, view, int((time.perf_counter() - started) * 1000))
+    return view
 
 
 def reuse_s(settings: Settings, duration_ms: int) -> float:
@@ -306,7 +327,7 @@ def _claim(mission_id: uuid.UUID, key: str, seen_at: Any, now: Any) -> bool:
 
 
 def _store(
-    mission_id: uuid.UUID, key: str, version: int, at: Any, body: bytes, duration_ms: int
+    mission_id: uuid.UUID, key: str, version: int, at: Any, view: View, duration_ms: int
 ) -> None:
     try:
         with _cache_write() as write:
@@ -319,12 +340,14 @@ def _store(
                         "key": key,
                         "version": version,
                         "computed_at": at,
-                        "body": body.decode(),
+                        "body": view.body.decode(),
                         "duration_ms": duration_ms,
+                        "etag": view.etag,
+                        "body_gz": view.gzipped,
                     }
                 ],
                 ["mission_id", "key"],
-                ["version", "computed_at", "body", "duration_ms"],
+                ["version", "computed_at", "body", "duration_ms", "etag", "body_gz"],
             )
             write.execute(delete(FCACHE).where(FCACHE.c.computed_at < at - CACHE_KEEP))
     except DBAPIError:  # the cache is an optimisation: a failed write only costs a recompute
