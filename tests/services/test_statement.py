@@ -116,12 +116,46 @@ def test_a_language_without_a_table_falls_back_to_english_and_says_so(
     client: Any, session: Any
 ) -> None:
     mission = _busy_mission(client, session)
-    drafted = views.compute(session, mission.id, "statement", Filters(), "ru")
+    drafted = views.compute(session, mission.id, "statement", Filters(), "kk")
     assert "total" in drafted["fallback"] and "station" in drafted["fallback"]
     assert (
         "In all, the Mission received 83 observations at 27 polling stations."
         in (drafted["markdown"])
     )
+
+
+def test_the_statement_in_russian_declines_its_counts(client: Any, session: Any) -> None:
+    """The Russian table: every sentence there, counts in the case and number the sentence
+    needs ("на 27 избирательных участках", "с 27 избирательных участков", "на одном
+    избирательном участке"), numbers and shares written the Russian way."""
+    mission = _busy_mission(client, session)
+    drafted = views.compute(session, mission.id, "statement", Filters(), "ru")
+    assert drafted["fallback"] == []
+    md = drafted["markdown"]
+    nb = "\xa0"  # Russian puts a no-break space before % and between thousands
+    expected = [
+        "Миссия наблюдала за голосованием на 27 избирательных участках в стране (North и "
+        "South) и за рубежом (Turkey).",
+        "Всего Миссия получила 83 наблюдения с 27 избирательных участков.",
+        "Открытие было оценено положительно во всех 27 наблюдениях (H1).",
+        f"Наблюдателей допускали без ограничений в 98,8{nb}% из 82 наблюдений (81);",
+        "Тайна голосования не соблюдалась в 21 из 27 наблюдений (D4).",
+        "Подсчёт голосов наблюдался на 27 избирательных участках; отрицательно он был оценён "
+        "в 0 из 28 наблюдений (H4).",
+        "в 1 из 28 отчётов о подсчёте не выполнена как минимум одна проверка — действительные "
+        "+ недействительные + пустые = бюллетени в ящиках (V+X+K = B) (1).",
+        "На одном избирательном участке два отчёта об одном и том же подсчёте расходятся;",
+        f"Число голосов «Да»: 59,1{nb}% (9{nb}342); Число голосов «Нет»: 40,9{nb}% "
+        f"(6{nb}453); явка там — 60{nb}%.",
+        "Наблюдатели направили одно сообщение об инциденте; наиболее частый тип — «Насилие "
+        "или беспорядки» (1).",
+        f"«Да» — в 7 наблюдениях на 7 избирательных участках, сосредоточены в регионе North "
+        f"(100{nb}% случаев) (D8).",
+        "«Нет» — в 21 наблюдении на 21 избирательном участке, распределены по 3 регионам (D4).",
+        "«Нет» — в одном наблюдении на одном избирательном участке, единичные случаи (B1).",
+    ]
+    missing = [sentence for sentence in expected if sentence not in md]
+    assert missing == [], md
 
 
 @pytest.mark.parametrize(

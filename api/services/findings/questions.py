@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from api.checklist_schema import (
     NA,
     NEGATIVE_SCALE4,
+    SCALE4,
     CompiledTemplate,
     QuestionType,
     StatementQuestions,
@@ -26,8 +27,28 @@ from api.services.templates import default_definition
 from models.checklist import Phase
 
 PHASES = [p.value for p in Phase]
-SCALE4_LABELS = {"very_good": "Very good", "good": "Good", "bad": "Bad", "very_bad": "Very bad"}
-YES_NO_LABELS = {"yes": "Yes", "no": "No", NA: "Not applicable"}
+# The built-in answers' labels (a template names only its own options), per language as
+# the observers' web app has them (web/i18n.js); English for a language not listed.
+BUILT_IN_LABELS: dict[str, dict[str, str]] = {
+    "en": {
+        "yes": "Yes",
+        "no": "No",
+        NA: "Not applicable",
+        "very_good": "Very good",
+        "good": "Good",
+        "bad": "Bad",
+        "very_bad": "Very bad",
+    },
+    "ru": {
+        "yes": "Да",
+        "no": "Нет",
+        NA: "Неприменимо",
+        "very_good": "Очень хорошо",
+        "good": "Хорошо",
+        "bad": "Плохо",
+        "very_bad": "Очень плохо",
+    },
+}
 IRREGULARITY_VALUES = {"observed", "reported", "none"}
 
 
@@ -98,12 +119,13 @@ def catalog(session: Session, mission_id: uuid.UUID, language: str) -> dict[str,
         for code, cq in ct.questions.items():
             q = cq.q
             opts = option_labels(q, language)
+            built_in = BUILT_IN_LABELS.get(language, BUILT_IN_LABELS["en"])
             if q.type == QuestionType.yes_no:
-                opts = dict(YES_NO_LABELS)
+                opts = {v: built_in[v] for v in ("yes", "no", NA)}
             elif q.type == QuestionType.scale4:
-                opts = {**SCALE4_LABELS, NA: YES_NO_LABELS[NA]}
+                opts = {v: built_in[v] for v in (*SCALE4, NA)}
             elif q.allow_na:
-                opts[NA] = YES_NO_LABELS[NA]
+                opts[NA] = built_in[NA]
             out[code] = QuestionInfo(
                 code=code,
                 type=q.type,

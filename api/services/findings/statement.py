@@ -13,10 +13,10 @@ template: nothing is written in English in the code.
 A count and the word it counts are chosen together by the sentence: `{stations:station}`
 puts the number of stations in the form of the noun `station` that the language's plural
 rules (CLDR, through Babel: one, few, many, other…) ask for, `#` standing for the number
-written as the language writes numbers. A sentence that needs another grammatical case
-names another noun (`{stations:station_locative}`, say) with forms of its own. Shares
-and numbers are written in the language's own way too ("68.4%" in English, "68,4 %" in
-Russian).
+written as the language writes numbers; a form for one exact number (`=1`) comes first.
+A sentence that needs another grammatical case names another noun
+(`{stations:station_loc}` in Russian) with forms of its own. Shares and numbers are
+written in the language's own way too ("68.4%" in English, "68,4 %" in Russian).
 """
 
 from __future__ import annotations
@@ -116,6 +116,161 @@ PHRASES: dict[str, dict[str, Any]] = {
         "report": {"one": "one counting report", "other": "# counting reports"},
         "incident_report": {"one": "one incident report", "other": "# incident reports"},
     },
+    "ru": {
+        "title": "Проект предварительного заявления: выводы наблюдения",
+        "h_coverage": "Развёртывание и охват",
+        "h_opening": "Открытие",
+        "h_access": "Доступ наблюдателей",
+        "h_voting": "Голосование",
+        "h_accessibility": "Доступность",
+        "h_irregularities": "Нарушения",
+        "h_count": "Подсчёт голосов",
+        "h_incidents": "Инциденты",
+        "h_critical": "Критические ответы",
+        "h_evidence": "Источники данных",
+        "voting_at": "Миссия наблюдала за голосованием на {stations:station_loc}{where}.",
+        "where_in": " в стране ({places})",
+        "where_abroad": " за рубежом ({places})",
+        "where_both": " в стране ({places}) и за рубежом ({abroad})",
+        "phases_at": "Наблюдатели сообщили об открытии на {opening:station_loc}, о голосовании — "
+        "в {voting_obs:observation_loc} на {voting:station_loc} и о подсчёте голосов на "
+        "{closing:station_loc}.",
+        "total": "Всего Миссия получила {observations:observation_acc} с {stations:station_gen}.",
+        "purposive": "Наблюдатели были направлены на участки не по случайной выборке, поэтому "
+        "эти выводы описывают увиденное и не являются оценками для страны в целом.",
+        "random": "Наблюдаемые избирательные участки составляют случайную выборку; интервалы — "
+        "95-процентные доверительные интервалы Уилсона.",
+        "opening_assessed": "Открытие было оценено отрицательно в {negative} ({code}).",
+        "opening_positive": "Открытие было оценено положительно {n:all_observations} ({code}).",
+        "access_full": "Наблюдатели имели полный доступ: их допускали без ограничений в "
+        "{admitted}, и ни в одном случае их не просили покинуть участок и не ограничивали "
+        "({codes}).",
+        "access_restricted": "Наблюдателей допускали без ограничений в {admitted}; их просили "
+        "покинуть участок или ограничивали в {restricted} ({codes}).",
+        "voting_assessed": "Голосование было оценено отрицательно в {negative} ({code}).",
+        "voting_positive": "Голосование было оценено положительно {n:all_observations} ({code}).",
+        "secrecy": "Тайна голосования не соблюдалась в {count} ({code}).",
+        "secrecy_ok": "Тайна голосования соблюдалась {n:all_observations} ({code}).",
+        "intimidation": "Запугивание избирателей или давление на них отмечены в {count} ({code}).",
+        "irregular_none": "Серьёзных нарушений не выявлено: ни в одном из {n:observations_of} "
+        "не сообщалось ни об одном из {kinds} перечисленных нарушений — ни как о замеченном, ни "
+        "как о сообщённом наблюдателям ({codes}).",
+        "irregular_one": "{label}: замечено в {observed} и сообщено наблюдателям в {reported} "
+        "из {n:observations_of} ({code}).",
+        "accessibility": "На вопрос «{label}» наблюдатели ответили «да» в {yes} ({code}).",
+        "count_one": "Подсчёт голосов наблюдался на одном избирательном участке{assessment} "
+        "({code}).",
+        "count_many": "Подсчёт голосов наблюдался на {stations:station_loc}; отрицательно он был "
+        "оценён в {negative} ({code}).",
+        "count_one_positive": " и был оценён положительно",
+        "count_one_negative": " и был оценён отрицательно",
+        "checks_pass": "Данные протоколов {reports:report_gen} прошли все проверки на "
+        "согласованность.",
+        "checks_fail": "Не все данные протоколов согласованы: в {failed} из {reports:report_gen} "
+        "не выполнена как минимум одна проверка — {checks}.",
+        "conflicts": "На {stations:station_loc} два отчёта об одном и том же подсчёте "
+        "расходятся; в итогах учтён один отчёт на участок (последний проверенный, иначе "
+        "последний).",
+        "totals": "На {stations:station_loc}, где были переписаны данные протоколов, "
+        "действительные голоса распределились так: {options}; явка там — {turnout}.",
+        "quick_count": "Параллельный подсчёт по случайной выборке из {n:station_gen}: {options}.",
+        "incidents_none": "Сообщений об инцидентах не поступало.",
+        "incidents": "Наблюдатели направили {count:incident_report_acc}; наиболее частый тип — "
+        "«{top}» ({top_count}).",
+        "critical_none": "Критических ответов не зафиксировано.",
+        "critical": "{label}: «{answer}» — в {count:observation_loc} на {stations:station_loc}, "
+        "{pattern} ({code}).",
+        "pattern_isolated": "единичные случаи",
+        "pattern_clustered": "сосредоточены в регионе {region} ({share} случаев)",
+        "pattern_scattered": "распределены по {regions:region_dat}",
+        "share_small": "{count} из {n:observations_of}",
+        "share": "{percent} из {n:observations_of} ({count})",
+        "quick_count_option": "{label} {share} ± {margin}",
+        "votes_option": "{label} {share} ({votes})",
+        "unknown": "неизвестна",
+        "and": "и",
+        "note_questions": "вопросы {codes}",
+        "note_checks": "проверки {checks}",
+        "note_checklists": "анкеты {ids}",
+        "note_more": "{shown} и ещё {more}",
+        "note_totals": "итоговые данные",
+        "check_options_sum_to_valid": "сумма голосов за варианты равна числу действительных "
+        "бюллетеней (v1+…+vn = V)",
+        "check_valid_invalid_blank_make_in_box": "действительные + недействительные + пустые = "
+        "бюллетени в ящиках (V+X+K = B)",
+        "check_ballots_accounted_for": "выданные + неиспользованные + испорченные = полученные "
+        "(I+U+S = Rc)",
+        "check_in_box_not_above_issued": "бюллетеней в ящиках не больше, чем выдано (B ≤ I)",
+        "check_issued_not_above_registered": "выдано бюллетеней не больше, чем внесено "
+        "избирателей в список, с допуском (I ≤ R + a)",
+        "check_turnout_below_threshold": "явка (B/R) не выше порога",
+        "check_invalid_below_threshold": "доля недействительных бюллетеней (X/B) не выше порога",
+        "check_no_option_above_threshold": "доля ни одного варианта среди действительных "
+        "голосов не выше порога",
+        "check_figures_plausible": "каждая цифра — целое число от 0 до правдоподобного максимума",
+        # Nouns in the case each sentence needs: `=1` is the number one itself ("одном"),
+        # `one` every other count that takes the singular (21, 31…).
+        "station_loc": {
+            "=1": "одном избирательном участке",
+            "one": "# избирательном участке",
+            "few": "# избирательных участках",
+            "many": "# избирательных участках",
+            "other": "# избирательного участка",
+        },
+        "station_gen": {
+            "=1": "одного избирательного участка",
+            "one": "# избирательного участка",
+            "few": "# избирательных участков",
+            "many": "# избирательных участков",
+            "other": "# избирательного участка",
+        },
+        "observation_loc": {
+            "=1": "одном наблюдении",
+            "one": "# наблюдении",
+            "few": "# наблюдениях",
+            "many": "# наблюдениях",
+            "other": "# наблюдения",
+        },
+        "observation_acc": {
+            "=1": "одно наблюдение",
+            "one": "# наблюдение",
+            "few": "# наблюдения",
+            "many": "# наблюдений",
+            "other": "# наблюдения",
+        },
+        "observations_of": {
+            "one": "# наблюдения",
+            "few": "# наблюдений",
+            "many": "# наблюдений",
+            "other": "# наблюдения",
+        },
+        "all_observations": {
+            "=1": "в единственном наблюдении",
+            "one": "во всех # наблюдении",
+            "few": "во всех # наблюдениях",
+            "many": "во всех # наблюдениях",
+            "other": "во всех # наблюдения",
+        },
+        "report_gen": {
+            "one": "# отчёта о подсчёте",
+            "few": "# отчётов о подсчёте",
+            "many": "# отчётов о подсчёте",
+            "other": "# отчёта о подсчёте",
+        },
+        "incident_report_acc": {
+            "=1": "одно сообщение об инциденте",
+            "one": "# сообщение об инцидентах",
+            "few": "# сообщения об инцидентах",
+            "many": "# сообщений об инцидентах",
+            "other": "# сообщения об инцидентах",
+        },
+        "region_dat": {
+            "one": "# региону",
+            "few": "# регионам",
+            "many": "# регионам",
+            "other": "# региона",
+        },
+    },
 }
 
 
@@ -188,11 +343,12 @@ class Writer:
         return str(format_percent(tenths, locale=self.locale, decimal_quantization=False))
 
     def counted(self, n: int, noun: str) -> str:
-        """`n` with the form of `noun` that its plural category takes in this language."""
+        """`n` with the form of `noun` for exactly `n` (`=1`: "одном" rather than "1"), else
+        for its plural category in this language."""
         forms = self.phrase(noun)
         if not isinstance(forms, dict):
             raise KeyError(f"no noun {noun!r} in the statement's phrases")
-        form = forms.get(self.locale.plural_form(n)) or forms["other"]
+        form = forms.get(f"={n}") or forms.get(self.locale.plural_form(n)) or forms["other"]
         return str(form).replace("#", self.number(n))
 
     def share(self, count: int, n: int) -> str:
