@@ -188,6 +188,42 @@ def test_negative_share_of_four_point_questions_per_phase(client: Any, session: 
     assert question(findings, "opening", "H1")["negative"]["count"] == 1
 
 
+def test_a_four_point_question_asked_in_two_phases_is_read_per_phase(
+    client: Any, session: Any
+) -> None:
+    """A mission's own question on the same scale at voting and at the count: its
+    distribution and negative share stay apart per phase."""
+    from api.checklist_schema import Section
+    from api.services import templates
+    from tests.factories import answers_for, auth, checklist_payload
+
+    mission, token = _observed_mission(session, ["S-1", "S-2", "S-3"])
+    extra = Section.model_validate(
+        {
+            "code": "Z",
+            "title": {"en": "Overall"},
+            "phases": ["voting", "closing"],
+            "questions": [{"code": "Z1", "type": "scale4", "label": {"en": "Overall"}}],
+        }
+    )
+    base = templates.default_definition()
+    own = base.model_copy(update={"version": 2, "sections": [*base.sections, extra]})
+    templates.create(session, mission.id, own, publish=True)
+    session.commit()
+    grades = {"voting": ["bad", "good", "very_good"], "closing": ["very_bad", "bad", "good"]}
+    for phase, answers in grades.items():
+        for station, grade in zip(["S-1", "S-2", "S-3"], answers, strict=True):
+            body = answers_for(phase) | {"Z1": grade}
+            payload = checklist_payload(station, phase, body, template_version=2)
+            assert client.post("/checklists", json=payload, headers=auth(token)).status_code == 201
+    findings = view(session, mission.id)
+    voting, closing = question(findings, "voting", "Z1"), question(findings, "closing", "Z1")
+    assert [a["count"] for a in voting["answers"]] == [1, 1, 1, 0]
+    assert [a["count"] for a in closing["answers"]] == [0, 1, 1, 1]
+    assert (voting["negative"]["count"], closing["negative"]["count"]) == (1, 2)
+    assert closing["negative"]["text"] == "2 of 3"
+
+
 def test_only_the_latest_version_counts_and_rejected_or_quarantined_leave(
     client: Any, session: Any
 ) -> None:
