@@ -179,8 +179,10 @@ SCALE = "scale4"  # a role that needs a 4-point assessment rather than one answe
 
 class StatementQuestions(_Strict):
     """Which questions the draft statement words, each for one role; all optional. A role
-    left out, or a template without this block, leaves its sentence out of the statement
-    (coverage, irregularities, counting, incidents and critical answers need no role)."""
+    left out leaves its sentence out of the statement (coverage, irregularities, counting,
+    incidents and critical answers need no role); `statement: {}` leaves them all out. A
+    template without the block gets the default template's roles for those of its
+    questions that fit them (`api.services.findings.questions.statement_questions`)."""
 
     opening_assessment: Code | None = Field(None, description="4-point scale asked at opening")
     voting_assessment: Code | None = Field(None, description="4-point scale asked in voting")

@@ -115,35 +115,53 @@ Language = Annotated[
 ]
 
 
+GZ_ETAG = "-gz"  # the ETag of a view's gzip body: its own, with this before the last quote
+
+
 def _etags(request: Request) -> list[str]:
-    """The ETags of `If-None-Match`."""
+    """The ETags of `If-None-Match`, as the views' own: weak or strong alike, and a gzip
+    body's ETag as the view's (`*` stays `*`)."""
     asked = request.headers.get("if-none-match")
-    return [t.strip() for t in asked.split(",")] if asked else []
+    out = []
+    for tag in (asked or "").split(","):
+        tag = tag.strip().removeprefix("W/")
+        if tag.endswith(GZ_ETAG + '"'):
+            tag = tag[: -len(GZ_ETAG) - 1] + '"'
+        if tag:
+            out.append(tag)
+    return out
 
 
 def _answer(request: Request, view: views.View, media_type: str) -> Response:
     headers = {"ETag": view.etag, "Cache-Control": "no-cache"}
-    if view.etag in _etags(request):
+    gzipped = view.gzipped is not None and _takes_gzip(request)
+    if view.gzipped is not None:
+        headers["Vary"] = "Accept-Encoding"
+    if gzipped:
+        # Another body, so another (strong) ETag; either one sent back is a match.
+        headers["ETag"] = view.etag[:-1] + GZ_ETAG + '"'
+    held = _etags(request)
+    if "*" in held or view.etag in held:
         return Response(status_code=304, headers=headers)
-    if view.gzipped is not None and _takes_gzip(request):
+    if gzipped and view.gzipped is not None:
         # Compressed once, when the view was computed (the gzip middleware leaves a
         # response that has its encoding already alone).
-        headers |= {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
+        headers["Content-Encoding"] = "gzip"
         return Response(content=view.gzipped, media_type=media_type, headers=headers)
     return Response(content=view.body, media_type=media_type, headers=headers)
 
 
 def _takes_gzip(request: Request) -> bool:
-    """Does the client accept gzip (`gzip` or `*`, and not with q=0)?"""
+    """Does the client accept gzip: `gzip`, else `*`, with a q above 0?"""
+    weights: dict[str, float] = {}
     for part in request.headers.get("accept-encoding", "").split(","):
         coding, _, params = part.partition(";")
-        if coding.strip().lower() in ("gzip", "*"):
-            q = params.strip().lower().replace(" ", "")
-            try:
-                return not q.startswith("q=") or float(q[2:]) > 0
-            except ValueError:
-                return False
-    return False
+        q = params.strip().lower().replace(" ", "")
+        try:
+            weights[coding.strip().lower()] = float(q[2:]) if q.startswith("q=") else 1.0
+        except ValueError:
+            weights[coding.strip().lower()] = 0.0
+    return weights.get("gzip", weights.get("*", 0.0)) > 0
 
 
 VIEW_ROUTES: list[tuple[str, str, type[FindingsEnvelope], str]] = [

@@ -90,13 +90,23 @@ def test_a_view_is_compressed_once_and_served_compressed_to_gzip_clients(
     stored = session.scalars(select(FindingCache).where(FindingCache.mission_id == mission.id))
     row = next(r for r in stored if r.body_gz)
     assert raw == row.body_gz and gzip.decompress(raw) == row.body.encode()
-    assert computed.headers["etag"] == row.etag
+    gz_etag = row.etag[:-1] + '-gz"'  # another body, another strong ETag
+    assert computed.headers["etag"] == gz_etag
     served, again = get("br;q=1.0, gzip;q=0.5")  # from the cache this time
     assert (served.headers["content-encoding"], again) == ("gzip", raw)
-    for refused in ("identity", ""):
+    for refused in ("identity", "", "*;q=0"):
         plain, body = get(refused)
         assert "content-encoding" not in plain.headers, refused
         assert body == gzip.decompress(raw) and plain.headers["etag"] == row.etag
+    assert get("*;q=0, gzip")[0].headers["content-encoding"] == "gzip"
+    # Either ETag, weak or strong, or `*`, is a match for either body.
+    for held in (gz_etag, row.etag, f"W/{gz_etag}", f'"other", W/{row.etag}', "*"):
+        for encoding in ("gzip", "identity"):
+            again = client.get(
+                url, headers=auth(viewer) | {"If-None-Match": held, "Accept-Encoding": encoding}
+            )
+            assert again.status_code == 304, (held, encoding)
+    assert client.get(url, headers=auth(viewer) | {"If-None-Match": '"other"'}).status_code == 200
 
 
 def test_a_poll_for_a_view_the_dashboard_holds_does_not_read_its_body(

@@ -65,6 +65,8 @@ def test_every_finding_of_a_busy_mission_is_worded_with_its_numbers(
         "were asked to leave or restricted in 0% of 82 observations (0) (B1, B3).",
         "The secrecy of the vote was not respected in 21 of 27 observations (D4).",
         "Intimidation of or pressure on voters was seen in 7 of 27 observations (D8).",
+        "The count was observed at 27 polling stations and assessed positively in all 28 "
+        "observations (H4).",
         "Asked “Could a wheelchair user enter the polling station independently (step-free "
         "entrance)?”, observers answered yes in 27 of 27 observations (C1).",
         "1 of 28 counting reports with protocol figures failed at least one consistency "
@@ -140,8 +142,8 @@ def test_the_statement_in_russian_declines_its_counts(client: Any, session: Any)
         "Открытие было оценено положительно во всех 27 наблюдениях (H1).",
         f"Наблюдателей допускали без ограничений в 98,8{nb}% из 82 наблюдений (81);",
         "Тайна голосования не соблюдалась в 21 из 27 наблюдений (D4).",
-        "Подсчёт голосов наблюдался на 27 избирательных участках; отрицательно он был оценён "
-        "в 0 из 28 наблюдений (H4).",
+        "Подсчёт голосов наблюдался на 27 избирательных участках и был оценён положительно во "
+        "всех 28 наблюдениях (H4).",
         "в 1 из 28 отчётов о подсчёте не выполнена как минимум одна проверка — действительные "
         "+ недействительные + пустые = бюллетени в ящиках (V+X+K = B) (1).",
         "На одном избирательном участке два отчёта об одном и том же подсчёте расходятся;",
@@ -176,6 +178,21 @@ def test_counts_take_the_plural_form_their_language_asks_for(
     forms = {"one": "# участок", "few": "# участка", "many": "# участков", "other": "# участка"}
     monkeypatch.setitem(statement.PHRASES, "ru", {"station": forms})
     assert statement.Writer("ru", 30).counted(n, "station") == expected
+
+
+@pytest.mark.parametrize("language", ["fr", "pt-BR", "uk"])
+def test_a_language_without_a_table_reads_english_by_english_rules(language: str) -> None:
+    """French counts 0 as singular and Ukrainian 21; their English stand-in must not."""
+    writer = statement.Writer(language, 30)
+    assert writer.counted(0, "station") == "0 polling stations"
+    assert writer.counted(21, "station") == "21 polling stations"
+    assert writer.percent(0.988) == "98.8%" and "station" in writer.fallback
+
+
+def test_a_regional_variant_reads_its_language_table() -> None:
+    writer = statement.Writer("ru-RU", 30)
+    assert writer.counted(21, "station_loc") == "21 избирательном участке"
+    assert writer.fallback == [] and writer.percent(0.5) == "50\xa0%"
 
 
 def test_numbers_and_shares_are_written_as_the_language_writes_them() -> None:

@@ -119,7 +119,7 @@ def catalog(session: Session, mission_id: uuid.UUID, language: str) -> dict[str,
         for code, cq in ct.questions.items():
             q = cq.q
             opts = option_labels(q, language)
-            built_in = BUILT_IN_LABELS.get(language, BUILT_IN_LABELS["en"])
+            built_in = BUILT_IN_LABELS[language_key(BUILT_IN_LABELS, language) or "en"]
             if q.type == QuestionType.yes_no:
                 opts = {v: built_in[v] for v in ("yes", "no", NA)}
             elif q.type == QuestionType.scale4:
@@ -141,8 +141,19 @@ def catalog(session: Session, mission_id: uuid.UUID, language: str) -> dict[str,
     return dict(sorted(out.items(), key=lambda kv: kv[1].order))
 
 
+def language_key(tables: dict[str, Any], language: str) -> str | None:
+    """The key of `tables` for a language: itself, else its base language ("ru" for
+    "ru-RU" or "ru_KZ"), case aside; None when neither is there."""
+    wanted = language.lower().replace("_", "-")
+    for key in (wanted, wanted.split("-")[0]):
+        if key in tables:
+            return key
+    return None
+
+
 def _pick(labels: dict[str, str], language: str) -> str:
-    return labels.get(language) or next(iter(labels.values()))
+    key = language_key(labels, language)
+    return labels[key] if key else next(iter(labels.values()))
 
 
 Tally = dict[tuple[str, str, str], tuple[int, int, int, int]]

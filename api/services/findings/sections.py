@@ -368,7 +368,9 @@ def critical(session: Session, scope: Scope, questions: dict[str, QuestionInfo])
                 "label": info.label if info else code,
                 "answer": info.options.get(value, value) if info else value,
                 "count": 0,
-                "stations": stations[(code, value)],
+                # (PostgreSQL reads each statement in its own snapshot here: a fold or a
+                # review between the two may leave a pair in one only.)
+                "stations": stations.get((code, value), 0),
                 "phases": {},
                 "regions": {},
             },

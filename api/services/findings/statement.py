@@ -7,8 +7,11 @@ counts, checklist ids), listed as footnotes in the Markdown and as data in the J
 Languages: each sentence is a template in PHRASES, keyed by language. To add a language,
 add a dictionary with the same keys; a missing key falls back to English, and the answer
 says which sentences did (`fallback`). Question wording comes from the template's own
-labels in that language. Every word of the statement comes from these tables or from the
-template: nothing is written in English in the code.
+labels in that language. Every word of the statement's sentences comes from these tables
+or from the template: nothing is written in English in the code. (The evidence footnotes
+list their data as it is: counts by their keys, check names.) A language is matched by
+its base too ("ru-RU" reads the "ru" table); a language without a table gets English,
+with English plural rules and numbers, and every sentence listed in `fallback`.
 
 A count and the word it counts are chosen together by the sentence: `{stations:station}`
 puts the number of stations in the form of the noun `station` that the language's plural
@@ -30,6 +33,7 @@ from babel import Locale, UnknownLocaleError
 from babel.numbers import format_decimal, format_percent
 
 from api.checklist_schema import StatementQuestions
+from api.services.findings.questions import language_key
 
 PHRASES: dict[str, dict[str, Any]] = {
     "en": {
@@ -67,13 +71,15 @@ PHRASES: dict[str, dict[str, Any]] = {
         "secrecy_ok": "The secrecy of the vote was respected in {n:all_observations} ({code}).",
         "intimidation": "Intimidation of or pressure on voters was seen in {count} ({code}).",
         "irregular_none": "No major irregularities were observed: none of the {n:observation} "
-        "reported any of the {kinds} listed irregularities as observed or reported ({codes}).",
+        "reported any of {kinds:listed_irregularity} as observed or reported ({codes}).",
         "irregular_one": "{label}: observed in {observed} and reported to observers in "
         "{reported} of {n:observation} ({code}).",
         "accessibility": "Asked “{label}”, observers answered yes in {yes} ({code}).",
         "count_one": "The count was observed at one polling station{assessment} ({code}).",
         "count_many": "The count was observed at {stations:station}; it was assessed "
         "negatively in {negative} ({code}).",
+        "count_many_positive": "The count was observed at {stations:station} and assessed "
+        "positively in {n:all_observations} ({code}).",
         "count_one_positive": " and assessed positively",
         "count_one_negative": " and assessed negatively",
         "checks_pass": "The protocol figures of {reports:report} passed every consistency check.",
@@ -115,6 +121,10 @@ PHRASES: dict[str, dict[str, Any]] = {
         "station": {"one": "one polling station", "other": "# polling stations"},
         "report": {"one": "one counting report", "other": "# counting reports"},
         "incident_report": {"one": "one incident report", "other": "# incident reports"},
+        "listed_irregularity": {
+            "one": "the one listed irregularity",
+            "other": "the # listed irregularities",
+        },
     },
     "ru": {
         "title": "Проект предварительного заявления: выводы наблюдения",
@@ -153,8 +163,8 @@ PHRASES: dict[str, dict[str, Any]] = {
         "secrecy_ok": "Тайна голосования соблюдалась {n:all_observations} ({code}).",
         "intimidation": "Запугивание избирателей или давление на них отмечены в {count} ({code}).",
         "irregular_none": "Серьёзных нарушений не выявлено: ни в одном из {n:observations_of} "
-        "не сообщалось ни об одном из {kinds} перечисленных нарушений — ни как о замеченном, ни "
-        "как о сообщённом наблюдателям ({codes}).",
+        "не сообщалось ни об одном из {kinds:listed_irregularity_gen} — ни как о замеченном, "
+        "ни как о сообщённом наблюдателям ({codes}).",
         "irregular_one": "{label}: замечено в {observed} и сообщено наблюдателям в {reported} "
         "из {n:observations_of} ({code}).",
         "accessibility": "На вопрос «{label}» наблюдатели ответили «да» в {yes} ({code}).",
@@ -162,6 +172,8 @@ PHRASES: dict[str, dict[str, Any]] = {
         "({code}).",
         "count_many": "Подсчёт голосов наблюдался на {stations:station_loc}; отрицательно он был "
         "оценён в {negative} ({code}).",
+        "count_many_positive": "Подсчёт голосов наблюдался на {stations:station_loc} и был "
+        "оценён положительно {n:all_observations} ({code}).",
         "count_one_positive": " и был оценён положительно",
         "count_one_negative": " и был оценён отрицательно",
         "checks_pass": "Данные протоколов {reports:report_gen} прошли все проверки на "
@@ -264,6 +276,12 @@ PHRASES: dict[str, dict[str, Any]] = {
             "many": "# сообщений об инцидентах",
             "other": "# сообщения об инцидентах",
         },
+        "listed_irregularity_gen": {
+            "one": "# перечисленного нарушения",
+            "few": "# перечисленных нарушений",
+            "many": "# перечисленных нарушений",
+            "other": "# перечисленного нарушения",
+        },
         "region_dat": {
             "one": "# региону",
             "few": "# регионам",
@@ -311,7 +329,10 @@ class _Counted(string.Formatter):
 class Writer:
     def __init__(self, language: str, small: int) -> None:
         self.language = language
-        self.locale = _locale(language)
+        found = language_key(PHRASES, language)
+        self.table: dict[str, Any] = PHRASES[found] if found else {}
+        self.english = found == "en"
+        self.locale = _locale(found or "en")
         self.small = small
         self.sentences: list[Sentence] = []
         self.fallback: list[str] = []
@@ -320,10 +341,9 @@ class Writer:
     def phrase(self, key: str, default: str | None = None) -> Any:
         """The language's phrase (a text, or a noun's forms); else English, else `default`,
         and the key is listed in `fallback` for a language other than English."""
-        table = PHRASES.get(self.language, {})
-        if key in table:
-            return table[key]
-        if self.language != "en":
+        if key in self.table:
+            return self.table[key]
+        if not self.english:
             self.fallback.append(key)
         return PHRASES["en"].get(key, default)
 
@@ -348,7 +368,9 @@ class Writer:
         forms = self.phrase(noun)
         if not isinstance(forms, dict):
             raise KeyError(f"no noun {noun!r} in the statement's phrases")
-        form = forms.get(f"={n}") or forms.get(self.locale.plural_form(n)) or forms["other"]
+        # English forms (a fallback) by English rules: "fr" counts 0 as singular.
+        rules = self.locale if noun in self.table else _locale("en")
+        form = forms.get(f"={n}") or forms.get(rules.plural_form(n)) or forms["other"]
         return str(form).replace("#", self.number(n))
 
     def share(self, count: int, n: int) -> str:
@@ -627,6 +649,9 @@ def _count(
         if closing["stations"] == 1:
             word = "count_one_negative" if neg else "count_one_positive"
             w.say(par, "count_one", ev, assessment=w.phrase(word), code=q["code"])
+        elif neg == 0:
+            n, code = q["answered"], q["code"]
+            w.say(par, "count_many_positive", ev, stations=closing["stations"], n=n, code=code)
         else:
             w.say(
                 par,
