@@ -114,6 +114,11 @@ def publish_template(session: Session, tpl: ChecklistTemplate) -> ChecklistTempl
         tpl.status = TemplateStatus.published
         tpl.published_at = utcnow()
         session.flush()
+        # The findings read labels, the protocol and the statement's roles from the
+        # published templates: their views are due again, checklists or not.
+        from api.services.findings.fold import bump_versions
+
+        bump_versions(session, [tpl.mission_id])
     return tpl
 
 

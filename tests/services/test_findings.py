@@ -224,6 +224,33 @@ def test_a_four_point_question_asked_in_two_phases_is_read_per_phase(
     assert closing["negative"]["text"] == "2 of 3"
 
 
+def test_publishing_a_template_makes_the_views_due_again(client: Any, session: Any) -> None:
+    """A corrected label reaches the dashboards at once, without waiting for a checklist."""
+    from api.services import templates
+
+    mission, token = _observed_mission(session, ["S-1"])
+    post(client, token, "S-1", "voting")
+    assert question(view(session, mission.id), "voting", "D4")["label"] != "Secret ballot?"
+    base = templates.default_definition()
+    sections = [
+        s.model_copy(
+            update={
+                "questions": [
+                    q.model_copy(update={"label": {**q.label, "en": "Secret ballot?"}})
+                    if q.code == "D4"
+                    else q
+                    for q in s.questions
+                ]
+            }
+        )
+        for s in base.sections
+    ]
+    own = base.model_copy(update={"version": 2, "sections": sections})
+    templates.create(session, mission.id, own, publish=True)
+    session.commit()
+    assert question(view(session, mission.id), "voting", "D4")["label"] == "Secret ballot?"
+
+
 def test_only_the_latest_version_counts_and_rejected_or_quarantined_leave(
     client: Any, session: Any
 ) -> None:

@@ -588,7 +588,11 @@ def _bump_versions(session: Session, seen: int, hi: int) -> None:
         select(TMP_SIGN.c.mission_id),
         select(CHG.c.mission_id).where(CHG.c.id > seen, CHG.c.id <= hi),
     ).subquery()
-    missions = [r[0] for r in session.execute(select(touched.c.mission_id).distinct())]
+    bump_versions(session, [r[0] for r in session.execute(select(touched.c.mission_id).distinct())])
+
+
+def bump_versions(session: Session, missions: list[Any]) -> None:
+    """A new data version for each of these missions: their views are computed again."""
     if not missions:
         return
     now = utcnow()
