@@ -141,6 +141,10 @@ class Section(_Strict):
     )
     questions: list[Question] = Field(min_length=1)
 
+    def asked_in(self) -> frozenset[str]:
+        """The phases this section is asked in (every phase when it names none)."""
+        return frozenset(p.value for p in self.phases) or frozenset(p.value for p in Phase)
+
 
 # The official protocol's figures, in the order of the reference (registered voters first).
 PROTOCOL_FIGURES = (
@@ -219,13 +223,15 @@ class StatementQuestions(_Strict):
         out = [(role, code, *rule) for role, rule in rules.items() if (code := getattr(self, role))]
         return out + [("accessibility", code, "voting", "yes") for code in self.accessibility]
 
-    def problems(self, questions: dict[str, Question], phases_of: dict[str, set[str]]) -> list[str]:
+    def problems(
+        self, questions: dict[str, Question], phases_of: dict[str, frozenset[str]]
+    ) -> list[str]:
         """Why a role does not fit the question it names (none when all fit)."""
         found = [_misfit(use, questions, phases_of) for use in self.uses()]
         return [p for p in found if p is not None]
 
     def fitting(
-        self, questions: dict[str, Question], phases_of: dict[str, set[str]]
+        self, questions: dict[str, Question], phases_of: dict[str, frozenset[str]]
     ) -> StatementQuestions:
         """Only the roles whose questions fit them."""
         keep: dict[str, Any] = {"accessibility": []}
@@ -242,7 +248,7 @@ class StatementQuestions(_Strict):
 def _misfit(
     use: tuple[str, str, str | None, str],
     questions: dict[str, Question],
-    phases_of: dict[str, set[str]],
+    phases_of: dict[str, frozenset[str]],
 ) -> str | None:
     role, code, phase, need = use
     q = questions.get(code)
@@ -268,24 +274,23 @@ class TemplateDefinition(_Strict):
         None, description="The questions the draft statement words, by role"
     )
 
-    def questions_and_phases(self) -> tuple[dict[str, Question], dict[str, set[str]]]:
+    def questions_and_phases(self) -> tuple[dict[str, Question], dict[str, frozenset[str]]]:
         """Every question by code, and the phases each is asked in."""
         questions: dict[str, Question] = {}
-        phases_of: dict[str, set[str]] = {}
+        phases_of: dict[str, frozenset[str]] = {}
         for section in self.sections:
-            phases = {p.value for p in section.phases} or {p.value for p in Phase}
             for q in section.questions:
                 questions[q.code] = q
-                phases_of[q.code] = phases
+                phases_of[q.code] = section.asked_in()
         return questions, phases_of
 
     @model_validator(mode="after")
     def _references(self) -> TemplateDefinition:
         seen: dict[str, Question] = {}
-        phases_of: dict[str, set[str]] = {}
+        phases_of: dict[str, frozenset[str]] = {}
         section_codes: set[str] = set()
         for section in self.sections:
-            phases = {p.value for p in section.phases} or {p.value for p in Phase}
+            phases = section.asked_in()
             if section.code in section_codes:
                 raise ValueError(f"section code {section.code} repeats")
             section_codes.add(section.code)
@@ -398,7 +403,7 @@ class CompiledTemplate:
         self.questions: dict[str, CompiledQuestion] = {}
         order = 0
         for section in definition.sections:
-            phases = frozenset(p.value for p in section.phases) or frozenset(p.value for p in Phase)
+            phases = section.asked_in()
             for q in section.questions:
                 allowed = q.allowed_values()
                 self.questions[q.code] = CompiledQuestion(

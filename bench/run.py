@@ -41,6 +41,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -448,7 +449,7 @@ def cpu_split(
     before: tuple[dict[str, tuple[str, int, int]], list[int]],
     after: tuple[dict[str, tuple[str, int, int]], list[int]],
     server_pids: set[str],
-    fold_pids: set[str] = frozenset(),  # type: ignore[assignment]
+    fold_pids: Collection[str] = (),
 ) -> dict[str, float]:
     """Who used the machine's CPU between two snapshots, as shares of all of it (both
     cores): the API workers, the fold process, PostgreSQL working for the fold (`fold_pids`,

@@ -118,6 +118,11 @@ Language = Annotated[
 GZ_ETAG = "-gz"  # the ETag of a view's gzip body: its own, with this before the last quote
 
 
+def _variant(etag: str, suffix: str) -> str:
+    """The ETag of another body of the same view (gzip, Markdown)."""
+    return etag[:-1] + suffix + '"'
+
+
 def _etags(request: Request) -> list[str]:
     """The ETags of `If-None-Match`, as the views' own: weak or strong alike, and a gzip
     body's ETag as the view's (`*` stays `*`)."""
@@ -126,7 +131,7 @@ def _etags(request: Request) -> list[str]:
     for tag in (asked or "").split(","):
         tag = tag.strip().removeprefix("W/")
         if tag.endswith(GZ_ETAG + '"'):
-            tag = tag[: -len(GZ_ETAG) - 1] + '"'
+            tag = tag[: -len(GZ_ETAG) - 1] + '"'  # the view's own
         if tag:
             out.append(tag)
     return out
@@ -134,20 +139,20 @@ def _etags(request: Request) -> list[str]:
 
 def _answer(request: Request, view: views.View, media_type: str) -> Response:
     headers = {"ETag": view.etag, "Cache-Control": "no-cache"}
-    gzipped = view.gzipped is not None and _takes_gzip(request)
+    gzipped = view.gzipped if view.gzipped is not None and _takes_gzip(request) else None
     if view.gzipped is not None:
         headers["Vary"] = "Accept-Encoding"
-    if gzipped:
+    if gzipped is not None:
         # Another body, so another (strong) ETag; either one sent back is a match.
-        headers["ETag"] = view.etag[:-1] + GZ_ETAG + '"'
+        headers["ETag"] = _variant(view.etag, GZ_ETAG)
     held = _etags(request)
     if "*" in held or view.etag in held:
         return Response(status_code=304, headers=headers)
-    if gzipped and view.gzipped is not None:
+    if gzipped is not None:
         # Compressed once, when the view was computed (the gzip middleware leaves a
         # response that has its encoding already alone).
         headers["Content-Encoding"] = "gzip"
-        return Response(content=view.gzipped, media_type=media_type, headers=headers)
+        return Response(content=gzipped, media_type=media_type, headers=headers)
     return Response(content=view.body, media_type=media_type, headers=headers)
 
 
@@ -287,5 +292,5 @@ async def read_statement(
     if format == StatementFormat.json:
         return _answer(request, view, "application/json")
     markdown = view.parsed()["markdown"].encode()
-    md_view = views.View(markdown, view.etag[:-1] + '-md"')
+    md_view = views.View(markdown, _variant(view.etag, "-md"))
     return _answer(request, md_view, "text/markdown; charset=utf-8")

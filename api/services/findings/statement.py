@@ -317,12 +317,10 @@ class _Counted(string.Formatter):
         self.writer = writer
 
     def format_field(self, value: Any, format_spec: str) -> str:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return (
-                self.writer.counted(value, format_spec)
-                if format_spec
-                else self.writer.number(value)
-            )
+        if not format_spec:
+            return self.writer.figure(value)
+        if _whole(value):
+            return self.writer.counted(value, format_spec)
         return str(super().format_field(value, format_spec))
 
 
@@ -356,6 +354,10 @@ class Writer:
 
     def number(self, n: int) -> str:
         return str(format_decimal(n, locale=self.locale))
+
+    def figure(self, value: Any) -> str:
+        """A whole number as the language writes numbers; anything else as it is."""
+        return self.number(value) if _whole(value) else str(value)
 
     def percent(self, share: float) -> str:
         """A share as a percentage to one decimal, trailing zero dropped: "68.4%", "25%"."""
@@ -485,16 +487,24 @@ def _join(w: Writer, items: list[str]) -> str:
 
 
 def _scale(
-    w: Writer, paragraph: str, q: dict[str, Any] | None, negative_key: str, positive_key: str
+    w: Writer,
+    paragraph: str,
+    q: dict[str, Any] | None,
+    negative_key: str,
+    positive_key: str,
+    **values: Any,
 ) -> None:
+    """A 4-point assessment: positive in all observations, or negative in a share of them
+    (`values`: what else the sentence says)."""
     if not q or not q["answered"]:
         return
     neg = q["negative"]["count"]
     ev = _evidence(q, negative=neg)
     if neg == 0:
-        w.say(paragraph, positive_key, ev, n=q["answered"], code=q["code"])
+        w.say(paragraph, positive_key, ev, n=q["answered"], code=q["code"], **values)
     else:
-        w.say(paragraph, negative_key, ev, negative=w.share(neg, q["answered"]), code=q["code"])
+        share = w.share(neg, q["answered"])
+        w.say(paragraph, negative_key, ev, negative=share, code=q["code"], **values)
 
 
 def _pooled(qi: dict[tuple[str, str], dict[str, Any]], code: str, value: str) -> tuple[int, int]:
@@ -644,23 +654,14 @@ def _count(
     q = qi.get(("closing", roles.count_assessment or ""))
     closing = phases.get("closing")
     if closing and q and q["answered"]:
-        neg = q["negative"]["count"]
-        ev = _evidence(q, negative=neg)
         if closing["stations"] == 1:
+            neg = q["negative"]["count"]
             word = "count_one_negative" if neg else "count_one_positive"
+            ev = _evidence(q, negative=neg)
             w.say(par, "count_one", ev, assessment=w.phrase(word), code=q["code"])
-        elif neg == 0:
-            n, code = q["answered"], q["code"]
-            w.say(par, "count_many_positive", ev, stations=closing["stations"], n=n, code=code)
         else:
-            w.say(
-                par,
-                "count_many",
-                ev,
-                stations=closing["stations"],
-                negative=w.share(neg, q["answered"]),
-                code=q["code"],
-            )
+            stations = closing["stations"]
+            _scale(w, par, q, "count_many", "count_many_positive", stations=stations)
     reports = counting.get("reports") or 0
     if not reports:
         return
@@ -837,14 +838,14 @@ def _note(w: Writer, evidence: dict[str, Any]) -> str:
         flat = []
         for k, v in counts.items():
             if isinstance(v, dict):
-                flat.append(f"{k}: " + ", ".join(f"{kk} {_figure(w, vv)}" for kk, vv in v.items()))
+                flat.append(f"{k}: " + ", ".join(f"{kk} {w.figure(vv)}" for kk, vv in v.items()))
             else:
-                flat.append(f"{k} {_figure(w, v)}")
+                flat.append(f"{k} {w.figure(v)}")
         parts.append("; ".join(flat))
     if evidence.get("checks"):
         checks = evidence["checks"]
         listed = (
-            ", ".join(f"{k} {_figure(w, v)}" for k, v in checks.items())
+            ", ".join(f"{k} {w.figure(v)}" for k, v in checks.items())
             if isinstance(checks, dict)
             else ", ".join(checks)
         )
@@ -858,8 +859,6 @@ def _note(w: Writer, evidence: dict[str, Any]) -> str:
     return "; ".join(parts) or w.text("note_totals")
 
 
-def _figure(w: Writer, value: Any) -> str:
-    """A count in a footnote as the language writes numbers (other values as they are)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return w.number(value)
-    return str(value)
+def _whole(value: Any) -> bool:
+    """A count (an int, and not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool)
