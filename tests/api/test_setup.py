@@ -100,6 +100,22 @@ def test_station_import_reports_every_bad_row_with_its_line(client, session) -> 
     assert client.get(f"/missions/{mission.id}/stations", headers=auth(admin)).json()["count"] == 0
 
 
+def test_station_import_dry_run_lists_every_problem_of_a_row(client, session) -> None:
+    mission, admin = make_mission(session)
+    bad = STATIONS_CSV + "01-009,School 9,,,,,,,-5,200,\n"  # no place, voters, latitude
+    r = client.post(
+        f"/missions/{mission.id}/stations/import",
+        params={"dry_run": True},
+        content=bad,
+        headers={**auth(admin), "Content-Type": "text/csv"},
+    )
+    (problem,) = r.json()["problems"]
+    assert problem["line"] == 5
+    assert "registered_voters" in problem["reason"]
+    assert "latitude" in problem["reason"]
+    assert "region is required" in problem["reason"]
+
+
 def test_station_import_with_a_wrong_header_names_the_columns(client, session) -> None:
     mission, admin = make_mission(session)
     r = client.post(
