@@ -244,3 +244,28 @@ def test_health_and_readiness(client) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
+
+
+def test_an_admin_issues_observer_tokens_in_bulk_by_code(client, session) -> None:
+    mission, admin = make_mission(session)
+    make_station(session, mission.id, "S-1")
+    make_observer(session, mission.id, ["S-1"], code="O-1")
+    make_observer(session, mission.id, ["S-1"], code="O-2")
+    url = f"/missions/{mission.id}/credentials/observers"
+    listed = f"/missions/{mission.id}/credentials"
+    before = client.get(listed, headers=auth(admin)).json()["count"]
+    bad = client.post(url, json={"observers": ["O-1", "O-7", "O-9"]}, headers=auth(admin))
+    assert bad.status_code == 404
+    assert [e["path"] for e in bad.json()["errors"]] == [
+        ["body", "observers", 1],
+        ["body", "observers", 2],
+    ]
+    assert client.get(listed, headers=auth(admin)).json()["count"] == before  # none issued
+    r = client.post(url, json={"observers": ["O-2", "O-1"]}, headers=auth(admin))
+    assert r.status_code == 201
+    issued = r.json()
+    assert issued["count"] == 2
+    assert [t["observer_code"] for t in issued["data"]] == ["O-1", "O-2"]
+    for t in issued["data"]:
+        me = client.get("/me", headers=auth(t["token"])).json()
+        assert me["role"] == "observer" and me["observer_id"] == t["observer_id"]
