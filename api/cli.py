@@ -304,6 +304,17 @@ def token_revoke(mission: MissionOpt, credential_id: uuid.UUID) -> None:
     console.print(f"credential {credential_id} revoked")
 
 
+def _answers(url: str) -> bool:
+    """Is a Pollcheck server there (a server bound to every address answers on loopback)?"""
+    import httpx
+
+    probe = url.replace("://0.0.0.0", "://127.0.0.1").rstrip("/") + "/healthz"
+    try:
+        return httpx.get(probe, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 @token_app.command("qr")
 def token_qr(
     mission: MissionOpt,
@@ -330,6 +341,13 @@ def token_qr(
         raise typer.Exit(2)
     s = get_settings()
     url = base_url or f"http://{s.host}:{s.port}"
+    if base_url is None and not _answers(url):
+        err.print(
+            f"[red]no Pollcheck server answers at {url}[/red]: pass --base-url with the address "
+            "phones reach the server at, or export POLLCHECK_PORT (and POLLCHECK_HOST) as the "
+            "server has them"
+        )
+        raise typer.Exit(1)
     if signin_qr.is_local(url):
         err.print(
             f"[yellow]note[/yellow]: phones cannot reach {url}; pass --base-url with the address "
