@@ -2,7 +2,7 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat requirements-dev.lock pyproject.toml | cksum | cut -d' ' -f1)
 export POLLCHECK_TEST_PG_URL ?= postgresql://postgres@127.0.0.1:5432/test
 PYTEST_ARGS ?=
 
@@ -12,8 +12,9 @@ $(STAMP):
 	@$(PY) -c 'import sys; sys.exit("Pollcheck needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q --require-hashes -r requirements.lock
-	$(BIN)/python -m pip install -q --no-deps -e .
+	$(BIN)/python -m pip install -q --require-hashes -r requirements-dev.lock
+	@# setuptools warns on every editable install that the folder shadows the package: it is meant to.
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install -q --no-deps -e .
 	rm -f $(VENV)/.installed-*; touch $(STAMP)
 
 install: $(STAMP)
@@ -63,9 +64,12 @@ format: install
 bench: install
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
+# Two locks from pyproject.toml: requirements.lock holds what the server runs (the Docker
+# image installs only it); requirements-dev.lock adds the test and lint tools (`make install`).
 lock:
 	$(BIN)/python -m pip install -q uv
-	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements.lock
+	$(BIN)/uv pip compile -q pyproject.toml --python-version 3.11 --generate-hashes -o requirements.lock
+	$(BIN)/uv pip compile -q pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements-dev.lock
 
 clean:
 	rm -rf $(VENV) pollcheck.db pollcheck.db-* var .pytest_cache .mypy_cache .ruff_cache

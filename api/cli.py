@@ -245,6 +245,51 @@ def token_create(
     console.print(f"credential {issued.id}\ntoken: [bold]{issued.token}[/bold]  (shown once)")
 
 
+@token_app.command("observers")
+def token_observers(
+    mission: MissionOpt,
+    codes: Annotated[list[str] | None, typer.Argument(help="Observer codes")] = None,
+    all_observers: Annotated[bool, typer.Option("--all", help="Every observer")] = False,
+    csv_file: Annotated[
+        Path | None, typer.Option("--csv", help="Write code,name,token here (readable by you only)")
+    ] = None,
+) -> None:
+    """Issue a token for each observer named by code (or --all), each printed once."""
+    import csv
+    import io
+
+    from api.sanitize import csv_safe
+    from api.services import credentials
+
+    if bool(codes) == all_observers:
+        err.print("[red]name observer codes, or give --all[/red]")
+        raise typer.Exit(2)
+    try:
+        with session_scope() as s:
+            issued = credentials.issue_for_observers(s, mission, None if all_observers else codes)
+            audit.record_cli(
+                s, mission, "token observers", f"mission/{mission}", {"tokens": len(issued)}
+            )
+    except AppError as exc:
+        _fail(exc)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["code", "name", "token"])
+    writer.writerows(
+        [csv_safe(o.observer_code), csv_safe(o.observer_name), o.token] for o in issued
+    )
+    if csv_file:
+        csv_file.touch(mode=0o600)
+        csv_file.chmod(0o600)
+        csv_file.write_text(out.getvalue(), encoding="utf-8")
+        console.print(f"{len(issued)} observer token(s) written to {csv_file} (shown once)")
+        return
+    table = Table("code", "name", "token", title=f"{len(issued)} observer token(s), shown once")
+    for o in issued:
+        table.add_row(o.observer_code, o.observer_name, o.token)
+    console.print(table)
+
+
 @token_app.command("revoke")
 def token_revoke(mission: MissionOpt, credential_id: uuid.UUID) -> None:
     """Revoke a credential at once."""
@@ -257,6 +302,17 @@ def token_revoke(mission: MissionOpt, credential_id: uuid.UUID) -> None:
     except AppError as exc:
         _fail(exc)
     console.print(f"credential {credential_id} revoked")
+
+
+def _answers(url: str) -> bool:
+    """Is a Pollcheck server there (a server bound to every address answers on loopback)?"""
+    import httpx
+
+    probe = url.replace("://0.0.0.0", "://127.0.0.1").rstrip("/") + "/healthz"
+    try:
+        return httpx.get(probe, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 @token_app.command("qr")
@@ -285,6 +341,13 @@ def token_qr(
         raise typer.Exit(2)
     s = get_settings()
     url = base_url or f"http://{s.host}:{s.port}"
+    if base_url is None and not _answers(url):
+        err.print(
+            f"[red]no Pollcheck server answers at {url}[/red]: pass --base-url with the address "
+            "phones reach the server at, or export POLLCHECK_PORT (and POLLCHECK_HOST) as the "
+            "server has them"
+        )
+        raise typer.Exit(1)
     if signin_qr.is_local(url):
         err.print(
             f"[yellow]note[/yellow]: phones cannot reach {url}; pass --base-url with the address "

@@ -60,3 +60,23 @@ class CredentialIssued(CredentialPublic):
 class CredentialsPublic(SQLModel):
     data: list[CredentialPublic]
     count: int
+
+
+class ObserverTokensCreate(SQLModel):
+    """Observer tokens in bulk, by the codes of the observer import."""
+
+    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+    observers: list[str] = Field(
+        min_length=1, max_length=10_000, description='Observer codes, e.g. `["STO-011"]`'
+    )
+    label: str = Field("phone", min_length=1, max_length=100, description="Each token's label")
+
+
+class ObserverTokenIssued(CredentialIssued):
+    observer_code: str
+    observer_name: str
+
+
+class ObserverTokensIssued(SQLModel):
+    data: list[ObserverTokenIssued]
+    count: int

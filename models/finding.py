@@ -178,3 +178,17 @@ class StatementPublic(FindingsEnvelope):
     markdown: str
     sentences: list[dict[str, Any]] = Field(description="Each sentence with its evidence")
     fallback: list[str] = Field(description="Sentences shown in English for want of a translation")
+
+
+class DataVersionPublic(SQLModel):
+    """Whether the findings include everything stored so far, and their data version."""
+
+    mission_id: uuid.UUID
+    data_version: int = Field(
+        description="The `version` every findings view of this data carries; moves with each fold"
+    )
+    folded_at: datetime | None = Field(description="When the findings last changed")
+    latest_change: int = Field(description="The newest stored change of the mission")
+    folded_through: int = Field(description="Changes up to this one are in the findings")
+    pending_changes: int = Field(description="Stored changes of the mission not yet folded")
+    caught_up: bool = Field(description="True when the findings include every stored change")

@@ -97,3 +97,29 @@ def test_demo_loads_once_and_prints_working_tokens(client, tmp_path: Path) -> No
     third = _ok("demo", "--credentials-file", str(creds))
     assert third != first
     assert client.get("/me", headers=auth(observer)).status_code == 401
+
+
+def test_tokens_for_many_observers_in_one_command(client, tmp_path: Path) -> None:
+    out = _ok(
+        "mission", "create", "--name", "Bulk", "--country", "Kazakhstan",
+        "--date", "2026-03-15", "--timezone", "Asia/Almaty",
+    )  # fmt: skip
+    mission = re.search(r"mission id:\s+(\S+)", out).group(1)  # type: ignore[union-attr]
+    stations = tmp_path / "stations.csv"
+    stations.write_text("code,name,region\nS-1,One,North\n")
+    _ok("stations", "import", str(stations), "-m", mission)
+    observers = tmp_path / "observers.csv"
+    observers.write_text("code,name,team,stations\nO-1,Anna,T1,S-1\nO-2,Bek,T1,S-1\nO-3,Cem,T2,\n")
+    _ok("observers", "import", str(observers), "-m", mission)
+
+    bad = runner.invoke(app, ["token", "observers", "-m", mission, "O-1", "O-9"])
+    assert bad.exit_code == 1 and "O-9" in bad.output
+
+    sheet = tmp_path / "tokens.csv"
+    _ok("token", "observers", "-m", mission, "O-1", "O-2", "--csv", str(sheet))
+    assert sheet.stat().st_mode & 0o077 == 0
+    rows = [line.split(",") for line in sheet.read_text().splitlines()]
+    assert rows[0] == ["code", "name", "token"]
+    assert [r[:2] for r in rows[1:]] == [["O-1", "Anna"], ["O-2", "Bek"]]
+    me = client.get("/me", headers=auth(rows[2][2])).json()
+    assert me["role"] == "observer" and me["observer_name"] == "Bek"

@@ -64,6 +64,30 @@ def test_dockerfile_installs_the_lock_file_and_serves() -> None:
         assert f"COPY {copied}" in dockerfile
 
 
+def _pins(lock: str) -> dict[str, str]:
+    text = (ROOT / lock).read_text()
+    return dict(re.findall(r"^([a-z0-9_.-]+)==(\S+)", text, re.M))
+
+
+def test_the_production_lock_holds_the_runtime_and_no_development_tool() -> None:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    prod, dev = _pins("requirements.lock"), _pins("requirements-dev.lock")
+
+    def name(requirement: str) -> str:
+        found = re.match(r"[A-Za-z0-9_.-]+", requirement)
+        assert found
+        return found.group(0).lower().replace("_", "-")
+
+    assert {name(r) for r in project["dependencies"]} <= set(prod)
+    tools = {name(r) for r in project["optional-dependencies"]["dev"]}
+    assert tools <= set(dev)
+    assert not tools & set(prod), f"development tools in the production lock: {tools & set(prod)}"
+    # The tests run what production runs: the same version of every shared package.
+    assert {p: dev[p] for p in prod} == prod
+
+
 def test_readme_quick_start_is_two_make_commands() -> None:
     readme = (ROOT / "README.md").read_text()
     quick = readme.split("## Quick start", 1)[1].split("##", 1)[0]

@@ -17,7 +17,7 @@ from api.config import Settings, get_settings
 from api.db import session_scope
 from api.deps import READERS, BearerDep, SettingsDep, check_mission, get_principal
 from api.errors import COMMON_ERRORS, Invalid, NotFound, error_responses
-from api.services.findings import views
+from api.services.findings import freshness, views
 from api.services.findings.fold import BackgroundFolder, folds_in_background
 from api.services.findings.scope import Filters
 from models.checklist import Phase
@@ -25,6 +25,7 @@ from models.finding import (
     CountingPublic,
     CoveragePublic,
     CriticalPublic,
+    DataVersionPublic,
     FindingsEnvelope,
     FindingsPublic,
     IncidentsPublic,
@@ -294,3 +295,26 @@ async def read_statement(
     markdown = view.parsed()["markdown"].encode()
     md_view = views.View(markdown, _variant(view.etag, "-md"))
     return _answer(request, md_view, "text/markdown; charset=utf-8")
+
+
+def _data_version(
+    request: Request,
+    mission_id: uuid.UUID,
+    auth: HTTPAuthorizationCredentials | None,
+    settings: Settings,
+) -> DataVersionPublic:
+    with session_scope() as write, session_scope(read=True) as session:
+        check_mission(get_principal(request, write, settings, auth), mission_id, *READERS)
+        views.ensure_fresh(session, settings, write)
+        found = freshness.data_version(session, mission_id)
+    if found is None:
+        raise NotFound(f"no mission {mission_id}", code="mission_not_found")
+    return found
+
+
+@router.get("/findings/version", response_model=DataVersionPublic, responses=ERRORS)
+async def read_data_version(
+    request: Request, mission_id: MissionId, auth: BearerDep, settings: SettingsDep
+) -> DataVersionPublic:
+    """The findings' data version and whether they include every stored checklist yet."""
+    return await run_in_threadpool(_data_version, request, mission_id, auth, settings)

@@ -14,6 +14,8 @@ from models.credential import (
     CredentialIssued,
     CredentialPublic,
     CredentialsPublic,
+    ObserverTokensCreate,
+    ObserverTokensIssued,
 )
 from models.mission import MissionCreate, MissionCreated, MissionPublic, MissionUpdate
 
@@ -62,6 +64,25 @@ def issue_credential(
         body.observer_id,
         created_by_id=principal.credential_id,
     )
+
+
+@router.post(
+    "/{mission_id}/credentials/observers",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ObserverTokensIssued,
+    responses=COMMON_ERRORS | NOT_FOUND,
+)
+def issue_observer_tokens(
+    mission_id: uuid.UUID,
+    body: ObserverTokensCreate,
+    session: SessionDep,
+    principal: AdminOfMission,
+) -> Any:
+    """Issue a token for each observer code given (all or none); each is shown only once."""
+    issued = credential_service.issue_for_observers(
+        session, mission_id, body.observers, body.label, created_by_id=principal.credential_id
+    )
+    return ObserverTokensIssued(data=issued, count=len(issued))
 
 
 @router.get("/{mission_id}/credentials", response_model=CredentialsPublic, responses=COMMON_ERRORS)

@@ -11,7 +11,9 @@ from api.errors import Invalid, NotFound
 from api.security import new_token, token_digest
 from models import Credential, Observer, Role
 from models.base import utcnow
-from models.credential import CredentialIssued, CredentialPublic
+from models.credential import CredentialIssued, CredentialPublic, ObserverTokenIssued
+
+OBS = Observer.__table__  # type: ignore[attr-defined]
 
 
 def issue(
@@ -86,3 +88,39 @@ def revoke(session: Session, mission_id: uuid.UUID, credential_id: uuid.UUID) ->
         cred.revoked_at = utcnow()
         session.flush()
     return cred
+
+
+def issue_for_observers(
+    session: Session,
+    mission_id: uuid.UUID,
+    codes: list[str] | None,
+    label: str = "phone",
+    created_by_id: uuid.UUID | None = None,
+) -> list[ObserverTokenIssued]:
+    """A new token for each observer named by code (every observer when None), in code
+    order. An unknown code issues nothing and is named in the error with its place."""
+    q = select(OBS.c.id, OBS.c.code, OBS.c.name).where(OBS.c.mission_id == mission_id)
+    if codes is not None:
+        q = q.where(OBS.c.code.in_(codes))
+    observers = session.execute(q.order_by(OBS.c.code)).all()
+    known = {o.code for o in observers}
+    unknown = [(i, c) for i, c in enumerate(codes or []) if c not in known]
+    if unknown:
+        raise NotFound(
+            f"no observer {', '.join(c for _, c in unknown)} in this mission; nothing issued",
+            code="observer_not_found",
+            errors=[
+                {"path": ["body", "observers", i], "code": "unknown", "message": f"no {c!r}"}
+                for i, c in unknown
+            ],
+        )
+    return [
+        ObserverTokenIssued(
+            **issue(
+                session, mission_id, Role.observer, f"{label} {o.code}", o.id, created_by_id
+            ).model_dump(),
+            observer_code=o.code,
+            observer_name=o.name,
+        )
+        for o in observers
+    ]

@@ -15,9 +15,8 @@ import qrcode.image.svg
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.errors import NotFound
 from api.services import credentials
-from models import Assignment, Mission, Observer, Role, Station
+from models import Assignment, Mission, Observer, Station
 
 OBS = Observer.__table__  # type: ignore[attr-defined]
 ASG = Assignment.__table__  # type: ignore[attr-defined]
@@ -47,15 +46,7 @@ def issue_cards(
     session: Session, mission_id: uuid.UUID, observer_codes: list[str] | None, base_url: str
 ) -> list[SignInCard]:
     """A new observer token for each observer named (every observer when None)."""
-    q = select(OBS.c.id, OBS.c.code, OBS.c.name).where(OBS.c.mission_id == mission_id)
-    if observer_codes is not None:
-        q = q.where(OBS.c.code.in_(observer_codes))
-    observers = session.execute(q.order_by(OBS.c.code)).all()
-    missing = sorted(set(observer_codes or []) - {o.code for o in observers})
-    if missing:
-        raise NotFound(
-            f"no observer {', '.join(missing)} in this mission", code="observer_not_found"
-        )
+    issued = credentials.issue_for_observers(session, mission_id, observer_codes, "phone (QR)")
     stations: dict[uuid.UUID, list[str]] = {}
     for obs_id, code in session.execute(
         select(ASG.c.observer_id, ST.c.code)
@@ -64,15 +55,16 @@ def issue_cards(
         .order_by(ST.c.code)
     ):
         stations.setdefault(obs_id, []).append(code)
-    cards = []
-    for o in observers:
-        token = credentials.issue(
-            session, mission_id, Role.observer, f"phone {o.code} (QR)", o.id
-        ).token
-        cards.append(
-            SignInCard(o.code, o.name, stations.get(o.id, []), token, signin_url(base_url, token))
+    return [
+        SignInCard(
+            o.observer_code,
+            o.observer_name,
+            stations.get(o.observer_id, []) if o.observer_id else [],
+            o.token,
+            signin_url(base_url, o.token),
         )
-    return cards
+        for o in issued
+    ]
 
 
 def terminal_qr(data: str) -> str:

@@ -36,7 +36,41 @@ CSV_COLUMNS = (
 STATION_FIELDS = ("name", "address", "registered_voters", "latitude", "longitude")
 
 
-def location_chain(s: StationCreate) -> list[tuple[LocationKind, str]]:
+@dataclass(frozen=True)
+class _Place:
+    """The place columns of a row as given, so a row with bad fields is still placed."""
+
+    region: str | None = None
+    district: str | None = None
+    city: str | None = None
+    country: str | None = None
+    post: str | None = None
+
+    @classmethod
+    def of(cls, raw: dict[str, Any]) -> _Place:
+        def text(key: str) -> str | None:
+            value = raw.get(key)
+            return value if isinstance(value, str) and value else None
+
+        return cls(*(text(k) for k in ("region", "district", "city", "country", "post")))
+
+
+def row_problems(raw: dict[str, Any]) -> tuple[StationCreate | None, list[str]]:
+    """The row as a station, or every problem it has: its fields' and its place's together."""
+    problems: list[str] = []
+    station: StationCreate | None = None
+    try:
+        station = StationCreate.model_validate(raw)
+    except ValidationError as exc:
+        problems += [f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()]
+    try:
+        location_chain(station or _Place.of(raw))
+    except ValueError as exc:
+        problems.append(str(exc))
+    return (None if problems else station), problems
+
+
+def location_chain(s: StationCreate | _Place) -> list[tuple[LocationKind, str]]:
     """The path from the top of the tree to the station's place, or raise ValueError."""
     if s.country and (s.region or s.district or s.city):
         raise ValueError("give either region (in-country) or country (abroad), not both")
@@ -137,26 +171,16 @@ def upsert_stations(
         total += 1
         if progress and total % 500 == 0:
             progress(500)
-        try:
-            s = StationCreate.model_validate(raw)
-            chain = location_chain(s)
-        except ValidationError as exc:
-            reason = "; ".join(
-                f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()
-            )
-            problems.append(ImportProblem(line=line, reason=reason))
+        s, reasons = row_problems(raw)
+        code = raw.get("code")
+        if isinstance(code, str) and code in seen:
+            reasons.append(f"station {code} already given on line {seen[code]}")
+        elif isinstance(code, str):
+            seen[code] = line
+        if s is None or reasons:
+            problems.append(ImportProblem(line=line, reason="; ".join(reasons)))
             continue
-        except ValueError as exc:
-            problems.append(ImportProblem(line=line, reason=str(exc)))
-            continue
-        if s.code in seen:
-            problems.append(
-                ImportProblem(
-                    line=line, reason=f"station {s.code} already given on line {seen[s.code]}"
-                )
-            )
-            continue
-        seen[s.code] = line
+        chain = location_chain(s)
         leaf, top, _ = tree.ensure(chain)
         values = {f: getattr(s, f) for f in STATION_FIELDS}
         old = existing.get(s.code)

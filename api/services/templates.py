@@ -46,16 +46,58 @@ def check_definition(data: Any, source: str = "template") -> TemplateDefinition:
             f"{source} must be a mapping with code, version, sections…", code="template_invalid"
         )
     try:
-        return TemplateDefinition.model_validate(data)
+        definition = TemplateDefinition.model_validate(data)
     except ValidationError as exc:
         errors = [
             {"path": list(e["loc"]), "code": e["type"], "message": e["msg"]} for e in exc.errors()
         ]
-        raise Invalid(
-            f"{source} has {len(errors)} problem(s): {errors[0]['message']}",
-            code="template_invalid",
-            errors=errors,
-        ) from exc
+        raise _invalid(source, errors) from exc
+    missing = missing_labels(definition)
+    if missing:
+        raise _invalid(source, missing)
+    return definition
+
+
+def _invalid(source: str, errors: list[dict[str, Any]]) -> Invalid:
+    return Invalid(
+        f"{source} has {len(errors)} problem(s): {errors[0]['message']}",
+        code="template_invalid",
+        errors=errors,
+    )
+
+
+def missing_labels(definition: TemplateDefinition) -> list[dict[str, Any]]:
+    """Every text shown to observers that lacks one of the template's languages.
+
+    Checked when a template is loaded or checked, not when a stored one is read back: a
+    template published before this check keeps working as it was.
+    """
+    langs = definition.languages
+    problems: list[dict[str, Any]] = []
+
+    def need(labels: dict[str, str] | None, path: list[Any], what: str) -> None:
+        for lang in langs:
+            if labels is not None and lang not in labels:
+                problems.append(
+                    {
+                        "path": [*path, lang],
+                        "code": "label_missing",
+                        "message": f"{what} has no text in {lang!r}, one of the template's "
+                        f"languages {', '.join(langs)}",
+                    }
+                )
+
+    need(definition.title, ["title"], "the title")
+    for i, section in enumerate(definition.sections):
+        at = ["sections", i]
+        need(section.title, [*at, "title"], f"section {section.code}")
+        for j, q in enumerate(section.questions):
+            qat = [*at, "questions", j]
+            need(q.label, [*qat, "label"], f"question {q.code}")
+            need(q.hint, [*qat, "hint"], f"question {q.code}'s hint")
+            for k, o in enumerate(q.options or []):
+                need(o.label, [*qat, "options", k, "label"], f"question {q.code} option {o.code}")
+    return problems
 
 
 @lru_cache(maxsize=1)

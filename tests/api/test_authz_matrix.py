@@ -172,6 +172,10 @@ MATRIX: dict[tuple[str, str], Row] = {
         with_json("/missions/{m}/credentials", lambda w: {"role": "viewer", "label": "wall"}),
         admin_only(201),
     ),
+    ("POST", "/missions/{mission_id}/credentials/observers"): Row(
+        with_json("/missions/{m}/credentials/observers", lambda w: {"observers": ["O-A"]}),
+        admin_only(201),
+    ),
     ("GET", "/missions/{mission_id}/credentials"): Row(
         m("/missions/{m}/credentials"), admin_only(200)
     ),
@@ -262,6 +266,9 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/missions/{mission_id}/findings/counting"): Row(
         m("/missions/{m}/findings/counting"), readers(200)
     ),
+    ("GET", "/missions/{mission_id}/findings/version"): Row(
+        m("/missions/{m}/findings/version"), readers(200)
+    ),
     ("GET", "/missions/{mission_id}/statement"): Row(m("/missions/{m}/statement"), readers(200)),
     # --- phone sync (issue 4): the observer's own day, batch and reconcile
     ("GET", "/sync/day"): Row(m("/sync/day"), observer_only(200, other=200)),
@@ -309,7 +316,7 @@ def world(database_url: str) -> Iterator[tuple[TestClient, World]]:
     with session_scope() as s:
         mission, admin = make_mission(s)
         make_station(s, mission.id, "S-1")
-        observer, obs_token = make_observer(s, mission.id, ["S-1"])
+        observer, obs_token = make_observer(s, mission.id, ["S-1"], code="O-A")
         tokens = {
             "admin": admin,
             "analyst": make_token(s, mission.id, Role.analyst),

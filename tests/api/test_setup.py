@@ -100,6 +100,22 @@ def test_station_import_reports_every_bad_row_with_its_line(client, session) -> 
     assert client.get(f"/missions/{mission.id}/stations", headers=auth(admin)).json()["count"] == 0
 
 
+def test_station_import_dry_run_lists_every_problem_of_a_row(client, session) -> None:
+    mission, admin = make_mission(session)
+    bad = STATIONS_CSV + "01-009,School 9,,,,,,,-5,200,\n"  # no place, voters, latitude
+    r = client.post(
+        f"/missions/{mission.id}/stations/import",
+        params={"dry_run": True},
+        content=bad,
+        headers={**auth(admin), "Content-Type": "text/csv"},
+    )
+    (problem,) = r.json()["problems"]
+    assert problem["line"] == 5
+    assert "registered_voters" in problem["reason"]
+    assert "latitude" in problem["reason"]
+    assert "region is required" in problem["reason"]
+
+
 def test_station_import_with_a_wrong_header_names_the_columns(client, session) -> None:
     mission, admin = make_mission(session)
     r = client.post(
@@ -228,3 +244,28 @@ def test_health_and_readiness(client) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
+
+
+def test_an_admin_issues_observer_tokens_in_bulk_by_code(client, session) -> None:
+    mission, admin = make_mission(session)
+    make_station(session, mission.id, "S-1")
+    make_observer(session, mission.id, ["S-1"], code="O-1")
+    make_observer(session, mission.id, ["S-1"], code="O-2")
+    url = f"/missions/{mission.id}/credentials/observers"
+    listed = f"/missions/{mission.id}/credentials"
+    before = client.get(listed, headers=auth(admin)).json()["count"]
+    bad = client.post(url, json={"observers": ["O-1", "O-7", "O-9"]}, headers=auth(admin))
+    assert bad.status_code == 404
+    assert [e["path"] for e in bad.json()["errors"]] == [
+        ["body", "observers", 1],
+        ["body", "observers", 2],
+    ]
+    assert client.get(listed, headers=auth(admin)).json()["count"] == before  # none issued
+    r = client.post(url, json={"observers": ["O-2", "O-1"]}, headers=auth(admin))
+    assert r.status_code == 201
+    issued = r.json()
+    assert issued["count"] == 2
+    assert [t["observer_code"] for t in issued["data"]] == ["O-1", "O-2"]
+    for t in issued["data"]:
+        me = client.get("/me", headers=auth(t["token"])).json()
+        assert me["role"] == "observer" and me["observer_id"] == t["observer_id"]

@@ -14,8 +14,8 @@ from api.services.templates import parse_definition
 BASE = """
 code: t
 version: 1
-title: {en: T, ru: Т}
-languages: [en, ru]
+title: {en: T}
+languages: [en]
 sections:
   - code: O
     title: {en: Opening}
@@ -60,6 +60,19 @@ def test_show_if_with_an_unquoted_yes_says_to_quote_it() -> None:
 def test_labels_in_languages_the_template_does_not_list_are_refused() -> None:
     broken = BASE.replace("label: {en: Queue}", "label: {en: Queue, kk: Kezek}")
     assert "not in languages" in _problem(broken)
+
+
+def test_a_label_missing_in_a_declared_language_is_refused_with_its_place() -> None:
+    two = BASE.replace("languages: [en]", "languages: [en, ru]").replace(
+        "title: {en: T}", "title: {en: T, ru: Т}"
+    )
+    with pytest.raises(Invalid) as info:
+        parse_definition(two)
+    paths = [e["path"] for e in info.value.errors or []]
+    assert ["sections", 0, "title", "ru"] in paths
+    assert ["sections", 1, "questions", 1, "options", 0, "label", "ru"] in paths
+    assert ["title", "ru"] not in paths
+    assert all(e["code"] == "label_missing" for e in info.value.errors or [])
 
 
 def test_protocol_must_name_closing_phase_integers() -> None:

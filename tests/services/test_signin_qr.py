@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -10,6 +14,7 @@ from urllib.parse import unquote
 from typer.testing import CliRunner
 
 from api.cli import app
+from api.config import get_settings
 from tests.factories import auth, make_mission, make_observer, make_station
 
 runner = CliRunner()
@@ -43,15 +48,61 @@ def test_sheet_has_a_card_for_every_observer(client: Any, session: Any, tmp_path
         make_observer(session, mission.id, ["S-1"], code=code)
     sheet = tmp_path / "cards.html"
     result = runner.invoke(
-        app, ["token", "qr", "-m", str(mission.id), "--all", "--sheet", str(sheet)]
+        app,
+        ["token", "qr", "-m", str(mission.id), "--all", "--sheet", str(sheet)]
+        + ["--base-url", "http://localhost:8000"],
     )
     assert result.exit_code == 0, result.output
     page = sheet.read_text()
     assert page.count("<svg") == 2 and "Observer A" in page and "Откройте камеру" in page
-    assert "phones cannot reach" in result.output  # no --base-url: the default is loopback
+    assert "phones cannot reach" in result.output  # a loopback address is only for this computer
 
 
 def test_unknown_observer_fails_and_issues_nothing(client: Any, session: Any) -> None:
     mission, _ = make_mission(session)
-    result = runner.invoke(app, ["token", "qr", "-m", str(mission.id), "-o", "NOPE"])
+    result = runner.invoke(
+        app, ["token", "qr", "-m", str(mission.id), "-o", "NOPE", "--base-url", "https://p.example"]
+    )
     assert result.exit_code == 1 and "no observer NOPE" in result.output
+
+
+@contextmanager
+def _healthz_on_a_free_port() -> Iterator[int]:
+    """Something that answers /healthz as a Pollcheck server does."""
+
+    class Healthz(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the standard library's name
+            self.send_response(200 if self.path == "/healthz" else 404)
+            self.end_headers()
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Healthz)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+
+
+def test_without_base_url_the_cards_name_the_port_the_server_answers_on(
+    client: Any, session: Any, monkeypatch: Any
+) -> None:
+    mission, _ = make_mission(session)
+    make_station(session, mission.id, "S-1")
+    make_observer(session, mission.id, ["S-1"], code="STO-1")
+    args = ["token", "qr", "-m", str(mission.id), "-o", "STO-1"]
+    with _healthz_on_a_free_port() as port:
+        monkeypatch.setenv("POLLCHECK_PORT", str(port + 1 if port < 65535 else port - 1))
+        get_settings.cache_clear()
+        nobody = runner.invoke(app, args)
+        assert nobody.exit_code == 1
+        assert "no Pollcheck server answers" in nobody.output
+        assert "POLLCHECK_PORT" in nobody.output
+        monkeypatch.setenv("POLLCHECK_PORT", str(port))
+        get_settings.cache_clear()
+        found = runner.invoke(app, args)
+    get_settings.cache_clear()
+    assert found.exit_code == 0, found.output
+    assert f"http://127.0.0.1:{port}/app/#token=" in found.output
