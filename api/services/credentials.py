@@ -86,3 +86,19 @@ def revoke(session: Session, mission_id: uuid.UUID, credential_id: uuid.UUID) ->
         cred.revoked_at = utcnow()
         session.flush()
     return cred
+
+
+def revoke_observer_tokens(session: Session, mission_id: uuid.UUID, observer_id: uuid.UUID) -> int:
+    """Revoke every token of one observer still in force; returns how many."""
+    now = utcnow()
+    creds = session.scalars(
+        select(Credential).where(
+            Credential.mission_id == mission_id,
+            Credential.observer_id == observer_id,
+            Credential.revoked_at.is_(None),  # type: ignore[union-attr]
+        )
+    ).all()
+    for cred in creds:
+        cred.revoked_at = now
+    session.flush()
+    return len(creds)

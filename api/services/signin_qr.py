@@ -31,10 +31,16 @@ class SignInCard:
     stations: list[str]
     token: str
     url: str
+    app: str  # where to type the code by hand, printed on the card
+    revoked: int = 0  # earlier tokens of this observer revoked when the card was issued
+
+
+def app_url(base_url: str) -> str:
+    return base_url.rstrip("/") + "/app/"
 
 
 def signin_url(base_url: str, token: str) -> str:
-    return base_url.rstrip("/") + "/app/#token=" + quote(token, safe="")
+    return app_url(base_url) + "#token=" + quote(token, safe="")
 
 
 def is_local(base_url: str) -> bool:
@@ -44,9 +50,14 @@ def is_local(base_url: str) -> bool:
 
 
 def issue_cards(
-    session: Session, mission_id: uuid.UUID, observer_codes: list[str] | None, base_url: str
+    session: Session,
+    mission_id: uuid.UUID,
+    observer_codes: list[str] | None,
+    base_url: str,
+    revoke_previous: bool = False,
 ) -> list[SignInCard]:
-    """A new observer token for each observer named (every observer when None)."""
+    """A new observer token for each observer named (every observer when None); with
+    `revoke_previous`, the observer's earlier tokens stop working (a card lost or reprinted)."""
     q = select(OBS.c.id, OBS.c.code, OBS.c.name).where(OBS.c.mission_id == mission_id)
     if observer_codes is not None:
         q = q.where(OBS.c.code.in_(observer_codes))
@@ -66,11 +77,22 @@ def issue_cards(
         stations.setdefault(obs_id, []).append(code)
     cards = []
     for o in observers:
+        revoked = (
+            credentials.revoke_observer_tokens(session, mission_id, o.id) if revoke_previous else 0
+        )
         token = credentials.issue(
             session, mission_id, Role.observer, f"phone {o.code} (QR)", o.id
         ).token
         cards.append(
-            SignInCard(o.code, o.name, stations.get(o.id, []), token, signin_url(base_url, token))
+            SignInCard(
+                o.code,
+                o.name,
+                stations.get(o.id, []),
+                token,
+                signin_url(base_url, token),
+                app_url(base_url),
+                revoked,
+            )
         )
     return cards
 
@@ -99,6 +121,7 @@ h1 { font-size: 16pt; }
 .name { font-size: 14pt; font-weight: 700; }
 .token { font-family: monospace; font-size: 8pt; word-break: break-all; clear: both; }
 .how { font-size: 9pt; color: #333; }
+.where { font-family: monospace; font-size: 10pt; }
 """
 
 HOW = {
@@ -106,6 +129,11 @@ HOW = {
     "Keep this card private: it is your sign-in.",
     "ru": "Откройте камеру телефона, наведите её на код и нажмите на ссылку. "
     "Храните эту карточку в тайне: это ваш вход.",
+}
+# With no camera that reads QR codes: the address to open and the code to type there.
+BY_HAND = {
+    "en": "No camera? Open {app} and type the code below.",
+    "ru": "Нет камеры? Откройте {app} и введите код ниже.",
 }
 
 
@@ -125,6 +153,8 @@ def sheet(mission: Mission, cards: list[SignInCard]) -> str:
             f"<div class='name'>{html.escape(c.name)}</div>",
             f"<div>{html.escape(c.code)} · {html.escape(' '.join(c.stations) or '-')}</div>",
             *(f"<p class='how'>{html.escape(HOW[x])}</p>" for x in langs),
+            f"<p class='where'>{html.escape(c.app)}</p>",
+            *(f"<p class='how'>{html.escape(BY_HAND[x].format(app=c.app))}</p>" for x in langs),
             f"<p class='token'>{html.escape(c.token)}</p>",
             "</div>",
         ]
