@@ -6,6 +6,7 @@ import uuid
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from api.errors import Invalid, NotFound
 from api.security import new_token, token_digest
@@ -93,9 +94,9 @@ def revoke_observer_tokens(session: Session, mission_id: uuid.UUID, observer_id:
     now = utcnow()
     creds = session.scalars(
         select(Credential).where(
-            Credential.mission_id == mission_id,
-            Credential.observer_id == observer_id,
-            Credential.revoked_at.is_(None),  # type: ignore[union-attr]
+            col(Credential.mission_id) == mission_id,
+            col(Credential.observer_id) == observer_id,
+            col(Credential.revoked_at).is_(None),
         )
     ).all()
     for cred in creds:
