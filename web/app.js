@@ -808,7 +808,7 @@ function noneShortcut(section) {
       render(true);
       reveal(document.getElementById("none-confirm"));
     },
-    text: t("none_seen"),
+    text: t(open.length < group.length ? "none_seen_rest" : "none_seen"),
   });
 }
 

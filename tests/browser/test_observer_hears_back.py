@@ -1,18 +1,20 @@
 """The observers' web app at 360×740 (issue 18): an analyst's decision reaches the phone,
 "Check and send" shows a protocol that does not add up, tap targets are big enough, and
 the sticky header never hides the first error the app scrolls to."""
+# The phone, its server and its observer are the fixtures of test_observer_app, imported
+# here by name, so the tests' parameters shadow them on purpose.
+# ruff: noqa: F811
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from models import Role
 from tests.browser.test_observer_app import (  # noqa: F401 (fixtures)
-    PHONE,
     _answer_every_question,
     _fill_and_save,
     _to_review,
@@ -21,7 +23,6 @@ from tests.browser.test_observer_app import (  # noqa: F401 (fixtures)
     phone,
     server,
 )
-from models import Role
 from tests.factories import auth, make_token
 
 pytestmark = pytest.mark.browser
@@ -133,7 +134,8 @@ def test_protocol_that_does_not_add_up_is_visible_on_check_and_send(
 
 def test_every_tap_target_is_at_least_44_px(phone: tuple[Any, Any]) -> None:
     _, page = phone
-    measure = """() => [...document.querySelectorAll('button, a, input, textarea, select, label.button')]
+    measure = """() => [...document.querySelectorAll(
+                           'button, a, input, textarea, select, label.button')]
         .filter(e => e.offsetParent !== null && !e.classList.contains('visually-hidden'))
         .map(e => { const r = e.getBoundingClientRect();
                     return [e.id || e.className || e.tagName, e.textContent.trim().slice(0, 20),
@@ -163,3 +165,48 @@ def test_first_error_is_shown_below_the_sticky_header(phone: tuple[Any, Any]) ->
     _settled(page)
     _visible_below_header(page, "fieldset.question.invalid legend")
     _shot(page, "form-first-error")
+
+
+def test_none_observed_shortcut_waits_for_the_observers_confirmation(
+    phone: tuple[Any, Any], session: Any
+) -> None:
+    from sqlalchemy import select
+
+    from models import Checklist
+
+    _, page = phone
+    page.locator("[data-station='AST-001']").click()
+    page.locator("[data-phase='voting']").click()
+    for _ in range(8):
+        if page.locator("#none-seen").count():
+            break
+        _answer_every_question(page)
+        page.locator("#next").click()
+    page.locator("[data-code='E3'] [data-value='observed']").click()  # one was seen
+    page.locator("[data-code='E3N'] input").fill("2")
+    page.locator("#none-seen").click()
+    assert page.locator("fieldset.question.prefilled").count() == 11  # E3 keeps its answer
+    assert page.locator("[data-code='E3'] .choice.on").inner_text() == "Observed"
+    _settled(page)
+    _visible_below_header(page, "#none-confirm")
+    _shot(page, "form-none-observed")
+    page.locator("#next").click()  # not yet confirmed: Next waits
+    assert page.locator("#none-confirm").count() == 1 and page.locator("#send").count() == 0
+    page.locator("#none-ok").click()
+    assert page.locator("fieldset.question.prefilled").count() == 0
+    _to_review(page)
+
+    # The observation time: when the form was opened, and the observer may change it.
+    time_field = page.locator("#observed-time")
+    opened = time_field.input_value()
+    assert opened
+    time_field.fill("00:00")  # today at midnight: never in the future
+    time_field.dispatch_event("change")
+    page.locator("#send").click()
+    page.locator(".outbox .item .badge.sent").wait_for(timeout=30_000)
+    session.expire_all()
+    (stored,) = session.scalars(select(Checklist)).all()
+    assert stored.observed_at.astimezone().strftime("%H:%M") == "00:00"
+    # The station card says which phases the mission has from this observer.
+    assert page.locator("[data-station='AST-001'] [data-sent='voting']").count() == 1
+    assert page.locator("[data-station='AST-002'] [data-sent]").count() == 0
