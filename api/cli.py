@@ -329,6 +329,12 @@ def token_qr(
     sheet: Annotated[
         Path | None, typer.Option(help="Write a printable HTML page of sign-in cards here")
     ] = None,
+    revoke_previous: Annotated[
+        bool,
+        typer.Option(
+            "--revoke-previous", help="Revoke the observers' earlier tokens (lost or old cards)"
+        ),
+    ] = False,
 ) -> None:
     """Issue observer tokens as QR codes: scanning one signs a phone in to the web app."""
     import sys
@@ -355,11 +361,25 @@ def token_qr(
         )
     try:
         with session_scope() as ses:
-            cards = signin_qr.issue_cards(ses, mission, None if all_observers else observer, url)
+            cards = signin_qr.issue_cards(
+                ses, mission, None if all_observers else observer, url, revoke_previous
+            )
+            for card in cards:
+                if card.revoked:
+                    audit.record_cli(
+                        ses,
+                        mission,
+                        "token qr --revoke-previous",
+                        f"observer/{card.code}",
+                        {"revoked": card.revoked},
+                    )
             found = ses.get(Mission, mission)
             page = signin_qr.sheet(found, cards) if sheet and found else None
     except AppError as exc:
         _fail(exc)
+    revoked = sum(c.revoked for c in cards)
+    if revoke_previous:
+        console.print(f"{revoked} earlier token(s) revoked: old cards no longer sign in")
     if sheet and page:
         sheet.write_text(page, encoding="utf-8")
         sheet.chmod(0o600)
@@ -369,6 +389,8 @@ def token_qr(
         console.print(f"\n[bold]{card.name}[/bold] ({card.code}) {' '.join(card.stations)}")
         sys.stdout.write(signin_qr.terminal_qr(card.url))
         sys.stdout.write(card.url + "\n")
+        # Without a camera: the address to open and the code to type there.
+        sys.stdout.write(f"{card.app}  {card.token}\n")
         sys.stdout.flush()
 
 

@@ -75,6 +75,7 @@ class ObserverTokensCreate(SQLModel):
 class ObserverTokenIssued(CredentialIssued):
     observer_code: str
     observer_name: str
+    revoked_previous: int = Field(0, description="Earlier tokens of the observer now revoked")
 
 
 class ObserverTokensIssued(SQLModel):

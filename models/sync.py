@@ -108,8 +108,22 @@ class SyncedChecklist(SQLModel):
     missing_attachments: list[str] | None = None
 
 
+class SyncedReview(SQLModel):
+    """An analyst's decision on one of the observer's checklists, with its comment."""
+
+    checklist_id: uuid.UUID = Field(description="The version decided on")
+    state: str = Field(description="received, has_issues, verified or rejected")
+    comment: str = Field(description="The analyst's reason, written for the observer too")
+    decided_at: datetime
+
+
 class SyncPage(SQLModel):
     data: list[SyncedChecklist]
+    reviews: list[SyncedReview] | None = Field(
+        None,
+        description="Review decisions since the cursor, oldest first; the last one per "
+        "checklist stands. Quarantine-only changes stay inside the mission and are not listed",
+    )
     next_cursor: str | None = Field(
         None, description="Pass as `cursor` next time; absent when nothing was returned yet"
     )

@@ -12,6 +12,7 @@ const RETRY_MAX_MS = 60000;
 const CLOCK_WARN_MS = 5 * 60 * 1000;
 const PHOTO_MAX_SIDE = 2000; // pixels: a protocol stays legible, a 2G upload stays short
 const PHASES = ["opening", "voting", "closing", "incident"];
+const HEAR_BACK_MS = 5 * 60 * 1000; // ask for the mission's review decisions this often
 
 const state = {
   token: localStorage.getItem("pc.token"),
@@ -28,6 +29,8 @@ const state = {
   retryDelay: 5000,
   clockOffsetMs: 0,
   lastContact: null,
+  lastSync: 0,
+  held: {}, // station code -> {phase: true}: what the server holds of this observer's
 };
 if (!TEXTS[state.lang]) state.lang = "en";
 
@@ -90,6 +93,18 @@ function toast(text) {
   el.classList.add("show");
   clearTimeout(toastTimer);
   toastTimer = setTimeout(() => el.classList.remove("show"), 4000);
+}
+
+/* Scroll an element to just below what stays stuck at the top (the bar and the form's
+   head), never under it: centring a tall question hid its first lines there. */
+function reveal(el) {
+  if (!el) return;
+  let cover = 0;
+  for (const x of document.querySelectorAll(".bar, .formhead"))
+    cover = Math.max(cover, (parseFloat(getComputedStyle(x).top) || 0) + x.offsetHeight);
+  const top = window.scrollY + el.getBoundingClientRect().top - cover - 10;
+  const still = matchMedia("(prefers-reduced-motion: reduce)").matches;
+  window.scrollTo({ top: Math.max(0, top), behavior: still ? "auto" : "smooth" });
 }
 
 class AuthError extends Error {}
@@ -409,6 +424,14 @@ function viewHome() {
               h("span", { class: "code", text: s.code }),
               h("span", { class: "name", text: s.name }),
               h("span", { class: "where", text: [s.location, s.address].filter(Boolean).join(" · ") }),
+              sentPhases(s.code).length
+                ? h(
+                    "span",
+                    { class: "sent" },
+                    t("sent_phases"),
+                    sentPhases(s.code).map((p) => h("span", { class: "chip", "data-sent": p, text: t("phase_" + p) })),
+                  )
+                : null,
             ),
           ),
         ),
@@ -430,6 +453,14 @@ function viewHome() {
       }),
     );
   return out;
+}
+
+/* Phases of a station the mission has received from this observer: from the phone's own
+   queue, and from what the server listed (a checklist sent from another phone too). */
+function sentPhases(code) {
+  const held = Object.assign({}, state.held[code]);
+  for (const i of state.outbox) if (i.status === "sent" && i.station.code === code) held[i.payload.phase] = true;
+  return PHASES.filter((p) => held[p]);
 }
 
 /* Chrome offers installation when the app qualifies; we show the offer as a plain button. */
@@ -635,7 +666,11 @@ function viewQuestion(q) {
   }
   return h(
     "fieldset",
-    { class: "question" + (err ? " invalid" : ""), id: id + "-box", "data-code": q.code },
+    {
+      class: "question" + (err ? " invalid" : "") + (f.noneFilled && f.noneFilled.includes(q.code) ? " prefilled" : ""),
+      id: id + "-box",
+      "data-code": q.code,
+    },
     h(
       "legend",
       { id: id + "-label" },
@@ -712,6 +747,7 @@ function viewForm() {
           h("p", { text: t("chk_help") }),
         )
       : null,
+    noneShortcut(section),
     h("form", { class: "questions", onsubmit: (e) => e.preventDefault() }, shown.map(viewQuestion)),
     h(
       "nav",
@@ -720,6 +756,65 @@ function viewForm() {
       h("button", { class: "primary", id: "next", onclick: () => nextSection(), text: last ? t("review") : t("next") }),
     ),
   ];
+}
+
+/* A list of like questions ("observed / reported / none" for each irregularity): the
+   single-choice questions of a section sharing one option list with a harmless "none". */
+function noneGroup(section) {
+  const sig = (q) => (q.options || []).map((o) => o.code).join("|");
+  const fit = section.questions.filter(
+    (q) => q.type === "single" && (q.options || []).some((o) => o.code === "none") && !(q.critical || []).includes("none"),
+  );
+  const count = {};
+  for (const q of fit) count[sig(q)] = (count[sig(q)] || 0) + 1;
+  const best = Object.keys(count).sort((a, b) => count[b] - count[a])[0];
+  return best && count[best] >= 3 ? fit.filter((q) => sig(q) === best) : [];
+}
+
+/* "None of these observed" answers the rest of the list at once; the answers it set stay
+   marked until the observer confirms them, and Next waits for that. */
+function noneShortcut(section) {
+  const f = state.form;
+  const group = noneGroup(section);
+  if (pendingNone(section).length)
+    return h(
+      "div",
+      { class: "warn", id: "none-confirm", role: "alert" },
+      h("p", { text: t("none_check", { n: pendingNone(section).length }) }),
+      h(
+        "div",
+        { class: "actions" },
+        h("button", { class: "primary", id: "none-ok", onclick: () => { f.noneFilled = null; saveDraft(); render(true); }, text: t("none_confirm") }),
+        h("button", {
+          class: "secondary",
+          onclick: () => {
+            for (const code of f.noneFilled) if (f.answers[code] === "none") delete f.answers[code];
+            f.noneFilled = null;
+            saveDraft();
+            render(true);
+          },
+          text: t("none_undo"),
+        }),
+      ),
+    );
+  const open = group.filter((q) => f.answers[q.code] === undefined);
+  if (!open.length) return null;
+  return h("button", {
+    class: "secondary big",
+    id: "none-seen",
+    onclick: () => {
+      for (const q of open) setAnswer(q, "none");
+      f.noneFilled = open.map((q) => q.code);
+      render(true);
+      reveal(document.getElementById("none-confirm"));
+    },
+    text: t(open.length < group.length ? "none_seen_rest" : "none_seen"),
+  });
+}
+
+function pendingNone(section) {
+  const codes = state.form.noneFilled || [];
+  return section.questions.filter((q) => codes.includes(q.code));
 }
 
 /* The counting checks of the observation method, on the figures copied from the protocol.
@@ -766,10 +861,14 @@ function checkSection(questions) {
 function nextSection() {
   const f = state.form;
   const sections = sectionsFor(template(), f.phase);
+  if (pendingNone(sections[f.section]).length) {
+    toast(t("none_pending"));
+    reveal(document.getElementById("none-confirm"));
+    return;
+  }
   if (!checkSection(sections[f.section].questions)) {
     render(true);
-    const first = document.querySelector(".question.invalid");
-    if (first) first.scrollIntoView({ behavior: "smooth", block: "center" });
+    reveal(document.querySelector(".question.invalid"));
     return;
   }
   const tpl = template();
@@ -781,7 +880,7 @@ function nextSection() {
       f.protocolSeen = figures; // shown once for these figures; Next again goes on
       f.protocolWarn = problems;
       render(true);
-      document.getElementById("protocol-warn").scrollIntoView({ behavior: "smooth", block: "center" });
+      reveal(document.getElementById("protocol-warn"));
       return;
     }
   }
@@ -801,11 +900,82 @@ function leaveForm() {
   }
 }
 
+/* How an answer reads: the choice's own label, the number, the time or the text. */
+function answerText(q, v) {
+  if (v === undefined) return "—";
+  const label = (c) => (choices(q).find((o) => o.code === c) || { label: c }).label;
+  if (Array.isArray(v)) return v.map(label).join(", ");
+  return ["yes_no", "single", "scale4"].includes(q.type) || v === "na" ? label(v) : String(v);
+}
+
+function viewAnswers(tpl, f, answers) {
+  return h(
+    "section",
+    { class: "answers" },
+    sectionsFor(tpl, f.phase).map((sec, n) =>
+      h(
+        "div",
+        { class: "card" },
+        h(
+          "div",
+          { class: "line" },
+          h("h2", { text: sec.title }),
+          h("button", { class: "link", onclick: () => { f.section = n; go("form"); }, text: t("change") }),
+        ),
+        h(
+          "dl",
+          {},
+          sec.questions
+            .filter((q) => isShown(q, answers))
+            .map((q) =>
+              h(
+                "div",
+                { class: isCritical(q, answers[q.code]) ? "critical" : null, "data-code": q.code },
+                h("dt", { text: q.label }),
+                h("dd", { text: answerText(q, answers[q.code]) }),
+              ),
+            ),
+        ),
+      ),
+    ),
+  );
+}
+
+/* The observation time: when the form was opened, unless the observer says otherwise
+   (a form filled in after leaving the station). Same day; never in the future. */
+function viewObservedAt(f) {
+  const at = new Date(f.observed_at);
+  const p = (n) => String(n).padStart(2, "0");
+  return h(
+    "div",
+    { class: "when" },
+    h("label", { for: "observed-time", text: t("observed_at") }),
+    h("input", {
+      id: "observed-time",
+      type: "time",
+      value: `${p(at.getHours())}:${p(at.getMinutes())}`,
+      onchange: (e) => {
+        const [hh, mm] = (e.target.value || "").split(":").map(Number);
+        if (Number.isNaN(hh) || Number.isNaN(mm)) return;
+        const d = new Date(f.observed_at);
+        d.setHours(hh, mm, 0, 0);
+        f.timeError = d.getTime() > Date.now() + state.clockOffsetMs + 60000 ? t("err_future") : null;
+        if (!f.timeError) f.observed_at = isoLocal(d);
+        saveDraft();
+        render(true);
+      },
+    }),
+    h("p", { class: "muted", text: t("observed_at_help") }),
+    f.timeError ? h("p", { class: "error", role: "alert", text: f.timeError }) : null,
+  );
+}
+
 function viewReview() {
   const f = state.form;
   const tpl = template();
   const answers = prune(tpl, f.phase, f.answers);
   const crit = questionsOf(tpl, f.phase).filter((q) => isCritical(q, answers[q.code]));
+  const protocol = protocolProblems(tpl, answers);
   const fileInput = h("input", {
     type: "file",
     accept: "image/*,application/pdf",
@@ -821,15 +991,28 @@ function viewReview() {
       "section",
       { class: "card" },
       h("p", { class: "big", text: `${f.station.code} · ${f.station.name}` }),
-      h("p", { text: `${t("phase_" + f.phase)} · ${t("observed_at")} ${clock(f.observed_at)}` }),
+      h("p", { text: t("phase_" + f.phase) }),
+      viewObservedAt(f),
       h("p", { text: t("answered", { n: Object.keys(answers).length }) }),
+      protocol.length
+        ? h(
+            "div",
+            { class: "warn", id: "review-protocol", role: "alert" },
+            h("strong", { text: t("chk_title") }),
+            h("ul", {}, protocol.map((x) => h("li", { text: x }))),
+            h("p", { text: t("chk_sent_as_is") }),
+          )
+        : null,
       crit.length
         ? [
             h("p", { class: "critical", text: t("criticals", { n: crit.length }) }),
             h("ul", { class: "crits" }, crit.map((q) => h("li", { text: `${q.code} · ${q.label}` }))),
           ]
-        : h("p", { class: "ok", text: t("no_criticals") }),
+        : protocol.length
+          ? null // never "no problem" in green over figures that do not add up
+          : h("p", { class: "ok", text: t("no_criticals") }),
     ),
+    viewAnswers(tpl, f, answers),
     h(
       "section",
       { class: "card" },
@@ -969,7 +1152,7 @@ function viewOutbox() {
   const items = state.outbox;
   return h(
     "section",
-    { class: "outbox" },
+    { class: "outbox", id: "outbox" },
     h("h2", { text: t("outbox") }),
     items.length === 0
       ? h("p", { class: "muted", text: t("outbox_empty") })
@@ -979,16 +1162,20 @@ function viewOutbox() {
           items.map((i) => {
             const left = (i.files || []).filter((x) => !x.done).length;
             const r = i.result || {};
+            const review = i.status === "sent" && i.review && i.review.state !== "received" ? i.review : null;
+            const latest = i.status === "sent" && i.id === latestOf(i);
             return h(
               "li",
-              { class: "item " + i.status, "data-id": i.id },
+              { class: "item " + i.status + (review ? " review-" + review.state : ""), "data-id": i.id },
               h(
                 "div",
                 { class: "line" },
                 h("strong", { text: `${i.station.code} · ${t("phase_" + i.payload.phase)}` }),
                 h("span", { class: "when", text: clock(i.payload.observed_at) }),
               ),
-              h("span", { class: "badge " + i.status, text: t("st_" + i.status) }),
+              review
+                ? h("span", { class: "badge review-" + review.state, text: t("rv_" + review.state) })
+                : h("span", { class: "badge " + i.status, text: t("st_" + i.status) }),
               i.payload.replaces ? h("span", { class: "muted", text: " · " + t("correction_of") }) : null,
               i.status === "sent" && left ? h("p", { class: "muted", text: t("files_left", { n: left }) }) : null,
               i.status === "rejected"
@@ -1007,13 +1194,36 @@ function viewOutbox() {
                     ),
                   )
                 : null,
-              i.status === "sent" && i.id === latestOf(i)
-                ? h("button", { class: "link", onclick: () => correctItem(i), text: t("correct") })
+              review
+                ? h(
+                    "div",
+                    { class: "why" },
+                    h("p", { text: t("rv_comment") }),
+                    h("blockquote", { text: review.comment }),
+                    latest && needsAttention(i)
+                      ? h("p", { class: "muted", text: t("rv_" + review.state + "_help") })
+                      : null,
+                  )
+                : null,
+              latest
+                ? h("button", {
+                    class: needsAttention(i) ? "primary" : "link",
+                    onclick: () => correctItem(i),
+                    text: t("correct"),
+                  })
                 : null,
             );
           }),
         ),
   );
+}
+
+/* Not accepted when sent, or sent and then found wanting by an analyst (and not corrected
+   since): the observer has something to do. */
+function needsAttention(item) {
+  if (item.status === "rejected") return true;
+  const state_ = item.status === "sent" && item.review && item.review.state;
+  return (state_ === "has_issues" || state_ === "rejected") && item.id === latestOf(item);
 }
 
 function latestOf(item) {
@@ -1120,6 +1330,7 @@ async function flush() {
     }
     await uploadFiles();
     await reconcile();
+    state.lastSync = Date.now();
     state.retryDelay = 5000;
     state.retryAt = 0;
   } catch (e) {
@@ -1196,12 +1407,22 @@ async function reconcile() {
     if (!res.ok) return;
     const out = await res.json();
     for (const c of out.data) {
+      (state.held[c.station] = state.held[c.station] || {})[c.phase] = true;
       const item = await Store.item(c.id);
       if (item && item.status !== "sent") {
         item.status = "sent";
         item.result = { version: c.version, received_at: c.received_at };
         await Store.put(item);
       }
+    }
+    await Store.set("held", state.held);
+    // An analyst's decisions, oldest first: the last one on each checklist stands.
+    for (const r of out.reviews || []) {
+      const item = await Store.item(r.checklist_id);
+      if (!item) continue;
+      item.status = "sent";
+      item.review = { state: r.state, comment: r.comment, at: r.decided_at };
+      await Store.put(item);
     }
     if (out.next_cursor) {
       cursor = out.next_cursor;
@@ -1225,9 +1446,10 @@ function renderStatus() {
   const uploading = state.outbox.some((i) => i.status === "sent" && (i.files || []).some((f) => !f.done));
   const online = navigator.onLine;
   el.className = online ? "online" : "offline";
+  const attention = state.outbox.filter(needsAttention).length;
   const queue = waiting
     ? " · " + t("queued_n", { n: waiting })
-    : state.outbox.length && !uploading
+    : state.outbox.length && !uploading && !attention
       ? " · " + t("all_sent")
       : "";
   el.append(
@@ -1239,6 +1461,18 @@ function renderStatus() {
       h("span", { id: "queue", class: "queue", text: queue }),
     ),
   );
+  if (attention)
+    el.append(
+      h("button", {
+        class: "small attention",
+        id: "attention",
+        onclick: () => {
+          if (state.view !== "home") go("home");
+          reveal(document.querySelector(".outbox .item.rejected, .outbox .item.review-has_issues, .outbox .item.review-rejected"));
+        },
+        text: t(attention === 1 ? "attention_1" : "attention_n", { n: attention }),
+      }),
+    );
   if ((waiting || uploading) && online && !state.syncing)
     el.append(h("button", { class: "small", id: "send-now", onclick: () => flush(), text: t("send_now") }));
   if (Math.abs(state.clockOffsetMs) > CLOCK_WARN_MS)
@@ -1319,6 +1553,10 @@ async function start() {
     refreshDay();
   });
   window.addEventListener("offline", () => renderBackground());
+  // Back to the app after a while: hear what the mission decided meanwhile.
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible" && state.token && navigator.onLine) flush();
+  });
   window.addEventListener("hashchange", () => {
     // A QR code scanned while the app is already open.
     const token = tokenFromLink();
@@ -1331,6 +1569,7 @@ async function start() {
     if (state.day.language !== state.lang) state.dayEtag = null;
   }
   state.draft = (await Store.get("draft")) || null;
+  state.held = (await Store.get("held")) || {};
   await loadOutbox();
   history.replaceState({ view: "home" }, "");
   render();
@@ -1338,7 +1577,8 @@ async function start() {
   // `online` event came (captive portals, flaky 2G).
   setInterval(() => {
     const waiting = state.outbox.some((i) => i.status === "queued" || (i.status === "sent" && (i.files || []).some((f) => !f.done)));
-    if (waiting && navigator.onLine && Date.now() >= state.retryAt) flush();
+    const due = state.outbox.length && Date.now() - state.lastSync > HEAR_BACK_MS && document.visibilityState === "visible";
+    if ((waiting || due) && navigator.onLine && Date.now() >= state.retryAt) flush();
   }, 5000);
   if (linked) {
     const msg = h("p");

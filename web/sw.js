@@ -2,7 +2,7 @@
    API calls are not cached here: the app keeps its data in IndexedDB and decides itself. */
 "use strict";
 
-const VERSION = "pollcheck-app-v1";
+const VERSION = "pollcheck-app-v2";
 const SHELL = [
   "/app/",
   "/app/index.html",

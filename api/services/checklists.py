@@ -657,17 +657,21 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         at, cid = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
         return datetime.fromisoformat(at), uuid.UUID(cid)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise Invalid(
-            "the cursor is not one this server gave out",
-            code="bad_cursor",
-            errors=[
-                {
-                    "path": ["query", "cursor"],
-                    "code": "bad_cursor",
-                    "message": "use next_cursor from the previous page",
-                }
-            ],
-        ) from exc
+        raise bad_cursor() from exc
+
+
+def bad_cursor() -> Invalid:
+    return Invalid(
+        "the cursor is not one this server gave out",
+        code="bad_cursor",
+        errors=[
+            {
+                "path": ["query", "cursor"],
+                "code": "bad_cursor",
+                "message": "use next_cursor from the previous page",
+            }
+        ],
+    )
 
 
 def list_checklists(

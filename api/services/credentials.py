@@ -6,6 +6,7 @@ import uuid
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from api.errors import Invalid, NotFound
 from api.security import new_token, token_digest
@@ -96,9 +97,12 @@ def issue_for_observers(
     codes: list[str] | None,
     label: str = "phone",
     created_by_id: uuid.UUID | None = None,
+    revoke_previous: bool = False,
 ) -> list[ObserverTokenIssued]:
     """A new token for each observer named by code (every observer when None), in code
-    order. An unknown code issues nothing and is named in the error with its place."""
+    order. An unknown code issues nothing and is named in the error with its place. With
+    `revoke_previous`, each observer's earlier tokens stop working (a card lost or
+    reprinted)."""
     q = select(OBS.c.id, OBS.c.code, OBS.c.name).where(OBS.c.mission_id == mission_id)
     if codes is not None:
         q = q.where(OBS.c.code.in_(codes))
@@ -114,13 +118,32 @@ def issue_for_observers(
                 for i, c in unknown
             ],
         )
-    return [
-        ObserverTokenIssued(
-            **issue(
-                session, mission_id, Role.observer, f"{label} {o.code}", o.id, created_by_id
-            ).model_dump(),
-            observer_code=o.code,
-            observer_name=o.name,
+    issued = []
+    for o in observers:
+        revoked = revoke_observer_tokens(session, mission_id, o.id) if revoke_previous else 0
+        token = issue(session, mission_id, Role.observer, f"{label} {o.code}", o.id, created_by_id)
+        issued.append(
+            ObserverTokenIssued(
+                **token.model_dump(),
+                observer_code=o.code,
+                observer_name=o.name,
+                revoked_previous=revoked,
+            )
         )
-        for o in observers
-    ]
+    return issued
+
+
+def revoke_observer_tokens(session: Session, mission_id: uuid.UUID, observer_id: uuid.UUID) -> int:
+    """Revoke every token of one observer still in force; returns how many."""
+    now = utcnow()
+    creds = session.scalars(
+        select(Credential).where(
+            col(Credential.mission_id) == mission_id,
+            col(Credential.observer_id) == observer_id,
+            col(Credential.revoked_at).is_(None),
+        )
+    ).all()
+    for cred in creds:
+        cred.revoked_at = now
+    session.flush()
+    return len(creds)

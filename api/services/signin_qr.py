@@ -30,10 +30,16 @@ class SignInCard:
     stations: list[str]
     token: str
     url: str
+    app: str  # where to type the code by hand, printed on the card
+    revoked: int = 0  # earlier tokens of this observer revoked when the card was issued
+
+
+def app_url(base_url: str) -> str:
+    return base_url.rstrip("/") + "/app/"
 
 
 def signin_url(base_url: str, token: str) -> str:
-    return base_url.rstrip("/") + "/app/#token=" + quote(token, safe="")
+    return app_url(base_url) + "#token=" + quote(token, safe="")
 
 
 def is_local(base_url: str) -> bool:
@@ -43,10 +49,17 @@ def is_local(base_url: str) -> bool:
 
 
 def issue_cards(
-    session: Session, mission_id: uuid.UUID, observer_codes: list[str] | None, base_url: str
+    session: Session,
+    mission_id: uuid.UUID,
+    observer_codes: list[str] | None,
+    base_url: str,
+    revoke_previous: bool = False,
 ) -> list[SignInCard]:
-    """A new observer token for each observer named (every observer when None)."""
-    issued = credentials.issue_for_observers(session, mission_id, observer_codes, "phone (QR)")
+    """A new observer token for each observer named (every observer when None); with
+    `revoke_previous`, the observer's earlier tokens stop working (a card lost or reprinted)."""
+    issued = credentials.issue_for_observers(
+        session, mission_id, observer_codes, "phone (QR)", revoke_previous=revoke_previous
+    )
     stations: dict[uuid.UUID, list[str]] = {}
     for obs_id, code in session.execute(
         select(ASG.c.observer_id, ST.c.code)
@@ -62,6 +75,8 @@ def issue_cards(
             stations.get(o.observer_id, []) if o.observer_id else [],
             o.token,
             signin_url(base_url, o.token),
+            app_url(base_url),
+            o.revoked_previous,
         )
         for o in issued
     ]
@@ -91,6 +106,7 @@ h1 { font-size: 16pt; }
 .name { font-size: 14pt; font-weight: 700; }
 .token { font-family: monospace; font-size: 8pt; word-break: break-all; clear: both; }
 .how { font-size: 9pt; color: #333; }
+.where { font-family: monospace; font-size: 10pt; }
 """
 
 HOW = {
@@ -98,6 +114,11 @@ HOW = {
     "Keep this card private: it is your sign-in.",
     "ru": "Откройте камеру телефона, наведите её на код и нажмите на ссылку. "
     "Храните эту карточку в тайне: это ваш вход.",
+}
+# With no camera that reads QR codes: the address to open and the code to type there.
+BY_HAND = {
+    "en": "No camera? Open {app} and type the code below.",
+    "ru": "Нет камеры? Откройте {app} и введите код ниже.",
 }
 
 
@@ -117,6 +138,8 @@ def sheet(mission: Mission, cards: list[SignInCard]) -> str:
             f"<div class='name'>{html.escape(c.name)}</div>",
             f"<div>{html.escape(c.code)} · {html.escape(' '.join(c.stations) or '-')}</div>",
             *(f"<p class='how'>{html.escape(HOW[x])}</p>" for x in langs),
+            f"<p class='where'>{html.escape(c.app)}</p>",
+            *(f"<p class='how'>{html.escape(BY_HAND[x].format(app=c.app))}</p>" for x in langs),
             f"<p class='token'>{html.escape(c.token)}</p>",
             "</div>",
         ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from datetime import datetime, timedelta
-from typing import Any, get_args
+from typing import Any, TypeVar, get_args
 
 import orjson
 from sqlalchemy import and_, or_, select
@@ -31,6 +31,7 @@ from models import (
     Location,
     Mission,
     Observer,
+    ReviewEvent,
     Station,
     TemplateStatus,
 )
@@ -42,6 +43,7 @@ from models.sync import (
     DayOfWork,
     DayStation,
     SyncedChecklist,
+    SyncedReview,
     SyncItemResult,
     SyncPage,
     SyncResult,
@@ -52,11 +54,13 @@ CL = Checklist.__table__  # type: ignore[attr-defined]
 ST = Station.__table__  # type: ignore[attr-defined]
 ASG = Assignment.__table__  # type: ignore[attr-defined]
 LOC = Location.__table__  # type: ignore[attr-defined]
+REV = ReviewEvent.__table__  # type: ignore[attr-defined]
 ALL_PHASES = [p.value for p in Phase]
 # A checklist becomes visible when its transaction commits, which can be a little after the
 # `received_at` it was stamped with. The last page of a reconcile holds its cursor back by
 # this much so a slow commit is never skipped; the phone just sees recent rows again.
 SETTLE = timedelta(seconds=60)
+K = TypeVar("K")
 
 
 # --- the day's work ----------------------------------------------------------------------
@@ -242,7 +246,9 @@ def submit_batch(
 
 
 def reconcile(session: Session, principal: Principal, cursor: str | None, limit: int) -> SyncPage:
-    """The caller's checklists (every version) received since `cursor`, oldest first."""
+    """The caller's checklists (every version) received since `cursor`, oldest first, and
+    the review decisions on them made since, so a phone learns what an analyst decided."""
+    after, reviews_after = _decode(cursor)
     q = (
         select(
             CL.c.id,
@@ -257,8 +263,8 @@ def reconcile(session: Session, principal: Principal, cursor: str | None, limit:
         .select_from(CL.join(ST, ST.c.id == CL.c.station_id))
         .where(checklist_service._visible(principal))
     )
-    if cursor:
-        at, cid = checklist_service.decode_cursor(cursor)
+    if after:
+        at, cid = checklist_service.decode_cursor(after)
         q = q.where(or_(CL.c.received_at > at, and_(CL.c.received_at == at, CL.c.id > cid)))
     rows = session.execute(q.order_by(CL.c.received_at, CL.c.id).limit(limit + 1)).all()
     more = len(rows) > limit
@@ -267,14 +273,78 @@ def reconcile(session: Session, principal: Principal, cursor: str | None, limit:
     data = [
         SyncedChecklist(**r._mapping, missing_attachments=missing.get(r.id) or None) for r in rows
     ]
-    return SyncPage(data=data, next_cursor=_next_cursor(data, cursor, more), more=more)
+    reviews, more_reviews = _reviews_since(session, principal, reviews_after, limit)
+    next_after = _advance(
+        [(c.received_at, checklist_service.encode_cursor(c.received_at, c.id)) for c in data],
+        after,
+        more,
+    )
+    next_reviews = _advance(
+        [(r.decided_at, rid) for rid, r in reviews], reviews_after, more_reviews
+    )
+    return SyncPage(
+        data=data,
+        reviews=[r for _, r in reviews] or None,
+        next_cursor=_encode(next_after, next_reviews),
+        more=more or more_reviews,
+    )
 
 
-def _next_cursor(data: list[SyncedChecklist], cursor: str | None, more: bool) -> str | None:
+def _reviews_since(
+    session: Session, principal: Principal, after: int | None, limit: int
+) -> tuple[list[tuple[int, SyncedReview]], bool]:
+    """Decisions on the review state (a quarantine alone is the mission's own business)."""
+    q = (
+        select(REV.c.id, REV.c.checklist_id, REV.c.state_after, REV.c.comment, REV.c.created_at)
+        .select_from(REV.join(CL, CL.c.id == REV.c.checklist_id))
+        .where(
+            checklist_service._visible(principal),
+            or_(
+                REV.c.state_after != REV.c.state_before,
+                REV.c.quarantined_after == REV.c.quarantined_before,
+            ),
+        )
+    )
+    if after:
+        q = q.where(REV.c.id > after)
+    rows = session.execute(q.order_by(REV.c.id).limit(limit + 1)).all()
+    out = [
+        (
+            r.id,
+            SyncedReview(
+                checklist_id=r.checklist_id,
+                state=r.state_after,
+                comment=r.comment,
+                decided_at=r.created_at,
+            ),
+        )
+        for r in rows[:limit]
+    ]
+    return out, len(rows) > limit
+
+
+def _advance(seen: list[tuple[datetime, K]], old: K | None, more: bool) -> K | None:
+    """Where the next call starts: past every row seen when more are waiting; else past the
+    rows old enough that no slower commit can still land before them (SETTLE)."""
     if more:
-        return checklist_service.encode_cursor(data[-1].received_at, data[-1].id)
+        return seen[-1][1]
     horizon: datetime = utcnow() - SETTLE
-    settled = [c for c in data if c.received_at < horizon]
-    if settled:
-        return checklist_service.encode_cursor(settled[-1].received_at, settled[-1].id)
-    return cursor
+    settled = [key for at, key in seen if at < horizon]
+    return settled[-1] if settled else old
+
+
+# A reconcile cursor is the checklists' cursor, then `~` and the last review decision seen
+# (absent in cursors given out before decisions reached phones: those see every decision).
+def _encode(after: str | None, reviews_after: int | None) -> str | None:
+    if reviews_after is None:
+        return after
+    return f"{after or ''}~{reviews_after}"
+
+
+def _decode(cursor: str | None) -> tuple[str | None, int | None]:
+    if not cursor:
+        return None, None
+    after, tilde, reviews = cursor.partition("~")
+    if tilde and not reviews.isdigit():
+        raise checklist_service.bad_cursor()
+    return after or None, int(reviews) if tilde else None

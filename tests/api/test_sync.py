@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from api.services import sync as sync_service
-from models import Checklist
+from models import Checklist, Role
 from tests.factories import (
     answers_for,
     auth,
@@ -20,6 +20,7 @@ from tests.factories import (
     make_mission,
     make_observer,
     make_station,
+    make_token,
 )
 
 
@@ -233,6 +234,62 @@ def test_reconcile_refuses_a_made_up_cursor(client, field) -> None:
         "/sync/checklists", params={"cursor": uuid.uuid4().hex}, headers=auth(field["token"])
     )
     assert r.status_code == 422 and r.json()["code"] == "bad_cursor"
+
+
+def _reconcile(client: Any, token: str, cursor: str | None = None) -> dict[str, Any]:
+    params = {"cursor": cursor} if cursor else {}
+    r = client.get("/sync/checklists", params=params, headers=auth(token))
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def _decide(client: Any, analyst: str, checklist_id: str, **body: Any) -> None:
+    r = client.post(f"/checklists/{checklist_id}/review", json=body, headers=auth(analyst))
+    assert r.status_code == 201, r.text
+
+
+def test_analysts_decision_and_comment_reach_the_phone_on_its_next_reconcile(
+    client, session, field, monkeypatch
+) -> None:
+    monkeypatch.setattr(sync_service, "SETTLE", timedelta(0))  # every row is settled at once
+    analyst = make_token(session, field["mission"].id, Role.analyst)
+    item = checklist_payload("S-1")
+    _sync(client, field["token"], [item])
+    first = _reconcile(client, field["token"])
+    assert [c["id"] for c in first["data"]] == [item["id"]] and "reviews" not in first
+
+    _decide(client, analyst, item["id"], state="rejected", comment="Wrong station: re-check")
+    later = _reconcile(client, field["token"], first["next_cursor"])
+    assert later["data"] == []  # nothing new received, yet the decision comes through
+    (decision,) = later["reviews"]
+    assert decision["checklist_id"] == item["id"] and decision["state"] == "rejected"
+    assert decision["comment"] == "Wrong station: re-check"
+    # Once seen and settled, a decision is not sent again.
+    assert "reviews" not in _reconcile(client, field["token"], later["next_cursor"])
+
+
+def test_a_quarantine_alone_is_not_sent_to_the_phone(client, session, field) -> None:
+    analyst = make_token(session, field["mission"].id, Role.analyst)
+    item = checklist_payload("S-1")
+    _sync(client, field["token"], [item])
+    _decide(client, analyst, item["id"], quarantined=True, comment="internal: duplicate?")
+    _decide(client, analyst, item["id"], state="has_issues", comment="Please check D5")
+    page = _reconcile(client, field["token"])
+    assert [(r["state"], r["comment"]) for r in page["reviews"]] == [
+        ("has_issues", "Please check D5")
+    ]
+
+
+def test_a_cursor_given_before_decisions_reached_phones_still_works(client, session, field) -> None:
+    analyst = make_token(session, field["mission"].id, Role.analyst)
+    item = checklist_payload("S-1")
+    _sync(client, field["token"], [item])
+    _decide(client, analyst, item["id"], state="verified", comment="Fine")
+    received = datetime.now(UTC) - timedelta(hours=1)
+    old = sync_service.checklist_service.encode_cursor(received, uuid.uuid4())  # no `~`
+    assert [r["state"] for r in _reconcile(client, field["token"], old)["reviews"]] == ["verified"]
+    bad = client.get("/sync/checklists?cursor=~x", headers=auth(field["token"]))
+    assert bad.status_code == 422 and bad.json()["code"] == "bad_cursor"
 
 
 # --- compressed requests ---------------------------------------------------------------

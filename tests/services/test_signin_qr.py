@@ -106,3 +106,55 @@ def test_without_base_url_the_cards_name_the_port_the_server_answers_on(
     get_settings.cache_clear()
     assert found.exit_code == 0, found.output
     assert f"http://127.0.0.1:{port}/app/#token=" in found.output
+
+
+def _card_link(mission: Any, *extra: str) -> str:
+    result = runner.invoke(
+        app,
+        ["token", "qr", "-m", str(mission.id), "-o", "STO-1", "--base-url", "https://p.example"]
+        + list(extra),
+    )
+    assert result.exit_code == 0, result.output
+    return next(x for x in result.output.splitlines() if x.startswith("https://p.example/app/#"))
+
+
+def test_reissued_card_with_revoke_previous_stops_the_old_one(client: Any, session: Any) -> None:
+    mission, _ = make_mission(session)
+    make_station(session, mission.id, "S-1")
+    make_observer(session, mission.id, ["S-1"], code="STO-1", name="Dana")
+    first = _token(_card_link(mission))
+    second = _token(_card_link(mission))  # without the flag both cards work
+    assert client.get("/me", headers=auth(first)).status_code == 200
+    third = _token(_card_link(mission, "--revoke-previous"))
+    assert client.get("/me", headers=auth(first)).json()["code"] == "revoked_token"
+    assert client.get("/me", headers=auth(second)).status_code == 401
+    assert client.get("/me", headers=auth(third)).status_code == 200
+
+
+def test_card_prints_the_servers_address_and_the_observers_name(
+    client: Any, session: Any, tmp_path: Path
+) -> None:
+    mission, _ = make_mission(session)
+    make_station(session, mission.id, "S-1")
+    make_observer(session, mission.id, ["S-1"], code="STO-1", name="Dana Abenova")
+    sheet = tmp_path / "cards.html"
+    result = runner.invoke(
+        app,
+        [
+            "token",
+            "qr",
+            "-m",
+            str(mission.id),
+            "-o",
+            "STO-1",
+            "--base-url",
+            "https://poll.example.org/",
+            "--sheet",
+            str(sheet),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    page = sheet.read_text()
+    assert "Dana Abenova" in page
+    assert "<p class='where'>https://poll.example.org/app/</p>" in page
+    assert "No camera? Open https://poll.example.org/app/ and type the code below." in page
