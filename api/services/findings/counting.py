@@ -125,7 +125,9 @@ def counting(
         "totals": None,
         "quick_count": None,
     }
-    if protocol is None or scope.empty or scope.filters.phase not in (None, "closing"):
+    # A place and an `abroad=` that contradict each other select no report: the answer of
+    # a scope without reports (the checks at 0 of 0, zero totals), as in every other view.
+    if protocol is None or scope.filters.phase not in (None, "closing"):
         return empty
     p = _pivot(scope, protocol)
     n_opts = len(protocol.options)
