@@ -1,8 +1,9 @@
-"""Shares and percentages round by one decimal rule everywhere; the critical view's
-`abroad=` scope holds for every figure it gives."""
+"""The findings' rules the README states: shares and percentages round by one decimal rule
+everywhere; filters scope every figure; a contradictory scope is an empty one."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 
 from api.services.findings.stats import percent, percent_value, share_text, share_value
 from tests.factories import make_mission, make_observer, make_station
-from tests.findings_factories import answer, post, question, view
+from tests.findings_factories import answer, post, post_count, question, view
 
 
 @pytest.mark.parametrize(
@@ -90,3 +91,43 @@ def test_critical_abroad_compares_a_problem_with_the_observations_abroad_only(
         assert b1["pattern"] == "scattered"  # 2 of 3 is not twice Turkey's half
     at_home = view(session, mission.id, "critical", abroad=False)
     assert at_home["count"] == 0
+
+
+def test_the_time_window_includes_its_start_and_leaves_out_its_end(
+    client: Any, session: Any
+) -> None:
+    mission, _ = make_mission(session)
+    make_station(session, mission.id, "S-1")
+    _, token = make_observer(session, mission.id, ["S-1"])
+    at = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    post(client, token, "S-1", observed_at=at.isoformat())
+    post(client, token, "S-1", observed_at=(at + timedelta(hours=1)).isoformat())
+
+    def total(**filters: Any) -> int:
+        return int(view(session, mission.id, **filters)["totals"]["observations"])
+
+    assert total(observed_from=at, observed_to=at + timedelta(hours=1)) == 1
+    assert total(observed_from=at + timedelta(hours=1)) == 1
+    assert total(observed_to=at) == 0
+
+
+def test_a_place_and_abroad_that_contradict_each_other_count_like_a_scope_without_reports(
+    client: Any, session: Any
+) -> None:
+    mission, _ = make_mission(session)
+    make_station(session, mission.id, "TR-1", country="Turkey")
+    _, token = make_observer(session, mission.id, ["TR-1"])
+    post_count(client, token, "TR-1")
+    nothing = view(session, mission.id, "counting", location="Turkey", abroad=False)
+    no_reports = view(
+        session,
+        mission.id,
+        "counting",
+        location="Turkey",
+        phase="closing",
+        observed_to=datetime(2000, 1, 1, tzinfo=UTC),
+    )
+    assert nothing["reports"] == 0 and nothing["totals"]["stations"] == 0
+    assert {k: nothing[k] for k in ("checks", "totals")} == {
+        k: no_reports[k] for k in ("checks", "totals")
+    }
