@@ -45,7 +45,7 @@ test: install
 
 # The findings against their plain reference on long random missions (thousands of
 # events), on both databases; `make test` runs a short one.
-DEEP_ENV := POLLCHECK_REFERENCE_MISSIONS=6 POLLCHECK_REFERENCE_EVENTS=400 POLLCHECK_REFERENCE_CHECK_EVERY=25
+DEEP_ENV := POLLCHECK_REFERENCE_MISSIONS=4 POLLCHECK_REFERENCE_EVENTS=500 POLLCHECK_REFERENCE_CHECK_EVERY=50
 test-deep: install
 	$(DEEP_ENV) $(MAKE) --no-print-directory test-sqlite PYTEST_ARGS=tests/services/test_findings_reference.py
 	$(DEEP_ENV) $(MAKE) --no-print-directory test-postgres PYTEST_ARGS=tests/services/test_findings_reference.py
