@@ -576,17 +576,7 @@ CHECKS = (
     "no_option_above_threshold",
     "figures_plausible",
 )
-FIGURE_NAMES = (
-    "registered",
-    "received",
-    "issued",
-    "unused",
-    "spoiled",
-    "in_box",
-    "invalid",
-    "blank",
-    "valid",
-)
+FIGURE_NAMES = tuple(k for k in PROTOCOL if k != "options")  # as the template names them
 
 
 def figures_of(v: Version) -> dict[str, int | None]:
