@@ -590,38 +590,50 @@ def figures_of(v: Version) -> dict[str, int | None]:
 
 def fails(fig: dict[str, int | None]) -> list[str]:
     """The checks a report fails; a check over an unknown figure never fails."""
-    g = {k: v for k, v in fig.items()}
-    opts = [g[c] for c in PROTOCOL["options"]]
-
-    def known(*xs: int | None) -> bool:
-        return all(x is not None for x in xs)
-
-    r, rc, i, u, s = g["registered"], g["received"], g["issued"], g["unused"], g["spoiled"]
-    b, x, k, val = g["in_box"], g["invalid"], g["blank"], g["valid"]
-    out = []
-    if known(*opts, val) and sum(opts) != val:  # type: ignore[arg-type]
-        out.append("options_sum_to_valid")
-    if known(b, val, x, k) and b != val + x + k:  # type: ignore[operator]
-        out.append("valid_invalid_blank_make_in_box")
-    if known(rc, i, u, s) and rc != i + u + s:  # type: ignore[operator]
-        out.append("ballots_accounted_for")
-    if known(b, i) and b > i:  # type: ignore[operator]
-        out.append("in_box_not_above_issued")
-    if known(i, r) and i > r + ISSUED_ALLOWANCE:  # type: ignore[operator]
-        out.append("issued_not_above_registered")
-    if known(r, b) and r > 0 and b > Fraction(TURNOUT_MAX) * r:  # type: ignore[operator]
-        out.append("turnout_below_threshold")
-    if known(b, x) and b > 0 and x > Fraction(INVALID_MAX) * b:  # type: ignore[operator]
-        out.append("invalid_below_threshold")
-    if (
-        known(val)
-        and val > 0
-        and any(  # type: ignore[operator]
-            o is not None and o > Fraction(OPTION_MAX) * val for o in opts
-        )
-    ):
-        out.append("no_option_above_threshold")
-    if any(v is not None and (v < 0 or v > FIGURE_MAX) for v in g.values()):
+    opts = tuple(PROTOCOL["options"])
+    turnout, invalid, option = Fraction(TURNOUT_MAX), Fraction(INVALID_MAX), Fraction(OPTION_MAX)
+    # (check, the figures it reads, whether the report fails it, given those figures)
+    rules: list[tuple[str, tuple[str, ...], Any]] = [
+        ("options_sum_to_valid", (*opts, "valid"), lambda g: sum(g[o] for o in opts) != g["valid"]),
+        (
+            "valid_invalid_blank_make_in_box",
+            ("in_box", "valid", "invalid", "blank"),
+            lambda g: g["in_box"] != g["valid"] + g["invalid"] + g["blank"],
+        ),
+        (
+            "ballots_accounted_for",
+            ("received", "issued", "unused", "spoiled"),
+            lambda g: g["received"] != g["issued"] + g["unused"] + g["spoiled"],
+        ),
+        ("in_box_not_above_issued", ("in_box", "issued"), lambda g: g["in_box"] > g["issued"]),
+        (
+            "issued_not_above_registered",
+            ("issued", "registered"),
+            lambda g: g["issued"] > g["registered"] + ISSUED_ALLOWANCE,
+        ),
+        (
+            "turnout_below_threshold",
+            ("registered", "in_box"),
+            lambda g: g["registered"] > 0 and g["in_box"] > turnout * g["registered"],
+        ),
+        (
+            "invalid_below_threshold",
+            ("in_box", "invalid"),
+            lambda g: g["in_box"] > 0 and g["invalid"] > invalid * g["in_box"],
+        ),
+        (
+            "no_option_above_threshold",
+            ("valid",),
+            lambda g: (
+                g["valid"] > 0
+                and any(g[o] is not None and g[o] > option * g["valid"] for o in opts)
+            ),
+        ),
+    ]
+    out = [
+        c for c, needs, failed in rules if all(fig[n] is not None for n in needs) and failed(fig)
+    ]
+    if any(v is not None and (v < 0 or v > FIGURE_MAX) for v in fig.values()):
         out.append("figures_plausible")
     return out
 

@@ -54,12 +54,12 @@ def test_the_findings_json_and_the_statement_in_every_language_write_a_tie_the_s
     assert answer(d8, "yes")["text"] == "6.3% (1 of 16)"
     assert answer(d8, "yes")["share"] == 0.0625
     english = view(session, mission.id, "statement")["markdown"]
-    russian = views_statement_ru(session, mission.id)
+    russian = _statement_ru(session, mission.id)
     assert "6.3%" in english and "6.2%" not in english
     assert "6,3\xa0%" in russian and "6,2\xa0%" not in russian
 
 
-def views_statement_ru(session: Any, mission_id: Any) -> str:
+def _statement_ru(session: Any, mission_id: Any) -> str:
     from api.services.findings import views
     from api.services.findings.scope import Filters
     from tests.findings_factories import FRESH
