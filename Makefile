@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements-dev.lock pyproject.toml | c
 export POLLCHECK_TEST_PG_URL ?= postgresql://postgres@127.0.0.1:5432/test
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-sqlite test-postgres lint format bench lock clean
+.PHONY: install run test test-deep test-sqlite test-postgres lint format bench lock clean
 
 $(STAMP):
 	@$(PY) -c 'import sys; sys.exit("Pollcheck needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
@@ -43,6 +43,13 @@ test: install
 		echo ""; echo "SKIPPED: the PostgreSQL pass (no server at $$POLLCHECK_TEST_PG_URL)."; \
 		echo "         Only SQLite was tested. Start PostgreSQL or set POLLCHECK_TEST_PG_URL."; \
 	fi
+
+# The findings against their plain reference on long random missions (thousands of
+# events), on both databases; `make test` runs a short one.
+DEEP_ENV := POLLCHECK_REFERENCE_MISSIONS=4 POLLCHECK_REFERENCE_EVENTS=500 POLLCHECK_REFERENCE_CHECK_EVERY=50
+test-deep: install
+	$(DEEP_ENV) $(MAKE) --no-print-directory test-sqlite PYTEST_ARGS=tests/services/test_findings_reference.py
+	$(DEEP_ENV) $(MAKE) --no-print-directory test-postgres PYTEST_ARGS=tests/services/test_findings_reference.py
 
 test-sqlite: install
 	@echo "== tests on SQLite =="

@@ -8,6 +8,7 @@ protocol figures pivoted per counting checklist, so only failing reports leave t
 from __future__ import annotations
 
 import uuid
+from fractions import Fraction
 from typing import Any
 
 from sqlalchemy import Float, and_, case, cast, func, or_, select, true
@@ -17,7 +18,13 @@ from api.checklist_schema import PROTOCOL_FIGURES, Protocol
 from api.services.findings.fold import AN
 from api.services.findings.questions import published
 from api.services.findings.scope import CL, ST, Scope, checklist_predicate
-from api.services.findings.stats import FindingsSettings, percent, ratio_estimate, share_text
+from api.services.findings.stats import (
+    FindingsSettings,
+    percent,
+    ratio_estimate,
+    share_text,
+    share_value,
+)
 
 LIST_LIMIT = 500
 FIGURES = PROTOCOL_FIGURES
@@ -118,7 +125,9 @@ def counting(
         "totals": None,
         "quick_count": None,
     }
-    if protocol is None or scope.empty or scope.filters.phase not in (None, "closing"):
+    # A place and an `abroad=` that contradict each other select no report: the answer of
+    # a scope without reports (the checks at 0 of 0, zero totals), as in every other view.
+    if protocol is None or scope.filters.phase not in (None, "closing"):
         return empty
     p = _pivot(scope, protocol)
     n_opts = len(protocol.options)
@@ -263,8 +272,8 @@ def _totals(
         {
             "code": code,
             "votes": sums[f"v{i + 1}"],
-            "share": round(sums[f"v{i + 1}"] / valid, 4) if valid else None,
-            "text": percent(sums[f"v{i + 1}"] / valid) if valid else None,
+            "share": share_value(Fraction(sums[f"v{i + 1}"], valid)) if valid else None,
+            "text": percent(Fraction(sums[f"v{i + 1}"], valid)) if valid else None,
         }
         for i, code in enumerate(option_codes)
     ]
@@ -274,7 +283,7 @@ def _totals(
         "stations_text": share_text(int(row[0]), int(row[0]), cfg.small_denominator),
         "figures": {f: sums[f] for f in FIGURES},
         "options": options,
-        "turnout": round(in_box / registered, 4) if registered else None,
+        "turnout": share_value(Fraction(in_box, registered)) if registered else None,
         "note": "totals over the stations observed; not an estimate of the national result",
     }
 
@@ -308,7 +317,7 @@ def _quick_count(
         if est is None:
             return None
         # Rounded once: the text, the draft statement and the figures say the same.
-        share, margin = (round(v, 4) for v in est)
+        share, margin = (share_value(v) for v in est)
         estimates.append(
             {
                 "code": code,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 from sqlalchemy import func, literal_column, select
@@ -22,7 +23,7 @@ from api.checklist_schema import (
 )
 from api.services.findings.fold import FT, emissions
 from api.services.findings.scope import CL, TPL, Scope, checklist_predicate
-from api.services.findings.stats import FindingsSettings, share_text, wilson
+from api.services.findings.stats import FindingsSettings, share_text, share_value, wilson
 from api.services.templates import default_definition
 from models.checklist import Phase
 
@@ -231,7 +232,7 @@ def _answer(
         "label": label,
         "count": count,
         "stations": stations,
-        "share": round(count / denominator, 4) if denominator and value != NA else None,
+        "share": share_value(Fraction(count, denominator)) if denominator and value != NA else None,
         "text": share_text(count, denominator, cfg.small_denominator) if value != NA else None,
         "ci95": wilson(count, denominator) if random_sample and value != NA else None,
         "critical": critical,
@@ -303,7 +304,7 @@ def build(
                 neg = sum(data.get((phase, code, v), zero)[0] for v in NEGATIVE_SCALE4)
                 item["negative"] = {
                     "count": neg,
-                    "share": round(neg / denominator, 4) if denominator else None,
+                    "share": share_value(Fraction(neg, denominator)) if denominator else None,
                     "text": share_text(neg, denominator, cfg.small_denominator),
                     "ci95": wilson(neg, denominator) if random_sample else None,
                 }

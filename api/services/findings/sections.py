@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from fractions import Fraction
 from typing import Any
 
 from sqlalchemy import Integer, and_, cast, func, literal_column, select
@@ -12,6 +13,7 @@ from api.checklist_schema import QuestionType
 from api.services.findings.fold import AN, FC, FT
 from api.services.findings.questions import QuestionInfo
 from api.services.findings.scope import CL, LOC, OBS, ST, TEAM, Scope, checklist_predicate
+from api.services.findings.stats import share_value
 from models import Assignment
 
 ASG = Assignment.__table__  # type: ignore[attr-defined]
@@ -45,12 +47,15 @@ def local_hour(session: Session) -> Any:
 
 
 def _region_names(session: Session, scope: Scope) -> dict[Any, tuple[str, bool]]:
-    rows = session.execute(
-        select(LOC.c.id, LOC.c.path, LOC.c.abroad).where(
-            LOC.c.mission_id == scope.mission_id, LOC.c.parent_id.is_(None)
-        )
+    """The scope's top-level places (regions, and countries abroad): with `abroad=`, only
+    those on its side, so that no figure read per region (the observations a critical
+    problem's spread is compared with) takes in places outside the scope."""
+    query = select(LOC.c.id, LOC.c.path, LOC.c.abroad).where(
+        LOC.c.mission_id == scope.mission_id, LOC.c.parent_id.is_(None)
     )
-    return {r.id: (r.path, r.abroad) for r in rows}
+    if scope.filters.abroad is not None:
+        query = query.where(LOC.c.abroad.is_(scope.filters.abroad))
+    return {r.id: (r.path, r.abroad) for r in session.execute(query)}
 
 
 def _station_scope(scope: Scope) -> list[Any]:
@@ -383,8 +388,8 @@ def critical(session: Session, scope: Scope, questions: dict[str, QuestionInfo])
     by_question = []
     for p in sorted(problems.values(), key=lambda v: (-v["count"], v["code"], v["value"])):
         top_region, top_n = max(p["regions"].items(), key=lambda kv: (kv[1], kv[0]))
-        top_share = top_n / p["count"]
-        expected = per_region.get(top_region, 0) / total_obs
+        top_share = Fraction(top_n, p["count"])
+        expected = Fraction(per_region.get(top_region, 0), total_obs)
         if p["count"] < 3:
             pattern = "isolated"
         elif len(p["regions"]) == 1 or (top_share >= 0.5 and top_share >= 2 * expected):
@@ -394,8 +399,8 @@ def critical(session: Session, scope: Scope, questions: dict[str, QuestionInfo])
         p.update(
             regions_affected=len(p["regions"]),
             top_region=top_region,
-            top_region_share=round(top_share, 4),
-            top_region_observation_share=round(expected, 4),
+            top_region_share=share_value(top_share),
+            top_region_observation_share=share_value(expected),
             pattern=pattern,
             regions=[{"region": r, "count": n} for r, n in sorted(p["regions"].items())],
         )

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass, field
-from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 from babel import Locale, UnknownLocaleError
@@ -34,6 +34,7 @@ from babel.numbers import format_decimal, format_percent
 
 from api.checklist_schema import StatementQuestions
 from api.services.findings.questions import language_key
+from api.services.findings.stats import Share, percent_value
 
 PHRASES: dict[str, dict[str, Any]] = {
     "en": {
@@ -359,10 +360,11 @@ class Writer:
         """A whole number as the language writes numbers; anything else as it is."""
         return self.number(value) if _whole(value) else str(value)
 
-    def percent(self, share: float) -> str:
-        """A share as a percentage to one decimal, trailing zero dropped: "68.4%", "25%"."""
-        tenths = Decimal(str(round(share * 100, 1))) / 100
-        return str(format_percent(tenths, locale=self.locale, decimal_quantization=False))
+    def percent(self, share: Share) -> str:
+        """A share as a percentage to one decimal (`stats.percent_value`'s rounding), trailing
+        zero dropped, as the language writes it: "68.4%", "25%", "68,4 %"."""
+        value = percent_value(share) / 100
+        return str(format_percent(value, locale=self.locale, decimal_quantization=False))
 
     def counted(self, n: int, noun: str) -> str:
         """`n` with the form of `noun` for exactly `n` (`=1`: "одном" rather than "1"), else
@@ -379,7 +381,7 @@ class Writer:
         """'3 of 24 observations', or '12.5% of 400 observations (50)' from the threshold."""
         if n < self.small:
             return self.text("share_small", count=count, n=n)
-        return self.text("share", percent=self.percent(count / n), n=n, count=count)
+        return self.text("share", percent=self.percent(Fraction(count, n)), n=n, count=count)
 
 
 def _index(findings: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -711,7 +713,7 @@ def _count(
             w.text(
                 "votes_option",
                 label=_label(qi, o["code"]),
-                share=w.percent(o["votes"] / totals["figures"]["valid"]),
+                share=w.percent(Fraction(o["votes"], totals["figures"]["valid"])),
                 votes=o["votes"],
             )
             for o in totals["options"]
@@ -724,7 +726,7 @@ def _count(
             options=options,
             turnout=w.phrase("unknown")
             if totals["turnout"] is None
-            else w.percent(totals["turnout"]),
+            else w.percent(Fraction(totals["figures"]["in_box"], totals["figures"]["registered"])),
         )
     quick = counting.get("quick_count")
     if quick:
@@ -777,9 +779,11 @@ def _critical(w: Writer, critical: dict[str, Any]) -> None:
         ids_by.setdefault((c["code"], c["value"]), []).append(c["checklist_id"])
     for p in critical["by_question"]:
         if p["pattern"] == "clustered":
-            pattern = w.text(
-                "pattern_clustered", region=p["top_region"], share=w.percent(p["top_region_share"])
-            )
+            # From the counts, not the rounded `top_region_share`: rounding twice can move
+            # the last digit.
+            top = next(r["count"] for r in p["regions"] if r["region"] == p["top_region"])
+            share = w.percent(Fraction(top, p["count"]))
+            pattern = w.text("pattern_clustered", region=p["top_region"], share=share)
         elif p["pattern"] == "scattered":
             pattern = w.text("pattern_scattered", regions=p["regions_affected"])
         else:

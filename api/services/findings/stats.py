@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -60,12 +62,42 @@ def share_text(count: int, n: int, small: int) -> str:
     """'X of Y' under the small-denominator threshold, else a percentage with its base."""
     if n < small:
         return f"{count} of {n}"
-    return f"{percent(count / n)} ({count} of {n})"
+    return f"{percent(Fraction(count, n))} ({count} of {n})"
 
 
-def percent(share: float) -> str:
-    value = round(share * 100, 1)
-    text = f"{value:.1f}".rstrip("0").rstrip(".")
+Share = Fraction | Decimal | float | int
+
+
+def _exact(share: Share) -> Fraction:
+    """A share as an exact fraction; a float as the shortest decimal that reads back as it
+    (which is how the JSON shows it)."""
+    return Fraction(Decimal(repr(share))) if isinstance(share, float) else Fraction(share)
+
+
+def _half_away(value: Fraction, places: int) -> Decimal:
+    """`value` to `places` decimals, a half rounded away from zero, computed exactly."""
+    scaled = value * 10**places
+    whole, rest = divmod(abs(scaled.numerator), scaled.denominator)
+    if 2 * rest >= scaled.denominator:
+        whole += 1
+    return Decimal(whole if scaled >= 0 else -whole).scaleb(-places)
+
+
+def percent_value(share: Share) -> Decimal:
+    """The one rounding rule of every percentage Pollcheck writes: the share (a count over
+    its base exactly) times 100, to one decimal place, a half away from zero. 23 of 80 is
+    28.75 %, written 28.8 (rounding through binary floating point had made it 28.7)."""
+    return _half_away(_exact(share) * 100, 1)
+
+
+def share_value(share: Share) -> float:
+    """A share as the JSON gives it: four decimals, by the same rule as `percent_value`."""
+    return float(_half_away(_exact(share), 4))
+
+
+def percent(share: Share) -> str:
+    """A share as an English percentage, a trailing ".0" dropped: "28.8%", "25%"."""
+    text = f"{percent_value(share):f}".removesuffix(".0")
     return f"{text}%"
 
 
