@@ -80,7 +80,6 @@ def _json(body: dict[str, Any]) -> Response:
 
 
 @router.get("", responses=ERRORS, response_model=None)
-@router.get("/", responses=ERRORS, response_model=None, include_in_schema=False)
 async def service_document(
     request: Request, mission_id: MissionId, settings: SettingsDep
 ) -> Response:

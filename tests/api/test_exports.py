@@ -477,3 +477,66 @@ def test_the_command_line_writes_the_same_export_with_a_progress_bar(
               "-o", str(tmp_path / "x.csv")],
     )  # fmt: skip
     assert bad.exit_code == 1 and not (tmp_path / "x.csv").exists()
+
+
+def test_a_client_that_disconnects_stops_the_export(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from api.main import create_app
+    from api.services.exports import checklists, writers
+
+    monkeypatch.setattr(writers, "CHUNK", 1)  # a chunk per row
+    pulled: list[int] = []
+    closed: list[bool] = []
+    real_rows = checklists.rows
+
+    def counted(*args: Any, **kwargs: Any) -> Iterator[tuple[Any, ...]]:
+        try:
+            for row in real_rows(*args, **kwargs):
+                pulled.append(1)
+                yield row
+        finally:
+            closed.append(True)
+
+    monkeypatch.setattr(checklists, "rows", counted)
+    m = world["mission"]
+    token = world["analyst"].encode()
+    sent: list[dict[str, Any]] = []
+
+    async def run() -> None:
+        first_body = asyncio.Event()
+        calls = 0
+
+        async def receive() -> dict[str, Any]:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await first_body.wait()  # the reader goes away once the first rows are in
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+            if message["type"] == "http.response.body" and message.get("body"):
+                first_body.set()
+
+        scope = {
+            "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1", "method": "GET", "scheme": "http",
+            "path": f"/missions/{m.id}/exports/checklists", "raw_path": b"",
+            "query_string": b"", "root_path": "",
+            "headers": [(b"authorization", b"Bearer " + token), (b"host", b"test")],
+            "client": ("127.0.0.1", 1), "server": ("test", 80),
+        }  # fmt: skip
+        await create_app()(scope, receive, send)
+        await asyncio.sleep(0.1)
+
+    asyncio.run(run())
+    import gc
+
+    gc.collect()
+    assert sent[0]["status"] == 200
+    assert 1 <= len(pulled) < 6, pulled  # the world has six latest checklists
+    assert closed == [True]  # and its cursor (and snapshot) were let go

@@ -22,6 +22,7 @@ from api.checklist_schema import NA, SCALE4, YES_NO, Question, QuestionType
 from api.services.exports.common import (
     BOOL,
     DATETIME,
+    FLAG,
     INT,
     TEXT,
     TIME,
@@ -118,7 +119,7 @@ def answer_columns(questions: dict[str, QuestionColumns]) -> list[Column]:
     for code, qc in questions.items():
         t = qc.question.type
         if t == QuestionType.multi:
-            cols.extend(Column(f"{code}_{opt}", INT) for opt in qc.options)
+            cols.extend(Column(f"{code}_{opt}", FLAG) for opt in qc.options)
         elif t == QuestionType.integer:
             cols.append(Column(code, INT))
         elif t == QuestionType.time:
@@ -183,6 +184,28 @@ def _cells(qc: QuestionColumns, labels: dict[str, str] | None) -> Any:
         return (answers.get(code),)
 
     return plain
+
+
+def _segments(
+    questions: dict[str, QuestionColumns], language: str | None
+) -> list[tuple[list[str], Any]]:
+    """The answer columns as runs: (codes, None) for questions whose stored answer is the
+    cell as it is, read with one comprehension, and ([], cells) for the others."""
+    out: list[tuple[list[str], Any]] = []
+    for code, qc in questions.items():
+        t = qc.question.type
+        as_is = t in (QuestionType.integer, QuestionType.text) or (
+            language is None and t != QuestionType.multi and t != QuestionType.time
+        )
+        if as_is:
+            if out and out[-1][1] is None:
+                out[-1][0].append(code)
+            else:
+                out.append(([code], None))
+        else:
+            labels = answer_labels(qc.question, language) if language is not None else None
+            out.append(([], _cells(qc, labels)))
+    return out
 
 
 def _places(session: Session, mission_id: uuid.UUID) -> dict[uuid.UUID, tuple[str | None, ...]]:
@@ -266,12 +289,7 @@ def rows(
     places = _places(session, mission.id)
     no_place = (None,) * len(PLACE_LEVELS)
     language = options.language or mission.languages[0]
-    cellers = [
-        _cells(
-            qc, answer_labels(qc.question, language) if options.values == Values.labels else None
-        )
-        for qc in questions.values()
-    ]
+    segments = _segments(questions, language if options.values == Values.labels else None)
     q = select_checklists(scope, options.versions.value)
     if narrow is not None:
         q = narrow(q)
@@ -301,8 +319,12 @@ def rows(
             r.clock_flagged,
             r.clock_skew_s,
         ]
-        for cell in cellers:
-            cells.extend(cell(answers))
+        get = answers.get
+        for codes, cell in segments:
+            if cell is None:  # a run of questions whose answer is its cell
+                cells += [get(c) for c in codes]
+            else:
+                cells += cell(answers)
         yield tuple(cells)
 
 

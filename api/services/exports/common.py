@@ -61,6 +61,7 @@ class Values(StrEnum):
 
 # Column types: how a writer shows a value (the OData feed maps them to EDM types).
 TEXT, INT, FLOAT, BOOL, DATETIME, TIME = "text", "int", "float", "bool", "datetime", "time"
+FLAG = "flag"  # 0, 1 or empty only (a multi-choice option): written as it is
 
 
 @dataclass(frozen=True, slots=True)

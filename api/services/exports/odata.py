@@ -29,6 +29,7 @@ from api.services.exports import checklists, stations
 from api.services.exports.common import (
     BOOL,
     DATETIME,
+    FLAG,
     FLOAT,
     INT,
     TEXT,
@@ -43,6 +44,7 @@ NS = "Pollcheck"
 EDM = {
     TEXT: "Edm.String",
     INT: "Edm.Int64",
+    FLAG: "Edm.Int32",
     FLOAT: "Edm.Double",
     BOOL: "Edm.Boolean",
     DATETIME: "Edm.DateTimeOffset",
