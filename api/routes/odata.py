@@ -33,6 +33,9 @@ STAFF = (Role.admin, Role.analyst)
 HEADERS = {"OData-Version": "4.0", "Cache-Control": "no-store"}
 JSON = "application/json;odata.metadata=minimal;odata.streaming=true"
 ERRORS = COMMON_ERRORS | error_responses(NotFound, odata.ODataError)
+COUNT: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "A number"}
+}
 CHALLENGE = {"WWW-Authenticate": 'Basic realm="Pollcheck OData", charset="UTF-8", Bearer'}
 
 
@@ -240,4 +243,4 @@ for _set, _doc in (
     router.add_api_route(f"/{_set}", _set_route(_set, _doc), methods=["GET"],
                          responses=ERRORS, response_model=None)  # fmt: skip
     router.add_api_route(f"/{_set}/$count", _count_route(_set), methods=["GET"],
-                         responses=ERRORS, response_model=None)  # fmt: skip
+                         responses=ERRORS | COUNT, response_model=None)  # fmt: skip

@@ -130,26 +130,27 @@ def _column(col: Any) -> Callable[[Any, Any], Any]:
     return cond
 
 
-PLACE_FILTERS = {
-    "region": _place("region", True),
-    "country": _place("country", True),
-    "district": _place("district", False),
-    "city": _place("city", False),
-    "post": _place("post", False),
-    "station_code": _column(ST.c.code),
+Filter = tuple[Callable[[Any, Any], Any], type]
+PLACE_FILTERS: dict[str, Filter] = {
+    "region": (_place("region", True), str),
+    "country": (_place("country", True), str),
+    "district": (_place("district", False), str),
+    "city": (_place("city", False), str),
+    "post": (_place("post", False), str),
+    "station_code": (_column(ST.c.code), str),
 }
-CHECKLIST_FILTERS = PLACE_FILTERS | {
-    "received_at_utc": _column(CL.c.received_at),
-    "observed_at_utc": _column(CL.c.observed_at),
-    "phase": _column(CL.c.phase),
-    "review_state": _column(CL.c.review_state),
-    "quarantined": _column(CL.c.quarantined),
-    "template": _column(TPL.c.code),
-    "team": _column(TEAM.c.name),
-    "observer_code": _column(OBS.c.code),
-    "version": _column(CL.c.version),
+CHECKLIST_FILTERS: dict[str, Filter] = PLACE_FILTERS | {
+    "received_at_utc": (_column(CL.c.received_at), datetime),
+    "observed_at_utc": (_column(CL.c.observed_at), datetime),
+    "phase": (_column(CL.c.phase), str),
+    "review_state": (_column(CL.c.review_state), str),
+    "quarantined": (_column(CL.c.quarantined), bool),
+    "template": (_column(TPL.c.code), str),
+    "team": (_column(TEAM.c.name), str),
+    "observer_code": (_column(OBS.c.code), str),
+    "version": (_column(CL.c.version), int),
 }
-STATION_FILTERS = PLACE_FILTERS | {"abroad": _column(ST.c.abroad)}
+STATION_FILTERS: dict[str, Filter] = PLACE_FILTERS | {"abroad": (_column(ST.c.abroad), bool)}
 _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
     "eq": lambda a, b: a == b if b is not None else a.is_(None),
     "ne": lambda a, b: a != b if b is not None else a.is_not(None),
@@ -160,7 +161,7 @@ _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
 }
 
 
-def parse_filter(text: str, allowed: dict[str, Callable[[Any, Any], Any]]) -> list[Any]:
+def parse_filter(text: str, allowed: dict[str, Filter]) -> list[Any]:
     """`prop op literal [and prop op literal …]` as SQL conditions (400 for anything else)."""
     tokens: list[tuple[str, str]] = []
     pos = 0
@@ -184,7 +185,15 @@ def parse_filter(text: str, allowed: dict[str, Callable[[Any, Any], Any]]) -> li
             raise _bad("$filter", f"cannot filter on {prop!r}; filterable: {names}")
         if ok != "word" or op not in _OPS:
             raise _bad("$filter", f"unknown operator {op!r}; use eq ne gt ge lt le (joined by and)")
-        conds.append(allowed[prop](_COMPARE[op], _literal(vk, raw)))
+        cond, wanted = allowed[prop]
+        value = _literal(vk, raw)
+        if value is None and op not in ("eq", "ne"):
+            raise _bad("$filter", f"null only compares with eq or ne ({prop} {op} null)")
+        if value is not None and not (
+            type(value) is wanted or (wanted is datetime and isinstance(value, datetime))
+        ):
+            raise _bad("$filter", f"{prop} compares with {_KINDS[wanted]}, not {raw!r}")
+        conds.append(cond(_COMPARE[op], value))
         i += 3
         if i < len(tokens):
             if tokens[i] != ("word", "and"):
@@ -195,6 +204,14 @@ def parse_filter(text: str, allowed: dict[str, Callable[[Any, Any], Any]]) -> li
             if i >= len(tokens):
                 raise _bad("$filter", "nothing after `and`")
     return conds
+
+
+_KINDS = {
+    str: "text in quotes ('voting')",
+    datetime: "a date and time (2026-03-15T08:00:00Z)",
+    bool: "true or false",
+    int: "a whole number",
+}
 
 
 def _literal(kind: str, raw: str) -> Any:
