@@ -21,7 +21,8 @@ import re
 # The characters a formula starts with, and their full-width forms (which Excel folds).
 _TRIGGERS = "=+\\-@\uff1d\uff0b\uff0d\uff20"
 _SEPARATORS = ",;\t\r\n\uff0c\uff1b"
-_ANY_TRIGGER = re.compile(f"[{_TRIGGERS}]")
+_RISKY_FIRST = frozenset("=+-@\uff1d\uff0b\uff0d\uff20" + _SEPARATORS + " \"\u00a0\u3000")
+_ANY_SEPARATOR = re.compile(f"[{_SEPARATORS}]")
 _AT_START = re.compile(f'^[\\s"]*[{_TRIGGERS}{_SEPARATORS}]')
 _AFTER_SEPARATOR = re.compile(f'([{_SEPARATORS}][\\s"]*)(?=[{_TRIGGERS}])')
 
@@ -30,8 +31,8 @@ def safe_cell(value: str) -> str:
     """The text of a cell, with a `'` wherever a spreadsheet could start a formula."""
     if not value:
         return value
-    if value[0] not in _SEPARATORS and _ANY_TRIGGER.search(value) is None:
-        return value  # the common case, one scan in C: nothing could start a formula
+    if value[0] not in _RISKY_FIRST and _ANY_SEPARATOR.search(value) is None:
+        return value  # the common case, one scan in C: no cell could start with a formula
     value = _AFTER_SEPARATOR.sub(r"\1'", value)
     if _AT_START.match(value):
         return "'" + value

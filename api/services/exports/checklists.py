@@ -19,6 +19,7 @@ from sqlalchemy import false, func, select
 from sqlalchemy.orm import Session
 
 from api.checklist_schema import NA, SCALE4, YES_NO, Question, QuestionType
+from api.kit.spreadsheet import safe_cell
 from api.services.exports.common import (
     BOOL,
     DATETIME,
@@ -119,13 +120,15 @@ def answer_columns(questions: dict[str, QuestionColumns]) -> list[Column]:
     for code, qc in questions.items():
         t = qc.question.type
         if t == QuestionType.multi:
-            cols.extend(Column(f"{code}_{opt}", FLAG) for opt in qc.options)
+            cols.extend(Column(f"{code}_{opt}", FLAG, plain=True) for opt in qc.options)
         elif t == QuestionType.integer:
-            cols.append(Column(code, INT))
+            cols.append(Column(code, INT, plain=True))
         elif t == QuestionType.time:
             cols.append(Column(code, TIME))
-        else:
+        elif t == QuestionType.text:
             cols.append(Column(code, TEXT))
+        else:  # closed: a validated code, or its label made safe in `answer_labels`
+            cols.append(Column(code, TEXT, plain=True))
     return cols
 
 
@@ -139,7 +142,7 @@ def answer_labels(q: Question, language: str) -> dict[str, str]:
         out |= {v: built_in[v] for v in SCALE4}
     for o in q.options or []:
         out[o.code] = _pick(o.label, language)
-    return out
+    return {k: safe_cell(v) for k, v in out.items()}
 
 
 def _pick(labels: dict[str, str], language: str) -> str:

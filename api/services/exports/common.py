@@ -68,6 +68,9 @@ FLAG = "flag"  # 0, 1 or empty only (a multi-choice option): written as it is
 class Column:
     name: str
     type: str = TEXT
+    # Its values are written to CSV as they are: numbers, validated answer codes, or labels
+    # made safe once (a hundred answer columns converted cell by cell cost most of a row).
+    plain: bool = False
 
 
 @dataclass(slots=True)

@@ -25,7 +25,7 @@ import orjson
 import xlsxwriter
 
 from api.kit.spreadsheet import safe_cell
-from api.services.exports.common import DATETIME, FLAG, TIME, Export, Table
+from api.services.exports.common import DATETIME, TIME, Export, Table
 
 CHUNK = 64 * 1024
 BOM = "\ufeff"
@@ -57,15 +57,16 @@ def csv_chunks(
     buf.write(BOM)
     w.writerow([safe_cell(export.title)])
     w.writerow([c.name for c in table.columns])
-    # Only the cells that may need it are converted: at a hundred columns a function call
-    # per cell was most of the CSV's cost, and multi-choice 0/1 columns are most columns.
-    convert = [i for i, c in enumerate(table.columns) if c.type != FLAG]
+    # Only the cells that may need it are converted (`Column.plain`).
+    convert = [i for i, c in enumerate(table.columns) if not c.plain]
     n = 0
     for row in table.rows:
         cells = list(row)
         for i in convert:
             v = cells[i]
-            if v is not None:
+            if v.__class__ is str:
+                cells[i] = safe_cell(v)
+            elif v is not None:
                 cells[i] = csv_value(v)
         w.writerow(cells)
         n += 1
