@@ -22,7 +22,7 @@ from api.deps import READERS, Principal, SettingsDep, authenticate, check_missio
 from api.errors import COMMON_ERRORS, NotFound, Unauthorized, error_responses
 from api.routes.findings import FiltersDep
 from api.services import audit
-from api.services.exports import odata
+from api.services.exports import odata, stations
 from api.services.exports.common import mission_info, snapshot
 from api.services.findings.scope import Filters, resolve
 from models import Role
@@ -101,7 +101,7 @@ def _metadata(request: Request, settings: Settings, mission_id: uuid.UUID) -> by
     principal = _principal(request, settings, mission_id, READERS)
     with snapshot() as session:
         mission_info(session, mission_id)  # 404 for a mission that is not there
-        types: dict[str, Any] = {"Stations": odata.stations.STATION_COLUMNS}
+        types: dict[str, Any] = {"Stations": stations.STATION_COLUMNS}
         if "Checklists" in _sets_for(principal):
             types["Checklists"] = odata.checklist_columns(session, mission_id)
         return odata.metadata_xml(types)
@@ -123,9 +123,9 @@ def _query(
     filter_: str | None, skiptoken: str | None, fmt: str | None,
 ) -> odata.Query:  # fmt: skip
     if fmt is not None and fmt.split(";")[0].strip().lower() != "json":
-        raise odata._bad("$format", "only json")  # noqa: SLF001
+        raise odata.bad_query("$format", "only json")
     if count is not None and count.lower() not in ("true", "false"):
-        raise odata._bad("$count", "true or false")  # noqa: SLF001
+        raise odata.bad_query("$count", "true or false")
     chosen = [s.strip() for s in select_.split(",") if s.strip()] if select_ else None
     if chosen == ["*"]:
         chosen = None

@@ -61,6 +61,7 @@ def world(client: Any, session: Any) -> dict[str, Any]:
         "admin": admin,
         "analyst": make_token(session, mission.id, Role.analyst),
         "viewer": make_token(session, mission.id, Role.viewer),
+        "observer": obs2,
         "ids": ids,
     }
 
@@ -230,8 +231,19 @@ def test_findings_long_match_the_findings_view(client: Any, world: dict[str, Any
     counting = xlsx["counting"]
     assert [r[0] for r in counting[2:]] == [world["ids"]["closing"]]
     assert "fails_options_sum_to_valid" in counting[1]
-    for kind in ("incidents", "critical"):
-        _get(client, world["viewer"], f"/missions/{m.id}/exports/{kind}", format="xlsx")
+    incident = post(client, world["observer"], "S-3", "incident")
+    critical = post(client, world["observer"], "S-3", "opening", {"A2": "no"})
+    incidents = _csv(_get(client, world["viewer"], f"/missions/{m.id}/exports/incidents").content)
+    assert [r[0] for r in incidents[2:]] == [incident]
+    rows = _csv(_get(client, world["viewer"], f"/missions/{m.id}/exports/critical").content)
+    col = {name: i for i, name in enumerate(rows[1])}
+    found = {(r[0], r[col["question"]], r[col["answer"]]) for r in rows[2:]}
+    assert found == {(critical, "A2", "no"), (world["ids"]["v2"], "A4", "ballots")}
+    view = _get(client, world["viewer"], f"/missions/{m.id}/findings/critical").json()
+    assert view["count"] == len(rows) - 2
+    sheets = _xlsx(_get(client, world["viewer"], f"/missions/{m.id}/exports/critical",
+                        format="xlsx").content)  # fmt: skip
+    assert sorted(r[0] for r in sheets["by_question"][2:]) == ["A2", "A4"]
 
 
 def test_stations_geojson_is_a_feature_collection_longitude_first(

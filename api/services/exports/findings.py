@@ -13,6 +13,7 @@ import uuid
 import zoneinfo
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import time
 from typing import Any
 
 from sqlalchemy import and_, false, select
@@ -177,8 +178,6 @@ def incidents_table(session: Session, mission: MissionInfo, scope: Scope, langua
 
 
 def _clock(value: str | None) -> Any:
-    from datetime import time
-
     if value is None or len(value) != 5 or value[2] != ":":
         return value
     return time(int(value[:2]), int(value[3:]))
@@ -283,7 +282,3 @@ def export(
             ),  # fmt: skip
         ]
     return Export(kind, mission_id, title, stem, tables, version, {"scope": scope})
-
-
-# Re-exported for the stations export, which counts critical answers per station.
-__all__ = ["export", "FINDINGS_COLUMNS"]

@@ -60,7 +60,7 @@ class ODataError(AppError):
     error = "BadRequest"
 
 
-def _bad(option: str, message: str) -> ODataError:
+def bad_query(option: str, message: str) -> ODataError:
     return ODataError(
         f"{option}: {message}",
         code="odata_query",
@@ -170,7 +170,7 @@ def parse_filter(text: str, allowed: dict[str, Filter]) -> list[Any]:
             break
         m = _TOKEN.match(text, pos)
         if m is None or m.end() == pos:
-            raise _bad("$filter", f"cannot read {text[pos : pos + 20]!r}")
+            raise bad_query("$filter", f"cannot read {text[pos : pos + 20]!r}")
         kind = m.lastgroup or "word"
         tokens.append((kind, m.group(kind)))
         pos = m.end()
@@ -178,31 +178,33 @@ def parse_filter(text: str, allowed: dict[str, Filter]) -> list[Any]:
     i = 0
     while i < len(tokens):
         if i + 3 > len(tokens):
-            raise _bad("$filter", "expected `property operator value`")
+            raise bad_query("$filter", "expected `property operator value`")
         (pk, prop), (ok, op), (vk, raw) = tokens[i], tokens[i + 1], tokens[i + 2]
         if pk != "word" or prop not in allowed:
             names = ", ".join(sorted(allowed))
-            raise _bad("$filter", f"cannot filter on {prop!r}; filterable: {names}")
+            raise bad_query("$filter", f"cannot filter on {prop!r}; filterable: {names}")
         if ok != "word" or op not in _OPS:
-            raise _bad("$filter", f"unknown operator {op!r}; use eq ne gt ge lt le (joined by and)")
+            raise bad_query(
+                "$filter", f"unknown operator {op!r}; use eq ne gt ge lt le (joined by and)"
+            )
         cond, wanted = allowed[prop]
         value = _literal(vk, raw)
         if value is None and op not in ("eq", "ne"):
-            raise _bad("$filter", f"null only compares with eq or ne ({prop} {op} null)")
+            raise bad_query("$filter", f"null only compares with eq or ne ({prop} {op} null)")
         if value is not None and not (
             type(value) is wanted or (wanted is datetime and isinstance(value, datetime))
         ):
-            raise _bad("$filter", f"{prop} compares with {_KINDS[wanted]}, not {raw!r}")
+            raise bad_query("$filter", f"{prop} compares with {_KINDS[wanted]}, not {raw!r}")
         conds.append(cond(_COMPARE[op], value))
         i += 3
         if i < len(tokens):
             if tokens[i] != ("word", "and"):
-                raise _bad(
+                raise bad_query(
                     "$filter", f"expected `and`, got {tokens[i][1]!r} (only and is supported)"
                 )
             i += 1
             if i >= len(tokens):
-                raise _bad("$filter", "nothing after `and`")
+                raise bad_query("$filter", "nothing after `and`")
     return conds
 
 
@@ -221,14 +223,14 @@ def _literal(kind: str, raw: str) -> Any:
         try:
             return datetime.fromisoformat(raw.replace("Z", "+00:00"))
         except ValueError as exc:
-            raise _bad("$filter", f"{raw!r} is not a date and time") from exc
+            raise bad_query("$filter", f"{raw!r} is not a date and time") from exc
     if kind == "num":
         return float(raw) if "." in raw else int(raw)
     if raw in ("true", "false"):
         return raw == "true"
     if raw == "null":
         return None
-    raise _bad("$filter", f"{raw!r} is not a value: quote text as 'text'")
+    raise bad_query("$filter", f"{raw!r} is not a value: quote text as 'text'")
 
 
 # --- pages ----------------------------------------------------------------------------
@@ -278,7 +280,7 @@ def _decode(token: str) -> list[str]:
     try:
         return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode().split("|")
     except (ValueError, UnicodeDecodeError) as exc:
-        raise _bad("$skiptoken", "not a token this feed made") from exc
+        raise bad_query("$skiptoken", "not a token this feed made") from exc
 
 
 def _selected(columns: list[Column], chosen: list[str] | None) -> list[int]:
@@ -287,7 +289,7 @@ def _selected(columns: list[Column], chosen: list[str] | None) -> list[int]:
     names = [c.name for c in columns]
     unknown = [n for n in chosen if n not in names]
     if unknown:
-        raise _bad("$select", f"no properties {unknown}")
+        raise bad_query("$select", f"no properties {unknown}")
     return [names.index(n) for n in chosen]
 
 
