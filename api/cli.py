@@ -430,6 +430,68 @@ def template_check(path: Path) -> None:
     )
 
 
+@app.command("export")
+def export_data(
+    kind: Annotated[
+        str, typer.Argument(help="checklists, findings, counting, incidents, critical or stations")
+    ],  # fmt: skip
+    mission: MissionOpt,
+    output: Annotated[Path, typer.Option("--output", "-o", help="File to write")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="csv, xlsx or geojson")] = "csv",
+    versions: Annotated[str, typer.Option(help="latest, all or counting")] = "latest",
+    values: Annotated[str, typer.Option(help="codes or labels")] = "codes",
+    lang: Annotated[str | None, typer.Option(help="Language of labels")] = None,
+    location: Annotated[str | None, typer.Option(help="A place: 'Region/District'")] = None,
+    abroad: Annotated[bool | None, typer.Option(help="Only abroad / in-country")] = None,
+    phase: Annotated[str | None, typer.Option(help="Only one phase")] = None,
+    team: Annotated[str | None, typer.Option(help="Only one team")] = None,
+    template: Annotated[str | None, typer.Option(help="Template code")] = None,
+) -> None:
+    """Write an export to a file, as the API serves it, with a progress bar (recorded in
+    the audit trail as done with the command line)."""
+    from api.services.exports import service
+    from api.services.exports.checklists import count_checklists
+    from api.services.exports.common import Format, Kind, Options, Values, Versions, snapshot
+    from api.services.findings.scope import Filters
+
+    try:
+        k, f = Kind(kind), Format(fmt)
+        options = Options(Versions(versions), Values(values), lang)
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    filters = Filters(location=location, abroad=abroad, phase=phase, team=team, template=template)
+    tmp = output.with_name(output.name + ".part")
+    try:
+        service.check_format(k, f)
+        with snapshot() as session:
+            export = service.build(session, get_settings(), k, mission, filters, options)
+            total = None
+            if k == Kind.checklists:
+                total = count_checklists(session, export.meta["scope"], versions)
+            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TimeElapsedColumn())  # fmt: skip
+            with Progress(*columns, console=err) as progress, tmp.open("wb") as out:
+                task = progress.add_task(f"{k.value} → {output.name}", total=total)
+                for chunk in service.chunks(
+                    export, f, progress=lambda n: progress.advance(task, n)
+                ):
+                    out.write(chunk)
+        tmp.replace(output)
+        done = {
+            "format": f.value,
+            "filters": filters.key(),
+            "options": options.key(k),
+            "data_version": export.data_version,
+        }
+        with session_scope() as s:
+            audit.record_cli(s, mission, f"export {k.value}", str(output), done)
+    except AppError as exc:
+        tmp.unlink(missing_ok=True)
+        _fail(exc)
+    console.print(f"{output}: {export.title}")
+
+
 @app.command()
 def fold(
     once: Annotated[bool, typer.Option("--once", help="Fold what is pending, then exit")] = False,

@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(
         600, description="Requests one token may make per minute (429 above); 0 turns it off"
     )
+    odata_page_size: int = Field(
+        1000, ge=1, le=100_000, description="Most rows of one OData page (then @odata.nextLink)"
+    )
     attachments_dir: Path = Path("./var/attachments")
     attachment_max_bytes: int = Field(
         20_000_000, description="Largest file a checklist may declare (a phone photo or a PDF)"

@@ -19,11 +19,13 @@ from api.errors import TooLarge, install_error_handlers
 from api.routes import (
     attachments,
     checklists,
+    exports,
     findings,
     health,
     me,
     missions,
     observers,
+    odata,
     stations,
     sync,
     templates,
@@ -130,6 +132,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         templates.router,
         me.router,
         attachments.router,
+        exports.router,
+        odata.router,
         *access.ROUTERS,
     ):
         app.include_router(router)

@@ -294,6 +294,26 @@ MATRIX: dict[tuple[str, str], Row] = {
         m("/checklists/{c}/attachments/photo.jpg"),
         _gate({"admin": 404, "analyst": 404, "observer": 404, "viewer": 404}, 404),
     ),
+    # --- exports and the OData feed (issue 17): checklist-level for staff, the rest readers
+    ("GET", "/missions/{mission_id}/exports/{kind}"): Row(
+        m("/missions/{m}/exports/checklists"), staff(200)
+    ),
+    ("GET", "/missions/{mission_id}/odata"): Row(m("/missions/{m}/odata"), readers(200)),
+    ("GET", "/missions/{mission_id}/odata/$metadata"): Row(
+        m("/missions/{m}/odata/$metadata"), readers(200)
+    ),
+    ("GET", "/missions/{mission_id}/odata/Checklists"): Row(
+        m("/missions/{m}/odata/Checklists"), staff(200)
+    ),
+    ("GET", "/missions/{mission_id}/odata/Checklists/$count"): Row(
+        m("/missions/{m}/odata/Checklists/$count"), staff(200)
+    ),
+    ("GET", "/missions/{mission_id}/odata/Stations"): Row(
+        m("/missions/{m}/odata/Stations"), readers(200)
+    ),
+    ("GET", "/missions/{mission_id}/odata/Stations/$count"): Row(
+        m("/missions/{m}/odata/Stations/$count"), readers(200)
+    ),
     # --- the observers' web app: public files (the token stays on the phone)
     ("GET", "/app"): Row(m("/app"), anyone(200)),
 }

@@ -333,3 +333,35 @@ def _quick_count(
         "correction",
         "options": estimates,
     }
+
+
+def every_report(
+    session: Session, scope: Scope, cfg: FindingsSettings
+) -> tuple[list[str], Any] | None:
+    """Every counting report with its figures and a 0/1 per check (1: it fails), streamed
+    for exports; None when the mission has no protocol or the scope has no closing."""
+    protocol = protocol_of(session, scope.mission_id)
+    if protocol is None or scope.empty or scope.filters.phase not in (None, "closing"):
+        return None
+    p = _pivot(scope, protocol)
+    n_opts = len(protocol.options)
+    flags = {
+        name: func.coalesce(case((cond, 1), else_=0), 0)
+        for name, cond in _failures(p, n_opts, cfg).items()
+    }
+    figures = [*FIGURES, *[f"v{i + 1}" for i in range(n_opts)]]
+    names = ["checklist_id", "station", "received_at", "review_state"]
+    names += [*FIGURES, *protocol.options, *[f"fails_{n}" for n in flags]]
+    q = (
+        select(
+            p.c.checklist_id,
+            ST.c.code,
+            p.c.received_at,
+            p.c.review_state,
+            *[p.c[f] for f in figures],
+            *flags.values(),
+        )
+        .select_from(p.join(ST, ST.c.id == p.c.station_id))
+        .order_by(ST.c.code, p.c.received_at, p.c.checklist_id)
+    )
+    return names, session.execute(q.execution_options(stream_results=True, yield_per=1000))

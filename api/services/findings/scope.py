@@ -118,15 +118,23 @@ def resolve(session: Session, mission_id: uuid.UUID, filters: Filters) -> Scope:
 
 
 def checklist_predicate(
-    scope: Scope, cl: Any = CL, phase: bool = True, first_versions: bool = False
+    scope: Scope,
+    cl: Any = CL,
+    phase: bool = True,
+    first_versions: bool = False,
+    versions: str = "counting",
 ) -> Any:
     """SQL condition selecting the counting checklists a scope is about (or, with
-    `first_versions`, every checklist as it first arrived)."""
+    `first_versions`, every checklist as it first arrived). Exports choose other
+    `versions`: "latest" (whatever their review state) or "all" (every version)."""
     f = scope.filters
-    conds = [
-        cl.c.mission_id == scope.mission_id,
-        cl.c.version == 1 if first_versions else counts(cl),
-    ]
+    conds = [cl.c.mission_id == scope.mission_id]
+    if first_versions:
+        conds.append(cl.c.version == 1)
+    elif versions == "counting":
+        conds.append(counts(cl))
+    elif versions == "latest":
+        conds.append(cl.c.is_latest.is_(True))
     if phase and f.phase is not None:
         conds.append(cl.c.phase == f.phase)
     # Aliases: the caller's query may join these tables itself.

@@ -1,0 +1,1 @@
+"""Small helpers that several features share (one home each)."""
