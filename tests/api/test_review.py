@@ -219,8 +219,10 @@ def test_a_decision_on_a_state_that_changed_meanwhile_is_refused_and_writes_noth
 
 def test_an_expected_quarantine_that_changed_meanwhile_is_refused(client, field) -> None:
     cid = field["checklist"]["id"]
-    assert _review(client, field["analyst"], cid, quarantined=True, comment="odd").status_code == 201
+    held = _review(client, field["analyst"], cid, quarantined=True, comment="odd")
+    assert held.status_code == 201
     r = _review(
         client, field["analyst"], cid, state="verified", expected_quarantined=False, comment="ok"
     )
-    assert r.status_code == 409 and r.json()["errors"][0]["path"] == ["body", "expected_quarantined"]
+    assert r.status_code == 409
+    assert r.json()["errors"][0]["path"] == ["body", "expected_quarantined"]

@@ -20,10 +20,19 @@ import httpx
 import pytest
 
 from models import Role
-from tests.browser.test_observer_app import chromium  # noqa: F401 - the shared fixture
-from tests.factories import auth, checklist_payload, make_mission, make_observer, make_station
-from tests.factories import answers_for, make_token
+from tests.browser import test_observer_app as observer_app
+from tests.factories import (
+    answers_for,
+    auth,
+    checklist_payload,
+    make_mission,
+    make_observer,
+    make_station,
+    make_token,
+)
 from tests.live_server import live_server
+
+chromium = observer_app.chromium  # the same headless Chromium fixture
 
 pytestmark = pytest.mark.browser
 
@@ -118,7 +127,8 @@ def test_analyst_sees_a_checklist_arrive_opens_it_from_the_feed_and_rejects_it(
     # Keyboard: 3 picks "Reject", the comment is typed, Ctrl+Enter saves.
     page.locator(".review [data-decision='verified']").focus()
     page.keyboard.press("3")
-    assert page.locator(".review [data-decision='rejected']").get_attribute("aria-pressed") == "true"
+    rejected = page.locator(".review [data-decision='rejected']")
+    assert rejected.get_attribute("aria-pressed") == "true"
     page.locator(".review textarea").fill("The station was closed at that hour")
     _shot(page, "checklist-1366")
     page.keyboard.press("Control+Enter")
@@ -262,6 +272,50 @@ def test_console_loads_every_page_with_nothing_from_outside_the_server(
     context.unroute(re.compile(r".*/missions/.*"))
     page.locator("#live.live, #live.polling").wait_for(timeout=70_000)
     assert page.locator("#stale-note").count() == 0
+    context.close()
+
+
+def test_event_stream_is_followed_from_its_last_id_and_a_proxy_that_cuts_it_means_polling(
+    chromium: Any, server: str, field: dict[str, Any]
+) -> None:
+    """The events route as its contract says (emulated here, so that the console is proven
+    against the contract whether or not the server has the route): each stream is cut at
+    once, as a proxy that drops streams would; the console resumes from the last id it saw,
+    then falls back to polling. An `unauthorized` event shows the sign-in page."""
+    asked: list[dict[str, str]] = []
+
+    def cut_stream(route: Any) -> None:
+        asked.append(route.request.headers)
+        n = len(asked)
+        body = (
+            f'retry: 500\nid: {n}\nevent: hello\ndata: {{"data_version": 0, '
+            f'"server_time": "2026-12-04T00:00:00Z"}}\n\n: keepalive\n\n'
+        )
+        route.fulfill(status=200, body=body, headers={"Content-Type": "text/event-stream"})
+
+    context = chromium.new_context(**LAPTOP)
+    context.route(re.compile(r".*/missions/[^/]+/events$"), cut_stream)
+    page = context.new_page()
+    page.goto(f"{server}/console/#token={field['analyst']}")
+    page.locator("#live.polling").wait_for(timeout=20_000)
+    assert len(asked) == 3
+    assert "last-event-id" not in asked[0]
+    assert [h.get("last-event-id") for h in asked[1:]] == ["1", "2"]
+    assert all(h["authorization"] == f"Bearer {field['analyst']}" for h in asked)
+    context.close()
+
+    context = chromium.new_context(**LAPTOP)
+    context.route(
+        re.compile(r".*/missions/[^/]+/events$"),
+        lambda route: route.fulfill(
+            status=200,
+            body="event: unauthorized\ndata: {}\n\n",
+            headers={"Content-Type": "text/event-stream"},
+        ),
+    )
+    page = context.new_page()
+    page.goto(f"{server}/console/#token={field['analyst']}")
+    page.get_by_text("Your sign-in is no longer valid").wait_for(timeout=20_000)
     context.close()
 
 

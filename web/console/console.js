@@ -217,8 +217,25 @@ async function list(name, load, always) {
 
 // --- live state -------------------------------------------------------------------------
 
+let recovering = false;
+/* While the server or its database is away, try the page again every few seconds, whatever
+   the event stream is doing (it may be up while the database is not). */
+async function recover() {
+  if (recovering) return;
+  recovering = true;
+  try {
+    while (state.live === "reconnecting" && state.me) {
+      await sleep(POLL_MS);
+      await refresh();
+    }
+  } finally {
+    recovering = false;
+  }
+}
+
 function setLive(mode) {
   state.live = mode;
+  if (mode === "reconnecting") recover();
   if (mode !== "reconnecting") state.lastOk = new Date();
   const el = document.getElementById("live");
   if (!el) return;
@@ -324,8 +341,7 @@ async function follow() {
     // A stream cut again and again before it carried anything: a proxy that drops streams.
     drops = events === 0 || Date.now() - opened < 5000 ? drops + 1 : 0;
     if (drops >= 3) return poll(generation);
-    setLive("reconnecting");
-    await sleep(wait);
+    await sleep(wait); // a stream that ended cleanly: follow it again, from the last id
   }
 }
 
@@ -397,20 +413,12 @@ function onEvent(ev) {
 async function poll(generation) {
   stream.mode = "poll";
   setLive("polling");
-  let lastTry = Date.now();
+  const lastTry = Date.now();
   while (state.token && generation === stream.generation) {
     await sleep(POLL_MS);
     if (generation !== stream.generation) return;
     await refresh();
-    if (Date.now() - lastTry > SSE_RETRY_MS) {
-      lastTry = Date.now();
-      const res = await fetch(`/missions/${mid()}/events`, {
-        method: "HEAD", headers: { Authorization: "Bearer " + state.token }, cache: "no-store",
-      }).catch(() => null);
-      if (res && res.ok && (res.headers.get("content-type") || "").startsWith("text/event-stream")) {
-        return follow();
-      }
-    }
+    if (Date.now() - lastTry > SSE_RETRY_MS) return follow(); // the stream may be back
   }
 }
 
@@ -645,7 +653,7 @@ function fill(id, data, draw) {
   if (!el) return;
   if (el._data === data) return; // the same copy (a 304): nothing to draw
   el._data = data;
-  el.querySelector(".body").replaceChildren(...[].concat(draw(data)));
+  el.querySelector(".body").replaceChildren(...[].concat(draw(data)).filter(Boolean));
 }
 
 async function route() {
@@ -781,14 +789,15 @@ function barChart(pairs, title) {
   return svg;
 }
 
-const SHADES = ["#1e6b2f", "#7dbb6f", "#f0a95a", "#b3261e", "#8a8f96", "#4c7fb8", "#a37acc"];
+const SHADES = ["#0a58a8", "#8fb3dc", "#5f6b7a", "#c9b458", "#a37acc", "#3d9a8b", "#d0d5db"];
+const SCALE_SHADES = ["#1e6b2f", "#7dbb6f", "#f0a95a", "#b3261e"]; // very good … very bad
 
 /* One horizontal bar of answer shares, with its legend. */
-function shareBar(answers, total) {
+function shareBar(answers, total, scale) {
   const bar = h("div", { class: "sbar", role: "img", "aria-label": answers.map((a) => `${a.label}: ${a.text}`).join("; ") });
   const legend = h("div", { class: "legend" });
   answers.forEach((a, i) => {
-    const colour = SHADES[i % SHADES.length];
+    const colour = (scale ? SCALE_SHADES : SHADES)[i % SHADES.length];
     const w = total ? (100 * a.count) / total : 0;
     if (w > 0) bar.append(h("span", { style: `width:${w}%;background:${colour}`, title: `${a.label}: ${a.text}` }));
     legend.append(h("span", {}, h("span", { class: "dot", style: `background:${colour}` }), `${a.label}: ${a.text}`));
@@ -942,17 +951,19 @@ function drawFindings(f, regional) {
   for (const p of f.phases) {
     if (state.filters.phase && p.phase !== state.filters.phase) continue;
     out.push(h("h3", { text: `${phaseName(p.phase)}: ${t("observations_stations", { o: num(p.observations), s: num(p.stations) })}` }));
+    const qs = h("div", { class: "qs" });
+    out.push(qs);
     for (const q of p.questions) {
       const answers = (q.answers || []).filter((a) => a.value !== "na");
       const parts = [
         h("div", { class: "label" }, `${q.code}. ${q.label}`),
         h("div", { class: "muted", text: t("answered_of", { answered: num(q.answered), asked: num(q.asked), stations: num(q.stations), na: num(q.not_applicable) }) }),
       ];
-      if (["scale4", "yes_no", "single"].includes(q.type) && answers.length) parts.push(...shareBar(answers, q.answered - (q.not_applicable || 0)));
+      if (["scale4", "yes_no", "single"].includes(q.type) && answers.length) parts.push(...shareBar(answers, q.answered - (q.not_applicable || 0), q.type === "scale4"));
       else if (answers.length) parts.push(h("div", { class: "legend" }, answers.map((a) => h("span", {}, `${a.label}: ${a.text}`))));
       else if (q.total !== undefined) parts.push(h("div", { text: t("total", { n: num(q.total) }) }));
       if (regional && q.type === "yes_no") parts.push(drawByRegion(p.phase, q, regional));
-      out.push(h("div", { class: "q", "data-code": q.code }, parts));
+      qs.append(h("div", { class: "q", "data-code": q.code }, parts));
     }
   }
   if (out.length === 1) out.push(h("p", { class: "muted", text: t("nothing_yet") }));
@@ -1303,7 +1314,7 @@ function drawQueue(all, crit, counting) {
   body.replaceChildren(
     h("p", { class: "muted", text: t("queue_keys") }),
     h("div", { class: "scroll queue", tabindex: "0" }, h("table", {}, h("thead", {}, h("tr", {}, [t("reason"), t("station"), t("phase"), t("observed_at"), t("review_state"), ""].map((x) => h("th", { scope: "col", text: x })))), h("tbody", {}, rows))),
-    items.length > 300 ? h("p", { class: "muted", text: t("queue_more", { n: num(items.length - 300) }) }) : null);
+    items.length > 300 ? h("p", { class: "muted", text: t("queue_more", { n: num(items.length - 300) }) }) : "");
 }
 
 function queueKey(e, c) {
