@@ -9,6 +9,7 @@ Set POLLCHECK_SCREENSHOTS=<folder> to keep a screenshot of each page at 1366×76
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Iterator
@@ -67,10 +68,24 @@ def field(session: Any) -> dict[str, Any]:
     }
 
 
-def _post(server: str, token: str, station: str, phase: str, **answers: Any) -> str:
+def _post(
+    server: str, token: str, station: str, phase: str, photo: bytes | None = None, **answers: Any
+) -> str:
     body = checklist_payload(station, phase, answers_for(phase, answers))
+    if photo is not None:
+        digest = hashlib.sha256(photo).hexdigest()
+        body["attachments"] = [
+            {"name": "photo.png", "sha256": digest, "size": len(photo), "content_type": "image/png"}
+        ]
     r = httpx.post(f"{server}/checklists", json=body, headers=auth(token))
     assert r.status_code == 201, r.text
+    if photo is not None:
+        up = httpx.put(
+            f"{server}/checklists/{body['id']}/attachments/photo.png",
+            content=photo,
+            headers=auth(token) | {"Content-Type": "image/png"},
+        )
+        assert up.status_code == 201, up.text
     return str(body["id"])
 
 
@@ -219,7 +234,8 @@ def test_viewer_has_no_review_controls_and_a_forced_review_is_refused(
 def test_statement_evidence_links_open_the_checklists_behind_it(
     chromium: Any, server: str, field: dict[str, Any]
 ) -> None:
-    crit = _post(server, field["observer"], "AST-002", "voting", C6="yes")
+    photo = (Path(__file__).parents[2] / "web" / "icons" / "icon-192.png").read_bytes()
+    crit = _post(server, field["observer"], "AST-002", "voting", photo=photo, C6="yes")
     context, page = _open(chromium, server, field["analyst"])
     page.goto(f"{server}/console/#/statement")
     evidence = page.locator(f"#statement .evidence a[href='#/checklist/{crit}']")
@@ -228,6 +244,10 @@ def test_statement_evidence_links_open_the_checklists_behind_it(
     evidence.first.click()
     page.locator("h1", has_text="AST-002").wait_for()
     assert page.url.endswith(f"#/checklist/{crit}")
+    # The photo is shown (fetched with the token: an <img> could not send it).
+    shown = page.locator("img[alt='Attachment photo.png']")
+    shown.wait_for()
+    assert shown.evaluate("img => img.decode().then(() => img.naturalWidth)") == 192
 
     # Russian: the same evidence, the statement in the other language.
     page.goto(f"{server}/console/#/statement")

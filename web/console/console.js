@@ -206,13 +206,23 @@ async function allLatestChecklists() {
   return out;
 }
 
-/* A list kept until the data version moves (the lists have no ETags of their own). */
-async function list(name, load, always) {
+/* A list kept until the data version moves (the lists have no ETags of their own), and
+   read again at most every LIST_MIN_AGE_MS while checklists pour in: a mission's whole list
+   is many pages. Dropping it (`forget`) reads it at once, as after one's own decision. */
+const LIST_MIN_AGE_MS = 10000;
+async function list(name, load) {
   const held = state.lists[name];
-  if (held && !always && held.version === state.dataVersion) return held.data;
+  if (held && (held.version === state.dataVersion || Date.now() - held.at < LIST_MIN_AGE_MS)) {
+    return held.data;
+  }
   const data = await load();
-  state.lists[name] = { version: state.dataVersion, data };
+  state.lists[name] = { version: state.dataVersion, data, at: Date.now() };
   return data;
+}
+
+function forget() {
+  state.dataVersion = null;
+  delete state.lists.checklists;
 }
 
 // --- live state -------------------------------------------------------------------------
@@ -382,6 +392,15 @@ async function readEvents(res, ctrl, handle) {
   }
 }
 
+/* Another decision on a checklist whose review form is open (one's own closes the form). */
+function changedUnder(ev) {
+  for (const form of document.querySelectorAll(".review")) {
+    if (form.dataset.id === ev.checklist_id) {
+      form.querySelector(".under").textContent = t("changed_under", { state: stateName(ev.state) });
+    }
+  }
+}
+
 function onEvent(ev) {
   if (ev.id) stream.lastId = ev.id;
   let data = {};
@@ -405,7 +424,7 @@ function onEvent(ev) {
     refreshSoon(100);
   } else if (ev.event === "checklist" || ev.event === "review") {
     state.dataVersion = null; // the lists follow the checklists, not the folded findings
-    if (ev.event === "review" && state.page && state.page.reviewed) state.page.reviewed(data);
+    if (ev.event === "review") changedUnder(data);
     refreshSoon(300);
   }
 }
@@ -876,7 +895,7 @@ async function drawMap(crit) {
     return;
   }
   const [stations, checklists, observers] = await Promise.all([
-    list("stations", allStations, false),
+    list("stations", allStations),
     list("checklists", allLatestChecklists),
     observersList(),
   ]);
@@ -1097,13 +1116,6 @@ function checklistPage(id) {
       const form = box.querySelector(".review");
       const kept = form && !first ? form : null; // an open form keeps what was typed
       box.replaceChildren(...drawChecklist(latest, details, tpl, observer, station, reviews, files, kept));
-      if (kept && page.changedUnder) kept.querySelector(".under").textContent = page.changedUnder;
-    },
-    reviewed(ev) {
-      const form = document.querySelector("#cl .review");
-      if (form && form.dataset.id === ev.checklist_id && form.dataset.state !== ev.state) {
-        page.changedUnder = t("changed_under", { state: stateName(ev.state) });
-      }
     },
   };
   return page;
@@ -1211,7 +1223,7 @@ function reviewForm(cl, onDone) {
         });
         if (res.ok) {
           toast(t("review_saved"));
-          state.dataVersion = null;
+          forget();
           if (onDone) onDone();
           else { form.remove(); refreshSoon(0); }
           return;
@@ -1341,7 +1353,7 @@ function openInline(row, c) {
     const after = next && next.nextElementSibling;
     row.remove();
     if (next) next.remove();
-    state.dataVersion = null;
+    forget();
     if (after) after.focus();
     refreshSoon(500);
   });
