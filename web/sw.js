@@ -2,12 +2,13 @@
    API calls are not cached here: the app keeps its data in IndexedDB and decides itself. */
 "use strict";
 
-const VERSION = "pollcheck-app-v1";
+const VERSION = "pollcheck-app-v2";
 const SHELL = [
   "/app/",
   "/app/index.html",
   "/app/style.css",
   "/app/i18n.js",
+  "/app/dom.js",
   "/app/store.js",
   "/app/sha256.js",
   "/app/app.js",

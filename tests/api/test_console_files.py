@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from api.config import Settings
 from api.main import create_app
-from api.routes.web import CONSOLE_DIR
+from api.routes.web import CONSOLE_DIR, WEB_DIR
 
 FIRST_LOAD_BUDGET = 200 * 1024  # bytes, gzipped
 
@@ -49,8 +49,10 @@ def test_a_tile_url_that_is_not_a_tile_template_is_refused(bad: str) -> None:
 def test_console_first_load_is_within_its_budget() -> None:
     """Everything index.html loads, gzipped as the server sends it (level 9)."""
     index = (CONSOLE_DIR / "index.html").read_text()
-    paths = re.findall(r'(?:src|href)="/console/([^"]+)"', index)
-    assert "console.js" in paths and "vendor/leaflet-1.9.4/leaflet.js" in paths
-    files = [CONSOLE_DIR / "index.html", *(CONSOLE_DIR / p for p in paths)]
+    paths = re.findall(r'(?:src|href)="/(console|app)/([^"]+)"', index)
+    assert ("console", "console.js") in paths and ("app", "dom.js") in paths
+    assert ("console", "vendor/leaflet-1.9.4/leaflet.js") in paths
+    folder = {"console": CONSOLE_DIR, "app": WEB_DIR}
+    files = [CONSOLE_DIR / "index.html", *(folder[where] / p for where, p in paths)]
     total = sum(len(gzip.compress(Path(f).read_bytes(), 9)) for f in files)
     assert total <= FIRST_LOAD_BUDGET, f"{total} bytes gzipped"
