@@ -61,14 +61,7 @@ function clock(iso) {
   return d.toLocaleTimeString(state.lang, { hour: "2-digit", minute: "2-digit" });
 }
 
-let toastTimer = null;
-function toast(text) {
-  const el = document.getElementById("toast");
-  el.textContent = text;
-  el.classList.add("show");
-  clearTimeout(toastTimer);
-  toastTimer = setTimeout(() => el.classList.remove("show"), 4000);
-}
+// toast(): web/dom.js
 
 class AuthError extends Error {}
 

@@ -26,3 +26,13 @@ function h(tag, attrs, ...children) {
   }
   return el;
 }
+
+/* A short message at the bottom of the screen (#toast), gone after a few seconds. */
+let toastTimer = null;
+function toast(text) {
+  const el = document.getElementById("toast");
+  el.textContent = text;
+  el.classList.add("show");
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => el.classList.remove("show"), 4000);
+}

@@ -69,9 +69,17 @@ def field(session: Any) -> dict[str, Any]:
 
 
 def _post(
-    server: str, token: str, station: str, phase: str, photo: bytes | None = None, **answers: Any
+    server: str,
+    token: str,
+    station: str,
+    phase: str,
+    photo: bytes | None = None,
+    replaces: str | None = None,
+    **answers: Any,
 ) -> str:
     body = checklist_payload(station, phase, answers_for(phase, answers))
+    if replaces:
+        body["replaces"] = replaces
     if photo is not None:
         digest = hashlib.sha256(photo).hexdigest()
         body["attachments"] = [
@@ -194,6 +202,27 @@ def test_a_decision_taken_meanwhile_is_told_and_the_comment_kept(
     )
     history = httpx.get(f"{server}/checklists/{crit}/reviews", headers=auth(field["analyst"]))
     assert [e["comment"] for e in history.json()["data"]] == ["calling"]
+    context.close()
+
+
+def test_checklist_page_shows_versions_side_by_side_with_the_change_marked(
+    chromium: Any, server: str, field: dict[str, Any]
+) -> None:
+    first = _post(server, field["observer"], "AST-001", "voting", C6="yes")
+    second = _post(server, field["observer"], "AST-001", "voting", replaces=first, C6="no")
+    context, page = _open(chromium, server, field["analyst"])
+    page.goto(f"{server}/console/#/checklist/{second}")
+    table = page.locator("table.answers")
+    table.wait_for()
+    assert [th.inner_text().split(" ·")[0] for th in table.locator("th").all()][1:] == ["v1", "v2"]
+    changed = table.locator("tr.changed")
+    assert changed.count() == 1
+    assert changed.inner_text().split("\t") == [
+        "C6. Did the same person assist several voters?",
+        "Yes",
+        "No",
+    ]
+    assert changed.locator(".diff").inner_text() == "No"
     context.close()
 
 

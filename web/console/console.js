@@ -65,14 +65,7 @@ function shortId(id) {
   return String(id).slice(0, 8);
 }
 
-let toastTimer = null;
-function toast(text) {
-  const el = document.getElementById("toast");
-  el.textContent = text;
-  el.classList.add("show");
-  clearTimeout(toastTimer);
-  toastTimer = setTimeout(() => el.classList.remove("show"), 5000);
-}
+// toast(): web/dom.js
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -551,7 +544,7 @@ function drawTools() {
         onclick: () => { sessionEnded(); },
       })
     : null;
-  const who = state.me ? h("span", { text: `${state.me.mission.name} · ${t("role_" + state.me.role)}` }) : null;
+  const who = state.me ? h("span", { class: "who", title: state.me.mission.name, text: `${state.me.mission.name} · ${t("role_" + state.me.role)}` }) : null;
   document.getElementById("tools").replaceChildren(...[who, lang, out].filter(Boolean));
   document.documentElement.lang = state.lang;
 }
