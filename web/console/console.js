@@ -180,9 +180,10 @@ async function allLatestChecklists() {
    read again at most every LIST_MIN_AGE_MS while checklists pour in: a mission's whole list
    is many pages. Dropping it (`forget`) reads it at once, as after one's own decision. */
 const LIST_MIN_AGE_MS = 10000;
-async function list(name, load) {
+async function list(name, load, keep) {
   const held = state.lists[name];
-  if (held && (held.version === state.dataVersion || Date.now() - held.at < LIST_MIN_AGE_MS)) {
+  const fresh = held && (keep || held.version === state.dataVersion || Date.now() - held.at < LIST_MIN_AGE_MS);
+  if (fresh) {
     return held.data;
   }
   const data = await load();
@@ -441,7 +442,7 @@ async function signIn(token, msg) {
   }
 }
 
-function sessionEnded() {
+function sessionEnded(signedOut) {
   if (!state.token && !state.me) return; // told once, though several requests learn it
   stream.generation++;
   if (stream.abort) stream.abort.abort();
@@ -451,7 +452,7 @@ function sessionEnded() {
   state.me = null;
   state.views.clear();
   state.lists = {};
-  showSignIn(was ? t("session_ended") : "");
+  showSignIn(was && signedOut !== true ? t("session_ended") : "");
 }
 
 function showSignIn(message) {
@@ -541,7 +542,7 @@ function drawTools() {
   const out = state.me
     ? h("button", {
         class: "link", type: "button", text: t("sign_out"),
-        onclick: () => { sessionEnded(); },
+        onclick: () => { sessionEnded(true); },
       })
     : null;
   const who = state.me ? h("span", { class: "who", title: state.me.mission.name, text: `${state.me.mission.name} · ${t("role_" + state.me.role)}` }) : null;
@@ -626,7 +627,7 @@ async function observersList() {
       if (out.length >= page.count || !page.data.length) break;
     }
     return out;
-  });
+  }, true);
 }
 
 // --- pages ---------------------------------------------------------------------------------
@@ -865,7 +866,7 @@ async function drawMap(crit) {
     return;
   }
   const [stations, checklists, observers] = await Promise.all([
-    list("stations", allStations),
+    list("stations", allStations, true),
     list("checklists", allLatestChecklists),
     observersList(),
   ]);
@@ -1433,7 +1434,10 @@ window.addEventListener("hashchange", () => {
   for (;;) {
     try {
       const res = await fetch("/me", { headers: { Authorization: "Bearer " + state.token }, cache: "no-store" });
-      if (res.status === 401 || res.status === 403) return sessionEnded();
+      if (res.status === 401 || res.status === 403) {
+        sessionEnded();
+        return showSignIn(t("session_ended")); // a token kept from an earlier visit
+      }
       if (res.ok) return start(await res.json());
     } catch (e) {
       /* the server is away: say so and try again */
