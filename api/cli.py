@@ -87,8 +87,10 @@ def demo(credentials_file: Path = Path("var/demo-credentials.txt")) -> None:
 
     s = get_settings()
     observer = next(t for r, t in tokens.items() if r.startswith("observer"))
+    base = f"http://{s.host}:{s.port}"
+    console.print(f"observer web app, signed in: {signin_url(base, observer)}", soft_wrap=True)
     console.print(
-        f"observer web app, signed in: {signin_url(f'http://{s.host}:{s.port}', observer)}",
+        f"core team's console, as the analyst: {base}/console/#token={tokens['analyst']}",
         soft_wrap=True,
     )
 

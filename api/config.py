@@ -81,6 +81,15 @@ class Settings(BaseSettings):
         20_000_000, description="Largest file a checklist may declare (a phone photo or a PDF)"
     )
     attachments_per_checklist: int = Field(10, description="Most files one checklist may declare")
+    map_tile_url: str = Field(
+        "",
+        description="Map tiles for the console, as a Leaflet URL template "
+        "(https://tiles.example.org/{z}/{x}/{y}.png, on the mission's LAN if it has no "
+        "internet); empty: the map draws the stations on a plain background",
+    )
+    map_tile_attribution: str = Field(
+        "", description="The tiles' attribution line, shown on the map (plain text)"
+    )
     secret_key: str = Field(
         "dev-only-change-me", description="Signs short-lived links; must be set outside development"
     )
@@ -89,6 +98,12 @@ class Settings(BaseSettings):
     def _no_placeholder_secrets(self) -> Settings:
         if self.environment == "production" and self.secret_key == "dev-only-change-me":
             raise ValueError("POLLCHECK_SECRET_KEY must be set to a real secret in production")
+        tiles = self.map_tile_url
+        if tiles and not (tiles.startswith(("http://", "https://", "/")) and "{z}" in tiles):
+            raise ValueError(
+                "POLLCHECK_MAP_TILE_URL must be an http(s) URL or a path on this server "
+                "with {z}, {x} and {y} in it, e.g. https://tiles.example.org/{z}/{x}/{y}.png"
+            )
         return self
 
     @property

@@ -137,7 +137,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         *access.ROUTERS,
     ):
         app.include_router(router)
-    web.mount(app)
+    web.mount(app, settings=settings)
     # Phones on 2G: JSON and the web app shrink four to ten times.
     app.add_middleware(GZipMiddleware, minimum_size=1000)
 

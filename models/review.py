@@ -47,6 +47,14 @@ class ReviewCreate(SQLModel):
     comment: str = Field(
         min_length=1, max_length=2000, description="Why: shown in the history and the audit trail"
     )
+    expected_state: ReviewState | None = Field(
+        None,
+        description="The review state the analyst saw: when it has changed meanwhile (another "
+        "analyst decided), nothing is written and the answer is 409 review_changed",
+    )
+    expected_quarantined: bool | None = Field(
+        None, description="The quarantine the analyst saw, checked as `expected_state` is"
+    )
 
     @model_validator(mode="after")
     def _changes_something(self) -> ReviewCreate:

@@ -36,29 +36,7 @@ if (!TEXTS[state.lang]) state.lang = "en";
 
 // --- small helpers ----------------------------------------------------------------------
 
-function t(key, vars) {
-  let s = (TEXTS[state.lang] && TEXTS[state.lang][key]) || TEXTS.en[key] || key;
-  for (const [k, v] of Object.entries(vars || {})) s = s.replace("{" + k + "}", v);
-  return s;
-}
-
-/* Build DOM nodes; text is always set as text, never as HTML. */
-function h(tag, attrs, ...children) {
-  const el = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (v === null || v === undefined || v === false) continue;
-    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
-    else if (k === "class") el.className = v;
-    else if (k === "text") el.textContent = v;
-    else if (v === true) el.setAttribute(k, "");
-    else el.setAttribute(k, v);
-  }
-  for (const c of children.flat()) {
-    if (c === null || c === undefined || c === false) continue;
-    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  }
-  return el;
-}
+// t() and h(): web/dom.js
 
 function newId() {
   if (crypto.randomUUID) return crypto.randomUUID();
@@ -86,14 +64,7 @@ function clock(iso) {
   return d.toLocaleTimeString(state.lang, { hour: "2-digit", minute: "2-digit" });
 }
 
-let toastTimer = null;
-function toast(text) {
-  const el = document.getElementById("toast");
-  el.textContent = text;
-  el.classList.add("show");
-  clearTimeout(toastTimer);
-  toastTimer = setTimeout(() => el.classList.remove("show"), 4000);
-}
+// toast(): web/dom.js
 
 /* Scroll an element to just below what stays stuck at the top (the bar and the form's
    head), never under it: centring a tall question hid its first lines there. */

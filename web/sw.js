@@ -8,6 +8,7 @@ const SHELL = [
   "/app/index.html",
   "/app/style.css",
   "/app/i18n.js",
+  "/app/dom.js",
   "/app/store.js",
   "/app/sha256.js",
   "/app/app.js",

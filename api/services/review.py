@@ -43,6 +43,7 @@ def set_review(
             code="not_latest_version",
         )
     state_before = ReviewState(row.review_state)
+    _check_unchanged(checklist_id, body, state_before, bool(row.quarantined))
     state_after = body.state if body.state is not None else state_before
     q_after = body.quarantined if body.quarantined is not None else bool(row.quarantined)
     session.execute(
@@ -90,6 +91,30 @@ def set_review(
         credential_id=principal.credential_id,
         created_at=now,
     )
+
+
+def _check_unchanged(
+    checklist_id: uuid.UUID, body: ReviewCreate, state: ReviewState, quarantined: bool
+) -> None:
+    """A decision made on what the analyst saw: refused when another one came in between."""
+    state_moved = body.expected_state is not None and body.expected_state != state
+    quarantine_moved = (
+        body.expected_quarantined is not None and body.expected_quarantined != quarantined
+    )
+    if state_moved or quarantine_moved:
+        held = " and quarantined" if quarantined else ""
+        raise Conflict(
+            f"checklist {checklist_id} was reviewed meanwhile: it is now {state.value}{held}; "
+            "nothing was changed",
+            code="review_changed",
+            errors=[
+                {
+                    "path": ["body", "expected_state" if state_moved else "expected_quarantined"],
+                    "code": "review_changed",
+                    "message": f"now {state.value}" + (", quarantined" if quarantined else ""),
+                }
+            ],
+        )
 
 
 def history(session: Session, principal: Principal, checklist_id: uuid.UUID) -> list[ReviewPublic]:

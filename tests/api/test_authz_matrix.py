@@ -316,6 +316,8 @@ MATRIX: dict[tuple[str, str], Row] = {
     ),
     # --- the observers' web app: public files (the token stays on the phone)
     ("GET", "/app"): Row(m("/app"), anyone(200)),
+    # --- the core team's console: public files (data needs a token)
+    ("GET", "/console"): Row(m("/console"), anyone(200)),
 }
 
 

@@ -188,3 +188,41 @@ def test_two_analysts_deciding_at_once_each_see_the_state_the_other_left(field) 
         ("received", "rejected"),
         ("rejected", "verified"),
     ]
+
+
+def test_a_decision_on_a_state_that_changed_meanwhile_is_refused_and_writes_nothing(
+    client, field
+) -> None:
+    cid = field["checklist"]["id"]
+    first = _review(
+        client, field["analyst"], cid, state="verified", expected_state="received", comment="ok"
+    )
+    assert first.status_code == 201, first.text
+    # A second analyst still looking at "received" rejects it: told, and nothing overwritten.
+    second = _review(
+        client,
+        field["analyst"],
+        cid,
+        state="rejected",
+        expected_state="received",
+        expected_quarantined=False,
+        comment="closed station",
+    )
+    assert second.status_code == 409, second.text
+    assert second.json()["code"] == "review_changed"
+    assert "now verified" in second.json()["detail"]
+    shown = client.get(f"/checklists/{cid}", headers=auth(field["analyst"])).json()
+    assert shown["review_state"] == "verified"
+    history = client.get(f"/checklists/{cid}/reviews", headers=auth(field["analyst"])).json()
+    assert [e["comment"] for e in history["data"]] == ["ok"]
+
+
+def test_an_expected_quarantine_that_changed_meanwhile_is_refused(client, field) -> None:
+    cid = field["checklist"]["id"]
+    held = _review(client, field["analyst"], cid, quarantined=True, comment="odd")
+    assert held.status_code == 201
+    r = _review(
+        client, field["analyst"], cid, state="verified", expected_quarantined=False, comment="ok"
+    )
+    assert r.status_code == 409
+    assert r.json()["errors"][0]["path"] == ["body", "expected_quarantined"]

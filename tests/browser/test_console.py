@@ -1,0 +1,408 @@
+"""The core team's console in headless Chromium against a real server: an analyst watches a
+checklist arrive without a reload, opens it from the critical feed and rejects it, and the
+findings follow; a viewer gets no review controls; the statement's evidence opens the
+checklists behind it; nothing is loaded from outside the server; axe-core finds no serious
+accessibility problem.
+
+Set POLLCHECK_SCREENSHOTS=<folder> to keep a screenshot of each page at 1366×768 and
+1024×768 (a tablet)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from models import Role
+from tests.browser import test_observer_app as observer_app
+from tests.factories import (
+    answers_for,
+    auth,
+    checklist_payload,
+    make_mission,
+    make_observer,
+    make_station,
+    make_token,
+)
+from tests.live_server import live_server
+
+chromium = observer_app.chromium  # the same headless Chromium fixture
+
+pytestmark = pytest.mark.browser
+
+LAPTOP = {"viewport": {"width": 1366, "height": 768}}
+TABLET = {"viewport": {"width": 1024, "height": 768}, "has_touch": True}
+AXE = Path(__file__).parent / "vendor" / "axe-core-4.10.2" / "axe.min.js"
+PAGES = ["overview", "findings", "critical", "incidents", "counting", "queue", "statement"]
+SHOTS = os.environ.get("POLLCHECK_SCREENSHOTS")
+
+
+@pytest.fixture(scope="module")
+def server(database_url: str) -> Iterator[str]:
+    with live_server() as url:
+        yield url
+
+
+@pytest.fixture
+def field(session: Any) -> dict[str, Any]:
+    """A mission with three stations in the capital (with coordinates) and one abroad, an
+    observer for all of them, an analyst and a viewer."""
+    mission, admin = make_mission(session)
+    for i in range(1, 4):
+        make_station(session, mission.id, f"AST-00{i}", latitude=51.10 + i / 100, longitude=71.40)
+    make_station(session, mission.id, "X-001", country="Turkey", post="Embassy in Ankara")
+    _, observer = make_observer(session, mission.id, ["AST-001", "AST-002", "AST-003", "X-001"])
+    return {
+        "mission": mission,
+        "admin": admin,
+        "observer": observer,
+        "analyst": make_token(session, mission.id, Role.analyst),
+        "viewer": make_token(session, mission.id, Role.viewer),
+    }
+
+
+def _post(
+    server: str,
+    token: str,
+    station: str,
+    phase: str,
+    photo: bytes | None = None,
+    replaces: str | None = None,
+    **answers: Any,
+) -> str:
+    body = checklist_payload(station, phase, answers_for(phase, answers))
+    if replaces:
+        body["replaces"] = replaces
+    if photo is not None:
+        digest = hashlib.sha256(photo).hexdigest()
+        body["attachments"] = [
+            {"name": "photo.png", "sha256": digest, "size": len(photo), "content_type": "image/png"}
+        ]
+    r = httpx.post(f"{server}/checklists", json=body, headers=auth(token))
+    assert r.status_code == 201, r.text
+    if photo is not None:
+        up = httpx.put(
+            f"{server}/checklists/{body['id']}/attachments/photo.png",
+            content=photo,
+            headers=auth(token) | {"Content-Type": "image/png"},
+        )
+        assert up.status_code == 201, up.text
+    return str(body["id"])
+
+
+def _open(chromium: Any, server: str, token: str, size: dict[str, Any] = LAPTOP) -> Any:
+    context = chromium.new_context(**size)
+    page = context.new_page()
+    page.goto(f"{server}/console/#token={token}")
+    page.locator("#p-coverage table").wait_for()
+    assert "token" not in page.url  # the fragment leaves the address bar at once
+    return context, page
+
+
+def _loaded(page: Any) -> None:
+    page.locator("main h1").wait_for()
+    page.wait_for_function("() => !document.querySelector('main .loading')", timeout=20_000)
+
+
+def _shot(page: Any, name: str) -> None:
+    if SHOTS:
+        Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(SHOTS) / f"{name}.png"), full_page=False)
+
+
+def _findings_text(page: Any) -> str:
+    page.goto(page.url.split("#")[0] + "#/findings")
+    page.locator("#p-findings .q").first.wait_for()
+    return str(page.locator("#p-findings").inner_text())
+
+
+def test_analyst_sees_a_checklist_arrive_opens_it_from_the_feed_and_rejects_it(
+    chromium: Any, server: str, field: dict[str, Any]
+) -> None:
+    _post(server, field["observer"], "AST-001", "opening")
+    context, page = _open(chromium, server, field["analyst"])
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.locator("#live.live, #live.polling").wait_for()
+
+    # Posted through the API while the console is open: it appears without a reload.
+    crit = _post(server, field["observer"], "AST-002", "voting", C6="yes")
+    item = page.locator(f"#feed li[data-id='{crit}']")
+    item.wait_for(timeout=20_000)
+    assert "AST-002" in item.inner_text()
+    _shot(page, "overview-1366")
+    before = _findings_text(page)
+    assert "C6. Did the same person assist several voters?" in before
+
+    page.go_back()
+    page.locator(f"#feed li[data-id='{crit}'] a").click()
+    page.locator(".review").wait_for()
+    assert f"#/checklist/{crit}" in page.url
+    assert "AST-002" in page.locator("h1").inner_text()
+
+    # Keyboard: 3 picks "Reject", the comment is typed, Ctrl+Enter saves.
+    page.locator(".review [data-decision='verified']").focus()
+    page.keyboard.press("3")
+    rejected = page.locator(".review [data-decision='rejected']")
+    assert rejected.get_attribute("aria-pressed") == "true"
+    page.locator(".review textarea").fill("The station was closed at that hour")
+    _shot(page, "checklist-1366")
+    page.keyboard.press("Control+Enter")
+    page.get_by_text("The station was closed at that hour").wait_for()
+    page.locator("#state", has_text="Rejected").wait_for()
+
+    shown = httpx.get(f"{server}/checklists/{crit}", headers=auth(field["analyst"])).json()
+    assert shown["review_state"] == "rejected"
+    # The rejected checklist no longer counts: the findings panel changes.
+    page.goto(page.url.split("#")[0] + "#/findings")
+    page.wait_for_function(
+        "() => !document.querySelector('#p-findings').innerText.includes('C6. Did the same')",
+        timeout=20_000,
+    )
+    assert errors == []
+    context.close()
+
+
+def test_a_decision_taken_meanwhile_is_told_and_the_comment_kept(
+    chromium: Any, server: str, field: dict[str, Any]
+) -> None:
+    crit = _post(server, field["observer"], "AST-003", "voting", C6="yes")
+    context, page = _open(chromium, server, field["analyst"])
+    page.goto(f"{server}/console/#/queue")
+    row = page.locator(f"#queue tr[data-id='{crit}']")
+    # The checklist list is read directly, its reasons from the findings views as they fold.
+    row.locator(".badge", has_text="Critical answer").wait_for(timeout=20_000)
+    _shot(page, "queue-1366")
+    row.focus()
+    page.keyboard.press("Enter")
+    page.locator("#queue .review").wait_for()
+    page.keyboard.press("1")
+    page.locator("#queue .review textarea").fill("Checked by phone with the observer")
+    # Another analyst decides first.
+    r = httpx.post(
+        f"{server}/checklists/{crit}/review",
+        json={"state": "has_issues", "comment": "calling", "expected_state": "received"},
+        headers=auth(field["analyst"]),
+    )
+    assert r.status_code == 201, r.text
+    page.locator("#queue .review button[type='submit']").click()
+    alert = page.locator("#queue .review .error")
+    alert.wait_for()
+    assert "Another analyst reviewed this checklist meanwhile" in alert.inner_text()
+    assert "now has_issues" in alert.inner_text()
+    assert page.locator("#queue .review textarea").input_value() == (
+        "Checked by phone with the observer"
+    )
+    history = httpx.get(f"{server}/checklists/{crit}/reviews", headers=auth(field["analyst"]))
+    assert [e["comment"] for e in history.json()["data"]] == ["calling"]
+    context.close()
+
+
+def test_checklist_page_shows_versions_side_by_side_with_the_change_marked(
+    chromium: Any, server: str, field: dict[str, Any]
+) -> None:
+    first = _post(server, field["observer"], "AST-001", "voting", C6="yes")
+    second = _post(server, field["observer"], "AST-001", "voting", replaces=first, C6="no")
+    context, page = _open(chromium, server, field["analyst"])
+    page.goto(f"{server}/console/#/checklist/{second}")
+    table = page.locator("table.answers")
+    table.wait_for()
+    assert [th.inner_text().split(" ·")[0] for th in table.locator("th").all()][1:] == ["v1", "v2"]
+    changed = table.locator("tr.changed")
+    assert changed.count() == 1
+    assert changed.inner_text().split("\t") == [
+        "C6. Did the same person assist several voters?",
+        "Yes",
+        "No",
+    ]
+    assert changed.locator(".diff").inner_text() == "No"
+    context.close()
+
+
+def test_viewer_has_no_review_controls_and_a_forced_review_is_refused(
+    chromium: Any, server: str, field: dict[str, Any]
+) -> None:
+    crit = _post(server, field["observer"], "AST-001", "voting", C6="yes")
+    context, page = _open(chromium, server, field["viewer"], TABLET)
+    page.locator("#feed li").first.wait_for()
+    _shot(page, "overview-viewer-1024")
+    assert page.get_by_role("link", name="Review queue").count() == 0
+    assert page.locator("#feed a").count() == 0  # viewers cannot open checklists
+    for name in PAGES:
+        page.goto(f"{server}/console/#/{name}")
+        _loaded(page)
+        assert page.locator(".review, [data-decision]").count() == 0
+    r = httpx.post(
+        f"{server}/checklists/{crit}/review",
+        json={"state": "rejected", "comment": "forced"},
+        headers=auth(field["viewer"]),
+    )
+    assert r.status_code == 403
+
+    # The admin revokes the viewer's token: the open console shows the sign-in page.
+    me = httpx.get(f"{server}/me", headers=auth(field["viewer"])).json()
+    mission = field["mission"].id
+    revoked = httpx.post(
+        f"{server}/missions/{mission}/credentials/{me['credential_id']}/revoke",
+        headers=auth(field["admin"]),
+    )
+    assert revoked.status_code == 200, revoked.text
+    page.goto(f"{server}/console/#/overview")
+    page.get_by_text("Your sign-in is no longer valid").wait_for(timeout=20_000)
+    page.locator("#token").wait_for()
+    context.close()
+
+
+def test_statement_evidence_links_open_the_checklists_behind_it(
+    chromium: Any, server: str, field: dict[str, Any]
+) -> None:
+    photo = (Path(__file__).parents[2] / "web" / "icons" / "icon-192.png").read_bytes()
+    crit = _post(server, field["observer"], "AST-002", "voting", photo=photo, C6="yes")
+    context, page = _open(chromium, server, field["analyst"])
+    page.goto(f"{server}/console/#/statement")
+    evidence = page.locator(f"#statement .evidence a[href='#/checklist/{crit}']")
+    evidence.first.wait_for()
+    _shot(page, "statement-1366")
+    evidence.first.click()
+    page.locator("h1", has_text="AST-002").wait_for()
+    assert page.url.endswith(f"#/checklist/{crit}")
+    # The photo is shown (fetched with the token: an <img> could not send it).
+    shown = page.locator("img[alt='Attachment photo.png']")
+    shown.wait_for()
+    assert shown.evaluate("img => img.decode().then(() => img.naturalWidth)") == 192
+
+    # Russian: the same evidence, the statement in the other language.
+    page.goto(f"{server}/console/#/statement")
+    page.locator("#st-lang").select_option("ru")
+    page.locator("#statement h2", has_text="Проект").wait_for()
+    assert page.locator(f"#statement .evidence a[href='#/checklist/{crit}']").count() >= 1
+    context.close()
+
+
+def test_console_loads_every_page_with_nothing_from_outside_the_server(
+    chromium: Any, server: str, field: dict[str, Any]
+) -> None:
+    _post(server, field["observer"], "AST-001", "closing")
+    context = chromium.new_context(**LAPTOP)
+    outside: list[str] = []
+
+    def only_local(route: Any) -> None:
+        if urlsplit(route.request.url).hostname != "127.0.0.1":
+            outside.append(route.request.url)
+            route.abort()
+        else:
+            route.continue_()
+
+    context.route("**/*", only_local)
+    page = context.new_page()
+    page.goto(f"{server}/console/#token={field['analyst']}")
+    page.locator("#p-coverage table").wait_for()
+    page.locator("#map .leaflet-interactive").first.wait_for()
+    for name in PAGES:
+        page.goto(f"{server}/console/#/{name}")
+        _loaded(page)
+    assert outside == []
+
+    # The database away (503s): the page says it is reconnecting, and recovers.
+    context.route(
+        re.compile(r".*/missions/.*"),
+        lambda route: route.fulfill(status=503, body='{"error": "ServiceUnavailable"}'),
+    )
+    page.goto(f"{server}/console/#/overview")
+    page.locator("#live.reconnecting").wait_for(timeout=20_000)
+    page.get_by_text("Not live: the server or its database cannot be reached").wait_for()
+    context.unroute(re.compile(r".*/missions/.*"))
+    page.locator("#live.live, #live.polling").wait_for(timeout=70_000)
+    assert page.locator("#stale-note").count() == 0
+    context.close()
+
+
+def test_event_stream_is_followed_from_its_last_id_and_a_proxy_that_cuts_it_means_polling(
+    chromium: Any, server: str, field: dict[str, Any]
+) -> None:
+    """The events route as its contract says (emulated here, so that the console is proven
+    against the contract whether or not the server has the route): each stream is cut at
+    once, as a proxy that drops streams would; the console resumes from the last id it saw,
+    then falls back to polling. An `unauthorized` event shows the sign-in page."""
+    asked: list[dict[str, str]] = []
+
+    def cut_stream(route: Any) -> None:
+        asked.append(route.request.headers)
+        n = len(asked)
+        body = (
+            f'retry: 500\nid: {n}\nevent: hello\ndata: {{"data_version": 0, '
+            f'"server_time": "2026-12-04T00:00:00Z"}}\n\n: keepalive\n\n'
+        )
+        route.fulfill(status=200, body=body, headers={"Content-Type": "text/event-stream"})
+
+    context = chromium.new_context(**LAPTOP)
+    context.route(re.compile(r".*/missions/[^/]+/events$"), cut_stream)
+    page = context.new_page()
+    page.goto(f"{server}/console/#token={field['analyst']}")
+    page.locator("#live.polling").wait_for(timeout=20_000)
+    assert len(asked) == 3
+    assert "last-event-id" not in asked[0]
+    assert [h.get("last-event-id") for h in asked[1:]] == ["1", "2"]
+    assert all(h["authorization"] == f"Bearer {field['analyst']}" for h in asked)
+    context.close()
+
+    context = chromium.new_context(**LAPTOP)
+    context.route(
+        re.compile(r".*/missions/[^/]+/events$"),
+        lambda route: route.fulfill(
+            status=200,
+            body="event: unauthorized\ndata: {}\n\n",
+            headers={"Content-Type": "text/event-stream"},
+        ),
+    )
+    page = context.new_page()
+    page.goto(f"{server}/console/#token={field['analyst']}")
+    page.get_by_text("Your sign-in is no longer valid").wait_for(timeout=20_000)
+    context.close()
+
+
+def test_no_serious_accessibility_violations_on_any_page(
+    chromium: Any, server: str, field: dict[str, Any]
+) -> None:
+    # One size in the suite (the checks do not depend on it); both when taking screenshots.
+    for size in [LAPTOP, TABLET] if SHOTS else [LAPTOP]:
+        _check_every_page(chromium, server, field, size)
+
+
+def _check_every_page(
+    chromium: Any, server: str, field: dict[str, Any], size: dict[str, Any]
+) -> None:
+    crit = _post(server, field["observer"], "AST-002", "voting", C6="yes")
+    _post(server, field["observer"], "AST-003", "closing")
+    context = chromium.new_context(bypass_csp=True, **size)  # to inject axe-core
+    page = context.new_page()
+    page.goto(f"{server}/console/")
+    page.locator("#token").wait_for()
+    problems = _axe(page, "sign-in")
+    page.goto(f"{server}/console/#token={field['analyst']}")
+    page.locator("#p-coverage table").wait_for()
+    width = size["viewport"]["width"]
+    for name in [*PAGES, f"checklist/{crit}"]:
+        page.goto(f"{server}/console/#/{name}")
+        _loaded(page)
+        _shot(page, f"{name.split('/')[0]}-{width}")
+        problems += _axe(page, name)
+    assert problems == []
+    context.close()
+
+
+def _axe(page: Any, where: str) -> list[str]:
+    page.add_script_tag(path=str(AXE))
+    result = page.evaluate("async () => (await axe.run(document)).violations")
+    return [
+        f"{where}: {v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']]}"
+        for v in result
+        if v["impact"] in ("serious", "critical")
+    ]

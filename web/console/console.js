@@ -1,0 +1,1449 @@
+/* Pollcheck console for the core team: coverage, findings, review and the statement.
+
+   Data comes from the API's own routes with the same bearer token as any client. Findings
+   views carry ETags: every read sends If-None-Match, so a console left idle costs 304s.
+   What changed is told by GET /missions/{id}/events (server-sent events, read with fetch
+   because EventSource cannot send the token); where that route is missing or a proxy drops
+   the stream, the console polls instead. When the server cannot be reached the page says
+   so and greys out: it never looks live when it is not. */
+"use strict";
+
+const POLL_MS = 3000;
+const STREAM_IDLE_MS = 45000; // no byte (not even a keepalive) for this long: reconnect
+const SSE_RETRY_MS = 60000; // while polling, try the event stream again this often
+const PHASES = ["opening", "voting", "closing", "incident"];
+const STATES = ["verified", "has_issues", "rejected"];
+
+const state = {
+  token: localStorage.getItem("pc.console.token"),
+  lang: localStorage.getItem("pc.console.lang") || (navigator.language || "en").slice(0, 2),
+  me: null,
+  filters: JSON.parse(sessionStorage.getItem("pc.console.filters") || "{}"),
+  views: new Map(), // url → {etag, data}
+  lists: {}, // stations, checklists, observers: {version, data}
+  dataVersion: null,
+  live: "connecting",
+  lastOk: null,
+  page: null,
+  queueSel: 0,
+};
+if (!TEXTS[state.lang]) state.lang = "en";
+
+// --- small helpers ----------------------------------------------------------------------
+
+// t() and h(): web/dom.js
+
+const SVG = "http://www.w3.org/2000/svg";
+function s(tag, attrs, ...children) {
+  const el = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs || {})) el.setAttribute(k, v);
+  for (const c of children) el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return el;
+}
+
+function when(iso) {
+  if (!iso) return "";
+  return new Date(iso).toLocaleString(state.lang, {
+    month: "short", day: "numeric", hour: "2-digit", minute: "2-digit",
+  });
+}
+
+function phaseName(p) {
+  return t("phase_" + p);
+}
+
+function stateName(v) {
+  return t("state_" + v);
+}
+
+function link(id, text) {
+  if (!canReadChecklists()) return h("span", { text: text || shortId(id) });
+  return h("a", { href: "#/checklist/" + id, text: text || shortId(id) });
+}
+
+function shortId(id) {
+  return String(id).slice(0, 8);
+}
+
+// toast(): web/dom.js
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function isStaff() {
+  return state.me && (state.me.role === "admin" || state.me.role === "analyst");
+}
+function canReview() {
+  return state.me && state.me.role === "analyst"; // the review route's own rule
+}
+function canReadChecklists() {
+  return isStaff();
+}
+function mid() {
+  return state.me.mission.id;
+}
+
+// --- the API ------------------------------------------------------------------------------
+
+class AuthError extends Error {}
+class Away extends Error {}
+
+async function api(path, opts = {}) {
+  const headers = Object.assign({ Authorization: "Bearer " + state.token }, opts.headers || {});
+  let res;
+  try {
+    res = await fetch(path, Object.assign({}, opts, { headers, cache: "no-store" }));
+  } catch (e) {
+    setLive("reconnecting");
+    throw new Away(t("server_away"));
+  }
+  if (res.status === 401) {
+    sessionEnded();
+    throw new AuthError("signed out");
+  }
+  if (res.status === 503 || res.status === 502 || res.status === 504) {
+    setLive("reconnecting");
+    throw new Away(t("server_away"));
+  }
+  return res;
+}
+
+async function json(path) {
+  const res = await api(path);
+  if (!res.ok) throw new Error(await reason(res));
+  return res.json();
+}
+
+async function reason(res) {
+  try {
+    const body = await res.json();
+    return body.detail || body.error || res.statusText;
+  } catch (e) {
+    return res.status + " " + res.statusText;
+  }
+}
+
+function filterQuery(extra) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(Object.assign({}, state.filters, extra || {}))) {
+    if (v === "" || v === null || v === undefined) continue;
+    q.set(k, k.startsWith("observed_") ? new Date(v).toISOString() : v);
+  }
+  if (!q.has("lang")) q.set("lang", state.lang);
+  return q.toString();
+}
+
+/* A findings view with the filters, revalidated by its ETag (304: the copy held). */
+async function view(name, extra) {
+  const path = name === "statement" ? "/statement" : name === "findings" ? "/findings" : "/findings/" + name;
+  const url = `/missions/${mid()}${path}?` + filterQuery(extra);
+  const held = state.views.get(url);
+  const res = await api(url, { headers: held ? { "If-None-Match": held.etag } : {} });
+  if (res.status === 304 && held) return held.data;
+  if (!res.ok) throw new Error(await reason(res));
+  const data = await res.json();
+  state.views.set(url, { etag: res.headers.get("ETag"), data });
+  if (state.views.size > 200) state.views.delete(state.views.keys().next().value);
+  noteVersion(data.version);
+  return data;
+}
+
+function noteVersion(v) {
+  if (typeof v === "number" && (state.dataVersion === null || v > state.dataVersion)) state.dataVersion = v;
+}
+
+/* Every page of a paged list (stations by offset, checklists by cursor). */
+async function allStations() {
+  const out = [];
+  for (let offset = 0; offset < 50000; offset += 1000) {
+    const page = await json(`/missions/${mid()}/stations?limit=1000&offset=${offset}`);
+    out.push(...page.data);
+    if (out.length >= page.count || !page.data.length) break;
+  }
+  return out;
+}
+
+async function allLatestChecklists() {
+  const out = [];
+  let cursor = null;
+  for (let i = 0; i < 100; i++) {
+    const q = new URLSearchParams({ latest_only: "true", limit: "1000" });
+    if (cursor) q.set("cursor", cursor);
+    const page = await json(`/missions/${mid()}/checklists?` + q);
+    out.push(...page.data);
+    cursor = page.next_cursor;
+    if (!cursor) break;
+  }
+  return out;
+}
+
+/* A list kept until the data version moves (the lists have no ETags of their own), and
+   read again at most every LIST_MIN_AGE_MS while checklists pour in: a mission's whole list
+   is many pages. Dropping it (`forget`) reads it at once, as after one's own decision. */
+const LIST_MIN_AGE_MS = 10000;
+async function list(name, load, keep) {
+  const held = state.lists[name];
+  const fresh = held && (keep || held.version === state.dataVersion || Date.now() - held.at < LIST_MIN_AGE_MS);
+  if (fresh) {
+    return held.data;
+  }
+  const data = await load();
+  state.lists[name] = { version: state.dataVersion, data, at: Date.now() };
+  return data;
+}
+
+function forget() {
+  state.dataVersion = null;
+  delete state.lists.checklists;
+}
+
+// --- live state -------------------------------------------------------------------------
+
+let recovering = false;
+/* While the server or its database is away, try the page again every few seconds, whatever
+   the event stream is doing (it may be up while the database is not). */
+async function recover() {
+  if (recovering) return;
+  recovering = true;
+  try {
+    while (state.live === "reconnecting" && state.me) {
+      await sleep(POLL_MS);
+      await refresh();
+    }
+  } finally {
+    recovering = false;
+  }
+}
+
+function setLive(mode) {
+  state.live = mode;
+  if (mode === "reconnecting") recover();
+  if (mode !== "reconnecting") state.lastOk = new Date();
+  const el = document.getElementById("live");
+  if (!el) return;
+  el.className = mode;
+  el.textContent =
+    mode === "reconnecting"
+      ? t("live_reconnecting")
+      : mode === "polling"
+      ? t("live_polling")
+      : mode === "live"
+      ? t("live_live")
+      : t("live_connecting");
+  const main = document.getElementById("main");
+  const stale = mode === "reconnecting" && state.me;
+  main.classList.toggle("stale", Boolean(stale));
+  let note = document.getElementById("stale-note");
+  if (stale && !note) {
+    note = h("p", { id: "stale-note", class: "stale-note", role: "alert" });
+    main.prepend(note);
+  }
+  if (note) {
+    if (stale) note.textContent = t("stale_note", { time: state.lastOk ? when(state.lastOk) : "—" });
+    else note.remove();
+  }
+}
+
+let refreshTimer = null;
+function refreshSoon(delay) {
+  clearTimeout(refreshTimer);
+  refreshTimer = setTimeout(refresh, delay === undefined ? 300 : delay);
+}
+
+function showProblem(text) {
+  const el = document.getElementById("problem");
+  if (el && el.textContent !== text) el.textContent = text;
+}
+
+let refreshing = false;
+let refreshAgain = false;
+async function refresh() {
+  if (!state.me || !state.page) return;
+  if (refreshing) {
+    refreshAgain = true; // the page may have changed meanwhile: once more when this one ends
+    return;
+  }
+  refreshing = true;
+  refreshAgain = false;
+  try {
+    await state.page.update();
+    if (state.live === "reconnecting") setLive(stream.mode === "stream" ? "live" : "polling");
+    else state.lastOk = new Date();
+    showProblem("");
+  } catch (e) {
+    if (!(e instanceof Away) && !(e instanceof AuthError)) showProblem(t("load_failed", { detail: e.message }));
+  } finally {
+    refreshing = false;
+    if (refreshAgain) refreshSoon(0);
+  }
+}
+
+const stream = { mode: "none", lastId: null, abort: null, generation: 0 };
+
+/* Follow the event stream; fall back to polling where it is missing or cut. */
+async function follow() {
+  const generation = ++stream.generation;
+  let drops = 0;
+  let wait = 2000;
+  while (state.token && generation === stream.generation) {
+    const ctrl = new AbortController();
+    stream.abort = ctrl;
+    let res;
+    try {
+      const headers = { Authorization: "Bearer " + state.token, Accept: "text/event-stream" };
+      if (stream.lastId) headers["Last-Event-ID"] = stream.lastId;
+      res = await fetch(`/missions/${mid()}/events`, { headers, cache: "no-store", signal: ctrl.signal });
+    } catch (e) {
+      setLive("reconnecting");
+      await sleep(wait);
+      continue;
+    }
+    if (res.status === 401) return sessionEnded();
+    const type = res.headers.get("content-type") || "";
+    if (!res.ok || !type.startsWith("text/event-stream")) {
+      if (res.status >= 500) {
+        setLive("reconnecting");
+        await sleep(wait);
+        continue;
+      }
+      return poll(generation); // no such route here (yet): poll with ETags
+    }
+    const opened = Date.now();
+    let events = 0;
+    try {
+      await readEvents(res, ctrl, (ev) => {
+        events += 1;
+        if (ev.retry) wait = ev.retry;
+        onEvent(ev);
+      });
+    } catch (e) {
+      if (generation !== stream.generation) return;
+    }
+    if (generation !== stream.generation) return;
+    // A stream cut again and again before it carried anything: a proxy that drops streams.
+    drops = events === 0 || Date.now() - opened < 5000 ? drops + 1 : 0;
+    if (drops >= 3) return poll(generation);
+    await sleep(wait); // a stream that ended cleanly: follow it again, from the last id
+  }
+}
+
+async function readEvents(res, ctrl, handle) {
+  const reader = res.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  let idle = setTimeout(() => ctrl.abort(), STREAM_IDLE_MS);
+  let ev = { event: "message", data: [] };
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      clearTimeout(idle);
+      idle = setTimeout(() => ctrl.abort(), STREAM_IDLE_MS);
+      buffer += decoder.decode(value, { stream: true });
+      let nl;
+      while ((nl = buffer.search(/\r\n|\r|\n/)) >= 0) {
+        const line = buffer.slice(0, nl);
+        buffer = buffer.slice(nl + (buffer.slice(nl, nl + 2) === "\r\n" ? 2 : 1));
+        if (line === "") {
+          if (ev.data.length || ev.event !== "message") handle(ev);
+          ev = { event: "message", data: [] };
+          continue;
+        }
+        if (line.startsWith(":")) continue; // keepalive
+        const colon = line.indexOf(":");
+        const field = colon < 0 ? line : line.slice(0, colon);
+        const val = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+        if (field === "event") ev.event = val;
+        else if (field === "data") ev.data.push(val);
+        else if (field === "id") ev.id = val;
+        else if (field === "retry" && /^\d+$/.test(val)) ev.retry = Number(val);
+      }
+    }
+  } finally {
+    clearTimeout(idle);
+  }
+}
+
+/* Another decision on a checklist whose review form is open (one's own closes the form). */
+function changedUnder(ev) {
+  for (const form of document.querySelectorAll(".review")) {
+    if (form.dataset.id === ev.checklist_id) {
+      form.querySelector(".under").textContent = t("changed_under", { state: stateName(ev.state) });
+    }
+  }
+}
+
+function onEvent(ev) {
+  if (ev.id) stream.lastId = ev.id;
+  let data = {};
+  try {
+    data = ev.data.length ? JSON.parse(ev.data.join("\n")) : {};
+  } catch (e) {
+    data = {};
+  }
+  if (ev.event === "unauthorized") return sessionEnded();
+  if (stream.mode !== "stream" || state.live !== "live") {
+    stream.mode = "stream";
+    setLive("live");
+  }
+  if (ev.event === "hello") {
+    if (data.data_version !== state.dataVersion) refreshSoon(0);
+  } else if (ev.event === "reset") {
+    state.views.clear();
+    state.lists = {};
+    refreshSoon(0);
+  } else if (ev.event === "findings") {
+    refreshSoon(100);
+  } else if (ev.event === "checklist" || ev.event === "review") {
+    state.dataVersion = null; // the lists follow the checklists, not the folded findings
+    if (ev.event === "review") changedUnder(data);
+    refreshSoon(300);
+  }
+}
+
+async function poll(generation) {
+  stream.mode = "poll";
+  setLive("polling");
+  const lastTry = Date.now();
+  while (state.token && generation === stream.generation) {
+    await sleep(POLL_MS);
+    if (generation !== stream.generation) return;
+    await refresh();
+    if (Date.now() - lastTry > SSE_RETRY_MS) return follow(); // the stream may be back
+  }
+}
+
+// --- sign in ------------------------------------------------------------------------------
+
+function tokenFromLink() {
+  const m = /[#&]token=([^&]+)/.exec(location.hash);
+  if (!m) return null;
+  // Keep the token out of the address bar, the history and screenshots.
+  history.replaceState(null, "", location.pathname + "#/overview");
+  return decodeURIComponent(m[1]);
+}
+
+async function signIn(token, msg) {
+  token = (token || "").trim();
+  if (!token) return;
+  let res;
+  try {
+    res = await fetch("/me", { headers: { Authorization: "Bearer " + token }, cache: "no-store" });
+  } catch (e) {
+    msg.textContent = t("sign_in_offline");
+    return;
+  }
+  const me = res.ok ? await res.json() : null;
+  if (!me) msg.textContent = t("sign_in_bad");
+  else if (me.role === "observer") msg.textContent = t("sign_in_observer");
+  else {
+    localStorage.setItem("pc.console.token", token);
+    state.token = token;
+    await start(me);
+  }
+}
+
+function sessionEnded(signedOut) {
+  if (!state.token && !state.me) return; // told once, though several requests learn it
+  stream.generation++;
+  if (stream.abort) stream.abort.abort();
+  localStorage.removeItem("pc.console.token");
+  const was = Boolean(state.me);
+  state.token = null;
+  state.me = null;
+  state.views.clear();
+  state.lists = {};
+  showSignIn(was && signedOut !== true ? t("session_ended") : "");
+}
+
+function showSignIn(message) {
+  document.getElementById("nav").replaceChildren();
+  document.getElementById("filters").replaceChildren();
+  document.getElementById("live").className = "";
+  document.getElementById("live").textContent = "";
+  drawTools();
+  const msg = h("p", { class: "error", role: "alert", text: message || "" });
+  const input = h("input", {
+    id: "token", type: "password", autocomplete: "off", spellcheck: "false",
+    placeholder: "pc_…", "aria-describedby": "token-help",
+  });
+  const main = document.getElementById("main");
+  main.classList.remove("stale");
+  main.replaceChildren(
+    h(
+      "section",
+      { class: "card signin" },
+      h("h1", { text: t("sign_in_title") }),
+      h("p", { id: "token-help", text: t("sign_in_help") }),
+      h(
+        "form",
+        { onsubmit: (e) => { e.preventDefault(); signIn(input.value, msg); } },
+        h("label", { for: "token", text: t("token_label") }),
+        input,
+        h("button", { class: "btn primary", type: "submit", text: t("sign_in") })
+      ),
+      msg
+    )
+  );
+  document.title = t("sign_in_title") + " · Pollcheck";
+}
+
+async function start(me) {
+  state.me = me;
+  drawTools();
+  drawNav();
+  drawFilters();
+  setLive("connecting");
+  if (!location.hash.startsWith("#/")) history.replaceState(null, "", "#/overview");
+  await route();
+  follow();
+}
+
+// --- chrome: navigation, tools, filters ------------------------------------------------
+
+const PAGES = [
+  ["overview", "nav_overview"],
+  ["findings", "nav_findings"],
+  ["critical", "nav_critical"],
+  ["incidents", "nav_incidents"],
+  ["counting", "nav_counting"],
+  ["queue", "nav_queue"],
+  ["statement", "nav_statement"],
+];
+
+function drawNav() {
+  const here = (location.hash.slice(2).split("/")[0] || "overview").split("?")[0];
+  const pages = PAGES.filter(([p]) => p !== "queue" || isStaff());
+  document.getElementById("nav").replaceChildren(
+    ...pages.map(([p, key]) =>
+      h("a", { href: "#/" + p, "aria-current": p === here ? "page" : null, text: t(key) })
+    )
+  );
+}
+
+function drawTools() {
+  const lang = h(
+    "select",
+    {
+      "aria-label": t("language"),
+      onchange: (e) => {
+        state.lang = e.target.value;
+        localStorage.setItem("pc.console.lang", state.lang);
+        document.documentElement.lang = state.lang;
+        if (state.me) {
+          drawNav();
+          drawFilters();
+          setLive(state.live);
+          route();
+        } else showSignIn();
+      },
+    },
+    Object.keys(TEXTS).map((l) => h("option", { value: l, selected: l === state.lang, text: TEXTS[l]._name }))
+  );
+  const out = state.me
+    ? h("button", {
+        class: "link", type: "button", text: t("sign_out"),
+        onclick: () => { sessionEnded(true); },
+      })
+    : null;
+  const who = state.me ? h("span", { class: "who", title: state.me.mission.name, text: `${state.me.mission.name} · ${t("role_" + state.me.role)}` }) : null;
+  document.getElementById("tools").replaceChildren(...[who, lang, out].filter(Boolean));
+  document.documentElement.lang = state.lang;
+}
+
+const FILTERS = ["location", "abroad", "phase", "team", "observed_from", "observed_to", "template"];
+
+function drawFilters() {
+  const f = state.filters;
+  const field = (name, control) => h("label", { for: "f-" + name }, t("filter_" + name), control);
+  const text = (name, list) =>
+    h("input", { id: "f-" + name, name, value: f[name] || "", list: list || null, autocomplete: "off" });
+  const select = (name, options) =>
+    h(
+      "select",
+      { id: "f-" + name, name },
+      options.map(([v, label]) => h("option", { value: v, selected: (f[name] || "") === v, text: label }))
+    );
+  const form = h(
+    "form",
+    {
+      "aria-label": t("filters"),
+      onsubmit: (e) => {
+        e.preventDefault();
+        const data = new FormData(e.target);
+        state.filters = {};
+        for (const k of FILTERS) if (data.get(k)) state.filters[k] = data.get(k);
+        sessionStorage.setItem("pc.console.filters", JSON.stringify(state.filters));
+        refreshSoon(0);
+      },
+    },
+    field("location", text("location", "regions")),
+    field("abroad", select("abroad", [["", t("any")], ["false", t("in_country")], ["true", t("abroad")]])),
+    field("phase", select("phase", [["", t("any")], ...PHASES.map((p) => [p, phaseName(p)])])),
+    field("team", text("team", "teams")),
+    field("observed_from", h("input", { id: "f-observed_from", name: "observed_from", type: "datetime-local", value: f.observed_from || "" })),
+    field("observed_to", h("input", { id: "f-observed_to", name: "observed_to", type: "datetime-local", value: f.observed_to || "" })),
+    field("template", text("template", "templates")),
+    h("button", { class: "btn primary", type: "submit", text: t("apply") }),
+    h("button", {
+      class: "btn", type: "button", text: t("clear"),
+      onclick: () => {
+        state.filters = {};
+        sessionStorage.removeItem("pc.console.filters");
+        drawFilters();
+        refreshSoon(0);
+      },
+    }),
+    h("datalist", { id: "regions" }),
+    h("datalist", { id: "teams" }),
+    h("datalist", { id: "templates" })
+  );
+  document.getElementById("filters").replaceChildren(form);
+  fillChoices();
+}
+
+async function fillChoices() {
+  try {
+    const tpls = await json(`/missions/${mid()}/templates`);
+    const codes = [...new Set(tpls.data.map((x) => x.code))];
+    document.getElementById("templates").replaceChildren(...codes.map((c) => h("option", { value: c })));
+    if (isStaff()) {
+      const obs = await observersList();
+      const teams = [...new Set(obs.map((o) => o.team).filter(Boolean))].sort();
+      document.getElementById("teams").replaceChildren(...teams.map((c) => h("option", { value: c })));
+      const locs = await json(`/missions/${mid()}/locations`);
+      document.getElementById("regions").replaceChildren(...locs.map((l) => h("option", { value: l.path })));
+    }
+  } catch (e) {
+    /* the choices are a convenience; the fields take any text */
+  }
+}
+
+async function observersList() {
+  return list("observers", async () => {
+    const out = [];
+    for (let offset = 0; offset < 50000; offset += 1000) {
+      const page = await json(`/missions/${mid()}/observers?limit=1000&offset=${offset}`);
+      out.push(...page.data);
+      if (out.length >= page.count || !page.data.length) break;
+    }
+    return out;
+  }, true);
+}
+
+// --- pages ---------------------------------------------------------------------------------
+
+/* A page is a set of panels; each draws again only when its data changed. */
+function panel(id, title, extraClass) {
+  return h("section", { class: "card " + (extraClass || ""), id: "p-" + id, "aria-labelledby": "h-" + id },
+    h("h2", { id: "h-" + id, text: title }), h("div", { class: "body" }, h("p", { class: "muted loading", text: "…" })));
+}
+
+function fill(id, data, draw) {
+  const el = document.getElementById("p-" + id);
+  if (!el) return;
+  if (el._data === data) return; // the same copy (a 304): nothing to draw
+  el._data = data;
+  el.querySelector(".body").replaceChildren(...[].concat(draw(data)).filter(Boolean));
+}
+
+async function route() {
+  const hash = location.hash.slice(2) || "overview";
+  const [name, arg] = hash.split("/");
+  const make = PAGE_MAKERS[name] || PAGE_MAKERS.overview;
+  if (name === "queue" && !isStaff()) return PAGE_MAKERS.overview();
+  drawNav();
+  document.getElementById("filters").hidden = ["checklist", "queue"].includes(name);
+  const page = make(arg);
+  state.page = page;
+  const main = document.getElementById("main");
+  main.classList.remove("stale");
+  main.replaceChildren(h("p", { id: "problem", class: "error", role: "alert" }), ...page.nodes);
+  document.title = page.title + " · Pollcheck";
+  await refresh();
+  if (page.after) page.after();
+}
+
+const PAGE_MAKERS = {
+  overview: () => ({
+    title: t("nav_overview"),
+    nodes: [
+      h("h1", { text: t("nav_overview") }),
+      h("div", { class: "grid" },
+        panel("coverage", t("coverage")),
+        panel("map", t("map")),
+        panel("arrivals", t("arrivals")),
+        panel("missing", t("missing")),
+        panel("feed", t("feed"), "wide")),
+    ],
+    async update() {
+      const [cov, crit, inc] = await Promise.all([view("coverage"), view("critical"), view("incidents")]);
+      fill("coverage", cov, drawCoverage);
+      fill("arrivals", cov, drawArrivals);
+      fill("missing", cov, drawMissing);
+      fill("feed", crit.version + "|" + crit.computed_at + "|" + inc.computed_at, () => drawFeed(crit, inc));
+      await drawMap(crit);
+    },
+  }),
+  findings: () => ({
+    title: t("nav_findings"),
+    byRegion: false,
+    nodes: [
+      h("h1", { text: t("nav_findings") }),
+      h("p", {},
+        h("label", {}, h("input", {
+          type: "checkbox", id: "by-region",
+          onchange: () => { document.getElementById("p-findings")._data = null; refreshSoon(0); },
+        }), " ", t("by_region"))),
+      panel("findings", t("findings_per_question"), "wide"),
+    ],
+    async update() {
+      const f = await view("findings");
+      let regional = null;
+      if (document.getElementById("by-region") && document.getElementById("by-region").checked) {
+        const cov = await view("coverage");
+        const names = cov.regions.filter((r) => !r.abroad).map((r) => r.region);
+        const views = await Promise.all(names.map((r) => view("findings", { location: r })));
+        regional = names.map((r, i) => [r, views[i]]);
+      }
+      fill("findings", regional ? [f, ...regional.map((x) => x[1])] : f, () => drawFindings(f, regional));
+    },
+  }),
+  critical: () => ({
+    title: t("nav_critical"),
+    nodes: [h("h1", { text: t("nav_critical") }), h("div", { class: "grid" },
+      panel("crit-q", t("critical_by_question"), "wide"), panel("crit-list", t("critical_checklists"), "wide"))],
+    async update() {
+      const c = await view("critical");
+      fill("crit-q", c, drawCriticalQuestions);
+      fill("crit-list", c, drawCriticalList);
+    },
+  }),
+  incidents: () => ({
+    title: t("nav_incidents"),
+    nodes: [h("h1", { text: t("nav_incidents") }), h("div", { class: "grid" },
+      panel("inc-type", t("incidents_by_type")), panel("inc-region", t("incidents_by_region")),
+      panel("inc-list", t("incident_reports"), "wide"))],
+    async update() {
+      const v = await view("incidents");
+      fill("inc-type", v, drawIncidentTypes);
+      fill("inc-region", v, (x) => table([t("region"), t("count")], x.by_region.map((r) => [r.region, num(r.count)])));
+      fill("inc-list", v, drawIncidentList);
+    },
+  }),
+  counting: () => ({
+    title: t("nav_counting"),
+    nodes: [h("h1", { text: t("nav_counting") }), h("div", { class: "grid" },
+      panel("cnt-checks", t("counting_checks")), panel("cnt-totals", t("counting_totals")),
+      panel("cnt-failing", t("counting_failing"), "wide"), panel("cnt-conflicts", t("counting_conflicts"), "wide"))],
+    async update() {
+      const v = await view("counting");
+      fill("cnt-checks", v, drawChecks);
+      fill("cnt-totals", v, drawTotals);
+      fill("cnt-failing", v, drawFailing);
+      fill("cnt-conflicts", v, drawConflicts);
+    },
+  }),
+  queue: () => queuePage(),
+  checklist: (id) => checklistPage(id),
+  statement: () => statementPage(),
+};
+
+// --- drawing helpers ----------------------------------------------------------------------
+
+function num(n) {
+  return n === null || n === undefined ? "—" : Number(n).toLocaleString(state.lang);
+}
+
+function table(head, rows, opts) {
+  if (!rows.length) return h("p", { class: "muted", text: t("nothing_yet") });
+  const numeric = (opts && opts.numeric) || [];
+  return h("div", { class: "scroll", tabindex: "0" }, h("table", { class: (opts && opts.class) || "" },
+    h("thead", {}, h("tr", {}, head.map((c, i) => h("th", { scope: "col", class: numeric.includes(i) ? "n" : null, text: c })))),
+    h("tbody", {}, rows.map((r) => h("tr", { class: r.rowClass || null, "data-id": r.id || null },
+      r.map((c, i) => h("td", { class: numeric.includes(i) ? "n" : null }, c)))))));
+}
+
+/* Bars as inline SVG: [label, value] pairs. */
+function barChart(pairs, title) {
+  const W = 560, H = 150, pad = 22;
+  const max = Math.max(1, ...pairs.map((p) => p[1]));
+  const bw = Math.max(4, Math.min(40, (W - 2 * pad) / Math.max(1, pairs.length) - 4));
+  const svg = s("svg", { viewBox: `0 0 ${W} ${H + 20}`, class: "bars", role: "img", "aria-label": title });
+  pairs.forEach(([label, v], i) => {
+    const x = pad + i * (bw + 4);
+    const bh = ((H - pad) * v) / max;
+    svg.append(s("rect", { x, y: H - bh, width: bw, height: bh, fill: "#0a58a8" }, s("title", {}, `${label}: ${v}`)));
+    if (pairs.length <= 24 || i % 2 === 0) svg.append(s("text", { x: x + bw / 2, y: H + 14, "font-size": 11, "text-anchor": "middle" }, label));
+    if (v) svg.append(s("text", { x: x + bw / 2, y: H - bh - 3, "font-size": 10, "text-anchor": "middle" }, v));
+  });
+  return svg;
+}
+
+const SHADES = ["#0a58a8", "#8fb3dc", "#5f6b7a", "#c9b458", "#a37acc", "#3d9a8b", "#d0d5db"];
+const SCALE_SHADES = ["#1e6b2f", "#7dbb6f", "#f0a95a", "#b3261e"]; // very good … very bad
+
+/* One horizontal bar of answer shares, with its legend. */
+function shareBar(answers, total, scale) {
+  const bar = h("div", { class: "sbar", role: "img", "aria-label": answers.map((a) => `${a.label}: ${a.text}`).join("; ") });
+  const legend = h("div", { class: "legend" });
+  answers.forEach((a, i) => {
+    const colour = (scale ? SCALE_SHADES : SHADES)[i % SHADES.length];
+    const w = total ? (100 * a.count) / total : 0;
+    if (w > 0) bar.append(h("span", { style: `width:${w}%;background:${colour}`, title: `${a.label}: ${a.text}` }));
+    legend.append(h("span", {}, h("span", { class: "dot", style: `background:${colour}` }), `${a.label}: ${a.text}`));
+  });
+  return [bar, legend];
+}
+
+// --- overview ------------------------------------------------------------------------------
+
+function drawCoverage(cov) {
+  const head = [t("region"), t("stations"), ...PHASES.map(phaseName), t("any_phase")];
+  const rows = cov.regions.map((r) => {
+    const row = [
+      r.abroad ? `${r.region} (${t("abroad")})` : r.region,
+      num(r.stations),
+      ...PHASES.map((p) => {
+        const o = r.observed[p];
+        return o ? `${num(o.stations)} / ${num(r.stations)}` : `0 / ${num(r.stations)}`;
+      }),
+      `${num(r.observed_any_phase)} / ${num(r.stations)}`,
+    ];
+    return row;
+  });
+  return [
+    table(head, rows, { numeric: [1, 2, 3, 4, 5, 6] }),
+    h("p", { class: "muted", text: t("as_of", { time: when(cov.computed_at), version: cov.version }) }),
+  ];
+}
+
+function drawArrivals(cov) {
+  const pairs = cov.arrivals_per_hour.slice(-24).map((a) => [a.hour.slice(11, 13), a.checklists]);
+  if (!pairs.length) return h("p", { class: "muted", text: t("nothing_yet") });
+  return [barChart(pairs, t("arrivals")), h("p", { class: "muted", text: t("arrivals_note") })];
+}
+
+function drawMissing(cov) {
+  const teams = new Map();
+  for (const o of cov.observers_missing.data) {
+    const k = o.team || t("no_team");
+    if (!teams.has(k)) teams.set(k, []);
+    teams.get(k).push(o);
+  }
+  const phase = state.filters.phase ? phaseName(state.filters.phase) : t("any_phase");
+  const rows = [...teams.entries()].map(([team, obs]) => [
+    team,
+    obs.map((o) => `${o.name} (${o.code}): ${o.missing}/${o.assigned}`).join("; "),
+    num(obs.reduce((n, o) => n + o.missing, 0)),
+  ]);
+  return [h("p", { class: "muted", text: t("missing_note", { phase }) }),
+    table([t("team"), t("observers"), t("stations_missing")], rows, { numeric: [2] })];
+}
+
+function drawFeed(crit, inc) {
+  const items = [
+    ...crit.checklists.map((c) => ({ at: c.observed_at, id: c.checklist_id, kind: "critical", text: `${c.code}=${c.value}`, station: c.station, region: c.region, phase: c.phase })),
+    ...inc.reports.map((r) => ({ at: r.observed_at, id: r.checklist_id, kind: "incident", text: `${r.type} (${r.source})${r.description ? ": " + r.description : ""}`, station: r.station, region: r.region, phase: "incident" })),
+  ].sort((a, b) => (a.at < b.at ? 1 : -1)).slice(0, 40);
+  if (!items.length) return h("p", { class: "muted", text: t("nothing_yet") });
+  const labels = new Map(crit.by_question.map((q) => [`${q.code}=${q.value}`, `${q.label}: ${q.answer}`]));
+  return h("ul", { class: "feed", id: "feed" }, items.map((i) =>
+    h("li", { "data-id": i.id },
+      h("span", { class: "badge " + (i.kind === "critical" ? "bad" : "warn"), text: t(i.kind) }),
+      when(i.at), " · ", h("strong", { text: i.station }), ` (${i.region}) · `,
+      labels.get(i.text) || i.text, " · ", link(i.id, t("open_checklist")))));
+}
+
+const MAP_COLOURS = { none: "#ffffff", opening: "#9ecae1", voting: "#3182bd", closing: "#08306b", incident: "#f0a95a" };
+
+async function drawMap(crit) {
+  const el = document.getElementById("p-map");
+  if (!el) return;
+  const body = el.querySelector(".body");
+  if (!isStaff()) {
+    if (!el._data) body.replaceChildren(h("p", { class: "muted", text: t("map_staff_only") }));
+    el._data = true;
+    return;
+  }
+  const [stations, checklists, observers] = await Promise.all([
+    list("stations", allStations, true),
+    list("checklists", allLatestChecklists),
+    observersList(),
+  ]);
+  const key = [stations, checklists, crit, JSON.stringify(state.filters)];
+  if (el._data && el._data.every((x, i) => x === key[i])) return;
+  el._data = key;
+  const f = state.filters;
+  const teamOf = new Map(observers.map((o) => [o.id, o.team]));
+  const critical = new Set(crit.checklists.map((c) => c.checklist_id));
+  const seen = new Map(); // station code → {phases, critical}
+  for (const c of checklists) {
+    if (c.review_state === "rejected" || c.quarantined) continue;
+    if (f.phase && c.phase !== f.phase) continue;
+    if (f.team && teamOf.get(c.observer_id) !== f.team) continue;
+    if (f.template && c.template !== f.template) continue;
+    if (f.observed_from && new Date(c.observed_at) < new Date(f.observed_from)) continue;
+    if (f.observed_to && new Date(c.observed_at) >= new Date(f.observed_to)) continue;
+    const s0 = seen.get(c.station) || { phases: new Set(), critical: false };
+    s0.phases.add(c.phase);
+    if (critical.has(c.id)) s0.critical = true;
+    seen.set(c.station, s0);
+  }
+  const shown = stations.filter((st) =>
+    st.latitude !== null && st.longitude !== null &&
+    (!f.location || st.location_path === f.location || st.location_path.startsWith(f.location + "/")) &&
+    (!f.abroad || String(st.abroad) === f.abroad));
+  const furthest = (phases) => ["closing", "voting", "opening", "incident"].find((p) => phases.has(p)) || "none";
+  let map = body.querySelector("#map");
+  if (!map) {
+    map = h("div", { id: "map", role: "region", "aria-label": t("map_label") });
+    const legend = h("div", { class: "legend" },
+      Object.entries(MAP_COLOURS).map(([k, c]) => h("span", {}, h("span", { class: "dot", style: `background:${c}` }), t(k === "none" ? "not_observed" : "furthest_" + k))),
+      h("span", {}, h("span", { class: "dot", style: "background:#fff;border:3px solid #b3261e" }), t("critical")));
+    const summary = h("p", { class: "muted", id: "map-summary" });
+    body.replaceChildren(map, legend, summary);
+  }
+  const observed = shown.filter((st) => seen.has(st.code)).length;
+  const placeless = stations.filter((st) => st.latitude === null || st.longitude === null).length;
+  body.querySelector("#map-summary").textContent = t("map_summary", { observed: num(observed), total: num(shown.length), missing: num(placeless) });
+  if (typeof L === "undefined") return;
+  if (!state.map || state.map.getContainer() !== map) {
+    state.map = L.map(map, { attributionControl: Boolean(state.settings && state.settings.map_tile_url), zoomControl: true });
+    if (state.settings && state.settings.map_tile_url) {
+      L.tileLayer(state.settings.map_tile_url, { attribution: state.settings.map_tile_attribution || "", maxZoom: 19 }).addTo(state.map);
+    }
+    state.markers = L.layerGroup().addTo(state.map);
+    state.mapFitted = false;
+  }
+  state.markers.clearLayers();
+  const points = [];
+  for (const st of shown) {
+    const o = seen.get(st.code);
+    const phase = o ? furthest(o.phases) : "none";
+    const marker = L.circleMarker([st.latitude, st.longitude], {
+      radius: 7, weight: o && o.critical ? 3 : 1, color: o && o.critical ? "#b3261e" : "#333",
+      fillColor: MAP_COLOURS[phase], fillOpacity: 0.95,
+    });
+    marker.bindTooltip(`${st.code} ${st.name}: ${o ? [...o.phases].map(phaseName).join(", ") : t("not_observed")}`);
+    marker.addTo(state.markers);
+    points.push([st.latitude, st.longitude]);
+  }
+  if (points.length && !state.mapFitted) {
+    state.map.fitBounds(points, { padding: [20, 20], maxZoom: 13 });
+    state.mapFitted = true;
+  } else if (!points.length) state.map.setView([0, 0], 1);
+}
+
+// --- findings ------------------------------------------------------------------------------
+
+function drawFindings(f, regional) {
+  const out = [h("p", { class: "muted", text: t("findings_note", { n: f.small_denominator, time: when(f.computed_at) }) })];
+  for (const p of f.phases) {
+    if (state.filters.phase && p.phase !== state.filters.phase) continue;
+    out.push(h("h3", { text: `${phaseName(p.phase)}: ${t("observations_stations", { o: num(p.observations), s: num(p.stations) })}` }));
+    const qs = h("div", { class: "qs" });
+    out.push(qs);
+    for (const q of p.questions) {
+      const answers = (q.answers || []).filter((a) => a.value !== "na");
+      const parts = [
+        h("div", { class: "label" }, `${q.code}. ${q.label}`),
+        h("div", { class: "muted", text: t("answered_of", { answered: num(q.answered), asked: num(q.asked), stations: num(q.stations), na: num(q.not_applicable) }) }),
+      ];
+      if (["scale4", "yes_no", "single"].includes(q.type) && answers.length) parts.push(...shareBar(answers, q.answered - (q.not_applicable || 0), q.type === "scale4"));
+      else if (answers.length) parts.push(h("div", { class: "legend" }, answers.map((a) => h("span", {}, `${a.label}: ${a.text}`))));
+      else if (q.total !== undefined) parts.push(h("div", { text: t("total", { n: num(q.total) }) }));
+      if (regional && q.type === "yes_no") parts.push(drawByRegion(p.phase, q, regional));
+      qs.append(h("div", { class: "q", "data-code": q.code }, parts));
+    }
+  }
+  if (out.length === 1) out.push(h("p", { class: "muted", text: t("nothing_yet") }));
+  return out;
+}
+
+function drawByRegion(phase, q, regional) {
+  const rows = regional.map(([region, v]) => {
+    const p = v.phases.find((x) => x.phase === phase);
+    const rq = p && p.questions.find((x) => x.code === q.code);
+    const yes = rq && rq.answers.find((a) => a.value === "yes");
+    return [region, yes];
+  });
+  return h("div", { class: "regions", role: "group", "aria-label": t("yes_by_region") },
+    h("div", { class: "muted", text: t("yes_by_region") }),
+    rows.map(([region, yes]) => h("div", { class: "row" }, h("span", { text: region }),
+      h("span", { class: "track" }, h("span", { style: `width:${yes ? Math.round(100 * yes.share) : 0}%` })),
+      h("span", { class: "n", text: yes ? yes.text : "—" }))));
+}
+
+// --- critical, incidents, counting --------------------------------------------------------
+
+function drawCriticalQuestions(c) {
+  return table([t("question"), t("answer"), t("count"), t("stations"), t("regions"), t("pattern")],
+    c.by_question.map((q) => [`${q.code}. ${q.label}`, q.answer, num(q.count), num(q.stations),
+      q.regions.map((r) => `${r.region} ${r.count}`).join(", "), q.pattern]), { numeric: [2, 3] });
+}
+
+function drawCriticalList(c) {
+  return table([t("observed_at"), t("station"), t("region"), t("phase"), t("answer"), ""],
+    c.checklists.map((x) => [when(x.observed_at), x.station, x.region, phaseName(x.phase), `${x.code} = ${x.value}`, link(x.checklist_id, t("open_checklist"))]));
+}
+
+function drawIncidentTypes(v) {
+  return table([t("type"), t("count"), t("observed"), t("reported")],
+    v.by_type.map((x) => [x.label, num(x.count), num(x.observed), num(x.reported)]), { numeric: [1, 2, 3] });
+}
+
+function drawIncidentList(v) {
+  return table([t("observed_at"), t("station"), t("region"), t("type"), t("source"), t("description"), ""],
+    v.reports.map((r) => [when(r.observed_at), r.station, r.region, r.type, r.source, r.description || "", link(r.checklist_id, t("open_checklist"))]));
+}
+
+function drawChecks(v) {
+  return table([t("check"), t("failed"), t("checked")],
+    v.checks.map((c) => [c.rule, num(c.failed), num(c.checked)]), { numeric: [1, 2] });
+}
+
+function drawTotals(v) {
+  if (!v.totals) return h("p", { class: "muted", text: t("nothing_yet") });
+  const tot = v.totals;
+  return [
+    h("p", { text: `${t("stations")}: ${tot.stations_text}. ${tot.note || ""}` }),
+    table([t("figure"), t("value")], Object.entries(tot.figures).map(([k, x]) => [k, num(x)]), { numeric: [1] }),
+    table([t("option"), t("votes"), t("share")], tot.options.map((o) => [o.code, num(o.votes), o.text]), { numeric: [1, 2] }),
+  ];
+}
+
+function drawFailing(v) {
+  const rule = new Map(v.checks.map((c) => [c.check, c.rule]));
+  return table([t("station"), t("review_state"), t("fails"), t("figures"), ""],
+    v.failing.map((x) => [x.station, stateName(x.review_state), h("ul", {}, x.fails.map((f) => h("li", { text: rule.get(f) || f }))),
+      Object.entries(x.figures).map(([k, n]) => `${k} ${n}`).join(", "), link(x.checklist_id, t("open_checklist"))]));
+}
+
+function drawConflicts(v) {
+  if (!v.conflicts.length) return h("p", { class: "muted", text: t("nothing_yet") });
+  return v.conflicts.map((c) => {
+    const keys = Object.keys(c.reports[0].figures);
+    const differ = new Set(c.differing);
+    return h("div", { class: "conflict" }, h("h3", { text: `${t("station")} ${c.station}` }),
+      h("div", { class: "scroll", tabindex: "0" }, h("table", {},
+        h("thead", {}, h("tr", {}, h("th", { scope: "col", text: t("figure") }),
+          c.reports.map((r) => h("th", { scope: "col", class: "n" }, link(r.checklist_id), h("br"), when(r.received_at), " · ", stateName(r.review_state))))),
+        h("tbody", {}, keys.map((k) => h("tr", {}, h("td", { text: k }),
+          c.reports.map((r) => h("td", { class: "n" + (differ.has(k) ? " diff" : ""), text: num(r.figures[k]) }))))))));
+  });
+}
+
+// --- the checklist page -------------------------------------------------------------------
+
+const templateCache = new Map();
+async function templateOf(code, version) {
+  const key = code + "/" + version;
+  if (!templateCache.has(key)) templateCache.set(key, await json(`/missions/${mid()}/templates/${encodeURIComponent(code)}/${version}`));
+  return templateCache.get(key);
+}
+
+function labelOf(labels) {
+  if (!labels) return "";
+  return labels[state.lang] || labels.en || Object.values(labels)[0] || "";
+}
+
+function answerText(q, value) {
+  if (value === undefined || value === null) return "";
+  if (Array.isArray(value)) return value.map((v) => answerText(q, v)).join(", ");
+  const v = String(value);
+  if (v === "na") return t("na");
+  if (q && q.options) {
+    const o = q.options.find((x) => x.code === v);
+    if (o) return labelOf(o.label);
+  }
+  if (q && (q.type === "yes_no" || q.type === "scale4")) return t("ans_" + v);
+  return v;
+}
+
+function checklistPage(id) {
+  const page = {
+    title: t("checklist"),
+    nodes: [h("p", {}, h("a", { href: "#/queue", text: "← " + t("nav_queue") })), h("div", { id: "cl" }, h("p", { class: "muted loading", text: "…" }))],
+    held: null,
+    async update() {
+      const detail = await json(`/checklists/${id}`);
+      const [versions, reviews, files] = await Promise.all([
+        json(`/checklists/${id}/versions`),
+        json(`/checklists/${id}/reviews`),
+        api(`/checklists/${id}/attachments`).then((r) => (r.ok ? r.json() : null)),
+      ]);
+      const sig = JSON.stringify([detail, versions, reviews.count]);
+      if (sig === page.held) return;
+      const first = page.held === null;
+      page.held = sig;
+      const details = await Promise.all(versions.map((v) => (v.id === detail.id ? detail : json(`/checklists/${v.id}`))));
+      const tpl = await templateOf(detail.template, detail.template_version);
+      const [observer, station] = await Promise.all([
+        json(`/missions/${mid()}/observers/${detail.observer_id}`).catch(() => null),
+        json(`/missions/${mid()}/stations/${encodeURIComponent(detail.station)}`).catch(() => null),
+      ]);
+      const latest = details.find((d) => d.is_latest) || detail;
+      const box = document.getElementById("cl");
+      const form = box.querySelector(".review");
+      const kept = form && !first ? form : null; // an open form keeps what was typed
+      box.replaceChildren(...drawChecklist(latest, details, tpl, observer, station, reviews, files, kept));
+    },
+  };
+  return page;
+}
+
+function drawChecklist(latest, details, tpl, observer, station, reviews, files, keptForm) {
+  const questions = [];
+  for (const sec of tpl.definition.sections) for (const q of sec.questions) questions.push(q);
+  const out = [
+    h("h1", { text: `${t("checklist")} ${latest.station} · ${phaseName(latest.phase)} · v${latest.version}` }),
+    h("div", { class: "grid" },
+      h("section", { class: "card" }, h("h2", { text: t("about") }),
+        h("dl", { class: "about" },
+          h("dt", { text: t("station") }), h("dd", { text: station ? `${station.code} ${station.name} (${station.location_path})` : latest.station }),
+          h("dt", { text: t("observer") }), h("dd", { text: observer ? `${observer.name} (${observer.code}${observer.team ? ", " + observer.team : ""})` : latest.observer_id }),
+          h("dt", { text: t("observed_at") }), h("dd", { text: `${when(latest.observed_at)} (UTC${latest.observed_utc_offset_min >= 0 ? "+" : ""}${latest.observed_utc_offset_min / 60})` }),
+          h("dt", { text: t("received_at") }), h("dd", { text: when(latest.received_at) }),
+          h("dt", { text: t("clock") }), h("dd", {}, latest.clock_flagged
+            ? h("span", { class: "badge warn", text: t("clock_flagged", { s: latest.clock_skew_s }) })
+            : t("clock_ok")),
+          h("dt", { text: t("review_state") }), h("dd", {}, h("span", { class: "badge", id: "state", text: stateName(latest.review_state) }),
+            latest.quarantined ? h("span", { class: "badge bad", text: t("quarantined") }) : null))),
+      h("section", { class: "card" }, h("h2", { text: t("review_history") }),
+        reviews.data.length
+          ? h("ol", { class: "feed" }, reviews.data.map((r) => h("li", {},
+              `${when(r.created_at)} · v${r.version} · ${stateName(r.state_before)} → ${stateName(r.state_after)}`,
+              r.quarantined_before !== r.quarantined_after ? ` · ${r.quarantined_after ? t("quarantined") : t("released")}` : "",
+              h("br"), h("q", { text: r.comment }))))
+          : h("p", { class: "muted", text: t("not_reviewed") }),
+        canReview() && latest.is_latest ? (keptForm || reviewForm(latest)) : null)),
+  ];
+  // Versions side by side: what changed is marked.
+  const head = [t("question"), ...details.map((d) => `v${d.version} · ${when(d.received_at)}`)];
+  const rows = [];
+  for (const q of questions) {
+    const vals = details.map((d) => d.answers[q.code]);
+    if (vals.every((v) => v === undefined)) continue;
+    const shown = vals.map((v) => answerText(q, v));
+    const changed = details.length > 1 && new Set(shown).size > 1;
+    const row = [`${q.code}. ${labelOf(q.label)}`, ...shown.map((x, i) => h("span", { class: changed && i > 0 && shown[i] !== shown[i - 1] ? "diff" : null, text: x }))];
+    row.rowClass = changed ? "changed" : null;
+    rows.push(row);
+  }
+  out.push(h("section", { class: "card wide", "aria-labelledby": "h-answers" },
+    h("h2", { id: "h-answers", text: details.length > 1 ? t("versions_side_by_side") : t("answers") }),
+    table(head, rows, { class: "answers" })));
+  if (files && files.data && files.data.length) {
+    const thumbs = h("div", { class: "thumbs" });
+    for (const f of files.data) {
+      const item = h("div", {}, h("div", { text: `${f.name} (${f.content_type})` }));
+      thumbs.append(item);
+      if (!f.complete) { item.append(h("span", { class: "badge warn", text: t("not_uploaded") })); continue; }
+      api(`/checklists/${latest.id}/attachments/${encodeURIComponent(f.name)}`).then(async (res) => {
+        if (!res.ok) return;
+        const url = URL.createObjectURL(await res.blob());
+        if (f.content_type.startsWith("image/")) item.append(h("img", { src: url, alt: `${t("attachment")} ${f.name}` }));
+        else item.append(h("a", { href: url, download: f.name, text: t("open_file") }));
+      }).catch(() => {});
+    }
+    out.push(h("section", { class: "card wide" }, h("h2", { text: t("attachments") }), thumbs));
+  }
+  return out;
+}
+
+/* The review form: a decision (or a quarantine change) with a comment, sent with the state
+   the analyst saw, so that a decision taken meanwhile by someone else is never overwritten. */
+function reviewForm(cl, onDone) {
+  const msg = h("p", { class: "error", role: "alert" });
+  const under = h("p", { class: "under notice", role: "status" });
+  const comment = h("textarea", { id: "comment-" + cl.id, name: "comment", required: true, maxlength: 2000 });
+  let choice = null;
+  const buttons = [...STATES, "quarantine"].map((st, i) =>
+    h("button", {
+      type: "button", class: "btn", "aria-pressed": "false", "data-decision": st,
+      "aria-keyshortcuts": String(i + 1),
+      text: `${i + 1} ${st === "quarantine" ? (cl.quarantined ? t("release") : t("quarantine")) : t("do_" + st)}`,
+      onclick: (e) => {
+        choice = st;
+        for (const b of buttons) b.setAttribute("aria-pressed", String(b === e.currentTarget));
+        comment.focus();
+      },
+    }));
+  const form = h("form", {
+    class: "review", "data-id": cl.id, "data-state": cl.review_state,
+    onkeydown: (e) => {
+      if (e.target === comment) {
+        if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) form.requestSubmit();
+        return;
+      }
+      const n = Number(e.key);
+      if (n >= 1 && n <= 4) { e.preventDefault(); buttons[n - 1].click(); }
+    },
+    onsubmit: async (e) => {
+      e.preventDefault();
+      msg.textContent = "";
+      if (!choice) { msg.textContent = t("choose_decision"); buttons[0].focus(); return; }
+      if (!comment.value.trim()) { msg.textContent = t("comment_needed"); comment.focus(); return; }
+      const body = { comment: comment.value.trim(), expected_state: cl.review_state, expected_quarantined: cl.quarantined };
+      if (choice === "quarantine") body.quarantined = !cl.quarantined;
+      else body.state = choice;
+      send.disabled = true;
+      try {
+        const res = await api(`/checklists/${cl.id}/review`, {
+          method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+        });
+        if (res.ok) {
+          toast(t("review_saved"));
+          forget();
+          if (onDone) onDone();
+          else { form.remove(); refreshSoon(0); }
+          return;
+        }
+        const problem = await res.json().catch(() => ({}));
+        msg.textContent = problem.code === "review_changed"
+          ? t("review_changed", { detail: problem.detail })
+          : problem.code === "not_latest_version" ? t("review_not_latest") : t("review_failed", { detail: problem.detail || res.status });
+      } catch (err) {
+        msg.textContent = t("review_failed", { detail: err.message });
+      } finally {
+        send.disabled = false;
+      }
+    },
+  });
+  const send = h("button", { type: "submit", class: "btn primary", text: t("save_decision") });
+  form.append(
+    h("fieldset", {}, h("legend", { text: t("decision") }), buttons),
+    h("label", { for: "comment-" + cl.id, text: t("comment") }), comment,
+    h("p", { class: "muted" }, t("keys_help")),
+    send, msg, under);
+  return form;
+}
+
+// --- the review queue -----------------------------------------------------------------------
+
+function queuePage() {
+  const filterBox = h("form", { class: "card", "aria-label": t("queue_filters"), onchange: () => { page.drawn = null; refreshSoon(0); }, onsubmit: (e) => e.preventDefault() },
+    h("label", {}, t("reason"), " ", h("select", { id: "q-reason" },
+      ["", "critical", "counting", "clock", "unreviewed"].map((r) => h("option", { value: r, text: r ? t("reason_" + r) : t("any") })))), " ",
+    h("label", {}, t("phase"), " ", h("select", { id: "q-phase" }, ["", ...PHASES].map((p) => h("option", { value: p, text: p ? phaseName(p) : t("any") })))), " ",
+    h("label", {}, t("review_state"), " ", h("select", { id: "q-state" },
+      [["open", t("state_open")], ["", t("any")], ["received", stateName("received")], ["has_issues", stateName("has_issues")], ["verified", stateName("verified")], ["rejected", stateName("rejected")]]
+        .map(([v, l]) => h("option", { value: v, text: l })))), " ",
+    h("label", {}, t("station"), " ", h("input", { id: "q-station", size: 10 })));
+  const page = {
+    title: t("nav_queue"),
+    drawn: null,
+    nodes: [h("h1", { text: t("nav_queue") }), h("p", { class: "muted", text: t("queue_help") }), filterBox,
+      h("section", { class: "card", id: "queue", "aria-labelledby": "h-queue" }, h("h2", { id: "h-queue", text: t("queue_list") }), h("div", { class: "body" }, h("p", { class: "muted loading", text: "…" })))],
+    async update() {
+      const [all, crit, counting] = await Promise.all([list("checklists", allLatestChecklists), view("critical", noFilters()), view("counting", noFilters())]);
+      const key = [all, crit, counting, filterBox.querySelector("#q-reason").value, filterBox.querySelector("#q-phase").value, filterBox.querySelector("#q-state").value, filterBox.querySelector("#q-station").value].join("|");
+      if (page.drawn && page.drawn.all === all && page.drawn.crit === crit && page.drawn.counting === counting && page.drawn.key === key) return;
+      if (document.querySelector("#queue tr.inline")) return; // never redraw under an open review form
+      page.drawn = { all, crit, counting, key };
+      drawQueue(all, crit, counting);
+    },
+    after() {
+      const first = document.querySelector("#queue tbody tr");
+      if (first) first.focus();
+    },
+  };
+  return page;
+}
+
+function noFilters() {
+  // The queue covers every checklist, whatever the overview's filters say.
+  const blank = {};
+  for (const k of FILTERS) blank[k] = "";
+  return blank;
+}
+
+function queueItems(all, crit, counting) {
+  const critical = new Map();
+  for (const c of crit.checklists) critical.set(c.checklist_id, (critical.get(c.checklist_id) || []).concat(`${c.code}=${c.value}`));
+  const failing = new Map(counting.failing.map((f) => [f.checklist_id, f.fails]));
+  const items = [];
+  for (const c of all) {
+    const reasons = [];
+    if (critical.has(c.id)) reasons.push("critical");
+    if (failing.has(c.id)) reasons.push("counting");
+    if (c.clock_flagged) reasons.push("clock");
+    if (c.review_state === "received") reasons.push("unreviewed");
+    const rank = reasons.includes("critical") ? 0 : reasons.includes("counting") ? 1 : reasons.includes("clock") ? 2 : reasons.includes("unreviewed") ? 3 : 4;
+    items.push({ c, reasons, rank, detail: (critical.get(c.id) || []).concat(failing.get(c.id) || []) });
+  }
+  items.sort((a, b) => a.rank - b.rank || (a.c.received_at < b.c.received_at ? 1 : -1));
+  return items;
+}
+
+function drawQueue(all, crit, counting) {
+  const reason = document.getElementById("q-reason").value;
+  const phase = document.getElementById("q-phase").value;
+  const st = document.getElementById("q-state").value;
+  const station = document.getElementById("q-station").value.trim().toLowerCase();
+  const items = queueItems(all, crit, counting).filter((i) =>
+    (!reason || i.reasons.includes(reason)) && (!phase || i.c.phase === phase) &&
+    (!st || (st === "open" ? ["received", "has_issues"].includes(i.c.review_state) : i.c.review_state === st)) &&
+    (!station || i.c.station.toLowerCase().includes(station)));
+  const body = document.querySelector("#queue .body");
+  document.getElementById("h-queue").textContent = t("queue_count", { n: num(items.length) });
+  if (!items.length) return body.replaceChildren(h("p", { class: "muted", text: t("queue_empty") }));
+  const rows = items.slice(0, 300).map((i) => h("tr", { tabindex: "0", "data-id": i.c.id,
+      onkeydown: (e) => queueKey(e, i.c), onclick: (e) => { if (e.target.tagName !== "A" && e.target.tagName !== "BUTTON") openInline(e.currentTarget, i.c); } },
+    h("td", {}, i.reasons.map((r) => h("span", { class: "badge " + (r === "critical" ? "bad" : r === "unreviewed" ? "" : "warn"), text: t("reason_" + r) })), h("div", { class: "muted", text: i.detail.join(", ") })),
+    h("td", { text: i.c.station }), h("td", { text: phaseName(i.c.phase) }), h("td", { text: when(i.c.observed_at) }),
+    h("td", {}, stateName(i.c.review_state), i.c.quarantined ? h("span", { class: "badge bad", text: t("quarantined") }) : null),
+    h("td", {}, link(i.c.id, t("open_checklist")), " ", h("button", { class: "btn", type: "button", text: t("review"), onclick: (e) => openInline(e.currentTarget.closest("tr"), i.c) }))));
+  body.replaceChildren(
+    h("p", { class: "muted", text: t("queue_keys") }),
+    h("div", { class: "scroll queue", tabindex: "0" }, h("table", {}, h("thead", {}, h("tr", {}, [t("reason"), t("station"), t("phase"), t("observed_at"), t("review_state"), ""].map((x) => h("th", { scope: "col", text: x })))), h("tbody", {}, rows))),
+    items.length > 300 ? h("p", { class: "muted", text: t("queue_more", { n: num(items.length - 300) }) }) : "");
+}
+
+function queueKey(e, c) {
+  const row = e.currentTarget;
+  if (e.target !== row) return;
+  if (e.key === "j" || e.key === "ArrowDown") { e.preventDefault(); nextRow(row, 1); }
+  else if (e.key === "k" || e.key === "ArrowUp") { e.preventDefault(); nextRow(row, -1); }
+  else if (e.key === "Enter") { e.preventDefault(); openInline(row, c); }
+  else if (e.key === "o") { location.hash = "#/checklist/" + c.id; }
+}
+
+function nextRow(row, step) {
+  let r = step > 0 ? row.nextElementSibling : row.previousElementSibling;
+  while (r && !r.dataset.id) r = step > 0 ? r.nextElementSibling : r.previousElementSibling;
+  if (r) r.focus();
+}
+
+function openInline(row, c) {
+  const open = row.nextElementSibling;
+  if (open && open.classList.contains("inline")) { open.remove(); row.focus(); return; }
+  document.querySelectorAll("#queue tr.inline").forEach((x) => x.remove());
+  const form = reviewForm(c, () => {
+    const next = (open && open.classList.contains("inline") ? open : row.nextElementSibling) || null;
+    const after = next && next.nextElementSibling;
+    row.remove();
+    if (next) next.remove();
+    forget();
+    if (after) after.focus();
+    refreshSoon(500);
+  });
+  const cell = h("td", { colspan: "6" }, form);
+  row.after(h("tr", { class: "inline" }, cell));
+  form.querySelector("button").focus();
+}
+
+// --- the statement -----------------------------------------------------------------------
+
+function statementPage() {
+  const langs = (state.me.mission.languages || ["en"]);
+  const pick = h("select", { id: "st-lang", onchange: () => { page.held = null; refreshSoon(0); } },
+    langs.map((l) => h("option", { value: l, selected: l === state.lang, text: (TEXTS[l] && TEXTS[l]._name) || l })));
+  const download = h("button", { class: "btn", type: "button", text: t("download_md"), onclick: () => downloadMarkdown(pick.value) });
+  const page = {
+    title: t("nav_statement"),
+    held: null,
+    nodes: [h("h1", { text: t("nav_statement") }),
+      h("p", {}, h("label", { for: "st-lang", text: t("statement_language") + " " }), pick, " ", download),
+      h("article", { class: "statement", id: "statement" }, h("p", { class: "muted loading", text: "…" }))],
+    async update() {
+      const v = await view("statement", { format: "json", lang: pick.value });
+      if (v === page.held) return;
+      page.held = v;
+      document.getElementById("statement").replaceChildren(...drawStatement(v));
+    },
+  };
+  return page;
+}
+
+function drawStatement(v) {
+  const lines = v.markdown.split("\n");
+  const title = (lines.find((l) => l.startsWith("# ")) || "").slice(2);
+  const headings = lines.filter((l) => l.startsWith("## ")).map((l) => l.slice(3));
+  const notes = new Map();
+  for (const l of lines) {
+    const m = /^\[\^(\d+)\]: (.*)$/.exec(l);
+    if (m) notes.set(Number(m[1]), m[2]);
+  }
+  const out = [h("h2", { text: title }), h("p", { class: "muted", text: t("statement_note", { time: when(v.computed_at), version: v.version }) })];
+  let current = null;
+  let para = null;
+  let n = 0;
+  let hi = 0;
+  const footnotes = [];
+  for (const sentence of v.sentences) {
+    if (sentence.paragraph !== current) {
+      current = sentence.paragraph;
+      out.push(h("h3", { text: headings[hi++] || "" }));
+      para = h("p");
+      out.push(para);
+    }
+    para.append(sentence.text);
+    if (sentence.evidence && Object.keys(sentence.evidence).length) {
+      n += 1;
+      para.append(h("sup", {}, h("a", { href: "#note-" + n, id: "ref-" + n, "aria-label": t("evidence_n", { n }), text: `[${n}]`,
+        onclick: (e) => { e.preventDefault(); document.getElementById("note-" + e.currentTarget.id.slice(4)).scrollIntoView(); } })));
+      const ids = sentence.evidence.checklist_ids || [];
+      footnotes.push(h("li", { id: "note-" + n, "data-note": n }, notes.get(n) ? notes.get(n).replace(/;?\s*(checklists|анкеты) [^;]*$/, "") : "",
+        ids.length ? h("div", { class: "evidence" }, t("evidence_checklists", { n: ids.length }), " ", ids.map((id, i) => [i ? ", " : "", link(id)])) : null));
+    }
+    para.append(" ");
+  }
+  if (footnotes.length) out.push(h("h3", { text: headings[hi] || t("evidence") }), h("ol", { class: "notes" }, footnotes));
+  return out;
+}
+
+async function downloadMarkdown(lang) {
+  try {
+    const res = await api(`/missions/${mid()}/statement?` + filterQuery({ lang }));
+    if (!res.ok) throw new Error(await reason(res));
+    const url = URL.createObjectURL(await res.blob());
+    const a = h("a", { href: url, download: `statement-${lang}.md` });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  } catch (e) {
+    if (!(e instanceof AuthError)) toast(e.message);
+  }
+}
+
+// --- start ---------------------------------------------------------------------------------
+
+window.addEventListener("hashchange", () => {
+  const linked = tokenFromLink();
+  if (linked) return signIn(linked, h("p"));
+  if (state.me) route();
+});
+
+(async function boot() {
+  try {
+    state.settings = await (await fetch("/console/settings.json", { cache: "no-store" })).json();
+  } catch (e) {
+    state.settings = {};
+  }
+  drawTools();
+  const linked = tokenFromLink();
+  if (linked) {
+    const msg = h("p");
+    await signIn(linked, msg);
+    if (!state.me) showSignIn(msg.textContent);
+    return;
+  }
+  if (!state.token) return showSignIn();
+  for (;;) {
+    try {
+      const res = await fetch("/me", { headers: { Authorization: "Bearer " + state.token }, cache: "no-store" });
+      if (res.status === 401 || res.status === 403) {
+        sessionEnded();
+        return showSignIn(t("session_ended")); // a token kept from an earlier visit
+      }
+      if (res.ok) return start(await res.json());
+    } catch (e) {
+      /* the server is away: say so and try again */
+    }
+    document.getElementById("main").replaceChildren(h("p", { class: "stale-note", role: "alert", text: t("server_away") }));
+    setLive("reconnecting");
+    await sleep(3000);
+  }
+})();
