@@ -276,7 +276,7 @@ def _inclusion(
             "incomplete": n_incomplete,
             "another_report_used": reports - n_included - n_inconsistent - n_incomplete,
         },
-        "included": [dict(r) for r in included],
+        "included": [{str(k): v for k, v in r.items()} for r in included],
         "excluded": [
             {
                 "checklist_id": r["checklist_id"],

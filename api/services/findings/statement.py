@@ -97,9 +97,9 @@ PHRASES: dict[str, dict[str, Any]] = {
         "secrecy": "The secrecy of the vote was not respected in {count} ({code}).",
         "secrecy_ok": "The secrecy of the vote was respected in {n:all_observations} ({code}).",
         "intimidation": "Intimidation of or pressure on voters was seen in {count} ({code}).",
-        "irregular_none": "{during}, no major irregularities were observed: none of the "
-        "{n:observation} reported any of {kinds:listed_irregularity} as observed or reported "
-        "({codes}).",
+        "irregular_none": "{during}, no major irregularities were reported in "
+        "{n:all_observations}: none of {kinds:listed_irregularity} was observed or reported to "
+        "observers ({codes}).",
         "irregular_both": "{label} ({phase}): observed in {observed} and reported to observers "
         "in {reported} of {n:observation} ({code}).",
         "irregular_observed": "{label} ({phase}): observed in {observed} of {n:observation} "
@@ -236,9 +236,9 @@ PHRASES: dict[str, dict[str, Any]] = {
         "secrecy": "Тайна голосования не соблюдалась в {count} ({code}).",
         "secrecy_ok": "Тайна голосования соблюдалась {n:all_observations} ({code}).",
         "intimidation": "Запугивание избирателей или давление на них отмечены в {count} ({code}).",
-        "irregular_none": "{during} серьёзных нарушений не выявлено: ни в одном из "
-        "{n:observations_of} не сообщалось ни об одном из {kinds:listed_irregularity_gen} — ни "
-        "как о замеченном, ни как о сообщённом наблюдателям ({codes}).",
+        "irregular_none": "{during} серьёзных нарушений не выявлено {n:all_observations}: ни "
+        "об одном из {kinds:listed_irregularity_gen} не сообщалось — ни как о замеченном, ни "
+        "как о сообщённом наблюдателям ({codes}).",
         "irregular_both": "{label} ({phase}): замечено в {observed} и сообщено наблюдателям в "
         "{reported} из {n:observations_of} ({code}).",
         "irregular_observed": "{label} ({phase}): замечено в {observed} из {n:observations_of} "
@@ -719,7 +719,12 @@ def _coverage(
         w.say(par, "phases_at", {"counts": observed}, "findings", parts=_join(w, parts))
     for phase in PHASE_ORDER:
         if not counts(phase, "stations"):
-            w.say(par, f"not_observed_{phase}", {}, "findings")
+            w.say(
+                par,
+                f"not_observed_{phase}",
+                {"phase": phase, "counts": {"stations": 0}},
+                "findings",
+            )
     w.say(
         par,
         "total",
@@ -1092,7 +1097,7 @@ def _label(qi: dict[tuple[str, str], dict[str, Any]], code: str) -> str:
 
 def _incidents(w: Writer, incidents: dict[str, Any]) -> None:
     if not incidents["count"]:
-        w.say("h_incidents", "incidents_none", {}, "incidents")
+        w.say("h_incidents", "incidents_none", {"counts": {"incidents": 0}}, "incidents")
         return
     top = incidents["by_type"][0]
     w.say(
@@ -1114,24 +1119,22 @@ def _critical(w: Writer, critical: dict[str, Any]) -> None:
     table per question and answer in the annex, each row linked to its checklist."""
     par = "h_critical"
     if not critical["count"]:
-        w.say(par, "critical_none", {}, "critical")
+        w.say(par, "critical_none", {"counts": {"critical": 0}}, "critical")
         return
     problems = critical["by_question"]
 
     def at(p: dict[str, Any], key: str) -> str:
         return f"by_question[code={p['code']},value={p['value']}].{key}"
 
-    top = _join(
-        w,
-        [
-            w.text(
-                "critical_top",
-                label=p["label"].rstrip("?"),
-                answer=p["answer"],
-                count=Fig(p["count"], at(p, "count")),
-            )
-            for p in problems[:3]
-        ],
+    # Labels may hold commas: the items are set apart by semicolons.
+    top = "; ".join(
+        w.text(
+            "critical_top",
+            label=p["label"].rstrip("?"),
+            answer=p["answer"],
+            count=Fig(p["count"], at(p, "count")),
+        )
+        for p in problems[:3]
     )
     w.say(
         par,
@@ -1139,6 +1142,7 @@ def _critical(w: Writer, critical: dict[str, Any]) -> None:
         {
             "questions": [p["code"] for p in problems],
             "counts": {f"{p['code']}={p['value']}": p["count"] for p in problems},
+            "checklist_ids": list(dict.fromkeys(c["checklist_id"] for c in critical["checklists"])),
         },
         "critical",
         count=Fig(critical["count"], "count"),
