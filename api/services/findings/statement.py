@@ -424,22 +424,25 @@ class ShareFig(float):
         return obj
 
 
-_STEP = re.compile(r"([^.\[]+)(?:\[([^\]]*)\])?")
+_STEP = re.compile(r"([^.\[]+)(?:\[([^\]]*)\](\*)?)?")
 
 
 def resolve_path(data: Any, path: str) -> Any:
-    """The value at `path` in a view: dotted keys, and `list[key=value,…]` picks the item of
-    a list whose keys have those values ("phases[phase=voting].questions[code=D4].answered")."""
+    """The value at `path` in a view: dotted keys; `list[key=value,…]` picks the item of a
+    list whose keys have those values ("phases[phase=voting].questions[code=D4].answered"),
+    `list[key=value]*` keeps every such item, and a last step `len` counts them."""
     for step in _split(path):
+        if step == "len":
+            data = len(data)
+            continue
         m = _STEP.fullmatch(step)
         if m is None:
             raise KeyError(path)
         data = data[m.group(1)]
         if m.group(2):
             wanted = dict(kv.split("=", 1) for kv in m.group(2).split(","))
-            data = next(
-                item for item in data if all(str(item.get(k)) == v for k, v in wanted.items())
-            )
+            chosen = [i for i in data if all(str(i.get(k)) == v for k, v in wanted.items())]
+            data = chosen if m.group(3) else chosen[0]
     return data
 
 
@@ -899,7 +902,7 @@ def _irregularities(
                 "findings",
                 during=w.phrase(f"during_{phase}"),
                 n=Fig(widest["answered"], at(widest, "answered")),
-                kinds=len(codes),
+                kinds=Fig(len(codes), f"irregularities[phase={phase}]*.len"),
                 codes=f"{codes[0]}–{codes[-1]}" if len(codes) > 1 else codes[0],
             )
             continue
