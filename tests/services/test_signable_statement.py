@@ -4,11 +4,19 @@ apart, critical answers summed up with an annex, every number traceable to its r
 
 from __future__ import annotations
 
+import io
 import re
+import zipfile
+from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
+import docx
+from typer.testing import CliRunner
+
+from api.cli import app
 from api.services import templates
-from api.services.findings import statement, views
+from api.services.findings import statement, views, word
 from api.services.findings.scope import Filters
 from models import Role
 from tests.factories import auth, make_mission, make_observer, make_station, make_token
@@ -302,3 +310,67 @@ def test_every_number_of_a_busy_statement_is_the_figure_its_footnote_names(
                     values.remove(number)
                 checked += 1
         assert checked > 50, checked  # the parser found the statement's numbers
+
+
+W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+
+
+def _footnotes(package: bytes) -> list[str]:
+    """The text of each real footnote (Word's separators, ids -1 and 0, left out)."""
+    with zipfile.ZipFile(io.BytesIO(package)) as z:
+        root = ElementTree.fromstring(z.read("word/footnotes.xml"))
+        types = z.read("[Content_Types].xml").decode()
+        rels = z.read("word/_rels/document.xml.rels").decode()
+        body = z.read("word/document.xml").decode()
+    assert 'PartName="/word/footnotes.xml"' in types and "relationships/footnotes" in rels
+    notes = [n for n in root.iter(W + "footnote") if int(n.get(W + "id", "0")) > 0]
+    references = re.findall(r'<w:footnoteReference w:id="(\d+)"/>', body)
+    assert references == [str(i) for i in range(1, len(notes) + 1)]
+    return ["".join(t.text or "" for t in n.iter(W + "t")).strip() for n in notes]
+
+
+def test_the_statement_downloads_as_a_word_document_with_footnotes_and_the_annex(
+    client: Any, session: Any
+) -> None:
+    mission = _busy_mission(client, session)
+    viewer = make_token(session, mission.id, Role.viewer)
+    url = f"/missions/{mission.id}/statement"
+    for language, heading in (("en", "Critical answers"), ("ru", "Критические ответы")):
+        r = client.get(f"{url}?format=docx&lang={language}", headers=auth(viewer))
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"] == word.MEDIA_TYPE
+        assert f'filename="statement-{language}.docx"' in r.headers["content-disposition"]
+        drafted = client.get(f"{url}?format=json&lang={language}", headers=auth(viewer)).json()
+        assert _footnotes(r.content) == [s["note"] for s in drafted["sentences"] if s["note"]]
+        document = docx.Document(io.BytesIO(r.content))
+        text = "\n".join(p.text for p in document.paragraphs)
+        assert heading in text
+        assert all(s["text"] in text for s in drafted["sentences"])
+        assert len(document.tables) == len(drafted["annex"])
+        first = drafted["annex"][0]
+        assert [c.text for c in document.tables[0].rows[1].cells[:-1]] == first["rows"][0][:-1]
+        targets = [rel.target_ref for rel in document.part.rels.values() if rel.is_external]
+        assert f"http://testserver{first['links'][0]}" in targets
+        unchanged = client.get(
+            f"{url}?format=docx&lang={language}",
+            headers=auth(viewer) | {"If-None-Match": r.headers["etag"]},
+        )
+        assert unchanged.status_code == 304
+
+
+def test_the_command_line_writes_the_statement_as_a_word_document(
+    client: Any, session: Any, tmp_path: Path
+) -> None:
+    mission, _ = make_mission(session, languages=["en", "ru"])
+    make_station(session, mission.id, "S-1")
+    _, token = make_observer(session, mission.id, ["S-1"])
+    post(client, token, "S-1", "voting", {"D8": "yes"})
+    out = tmp_path / "statement.docx"
+    result = CliRunner().invoke(
+        app, ["statement", "--mission", str(mission.id), "--out", str(out), "--lang", "ru"]
+    )
+    assert result.exit_code == 0, result.output
+    notes = _footnotes(out.read_bytes())
+    assert notes and all(n.startswith("/findings") for n in notes)
+    text = "\n".join(p.text for p in docx.Document(str(out)).paragraphs)
+    assert "Запугивание избирателей или давление на них отмечены в 1 из 1 наблюдения (D8)." in text

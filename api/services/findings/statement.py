@@ -640,11 +640,22 @@ def draft(parts: dict[str, Any], ctx: Any, roles: StatementQuestions) -> dict[st
 
 
 def _drafted(w: Writer) -> dict[str, Any]:
+    notes = [note(w, s.evidence) if s.evidence else None for s in w.sentences]
+    paragraphs = list(dict.fromkeys(s.paragraph for s in w.sentences))
+    headings = {p: w.phrase(p) for p in [*paragraphs, "h_annex_critical", "h_evidence"]}
     return {
-        "markdown": _markdown(w),
+        "markdown": _markdown(w, notes),
+        "title": w.phrase("title"),
+        "headings": headings,
         "sentences": [
-            {"paragraph": s.paragraph, "key": s.key, "text": s.text, "evidence": s.evidence}
-            for s in w.sentences
+            {
+                "paragraph": s.paragraph,
+                "key": s.key,
+                "text": s.text,
+                "evidence": s.evidence,
+                "note": n,
+            }
+            for s, n in zip(w.sentences, notes, strict=True)
         ],
         "annex": [
             {
@@ -695,7 +706,11 @@ def _coverage(
         w.say(
             par,
             "voting_at",
-            {"phase": "voting", "regions": home + abroad},
+            {
+                "phase": "voting",
+                "counts": {"stations": int(counts("voting", "stations"))},
+                "regions": home + abroad,
+            },
             "findings",
             stations=counts("voting", "stations"),
             where=where,
@@ -1220,20 +1235,20 @@ def _minute(value: Any) -> str:
     return text[:16].replace("T", " ")
 
 
-def _markdown(w: Writer) -> str:
+def _markdown(w: Writer, sentence_notes: list[str | None]) -> str:
     lines = [f"# {w.phrase('title')}", ""]
     notes: list[str] = []
     current = None
     paragraph: list[str] = []
-    for s in w.sentences:
+    for s, n in zip(w.sentences, sentence_notes, strict=True):
         if s.paragraph != current:
             if paragraph:
                 lines += [" ".join(paragraph), ""]
             paragraph = []
             current = s.paragraph
             lines += [f"## {w.phrase(s.paragraph)}", ""]
-        if s.evidence:
-            notes.append(note(w, s.evidence))
+        if n is not None:
+            notes.append(n)
             paragraph.append(f"{s.text}[^{len(notes)}]")
         else:
             paragraph.append(s.text)
