@@ -817,6 +817,7 @@ def _access(
     }
     during = w.phrase(f"during_{phase}")
     codes = f"{a}, {r}"
+    values: dict[str, Any]
     if admitted == n and restricted == 0:
         key, values = "access_full", {"admitted": w.share(admitted, n)}
     elif admitted and restricted:
