@@ -41,6 +41,15 @@ def _numbers(text: str, language: str) -> list[tuple[float, bool]]:
     return out
 
 
+def _mission_with(session: Any, codes: list[str], **mission: Any) -> tuple[Any, str]:
+    """A mission with these stations and one observer assigned to all: (mission, token)."""
+    made, _ = make_mission(session, **mission)
+    for code in codes:
+        make_station(session, made.id, code)
+    _, token = make_observer(session, made.id, codes)
+    return made, token
+
+
 def _statement(session: Any, mission_id: Any, language: str = "en") -> dict[str, Any]:
     return views.compute(session, mission_id, "statement", Filters(), language)
 
@@ -48,9 +57,8 @@ def _statement(session: Any, mission_id: Any, language: str = "en") -> dict[str,
 def test_vote_totals_use_only_reports_whose_figures_add_up_and_name_those_left_out(
     client: Any, session: Any
 ) -> None:
-    mission, _ = make_mission(session)
-    codes = [make_station(session, mission.id, f"C-{i}") for i in range(4)]
-    _, token = make_observer(session, mission.id, codes)
+    codes = [f"C-{i}" for i in range(4)]
+    mission, token = _mission_with(session, codes)
     # A template where a vote figure may be left blank, so a report can be incomplete.
     own = templates.default_definition().model_copy(deep=True, update={"version": 2})
     for section in own.sections:
@@ -96,9 +104,8 @@ def test_vote_totals_use_only_reports_whose_figures_add_up_and_name_those_left_o
 def test_no_sentence_is_built_on_zero_and_small_counts_read_naturally(
     client: Any, session: Any
 ) -> None:
-    mission, _ = make_mission(session, languages=["en", "ru"])
-    codes = [make_station(session, mission.id, f"S-{i}") for i in range(2)]
-    _, token = make_observer(session, mission.id, codes)
+    codes = [f"S-{i}" for i in range(2)]
+    mission, token = _mission_with(session, codes, languages=["en", "ru"])
     for code in codes:
         post(client, token, code, "voting")
     view(session, mission.id)
@@ -199,9 +206,8 @@ def test_a_station_is_covered_when_any_member_of_its_team_reported(
 
 
 def test_access_is_reported_per_phase_with_the_count_apart(client: Any, session: Any) -> None:
-    mission, _ = make_mission(session)
-    codes = [make_station(session, mission.id, f"S-{i}") for i in range(2)]
-    _, token = make_observer(session, mission.id, codes)
+    codes = [f"S-{i}" for i in range(2)]
+    mission, token = _mission_with(session, codes)
     for code in codes:
         post(client, token, code, "opening")
         post(client, token, code, "voting")
@@ -227,9 +233,8 @@ def test_access_is_reported_per_phase_with_the_count_apart(client: Any, session:
 def test_critical_answers_are_summed_up_with_a_table_per_question_in_the_annex(
     client: Any, session: Any
 ) -> None:
-    mission, _ = make_mission(session)
-    codes = [make_station(session, mission.id, f"S-{i}") for i in range(3)]
-    _, token = make_observer(session, mission.id, codes)
+    codes = [f"S-{i}" for i in range(3)]
+    mission, token = _mission_with(session, codes)
     pressure = [post(client, token, c, "voting", {"D8": "yes"}) for c in codes[:2]]
     secrecy = post(client, token, codes[2], "voting", {"D4": "no"})
     stuffing = post(client, token, codes[0], "closing", {"E1": "observed"})
