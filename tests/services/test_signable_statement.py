@@ -122,11 +122,18 @@ def test_no_sentence_is_built_on_zero_and_small_counts_read_naturally(
     assert "За открытием наблюдение не велось." in ru["markdown"]
     assert "Голосование было оценено положительно в обоих наблюдениях (H2)." in ru["markdown"]
 
-    post_count(client, token, "S-0")
+    good = post_count(client, token, "S-0")
     view(session, mission.id)
     ru_md = _statement(session, mission.id, "ru")["markdown"]
     assert "Данные протоколов одного отчёта о подсчёте прошли все проверки" in ru_md
     assert "Подсчёт голосов наблюдался на одном избирательном участке" in ru_md
+
+    set_review(session, mission.id, good, review_state="rejected")
+    post_count(client, token, "S-1", {"P_K": 6})  # V + X + K ≠ B
+    view(session, mission.id)
+    en_md, ru_md = (_statement(session, mission.id, lang)["markdown"] for lang in ("en", "ru"))
+    assert "The one counting report with protocol figures failed at least one consistency" in en_md
+    assert "Данные протоколов единственного отчёта о подсчёте не прошли как минимум" in ru_md
 
 
 def test_a_problem_is_clustered_only_beyond_its_regions_share_of_the_observations(

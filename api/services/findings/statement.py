@@ -119,6 +119,7 @@ PHRASES: dict[str, dict[str, Any]] = {
         "checks_pass": "The protocol figures of {reports:report} passed every consistency check.",
         "checks_fail": "{failed} of {reports:report} with protocol figures failed at least one "
         "consistency check: {checks}.",
+        "checks_fail_all": "{reports:report_all} failed at least one consistency check: {checks}.",
         "conflicts": "At {stations:station}, two reports of the same count disagree; the "
         "totals use one report per station (the latest verified, else the latest).",
         "totals_excluded": "The totals leave out counting reports: {reasons}.",
@@ -169,6 +170,10 @@ PHRASES: dict[str, dict[str, Any]] = {
         "time": {"one": "# time", "other": "# times"},
         "station": {"one": "one polling station", "other": "# polling stations"},
         "report": {"one": "one counting report", "other": "# counting reports"},
+        "report_all": {
+            "one": "The one counting report with protocol figures",
+            "other": "All # counting reports with protocol figures",
+        },
         "incident_report": {"one": "one incident report", "other": "# incident reports"},
         "listed_irregularity": {
             "one": "the one listed irregularity",
@@ -260,6 +265,8 @@ PHRASES: dict[str, dict[str, Any]] = {
         "согласованность.",
         "checks_fail": "Не все данные протоколов согласованы: в {failed} из {reports:report_gen} "
         "не выполнена как минимум одна проверка — {checks}.",
+        "checks_fail_all": "Данные протоколов {reports:report_gen_all} не прошли как минимум "
+        "одну проверку на согласованность — {checks}.",
         "conflicts": "На {stations:station_loc} два отчёта об одном и том же подсчёте "
         "расходятся; в итогах учтён один отчёт на участок (последний проверенный, иначе "
         "последний).",
@@ -351,6 +358,13 @@ PHRASES: dict[str, dict[str, Any]] = {
             "few": "во всех # наблюдениях",
             "many": "во всех # наблюдениях",
             "other": "во всех # наблюдения",
+        },
+        "report_gen_all": {
+            "=1": "единственного отчёта о подсчёте",
+            "one": "всех # отчёта о подсчёте",
+            "few": "всех # отчётов о подсчёте",
+            "many": "всех # отчётов о подсчёте",
+            "other": "всех # отчёта о подсчёте",
         },
         "report_gen": {
             "=1": "одного отчёта о подсчёте",
@@ -1003,7 +1017,7 @@ def _protocols(
         failed = Fig(counting["failing_reports"], "failing_reports")
         w.say(
             par,
-            "checks_fail",
+            "checks_fail_all" if failed == reports else "checks_fail",
             {
                 "checks": {c["check"]: c["failed"] for c in failed_checks},
                 "counts": {"reports": int(reports), "failed": int(failed)},
