@@ -530,6 +530,38 @@ def fold(
 
 
 @app.command()
+def statement(
+    mission: MissionOpt,
+    out: Annotated[Path, typer.Option("--out", "-o", help="File to write")],
+    lang: Annotated[str | None, typer.Option(help="Language (default: the mission's)")] = None,
+    docx: Annotated[
+        bool, typer.Option("--docx/--markdown", help="A Word document (default) or Markdown")
+    ] = True,
+    base_url: Annotated[
+        str, typer.Option(help="Server address the annex's checklist links start with")
+    ] = "",
+) -> None:
+    """Write the draft preliminary statement, as a Word document with footnotes or Markdown."""
+    from api.services.findings import fold as fold_service
+    from api.services.findings import views
+    from api.services.findings.scope import Filters
+    from api.services.findings.word import statement_docx
+
+    while fold_service.run_once().changes:  # the findings as of now
+        pass
+    try:
+        with session_scope() as s:
+            drafted = views.compute(s, mission, "statement", Filters(), lang)
+    except AppError as exc:
+        _fail(exc)
+    if docx:
+        out.write_bytes(statement_docx(drafted, base_url.rstrip("/")))
+    else:
+        out.write_text(drafted["markdown"], encoding="utf-8")
+    console.print(f"draft statement written to {out}")
+
+
+@app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address")] = None,
     port: Annotated[int | None, typer.Option(help="Port")] = None,

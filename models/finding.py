@@ -144,7 +144,10 @@ class FindingsPublic(FindingsEnvelope):
 
 class CoveragePublic(FindingsEnvelope):
     regions: list[dict[str, Any]]
-    observers_missing: dict[str, Any]
+    teams_missing: dict[str, Any] = Field(
+        description="Teams with assigned stations no member reported from, with the members"
+    )
+    observers_missing: dict[str, Any] = Field(description="The same, observer by observer")
     arrivals_per_hour: list[dict[str, Any]]
 
 
@@ -158,6 +161,9 @@ class IncidentsPublic(FindingsEnvelope):
 
 class CriticalPublic(FindingsEnvelope):
     count: int
+    observations: int = Field(description="Checklists with at least one critical answer")
+    stations: int = Field(description="Stations of those checklists")
+    clustering: dict[str, Any] = Field(description="The clustering rule and its thresholds")
     by_question: list[dict[str, Any]]
     regions: list[dict[str, Any]] = Field(description="Region-by-problem table")
     checklists: list[dict[str, Any]]
@@ -171,6 +177,9 @@ class CountingPublic(FindingsEnvelope):
     failing: list[dict[str, Any]]
     conflicts: list[dict[str, Any]]
     totals: dict[str, Any] | None
+    inclusion: dict[str, Any] | None = Field(
+        description="The reports the totals use and those left out, each with its reason"
+    )
     quick_count: dict[str, Any] | None
 
 

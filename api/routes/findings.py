@@ -17,7 +17,7 @@ from api.config import Settings, get_settings
 from api.db import session_scope
 from api.deps import READERS, BearerDep, SettingsDep, check_mission, get_principal
 from api.errors import COMMON_ERRORS, Invalid, NotFound, error_responses
-from api.services.findings import freshness, views
+from api.services.findings import freshness, views, word
 from api.services.findings.fold import BackgroundFolder, folds_in_background
 from api.services.findings.scope import Filters
 from models.checklist import Phase
@@ -258,6 +258,7 @@ for _name, _path, _model, _doc in VIEW_ROUTES:
 class StatementFormat(StrEnum):
     markdown = "markdown"
     json = "json"
+    docx = "docx"
 
 
 @router.get(
@@ -268,8 +269,12 @@ class StatementFormat(StrEnum):
     | {
         200: {
             "model": StatementPublic,
-            "content": {"text/markdown": {"schema": {"type": "string"}}},
-            "description": "Markdown by default; JSON with every sentence's evidence",
+            "content": {
+                "text/markdown": {"schema": {"type": "string"}},
+                word.MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}},
+            },
+            "description": "Markdown by default; JSON with every sentence's evidence; a Word "
+            "document (docx) with footnotes and the evidence annex",
         }
     },
 )
@@ -281,7 +286,8 @@ async def read_statement(
     filters: FiltersDep,
     lang: Language = None,
     format: Annotated[  # noqa: A002 - the query parameter's public name
-        StatementFormat, Query(description="markdown, or json with the evidence")
+        StatementFormat,
+        Query(description="markdown, json with the evidence, or docx (Word, with footnotes)"),
     ] = StatementFormat.markdown,
 ) -> Response:
     """The draft preliminary statement built from the findings, each sentence with evidence."""
@@ -292,6 +298,8 @@ async def read_statement(
     )
     if format == StatementFormat.json:
         return _answer(request, view, "application/json")
+    if format == StatementFormat.docx:
+        return await _docx(request, view)
     markdown = view.parsed()["markdown"].encode()
     md_view = views.View(markdown, _variant(view.etag, "-md"))
     return _answer(request, md_view, "text/markdown; charset=utf-8")
@@ -318,3 +326,18 @@ async def read_data_version(
 ) -> DataVersionPublic:
     """The findings' data version and whether they include every stored checklist yet."""
     return await run_in_threadpool(_data_version, request, mission_id, auth, settings)
+
+
+async def _docx(request: Request, view: views.View) -> Response:
+    """The statement as a Word document, built only when the client lacks this very one."""
+    etag = _variant(view.etag, "-docx")
+    held = _etags(request)
+    if "*" in held or etag in held:
+        return Response(status_code=304, headers={"ETag": etag, "Cache-Control": "no-cache"})
+    drafted = view.parsed()
+    base = str(request.base_url).rstrip("/")
+    body = await run_in_threadpool(word.statement_docx, drafted, base)
+    response = _answer(request, views.View(body, etag), word.MEDIA_TYPE)
+    name = f"statement-{drafted.get('language', 'en')}.docx"
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response

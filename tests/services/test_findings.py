@@ -63,8 +63,9 @@ def test_ots_shaped_mission_reads_like_the_ots_statement(client: Any, session: A
     assert "The Mission observed voting at 24 polling stations in Astana and abroad " in md
     assert "(Russia and Turkey)" in md
     assert "The count was observed at one polling station and assessed positively (H4)." in md
-    assert "No major irregularities were observed: none of the 25 observations" in md
-    assert "Observers had full access" in md
+    assert "During voting, no major irregularities were reported in all 24 observations" in md
+    assert "During the count, no major irregularities were reported in the one observation" in md
+    assert "During voting, observers had full access" in md
     assert "The protocol figures of one counting report passed every consistency check." in md
     assert "not estimates for the country as a whole" in md
     counting = view(session, mission.id, "counting")
@@ -94,7 +95,7 @@ def test_statement_is_deterministic_and_every_sentence_has_evidence(
             assert sentence["evidence"], sentence
     pressure = next(s for s in first["sentences"] if s["key"] == "intimidation")
     assert pressure["text"].endswith("seen in 1 of 2 observations (D8).")
-    critical = next(s for s in first["sentences"] if s["key"] == "critical")
+    critical = next(s for s in first["sentences"] if s["key"] == "critical_summary")
     assert len(critical["evidence"]["checklist_ids"]) == 1
 
 
@@ -171,7 +172,10 @@ def test_observed_and_reported_irregularities_are_kept_apart(client: Any, sessio
     assert e1["reported"] == {"count": 1, "stations": 1}
     assert (e1["answered"], e1["cases"]) == (3, 4)
     md = view(session, mission.id, "statement")["markdown"]
-    assert "Ballot stuffing: observed in 1 and reported to observers in 1 of 3 observations" in md
+    assert (
+        "Ballot stuffing (voting): observed in 1 and reported to observers in 1 of 3 observations"
+        in md
+    )
 
 
 def test_negative_share_of_four_point_questions_per_phase(client: Any, session: Any) -> None:
@@ -423,15 +427,15 @@ def test_critical_answers_show_whether_problems_cluster_or_scatter(
     client: Any, session: Any
 ) -> None:
     mission, _ = make_mission(session)
-    regions = {"North": 4, "South": 4, "East": 4}
+    regions = {"North": 5, "South": 5, "East": 5}
     codes: list[str] = []
     for region, n in regions.items():
         for i in range(n):
             codes.append(make_station(session, mission.id, f"{region[0]}-{i}", region=region))
     _, token = make_observer(session, mission.id, codes)
     for code in codes:
-        pressure = code.startswith("N-")  # all four intimidation cases in the North
-        secrecy = code.endswith("-0")  # secrecy breached once in each region
+        pressure = code.startswith("N-")  # all five intimidation cases in the North
+        secrecy = code[-1] in "01"  # secrecy breached twice in each region
         post(
             client,
             token,
@@ -441,19 +445,20 @@ def test_critical_answers_show_whether_problems_cluster_or_scatter(
         )
     critical = view(session, mission.id, "critical")
     by = {p["code"]: p for p in critical["by_question"]}
+    # North: all five cases where a third of the observations were made.
     assert (by["D8"]["count"], by["D8"]["pattern"], by["D8"]["top_region"]) == (
-        4,
+        5,
         "clustered",
         "North",
     )
     assert (by["D4"]["count"], by["D4"]["pattern"], by["D4"]["regions_affected"]) == (
-        3,
+        6,
         "scattered",
         3,
     )
     north = next(r for r in critical["regions"] if r["region"] == "North")
-    assert north == {"region": "North", "observations": 4, "problems": {"D4=no": 1, "D8=yes": 4}}
-    assert len(critical["checklists"]) == 7
+    assert north == {"region": "North", "observations": 5, "problems": {"D4=no": 2, "D8=yes": 5}}
+    assert len(critical["checklists"]) == 11
 
 
 def test_a_station_with_one_critical_answer_in_two_phases_counts_once(

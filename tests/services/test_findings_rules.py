@@ -73,8 +73,11 @@ def test_critical_abroad_compares_a_problem_with_the_observations_abroad_only(
     client: Any, session: Any
 ) -> None:
     """The issue's mission: 20 clean checklists in Astana; abroad 3 in Turkey (2 with B1 =
-    no) and 3 in Germany (1 with B1 = no). Abroad, Turkey holds 3 of 6 observations."""
-    mission, _ = make_mission(session)
+    no) and 3 in Germany (1 with B1 = no). Abroad, Turkey holds 3 of 6 observations.
+    Three cases are judged (the mission lowers `cluster_min_cases` to 3): Turkey's 2 of 3 is
+    not twice its half of the observations, so scattered; against the 3 of 26 observations
+    of the unscoped mission it would have read as clustered."""
+    mission, _ = make_mission(session, settings={"findings": {"cluster_min_cases": 3}})
     make_station(session, mission.id, "AST-1")
     make_station(session, mission.id, "TR-1", country="Turkey")
     make_station(session, mission.id, "DE-1", country="Germany")

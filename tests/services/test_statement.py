@@ -36,18 +36,24 @@ def _stand_in_language() -> dict[str, Any]:
 
 
 def _busy_mission(client: Any, session: Any) -> Any:
-    """Every kind of sentence: shares above and below the threshold, critical answers
-    clustered and scattered, a failed check, a conflict, totals, an incident."""
+    """Every kind of sentence: critical answers clustered and scattered, irregularities at
+    the count, a failed check, a report left out of the totals, a conflict, totals, an
+    incident."""
     mission, _ = make_mission(session, languages=["en", "ru"])
     codes = [make_station(session, mission.id, f"N-{i}", region="North") for i in range(14)]
     codes += [make_station(session, mission.id, f"S-{i}", region="South") for i in range(12)]
+    codes += [make_station(session, mission.id, f"E-{i}", region="East") for i in range(4)]
     codes.append(make_station(session, mission.id, "X-1", country="Turkey", post="Ankara"))
     _, token = make_observer(session, mission.id, codes)
     for i, code in enumerate(codes):
         post(client, token, code, "opening", {"B1": "no"} if i == 3 else None)
-        pressure = "yes" if code.startswith("N") and i % 2 else "no"
+        # Intimidation: in the East (4 of 31 stations) and once in the North.
+        pressure = "yes" if code.startswith("E") or code == "N-1" else "no"
         post(client, token, code, "voting", {"D8": pressure, "D4": "no" if i % 5 else "yes"})
-        post_count(client, token, code, {"P_V1": 300 + i, "P_V2": 285 - i} if i % 3 else None)
+        count = {"P_V1": 300 + i, "P_V2": 285 - i} if i % 3 else {}
+        if code == "S-0":  # ballot stuffing seen at the count
+            count |= {"E1": "observed"}
+        post_count(client, token, code, count or None)
     verified = post_count(client, token, codes[1], {"P_K": 6})
     set_review(session, mission.id, verified, review_state="verified")
     post(client, token, codes[2], "incident", {"G1": "violence", "G2": "observed"})
@@ -61,29 +67,32 @@ def test_every_finding_of_a_busy_mission_is_worded_with_its_numbers(
     mission = _busy_mission(client, session)
     md = views.compute(session, mission.id, "statement", Filters(), "en")["markdown"]
     expected = [
-        "Observers were admitted without restriction in 98.8% of 82 observations (81); they "
-        "were asked to leave or restricted in 0% of 82 observations (0) (B1, B3).",
-        "The secrecy of the vote was not respected in 21 of 27 observations (D4).",
-        "Intimidation of or pressure on voters was seen in 7 of 27 observations (D8).",
-        "The count was observed at 27 polling stations and assessed positively in all 28 "
+        "During the opening, observers were admitted without restriction in 96.8% of 31 "
+        "observations (30); none of them was asked to leave or restricted (B1, B3).",
+        "The secrecy of the vote was not respected in 77.4% of 31 observations (24) (D4).",
+        "Intimidation of or pressure on voters was seen in 16.1% of 31 observations (5) (D8).",
+        "The count was observed at 31 polling stations and assessed positively in all 32 "
         "observations (H4).",
         "Asked “Could a wheelchair user enter the polling station independently (step-free "
-        "entrance)?”, observers answered yes in 27 of 27 observations (C1).",
-        "1 of 28 counting reports with protocol figures failed at least one consistency "
+        "entrance)?”, observers answered yes in 100% of 31 observations (31) (C1).",
+        "Ballot stuffing (count): observed in 1 of 32 observations (E1).",
+        "1 of 32 counting reports with protocol figures failed at least one consistency "
         "check: valid + invalid + blank = ballots in the box (V+X+K = B) (1).",
+        "The totals leave out counting reports: 1 whose figures fail a consistency check.",
         "At one polling station, two reports of the same count disagree; the totals use one "
         "report per station (the latest verified, else the latest).",
-        "At the 27 polling stations where the figures were copied, the valid votes were "
-        "divided as follows: Votes for “Yes”: 59.1% (9,342); Votes for “No”: 40.9% (6,453); "
+        # The verified report of N-1 fails a check: the totals take its other report.
+        "At the 31 polling stations where the figures were copied, the valid votes were "
+        "divided as follows: Votes for “Yes”: 59% (10,700); Votes for “No”: 41% (7,435); "
         "turnout there was 60%.",
         "Observers sent one incident report; the most frequent type was Violence or "
         "disruption (1).",
-        "Did you see intimidation of voters or pressure on them: Yes in 7 observations at 7 "
-        "polling stations, concentrated in North (100% of cases) (D8).",
-        "Was the secrecy of the vote respected: No in 21 observations at 21 polling stations, "
-        "spread over 3 regions (D4).",
-        "Were you allowed into the polling station without restriction: No in one "
-        "observation at one polling station, isolated cases (B1).",
+        "Observers recorded 32 critical answers in 27 observations at 24 polling stations; "
+        "the most frequent: Was the secrecy of the vote respected: No (24); Did you see "
+        "intimidation of voters or pressure on them: Yes (5); Were you allowed into the "
+        "polling station without restriction: No (1) (each is listed in the annex).",
+        "Did you see intimidation of voters or pressure on them: Yes was concentrated in "
+        "East, with 80% of its 5 cases there against 12.6% of the observations (D8).",
     ]
     missing = [sentence for sentence in expected if sentence not in md]
     assert missing == [], md
@@ -99,18 +108,20 @@ def test_every_word_of_the_statement_comes_from_the_language_tables(
     mission = _busy_mission(client, session)
     drafted = views.compute(session, mission.id, "statement", Filters(), "ru")
     keys = {s["key"] for s in drafted["sentences"]}
-    assert {"checks_fail", "conflicts", "totals", "critical", "incidents", "secrecy"} <= keys
-    assert "% OF 82 OBSERVATIONS (" in drafted["markdown"]  # a share above the threshold
+    assert {"checks_fail", "conflicts", "totals", "critical_summary", "incidents"} <= keys
+    assert {"critical_clustered", "totals_excluded", "secrecy", "irregular_observed"} <= keys
+    assert "% OF 32 OBSERVATIONS (" in drafted["markdown"]  # a share above the threshold
     lines = drafted["markdown"].splitlines()
     # The footnotes list the evidence as data (its keys, phase and check names) in the
     # table's words: "QUESTIONS D4", "CHECKLISTS …".
     notes = [line for line in lines if line.startswith("[^")]
     assert any("QUESTIONS D4" in n for n in notes) and any("CHECKLISTS " in n for n in notes)
     words = UUID.sub("", "\n".join(line for line in lines if not line.startswith("[^")))
+    words = words.replace("(/checklists/)", "")  # the annex's links to the evidence
     assert re.findall(r"\b[a-z]{2,}\b", words) == [], words
     assert drafted["fallback"] == []
     assert "ОТКРЫТИЕ" not in words and "В ЦЕЛОМ, МИССИЯ" not in words  # not a real translation
-    assert "IN ALL, THE MISSION RECEIVED 83 OBSERVATIONS AT 27 POLLING STATIONS." in words
+    assert "IN ALL, THE MISSION RECEIVED 95 OBSERVATIONS AT " in words
     assert "Число голосов «Да»:" in words  # the template's own Russian label
 
 
@@ -121,7 +132,7 @@ def test_a_language_without_a_table_falls_back_to_english_and_says_so(
     drafted = views.compute(session, mission.id, "statement", Filters(), "kk")
     assert "total" in drafted["fallback"] and "station" in drafted["fallback"]
     assert (
-        "In all, the Mission received 83 observations at 27 polling stations."
+        "In all, the Mission received 95 observations at 31 polling stations."
         in (drafted["markdown"])
     )
 
@@ -136,25 +147,28 @@ def test_the_statement_in_russian_declines_its_counts(client: Any, session: Any)
     md = drafted["markdown"]
     nb = "\xa0"  # Russian puts a no-break space before % and between thousands
     expected = [
-        "Миссия наблюдала за голосованием на 27 избирательных участках в стране (North и "
-        "South) и за рубежом (Turkey).",
-        "Всего Миссия получила 83 наблюдения с 27 избирательных участков.",
-        "Открытие было оценено положительно во всех 27 наблюдениях (H1).",
-        f"Наблюдателей допускали без ограничений в 98,8{nb}% из 82 наблюдений (81);",
-        "Тайна голосования не соблюдалась в 21 из 27 наблюдений (D4).",
-        "Подсчёт голосов наблюдался на 27 избирательных участках и был оценён положительно во "
-        "всех 28 наблюдениях (H4).",
-        "в 1 из 28 отчётов о подсчёте не выполнена как минимум одна проверка — действительные "
+        "Миссия наблюдала за голосованием на 31 избирательном участке в стране (East, North "
+        "и South) и за рубежом (Turkey).",
+        "Всего Миссия получила 95 наблюдений с 31 избирательного участка.",
+        "Открытие было оценено положительно во всех 31 наблюдении (H1).",
+        f"Во время открытия наблюдателей допускали без ограничений в 96,8{nb}% из 31 "
+        "наблюдения (30);",
+        f"Тайна голосования не соблюдалась в 77,4{nb}% из 31 наблюдения (24) (D4).",
+        "Подсчёт голосов наблюдался на 31 избирательном участке и был оценён положительно во "
+        "всех 32 наблюдениях (H4).",
+        "Вброс бюллетеней (подсчёт голосов): замечено в 1 из 32 наблюдений (E1).",
+        "в 1 из 32 отчётов о подсчёте не выполнена как минимум одна проверка — действительные "
         "+ недействительные + пустые = бюллетени в ящиках (V+X+K = B) (1).",
+        "В итогах не учтены отчёты о подсчёте: с несогласованными данными — 1.",
         "На одном избирательном участке два отчёта об одном и том же подсчёте расходятся;",
-        f"Число голосов «Да»: 59,1{nb}% (9{nb}342); Число голосов «Нет»: 40,9{nb}% "
-        f"(6{nb}453); явка там — 60{nb}%.",
+        f"Число голосов «Да»: 59{nb}% (10{nb}700); Число голосов «Нет»: 41{nb}% "
+        f"(7{nb}435); явка там — 60{nb}%.",
         "Наблюдатели направили одно сообщение об инциденте; наиболее частый тип — «Насилие "
         "или беспорядки» (1).",
-        f"«Да» — в 7 наблюдениях на 7 избирательных участках, сосредоточены в регионе North "
-        f"(100{nb}% случаев) (D8).",
-        "«Нет» — в 21 наблюдении на 21 избирательном участке, распределены по 3 регионам (D4).",
-        "«Нет» — в одном наблюдении на одном избирательном участке, единичные случаи (B1).",
+        "Наблюдатели зафиксировали 32 критических ответа в 27 наблюдениях на 24 избирательных "
+        "участках; чаще всего: Соблюдалась ли тайна голосования: «Нет» (24);",
+        "Наблюдали ли вы запугивание избирателей или давление на них: «Да» — сосредоточено в "
+        f"регионе East: там 80{nb}% из 5 случаев при 12,6{nb}% наблюдений (D8).",
     ]
     missing = [sentence for sentence in expected if sentence not in md]
     assert missing == [], md

@@ -40,6 +40,24 @@ CHECKS = {
     "no_option_above_threshold": "no option's share of valid votes is above the threshold",
     "figures_plausible": "every figure is a whole number from 0 to the plausible maximum",
 }
+# The checks whose failure means the figures cannot all be right, so the report leaves the
+# totals. The thresholds (turnout, invalid share, one option's share) only flag a report for
+# a second look: a station's genuinely high turnout is a finding, and leaving it out would
+# bias the totals.
+CONSISTENCY = (
+    "options_sum_to_valid",
+    "valid_invalid_blank_make_in_box",
+    "ballots_accounted_for",
+    "in_box_not_above_issued",
+    "issued_not_above_registered",
+    "figures_plausible",
+)
+INCLUSION_RULE = (
+    "the totals use, per station, one report whose valid ballots and votes per option are "
+    "all copied and which passes every consistency check ("
+    + ", ".join(CONSISTENCY)
+    + "): the latest verified such report, else the latest; the threshold checks only flag"
+)
 
 
 def protocol_of(session: Session, mission_id: uuid.UUID) -> Protocol | None:
@@ -121,8 +139,11 @@ def counting(
         "stations": 0,
         "checks": [],
         "failing": [],
+        "failing_reports": 0,
         "conflicts": [],
+        "conflict_stations": 0,
         "totals": None,
+        "inclusion": None,
         "quick_count": None,
     }
     # A place and an `abroad=` that contradict each other select no report: the answer of
@@ -136,13 +157,18 @@ def counting(
     # The checks' counts, the totals and the quick count in one statement over one pivot:
     # each statement that reads the pivot computes it again (a third of a second at 100,000
     # checklists).
-    c = _chosen(p)
+    inconsistent = or_(*[flags[name] == 1 for name in CONSISTENCY])
+    incomplete = or_(p.c.valid.is_(None), *[p.c[f"v{i + 1}"].is_(None) for i in range(n_opts)])
+    c = _chosen(p, and_(~inconsistent, ~incomplete))
     figures = [*FIGURES, *[f"v{i + 1}" for i in range(n_opts)]]
     parts = [
         select(
             func.count(),
             func.count(p.c.station_id.distinct()),
             *[func.sum(flag) for flag in flags.values()],
+            func.coalesce(func.sum(case((or_(*[f == 1 for f in flags.values()]), 1), else_=0)), 0),
+            func.coalesce(func.sum(case((inconsistent, 1), else_=0)), 0),
+            func.coalesce(func.sum(case((and_(~inconsistent, incomplete), 1), else_=0)), 0),
         ).subquery("checked"),
         select(func.count(), *[func.coalesce(func.sum(c.c[f]), 0) for f in figures]).subquery(
             "totals"
@@ -162,6 +188,7 @@ def counting(
         at += len(part.c)
     summary, totals_row, *sample = chunks
     reports, stations = int(summary[0]), int(summary[1])
+    n_failing, n_inconsistent, n_incomplete = (int(v) for v in summary[-3:])
     checks = [
         {
             "check": name,
@@ -180,6 +207,7 @@ def counting(
         .limit(LIST_LIMIT)
     ).mappings()
     option_codes = protocol.options
+    conflicts = _conflicts(session, p, n_opts, option_codes)
     failing = [
         {
             "checklist_id": r["checklist_id"],
@@ -196,12 +224,78 @@ def counting(
         "stations": stations,
         "checks": checks,
         "failing": failing,
-        "conflicts": _conflicts(session, p, n_opts, option_codes),
+        "failing_reports": n_failing,
+        "conflicts": conflicts,
+        "conflict_stations": len(conflicts),
         "totals": _totals(totals_row, figures, option_codes, cfg),
+        "inclusion": _inclusion(
+            session, p, c, flags, inconsistent, incomplete, reports, n_inconsistent, n_incomplete
+        ),
         "quick_count": _quick_count(session, scope, sample[0], option_codes, cfg)
         if sample
         else None,
-        "selection_rule": "one report per station: the latest verified one, else the latest",
+        "selection_rule": INCLUSION_RULE,
+    }
+
+
+def _inclusion(
+    session: Session,
+    p: Any,
+    c: Any,
+    flags: dict[str, Any],
+    inconsistent: Any,
+    incomplete: Any,
+    reports: int,
+    n_inconsistent: int,
+    n_incomplete: int,
+) -> dict[str, Any]:
+    """Which reports the totals use and which they leave out, each with its reason:
+    `inconsistent` (the checks it fails), `incomplete` (a vote figure not copied) or
+    `another_report_used` (the station's totals come from another of its reports)."""
+    included_ids = select(c.c.checklist_id)
+    n_included = int(session.scalar(select(func.count()).select_from(c)) or 0)
+    included = session.execute(
+        select(c.c.checklist_id, ST.c.code.label("station"), c.c.review_state)
+        .select_from(c.join(ST, ST.c.id == c.c.station_id))
+        .order_by(ST.c.code)
+        .limit(LIST_LIMIT)
+    ).mappings()
+    reason = case(
+        (inconsistent, "inconsistent"), (incomplete, "incomplete"), else_="another_report_used"
+    ).label("reason")
+    excluded = session.execute(
+        select(
+            p.c.checklist_id,
+            ST.c.code.label("station"),
+            p.c.review_state,
+            reason,
+            *[flags[n].label(f"fail_{n}") for n in CONSISTENCY],
+        )
+        .select_from(p.join(ST, ST.c.id == p.c.station_id))
+        .where(p.c.checklist_id.not_in(included_ids))
+        .order_by(ST.c.code, p.c.received_at)
+        .limit(LIST_LIMIT)
+    ).mappings()
+    return {
+        "rule": INCLUSION_RULE,
+        "included_count": n_included,
+        "excluded_count": reports - n_included,
+        "excluded_by_reason": {
+            "inconsistent": n_inconsistent,
+            "incomplete": n_incomplete,
+            "another_report_used": reports - n_included - n_inconsistent - n_incomplete,
+        },
+        "included": [{str(k): v for k, v in r.items()} for r in included],
+        "excluded": [
+            {
+                "checklist_id": r["checklist_id"],
+                "station": r["station"],
+                "review_state": r["review_state"],
+                "reason": r["reason"],
+                "fails": [n for n in CONSISTENCY if r[f"fail_{n}"]],
+            }
+            for r in excluded
+        ],
     }
 
 
@@ -244,8 +338,9 @@ def _conflicts(session: Session, p: Any, n_opts: int, option_codes: list[str]) -
     return list(out.values())
 
 
-def _chosen(p: Any) -> Any:
-    """One report per station: the latest verified, else the latest."""
+def _chosen(p: Any, usable: Any) -> Any:
+    """One report per station among the `usable` ones: the latest verified, else the
+    latest."""
     rank = (
         func.row_number()
         .over(
@@ -258,7 +353,7 @@ def _chosen(p: Any) -> Any:
         )
         .label("rank")
     )
-    ranked = select(p, rank).subquery("ranked")
+    ranked = select(p, rank).where(usable).subquery("ranked")
     return select(ranked).where(ranked.c.rank == 1).cte("chosen")
 
 

@@ -6,14 +6,14 @@ from collections import defaultdict
 from fractions import Fraction
 from typing import Any
 
-from sqlalchemy import Integer, and_, cast, func, literal_column, select
+from sqlalchemy import Integer, and_, case, cast, exists, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from api.checklist_schema import QuestionType
 from api.services.findings.fold import AN, FC, FT
 from api.services.findings.questions import QuestionInfo
 from api.services.findings.scope import CL, LOC, OBS, ST, TEAM, Scope, checklist_predicate
-from api.services.findings.stats import share_value
+from api.services.findings.stats import FindingsSettings, share_value
 from models import Assignment
 
 ASG = Assignment.__table__  # type: ignore[attr-defined]
@@ -151,9 +151,93 @@ def coverage(session: Session, scope: Scope) -> dict[str, Any]:
         )
     return {
         "regions": by_region,
+        "teams_missing": _teams_missing(session, scope),
         "observers_missing": _observers_missing(session, scope),
         "arrivals_per_hour": _arrivals(session, scope),
     }
+
+
+def _teams_missing(session: Session, scope: Scope) -> dict[str, Any]:
+    """Teams with an assigned station that no member of the team has reported from.
+
+    The unit is the team's station: observers work in pairs and file one checklist per
+    visit, so a station is covered when any member of the team it is assigned to reported
+    there. An observer without a team is a team of one. (`observers_missing` keeps each
+    observer's own figures.)"""
+    team_key = func.coalesce(OBS.c.team_id, OBS.c.id)
+    plan_q = (
+        select(team_key.label("team_key"), ASG.c.station_id)
+        .select_from(
+            ASG.join(OBS, OBS.c.id == ASG.c.observer_id).join(ST, ST.c.id == ASG.c.station_id)
+        )
+        .where(*_station_scope(scope))
+        .distinct()
+    )
+    if scope.team_id is not None:
+        plan_q = plan_q.where(OBS.c.team_id == scope.team_id)
+    plan = plan_q.subquery("plan")
+    member = OBS.alias("member")
+    covered = exists(
+        select(CL.c.id)
+        .select_from(CL.join(member, member.c.id == CL.c.observer_id))
+        .where(
+            CL.c.station_id == plan.c.station_id,
+            func.coalesce(member.c.team_id, member.c.id) == plan.c.team_key,
+            checklist_predicate(scope),
+        )
+    )
+    reported = func.sum(case((covered, 1), else_=0))
+    grouped = (
+        select(
+            plan.c.team_key,
+            func.count().label("assigned"),
+            reported.label("reported"),
+        )
+        .group_by(plan.c.team_key)
+        .having(reported < func.count())
+        .subquery("grouped")
+    )
+    rows = session.execute(
+        select(grouped, func.count().over().label("total"))
+        .order_by(grouped.c.reported, grouped.c.team_key)
+        .limit(LIST_LIMIT)
+    ).all()
+    if not rows:
+        return {"count": 0, "data": []}
+    keys = [r.team_key for r in rows]
+    members: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+    names: dict[Any, str | None] = {}
+    for key, team_name, code, name in session.execute(
+        select(team_key, TEAM.c.name, OBS.c.code, OBS.c.name)
+        .select_from(OBS.outerjoin(TEAM, TEAM.c.id == OBS.c.team_id))
+        .where(OBS.c.mission_id == scope.mission_id, team_key.in_(keys))
+        .order_by(OBS.c.code)
+    ):
+        members[key].append({"code": code, "name": name})
+        names[key] = team_name
+    missing_at: dict[Any, list[str]] = defaultdict(list)
+    for key, code in session.execute(
+        select(plan.c.team_key, ST.c.code)
+        .select_from(plan.join(ST, ST.c.id == plan.c.station_id))
+        .where(plan.c.team_key.in_(keys), ~covered)
+        .order_by(ST.c.code)
+    ):
+        missing_at[key].append(code)
+    data = []
+    for r in rows:
+        team = names.get(r.team_key)
+        data.append(
+            {
+                # A team of one is named by its observer's code.
+                "team": team if team is not None else members[r.team_key][0]["code"],
+                "members": members[r.team_key],
+                "assigned": int(r.assigned),
+                "reported": int(r.reported),
+                "missing": int(r.assigned) - int(r.reported),
+                "missing_stations": missing_at[r.team_key],
+            }
+        )
+    return {"count": int(rows[0].total), "unit": "team", "data": data}
 
 
 def _observers_missing(session: Session, scope: Scope) -> dict[str, Any]:
@@ -326,11 +410,50 @@ def incidents(session: Session, scope: Scope, questions: dict[str, QuestionInfo]
     }
 
 
-def critical(session: Session, scope: Scope, questions: dict[str, QuestionInfo]) -> dict[str, Any]:
+def clustering_rule(cfg: FindingsSettings) -> dict[str, Any]:
+    """The rule `cluster_pattern` applies, as the critical view states it."""
+    return {
+        "rule": "a problem is clustered in the region with most of its cases when it has at "
+        "least min_cases cases, that region holds at least min_share of them, and that share "
+        "is at least min_lift times the region's share of all observations in scope; with "
+        "fewer cases no pattern is claimed (too_few); otherwise it is scattered",
+        "min_cases": cfg.cluster_min_cases,
+        "min_share": cfg.cluster_min_share,
+        "min_lift": cfg.cluster_min_lift,
+    }
+
+
+def cluster_pattern(
+    count: int, top_share: float, observation_share: float, cfg: FindingsSettings
+) -> str:
+    """`too_few`, `clustered` or `scattered`: a problem's share of cases in a region is
+    judged against that region's share of the observations, so that a region where most
+    observers were does not look like a cluster only for holding most of the cases."""
+    if count < cfg.cluster_min_cases:
+        return "too_few"
+    if top_share >= cfg.cluster_min_share and top_share >= cfg.cluster_min_lift * observation_share:
+        return "clustered"
+    return "scattered"
+
+
+def critical(
+    session: Session,
+    scope: Scope,
+    questions: dict[str, QuestionInfo],
+    cfg: FindingsSettings,
+) -> dict[str, Any]:
     """Critical answers by question and region, the checklists behind them, and whether each
-    problem clusters in a region or is scattered."""
+    problem clusters in a region or is scattered (`clustering_rule`)."""
     if scope.empty:
-        return {"count": 0, "by_question": [], "regions": [], "checklists": []}
+        return {
+            "count": 0,
+            "observations": 0,
+            "stations": 0,
+            "by_question": [],
+            "regions": [],
+            "checklists": [],
+            "clustering": clustering_rule(cfg),
+        }
     regions = _region_names(session, scope)
     joined = FC.join(CL, CL.c.id == FC.c.checklist_id).join(ST, ST.c.id == CL.c.station_id)
     pred = checklist_predicate(scope)
@@ -390,17 +513,15 @@ def critical(session: Session, scope: Scope, questions: dict[str, QuestionInfo])
         top_region, top_n = max(p["regions"].items(), key=lambda kv: (kv[1], kv[0]))
         top_share = Fraction(top_n, p["count"])
         expected = Fraction(per_region.get(top_region, 0), total_obs)
-        if p["count"] < 3:
-            pattern = "isolated"
-        elif len(p["regions"]) == 1 or (top_share >= 0.5 and top_share >= 2 * expected):
-            pattern = "clustered"
-        else:
-            pattern = "scattered"
+        # Clustering (issue 18): the region's share of the cases against its share of the
+        # observations, and no claim below `cluster_min_cases` (see `cluster_pattern`).
+        pattern = cluster_pattern(p["count"], float(top_share), float(expected), cfg)
         p.update(
             regions_affected=len(p["regions"]),
             top_region=top_region,
             top_region_share=share_value(top_share),
             top_region_observation_share=share_value(expected),
+            lift=round(float(top_share / expected), 2) if expected else None,
             pattern=pattern,
             regions=[{"region": r, "count": n} for r, n in sorted(p["regions"].items())],
         )
@@ -420,8 +541,16 @@ def critical(session: Session, scope: Scope, questions: dict[str, QuestionInfo])
         .order_by(CL.c.observed_at.desc(), FC.c.checklist_id, FC.c.question_code)
         .limit(LIST_LIMIT)
     ).mappings()
+    overall = session.execute(
+        select(func.count(FC.c.checklist_id.distinct()), func.count(CL.c.station_id.distinct()))
+        .select_from(joined)
+        .where(FC.c.mission_id == scope.mission_id, pred)
+    ).one()
     return {
         "count": sum(p["count"] for p in by_question),
+        "observations": int(overall[0]),
+        "stations": int(overall[1]),
+        "clustering": clustering_rule(cfg),
         "by_question": by_question,
         "regions": [
             {

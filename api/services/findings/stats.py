@@ -25,6 +25,17 @@ class FindingsSettings(BaseModel):
     invalid_share_max: float = Field(0.10, gt=0, description="Flag invalid/in-box above this")
     option_share_max: float = Field(0.90, gt=0, description="Flag one option's share above this")
     figure_max: int = Field(100_000, ge=1, description="A protocol figure above it is implausible")
+    cluster_min_cases: int = Field(
+        5, ge=1, description="Below this many cases, no claim that a problem clusters"
+    )
+    cluster_min_share: float = Field(
+        0.5, gt=0, le=1, description="A cluster's region holds at least this share of the cases"
+    )
+    cluster_min_lift: float = Field(
+        2.0,
+        gt=1,
+        description="...and at least this many times its share of the observations",
+    )
     population_stations: int | None = Field(
         None, ge=1, description="Stations in the sampling frame (default: stations imported)"
     )

@@ -83,7 +83,7 @@ def incidents(ctx: Context) -> dict[str, Any]:
 
 
 def critical(ctx: Context) -> dict[str, Any]:
-    return sections.critical(ctx.session, ctx.scope, ctx.questions())
+    return sections.critical(ctx.session, ctx.scope, ctx.questions(), ctx.config)
 
 
 def counting(ctx: Context) -> dict[str, Any]:
