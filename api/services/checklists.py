@@ -40,7 +40,7 @@ from api.db import driver_autocommit, driver_sql
 from api.deps import Principal
 from api.errors import Conflict, Invalid, NotFound
 from api.services import attachments as attachment_service
-from api.services import audit, changes
+from api.services import audit, changes, review
 from api.services import templates as template_service
 from models import Answer, Assignment, Checklist, ChecklistTemplate, Role, Station
 from models.base import utcnow
@@ -87,6 +87,7 @@ _PUBLIC_COLUMNS = (
     CL.c.received_at,
     CL.c.review_state,
     CL.c.quarantined,
+    CL.c.hold,
     ST.c.code.label("station"),
     TPL.c.code.label("template"),
     TPL.c.version.label("template_version"),
@@ -362,8 +363,14 @@ def _values(
         "payload_sha256": digest,
         "review_state": "received",
         # A quarantine holds the whole chain out of the findings until an analyst lifts it;
-        # a correction must not be a way around it. The review state starts afresh.
+        # a correction must not be a way around it. The review state starts afresh, but a
+        # correction of a rejected or quarantined version waits for an analyst (`hold`).
         "quarantined": bool(replaced.quarantined) if replaced else False,
+        "hold": review.hold_for_correction(
+            replaced.review_state, bool(replaced.quarantined), replaced.hold
+        )
+        if replaced
+        else None,
     }
 
 
@@ -494,6 +501,8 @@ def _submit_checked(
                 CL.c.observer_id,
                 CL.c.mission_id,
                 CL.c.quarantined,
+                CL.c.review_state,
+                CL.c.hold,
             ).where(CL.c.id == body.replaces)
         ).first()
         if (
@@ -610,6 +619,10 @@ def _submit_checked(
         raise
     if replaced is not None:
         audit.record_correction(session, replaced.id, body.id, body.answers)
+        if values["hold"] is not None:
+            review.record_hold(
+                session, principal, body.id, replaced.version, values["hold"], values["quarantined"]
+            )
     return _created(values, body)
 
 
@@ -678,6 +691,7 @@ def list_checklists(
     observer_id: uuid.UUID | None = None,
     phase: str | None = None,
     latest_only: bool = False,
+    held: bool | None = None,
     cursor: str | None = None,
     limit: int = 100,
 ) -> tuple[list[ChecklistPublic], str | None]:
@@ -691,6 +705,10 @@ def list_checklists(
         q = q.where(CL.c.phase == phase)
     if latest_only:
         q = q.where(CL.c.is_latest.is_(True))
+    if held is not None:
+        # The review queue: the latest versions still waiting (an older version keeps the
+        # hold it had when it was corrected, as history).
+        q = q.where(and_(CL.c.hold.is_not(None), CL.c.is_latest) if held else CL.c.hold.is_(None))
     if cursor:
         at, cid = decode_cursor(cursor)
         q = q.where(or_(CL.c.received_at > at, and_(CL.c.received_at == at, CL.c.id > cid)))
