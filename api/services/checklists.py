@@ -267,6 +267,23 @@ def insert_answers(session: Session, checklist_id: uuid.UUID, rows: list[Any]) -
     )
 
 
+# What `checklist.clock_skew_s` (a 4-byte INTEGER) holds: about 68 years either way. A
+# phone clock further off than that (a `sent_at` in 2099) is no clock to correct by; the
+# checklist is that item's `invalid`, where it used to overflow the column and fail its batch.
+MAX_CLOCK_SKEW_S = 2**31 - 1
+
+
+def clock_skew_error(skew_s: int) -> dict[str, Any] | None:
+    """The problem with a phone clock this many seconds behind the server's, if any."""
+    if abs(skew_s) <= MAX_CLOCK_SKEW_S:
+        return None
+    return _err(
+        ["sent_at"],
+        "implausible_clock",
+        f"the phone's clock is {abs(skew_s) // 31_557_600} years off; set its date and send again",
+    )
+
+
 @dataclass(slots=True)
 class _Content:
     """What the checks of the content found: the template, the typed answers, the clock."""
@@ -312,6 +329,10 @@ def _check_content(
     skew_s: int | None = None
     if body.sent_at is not None:
         skew_s = round((received_at - body.sent_at).total_seconds())
+        problem = clock_skew_error(skew_s)
+        if problem is not None:
+            errors.append(problem)
+            skew_s = None
     corrected = body.observed_at + timedelta(seconds=skew_s or 0)
     if corrected > received_at + timedelta(seconds=settings.future_tolerance_s):
         errors.append(

@@ -322,3 +322,18 @@ def test_batch_cut_mid_body_stores_nothing_and_logs_no_error(
     assert not starts or starts[0]["status"] < 500
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
     assert _count(session) == 0
+
+
+def test_a_phone_clock_in_2099_makes_its_item_invalid_and_the_others_are_stored(
+    client, session, field
+) -> None:
+    good = checklist_payload("S-1")
+    broken = checklist_payload("S-2", sent_at="2099-06-01T10:00:00+00:00")
+    r = _sync(client, field["token"], [broken, good])
+    assert r.status_code == 200, r.text
+    first, second = r.json()["results"]
+    assert first["status"] == "invalid"
+    assert [e["path"] for e in first["errors"]] == [["sent_at"]]
+    assert first["errors"][0]["code"] == "implausible_clock"
+    assert second["status"] == "created"
+    assert _count(session) == 1
