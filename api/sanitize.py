@@ -57,6 +57,36 @@ def clean_text(text: str) -> str:
     return _CONTROL.sub("", text)
 
 
+def nul_place(text: str) -> tuple[int, int] | None:
+    """Line and column (from 1) of the first NUL in a text, or None. A NUL is no character of
+    any CSV or YAML: it means a binary or broken file, and PostgreSQL cannot store it."""
+    at = text.find("\x00")
+    if at < 0:
+        return None
+    line_start = text.rfind("\n", 0, at) + 1
+    return text.count("\n", 0, at) + 1, at - line_start + 1
+
+
+def refuse_nul(text: str, where: str) -> None:
+    """Raise Invalid naming the line and column of a NUL in uploaded text (`where`: the
+    first part of the error's path, e.g. `csv`)."""
+    place = nul_place(text)
+    if place is None:
+        return
+    line, column = place
+    raise Invalid(
+        f"line {line}, column {column}: a NUL character; is this a text file?",
+        code="nul_character",
+        errors=[
+            {
+                "path": [where, line, column],
+                "code": "nul_character",
+                "message": f"a NUL character at line {line}, column {column}",
+            }
+        ],
+    )
+
+
 class _Walk:
     def __init__(self) -> None:
         self.nodes = 0
@@ -180,6 +210,7 @@ class CsvReader(csv.DictReader):
     names the line, not a 500."""
 
     def __init__(self, text: str) -> None:
+        refuse_nul(text, "csv")
         super().__init__(io.StringIO(text.lstrip("\ufeff"), newline=""))
 
     @property
@@ -318,6 +349,7 @@ def _clean_body(body: bytes, ctype: str) -> bytes | None:
                 code="invalid_encoding",
                 errors=[{"path": ["body"], "code": "invalid_encoding", "message": str(exc)}],
             ) from exc
+        refuse_nul(text, "body")  # other control characters are dropped; a NUL is no text
         cleaned = clean_text(text)
         return cleaned.encode() if cleaned != text else None
     return None

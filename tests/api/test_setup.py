@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.factories import auth, make_mission, make_observer, make_station
 
 STATIONS_CSV = (
@@ -228,3 +230,14 @@ def test_health_and_readiness(client) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
+
+
+@pytest.mark.parametrize("wildcard", ["%", "_stana", "Astana/%"])
+def test_a_station_filter_reads_like_wildcards_as_plain_text(client, session, wildcard) -> None:
+    mission, admin = make_mission(session)
+    make_station(session, mission.id, "01-001")  # in Astana/Esil district
+    url = f"/missions/{mission.id}/stations"
+    found = client.get(url, params={"location": wildcard}, headers=auth(admin)).json()
+    assert found["count"] == 0
+    plain = client.get(url, params={"location": "Astana"}, headers=auth(admin)).json()
+    assert plain["count"] == 1
