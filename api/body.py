@@ -76,6 +76,7 @@ def json_body_doc(model: type[BaseModel]) -> dict[str, Any]:
 _ALIASES = {
     "application/yaml": ("application/x-yaml", "text/yaml", "text/x-yaml"),
 }
+_ALIAS_NAMES = frozenset(a for names in _ALIASES.values() for a in names)
 _ANY_BYTES = "application/octet-stream"  # a route that takes files takes any type
 
 
@@ -119,7 +120,7 @@ async def require_media_type(request: Request) -> None:
     ctype = raw.split(";")[0].strip().lower()
     if ctype in accepted or ("application/json" in accepted and ctype.endswith("+json")):
         return
-    expected = " or ".join(sorted(t for t in accepted if "/x-" not in t and "text/yaml" != t))
+    expected = " or ".join(sorted(accepted - _ALIAS_NAMES))
     raise UnsupportedMediaType(
         f"this route takes {expected}, not {ctype or 'a body without a Content-Type'}",
         code="unsupported_media_type",
