@@ -160,7 +160,21 @@ def clean_document(value: Any) -> tuple[Any, bool]:
 
 
 class _BoundedLoader(yaml.SafeLoader):
-    """Safe YAML that counts what aliases expand to, so a 'billion laughs' is refused."""
+    """Safe YAML that counts what aliases expand to, so a 'billion laughs' is refused, and
+    that names the place of a scalar it cannot read as what it looks like: an integer of
+    5,000 digits (past Python's limit on converting them) or a date like 2026-13-45 raised
+    a bare ValueError, a 500."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, OverflowError) as exc:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"cannot read {str(node.value)[:40]!r}: {str(exc).split(';')[0]}",
+                node.start_mark,
+            ) from exc
 
 
 def load_yaml(text: str) -> Any:

@@ -226,6 +226,26 @@ def test_broken_template_lists_its_problems(client, session) -> None:
     assert syntax.status_code == 422 and "line" in syntax.json()["detail"]
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "place"),
+    [
+        ("version: 1", "version: " + "7" * 5000, "line 3, column 10"),
+        ("languages: [en, ru]", "languages: [en, ru]\ndate: 2026-13-45", "line 6, column 7"),
+    ],
+)
+def test_a_template_scalar_that_cannot_be_read_is_a_422_naming_its_place(
+    client, session, old: str, new: str, place: str
+) -> None:
+    mission, admin = make_mission(session)
+    r = client.post(
+        f"/missions/{mission.id}/templates",
+        content=TEMPLATE_YAML.replace(old, new),
+        headers={**auth(admin), "Content-Type": "application/yaml"},
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["code"] == "template_syntax" and place in r.json()["detail"]
+
+
 def test_health_and_readiness(client) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
