@@ -1,6 +1,7 @@
 """Hostile input, handled in one place: every request body is read, bounded, normalised to
 Unicode NFC and stripped of control characters before any route sees it; YAML is loaded
-with a bound on alias expansion; CSV cells are made safe for spreadsheets on the way out.
+with a bound on alias expansion. (CSV cells are made safe on the way out by
+`api.kit.spreadsheet`.)
 """
 
 from __future__ import annotations
@@ -211,10 +212,6 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int], depth: int) -> int:
     return size
 
 
-# Cells that a spreadsheet would run as a formula (OWASP's list, plus their full-width forms).
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
-
-
 _FIELDNAMES: Any = vars(csv.DictReader)["fieldnames"]  # the property CsvReader wraps
 
 
@@ -251,16 +248,6 @@ def _csv_invalid(line: int, exc: csv.Error) -> Invalid:
         code="csv_syntax",
         errors=[{"path": ["csv", line], "code": "csv_syntax", "message": str(exc)}],
     )
-
-
-def csv_safe(value: Any) -> str:
-    """A CSV cell that spreadsheets show as text, never evaluate."""
-    if value is None:
-        return ""
-    text = value if isinstance(value, str) else str(value)
-    if text.startswith(_FORMULA_START):
-        return "'" + text
-    return text
 
 
 def _error(exc: Invalid) -> JSONResponse:

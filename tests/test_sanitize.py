@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from typing import Any
 
@@ -12,13 +13,13 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from api.errors import Invalid
+from api.kit.spreadsheet import FORMULA_START, safe_cell
 from api.sanitize import (
     MAX_DEPTH,
     TooComplex,
     _clean_body,
     clean_document,
     clean_text,
-    csv_safe,
     load_yaml,
 )
 from tests.factories import auth, make_mission
@@ -105,8 +106,19 @@ def test_a_yaml_billion_laughs_is_refused_but_honest_aliases_work() -> None:
 
 def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised() -> None:
     for cell in ("=1+1", "+cmd", "-2", "@SUM(A1)", "\t=x", "\uff1dcmd"):
-        assert csv_safe(cell).startswith("'")
-    assert csv_safe("Astana") == "Astana" and csv_safe(None) == "" and csv_safe(3) == "3"
+        assert safe_cell(cell).startswith("'")
+    assert safe_cell("Astana") == "Astana" and safe_cell(None) == "" and safe_cell(3) == "3"
+    assert safe_cell("a-b, c") == "a-b, c"
+
+
+@pytest.mark.parametrize("separator", [",", ";", "\t"])
+def test_no_piece_of_a_cell_is_a_formula_whatever_separator_the_spreadsheet_splits_on(
+    separator: str,
+) -> None:
+    cell = safe_cell('{"label": "x;=1+2;", "note": "a,\t@SUM(A1) , -3\n+4"}')
+    for piece in re.split("[\r\n]", cell):
+        for part in piece.split(separator):
+            assert not part.lstrip(" ").startswith(tuple(FORMULA_START)), (separator, part)
 
 
 def test_bodies_are_cleaned_once_before_any_route(client: Any, session: Any) -> None:

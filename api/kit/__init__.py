@@ -1,0 +1,1 @@
+"""Small helpers with one home each, shared by the services and routes."""
