@@ -46,6 +46,32 @@ def test_mission_with_unknown_time_zone_is_refused(client, session) -> None:
     assert r.json()["errors"][0]["path"] == ["body", "timezone"]
 
 
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"election_date": "0277-10-26"}, "election_date"),
+        ({"election_date": "2400-01-01"}, "election_date"),
+        ({"languages": ["en", "%$#"]}, "languages"),
+        ({"languages": ["en_US"]}, "languages"),
+        ({"languages": ["xx"]}, "languages"),
+    ],
+)
+def test_implausible_mission_settings_are_refused_naming_the_field(
+    client, session, change: dict[str, Any], field: str
+) -> None:
+    mission, admin = make_mission(session)
+    r = client.patch(f"/missions/{mission.id}", json=change, headers=auth(admin))
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["path"] == ["body", field]
+    body = {"name": "M", "country": "X", "election_date": "2026-10-26", "timezone": "UTC"}
+    r = client.post("/missions", json=body | change, headers=auth(admin))
+    assert r.status_code == 422 and r.json()["errors"][0]["path"] == ["body", field]
+    fine = {"languages": ["kk", "ru-RU", "sr-Latn"], "election_date": "2027-03-15"}
+    assert (
+        client.patch(f"/missions/{mission.id}", json=fine, headers=auth(admin)).status_code == 200
+    )
+
+
 def test_station_import_dry_run_then_upsert(client, session) -> None:
     mission, admin = make_mission(session)
     url = f"/missions/{mission.id}/stations/import"
