@@ -389,6 +389,8 @@ def serve(
     """Run the API with uvicorn."""
     import uvicorn
 
+    from api.server import uvicorn_options
+
     s = get_settings()
     uvicorn.run(
         "api.main:app",
@@ -397,6 +399,7 @@ def serve(
         workers=workers or s.workers,
         log_level="info",
         proxy_headers=True,
+        **uvicorn_options(s),
     )
 
 
