@@ -2,51 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
-from tests.live_server import ROOT
-from tests.servers import free_port
+from tests.live_server import live_server
 
 
 @pytest.fixture(scope="module")
 def served() -> Iterator[tuple[str, int]]:
     """`pollcheck serve` on a free localhost port, as deployed (httptools, one worker)."""
-    port = free_port()
-    env = os.environ | {"POLLCHECK_FINDINGS_FOLD_INTERVAL_S": "0"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, "pollcheck serve exited"
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "pollcheck serve did not answer in 60 s"
-            time.sleep(0.2)
-        yield "127.0.0.1", port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with live_server(via_cli=True, POLLCHECK_FINDINGS_FOLD_INTERVAL_S="0") as url:
+        host, port = url.removeprefix("http://").split(":")
+        yield host, int(port)
 
 
 def _raw_get(host: str, port: int, header_bytes: int) -> bytes:
