@@ -260,7 +260,7 @@ def token_observers(
     import csv
     import io
 
-    from api.sanitize import csv_safe
+    from api.kit.spreadsheet import safe_cell
     from api.services import credentials
 
     if bool(codes) == all_observers:
@@ -278,7 +278,7 @@ def token_observers(
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["code", "name", "token"])
     writer.writerows(
-        [csv_safe(o.observer_code), csv_safe(o.observer_name), o.token] for o in issued
+        [safe_cell(o.observer_code), safe_cell(o.observer_name), o.token] for o in issued
     )
     if csv_file:
         csv_file.touch(mode=0o600)
@@ -570,6 +570,8 @@ def serve(
     """Run the API with uvicorn."""
     import uvicorn
 
+    from api.server import uvicorn_options
+
     s = get_settings()
     uvicorn.run(
         "api.main:app",
@@ -578,6 +580,7 @@ def serve(
         workers=workers or s.workers,
         log_level="info",
         proxy_headers=True,
+        **uvicorn_options(s),
     )
 
 

@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     )
     db_statement_timeout_ms: int = 30_000
     max_body_bytes: int = Field(1_000_000, description="Largest accepted request body (413 above)")
+    max_header_bytes: int = Field(
+        16_384,
+        ge=1024,
+        description="Largest request line and headers `pollcheck serve` reads (431 above)",
+    )
     max_batch_items: int = 200
     clock_skew_flag_s: int = Field(
         300, description="Flag a checklist whose device clock is off by more"

@@ -86,6 +86,11 @@ class TooLarge(AppError):
     error = "PayloadTooLarge"
 
 
+class UnsupportedMediaType(AppError):
+    status_code = 415
+    error = "UnsupportedMediaType"
+
+
 class TooManyRequests(AppError):
     status_code = 429
     error = "TooManyRequests"

@@ -7,11 +7,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio.to_thread
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import access
+from api.body import declare_media_errors, require_media_type
 from api.checklist_schema import TemplateDefinition
 from api.compression import GunzipRequest, refuse
 from api.config import Settings, get_settings
@@ -114,6 +115,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=_lifespan,
     )
     install_error_handlers(app)
+    # Every route, the intake's too: a body is of a type its route takes, or 415.
+    app.router.dependencies.append(Depends(require_media_type))
     # Requests are matched against the routes in the order they are added, so the busiest
     # come first: checklist intake, phone sync, dashboards' findings. (In a profile, matching
     # POST /checklists after every other router was a tenth of its event-loop CPU.)
@@ -138,6 +141,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         app.include_router(router)
     web.mount(app, settings=settings)
+    declare_media_errors(app)
     # Phones on 2G: JSON and the web app shrink four to ten times.
     app.add_middleware(GZipMiddleware, minimum_size=1000)
 

@@ -1,6 +1,7 @@
 """Hostile input, handled in one place: every request body is read, bounded, normalised to
 Unicode NFC and stripped of control characters before any route sees it; YAML is loaded
-with a bound on alias expansion; CSV cells are made safe for spreadsheets on the way out.
+with a bound on alias expansion. (CSV cells are made safe on the way out by
+`api.kit.spreadsheet`.)
 """
 
 from __future__ import annotations
@@ -55,6 +56,36 @@ def clean_text(text: str) -> str:
     if not text.isascii() and not unicodedata.is_normalized("NFC", text):
         text = unicodedata.normalize("NFC", text)
     return _CONTROL.sub("", text)
+
+
+def nul_place(text: str) -> tuple[int, int] | None:
+    """Line and column (from 1) of the first NUL in a text, or None. A NUL is no character of
+    any CSV or YAML: it means a binary or broken file, and PostgreSQL cannot store it."""
+    at = text.find("\x00")
+    if at < 0:
+        return None
+    line_start = text.rfind("\n", 0, at) + 1
+    return text.count("\n", 0, at) + 1, at - line_start + 1
+
+
+def refuse_nul(text: str, where: str) -> None:
+    """Raise Invalid naming the line and column of a NUL in uploaded text (`where`: the
+    first part of the error's path, e.g. `csv`)."""
+    place = nul_place(text)
+    if place is None:
+        return
+    line, column = place
+    raise Invalid(
+        f"line {line}, column {column}: a NUL character; is this a text file?",
+        code="nul_character",
+        errors=[
+            {
+                "path": [where, line, column],
+                "code": "nul_character",
+                "message": f"a NUL character at line {line}, column {column}",
+            }
+        ],
+    )
 
 
 class _Walk:
@@ -130,7 +161,21 @@ def clean_document(value: Any) -> tuple[Any, bool]:
 
 
 class _BoundedLoader(yaml.SafeLoader):
-    """Safe YAML that counts what aliases expand to, so a 'billion laughs' is refused."""
+    """Safe YAML that counts what aliases expand to, so a 'billion laughs' is refused, and
+    that names the place of a scalar it cannot read as what it looks like: an integer of
+    5,000 digits (past Python's limit on converting them) or a date like 2026-13-45 raised
+    a bare ValueError, a 500."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, OverflowError) as exc:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"cannot read {str(node.value)[:40]!r}: {str(exc).split(';')[0]}",
+                node.start_mark,
+            ) from exc
 
 
 def load_yaml(text: str) -> Any:
@@ -167,10 +212,6 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int], depth: int) -> int:
     return size
 
 
-# Cells that a spreadsheet would run as a formula (OWASP's list, plus their full-width forms).
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
-
-
 _FIELDNAMES: Any = vars(csv.DictReader)["fieldnames"]  # the property CsvReader wraps
 
 
@@ -180,6 +221,7 @@ class CsvReader(csv.DictReader):
     names the line, not a 500."""
 
     def __init__(self, text: str) -> None:
+        refuse_nul(text, "csv")
         super().__init__(io.StringIO(text.lstrip("\ufeff"), newline=""))
 
     @property
@@ -206,16 +248,6 @@ def _csv_invalid(line: int, exc: csv.Error) -> Invalid:
         code="csv_syntax",
         errors=[{"path": ["csv", line], "code": "csv_syntax", "message": str(exc)}],
     )
-
-
-def csv_safe(value: Any) -> str:
-    """A CSV cell that spreadsheets show as text, never evaluate."""
-    if value is None:
-        return ""
-    text = value if isinstance(value, str) else str(value)
-    if text.startswith(_FORMULA_START):
-        return "'" + text
-    return text
 
 
 def _error(exc: Invalid) -> JSONResponse:
@@ -318,6 +350,7 @@ def _clean_body(body: bytes, ctype: str) -> bytes | None:
                 code="invalid_encoding",
                 errors=[{"path": ["body"], "code": "invalid_encoding", "message": str(exc)}],
             ) from exc
+        refuse_nul(text, "body")  # other control characters are dropped; a NUL is no text
         cleaned = clean_text(text)
         return cleaned.encode() if cleaned != text else None
     return None

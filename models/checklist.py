@@ -23,6 +23,14 @@ from models.attachment import AttachmentDeclared
 from models.base import UTCDateTime, utcnow
 
 
+class Hold(StrEnum):
+    """Why a correction waits for an analyst before it counts: the version it corrects was
+    rejected or quarantined (or was itself waiting)."""
+
+    correction_of_rejected = "correction_of_rejected"
+    correction_of_quarantined = "correction_of_quarantined"
+
+
 class ReviewState(StrEnum):
     received = "received"
     has_issues = "has_issues"
@@ -74,6 +82,9 @@ class Checklist(SQLModel, table=True):
     payload_sha256: str = Field(max_length=64)
     review_state: ReviewState = Field(default=ReviewState.received, sa_type=String(16))
     quarantined: bool = False
+    # Set on a correction of a rejected or quarantined version: it stays out of the findings
+    # until an analyst's decision on it clears the hold.
+    hold: Hold | None = Field(default=None, sa_type=String(32))
 
 
 class Answer(SQLModel, table=True):
@@ -164,6 +175,9 @@ class ChecklistPublic(SQLModel):
     received_at: datetime
     review_state: ReviewState
     quarantined: bool
+    hold: Hold | None = Field(
+        None, description="Set while a correction of a rejected or quarantined version waits"
+    )
 
 
 class ChecklistDetail(ChecklistPublic):

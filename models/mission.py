@@ -6,11 +6,13 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
+from babel import Locale, UnknownLocaleError
 from pydantic import ConfigDict, field_validator, model_validator
 from sqlalchemy import Column, String
 from sqlmodel import Field, SQLModel
 
 from models.base import JSONType, UTCDateTime, new_id, refuse_nulls, utcnow
+from models.checklist import PLAUSIBLE_FROM, PLAUSIBLE_TO
 
 
 class Sampling(StrEnum):
@@ -29,6 +31,31 @@ def known_zone(v: str) -> str:
 def some_language(v: list[str]) -> list[str]:
     if not v or any(not (2 <= len(x) <= 8) for x in v):
         raise ValueError("give at least one language code such as 'en'")
+    return v
+
+
+def bcp47_languages(v: list[str]) -> list[str]:
+    """Languages as BCP 47 tags that CLDR knows (through Babel): `en`, `ru-RU`, `sr-Latn`.
+    A mission accepted `!!!` as a language and every label lookup then missed."""
+    for tag in some_language(v):
+        try:
+            Locale.parse(tag, sep="-")
+        except (ValueError, UnknownLocaleError) as exc:
+            raise ValueError(
+                f"{tag!r} is not a language tag (BCP 47, such as 'en', 'kk' or 'ru-RU')"
+            ) from exc
+    if len(set(v)) != len(v):
+        raise ValueError("a language is named twice")
+    return v
+
+
+def plausible_election_date(v: date) -> date:
+    """An election date in the same plausible years as the phones' clocks (2000 to 2099):
+    year 277 was accepted, and the dates the findings work out from it were nonsense."""
+    if not PLAUSIBLE_FROM.date() <= v < PLAUSIBLE_TO.date():
+        raise ValueError(
+            f"an election date from {PLAUSIBLE_FROM.year} to {PLAUSIBLE_TO.year - 1}, not {v}"
+        )
     return v
 
 
@@ -65,6 +92,12 @@ class MissionCreate(MissionBase):
     model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
     settings: dict[str, Any] = Field(default_factory=dict)
 
+    # On what comes in only: a mission stored before these checks still reads.
+    _date_in = field_validator("election_date")(
+        classmethod(lambda cls, v: plausible_election_date(v))
+    )
+    _langs_in = field_validator("languages")(classmethod(lambda cls, v: bcp47_languages(v)))
+
 
 class MissionUpdate(SQLModel):
     model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
@@ -82,7 +115,10 @@ class MissionUpdate(SQLModel):
         classmethod(lambda cls, v: v if v is None else known_zone(v))
     )
     _langs = field_validator("languages")(
-        classmethod(lambda cls, v: v if v is None else some_language(v))
+        classmethod(lambda cls, v: v if v is None else bcp47_languages(v))
+    )
+    _date = field_validator("election_date")(
+        classmethod(lambda cls, v: v if v is None else plausible_election_date(v))
     )
 
     @model_validator(mode="after")

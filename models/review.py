@@ -10,7 +10,7 @@ from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, String, T
 from sqlmodel import Field, SQLModel
 
 from models.base import UTCDateTime, utcnow
-from models.checklist import ReviewState
+from models.checklist import Hold, ReviewState
 
 
 class ReviewEvent(SQLModel, table=True):
@@ -31,6 +31,8 @@ class ReviewEvent(SQLModel, table=True):
     state_after: ReviewState = Field(sa_type=String(16))
     quarantined_before: bool
     quarantined_after: bool
+    hold_before: Hold | None = Field(default=None, sa_type=String(32))
+    hold_after: Hold | None = Field(default=None, sa_type=String(32))
     comment: str = Field(sa_column=Column(Text, nullable=False))
     credential_id: uuid.UUID = Field(foreign_key="credential.id")
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
@@ -73,6 +75,8 @@ class ReviewPublic(SQLModel):
     state_after: ReviewState
     quarantined_before: bool
     quarantined_after: bool
+    hold_before: Hold | None = None
+    hold_after: Hold | None = None
     comment: str
     credential_id: uuid.UUID
     created_at: datetime

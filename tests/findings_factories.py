@@ -72,8 +72,9 @@ def set_review(
     review_state: str | None = None,
     quarantined: bool | None = None,
 ) -> None:
-    """What the review API does: change the state and record it in the outbox."""
-    values: dict[str, Any] = {}
+    """What the review API does: change the state, take any hold off, and record it in the
+    outbox."""
+    values: dict[str, Any] = {"hold": None}
     if review_state is not None:
         values["review_state"] = review_state
     if quarantined is not None:

@@ -19,28 +19,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextmanager
-def live_server(workers: int = 1, **env: str) -> Iterator[str]:
-    """Start `uvicorn api.main:app` with the test settings; yield its base URL."""
+def live_server(workers: int = 1, via_cli: bool = False, **env: str) -> Iterator[str]:
+    """Start `uvicorn api.main:app` (or, `via_cli`, `pollcheck serve` as deployed) with the
+    test settings; yield its base URL."""
     port = free_port()
     environ = os.environ | {"POLLCHECK_RATE_LIMIT_PER_MINUTE": "0"} | env
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "api.main:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=environ,
-    )
+    where = ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+    if via_cli:
+        argv = [sys.executable, "-m", "api.cli", "serve", *where]
+    else:
+        argv = [sys.executable, "-m", "uvicorn", "api.main:app", *where, "--log-level", "warning"]
+    proc = subprocess.Popen(argv, cwd=ROOT, env=environ)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from typing import Any
 
@@ -12,13 +13,13 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from api.errors import Invalid
+from api.kit.spreadsheet import FORMULA_START, safe_cell
 from api.sanitize import (
     MAX_DEPTH,
     TooComplex,
     _clean_body,
     clean_document,
     clean_text,
-    csv_safe,
     load_yaml,
 )
 from tests.factories import auth, make_mission
@@ -105,8 +106,19 @@ def test_a_yaml_billion_laughs_is_refused_but_honest_aliases_work() -> None:
 
 def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised() -> None:
     for cell in ("=1+1", "+cmd", "-2", "@SUM(A1)", "\t=x", "\uff1dcmd"):
-        assert csv_safe(cell).startswith("'")
-    assert csv_safe("Astana") == "Astana" and csv_safe(None) == "" and csv_safe(3) == "3"
+        assert safe_cell(cell).startswith("'")
+    assert safe_cell("Astana") == "Astana" and safe_cell(None) == "" and safe_cell(3) == "3"
+    assert safe_cell("a-b, c") == "a-b, c"
+
+
+@pytest.mark.parametrize("separator", [",", ";", "\t"])
+def test_no_piece_of_a_cell_is_a_formula_whatever_separator_the_spreadsheet_splits_on(
+    separator: str,
+) -> None:
+    cell = safe_cell('{"label": "x;=1+2;", "note": "a,\t@SUM(A1) , -3\n+4"}')
+    for piece in re.split("[\r\n]", cell):
+        for part in piece.split(separator):
+            assert not part.lstrip(" ").startswith(tuple(FORMULA_START)), (separator, part)
 
 
 def test_bodies_are_cleaned_once_before_any_route(client: Any, session: Any) -> None:
@@ -254,3 +266,82 @@ def test_a_csv_that_cannot_be_read_is_422_naming_the_line(client: Any, session: 
         # A line break on its own inside a field is read, not a crash.
         r = client.post(url, content="code,name\r\nO-1,A\rB\r\n", headers=headers)
         assert r.status_code in (200, 422) and r.json().get("code") != "csv_syntax", r.text
+
+
+# --- every body through the sanitiser: a JSON route takes only JSON ---------------------
+
+
+@pytest.mark.parametrize(
+    "ctype", ["text/plain", "application/octet-stream", "application/x-www-form-urlencoded", None]
+)
+def test_a_json_route_answers_415_to_a_body_of_another_type(
+    client: Any, session: Any, ctype: str | None
+) -> None:
+    from sqlalchemy import func, select
+
+    from models import Checklist
+    from tests.factories import checklist_payload, make_observer, make_station
+
+    mission, _ = make_mission(session)
+    make_station(session, mission.id, "S-1")
+    _, token = make_observer(session, mission.id, ["S-1"])
+    nul = checklist_payload("S-1", answers={"D10": "bell \x07 escape \x1b[31m c1 \x85"})
+    nul["station"] = "S-\x001"
+    deep = {"items": [json.loads("[" * 300 + "]" * 300)]}
+    headers = auth(token) | ({"Content-Type": ctype} if ctype else {})
+    for url, body in (("/checklists", nul), ("/sync/checklists", deep)):
+        r = client.post(url, content=json.dumps(body).encode(), headers=headers)
+        assert r.status_code == 415, (url, r.text)
+        assert r.json()["code"] == "unsupported_media_type"
+        assert "application/json" in r.json()["detail"]
+    assert session.scalar(select(func.count()).select_from(Checklist)) == 0
+
+
+def test_the_same_bodies_as_json_are_cleaned_or_refused_never_a_500(
+    client: Any, session: Any
+) -> None:
+    from tests.factories import checklist_payload, make_observer, make_station
+
+    mission, _ = make_mission(session)
+    make_station(session, mission.id, "S-1")
+    _, token = make_observer(session, mission.id, ["S-1"])
+    body = checklist_payload("S-1")
+    body["answers"]["D10"] = "a\x07b\x1bc\x85d\x00e"
+    r = client.post("/checklists", json=body, headers=auth(token))
+    assert r.status_code == 201, r.text
+    stored = client.get(f"/checklists/{body['id']}", headers=auth(token)).json()
+    assert stored["answers"]["D10"] == "abcde"
+    deep = "[" * 300 + "]" * 300
+    r = client.post(
+        "/sync/checklists",
+        content='{"items": [' + deep + "]}",
+        headers=auth(token) | {"Content-Type": "application/json"},
+    )
+    assert r.status_code == 422 and r.json()["code"] in ("too_deep", "malformed_json")
+
+
+def test_a_nul_in_a_station_import_is_refused_naming_its_line_and_column(
+    client: Any, session: Any
+) -> None:
+    from api.services import stations as station_service
+
+    mission, admin = make_mission(session)
+    url = f"/missions/{mission.id}/stations/import"
+    csv_text = "code,name,region\n01-001,School 1,Astana\n01-002,Sch\x00ool 2,Astana\n"
+    r = client.post(url, content=csv_text, headers=auth(admin) | {"Content-Type": "text/csv"})
+    assert r.status_code == 422, r.text
+    assert r.json()["code"] == "nul_character"
+    assert r.json()["errors"][0]["path"] == ["body", 3, 11]
+    raw = client.post(
+        url, content=csv_text, headers=auth(admin) | {"Content-Type": "application/octet-stream"}
+    )
+    assert raw.status_code == 415 and "text/csv" in raw.json()["detail"]
+    with pytest.raises(Invalid) as refused:  # the CLI's way in
+        station_service.import_csv(session, mission.id, csv_text)
+    assert refused.value.errors == [
+        {
+            "path": ["csv", 3, 11],
+            "code": "nul_character",
+            "message": refused.value.errors[0]["message"],
+        }
+    ]

@@ -17,6 +17,9 @@ delimited text also quote every field (`csv.QUOTE_ALL`).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from datetime import date, datetime
+from typing import Any
 
 # The characters a formula starts with, and their full-width forms (which Excel folds).
 _TRIGGERS = "=+\\-@\uff1d\uff0b\uff0d\uff20"
@@ -27,8 +30,14 @@ _AT_START = re.compile(f'^[\\s"]*[{_TRIGGERS}{_SEPARATORS}]')
 _AFTER_SEPARATOR = re.compile(f'([{_SEPARATORS}][\\s"]*)(?=[{_TRIGGERS}])')
 
 
-def safe_cell(value: str) -> str:
-    """The text of a cell, with a `'` wherever a spreadsheet could start a formula."""
+def safe_cell(value: Any) -> str:
+    """The text of a cell, with a `'` wherever a spreadsheet could start a formula (None is
+    an empty cell, a date or time its ISO form)."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    value = value if isinstance(value, str) else str(value)
     if not value:
         return value
     if value[0] not in _RISKY_FIRST and _ANY_SEPARATOR.search(value) is None:
@@ -37,3 +46,8 @@ def safe_cell(value: str) -> str:
     if _AT_START.match(value):
         return "'" + value
     return value
+
+
+def safe_row(values: Iterable[Any]) -> list[str]:
+    """`safe_cell` of every value of a row, for `csv.writer(...).writerow`."""
+    return [safe_cell(v) for v in values]

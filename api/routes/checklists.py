@@ -107,6 +107,10 @@ def list_mission_checklists(
     observer_id: uuid.UUID | None = None,
     phase: Phase | None = None,
     latest_only: bool = False,
+    held: Annotated[
+        bool | None,
+        Query(description="true: latest corrections of rejected or quarantined versions to review"),
+    ] = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Any:
@@ -118,6 +122,7 @@ def list_mission_checklists(
         observer_id=observer_id,
         phase=phase.value if phase else None,
         latest_only=latest_only,
+        held=held,
         cursor=cursor,
         limit=limit,
     )

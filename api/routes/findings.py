@@ -20,7 +20,7 @@ from api.errors import COMMON_ERRORS, Invalid, NotFound, error_responses
 from api.services.findings import freshness, views, word
 from api.services.findings.fold import BackgroundFolder, folds_in_background
 from api.services.findings.scope import Filters
-from models.checklist import Phase
+from models.checklist import PLAUSIBLE_FROM, PLAUSIBLE_TO, Phase
 from models.finding import (
     CountingPublic,
     CoveragePublic,
@@ -55,10 +55,18 @@ ERRORS = COMMON_ERRORS | error_responses(NotFound)
 NOT_MODIFIED = {304: {"description": "Unchanged since the ETag given in If-None-Match"}}
 
 
-def _utc(value: datetime | None) -> datetime | None:
+def _utc(value: datetime | None, name: str) -> datetime | None:
     if value is None:
         return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    # Year 1 at +14:00 is before the first UTC instant Python has: stored as UTC, it was 500.
+    if not PLAUSIBLE_FROM <= aware <= PLAUSIBLE_TO:
+        raise Invalid(
+            f"{name} must lie from {PLAUSIBLE_FROM.year} to {PLAUSIBLE_TO.year}",
+            code="invalid_request",
+            errors=[{"path": ["query", name], "code": "out_of_range", "message": "implausible"}],
+        )
+    return aware
 
 
 async def findings_filters(  # async: pure work, no worker-thread trip for it
@@ -84,7 +92,7 @@ async def findings_filters(  # async: pure work, no worker-thread trip for it
     template: Annotated[str | None, Query(max_length=32, description="Template code")] = None,
     template_version: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
 ) -> Filters:
-    start, end = _utc(observed_from), _utc(observed_to)
+    start, end = _utc(observed_from, "observed_from"), _utc(observed_to, "observed_to")
     if start is not None and end is not None and start >= end:
         raise Invalid(
             "observed_from must be before observed_to",

@@ -27,7 +27,7 @@ import orjson
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
-from api.sanitize import csv_safe
+from api.kit.spreadsheet import safe_row
 from models import AuditEvent, Checklist, Credential, Station
 from models.audit import AuditEventPublic
 from models.base import utcnow
@@ -304,7 +304,5 @@ def _dump(value: Any) -> str:
 
 def _csv_line(row: tuple[Any, ...]) -> str:
     out = io.StringIO()
-    csv.writer(out).writerow(
-        [v.isoformat() if isinstance(v, datetime) else csv_safe(v) for v in row]
-    )
+    csv.writer(out).writerow(safe_row(row))
     return out.getvalue()

@@ -40,7 +40,7 @@ from api.db import driver_autocommit, driver_sql
 from api.deps import Principal
 from api.errors import Conflict, Invalid, NotFound
 from api.services import attachments as attachment_service
-from api.services import audit, changes
+from api.services import audit, changes, review
 from api.services import templates as template_service
 from models import Answer, Assignment, Checklist, ChecklistTemplate, Role, Station
 from models.base import utcnow
@@ -87,6 +87,7 @@ _PUBLIC_COLUMNS = (
     CL.c.received_at,
     CL.c.review_state,
     CL.c.quarantined,
+    CL.c.hold,
     ST.c.code.label("station"),
     TPL.c.code.label("template"),
     TPL.c.version.label("template_version"),
@@ -266,6 +267,23 @@ def insert_answers(session: Session, checklist_id: uuid.UUID, rows: list[Any]) -
     )
 
 
+# What `checklist.clock_skew_s` (a 4-byte INTEGER) holds: about 68 years either way. A
+# phone clock further off than that (a `sent_at` in 2099) is no clock to correct by; the
+# checklist is that item's `invalid`, where it used to overflow the column and fail its batch.
+MAX_CLOCK_SKEW_S = 2**31 - 1
+
+
+def clock_skew_error(skew_s: int) -> dict[str, Any] | None:
+    """The problem with a phone clock this many seconds behind the server's, if any."""
+    if abs(skew_s) <= MAX_CLOCK_SKEW_S:
+        return None
+    return _err(
+        ["sent_at"],
+        "implausible_clock",
+        f"the phone's clock is {abs(skew_s) // 31_557_600} years off; set its date and send again",
+    )
+
+
 @dataclass(slots=True)
 class _Content:
     """What the checks of the content found: the template, the typed answers, the clock."""
@@ -311,6 +329,10 @@ def _check_content(
     skew_s: int | None = None
     if body.sent_at is not None:
         skew_s = round((received_at - body.sent_at).total_seconds())
+        problem = clock_skew_error(skew_s)
+        if problem is not None:
+            errors.append(problem)
+            skew_s = None
     corrected = body.observed_at + timedelta(seconds=skew_s or 0)
     if corrected > received_at + timedelta(seconds=settings.future_tolerance_s):
         errors.append(
@@ -362,8 +384,14 @@ def _values(
         "payload_sha256": digest,
         "review_state": "received",
         # A quarantine holds the whole chain out of the findings until an analyst lifts it;
-        # a correction must not be a way around it. The review state starts afresh.
+        # a correction must not be a way around it. The review state starts afresh, but a
+        # correction of a rejected or quarantined version waits for an analyst (`hold`).
         "quarantined": bool(replaced.quarantined) if replaced else False,
+        "hold": review.hold_for_correction(
+            replaced.review_state, bool(replaced.quarantined), replaced.hold
+        )
+        if replaced
+        else None,
     }
 
 
@@ -494,6 +522,8 @@ def _submit_checked(
                 CL.c.observer_id,
                 CL.c.mission_id,
                 CL.c.quarantined,
+                CL.c.review_state,
+                CL.c.hold,
             ).where(CL.c.id == body.replaces)
         ).first()
         if (
@@ -610,6 +640,10 @@ def _submit_checked(
         raise
     if replaced is not None:
         audit.record_correction(session, replaced.id, body.id, body.answers)
+        if values["hold"] is not None:
+            review.record_hold(
+                session, principal, body.id, replaced.version, values["hold"], values["quarantined"]
+            )
     return _created(values, body)
 
 
@@ -682,6 +716,7 @@ def list_checklists(
     observer_id: uuid.UUID | None = None,
     phase: str | None = None,
     latest_only: bool = False,
+    held: bool | None = None,
     cursor: str | None = None,
     limit: int = 100,
 ) -> tuple[list[ChecklistPublic], str | None]:
@@ -695,6 +730,10 @@ def list_checklists(
         q = q.where(CL.c.phase == phase)
     if latest_only:
         q = q.where(CL.c.is_latest.is_(True))
+    if held is not None:
+        # The review queue: the latest versions still waiting (an older version keeps the
+        # hold it had when it was corrected, as history).
+        q = q.where(and_(CL.c.hold.is_not(None), CL.c.is_latest) if held else CL.c.hold.is_(None))
     if cursor:
         at, cid = decode_cursor(cursor)
         q = q.where(or_(CL.c.received_at > at, and_(CL.c.received_at == at, CL.c.id > cid)))

@@ -1,5 +1,11 @@
 """Review: analysts set a checklist's review state and quarantine, with a comment; every
-decision is kept, recorded in the change outbox (findings) and in the audit trail."""
+decision is kept, recorded in the change outbox (findings) and in the audit trail.
+
+Decisions stick: a correction of a rejected or quarantined version comes in on hold
+(`hold_for_correction`), out of the findings, and the hold is recorded in the history as
+an event of the correction's own. The next analyst decision on it, whatever it is, takes
+the hold off; the decision's state and quarantine then say whether it counts.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +19,49 @@ from api.errors import Conflict, NotFound
 from api.services import audit, changes
 from models import Checklist, ReviewEvent
 from models.base import utcnow
-from models.checklist import ReviewState
+from models.checklist import Hold, ReviewState
 from models.review import ReviewCreate, ReviewPublic
 
 CL = Checklist.__table__  # type: ignore[attr-defined]
 REV = ReviewEvent.__table__  # type: ignore[attr-defined]
+
+
+def hold_for_correction(state: str, quarantined: bool, hold: str | None) -> Hold | None:
+    """The hold a correction gets from the version it corrects: a rejection or quarantine
+    there, or a hold not yet decided, must not be undone by the correction alone."""
+    if state == ReviewState.rejected or hold == Hold.correction_of_rejected:
+        return Hold.correction_of_rejected
+    if quarantined or hold == Hold.correction_of_quarantined:
+        return Hold.correction_of_quarantined
+    return None
+
+
+def record_hold(
+    session: Session,
+    principal: Principal,
+    checklist_id: uuid.UUID,
+    replaced_version: int,
+    hold: Hold,
+    quarantined: bool,
+) -> None:
+    """Put the hold of a new correction in its review history, as the intake's event."""
+    why = "rejected" if hold == Hold.correction_of_rejected else "quarantined"
+    session.execute(
+        REV.insert().values(
+            mission_id=principal.mission_id,
+            checklist_id=checklist_id,
+            state_before=ReviewState.received.value,
+            state_after=ReviewState.received.value,
+            quarantined_before=quarantined,
+            quarantined_after=quarantined,
+            hold_before=None,
+            hold_after=hold.value,
+            comment=f"correction of version {replaced_version}, which was {why}: "
+            "out of the findings until an analyst decides on it",
+            credential_id=principal.credential_id,
+            created_at=utcnow(),
+        )
+    )
 
 
 def _not_found(checklist_id: uuid.UUID) -> NotFound:
@@ -31,7 +75,14 @@ def set_review(
     # FOR UPDATE: two analysts deciding at once are serialised, so each event's `before`
     # is the state the other one left (SQLite serialises writers anyway).
     row = session.execute(
-        select(CL.c.mission_id, CL.c.version, CL.c.is_latest, CL.c.review_state, CL.c.quarantined)
+        select(
+            CL.c.mission_id,
+            CL.c.version,
+            CL.c.is_latest,
+            CL.c.review_state,
+            CL.c.quarantined,
+            CL.c.hold,
+        )
         .where(CL.c.id == checklist_id)
         .with_for_update()
     ).first()
@@ -46,10 +97,12 @@ def set_review(
     _check_unchanged(checklist_id, body, state_before, bool(row.quarantined))
     state_after = body.state if body.state is not None else state_before
     q_after = body.quarantined if body.quarantined is not None else bool(row.quarantined)
+    hold_before = Hold(row.hold) if row.hold else None
+    # Any decision is the analyst's look at a held correction: it takes the hold off.
     session.execute(
         update(CL)
         .where(CL.c.id == checklist_id)
-        .values(review_state=state_after.value, quarantined=q_after)
+        .values(review_state=state_after.value, quarantined=q_after, hold=None)
     )
     now = utcnow()
     event_id = session.execute(
@@ -61,6 +114,8 @@ def set_review(
             state_after=state_after.value,
             quarantined_before=bool(row.quarantined),
             quarantined_after=q_after,
+            hold_before=hold_before,
+            hold_after=None,
             comment=body.comment,
             credential_id=principal.credential_id,
             created_at=now,
@@ -72,7 +127,11 @@ def set_review(
         session,
         "review.set",
         f"checklist/{checklist_id}",
-        before={"review_state": state_before.value, "quarantined": bool(row.quarantined)},
+        before={
+            "review_state": state_before.value,
+            "quarantined": bool(row.quarantined),
+            **({"hold": hold_before.value} if hold_before else {}),
+        },
         after={
             "review_state": state_after.value,
             "quarantined": q_after,
@@ -87,6 +146,8 @@ def set_review(
         state_after=state_after,
         quarantined_before=bool(row.quarantined),
         quarantined_after=q_after,
+        hold_before=hold_before,
+        hold_after=None,
         comment=body.comment,
         credential_id=principal.credential_id,
         created_at=now,

@@ -280,7 +280,11 @@ def list_stations(
 ) -> tuple[list[StationPublic], int]:
     q = _public_query(mission_id)
     if location:
-        q = q.where(or_(Location.path == location, Location.path.startswith(location + "/")))
+        q = q.where(
+            or_(
+                Location.path == location, Location.path.startswith(location + "/", autoescape=True)
+            )
+        )
     count = session.scalar(select(func.count()).select_from(q.subquery())) or 0
     rows = session.execute(q.order_by(Station.code).offset(offset).limit(limit)).all()
     return [_public(s, p) for s, p in rows], count

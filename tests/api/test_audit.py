@@ -93,6 +93,21 @@ def test_the_export_is_safe_in_a_spreadsheet_and_can_include_intake(client, fiel
     assert rows[1]["target"].endswith("/revoke")
 
 
+@pytest.mark.parametrize("delimiter", [",", ";", "\t"])
+def test_the_export_holds_no_formula_for_a_spreadsheet_splitting_on_any_separator(
+    client, field, delimiter: str
+) -> None:
+    url = f"/missions/{field['mission'].id}/credentials"
+    r = client.post(url, json={"role": "viewer", "label": "x;=1+2;"}, headers=auth(field["admin"]))
+    assert r.status_code == 201, r.text
+    export = client.get(
+        f"/missions/{field['mission'].id}/audit/export", headers=auth(field["admin"])
+    )
+    cells = [c for row in csv.reader(io.StringIO(export.text), delimiter=delimiter) for c in row]
+    assert any("1+2" in c for c in cells)
+    assert not [c for c in cells if c.lstrip(" ").startswith(("=", "+", "-", "@"))]
+
+
 def test_only_admins_read_the_trail(client, field) -> None:
     for who in ("analyst", "observer"):
         r = client.get(f"/missions/{field['mission'].id}/audit", headers=auth(field[who]))

@@ -170,6 +170,19 @@ def test_unknown_places_and_teams_are_404_and_an_empty_window_is_422(
     assert r.status_code == 404  # a LIKE wildcard is a plain character here
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("observed_from", "0001-01-01T00:00:00+14:00"), ("observed_to", "9999-12-31T23:59:59-14:00")],
+)
+def test_a_time_window_past_the_plausible_years_is_a_422_naming_the_bound(
+    fresh: None, client: Any, session: Any, name: str, value: str
+) -> None:
+    mission, _, viewer = _mission(client, session)
+    r = client.get(f"/missions/{mission.id}/findings", params={name: value}, headers=auth(viewer))
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["path"] == ["query", name]
+
+
 def test_the_statement_is_markdown_by_default_and_json_with_evidence(
     fresh: None, client: Any, session: Any
 ) -> None:

@@ -21,6 +21,7 @@ from tests.factories import (
     make_token,
     mission_with_staff,
 )
+from tests.findings_factories import question, view
 
 
 @pytest.fixture
@@ -88,7 +89,75 @@ def test_a_correction_stays_quarantined_and_old_versions_cannot_be_reviewed(clie
     old = _review(client, field["analyst"], cid, state="verified", comment="late")
     assert old.status_code == 409 and old.json()["code"] == "not_latest_version"
     history = client.get(f"/checklists/{fix['id']}/reviews", headers=auth(field["analyst"]))
-    assert history.json()["count"] == 1  # the chain's history, seen from the new version
+    # The chain's history, seen from the new version: the decision, then the hold.
+    assert [e["version"] for e in history.json()["data"]] == [1, 2]
+
+
+def _observations(session: Any, mission_id: Any) -> int:
+    """The voting checklists the findings count (none: no voting phase in them at all)."""
+    try:
+        return question(view(session, mission_id), "voting", "H2")["answered"]
+    except AssertionError:
+        return 0
+
+
+@pytest.mark.parametrize(
+    ("decision", "hold"),
+    [
+        ({"state": "rejected"}, "correction_of_rejected"),
+        ({"quarantined": True}, "correction_of_quarantined"),
+    ],
+)
+def test_a_correction_of_a_rejected_or_quarantined_checklist_counts_only_once_accepted(
+    client, session, field, decision: dict[str, Any], hold: str
+) -> None:
+    mission_id, cid = field["mission"].id, field["checklist"]["id"]
+    assert _observations(session, mission_id) == 1
+    assert _review(client, field["analyst"], cid, comment="no", **decision).status_code == 201
+    assert _observations(session, mission_id) == 0
+
+    fix = checklist_payload("S-1", "voting", answers_for("voting"), replaces=cid)
+    r = client.post("/checklists", json=fix, headers=auth(field["observer"]))
+    assert r.status_code == 201, r.text
+    assert r.json()["hold"] == hold and r.json()["is_latest"] is True
+    assert _observations(session, mission_id) == 0  # the decision sticks
+    again = checklist_payload("S-1", "voting", answers_for("voting"), replaces=fix["id"])
+    r = client.post("/checklists", json=again, headers=auth(field["observer"]))
+    assert r.json()["hold"] == hold  # correcting the correction does not get round it
+    assert _observations(session, mission_id) == 0
+
+    queue = client.get(
+        f"/missions/{mission_id}/checklists",
+        params={"held": "true"},
+        headers=auth(field["analyst"]),
+    ).json()["data"]
+    assert [c["id"] for c in queue] == [again["id"]]
+
+    accept = {"state": "verified"} | ({"quarantined": False} if "quarantined" in decision else {})
+    r = _review(client, field["analyst"], again["id"], comment="fixed", **accept)
+    assert r.status_code == 201 and (r.json()["hold_before"], r.json()["hold_after"]) == (
+        hold,
+        None,
+    )
+    assert _observations(session, mission_id) == 1
+
+    history = client.get(f"/checklists/{cid}/reviews", headers=auth(field["analyst"])).json()
+    assert [(e["version"], e["hold_before"], e["hold_after"]) for e in history["data"]] == [
+        (1, None, None),  # the rejection or quarantine
+        (2, None, hold),  # the correction, held
+        (3, None, hold),  # its correction, held too
+        (3, hold, None),  # the analyst accepts
+    ]
+
+
+def test_an_analysts_decision_on_a_held_correction_can_keep_it_out(client, session, field) -> None:
+    mission_id, cid = field["mission"].id, field["checklist"]["id"]
+    _review(client, field["analyst"], cid, state="rejected", comment="closed station")
+    fix = checklist_payload("S-1", "voting", answers_for("voting"), replaces=cid)
+    assert client.post("/checklists", json=fix, headers=auth(field["observer"])).status_code == 201
+    r = _review(client, field["analyst"], fix["id"], state="rejected", comment="still wrong")
+    assert r.json()["hold_after"] is None and r.json()["state_after"] == "rejected"
+    assert _observations(session, mission_id) == 0
 
 
 def test_only_analysts_review_and_only_their_own_mission(client, session, field) -> None:

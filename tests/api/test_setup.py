@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.factories import auth, make_mission, make_observer, make_station
 
 STATIONS_CSV = (
@@ -42,6 +44,32 @@ def test_mission_with_unknown_time_zone_is_refused(client, session) -> None:
     r = client.post("/missions", json=body, headers=auth(admin))
     assert r.status_code == 422
     assert r.json()["errors"][0]["path"] == ["body", "timezone"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"election_date": "0277-10-26"}, "election_date"),
+        ({"election_date": "2400-01-01"}, "election_date"),
+        ({"languages": ["en", "%$#"]}, "languages"),
+        ({"languages": ["en_US"]}, "languages"),
+        ({"languages": ["xx"]}, "languages"),
+    ],
+)
+def test_implausible_mission_settings_are_refused_naming_the_field(
+    client, session, change: dict[str, Any], field: str
+) -> None:
+    mission, admin = make_mission(session)
+    r = client.patch(f"/missions/{mission.id}", json=change, headers=auth(admin))
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["path"] == ["body", field]
+    body = {"name": "M", "country": "X", "election_date": "2026-10-26", "timezone": "UTC"}
+    r = client.post("/missions", json=body | change, headers=auth(admin))
+    assert r.status_code == 422 and r.json()["errors"][0]["path"] == ["body", field]
+    fine = {"languages": ["kk", "ru-RU", "sr-Latn"], "election_date": "2027-03-15"}
+    assert (
+        client.patch(f"/missions/{mission.id}", json=fine, headers=auth(admin)).status_code == 200
+    )
 
 
 def test_station_import_dry_run_then_upsert(client, session) -> None:
@@ -240,6 +268,26 @@ def test_broken_template_lists_its_problems(client, session) -> None:
     assert syntax.status_code == 422 and "line" in syntax.json()["detail"]
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "place"),
+    [
+        ("version: 1", "version: " + "7" * 5000, "line 3, column 10"),
+        ("languages: [en, ru]", "languages: [en, ru]\ndate: 2026-13-45", "line 6, column 7"),
+    ],
+)
+def test_a_template_scalar_that_cannot_be_read_is_a_422_naming_its_place(
+    client, session, old: str, new: str, place: str
+) -> None:
+    mission, admin = make_mission(session)
+    r = client.post(
+        f"/missions/{mission.id}/templates",
+        content=TEMPLATE_YAML.replace(old, new),
+        headers={**auth(admin), "Content-Type": "application/yaml"},
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["code"] == "template_syntax" and place in r.json()["detail"]
+
+
 def test_health_and_readiness(client) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
@@ -269,3 +317,14 @@ def test_an_admin_issues_observer_tokens_in_bulk_by_code(client, session) -> Non
     for t in issued["data"]:
         me = client.get("/me", headers=auth(t["token"])).json()
         assert me["role"] == "observer" and me["observer_id"] == t["observer_id"]
+
+
+@pytest.mark.parametrize("wildcard", ["%", "_stana", "Astana/%"])
+def test_a_station_filter_reads_like_wildcards_as_plain_text(client, session, wildcard) -> None:
+    mission, admin = make_mission(session)
+    make_station(session, mission.id, "01-001")  # in Astana/Esil district
+    url = f"/missions/{mission.id}/stations"
+    found = client.get(url, params={"location": wildcard}, headers=auth(admin)).json()
+    assert found["count"] == 0
+    plain = client.get(url, params={"location": "Astana"}, headers=auth(admin)).json()
+    assert plain["count"] == 1

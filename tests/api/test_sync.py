@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -379,3 +379,61 @@ def test_batch_cut_mid_body_stores_nothing_and_logs_no_error(
     assert not starts or starts[0]["status"] < 500
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
     assert _count(session) == 0
+
+
+def test_a_phone_clock_in_2099_makes_its_item_invalid_and_the_others_are_stored(
+    client, session, field
+) -> None:
+    good = checklist_payload("S-1")
+    broken = checklist_payload("S-2", sent_at="2099-06-01T10:00:00+00:00")
+    r = _sync(client, field["token"], [broken, good])
+    assert r.status_code == 200, r.text
+    first, second = r.json()["results"]
+    assert first["status"] == "invalid"
+    assert [e["path"] for e in first["errors"]] == [["sent_at"]]
+    assert first["errors"][0]["code"] == "implausible_clock"
+    assert second["status"] == "created"
+    assert _count(session) == 1
+
+
+_NOW_AT_2359 = datetime.now(timezone(timedelta(hours=23, minutes=59))) - timedelta(minutes=5)
+
+
+@pytest.mark.parametrize(
+    ("extreme", "outcome"),
+    [
+        (  # a phone whose clock went back to 2000: decades off, corrected and flagged
+            {"sent_at": "2000-01-01T01:00:00+00:00", "observed_at": "2000-01-01T00:55:00+00:00"},
+            "created",
+        ),
+        ({"sent_at": "2099-12-31T23:59:59-12:00"}, ["sent_at"]),
+        ({"observed_at": _NOW_AT_2359.isoformat()}, "created"),  # offset_min, a SMALLINT
+        ({"template_version": 2**31}, ["template_version"]),
+        (
+            {
+                "attachments": [
+                    {
+                        "name": "a.jpg",
+                        "sha256": "0" * 64,
+                        "size": 2**62,
+                        "content_type": "image/jpeg",
+                    }
+                ]
+            },
+            ["attachments", 0, "size"],
+        ),
+        ({"answers": answers_for("voting", {"C4": 2**62})}, ["answers", "C4"]),
+    ],
+)
+def test_a_value_at_the_edge_of_a_numeric_column_never_fails_the_batch(
+    client, session, field, extreme: dict[str, Any], outcome: Any
+) -> None:
+    item = checklist_payload("S-2") | extreme
+    r = _sync(client, field["token"], [item, checklist_payload("S-1")])
+    assert r.status_code == 200, r.text
+    first, second = r.json()["results"]
+    assert second["status"] == "created"
+    if outcome == "created":
+        assert first["status"] == "created", first
+    else:
+        assert first["status"] == "invalid" and outcome in [e["path"] for e in first["errors"]]

@@ -148,6 +148,22 @@ def test_folded_tallies_equal_a_full_recompute_after_random_changes(
     _assert_folded_equals_recompute(session, mission.id)
 
 
+def test_a_held_correction_of_a_rejected_checklist_is_folded_as_the_recompute_counts_it(
+    client: Any, session: Any
+) -> None:
+    mission, token = _one_station(session)
+    first = post(client, token, "S-1", "voting", _random_answers(random.Random(4), "voting"))
+    _assert_folded_equals_recompute(session, mission.id)
+    set_review(session, mission.id, first, review_state="rejected")
+    fix = correct(client, token, first, "S-1", "voting", {"H2": "very_bad"})
+    assert session.scalar(select(CL.c.hold).where(CL.c.id == uuid.UUID(fix))) is not None
+    _assert_folded_equals_recompute(session, mission.id)  # asserts nothing of it is applied
+    assert session.scalar(select(FindingApplied.checklist_id)) is None
+    set_review(session, mission.id, fix, review_state="verified")  # the analyst accepts it
+    _assert_folded_equals_recompute(session, mission.id)
+    assert session.scalars(select(FindingApplied.checklist_id)).all() == [uuid.UUID(fix)]
+
+
 def test_folding_again_changes_nothing_and_a_rebuild_gives_the_same(
     client: Any, session: Any
 ) -> None:

@@ -6,7 +6,7 @@ tallies are kept incrementally instead. Each fold, in one transaction:
 1. takes the fold lock (PostgreSQL: a transaction advisory lock, so that one process in
    the whole deployment folds at a time; SQLite has a single writer anyway);
 2. reads the outbox past its cursor and, for every checklist named there, compares
-   "counts now" (latest, not rejected, not quarantined) with "already in the tallies"
+   "counts now" (latest, not rejected, not quarantined, not on hold) with "already in the tallies"
    (`finding_applied`); the difference is a set of +1 / -1 checklists;
 3. turns those checklists' answers into signed tally rows, works out per station whether
    a value appears or disappears there (for the distinct-station counts), and adds the

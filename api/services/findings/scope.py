@@ -23,8 +23,14 @@ TPL = ChecklistTemplate.__table__  # type: ignore[attr-defined]
 
 
 def counts(cl: Any = CL) -> Any:
-    """The one rule of what counts: the latest version, not rejected, not quarantined."""
-    return and_(cl.c.is_latest.is_(True), cl.c.review_state != "rejected", not_(cl.c.quarantined))
+    """The one rule of what counts: the latest version, not rejected, not quarantined, and
+    not a correction still waiting for an analyst (`hold`)."""
+    return and_(
+        cl.c.is_latest.is_(True),
+        cl.c.review_state != "rejected",
+        not_(cl.c.quarantined),
+        cl.c.hold.is_(None),
+    )
 
 
 @dataclass(frozen=True, slots=True)
