@@ -33,7 +33,26 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(
         5, description="Extra connections for bursts; opened and closed again, so kept few"
     )
+    db_pool_timeout_s: float = Field(
+        2.0,
+        description="How long a request waits for a pooled connection before it gets 503 with "
+        "Retry-After (the pool is exhausted: the process is overloaded)",
+    )
     db_statement_timeout_ms: int = 30_000
+    dashboard_threads: int = Field(
+        6,
+        description="Findings and statement requests a process works on at once, on threads "
+        "and (PostgreSQL) database connections of their own: dashboards never take the "
+        "intake's; the rest wait their turn",
+    )
+    findings_computes_at_once: int = Field(
+        2,
+        description="Findings views of one mission a process computes afresh at once; others "
+        "wait up to findings_compute_wait_s for a slot or the same result, then get 503",
+    )
+    findings_compute_wait_s: float = Field(
+        2.0, description="How long a findings request waits for a compute slot (503 after)"
+    )
     max_body_bytes: int = Field(1_000_000, description="Largest accepted request body (413 above)")
     max_batch_items: int = 200
     clock_skew_flag_s: int = Field(
@@ -72,6 +91,28 @@ class Settings(BaseSettings):
     )
     rate_limit_per_minute: int = Field(
         600, description="Requests one token may make per minute (429 above); 0 turns it off"
+    )
+    limit_checklists_per_minute: float = Field(
+        10,
+        description="Checklists one observer may send per minute, sustained (a batch of 200 "
+        "counts 200); a mission's settings.limits may change it; 0 turns it off",
+    )
+    limit_checklists_burst: int = Field(
+        400, description="Checklists an observer may send at once (a phone's offline queue)"
+    )
+    limit_computes_per_minute: float = Field(
+        30,
+        description="Findings views one token may have computed afresh per minute (cached "
+        "answers are free); a mission's settings.limits may change it; 0 turns it off",
+    )
+    limit_computes_burst: int = Field(20, description="Fresh findings computes at once")
+    limit_failed_auth_per_minute: float = Field(
+        60,
+        description="Requests with a missing, unknown or revoked token one client address may "
+        "make per minute (429 above, for that address's unknown tokens); 0 turns it off",
+    )
+    limit_failed_auth_burst: int = Field(
+        120, description="Requests with a bad token one address may make at once"
     )
     attachments_dir: Path = Path("./var/attachments")
     attachment_max_bytes: int = Field(

@@ -126,6 +126,7 @@ def authenticate(session: Session, token: str, settings: Settings) -> Principal:
         ratelimit.hit(row.id, settings)
     else:
         ratelimit.check(counted[1], settings)
+    ratelimit.remember_good(digest)
     return Principal(row.id, row.mission_id, Role(row.role), row.observer_id)
 
 
@@ -136,12 +137,18 @@ def get_principal(
     request: Request, session: SessionDep, settings: SettingsDep, auth: BearerDep
 ) -> Principal:
     if auth is None or not auth.credentials:
+        ratelimit.bad_token(ratelimit.client_address(request), settings)
         raise Unauthorized(
             "send a token as `Authorization: Bearer …`",
             code="missing_token",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    principal = authenticate(session, auth.credentials, settings)
+    try:
+        principal = authenticate(session, auth.credentials, settings)
+    except Unauthorized:
+        # A bad token counts against its address (429 past the address's allowance).
+        ratelimit.bad_token(ratelimit.client_address(request), settings)
+        raise
     request.state.principal = principal
     return principal
 

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import access
+from api import access, ratelimit
 from api.checklist_schema import TemplateDefinition
 from api.compression import GunzipRequest, refuse
 from api.config import Settings, get_settings
@@ -156,7 +156,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.openapi = openapi  # type: ignore[method-assign]
     inner = GunzipRequest(access.sanitize(app), settings.max_body_bytes)
-    return BodyLimit(inner, settings.max_body_bytes)  # type: ignore[return-value]
+    # Outermost: a flood of bad tokens from one address is refused before anything else.
+    return ratelimit.AddressGuard(BodyLimit(inner, settings.max_body_bytes))  # type: ignore[return-value]
 
 
 app = create_app()

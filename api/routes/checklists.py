@@ -21,6 +21,7 @@ from api.deps import (
     record_write,
 )
 from api.errors import COMMON_ERRORS, Conflict, NotFound, TooLarge, error_responses
+from api.ratelimit import spend_checklists
 from api.services import checklists as checklist_service
 from models.checklist import (
     ChecklistDetail,
@@ -67,6 +68,7 @@ def _submit(
         principal = check_role(get_principal(request, session, settings, auth), *SUBMITTERS)
         item = parse_json(raw)
         body = validate(ChecklistSubmit, item)
+        spend_checklists(principal, 1, settings)
         outcome = checklist_service.submit(session, principal, body, item, raw.decode(), settings)
         record_write(request, session, "/checklists", raw)
     return outcome
