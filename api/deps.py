@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any
 
+import anyio
 from fastapi import Depends, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -55,6 +56,25 @@ async def get_session() -> AsyncIterator[Session]:
 async def get_read_session() -> AsyncIterator[Session]:
     async for session in _session(read=True):
         yield session
+
+
+_dashboard_limiter: anyio.CapacityLimiter | None = None
+
+
+def dashboard_limiter() -> anyio.CapacityLimiter:
+    """The worker threads for dashboards' findings requests, apart from the default ones
+    that checklist intake uses (`dashboard_threads` of them, one per connection of the
+    dashboards' pool, `api.db.get_read_engine`)."""
+    global _dashboard_limiter
+    if _dashboard_limiter is None:
+        _dashboard_limiter = anyio.CapacityLimiter(max(1, get_settings().dashboard_threads))
+    return _dashboard_limiter
+
+
+def forget_dashboard_limiter() -> None:
+    """Make the dashboards' threads afresh, from the settings of now (at start-up)."""
+    global _dashboard_limiter
+    _dashboard_limiter = None
 
 
 async def current_settings() -> Settings:

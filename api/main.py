@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import access, ratelimit
+from api import access, deps, ratelimit
 from api.checklist_schema import TemplateDefinition
 from api.compression import GunzipRequest, refuse
 from api.config import Settings, get_settings
@@ -100,6 +100,8 @@ async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
     # sessions a second, each costing milliseconds of CPU, when threads outnumbered them).
     limiter = anyio.to_thread.current_default_thread_limiter()
     limiter.total_tokens = max(1, get_settings().db_pool_size)
+    # Dashboards' findings requests have threads of their own (`deps.dashboard_limiter`).
+    deps.forget_dashboard_limiter()
     yield
 
 

@@ -72,9 +72,7 @@ def test_an_observers_second_token_shares_the_first_ones_allowance(
     mission, one, _ = _mission_with_limits(session, checklists_per_minute=1, checklists_burst=2)
     me = client.get("/me", headers=auth(one)).json()
     observer_id = uuid.UUID(me["observer_id"])
-    again = credentials.issue(
-        session, mission.id, Role.observer, "second phone", observer_id
-    )
+    again = credentials.issue(session, mission.id, Role.observer, "second phone", observer_id)
     session.commit()
     assert client.post("/sync/checklists", json=_batch(2), headers=auth(one)).status_code == 200
     refused = client.post("/checklists", json=checklist_payload("S-1"), headers=auth(again.token))
