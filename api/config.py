@@ -27,8 +27,9 @@ class Settings(BaseSettings):
         20,
         description="Database connections each API process keeps open for requests; also how "
         "many requests a process works on at once (the rest wait their turn). Each process "
-        "keeps as many again for rate-limit counters and last-used times: keep the sum over "
-        "all processes under PostgreSQL's max_connections.",
+        "keeps as many again for rate-limit counters and last-used times, and "
+        "dashboard_threads for dashboards (PostgreSQL): keep the sum over all processes "
+        "under PostgreSQL's max_connections.",
     )
     db_max_overflow: int = Field(
         5, description="Extra connections for bursts; opened and closed again, so kept few"
@@ -40,7 +41,7 @@ class Settings(BaseSettings):
     )
     db_statement_timeout_ms: int = 30_000
     dashboard_threads: int = Field(
-        6,
+        4,
         description="Findings and statement requests a process works on at once, on threads "
         "and (PostgreSQL) database connections of their own: dashboards never take the "
         "intake's; the rest wait their turn",

@@ -1,5 +1,7 @@
-"""Per-credential rate limits that hold across every API process: a fixed-window counter per
-credential in the database, bumped by one upsert per request.
+"""Rate limits that hold across every API process, kept in the database: requests per
+credential (a fixed-window counter, bumped by one upsert per request), and work allowances
+(`spend`): checklists per observer, fresh findings computes per token, requests with bad
+tokens per client address.
 
 The bump is one autocommitted statement on a pool of its own, so refused and failed
 requests count too (a request's own transaction would roll its bump back), and it costs one
@@ -80,6 +82,8 @@ def _counter_engine(main: Engine) -> Engine:
         # many as the main pool's connections), and no overflow: a pool half that size,
         # with overflow connections opened and closed per use, started about eight
         # PostgreSQL sessions a second under `make bench`, each costing milliseconds of CPU.
+        # (The dashboards' few threads, `dashboard_threads`, share it: each holds a
+        # connection for one statement, so they wait for one at most briefly.)
         pool_size=max(1, settings.db_pool_size),
         max_overflow=0,
         pool_timeout=settings.db_pool_timeout_s,

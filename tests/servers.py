@@ -120,8 +120,29 @@ class ApiServer:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(timeout=30)
 
+    def workers(self) -> list[int]:
+        """The worker processes' ids (the supervisor's children), when run with workers."""
+        found: list[int] = []
+        for task in Path(f"/proc/{self.process.pid}/task").glob("*/children"):
+            found += [int(p) for p in task.read_text().split()]
+        return found
 
-def start_api(database_url: str, **env: str) -> ApiServer:
+    def stop(self) -> None:
+        """The supervisor and its workers, gracefully; SIGKILL if they linger."""
+        workers = self.workers()
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def start_api(database_url: str, workers: int = 1, **env: str) -> ApiServer:
+    """The API on a free loopback port; with `workers` above 1, uvicorn's supervisor and
+    that many worker processes (`ApiServer.workers`)."""
     port = free_port()
     environ = os.environ | {
         "POLLCHECK_DATABASE_URL": database_url,
@@ -131,7 +152,8 @@ def start_api(database_url: str, **env: str) -> ApiServer:
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1"]
-        + ["--port", str(port), "--log-level", "warning"],
+        + ["--port", str(port), "--log-level", "warning"]
+        + (["--workers", str(workers)] if workers > 1 else []),
         cwd=ROOT,
         env=environ,
         stdout=subprocess.DEVNULL,
