@@ -124,7 +124,11 @@ class ApiServer:
         """The worker processes' ids (the supervisor's children), when run with workers."""
         found: list[int] = []
         for task in Path(f"/proc/{self.process.pid}/task").glob("*/children"):
-            found += [int(p) for p in task.read_text().split()]
+            for pid in task.read_text().split():
+                with contextlib.suppress(OSError):  # multiprocessing's resource tracker is not one
+                    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                    if b"resource_tracker" not in cmdline:
+                        found.append(int(pid))
         return found
 
     def stop(self) -> None:
