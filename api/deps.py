@@ -110,10 +110,19 @@ _BY_DIGEST = select(*[_CRED.c[name] for name in ratelimit.CREDENTIAL_COLUMNS]).w
 )
 
 
-def authenticate(session: Session, token: str, settings: Settings) -> Principal:
-    """The token's principal, its request counted against the rate limit (429 past it)."""
+def authenticate(
+    session: Session, token: str, settings: Settings, checklists: int = 0
+) -> Principal:
+    """The token's principal, its request counted against the rate limit (429 past it),
+    and, for a submitter, `checklists` charged to its allowance (429 past it). A token this
+    process has seen before is found, counted and charged in one statement."""
     digest = token_digest(token)
-    counted = ratelimit.lookup_and_count(digest, settings)
+    work = None
+    if checklists:
+        before = ratelimit.known(digest)
+        if before is not None and before.role in SUBMITTERS:
+            work = ratelimit.checklist_charge(before, checklists, settings)
+    counted = ratelimit.lookup_and_count(digest, settings, work=work)
     row: Any  # a credential row, from either statement
     if counted is None:
         row = session.connection().execute(_BY_DIGEST, {"digest": digest}).first()
@@ -146,8 +155,14 @@ def authenticate(session: Session, token: str, settings: Settings) -> Principal:
         ratelimit.hit(row.id, settings)
     else:
         ratelimit.check(counted[1], settings)
-    ratelimit.remember_good(digest)
-    return Principal(row.id, row.mission_id, Role(row.role), row.observer_id)
+    principal = Principal(row.id, row.mission_id, Role(row.role), row.observer_id)
+    ratelimit.remember_good(digest, principal)
+    if work is not None and counted is not None and work.key == ratelimit.checklist_key(principal):
+        if not counted[2]:
+            raise work.refusal()
+    elif checklists and principal.role in SUBMITTERS:
+        ratelimit.spend_checklists(principal, checklists, settings)
+    return principal
 
 
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
@@ -156,6 +171,18 @@ BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 def get_principal(
     request: Request, session: SessionDep, settings: SettingsDep, auth: BearerDep
 ) -> Principal:
+    return principal_of(request, session, settings, auth)
+
+
+def principal_of(
+    request: Request,
+    session: Session,
+    settings: Settings,
+    auth: HTTPAuthorizationCredentials | None,
+    checklists: int = 0,
+) -> Principal:
+    """The caller, as `get_principal`; a submitter's `checklists` are charged to its
+    allowance on the way (checklist intake)."""
     if auth is None or not auth.credentials:
         ratelimit.bad_token(ratelimit.client_address(request), settings)
         raise Unauthorized(
@@ -164,7 +191,7 @@ def get_principal(
             headers={"WWW-Authenticate": "Bearer"},
         )
     try:
-        principal = authenticate(session, auth.credentials, settings)
+        principal = authenticate(session, auth.credentials, settings, checklists)
     except Unauthorized:
         # A bad token counts against its address (429 past the address's allowance).
         ratelimit.bad_token(ratelimit.client_address(request), settings)

@@ -125,31 +125,58 @@ _LOOKUP_AND_BUMP = text(
 )
 
 
+# The same, spending a work allowance too (`Charge`): a checklist post of a token this
+# process has seen before is found, counted and charged in one round trip.
+_LOOKUP_BUMP_AND_SPEND = text(
+    str(_LOOKUP_AND_BUMP.text).replace(
+        " SELECT cred.*,",
+        ", spend AS (INSERT INTO rate_limit_bucket (key, tat)"
+        " SELECT :key, :now + :cost_s FROM cred WHERE revoked_at IS NULL"
+        " ON CONFLICT (key) DO UPDATE SET tat = GREATEST(rate_limit_bucket.tat, :now) + :cost_s"
+        " WHERE GREATEST(rate_limit_bucket.tat, :now) - :now + :fit_s <= :burst_s"
+        " RETURNING tat)"
+        " SELECT cred.*, (SELECT count(*) FROM spend) AS spent,",
+    )
+)
+
+
 @lru_cache(maxsize=1)
-def _driver_statements() -> tuple[str, str]:
-    return driver_sql(_LOOKUP_AND_BUMP), driver_sql(_statements("postgresql")[1])
+def _driver_statements() -> tuple[str, str, str]:
+    return (
+        driver_sql(_LOOKUP_AND_BUMP),
+        driver_sql(_statements("postgresql")[1]),
+        driver_sql(_LOOKUP_BUMP_AND_SPEND),
+    )
 
 
 def lookup_and_count(
-    digest: str, settings: Settings, now: float | None = None
-) -> tuple[Any, int] | None:
+    digest: str, settings: Settings, now: float | None = None, work: Charge | None = None
+) -> tuple[Any, int, bool | None] | None:
     """On PostgreSQL with a limit set: (the credential row or None, this window's hits so
-    far), found and counted in one statement. None where the caller must take two steps:
-    look the credential up itself, then `hit`. Every request runs it, so it goes to the
-    driver directly (`driver_autocommit`)."""
+    far, whether `work` was charged: None without it), found, counted and charged in one
+    statement. None where the caller must take two steps: look the credential up itself,
+    then `hit` (and `charge`). Every request runs it, so it goes to the driver directly
+    (`driver_autocommit`)."""
     if settings.rate_limit_per_minute <= 0:
         return None
     engine = bookkeeping_engine()
     if engine.dialect.name != "postgresql":
         return None
-    window = int((time.time() if now is None else now) // WINDOW_S)
-    lookup, clear = _driver_statements()
+    now = time.time() if now is None else now
+    window = int(now // WINDOW_S)
+    lookup, clear, lookup_and_spend = _driver_statements()
+    params: dict[str, Any] = {"digest": digest, "window": window}
+    if work is not None:
+        lookup = lookup_and_spend
+        params |= work.params(now)
     with driver_autocommit(engine) as conn, conn.cursor(row_factory=namedtuple_row) as cur:
-        row = cur.execute(lookup, {"digest": digest, "window": window}).fetchone()
+        row = cur.execute(lookup, params).fetchone()
         if row is not None and row.hits == 1:
             # The first request of a window clears this credential's old windows.
             cur.execute(clear, {"cid": row.id, "window": window})
-    return row, (row.hits or 0) if row is not None else 0
+    if row is None:
+        return None, 0, None
+    return row, row.hits or 0, None if work is None else bool(row.spent)
 
 
 def hit(credential_id: uuid.UUID, settings: Settings, now: float | None = None) -> None:
@@ -321,6 +348,39 @@ def _run(engine: Engine, statement: Any, params: dict[str, Any]) -> Any:
         return result.scalar() if result.returns_rows else None
 
 
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """`cost` units of a key's allowance, and what a refusal says."""
+
+    key: str
+    cost: int
+    allowance: Allowance
+    what: str
+    code: str
+
+    def params(self, now: float) -> dict[str, Any]:
+        interval = 60.0 / self.allowance.per_minute
+        return {
+            "key": self.key,
+            "now": now,
+            "cost_s": self.cost * interval,
+            "fit_s": min(self.cost, self.allowance.burst) * interval,
+            # float rounding must not refuse a full fit
+            "burst_s": self.allowance.burst * interval + 1e-6,
+        }
+
+    def refusal(self, now: float | None = None) -> TooManyRequests:
+        """The 429 of a charge that did not fit, with the wait until it would."""
+        now = time.time() if now is None else now
+        p = self.params(now)
+        engine = bookkeeping_engine()
+        tat = _run(engine, _spend_sql(engine.dialect.name)[1], {"key": self.key}) or now
+        retry = max(1, math.ceil(max(tat, now) - now + p["fit_s"] - p["burst_s"]))
+        return TooManyRequests(
+            f"{self.what}; retry in {retry} s", code=self.code, headers={"Retry-After": str(retry)}
+        )
+
+
 def spend(
     key: str,
     cost: int,
@@ -334,26 +394,20 @@ def spend(
     never pass), and keeps the key out for as long as it is worth."""
     if allowance.off or cost <= 0:
         return
+    charge(Charge(key, cost, allowance, what, code), now)
+
+
+def charge(work: Charge, now: float | None = None) -> None:
+    """Spend a charge on its own (one autocommitted statement), or raise its refusal."""
     global _spends
     now = time.time() if now is None else now
-    interval = 60.0 / allowance.per_minute
-    burst_s = allowance.burst * interval + 1e-6  # float rounding must not refuse a full fit
-    fit_s = min(cost, allowance.burst) * interval
-    params = {"key": key, "now": now, "cost_s": cost * interval, "fit_s": fit_s}
     engine = bookkeeping_engine()
-    spend_sql, bucket_sql, sweep_sql = _spend_sql(engine.dialect.name)
-    if _run(engine, spend_sql, params | {"burst_s": burst_s}) is not None:
-        _spends += 1
-        if _spends % SWEEP_EVERY == 0:
-            _run(engine, sweep_sql, {"before": now - 60})
-        return
-    tat = _run(engine, bucket_sql, {"key": key}) or now
-    retry = max(1, math.ceil(max(tat, now) - now + fit_s - burst_s))
-    raise TooManyRequests(
-        f"{what}; retry in {retry} s",
-        code=code,
-        headers={"Retry-After": str(retry)},
-    )
+    spend_sql, _, sweep_sql = _spend_sql(engine.dialect.name)
+    if _run(engine, spend_sql, work.params(now)) is None:
+        raise work.refusal(now)
+    _spends += 1
+    if _spends % SWEEP_EVERY == 0:
+        _run(engine, sweep_sql, {"before": now - 60})
 
 
 class Submitter(Protocol):
@@ -362,21 +416,33 @@ class Submitter(Protocol):
     observer_id: uuid.UUID | None
 
 
-def spend_checklists(principal: Submitter, count: int, settings: Settings) -> None:
-    """`count` checklists from one observer (or analyst: per token), before any is stored:
-    429 and nothing stored past the mission's allowance. Per observer, not per token: an
-    observer given a second token shares the first one's allowance."""
+def checklist_key(principal: Submitter) -> str:
+    return f"checklists:{principal.observer_id or principal.credential_id}"
+
+
+def checklist_charge(principal: Submitter, count: int, settings: Settings) -> Charge | None:
+    """`count` checklists from one observer (or analyst: per token); None when the
+    mission's checklists are not limited. Per observer, not per token: an observer given a
+    second token shares the first one's allowance."""
     allowance = checklist_allowance(limits_of(principal.mission_id), settings)
-    if allowance.off:
-        return
-    spend(
-        f"checklists:{principal.observer_id or principal.credential_id}",
+    if allowance.off or count <= 0:
+        return None
+    return Charge(
+        checklist_key(principal),
         count,
         allowance,
         f"more than {allowance.per_minute:g} checklists a minute (or {allowance.burst} at once)"
         f" from this observer; nothing of this request was stored",
         "checklist_limit",
     )
+
+
+def spend_checklists(principal: Submitter, count: int, settings: Settings) -> None:
+    """`count` checklists before any is stored: 429 and nothing stored past the mission's
+    allowance (`checklist_charge`)."""
+    work = checklist_charge(principal, count, settings)
+    if work is not None:
+        charge(work)
 
 
 # --- requests with bad tokens, per client address ----------------------------------------
@@ -388,16 +454,25 @@ def spend_checklists(principal: Submitter, count: int, settings: Settings) -> No
 
 _blocked: dict[str, float] = {}  # address -> Unix time until which its bad tokens are refused
 _GOOD_KEEP = 50_000
-_good: OrderedDict[str, None] = OrderedDict()  # digests of tokens this process has seen valid
+# Tokens this process has seen valid, by digest, with whom they were. Never used to let a
+# request in (every request looks its token up, so revocation acts at once): only to let
+# an address's valid tokens through its block, and to know, before the lookup, which
+# allowance a checklist post charges (`known`).
+_good: OrderedDict[str, Any] = OrderedDict()
 _good_lock = threading.Lock()
 
 
-def remember_good(digest: str) -> None:
+def remember_good(digest: str, principal: Any) -> None:
     with _good_lock:
-        _good[digest] = None
+        _good[digest] = principal
         _good.move_to_end(digest)
         if len(_good) > _GOOD_KEEP:
             _good.popitem(last=False)
+
+
+def known(digest: str) -> Any:
+    """Who this token was when this process last saw it valid (None: not seen)."""
+    return _good.get(digest)
 
 
 def blocked_for(address: str, digest: str | None, now: float | None = None) -> int | None:

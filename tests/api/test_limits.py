@@ -158,3 +158,19 @@ def test_a_pool_that_stays_busy_answers_503_with_retry_after_within_seconds(
         monkeypatch.undo()
         get_settings.cache_clear()
         db.reset_engines()
+
+
+def test_single_posts_count_one_each_whether_or_not_the_process_knows_the_token(
+    session: Any, client: Any
+) -> None:
+    # The first post of a token is looked up, then charged; later ones are looked up and
+    # charged in one statement (PostgreSQL). Both meet the same allowance.
+    _, one, _ = _mission_with_limits(session, checklists_per_minute=1, checklists_burst=2)
+    ratelimit.forget_addresses()  # the process has not seen the token
+    posts = [client.post("/checklists", json=checklist_payload("S-1"), headers=auth(one))]
+    posts += [client.post("/checklists", json=checklist_payload("S-1"), headers=auth(one))]
+    refused = client.post("/checklists", json=checklist_payload("S-1"), headers=auth(one))
+    assert [p.status_code for p in posts] == [201, 201]
+    assert refused.status_code == 429 and refused.json()["code"] == "checklist_limit"
+    assert 55 <= int(refused.headers["Retry-After"]) <= 60
+    assert _stored(session) == 2
