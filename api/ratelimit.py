@@ -262,22 +262,21 @@ def mission_limits(mission_settings: Any) -> MissionLimits:
     return MissionLimits.model_validate(good)
 
 
-def checklist_allowance(limits: MissionLimits, settings: Settings) -> Allowance:
+def _allowance(per_minute: float | None, burst: int | None, default: Allowance) -> Allowance:
+    """The mission's own value where it set one, else the server's default."""
     return Allowance(
-        settings.limit_checklists_per_minute
-        if limits.checklists_per_minute is None
-        else limits.checklists_per_minute,
-        limits.checklists_burst or settings.limit_checklists_burst,
+        default.per_minute if per_minute is None else per_minute, burst or default.burst
     )
+
+
+def checklist_allowance(limits: MissionLimits, settings: Settings) -> Allowance:
+    default = Allowance(settings.limit_checklists_per_minute, settings.limit_checklists_burst)
+    return _allowance(limits.checklists_per_minute, limits.checklists_burst, default)
 
 
 def compute_allowance(limits: MissionLimits, settings: Settings) -> Allowance:
-    return Allowance(
-        settings.limit_computes_per_minute
-        if limits.computes_per_minute is None
-        else limits.computes_per_minute,
-        limits.computes_burst or settings.limit_computes_burst,
-    )
+    default = Allowance(settings.limit_computes_per_minute, settings.limit_computes_burst)
+    return _allowance(limits.computes_per_minute, limits.computes_burst, default)
 
 
 MISSION_LIMITS_TTL_S = 10.0  # a change of a mission's limits reaches every process this soon

@@ -15,6 +15,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -241,3 +242,22 @@ class Load:
 
     def acknowledged(self) -> set[str]:
         return {o.checklist_id for o in self.outcomes if o.status in (200, 201)}
+
+
+def stored_checklists(engine: Any) -> dict[str, int]:
+    """Each stored checklist's id with its number of answer rows."""
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT c.id, COUNT(a.checklist_id) FROM checklist c "
+                "LEFT JOIN answer a ON a.checklist_id = c.id GROUP BY c.id"
+            )
+        ).all()
+    return {str(uuid.UUID(str(r[0]))): int(r[1]) for r in rows}
+
+
+def answer_rows(body: dict[str, Any]) -> int:
+    """How many answer rows a checklist body makes."""
+    return sum(len(v) if isinstance(v, list) else 1 for v in body["answers"].values())

@@ -16,7 +16,6 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from api import migrate
@@ -25,7 +24,7 @@ from api.services import credentials, observers
 from models import Role
 from models.observer import ObserverCreate
 from tests.factories import answers_for, checklist_payload, make_mission, make_station
-from tests.servers import start_api, throwaway_postgres
+from tests.servers import answer_rows, start_api, stored_checklists, throwaway_postgres
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres_only]
 
@@ -53,10 +52,6 @@ def _observers(session: Session, mission_id: uuid.UUID) -> list[str]:
         tokens.append(credentials.issue(session, mission_id, Role.observer, code, obs.id).token)
     session.commit()
     return tokens
-
-
-def _answer_rows(body: dict[str, Any]) -> int:
-    return sum(len(v) if isinstance(v, list) else 1 for v in body["answers"].values())
 
 
 @dataclass
@@ -147,15 +142,8 @@ def test_128_phones_and_a_killed_worker_get_no_500_and_nothing_is_lost_or_double
         sent = {cid: body for p in phones for cid, body in p.sent.items()}
         unacked = sent.keys() - {cid for p in phones for cid in p.acked}
         assert not unacked, f"{len(unacked)} checklists never acknowledged"
-        with engine.connect() as conn:
-            rows = conn.execute(
-                text(
-                    "SELECT c.id, COUNT(a.checklist_id) FROM checklist c "
-                    "LEFT JOIN answer a ON a.checklist_id = c.id GROUP BY c.id"
-                )
-            ).all()
-        stored = {str(r[0]): int(r[1]) for r in rows}
+        stored = stored_checklists(engine)
         assert stored.keys() == sent.keys(), "lost or unexpected checklists"
-        wrong = {cid: n for cid, n in stored.items() if n != _answer_rows(sent[cid])}
+        wrong = {cid: n for cid, n in stored.items() if n != answer_rows(sent[cid])}
         assert not wrong, f"checklists with doubled or missing answers: {wrong}"
         engine.dispose()
