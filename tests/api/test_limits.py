@@ -174,3 +174,27 @@ def test_single_posts_count_one_each_whether_or_not_the_process_knows_the_token(
     assert refused.status_code == 429 and refused.json()["code"] == "checklist_limit"
     assert 55 <= int(refused.headers["Retry-After"]) <= 60
     assert _stored(session) == 2
+
+
+@pytest.mark.postgres_only
+def test_a_statement_that_runs_past_its_timeout_answers_503_with_retry_after(
+    session: Any,
+) -> None:
+    from fastapi import FastAPI
+
+    from api.db import get_engine
+    from api.errors import install_error_handlers
+
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/slow")
+    def slow() -> None:
+        with get_engine().connect() as conn:
+            conn.exec_driver_sql("SET LOCAL statement_timeout = 50")  # this transaction only
+            conn.exec_driver_sql("SELECT pg_sleep(2)")
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        answer = client.get("/slow")
+    assert answer.status_code == 503
+    assert answer.headers["Retry-After"]
