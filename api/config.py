@@ -103,8 +103,9 @@ class Settings(BaseSettings):
     )
     limit_computes_per_minute: float = Field(
         30,
-        description="Findings views one token may have computed afresh per minute (cached "
-        "answers are free); a mission's settings.limits may change it; 0 turns it off",
+        description="Findings views nobody has asked for yet (a new filter or time window) "
+        "one token may have computed per minute; a mission's settings.limits may change it; 0 "
+        "turns it off",
     )
     limit_computes_burst: int = Field(20, description="Fresh findings computes at once")
     limit_failed_auth_per_minute: float = Field(

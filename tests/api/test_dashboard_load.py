@@ -150,3 +150,18 @@ def test_findings_requests_waiting_on_the_database_leave_intake_its_threads(
         for t in readers:
             t.join(timeout=30)
     assert finished[0] == "checklist", finished
+
+
+def test_a_view_computed_again_because_data_arrived_costs_the_token_nothing(
+    settings_env: Any, session: Any
+) -> None:
+    settings_env(findings_cache_s=0, findings_max_lag_s=0)  # due as soon as data changes
+    mission, observer, viewer = _mission(session, computes_per_minute=1, computes_burst=1)
+    url = f"/missions/{mission.id}/findings"
+    with TestClient(create_app(), raise_server_exceptions=False) as client:
+        assert client.get(url, headers=auth(viewer)).json()["totals"]["observations"] == 0
+        post(client, observer, "S-1", "voting")
+        again = client.get(url, headers=auth(viewer))
+        assert again.status_code == 200 and again.json()["totals"]["observations"] == 1
+        new_view = client.get(url + "?" + HOUR.format("10:00:00"), headers=auth(viewer))
+        assert new_view.status_code == 429

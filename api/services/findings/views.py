@@ -223,8 +223,8 @@ def get_view(
     """The view as JSON bytes with its ETag, from the shared cache when it is current.
     `known`: the ETags the client holds (`If-None-Match`); when the cached view is one of
     them, its body is not even read (the answer is a 304), and the View's body is empty.
-    `who`: the credential asking, whose allowance of fresh computes a compute spends (429
-    past it, unless a view computed before can be served)."""
+    `who`: the credential asking, whose allowance of fresh computes a view not in the
+    cache spends (429 past it)."""
     filters = filters.whole_minutes()
     ensure_fresh(session, settings, write)
     mission = _mission(session, mission_id)
@@ -247,7 +247,10 @@ def get_view(
     ):
         return _served(cached)
     try:
-        if who is not None:
+        # A view nobody has asked for yet (a new filter, a new time window) costs the token
+        # one fresh compute of its allowance. A view that is only due again because data
+        # arrived costs nothing: `_claim` and `reuse_s` bound those already.
+        if who is not None and cached is None:
             allowance = ratelimit.compute_allowance(
                 ratelimit.mission_limits(mission.settings), settings
             )
