@@ -410,9 +410,16 @@ def charge(work: Charge, now: float | None = None) -> None:
 
 
 class Submitter(Protocol):
-    mission_id: uuid.UUID
-    credential_id: uuid.UUID
-    observer_id: uuid.UUID | None
+    """Who sends checklists (`api.deps.Principal`)."""
+
+    @property
+    def mission_id(self) -> uuid.UUID: ...
+
+    @property
+    def credential_id(self) -> uuid.UUID: ...
+
+    @property
+    def observer_id(self) -> uuid.UUID | None: ...
 
 
 def checklist_key(principal: Submitter) -> str:
