@@ -71,6 +71,7 @@ format: install
 bench: install
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 	$(BIN)/python -m bench.exports
+	$(BIN)/python -m bench.hardening
 
 # Two locks from pyproject.toml: requirements.lock holds what the server runs (the Docker
 # image installs only it); requirements-dev.lock adds the test and lint tools (`make install`).

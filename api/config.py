@@ -27,13 +27,33 @@ class Settings(BaseSettings):
         20,
         description="Database connections each API process keeps open for requests; also how "
         "many requests a process works on at once (the rest wait their turn). Each process "
-        "keeps as many again for rate-limit counters and last-used times: keep the sum over "
-        "all processes under PostgreSQL's max_connections.",
+        "keeps as many again for rate-limit counters and last-used times, and "
+        "dashboard_threads for dashboards (PostgreSQL): keep the sum over all processes "
+        "under PostgreSQL's max_connections.",
     )
     db_max_overflow: int = Field(
         5, description="Extra connections for bursts; opened and closed again, so kept few"
     )
+    db_pool_timeout_s: float = Field(
+        2.0,
+        description="How long a request waits for a pooled connection before it gets 503 with "
+        "Retry-After (the pool is exhausted: the process is overloaded)",
+    )
     db_statement_timeout_ms: int = 30_000
+    dashboard_threads: int = Field(
+        4,
+        description="Findings and statement requests a process works on at once, on threads "
+        "and (PostgreSQL) database connections of their own: dashboards never take the "
+        "intake's; the rest wait their turn",
+    )
+    findings_computes_at_once: int = Field(
+        2,
+        description="Findings views of one mission a process computes afresh at once; others "
+        "wait up to findings_compute_wait_s for a slot or the same result, then get 503",
+    )
+    findings_compute_wait_s: float = Field(
+        2.0, description="How long a findings request waits for a compute slot (503 after)"
+    )
     max_body_bytes: int = Field(1_000_000, description="Largest accepted request body (413 above)")
     max_header_bytes: int = Field(
         16_384,
@@ -80,6 +100,29 @@ class Settings(BaseSettings):
     )
     odata_page_size: int = Field(
         1000, ge=1, le=100_000, description="Most rows of one OData page (then @odata.nextLink)"
+    )
+    limit_checklists_per_minute: float = Field(
+        10,
+        description="Checklists one observer may send per minute, sustained (a batch of 200 "
+        "counts 200); a mission's settings.limits may change it; 0 turns it off",
+    )
+    limit_checklists_burst: int = Field(
+        400, description="Checklists an observer may send at once (a phone's offline queue)"
+    )
+    limit_computes_per_minute: float = Field(
+        30,
+        description="Findings views nobody has asked for yet (a new filter or time window) "
+        "one token may have computed per minute; a mission's settings.limits may change it; 0 "
+        "turns it off",
+    )
+    limit_computes_burst: int = Field(20, description="Fresh findings computes at once")
+    limit_failed_auth_per_minute: float = Field(
+        60,
+        description="Requests with a missing, unknown or revoked token one client address may "
+        "make per minute (429 above, for that address's unknown tokens); 0 turns it off",
+    )
+    limit_failed_auth_burst: int = Field(
+        120, description="Requests with a bad token one address may make at once"
     )
     attachments_dir: Path = Path("./var/attachments")
     attachment_max_bytes: int = Field(

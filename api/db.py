@@ -72,10 +72,17 @@ def ping_idle_connections(engine: Engine) -> Engine:
     return engine
 
 
-def make_engine(url: str, settings: Settings | None = None) -> Engine:
+def make_engine(url: str, settings: Settings | None = None, pool_size: int | None = None) -> Engine:
+    """An engine whose pool makes a request wait `db_pool_timeout_s` at most for a connection
+    (then 503, never a 500 after a long stall). `pool_size`: a pool of that many and no
+    overflow (the dashboards' own), instead of db_pool_size and db_max_overflow."""
     settings = settings or get_settings()
     url = normalise_url(url)
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {
+        "pool_size": settings.db_pool_size if pool_size is None else pool_size,
+        "max_overflow": settings.db_max_overflow if pool_size is None else 0,
+        "pool_timeout": settings.db_pool_timeout_s,
+    }
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         engine = create_engine(url, **kwargs)
@@ -92,9 +99,6 @@ def make_engine(url: str, settings: Settings | None = None) -> Engine:
 
         return ping_idle_connections(engine)
     kwargs.update(
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
-        pool_timeout=10,
         connect_args={
             "connect_timeout": 5,
             "application_name": application_name(),
@@ -162,10 +166,17 @@ def get_engine() -> Engine:
 
 @lru_cache
 def get_read_engine() -> Engine:
+    """Dashboards' reads: the replica if there is one, else a pool of their own on the
+    primary (PostgreSQL), as many connections as `dashboard_threads`, so that a burst of
+    findings requests cannot take the connections checklist intake needs. (SQLite keeps
+    one pool: its readers do not wait on connections.)"""
     s = get_settings()
-    if not s.read_database_url:
-        return get_engine()
-    return make_engine(s.read_database_url, s)
+    if s.read_database_url:
+        return make_engine(s.read_database_url, s, pool_size=max(1, s.dashboard_threads))
+    main = get_engine()
+    if main.dialect.name != "postgresql":
+        return main
+    return make_engine(s.database_url, s, pool_size=max(1, s.dashboard_threads))
 
 
 @lru_cache
@@ -206,7 +217,7 @@ def session_scope(read: bool = False) -> Iterator[Session]:
 
 def reset_engines() -> None:
     """Forget cached engines (tests and the CLI switch databases)."""
-    for fn in (get_engine, get_read_engine):
+    for fn in (get_read_engine, get_engine):
         if fn.cache_info().currsize:
             fn().dispose()
         fn.cache_clear()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any
 
+import anyio
 from fastapi import Depends, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -57,6 +58,25 @@ async def get_read_session() -> AsyncIterator[Session]:
         yield session
 
 
+_dashboard_limiter: anyio.CapacityLimiter | None = None
+
+
+def dashboard_limiter() -> anyio.CapacityLimiter:
+    """The worker threads for dashboards' findings requests, apart from the default ones
+    that checklist intake uses (`dashboard_threads` of them, one per connection of the
+    dashboards' pool, `api.db.get_read_engine`)."""
+    global _dashboard_limiter
+    if _dashboard_limiter is None:
+        _dashboard_limiter = anyio.CapacityLimiter(max(1, get_settings().dashboard_threads))
+    return _dashboard_limiter
+
+
+def forget_dashboard_limiter() -> None:
+    """Make the dashboards' threads afresh, from the settings of now (at start-up)."""
+    global _dashboard_limiter
+    _dashboard_limiter = None
+
+
 async def current_settings() -> Settings:
     return get_settings()
 
@@ -90,10 +110,19 @@ _BY_DIGEST = select(*[_CRED.c[name] for name in ratelimit.CREDENTIAL_COLUMNS]).w
 )
 
 
-def authenticate(session: Session, token: str, settings: Settings) -> Principal:
-    """The token's principal, its request counted against the rate limit (429 past it)."""
+def authenticate(
+    session: Session, token: str, settings: Settings, checklists: int = 0
+) -> Principal:
+    """The token's principal, its request counted against the rate limit (429 past it),
+    and, for a submitter, `checklists` charged to its allowance (429 past it). A token this
+    process has seen before is found, counted and charged in one statement."""
     digest = token_digest(token)
-    counted = ratelimit.lookup_and_count(digest, settings)
+    work = None
+    if checklists:
+        before = ratelimit.known(digest)
+        if before is not None and before.role in SUBMITTERS:
+            work = ratelimit.checklist_charge(before, checklists, settings)
+    counted = ratelimit.lookup_and_count(digest, settings, work=work)
     row: Any  # a credential row, from either statement
     if counted is None:
         row = session.connection().execute(_BY_DIGEST, {"digest": digest}).first()
@@ -126,7 +155,14 @@ def authenticate(session: Session, token: str, settings: Settings) -> Principal:
         ratelimit.hit(row.id, settings)
     else:
         ratelimit.check(counted[1], settings)
-    return Principal(row.id, row.mission_id, Role(row.role), row.observer_id)
+    principal = Principal(row.id, row.mission_id, Role(row.role), row.observer_id)
+    ratelimit.remember_good(digest, principal)
+    if work is not None and counted is not None and work.key == ratelimit.checklist_key(principal):
+        if not counted[2]:
+            raise work.refusal()
+    elif checklists and principal.role in SUBMITTERS:
+        ratelimit.spend_checklists(principal, checklists, settings)
+    return principal
 
 
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
@@ -135,13 +171,31 @@ BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 def get_principal(
     request: Request, session: SessionDep, settings: SettingsDep, auth: BearerDep
 ) -> Principal:
+    return principal_of(request, session, settings, auth)
+
+
+def principal_of(
+    request: Request,
+    session: Session,
+    settings: Settings,
+    auth: HTTPAuthorizationCredentials | None,
+    checklists: int = 0,
+) -> Principal:
+    """The caller, as `get_principal`; a submitter's `checklists` are charged to its
+    allowance on the way (checklist intake)."""
     if auth is None or not auth.credentials:
+        ratelimit.bad_token(ratelimit.client_address(request), settings)
         raise Unauthorized(
             "send a token as `Authorization: Bearer …`",
             code="missing_token",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    principal = authenticate(session, auth.credentials, settings)
+    try:
+        principal = authenticate(session, auth.credentials, settings, checklists)
+    except Unauthorized:
+        # A bad token counts against its address (429 past the address's allowance).
+        ratelimit.bad_token(ratelimit.client_address(request), settings)
+        raise
     request.state.principal = principal
     return principal
 

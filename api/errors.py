@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
@@ -186,6 +187,21 @@ def install_error_handlers(app: FastAPI) -> None:
             },
             status_code=503,
             headers={"Retry-After": "5"},
+        )
+
+    @app.exception_handler(PoolTimeout)
+    async def _pool_exhausted(_: Request, exc: PoolTimeout) -> JSONResponse:
+        # Every connection of the pool stayed busy for `db_pool_timeout_s`: the process is
+        # overloaded. Nothing was stored; a phone retries later.
+        log.warning("connection pool exhausted: %s", exc)
+        return JSONResponse(
+            {
+                "error": "ServiceUnavailable",
+                "detail": "the server is busy; nothing was stored, retry shortly",
+                "code": "overloaded",
+            },
+            status_code=503,
+            headers={"Retry-After": "2"},
         )
 
     @app.exception_handler(ClientDisconnect)

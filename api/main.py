@@ -11,7 +11,7 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import access
+from api import access, deps, ratelimit
 from api.body import declare_media_errors, require_media_type
 from api.checklist_schema import TemplateDefinition
 from api.compression import GunzipRequest, refuse
@@ -103,6 +103,8 @@ async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
     # sessions a second, each costing milliseconds of CPU, when threads outnumbered them).
     limiter = anyio.to_thread.current_default_thread_limiter()
     limiter.total_tokens = max(1, get_settings().db_pool_size)
+    # Dashboards' findings requests have threads of their own (`deps.dashboard_limiter`).
+    deps.forget_dashboard_limiter()
     yield
 
 
@@ -164,7 +166,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.openapi = openapi  # type: ignore[method-assign]
     inner = GunzipRequest(access.sanitize(app), settings.max_body_bytes)
-    return BodyLimit(inner, settings.max_body_bytes)  # type: ignore[return-value]
+    # Outermost: a flood of bad tokens from one address is refused before anything else.
+    return ratelimit.AddressGuard(BodyLimit(inner, settings.max_body_bytes))  # type: ignore[return-value]
 
 
 app = create_app()

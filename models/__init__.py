@@ -16,7 +16,7 @@ from models.finding import (
 from models.location import Location, LocationKind
 from models.mission import Mission, Sampling
 from models.observer import Assignment, Observer, Team
-from models.ratelimit import RateLimitWindow
+from models.ratelimit import RateLimitBucket, RateLimitWindow
 from models.review import ReviewEvent
 from models.station import Station
 from models.template import ChecklistTemplate, TemplateStatus
@@ -40,6 +40,7 @@ __all__ = [
     "LocationKind",
     "Mission",
     "Observer",
+    "RateLimitBucket",
     "RateLimitWindow",
     "ReviewEvent",
     "ReviewState",

@@ -88,12 +88,16 @@ def _empty_tables() -> None:
 @pytest.fixture
 def db(database_url: str) -> Iterator[None]:
     """A migrated database, emptied after the test."""
+    from api import ratelimit
     from api.services import templates
 
     yield
     _empty_tables()
     # Emptying tables deletes published templates, which production never does.
     templates.forget_published()
+    # And the limits' buckets: what this process remembers of them goes too.
+    ratelimit.forget_addresses()
+    ratelimit.forget_mission()
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,8 +121,33 @@ class ApiServer:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(timeout=30)
 
+    def workers(self) -> list[int]:
+        """The worker processes' ids (the supervisor's children), when run with workers."""
+        found: list[int] = []
+        for task in Path(f"/proc/{self.process.pid}/task").glob("*/children"):
+            for pid in task.read_text().split():
+                with contextlib.suppress(OSError):  # multiprocessing's resource tracker is not one
+                    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                    if b"resource_tracker" not in cmdline:
+                        found.append(int(pid))
+        return found
 
-def start_api(database_url: str, **env: str) -> ApiServer:
+    def stop(self) -> None:
+        """The supervisor and its workers, gracefully; SIGKILL if they linger."""
+        workers = self.workers()
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def start_api(database_url: str, workers: int = 1, **env: str) -> ApiServer:
+    """The API on a free loopback port; with `workers` above 1, uvicorn's supervisor and
+    that many worker processes (`ApiServer.workers`)."""
     port = free_port()
     environ = os.environ | {
         "POLLCHECK_DATABASE_URL": database_url,
@@ -131,7 +157,8 @@ def start_api(database_url: str, **env: str) -> ApiServer:
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1"]
-        + ["--port", str(port), "--log-level", "warning"],
+        + ["--port", str(port), "--log-level", "warning"]
+        + (["--workers", str(workers)] if workers > 1 else []),
         cwd=ROOT,
         env=environ,
         stdout=subprocess.DEVNULL,
@@ -215,3 +242,22 @@ class Load:
 
     def acknowledged(self) -> set[str]:
         return {o.checklist_id for o in self.outcomes if o.status in (200, 201)}
+
+
+def stored_checklists(engine: Any) -> dict[str, int]:
+    """Each stored checklist's id with its number of answer rows."""
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT c.id, COUNT(a.checklist_id) FROM checklist c "
+                "LEFT JOIN answer a ON a.checklist_id = c.id GROUP BY c.id"
+            )
+        ).all()
+    return {str(uuid.UUID(str(r[0]))): int(r[1]) for r in rows}
+
+
+def answer_rows(body: dict[str, Any]) -> int:
+    """How many answer rows a checklist body makes."""
+    return sum(len(v) if isinstance(v, list) else 1 for v in body["answers"].values())

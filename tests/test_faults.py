@@ -26,7 +26,14 @@ from tests.factories import (
     make_observer,
     make_station,
 )
-from tests.servers import Load, Outcome, start_api, throwaway_postgres
+from tests.servers import (
+    Load,
+    Outcome,
+    answer_rows,
+    start_api,
+    stored_checklists,
+    throwaway_postgres,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -48,22 +55,6 @@ def _prepare(url: str) -> tuple[Engine, str]:
 def _body() -> dict[str, Any]:
     station = STATIONS[uuid.uuid4().int % len(STATIONS)]
     return checklist_payload(station, "voting", answers_for("voting"))
-
-
-def _stored(engine: Engine) -> dict[str, int]:
-    """Each stored checklist with its number of answer rows."""
-    with engine.connect() as conn:
-        rows = conn.execute(
-            text(
-                "SELECT c.id, COUNT(a.checklist_id) FROM checklist c "
-                "LEFT JOIN answer a ON a.checklist_id = c.id GROUP BY c.id"
-            )
-        ).all()
-    return {str(uuid.UUID(str(r[0]))): int(r[1]) for r in rows}
-
-
-def _answer_rows(body: dict[str, Any]) -> int:
-    return sum(len(v) if isinstance(v, list) else 1 for v in body["answers"].values())
 
 
 def _ok(o: Outcome) -> bool:
@@ -92,7 +83,7 @@ def test_postgres_stopping_mid_load_gives_503_and_the_api_recovers_by_itself() -
         assert statuses <= {200, 201, 503}, f"unexpected answers: {statuses}"
         assert all(o.retry_after for o in outcomes if o.status == 503)
         assert any(o.status == 503 for o in outcomes[down_from:])
-        stored = _stored(engine)
+        stored = stored_checklists(engine)
         missing = load.acknowledged() - stored.keys()
         assert not missing, f"{len(missing)} acknowledged checklists are not in the database"
         engine.dispose()
@@ -120,10 +111,10 @@ def test_sigkill_mid_load_loses_no_acknowledged_checklist_and_leaves_none_half_w
         server.kill()  # SIGKILL: no shutdown, no flush, requests cut mid-transaction
     finally:
         load.stop()
-    stored = _stored(engine)
+    stored = stored_checklists(engine)
     acked = load.acknowledged()
     assert acked and not (acked - stored.keys()), "an acknowledged checklist was lost"
-    half_written = {cid: n for cid, n in stored.items() if n != _answer_rows(load.bodies[cid])}
+    half_written = {cid: n for cid, n in stored.items() if n != answer_rows(load.bodies[cid])}
     assert not half_written, f"checklists stored without all their answers: {half_written}"
     with engine.connect() as conn:
         without_change = conn.execute(
@@ -148,7 +139,7 @@ def test_sigkill_mid_load_loses_no_acknowledged_checklist_and_leaves_none_half_w
                     assert client.post("/checklists", json=body).status_code in (200, 201)
     finally:
         server.kill()
-    assert _stored(engine).keys() == load.bodies.keys()
+    assert stored_checklists(engine).keys() == load.bodies.keys()
     engine.dispose()
     if database_for_kill.startswith("sqlite"):
         os.remove(database_for_kill.removeprefix("sqlite:///"))

@@ -17,7 +17,7 @@ from api.deps import (
     SettingsDep,
     StaffOfMission,
     check_role,
-    get_principal,
+    principal_of,
     record_write,
 )
 from api.errors import COMMON_ERRORS, Conflict, NotFound, TooLarge, error_responses
@@ -64,7 +64,9 @@ def _submit(
     request: Request, auth: Any, settings: Settings, raw: bytes
 ) -> checklist_service.Outcome:
     with session_scope() as session:
-        principal = check_role(get_principal(request, session, settings, auth), *SUBMITTERS)
+        # The checklist is charged to the observer's allowance with the token's lookup.
+        principal = principal_of(request, session, settings, auth, checklists=1)
+        check_role(principal, *SUBMITTERS)
         item = parse_json(raw)
         body = validate(ChecklistSubmit, item)
         outcome = checklist_service.submit(session, principal, body, item, raw.decode(), settings)

@@ -7,15 +7,22 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials
 
 from api.config import Settings, get_settings
 from api.db import session_scope
-from api.deps import READERS, BearerDep, SettingsDep, check_mission, get_principal
+from api.deps import (
+    READERS,
+    BearerDep,
+    SettingsDep,
+    check_mission,
+    dashboard_limiter,
+    get_principal,
+)
 from api.errors import COMMON_ERRORS, Invalid, NotFound, error_responses
 from api.services.findings import freshness, views, word
 from api.services.findings.fold import BackgroundFolder, folds_in_background
@@ -230,8 +237,16 @@ def _serve(
     and under load every trip waits for the worker's GIL behind the intake's threads.
     `known`: the client's ETags of this very body (its body is then not read)."""
     with session_scope() as write, session_scope(read=True) as session:
-        check_mission(get_principal(request, write, settings, auth), mission_id, *READERS)
-        return views.get_view(session, settings, mission_id, name, filters, lang, write, known)
+        who = check_mission(get_principal(request, write, settings, auth), mission_id, *READERS)
+        return views.get_view(
+            session, settings, mission_id, name, filters, lang, write, known, who.credential_id
+        )
+
+
+async def _in_dashboard_thread(*args: Any) -> views.View:
+    """`_serve` on the dashboards' own worker threads (`dashboard_threads`), so that however
+    many findings requests wait on the database, checklist intake keeps its threads."""
+    return await anyio.to_thread.run_sync(_serve, *args, limiter=dashboard_limiter())
 
 
 def _view_route(name: str, doc: str) -> Callable[..., Awaitable[Response]]:
@@ -243,8 +258,8 @@ def _view_route(name: str, doc: str) -> Callable[..., Awaitable[Response]]:
         filters: FiltersDep,
         lang: Language = None,
     ) -> Response:
-        view = await run_in_threadpool(
-            _serve, request, mission_id, auth, settings, name, filters, lang, _etags(request)
+        view = await _in_dashboard_thread(
+            request, mission_id, auth, settings, name, filters, lang, _etags(request)
         )
         return _answer(request, view, "application/json")
 
@@ -301,8 +316,8 @@ async def read_statement(
     """The draft preliminary statement built from the findings, each sentence with evidence."""
     # The Markdown is made from the JSON body, whose ETag the client does not hold.
     known = _etags(request) if format == StatementFormat.json else []
-    view = await run_in_threadpool(
-        _serve, request, mission_id, auth, settings, "statement", filters, lang, known
+    view = await _in_dashboard_thread(
+        request, mission_id, auth, settings, "statement", filters, lang, known
     )
     if format == StatementFormat.json:
         return _answer(request, view, "application/json")

@@ -6,6 +6,7 @@ import uuid
 
 from sqlalchemy.orm import Session
 
+from api import ratelimit
 from api.errors import NotFound
 from api.services import audit, credentials, templates
 from models import Mission, Role
@@ -46,5 +47,6 @@ def update(session: Session, mission_id: uuid.UUID, body: MissionUpdate) -> Miss
     for k, v in body.model_dump(exclude_unset=True).items():
         setattr(mission, k, v)
     session.flush()
+    ratelimit.forget_mission(mission_id)  # this process reads its limits afresh at once
     audit.note(session, "mission.update", f"mission/{mission_id}", before, changes)
     return mission

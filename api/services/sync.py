@@ -21,6 +21,7 @@ from api.body import validate
 from api.config import Settings
 from api.deps import Principal
 from api.errors import Conflict, Invalid
+from api.ratelimit import spend_checklists
 from api.services import attachments as attachment_service
 from api.services import checklists as checklist_service
 from api.services import templates as template_service
@@ -202,6 +203,9 @@ def submit_batch(
                 }
             ],
         )
+    # The whole batch is counted before any item is stored: past the observer's allowance,
+    # 429 and nothing of it stored (the phone keeps its queue and sends it again later).
+    spend_checklists(principal, len(items), settings)
     results: list[SyncItemResult] = []
     for index, item in enumerate(items):
         sent_id = item.get("id") if isinstance(item, dict) else None

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass
-from datetime import datetime
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, exists, not_, or_, select
@@ -59,6 +59,19 @@ class Filters:
                 self.template_version,
             )
         )
+
+    def whole_minutes(self) -> Filters:
+        """The time window widened to whole minutes (`observed_from` down, `observed_to`
+        up), so that dashboards asking for "the last hour" a few seconds apart share one
+        computed view: every new second was a cache miss and a fresh compute."""
+        start, end = self.observed_from, self.observed_to
+        if start is not None:
+            start = start.replace(second=0, microsecond=0)
+        if end is not None and (end.second or end.microsecond):
+            end = end.replace(second=0, microsecond=0) + timedelta(minutes=1)
+        if start == self.observed_from and end == self.observed_to:
+            return self
+        return replace(self, observed_from=start, observed_to=end)
 
     def key(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if v is not None}

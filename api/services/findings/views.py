@@ -29,12 +29,13 @@ from sqlalchemy import case, delete, func, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from api import ratelimit
 from api.config import Settings
-from api.errors import NotFound
+from api.errors import NotFound, TooManyRequests
 from api.services.findings import counting as counting_service
 from api.services.findings import fold as fold_service
+from api.services.findings import gate, sections
 from api.services.findings import questions as question_service
-from api.services.findings import sections
 from api.services.findings.scope import ST, Filters, Scope, resolve
 from api.services.findings.stats import FindingsSettings, read_settings
 from api.services.sql import upsert
@@ -217,10 +218,14 @@ def get_view(
     language: str | None,
     write: Session | None = None,
     known: list[str] | None = None,
+    who: uuid.UUID | None = None,
 ) -> View:
     """The view as JSON bytes with its ETag, from the shared cache when it is current.
     `known`: the ETags the client holds (`If-None-Match`); when the cached view is one of
-    them, its body is not even read (the answer is a 304), and the View's body is empty."""
+    them, its body is not even read (the answer is a 304), and the View's body is empty.
+    `who`: the credential asking, whose allowance of fresh computes a view not in the
+    cache spends (429 past it)."""
+    filters = filters.whole_minutes()
     ensure_fresh(session, settings, write)
     mission = _mission(session, mission_id)
     ctx = _context(session, mission, mission_id, filters, language)
@@ -230,17 +235,7 @@ def get_view(
     if name in ("coverage", "statement"):
         key_parts.append(_plan_fingerprint(session, mission_id))
     key = hashlib.sha256(orjson.dumps(key_parts, option=orjson.OPT_SORT_KEYS)).hexdigest()[:40]
-    held = FCACHE.c.etag.in_(known or [])
-    cached = session.execute(
-        select(
-            FCACHE.c.version,
-            FCACHE.c.computed_at,
-            case((held, None), else_=FCACHE.c.body).label("body"),
-            FCACHE.c.duration_ms,
-            FCACHE.c.etag,
-            case((held, None), else_=FCACHE.c.body_gz).label("body_gz"),
-        ).where(FCACHE.c.mission_id == mission_id, FCACHE.c.key == key)
-    ).first()
+    cached = _cached(session, mission_id, key, known)
     now = utcnow()
     reuse = 0.0 if cached is None else reuse_s(settings, cached.duration_ms)
     if cached is not None and (
@@ -250,28 +245,74 @@ def get_view(
         # the last one serves meanwhile rather than every dashboard asking computing it too.
         or (reuse > 0 and not _claim(mission_id, key, cached.computed_at, now))
     ):
-        if cached.body is None:  # the client holds this very view
-            return View(b"", cached.etag)
-        body = cached.body.encode()
-        if cached.etag is None:  # a row stored before ETags were
-            return View(body, _etag(body))
-        return View(body, cached.etag, cached.body_gz)
-    started = time.perf_counter()
-    data = {
-        "mission_id": mission_id,
-        "view": name,
-        "version": version,
-        "computed_at": now,
-        "filters": filters.key(),
-        "sampling": mission.sampling,
-        "language": lang,
-        "small_denominator": config.small_denominator,
-        "settings_problems": problems,
-        **VIEWS[name](ctx),
-    }
-    view = _made(orjson.dumps(data))
-    _store(mission_id, key, version, now, view, int((time.perf_counter() - started) * 1000))
-    return view
+        return _served(cached)
+    try:
+        # A view nobody has asked for yet (a new filter, a new time window) costs the token
+        # one fresh compute of its allowance. A view that is only due again because data
+        # arrived costs nothing: `_claim` and `reuse_s` bound those already.
+        if who is not None and cached is None:
+            allowance = ratelimit.compute_allowance(
+                ratelimit.mission_limits(mission.settings), settings
+            )
+            ratelimit.spend(
+                f"computes:{who}",
+                1,
+                allowance,
+                f"more than {allowance.per_minute:g} findings views a minute (or "
+                f"{allowance.burst} at once) computed afresh for this token; views already "
+                "computed are still served",
+                "compute_limit",
+            )
+        with gate.computing(mission_id, key, settings) as leads:
+            if not leads:  # another thread of this process has just computed it
+                again = _cached(session, mission_id, key, known)
+                if again is None:  # and failed: this one does not try again at once
+                    raise gate.Busy()
+                return _served(again)
+            started = time.perf_counter()
+            data = {
+                "mission_id": mission_id,
+                "view": name,
+                "version": version,
+                "computed_at": now,
+                "filters": filters.key(),
+                "sampling": mission.sampling,
+                "language": lang,
+                "small_denominator": config.small_denominator,
+                "settings_problems": problems,
+                **VIEWS[name](ctx),
+            }
+            view = _made(orjson.dumps(data))
+            _store(mission_id, key, version, now, view, int((time.perf_counter() - started) * 1000))
+            return view
+    except (TooManyRequests, gate.Busy):
+        if cached is None:
+            raise
+        return _served(cached)  # a view a little behind beats none
+
+
+def _cached(session: Session, mission_id: uuid.UUID, key: str, known: list[str] | None) -> Any:
+    """The cached row of a view (its body left out when the client holds it), or None."""
+    held = FCACHE.c.etag.in_(known or [])
+    return session.execute(
+        select(
+            FCACHE.c.version,
+            FCACHE.c.computed_at,
+            case((held, None), else_=FCACHE.c.body).label("body"),
+            FCACHE.c.duration_ms,
+            FCACHE.c.etag,
+            case((held, None), else_=FCACHE.c.body_gz).label("body_gz"),
+        ).where(FCACHE.c.mission_id == mission_id, FCACHE.c.key == key)
+    ).first()
+
+
+def _served(cached: Any) -> View:
+    if cached.body is None:  # the client holds this very view
+        return View(b"", cached.etag)
+    body = cached.body.encode()
+    if cached.etag is None:  # a row stored before ETags were
+        return View(body, _etag(body))
+    return View(body, cached.etag, cached.body_gz)
 
 
 def reuse_s(settings: Settings, duration_ms: int) -> float:
