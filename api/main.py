@@ -19,6 +19,7 @@ from api.errors import TooLarge, install_error_handlers
 from api.routes import (
     attachments,
     checklists,
+    events,
     findings,
     health,
     me,
@@ -123,6 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (
         sync.router,
         findings.router,
+        events.router,
         health.router,
         missions.router,
         stations.router,

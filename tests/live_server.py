@@ -22,7 +22,13 @@ ROOT = Path(__file__).resolve().parent.parent
 def live_server(workers: int = 1, **env: str) -> Iterator[str]:
     """Start `uvicorn api.main:app` with the test settings; yield its base URL."""
     port = free_port()
-    environ = os.environ | {"POLLCHECK_RATE_LIMIT_PER_MINUTE": "0"} | env
+    # Real servers keep event streams open as in production (conftest ends them early for
+    # in-process clients).
+    environ = (
+        os.environ
+        | {"POLLCHECK_RATE_LIMIT_PER_MINUTE": "0", "POLLCHECK_EVENTS_STREAM_MAX_S": "3600"}
+        | env
+    )
     proc = subprocess.Popen(
         [
             sys.executable,

@@ -250,6 +250,8 @@ MATRIX: dict[tuple[str, str], Row] = {
     ),
     # --- findings (issue 3): dashboards (viewers) and staff, never observers
     ("GET", "/missions/{mission_id}/findings"): Row(m("/missions/{m}/findings"), readers(200)),
+    # --- the live event stream (issue 15): whoever may read the findings
+    ("GET", "/missions/{mission_id}/events"): Row(m("/missions/{m}/events"), readers(200)),
     ("GET", "/missions/{mission_id}/findings/coverage"): Row(
         m("/missions/{m}/findings/coverage"), readers(200)
     ),
