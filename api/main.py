@@ -17,6 +17,7 @@ from api.compression import GunzipRequest, refuse
 from api.config import Settings, get_settings
 from api.errors import TooLarge, install_error_handlers
 from api.routes import (
+    apidocs,
     attachments,
     checklists,
     events,
@@ -111,6 +112,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=_lifespan,
+        docs_url=None,  # served from local files by apidocs.mount
+        redoc_url=None,
     )
     install_error_handlers(app)
     # Requests are matched against the routes in the order they are added, so the busiest
@@ -136,6 +139,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         app.include_router(router)
     web.mount(app)
+    apidocs.mount(app)
     # Phones on 2G: JSON and the web app shrink four to ten times.
     app.add_middleware(GZipMiddleware, minimum_size=1000)
 
