@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import orjson
 from sqlalchemy.engine import make_url
 
 from api import notify
@@ -37,20 +38,24 @@ log = logging.getLogger("pollcheck.live")
 MIN_STEP_S = 0.1  # looks closer together than this are merged into one
 SQLITE_POLL_S = 0.5
 SAFETY_POLL_S = 5.0
-QUEUE_MAX = 1000
+QUEUE_MAX = 600  # batches: a minute of looks at the busiest
 READY_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
 class Message:
     """What the hub hands a stream: an event, or an order (`reset`, `unauthorized`, `end`).
-    `floor`: every change up to it has been handed over (with this message or before)."""
+    `floor`: every change up to it has been handed over (with this message or before).
+    `frame`: the event as sent to a stream whose findings version is `told` and whose
+    position is not past `floor` (nearly every stream: rendered once for all of them)."""
 
     name: str
     data: dict[str, Any]
     change_id: int | None = None
     floor: int = 0
-    version: int | None = None
+    version: int | None = None  # findings events: the new version
+    told: int | None = None
+    frame: bytes = b""
 
 
 RESET = "reset"
@@ -58,20 +63,30 @@ UNAUTHORIZED = "unauthorized"
 END = "end"  # the hub cannot go on (the database failed): the client reconnects
 
 
+def frame(name: str, data: dict[str, Any], change_id: int, version: int) -> bytes:
+    """One event on the wire; its id is the cursor `<change id>.<findings version>`."""
+    body = orjson.dumps(data)
+    return b"event: %s\ndata: %s\nid: %d.%d\n\n" % (name.encode(), body, change_id, version)
+
+
 @dataclass(eq=False)
 class Stream:
+    """One open stream's queue: batches of messages, one batch per look of the hub (at the
+    peak of intake a look finds a hundred checklists; a stream takes them in one go)."""
+
     mission_id: uuid.UUID
     credential_id: uuid.UUID
     floor: int  # the hub's floor when the stream opened
-    queue: asyncio.Queue[Message] = field(default_factory=lambda: asyncio.Queue(QUEUE_MAX))
+    queue: asyncio.Queue[list[Message]] = field(default_factory=lambda: asyncio.Queue(QUEUE_MAX))
 
-    def put(self, message: Message) -> None:
-        if message.name in (UNAUTHORIZED, END):
+    def put(self, batch: list[Message]) -> None:
+        if batch[-1].name in (UNAUTHORIZED, END):
             self._clear()
+            batch = batch[-1:]
         elif self.queue.full():
             self._clear()
-            message = Message(RESET, {}, floor=message.floor)
-        self.queue.put_nowait(message)
+            batch = [Message(RESET, {}, floor=batch[-1].floor)]
+        self.queue.put_nowait(batch)
 
     def _clear(self) -> None:
         while not self.queue.empty():
@@ -179,7 +194,7 @@ class Hub:
                 await task
         self._tasks.clear()
         for stream in self._all():
-            stream.put(Message(END, {}))
+            stream.put([Message(END, {})])
 
     def _poll_s(self) -> float:
         return SAFETY_POLL_S if self.postgres and self.listening else SQLITE_POLL_S
@@ -208,7 +223,7 @@ class Hub:
                 # The consoles reconnect (and see 503 while the database is away) rather
                 # than sit on a stream that looks live and is not.
                 for stream in self._all():
-                    stream.put(Message(END, {}))
+                    stream.put([Message(END, {})])
                 self.tail = None
                 await asyncio.sleep(min(5.0, 0.5 * failures))
                 continue
@@ -237,28 +252,45 @@ class Hub:
             return _Look(found, self.tail.floor, versions, valid)
 
     def _fan_out(self, look: _Look) -> None:
+        batches: dict[uuid.UUID, list[Message]] = {}
         for event in look.events:
             assert event.change_id is not None
-            message = Message(
-                event.name, event.data, event.change_id, min(event.change_id, look.floor)
+            at = min(event.change_id, look.floor)
+            told = self.versions.get(event.mission_id, 0)
+            batches.setdefault(event.mission_id, []).append(
+                Message(
+                    event.name,
+                    event.data,
+                    event.change_id,
+                    at,
+                    told=told,
+                    frame=frame(event.name, event.data, at, told),
+                )
             )
-            for stream in self.streams.get(event.mission_id, ()):
-                stream.put(message)
         for mission_id, version in look.versions.items():
             known = self.versions.get(mission_id)
             self.versions[mission_id] = version
             # A mission watched anew is told its version too: a stream that opened while
             # it moved skips it only if it already has it.
             if known != version:
-                message = Message(
-                    "findings", {"data_version": version}, floor=look.floor, version=version
+                data = {"data_version": version}
+                batches.setdefault(mission_id, []).append(
+                    Message(
+                        "findings",
+                        data,
+                        floor=look.floor,
+                        version=version,
+                        told=known,
+                        frame=frame("findings", data, look.floor, version),
+                    )
                 )
-                for stream in self.streams.get(mission_id, ()):
-                    stream.put(message)
+        for mission_id, batch in batches.items():
+            for stream in self.streams.get(mission_id, ()):
+                stream.put(batch)
         if look.valid is not None:
             for stream in self._all():
                 if stream.credential_id not in look.valid:
-                    stream.put(Message(UNAUTHORIZED, {}))
+                    stream.put([Message(UNAUTHORIZED, {})])
 
     async def _listen(self) -> None:
         """Hold this process's one LISTEN connection; reconnect when it drops."""

@@ -10,10 +10,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Depends, FastAPI, Header
 from fastapi.concurrency import run_in_threadpool
-from fastapi.sse import format_sse_event
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
@@ -95,7 +93,7 @@ def _start(mission_id: uuid.UUID, last_event_id: str | None) -> _Start:
 
 
 def _frame(name: str, data: dict[str, Any], at: Cursor) -> bytes:
-    return format_sse_event(data_str=orjson.dumps(data).decode(), event=name, id=str(at))
+    return live.frame(name, data, at.change_id, at.version)
 
 
 async def _frames(
@@ -126,26 +124,43 @@ async def _frames(
     keepalive = settings.events_keepalive_s
     while (left := ends - time.monotonic()) > 0:
         try:
-            message = await asyncio.wait_for(stream.queue.get(), min(keepalive, left))
+            batch = await asyncio.wait_for(stream.queue.get(), min(keepalive, left))
         except TimeoutError:
             if left > keepalive:
                 yield KEEPALIVE
             continue
-        if message.name == live.END:
-            return
-        position = max(position, message.floor)
-        if message.name == live.UNAUTHORIZED:
-            yield _frame("unauthorized", {}, Cursor(position, version))
-            return
-        if message.version is not None:  # findings
-            if message.version == version:
-                continue
-            version = message.version
-        elif message.change_id is not None and (
-            message.change_id in replayed or (cursor and message.change_id <= cursor.change_id)
-        ):
-            continue  # the client has it already
-        yield _frame(message.name, message.data, Cursor(position, version))
+        out: list[bytes] = []
+        for message in batch:
+            if message.name == live.END:
+                break
+            if message.name == live.UNAUTHORIZED:
+                out.append(_frame("unauthorized", {}, Cursor(position, version)))
+                break
+            if message.version is not None:  # findings
+                if message.version == version:
+                    continue
+            elif message.change_id is not None and (
+                message.change_id in replayed or (cursor and message.change_id <= cursor.change_id)
+            ):
+                continue  # the client has it already
+            shared = message.frame and position <= message.floor
+            if message.version is None and message.told != version:
+                shared = False
+            position = max(position, message.floor)
+            if message.version is not None:
+                version = message.version
+            out.append(
+                message.frame
+                if shared
+                else _frame(message.name, message.data, Cursor(position, version))
+            )
+        else:
+            if out:
+                yield b"".join(out)
+            continue
+        if out:
+            yield b"".join(out)
+        return
 
 
 # One event as OpenAPI 3.2 describes server-sent events: its fields, `data` being JSON.
