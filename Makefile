@@ -62,6 +62,7 @@ format: install
 
 bench: install
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+	$(BIN)/python -m bench.consoles
 
 lock:
 	$(BIN)/python -m pip install -q uv

@@ -397,6 +397,9 @@ def serve(
         workers=workers or s.workers,
         log_level="info",
         proxy_headers=True,
+        # Open event streams never finish by themselves: a restart gives requests in flight
+        # a few seconds, then ends the streams (consoles reconnect with Last-Event-ID).
+        timeout_graceful_shutdown=5,
     )
 
 
