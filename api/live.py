@@ -31,6 +31,7 @@ from sqlalchemy.engine import make_url
 from api import notify
 from api.config import Settings
 from api.db import get_engine, new_session
+from api.errors import Unavailable
 from api.services import events
 
 log = logging.getLogger("pollcheck.live")
@@ -93,14 +94,6 @@ class Stream:
             self.queue.get_nowait()
 
 
-class Full(Exception):
-    """The process holds as many streams as it may."""
-
-
-class NotReady(Exception):
-    """The hub could not make its first look at the database."""
-
-
 @dataclass
 class _Look:
     events: list[events.Event]
@@ -138,7 +131,11 @@ class Hub:
 
     async def open(self, mission_id: uuid.UUID, credential_id: uuid.UUID) -> Stream:
         if self.count >= self.max_streams:
-            raise Full
+            raise Unavailable(
+                "this server holds as many event streams as it may; retry shortly",
+                code="too_many_streams",
+                headers={"Retry-After": "30"},
+            )
         self._start()
         stream = Stream(mission_id, credential_id, 0)
         self.streams.setdefault(mission_id, set()).add(stream)
@@ -153,7 +150,11 @@ class Hub:
                 await asyncio.wait_for(self._looked.wait(), deadline - time.monotonic())
         except TimeoutError:
             self.close(stream)
-            raise NotReady from None
+            raise Unavailable(
+                "the database is not answering; retry shortly",
+                code="database_down",
+                headers={"Retry-After": "5"},
+            ) from None
         stream.floor = self.floor
         return stream
 

@@ -49,7 +49,10 @@ def on_change(callback: Callable[[], None]) -> Callable[[], None]:
 def poke() -> None:
     """Changes were committed in this process: wake its streams, notify the others."""
     for callback in tuple(_local):
-        callback()
+        try:
+            callback()
+        except Exception:  # never the writer's problem (a hub whose loop has closed)
+            log.debug("a change callback failed", exc_info=True)
     if _wanted.is_set():
         return
     _wanted.set()

@@ -223,20 +223,7 @@ async def mission_events(
 ) -> Any:
     """What changes in the mission, as it happens (server-sent events; admin, analyst, viewer)."""
     hub = live.hub(settings)
-    try:
-        stream = await hub.open(mission_id, principal.credential_id)
-    except live.Full:
-        raise Unavailable(
-            "this server holds as many event streams as it may; retry shortly",
-            code="too_many_streams",
-            headers={"Retry-After": "30"},
-        ) from None
-    except live.NotReady:
-        raise Unavailable(
-            "the database is not answering; retry shortly",
-            code="database_down",
-            headers={"Retry-After": "5"},
-        ) from None
+    stream = await hub.open(mission_id, principal.credential_id)  # 503 past the limit
     cursor = Cursor.parse(last_event_id)
     try:
         start = await run_in_threadpool(_start, mission_id, last_event_id)

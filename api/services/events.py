@@ -29,16 +29,12 @@ from sqlalchemy import bindparam, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from api.services import changes
-from api.services.findings.fold import _in_flight_before, _snapshot
-from models import Answer, Checklist, ChecklistChange, Credential, FindingState, Station
-from models.review import ReviewEvent
+from api.services.changes import CHG
+from api.services.findings.fold import AN, FS, _in_flight_before, _snapshot
+from api.services.findings.scope import CL, ST
+from api.services.review import REV
+from models import Credential
 
-CHG = ChecklistChange.__table__  # type: ignore[attr-defined]
-CL = Checklist.__table__  # type: ignore[attr-defined]
-ST = Station.__table__  # type: ignore[attr-defined]
-AN = Answer.__table__  # type: ignore[attr-defined]
-REV = ReviewEvent.__table__  # type: ignore[attr-defined]
-FS = FindingState.__table__  # type: ignore[attr-defined]
 CRED = Credential.__table__  # type: ignore[attr-defined]
 
 REPLAY_MAX = 500  # more missed events than this: the console reloads its panels instead
