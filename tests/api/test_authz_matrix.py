@@ -147,6 +147,8 @@ def _checklist(w: World, who: str) -> Req:
 
 MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/healthz"): Row(m("/healthz"), anyone(200)),
+    ("GET", "/docs"): Row(m("/docs"), anyone(200)),
+    ("GET", "/redoc"): Row(m("/redoc"), anyone(200)),
     ("GET", "/readyz"): Row(m("/readyz"), anyone(200)),
     ("GET", "/me"): Row(m("/me"), members(200, other=200)),
     ("GET", "/me/assignments"): Row(m("/me/assignments"), observer_only(200, other=200)),
