@@ -230,7 +230,10 @@ class Hub:
                 continue
             self._looking = False
             failures = 0
-            self._fan_out(look)
+            try:
+                self._fan_out(look)
+            except Exception:  # a bug here must not stop every stream of the process
+                log.exception("the event stream could not hand out events")
             self._looks += 1
             looked, self._looked = self._looked, asyncio.Event()
             looked.set()
