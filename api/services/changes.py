@@ -63,15 +63,16 @@ def announce(session: Session) -> None:
 @event.listens_for(Session, "after_commit")
 def _announce_committed(session: Session) -> None:
     # A savepoint's release also counts as a commit here: wait for the real one.
-    if not session.in_nested_transaction() and session.info.pop(_ANNOUNCE, False):
+    if _ANNOUNCE in session.info and not session.in_nested_transaction():
+        del session.info[_ANNOUNCE]
         notify.poke()
 
 
 @event.listens_for(Session, "after_rollback")
 def _forget_rolled_back(session: Session) -> None:
     # A batch rolls back one checklist's savepoint and commits the others.
-    if not session.in_nested_transaction():
-        session.info.pop(_ANNOUNCE, None)
+    if _ANNOUNCE in session.info and not session.in_nested_transaction():
+        del session.info[_ANNOUNCE]
 
 
 def data_version(session: Session, mission_id: uuid.UUID) -> int:
