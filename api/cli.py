@@ -581,6 +581,9 @@ def serve(
         log_level="info",
         proxy_headers=True,
         **uvicorn_options(s),
+        # Open event streams never finish by themselves: a restart gives requests in flight
+        # a few seconds, then ends the streams (consoles reconnect with Last-Event-ID).
+        timeout_graceful_shutdown=5,
     )
 
 

@@ -124,6 +124,23 @@ class Settings(BaseSettings):
     limit_failed_auth_burst: int = Field(
         120, description="Requests with a bad token one address may make at once"
     )
+    events_max_streams: int = Field(
+        1000,
+        description="Live event streams one API process holds at most (503 with Retry-After "
+        "past it); each costs a socket and some kilobytes",
+    )
+    events_stream_max_s: float = Field(
+        3600.0,
+        description="A live event stream ends after this long and the client reconnects with "
+        "Last-Event-ID, which spreads consoles over the processes again after a restart (0: "
+        "end each stream once it has caught up, for tests that read a stream to its end)",
+    )
+    events_keepalive_s: float = Field(
+        15.0, description="An idle event stream sends a `: keepalive` comment this often"
+    )
+    events_token_check_s: float = Field(
+        15.0, description="How often open event streams check that their tokens still stand"
+    )
     attachments_dir: Path = Path("./var/attachments")
     attachment_max_bytes: int = Field(
         20_000_000, description="Largest file a checklist may declare (a phone photo or a PDF)"

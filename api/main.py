@@ -18,8 +18,10 @@ from api.compression import GunzipRequest, refuse
 from api.config import Settings, get_settings
 from api.errors import TooLarge, install_error_handlers
 from api.routes import (
+    apidocs,
     attachments,
     checklists,
+    events,
     exports,
     findings,
     health,
@@ -115,6 +117,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=_lifespan,
+        docs_url=None,  # served from local files by apidocs.mount
+        redoc_url=None,
     )
     install_error_handlers(app)
     # Every route, the intake's too: a body is of a type its route takes, or 415.
@@ -130,6 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (
         sync.router,
         findings.router,
+        events.router,
         health.router,
         missions.router,
         stations.router,
@@ -143,6 +148,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         app.include_router(router)
     web.mount(app, settings=settings)
+    apidocs.mount(app)
     declare_media_errors(app)
     # Phones on 2G: JSON and the web app shrink four to ten times.
     app.add_middleware(GZipMiddleware, minimum_size=1000)

@@ -193,7 +193,8 @@ class ChecklistsPublic(SQLModel):
 class ChecklistChange(SQLModel, table=True):
     """Outbox of changes to what counts: a row per checklist whose version, review state or
     quarantine changed, written in the same transaction as the change. Findings consume it
-    to stay current without rescanning, and its newest id per mission is a data version."""
+    to stay current without rescanning, its newest id per mission is a data version, and
+    the live event stream tells consoles about it (`kind` says what changed)."""
 
     __tablename__ = "checklist_change"
     __table_args__ = (Index("ix_checklist_change_mission_id_id", "mission_id", "id"),)
@@ -207,3 +208,8 @@ class ChecklistChange(SQLModel, table=True):
     mission_id: uuid.UUID = Field(foreign_key="mission.id")
     checklist_id: uuid.UUID = Field(foreign_key="checklist.id")
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    kind: str | None = Field(
+        default=None,
+        max_length=8,
+        description="stored, replaced or review (`api.services.changes`); none before 0011",
+    )

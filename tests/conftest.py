@@ -39,6 +39,9 @@ else:
     TEST_DB_NAME = ""
     os.environ["POLLCHECK_DATABASE_URL"] = f"sqlite:///{_TMP / 'test.db'}"
 os.environ["POLLCHECK_ENVIRONMENT"] = "test"
+# In-process clients read a response to its end: their event streams end once caught up
+# (tests of live streams start servers with a longer life).
+os.environ["POLLCHECK_EVENTS_STREAM_MAX_S"] = "0"
 os.environ["POLLCHECK_ATTACHMENTS_DIR"] = str(_TMP / "attachments")
 os.environ.pop("POLLCHECK_READ_DATABASE_URL", None)
 

@@ -23,7 +23,13 @@ def live_server(workers: int = 1, via_cli: bool = False, **env: str) -> Iterator
     """Start `uvicorn api.main:app` (or, `via_cli`, `pollcheck serve` as deployed) with the
     test settings; yield its base URL."""
     port = free_port()
-    environ = os.environ | {"POLLCHECK_RATE_LIMIT_PER_MINUTE": "0"} | env
+    # Real servers keep event streams open as in production (conftest ends them early for
+    # in-process clients).
+    environ = (
+        os.environ
+        | {"POLLCHECK_RATE_LIMIT_PER_MINUTE": "0", "POLLCHECK_EVENTS_STREAM_MAX_S": "3600"}
+        | env
+    )
     where = ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     if via_cli:
         argv = [sys.executable, "-m", "api.cli", "serve", *where]

@@ -153,6 +153,7 @@ def start_api(database_url: str, workers: int = 1, **env: str) -> ApiServer:
         "POLLCHECK_DATABASE_URL": database_url,
         "POLLCHECK_ENVIRONMENT": "test",
         "POLLCHECK_RATE_LIMIT_PER_MINUTE": "1000000",
+        "POLLCHECK_EVENTS_STREAM_MAX_S": "3600",
         **env,
     }
     process = subprocess.Popen(

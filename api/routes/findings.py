@@ -348,7 +348,9 @@ async def read_data_version(
     request: Request, mission_id: MissionId, auth: BearerDep, settings: SettingsDep
 ) -> DataVersionPublic:
     """The findings' data version and whether they include every stored checklist yet."""
-    return await run_in_threadpool(_data_version, request, mission_id, auth, settings)
+    return await anyio.to_thread.run_sync(
+        _data_version, request, mission_id, auth, settings, limiter=dashboard_limiter()
+    )
 
 
 async def _docx(request: Request, view: views.View) -> Response:
@@ -359,7 +361,9 @@ async def _docx(request: Request, view: views.View) -> Response:
         return Response(status_code=304, headers={"ETag": etag, "Cache-Control": "no-cache"})
     drafted = view.parsed()
     base = str(request.base_url).rstrip("/")
-    body = await run_in_threadpool(word.statement_docx, drafted, base)
+    body = await anyio.to_thread.run_sync(
+        word.statement_docx, drafted, base, limiter=dashboard_limiter()
+    )
     response = _answer(request, views.View(body, etag), word.MEDIA_TYPE)
     name = f"statement-{drafted.get('language', 'en')}.docx"
     response.headers["Content-Disposition"] = f'attachment; filename="{name}"'

@@ -203,9 +203,10 @@ def _store_sql() -> Any:
         " FROM c, json_array_elements(CAST(:answers AS json)) AS e), "
         "f AS (UPDATE checklist SET is_latest = false WHERE id = CAST(:flip AS uuid)"
         " AND is_latest AND EXISTS (SELECT 1 FROM c) RETURNING id), "
-        "g AS (INSERT INTO checklist_change (mission_id, checklist_id, created_at)"
-        " SELECT CAST(:mission_id AS uuid), x.id, CAST(:received_at AS timestamptz) FROM c,"
-        " unnest(ARRAY[c.id, CAST(:flip AS uuid)]) AS x(id) WHERE x.id IS NOT NULL) "
+        "g AS (INSERT INTO checklist_change (mission_id, checklist_id, created_at, kind)"
+        " SELECT CAST(:mission_id AS uuid), x.id, CAST(:received_at AS timestamptz), x.kind"
+        " FROM c, unnest(ARRAY[c.id, CAST(:flip AS uuid)], ARRAY['stored', 'replaced'])"
+        " AS x(id, kind) WHERE x.id IS NOT NULL) "
         "SELECT (SELECT id FROM c) AS id, (SELECT count(*) FROM f) AS flipped"
     ).columns(id=Uuid(), flipped=Integer())
 
@@ -469,8 +470,14 @@ def submit(
             if nested:
                 nested.commit()
             if written:
+                changes.announce(session)
                 return _created(values, body)
-    return _submit_checked(session, principal, body, raw, digest, settings, savepoint, sql, checked)
+    outcome = _submit_checked(
+        session, principal, body, raw, digest, settings, savepoint, sql, checked
+    )
+    if outcome.created:
+        changes.announce(session)  # PostgreSQL's statement wrote the outbox rows itself
+    return outcome
 
 
 def _submit_checked(
@@ -625,7 +632,9 @@ def _submit_checked(
             attachment_service.record_declared(
                 session, settings, mission_id, body.id, body.attachments
             )
-            changes.record(session, mission_id, [body.id, *([replaced.id] if replaced else [])])
+            changes.record(
+                session, mission_id, [body.id], changes.STORED, [replaced.id] if replaced else []
+            )
         if nested:
             nested.commit()
     except IntegrityError as exc:

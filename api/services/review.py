@@ -122,7 +122,7 @@ def set_review(
         )
         .returning(REV.c.id)
     ).scalar_one()
-    changes.record(session, principal.mission_id, [checklist_id])
+    changes.record(session, principal.mission_id, [checklist_id], changes.REVIEW)
     audit.note(
         session,
         "review.set",

@@ -147,6 +147,8 @@ def _checklist(w: World, who: str) -> Req:
 
 MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/healthz"): Row(m("/healthz"), anyone(200)),
+    ("GET", "/docs"): Row(m("/docs"), anyone(200)),
+    ("GET", "/redoc"): Row(m("/redoc"), anyone(200)),
     ("GET", "/readyz"): Row(m("/readyz"), anyone(200)),
     ("GET", "/me"): Row(m("/me"), members(200, other=200)),
     ("GET", "/me/assignments"): Row(m("/me/assignments"), observer_only(200, other=200)),
@@ -254,6 +256,8 @@ MATRIX: dict[tuple[str, str], Row] = {
     ),
     # --- findings (issue 3): dashboards (viewers) and staff, never observers
     ("GET", "/missions/{mission_id}/findings"): Row(m("/missions/{m}/findings"), readers(200)),
+    # --- the live event stream (issue 15): whoever may read the findings
+    ("GET", "/missions/{mission_id}/events"): Row(m("/missions/{m}/events"), readers(200)),
     ("GET", "/missions/{mission_id}/findings/coverage"): Row(
         m("/missions/{m}/findings/coverage"), readers(200)
     ),

@@ -58,6 +58,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from api.config import Settings
+from api.services import changes
 from api.services.findings.scope import CL, ST, counts
 from api.services.sql import dialect_insert, insert_ignore
 from models import (
@@ -602,6 +603,7 @@ def bump_versions(session: Session, missions: list[Any]) -> None:
         set_={"version": FS.c.version + 1, "folded_at": stmt.excluded.folded_at},
     )
     session.execute(stmt, [{"mission_id": m, "version": 1, "folded_at": now} for m in missions])
+    changes.announce(session)  # open consoles hear of the new versions once they commit
 
 
 def fold_lag_s(session: Session) -> float:
