@@ -34,8 +34,9 @@ from api.db import (
 )
 from api.errors import TooManyRequests
 from models import RateLimitWindow
+from models.base import table_of
 
-RL = RateLimitWindow.__table__  # type: ignore[attr-defined]
+RL = table_of(RateLimitWindow)
 WINDOW_S = 60
 
 

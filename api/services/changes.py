@@ -10,9 +10,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from models import ChecklistChange
-from models.base import utcnow
+from models.base import table_of, utcnow
 
-CHG = ChecklistChange.__table__  # type: ignore[attr-defined]
+CHG = table_of(ChecklistChange)
 
 
 def record(session: Session, mission_id: uuid.UUID, checklist_ids: Iterable[uuid.UUID]) -> None:

@@ -15,11 +15,11 @@ from api.sanitize import CsvReader
 from api.services import audit
 from api.services.sql import insert_ignore
 from models import Assignment, Observer, Station, Team
-from models.base import utcnow
+from models.base import table_of, utcnow
 from models.observer import ObserverCreate, ObserverPublic, ObserverUpdate
 from models.station import ImportProblem, ImportReport
 
-ASG = Assignment.__table__  # type: ignore[attr-defined]
+ASG = table_of(Assignment)
 OBS_CSV_COLUMNS = ("code", "name", "team", "phone", "language", "stations")
 
 

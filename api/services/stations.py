@@ -15,11 +15,11 @@ from api.errors import Invalid, NotFound
 from api.sanitize import CsvReader
 from api.services.sql import insert_ignore, upsert
 from models import Location, LocationKind, Station
-from models.base import new_id, utcnow
+from models.base import new_id, table_of, utcnow
 from models.station import ImportProblem, ImportReport, StationCreate, StationPublic
 
-LOC = Location.__table__  # type: ignore[attr-defined]
-ST = Station.__table__  # type: ignore[attr-defined]
+LOC = table_of(Location)
+ST = table_of(Station)
 CSV_COLUMNS = (
     "code",
     "name",
