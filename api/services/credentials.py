@@ -73,8 +73,8 @@ def list_for_mission(session: Session, mission_id: uuid.UUID) -> list[Credential
     return list(
         session.scalars(
             select(Credential)
-            .where(Credential.mission_id == mission_id)
-            .order_by(Credential.created_at)
+            .where(col(Credential.mission_id) == mission_id)
+            .order_by(col(Credential.created_at))
         )
     )
 
