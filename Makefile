@@ -59,6 +59,8 @@ test-postgres: install
 	@echo "== tests on PostgreSQL ($$POLLCHECK_TEST_PG_URL) =="
 	POLLCHECK_TEST_DB=postgresql $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
+# `make test` does not run lint first, so a developer can rerun tests on code mid-edit; CI
+# (.ci/run) runs `make lint` before `make test`, so nothing reaches main without both.
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

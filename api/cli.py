@@ -85,9 +85,9 @@ def demo(credentials_file: Path = Path("var/demo-credentials.txt")) -> None:
     console.print(f"(tokens kept in {credentials_file})")
     from api.services.signin_qr import signin_url
 
-    s = get_settings()
+    settings = get_settings()
     observer = next(t for r, t in tokens.items() if r.startswith("observer"))
-    base = f"http://{s.host}:{s.port}"
+    base = f"http://{settings.host}:{settings.port}"
     console.print(f"observer web app, signed in: {signin_url(base, observer)}", soft_wrap=True)
     console.print(
         f"core team's console, as the analyst: {base}/console/#token={tokens['analyst']}",
@@ -220,6 +220,7 @@ def token_create(
 ) -> None:
     """Issue a token; it is printed once and stored only as a hash."""
     from sqlalchemy import select
+    from sqlmodel import col
 
     from api.services import credentials
     from models import Observer
@@ -229,8 +230,8 @@ def token_create(
             observer_id = None
             if observer:
                 observer_id = s.scalar(
-                    select(Observer.id).where(
-                        Observer.mission_id == mission, Observer.code == observer
+                    select(col(Observer.id)).where(
+                        col(Observer.mission_id) == mission, col(Observer.code) == observer
                     )
                 )
                 if observer_id is None:

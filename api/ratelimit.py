@@ -43,8 +43,9 @@ from api.db import (
 from api.errors import TooManyRequests
 from api.security import token_digest
 from models import Mission, RateLimitWindow
+from models.base import table_of
 
-RL = RateLimitWindow.__table__  # type: ignore[attr-defined]
+RL = table_of(RateLimitWindow)
 WINDOW_S = 60
 
 

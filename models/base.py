@@ -6,9 +6,10 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, MetaData, TypeDecorator
+from sqlalchemy import JSON, DateTime, MetaData, Table, TypeDecorator
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import class_mapper
 from sqlmodel import SQLModel
 
 # Stable constraint names make migrations reproducible on both databases.
@@ -21,6 +22,18 @@ NAMING_CONVENTION = {
 }
 SQLModel.metadata.naming_convention = NAMING_CONVENTION
 metadata: MetaData = SQLModel.metadata
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The Core `Table` of a SQLModel table class, typed, for `select(T.c.x)` and `T.c.x == y`.
+
+    SQLModel sets `Model.__table__` but does not declare it, so reading it is untyped (it
+    needed a `# type: ignore` and then typed nothing downstream); the mapper's `local_table`
+    is declared as any `FromClause`, hence the check, which runs once, at import."""
+    table = class_mapper(model).local_table
+    if not isinstance(table, Table):
+        raise TypeError(f"{model.__name__} is not mapped to a single table")
+    return table
 
 
 def utcnow() -> datetime:

@@ -3,8 +3,9 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
+from annotated_types import Interval
 from pydantic import AwareDatetime, ConfigDict
 from sqlalchemy import (
     BigInteger,
@@ -128,6 +129,8 @@ class Phase(StrEnum):
 # (clock skew, "in the future") from overflowing further on.
 PLAUSIBLE_FROM = datetime(2000, 1, 1, tzinfo=UTC)
 PLAUSIBLE_TO = datetime(2100, 1, 1, tzinfo=UTC)
+# The bounds go in the type: sqlmodel's `Field(ge=, le=)` is typed for numbers only.
+PlausibleTime = Annotated[AwareDatetime, Interval(ge=PLAUSIBLE_FROM, le=PLAUSIBLE_TO)]
 
 
 class ChecklistSubmit(SQLModel):
@@ -139,15 +142,11 @@ class ChecklistSubmit(SQLModel):
     template: str = Field(max_length=32, description="Template code")
     template_version: int = Field(ge=1, le=1_000_000)
     phase: Phase
-    observed_at: AwareDatetime = Field(
-        ge=PLAUSIBLE_FROM,
-        le=PLAUSIBLE_TO,
+    observed_at: PlausibleTime = Field(
         description="Device time of the observation, with UTC offset",
     )
-    sent_at: AwareDatetime | None = Field(
+    sent_at: PlausibleTime | None = Field(
         None,
-        ge=PLAUSIBLE_FROM,
-        le=PLAUSIBLE_TO,
         description="Device clock when sending; lets the server spot a clock that is off",
     )
     replaces: uuid.UUID | None = Field(None, description="The version this one corrects")

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 from sqlalchemy import select
+from sqlmodel import col
 
 from api.deps import AnyMember, Observer, SessionDep
 from api.errors import COMMON_ERRORS
@@ -46,11 +47,11 @@ def whoami(principal: AnyMember, session: SessionDep) -> Any:
 def my_assignments(principal: Observer, session: SessionDep) -> Any:
     """The stations assigned to this observer."""
     rows = session.execute(
-        select(Station, Location.path)
-        .join(Assignment, Assignment.station_id == Station.id)
-        .join(Location, Location.id == Station.location_id)
-        .where(Assignment.observer_id == principal.observer_id)
-        .order_by(Station.code)
+        select(Station, col(Location.path))
+        .join(Assignment, col(Assignment.station_id) == col(Station.id))
+        .join(Location, col(Location.id) == col(Station.location_id))
+        .where(col(Assignment.observer_id) == principal.observer_id)
+        .order_by(col(Station.code))
     ).all()
     return [StationPublic(**s.model_dump(), location_path=p) for s, p in rows]
 

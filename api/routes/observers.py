@@ -5,6 +5,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, status
 from sqlalchemy import select
+from sqlmodel import col
 
 from api.deps import AdminOfMission, SessionDep, StaffOfMission
 from api.errors import COMMON_ERRORS, NotFound, error_responses
@@ -132,5 +133,5 @@ def create_team(
 def list_teams(mission_id: uuid.UUID, session: SessionDep, _: StaffOfMission) -> Any:
     """The mission's teams."""
     return session.scalars(
-        select(Team).where(Team.mission_id == mission_id).order_by(Team.name)
+        select(Team).where(col(Team.mission_id) == mission_id).order_by(col(Team.name))
     ).all()

@@ -68,7 +68,8 @@ def read_station(mission_id: uuid.UUID, code: str, session: SessionDep, _: Staff
 def list_locations(mission_id: uuid.UUID, session: SessionDep, _: StaffOfMission) -> Any:
     """The location tree as a flat list ordered by path."""
     from sqlalchemy import select
+    from sqlmodel import col
 
     return session.scalars(
-        select(Location).where(Location.mission_id == mission_id).order_by(Location.path)
+        select(Location).where(col(Location.mission_id) == mission_id).order_by(col(Location.path))
     ).all()

@@ -34,10 +34,10 @@ from api.errors import Conflict, Invalid, NotFound
 from api.services import checklists as checklist_service
 from models import Attachment, Checklist
 from models.attachment import AttachmentDeclared, AttachmentsStatus, AttachmentStatus
-from models.base import utcnow
+from models.base import table_of, utcnow
 
-AT = Attachment.__table__  # type: ignore[attr-defined]
-CL = Checklist.__table__  # type: ignore[attr-defined]
+AT = table_of(Attachment)
+CL = table_of(Checklist)
 RANGE_RE = re.compile(r"bytes (\d{1,15})-(\d{1,15})/(\d{1,15})")
 
 

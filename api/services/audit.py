@@ -30,12 +30,12 @@ from sqlalchemy.orm import Session
 from api.kit.spreadsheet import safe_row
 from models import AuditEvent, Checklist, Credential, Station
 from models.audit import AuditEventPublic
-from models.base import utcnow
+from models.base import table_of, utcnow
 
-AUD = AuditEvent.__table__  # type: ignore[attr-defined]
-CL = Checklist.__table__  # type: ignore[attr-defined]
-CRED = Credential.__table__  # type: ignore[attr-defined]
-ST = Station.__table__  # type: ignore[attr-defined]
+AUD = table_of(AuditEvent)
+CL = table_of(Checklist)
+CRED = table_of(Credential)
+ST = table_of(Station)
 
 NOTES = "pollcheck.audit_notes"
 MAX_BODY_IN_TRAIL = 8_000  # bytes of JSON body kept verbatim; larger ones by digest

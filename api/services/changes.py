@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session
 
 from api import notify
 from models import ChecklistChange
-from models.base import utcnow
+from models.base import table_of, utcnow
 
-CHG = ChecklistChange.__table__  # type: ignore[attr-defined]
+CHG = table_of(ChecklistChange)
 
 # What a change was (`checklist_change.kind`); the event stream tells consoles of the first
 # and the last. PostgreSQL's one-statement intake writes the first two itself.

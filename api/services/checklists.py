@@ -43,14 +43,14 @@ from api.services import attachments as attachment_service
 from api.services import audit, changes, review
 from api.services import templates as template_service
 from models import Answer, Assignment, Checklist, ChecklistTemplate, Role, Station
-from models.base import utcnow
+from models.base import table_of, utcnow
 from models.checklist import ChecklistDetail, ChecklistPublic, ChecklistSubmit
 
-CL = Checklist.__table__  # type: ignore[attr-defined]
-AN = Answer.__table__  # type: ignore[attr-defined]
-ST = Station.__table__  # type: ignore[attr-defined]
-TPL = ChecklistTemplate.__table__  # type: ignore[attr-defined]
-ASG = Assignment.__table__  # type: ignore[attr-defined]
+CL = table_of(Checklist)
+AN = table_of(Answer)
+ST = table_of(Station)
+TPL = table_of(ChecklistTemplate)
+ASG = table_of(Assignment)
 
 
 def content_hash(item: Any) -> str:

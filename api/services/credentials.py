@@ -11,10 +11,10 @@ from sqlmodel import col
 from api.errors import Invalid, NotFound
 from api.security import new_token, token_digest
 from models import Credential, Observer, Role
-from models.base import utcnow
+from models.base import table_of, utcnow
 from models.credential import CredentialIssued, CredentialPublic, ObserverTokenIssued
 
-OBS = Observer.__table__  # type: ignore[attr-defined]
+OBS = table_of(Observer)
 
 
 def issue(
@@ -73,8 +73,8 @@ def list_for_mission(session: Session, mission_id: uuid.UUID) -> list[Credential
     return list(
         session.scalars(
             select(Credential)
-            .where(Credential.mission_id == mission_id)
-            .order_by(Credential.created_at)
+            .where(col(Credential.mission_id) == mission_id)
+            .order_by(col(Credential.created_at))
         )
     )
 

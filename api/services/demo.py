@@ -10,6 +10,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from api.security import token_digest
 from api.services import credentials, observers, stations, templates
@@ -50,12 +51,14 @@ def load(session: Session, credentials_file: Path) -> dict[str, str]:
     # demo tokens are revoked and new ones issued.
     for cred in session.scalars(
         select(Credential).where(
-            Credential.mission_id == DEMO_MISSION_ID, Credential.revoked_at.is_(None)
+            col(Credential.mission_id) == DEMO_MISSION_ID, col(Credential.revoked_at).is_(None)
         )
     ):
         cred.revoked_at = utcnow()
     first = session.scalar(
-        select(Observer).where(Observer.mission_id == DEMO_MISSION_ID).order_by(Observer.code)
+        select(Observer)
+        .where(col(Observer.mission_id) == DEMO_MISSION_ID)
+        .order_by(col(Observer.code))
     )
     assert first is not None
     tokens = {
@@ -75,10 +78,10 @@ def load(session: Session, credentials_file: Path) -> dict[str, str]:
 def _all_valid(session: Session, tokens: dict[str, str]) -> bool:
     digests = {token_digest(t) for t in tokens.values()}
     live = session.scalars(
-        select(Credential.token_hash).where(
-            Credential.mission_id == DEMO_MISSION_ID,
-            Credential.revoked_at.is_(None),
-            Credential.token_hash.in_(digests),
+        select(col(Credential.token_hash)).where(
+            col(Credential.mission_id) == DEMO_MISSION_ID,
+            col(Credential.revoked_at).is_(None),
+            col(Credential.token_hash).in_(digests),
         )
     ).all()
     return len(live) == len(digests)

@@ -9,17 +9,19 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from api.errors import Invalid, NotFound
 from api.sanitize import CsvReader
 from api.services import audit
 from api.services.sql import insert_ignore
 from models import Assignment, Observer, Station, Team
-from models.base import utcnow
+from models.base import table_of, utcnow
 from models.observer import ObserverCreate, ObserverPublic, ObserverUpdate
 from models.station import ImportProblem, ImportReport
 
-ASG = Assignment.__table__  # type: ignore[attr-defined]
+ASG = table_of(Assignment)
+TEAM = table_of(Team)
 OBS_CSV_COLUMNS = ("code", "name", "team", "phone", "language", "stations")
 
 
@@ -28,18 +30,20 @@ def team_id(session: Session, mission_id: uuid.UUID, name: str | None) -> uuid.U
         return None
     insert_ignore(
         session,
-        Team.__table__,
+        TEAM,
         [
             {
                 "id": uuid.uuid4(),
-                "mission_id": mission_id,  # type: ignore[attr-defined]
+                "mission_id": mission_id,
                 "name": name,
                 "created_at": utcnow(),
             }
         ],
         ["mission_id", "name"],
     )
-    return session.scalar(select(Team.id).where(Team.mission_id == mission_id, Team.name == name))
+    return session.scalar(
+        select(col(Team.id)).where(col(Team.mission_id) == mission_id, col(Team.name) == name)
+    )
 
 
 def station_ids(session: Session, mission_id: uuid.UUID, codes: list[str]) -> dict[str, uuid.UUID]:
@@ -48,8 +52,8 @@ def station_ids(session: Session, mission_id: uuid.UUID, codes: list[str]) -> di
         return {}
     found = dict(
         session.execute(
-            select(Station.code, Station.id).where(
-                Station.mission_id == mission_id, Station.code.in_(codes)
+            select(col(Station.code), col(Station.id)).where(
+                col(Station.mission_id) == mission_id, col(Station.code).in_(codes)
             )
         ).all()
     )
@@ -89,7 +93,9 @@ def set_assignments(
 def create_or_update(session: Session, mission_id: uuid.UUID, body: ObserverCreate) -> Observer:
     """Upsert by the observer's code; the station list replaces the previous plan."""
     obs = session.scalar(
-        select(Observer).where(Observer.mission_id == mission_id, Observer.code == body.code)
+        select(Observer).where(
+            col(Observer.mission_id) == mission_id, col(Observer.code) == body.code
+        )
     )
     tid = team_id(session, mission_id, body.team)
     if obs is None:
@@ -139,17 +145,17 @@ def public(session: Session, observers: list[Observer]) -> list[ObserverPublic]:
     ids = [o.id for o in observers]
     teams = dict(
         session.execute(
-            select(Team.id, Team.name).where(
-                Team.id.in_({o.team_id for o in observers if o.team_id})
+            select(col(Team.id), col(Team.name)).where(
+                col(Team.id).in_({o.team_id for o in observers if o.team_id})
             )
         ).all()
     )
     plan: dict[uuid.UUID, list[str]] = {i: [] for i in ids}
     for oid, code in session.execute(
-        select(Assignment.observer_id, Station.code)
-        .join(Station, Station.id == Assignment.station_id)
-        .where(Assignment.observer_id.in_(ids))
-        .order_by(Station.code)
+        select(col(Assignment.observer_id), col(Station.code))
+        .join(Station, col(Station.id) == col(Assignment.station_id))
+        .where(col(Assignment.observer_id).in_(ids))
+        .order_by(col(Station.code))
     ):
         plan[oid].append(code)
     return [
@@ -171,15 +177,15 @@ def list_observers(
 ) -> tuple[list[ObserverPublic], int]:
     count = (
         session.scalar(
-            select(func.count()).select_from(Observer).where(Observer.mission_id == mission_id)
+            select(func.count()).select_from(Observer).where(col(Observer.mission_id) == mission_id)
         )
         or 0
     )
     rows = list(
         session.scalars(
             select(Observer)
-            .where(Observer.mission_id == mission_id)
-            .order_by(Observer.code)
+            .where(col(Observer.mission_id) == mission_id)
+            .order_by(col(Observer.code))
             .offset(offset)
             .limit(limit)
         )
@@ -211,8 +217,12 @@ def import_csv(
     """Upsert observers by code with their team and stations (space-separated codes)."""
     problems: list[ImportProblem] = []
     bodies: list[ObserverCreate] = []
-    known = set(session.scalars(select(Station.code).where(Station.mission_id == mission_id)))
-    existing = set(session.scalars(select(Observer.code).where(Observer.mission_id == mission_id)))
+    known = set(
+        session.scalars(select(col(Station.code)).where(col(Station.mission_id) == mission_id))
+    )
+    existing = set(
+        session.scalars(select(col(Observer.code)).where(col(Observer.mission_id) == mission_id))
+    )
     for line, raw in parse_csv(text):
         try:
             body = ObserverCreate.model_validate(raw)

@@ -18,12 +18,12 @@ from api.deps import Principal
 from api.errors import Conflict, NotFound
 from api.services import audit, changes
 from models import Checklist, ReviewEvent
-from models.base import utcnow
+from models.base import table_of, utcnow
 from models.checklist import Hold, ReviewState
 from models.review import ReviewCreate, ReviewPublic
 
-CL = Checklist.__table__  # type: ignore[attr-defined]
-REV = ReviewEvent.__table__  # type: ignore[attr-defined]
+CL = table_of(Checklist)
+REV = table_of(ReviewEvent)
 
 
 def hold_for_correction(state: str, quarantined: bool, hold: str | None) -> Hold | None:

@@ -17,10 +17,11 @@ from sqlalchemy.orm import Session
 
 from api.services import credentials
 from models import Assignment, Mission, Observer, Station
+from models.base import table_of
 
-OBS = Observer.__table__  # type: ignore[attr-defined]
-ASG = Assignment.__table__  # type: ignore[attr-defined]
-ST = Station.__table__  # type: ignore[attr-defined]
+OBS = table_of(Observer)
+ASG = table_of(Assignment)
+ST = table_of(Station)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,18 +8,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, or_, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from api.errors import Invalid, NotFound
 from api.sanitize import CsvReader
 from api.services.sql import insert_ignore, upsert
 from models import Location, LocationKind, Station
-from models.base import new_id, utcnow
+from models.base import new_id, table_of, utcnow
 from models.station import ImportProblem, ImportReport, StationCreate, StationPublic
 
-LOC = Location.__table__  # type: ignore[attr-defined]
-ST = Station.__table__  # type: ignore[attr-defined]
+LOC = table_of(Location)
+ST = table_of(Station)
 CSV_COLUMNS = (
     "code",
     "name",
@@ -263,11 +264,11 @@ def import_csv(
     return upsert_stations(session, mission_id, parse_csv(text), dry_run, progress)
 
 
-def _public_query(mission_id: uuid.UUID) -> Any:
+def _public_query(mission_id: uuid.UUID) -> Select[Station, str]:
     return (
-        select(Station, Location.path)
-        .join(Location, Location.id == Station.location_id)
-        .where(Station.mission_id == mission_id)
+        select(Station, col(Location.path))
+        .join(Location, col(Location.id) == col(Station.location_id))
+        .where(col(Station.mission_id) == mission_id)
     )
 
 
@@ -280,18 +281,15 @@ def list_stations(
 ) -> tuple[list[StationPublic], int]:
     q = _public_query(mission_id)
     if location:
-        q = q.where(
-            or_(
-                Location.path == location, Location.path.startswith(location + "/", autoescape=True)
-            )
-        )
+        path = col(Location.path)
+        q = q.where(or_(path == location, path.startswith(location + "/", autoescape=True)))
     count = session.scalar(select(func.count()).select_from(q.subquery())) or 0
-    rows = session.execute(q.order_by(Station.code).offset(offset).limit(limit)).all()
+    rows = session.execute(q.order_by(col(Station.code)).offset(offset).limit(limit)).all()
     return [_public(s, p) for s, p in rows], count
 
 
 def get_station(session: Session, mission_id: uuid.UUID, code: str) -> StationPublic:
-    row = session.execute(_public_query(mission_id).where(Station.code == code)).first()
+    row = session.execute(_public_query(mission_id).where(col(Station.code) == code)).first()
     if row is None:
         raise NotFound(f"no station {code!r} in this mission", code="station_not_found")
     return _public(*row)

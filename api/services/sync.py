@@ -36,7 +36,7 @@ from models import (
     Station,
     TemplateStatus,
 )
-from models.base import utcnow
+from models.base import table_of, utcnow
 from models.checklist import ChecklistSubmit, Phase
 from models.sync import (
     DayMission,
@@ -51,11 +51,11 @@ from models.sync import (
     SyncStatus,
 )
 
-CL = Checklist.__table__  # type: ignore[attr-defined]
-ST = Station.__table__  # type: ignore[attr-defined]
-ASG = Assignment.__table__  # type: ignore[attr-defined]
-LOC = Location.__table__  # type: ignore[attr-defined]
-REV = ReviewEvent.__table__  # type: ignore[attr-defined]
+CL = table_of(Checklist)
+ST = table_of(Station)
+ASG = table_of(Assignment)
+LOC = table_of(Location)
+REV = table_of(ReviewEvent)
 ALL_PHASES = [p.value for p in Phase]
 # A checklist becomes visible when its transaction commits, which can be a little after the
 # `received_at` it was stamped with. The last page of a reconcile holds its cursor back by

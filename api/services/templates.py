@@ -13,6 +13,7 @@ import yaml
 from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from api.checklist_schema import CompiledTemplate, TemplateDefinition
 from api.errors import Conflict, Invalid, NotFound
@@ -120,9 +121,9 @@ def create(
 ) -> ChecklistTemplate:
     existing = session.scalar(
         select(ChecklistTemplate).where(
-            ChecklistTemplate.mission_id == mission_id,
-            ChecklistTemplate.code == definition.code,
-            ChecklistTemplate.version == definition.version,
+            col(ChecklistTemplate.mission_id) == mission_id,
+            col(ChecklistTemplate.code) == definition.code,
+            col(ChecklistTemplate.version) == definition.version,
         )
     )
     data = definition.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -167,9 +168,9 @@ def publish_template(session: Session, tpl: ChecklistTemplate) -> ChecklistTempl
 def get(session: Session, mission_id: uuid.UUID, code: str, version: int) -> ChecklistTemplate:
     tpl = session.scalar(
         select(ChecklistTemplate).where(
-            ChecklistTemplate.mission_id == mission_id,
-            ChecklistTemplate.code == code,
-            ChecklistTemplate.version == version,
+            col(ChecklistTemplate.mission_id) == mission_id,
+            col(ChecklistTemplate.code) == code,
+            col(ChecklistTemplate.version) == version,
         )
     )
     if tpl is None:
@@ -182,16 +183,18 @@ def get(session: Session, mission_id: uuid.UUID, code: str, version: int) -> Che
 def list_for_mission(
     session: Session, mission_id: uuid.UUID, published_only: bool = False
 ) -> list[ChecklistTemplate]:
-    q = select(ChecklistTemplate).where(ChecklistTemplate.mission_id == mission_id)
+    q = select(ChecklistTemplate).where(col(ChecklistTemplate.mission_id) == mission_id)
     if published_only:
-        q = q.where(ChecklistTemplate.status == TemplateStatus.published)
-    return list(session.scalars(q.order_by(ChecklistTemplate.code, ChecklistTemplate.version)))
+        q = q.where(col(ChecklistTemplate.status) == TemplateStatus.published)
+    return list(
+        session.scalars(q.order_by(col(ChecklistTemplate.code), col(ChecklistTemplate.version)))
+    )
 
 
 def next_version(session: Session, mission_id: uuid.UUID, code: str) -> int:
     current = session.scalar(
-        select(func.max(ChecklistTemplate.version)).where(
-            ChecklistTemplate.mission_id == mission_id, ChecklistTemplate.code == code
+        select(func.max(col(ChecklistTemplate.version))).where(
+            col(ChecklistTemplate.mission_id) == mission_id, col(ChecklistTemplate.code) == code
         )
     )
     return (current or 0) + 1
@@ -218,10 +221,14 @@ def for_intake(
     if cached is not None:
         return cached
     row = session.execute(
-        select(ChecklistTemplate.id, ChecklistTemplate.status, ChecklistTemplate.definition).where(
-            ChecklistTemplate.mission_id == mission_id,
-            ChecklistTemplate.code == code,
-            ChecklistTemplate.version == version,
+        select(
+            col(ChecklistTemplate.id),
+            col(ChecklistTemplate.status),
+            col(ChecklistTemplate.definition),
+        ).where(
+            col(ChecklistTemplate.mission_id) == mission_id,
+            col(ChecklistTemplate.code) == code,
+            col(ChecklistTemplate.version) == version,
         )
     ).first()
     if row is None:

@@ -70,18 +70,18 @@ from models import (
     FindingState,
     FindingTally,
 )
-from models.base import utcnow
+from models.base import table_of, utcnow
 from models.finding import NODE_ABROAD, NODE_ALL, NODE_IN_COUNTRY
 
 log = logging.getLogger("pollcheck.findings")
 
-AN = Answer.__table__  # type: ignore[attr-defined]
-CHG = ChecklistChange.__table__  # type: ignore[attr-defined]
-FA = FindingApplied.__table__  # type: ignore[attr-defined]
-FC = FindingCritical.__table__  # type: ignore[attr-defined]
-FF = FindingFold.__table__  # type: ignore[attr-defined]
-FS = FindingState.__table__  # type: ignore[attr-defined]
-FT = FindingTally.__table__  # type: ignore[attr-defined]
+AN = table_of(Answer)
+CHG = table_of(ChecklistChange)
+FA = table_of(FindingApplied)
+FC = table_of(FindingCritical)
+FF = table_of(FindingFold)
+FS = table_of(FindingState)
+FT = table_of(FindingTally)
 
 FOLD_LOCK_KEY = 0x706F6C6C_66696E64  # "pollfind": one fold at a time across processes
 AGAIN_S = 0.05  # pause before the next fold when the last one fell behind

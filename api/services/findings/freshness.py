@@ -9,12 +9,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from models import ChecklistChange, FindingFold, FindingState, Mission
+from models.base import table_of
 from models.finding import DataVersionPublic
 
-CHG = ChecklistChange.__table__  # type: ignore[attr-defined]
-FF = FindingFold.__table__  # type: ignore[attr-defined]
-FS = FindingState.__table__  # type: ignore[attr-defined]
-MISSION = Mission.__table__  # type: ignore[attr-defined]
+CHG = table_of(ChecklistChange)
+FF = table_of(FindingFold)
+FS = table_of(FindingState)
+MISSION = table_of(Mission)
 
 
 def data_version(session: Session, mission_id: uuid.UUID) -> DataVersionPublic | None:

@@ -12,14 +12,15 @@ from sqlalchemy.orm import Session
 
 from api.errors import NotFound
 from models import Checklist, ChecklistTemplate, Location, Observer, Station, Team
+from models.base import table_of
 from models.finding import NODE_ABROAD, NODE_ALL, NODE_IN_COUNTRY
 
-CL = Checklist.__table__  # type: ignore[attr-defined]
-ST = Station.__table__  # type: ignore[attr-defined]
-LOC = Location.__table__  # type: ignore[attr-defined]
-OBS = Observer.__table__  # type: ignore[attr-defined]
-TEAM = Team.__table__  # type: ignore[attr-defined]
-TPL = ChecklistTemplate.__table__  # type: ignore[attr-defined]
+CL = table_of(Checklist)
+ST = table_of(Station)
+LOC = table_of(Location)
+OBS = table_of(Observer)
+TEAM = table_of(Team)
+TPL = table_of(ChecklistTemplate)
 
 
 def counts(cl: Any = CL) -> Any:

@@ -15,8 +15,9 @@ from api.services.findings.questions import QuestionInfo
 from api.services.findings.scope import CL, LOC, OBS, ST, TEAM, Scope, checklist_predicate
 from api.services.findings.stats import FindingsSettings, share_value
 from models import Assignment
+from models.base import table_of
 
-ASG = Assignment.__table__  # type: ignore[attr-defined]
+ASG = table_of(Assignment)
 LIST_LIMIT = 500
 
 

@@ -40,13 +40,13 @@ from api.services.findings.scope import ST, Filters, Scope, resolve
 from api.services.findings.stats import FindingsSettings, read_settings
 from api.services.sql import upsert
 from models import Assignment, FindingCache, FindingState, Mission
-from models.base import utcnow
+from models.base import table_of, utcnow
 
 log = logging.getLogger("pollcheck.findings")
-FCACHE = FindingCache.__table__  # type: ignore[attr-defined]
-FS = FindingState.__table__  # type: ignore[attr-defined]
-ASG = Assignment.__table__  # type: ignore[attr-defined]
-MISSION = Mission.__table__  # type: ignore[attr-defined]
+FCACHE = table_of(FindingCache)
+FS = table_of(FindingState)
+ASG = table_of(Assignment)
+MISSION = table_of(Mission)
 CACHE_KEEP = timedelta(hours=1)
 COST_REUSE_MAX_S = 60.0  # a slow view is at most a minute behind the data
 GZIP_LEVEL = 6  # zlib's default: a 60 KB findings view in about 1 ms, to a tenth of its size
