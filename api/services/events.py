@@ -34,8 +34,9 @@ from api.services.findings.fold import AN, FS, _in_flight_before, _snapshot
 from api.services.findings.scope import CL, ST
 from api.services.review import REV
 from models import Credential
+from models.base import table_of
 
-CRED = Credential.__table__  # type: ignore[attr-defined]
+CRED = table_of(Credential)
 
 REPLAY_MAX = 500  # more missed events than this: the console reloads its panels instead
 BACKLOG = 1000  # ids below the newest that a new tail checks for late commits

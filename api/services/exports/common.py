@@ -18,8 +18,9 @@ from api.errors import NotFound
 from api.services.changes import data_version
 from api.services.findings.scope import Filters
 from models import Mission
+from models.base import table_of
 
-MISSION = Mission.__table__  # type: ignore[attr-defined]
+MISSION = table_of(Mission)
 
 
 class Kind(StrEnum):
