@@ -22,9 +22,10 @@ from datetime import date, datetime
 from typing import Any
 
 # The characters a formula starts with, and their full-width forms (which Excel folds).
-_TRIGGERS = "=+\\-@\uff1d\uff0b\uff0d\uff20"
+FORMULA_START = "=+-@\uff1d\uff0b\uff0d\uff20"
+_TRIGGERS = re.escape(FORMULA_START)
 _SEPARATORS = ",;\t\r\n\uff0c\uff1b"
-_RISKY_FIRST = frozenset("=+-@\uff1d\uff0b\uff0d\uff20" + _SEPARATORS + ' "\u00a0\u3000')
+_RISKY_FIRST = frozenset(FORMULA_START + _SEPARATORS + ' "\u00a0\u3000')
 _ANY_SEPARATOR = re.compile(f"[{_SEPARATORS}]")
 _AT_START = re.compile(f'^[\\s"]*[{_TRIGGERS}{_SEPARATORS}]')
 _AFTER_SEPARATOR = re.compile(f'([{_SEPARATORS}][\\s"]*)(?=[{_TRIGGERS}])')

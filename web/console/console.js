@@ -11,6 +11,7 @@
 const POLL_MS = 3000;
 const STREAM_IDLE_MS = 45000; // no byte (not even a keepalive) for this long: reconnect
 const SSE_RETRY_MS = 60000; // while polling, try the event stream again this often
+const VIEW_RETRY_MS = 1500; // a view older than the announced data version is asked again
 const PHASES = ["opening", "voting", "closing", "incident"];
 const STATES = ["verified", "has_issues", "rejected"];
 
@@ -22,6 +23,7 @@ const state = {
   views: new Map(), // url → {etag, data}
   lists: {}, // stations, checklists, observers: {version, data}
   dataVersion: null,
+  announced: 0, // the newest findings data version the event stream told of
   live: "connecting",
   lastOk: null,
   page: null,
@@ -138,12 +140,21 @@ async function view(name, extra) {
   const url = `/missions/${mid()}${path}?` + filterQuery(extra);
   const held = state.views.get(url);
   const res = await api(url, { headers: held ? { "If-None-Match": held.etag } : {} });
-  if (res.status === 304 && held) return held.data;
+  if (res.status === 304 && held) return behind(held.data);
   if (!res.ok) throw new Error(await reason(res));
   const data = await res.json();
   state.views.set(url, { etag: res.headers.get("ETag"), data });
   if (state.views.size > 200) state.views.delete(state.views.keys().next().value);
   noteVersion(data.version);
+  return behind(data);
+}
+
+/* While data arrives the server may serve a view computed a moment before the newest data
+   version (it reuses a view for about a second, longer for a slow one): when the stream has
+   announced a newer version than the view holds, ask again shortly, so the panel does not
+   stay a version behind until the next event. */
+function behind(data) {
+  if (typeof data.version === "number" && data.version < state.announced) refreshSoon(VIEW_RETRY_MS);
   return data;
 }
 
@@ -385,6 +396,7 @@ function onEvent(ev) {
     stream.mode = "stream";
     setLive("live");
   }
+  if (typeof data.data_version === "number") state.announced = Math.max(state.announced, data.data_version);
   if (ev.event === "hello") {
     if (data.data_version !== state.dataVersion) refreshSoon(0);
   } else if (ev.event === "reset") {
@@ -451,6 +463,7 @@ function sessionEnded(signedOut) {
   state.token = null;
   state.me = null;
   state.views.clear();
+  state.announced = 0;
   state.lists = {};
   showSignIn(was && signedOut !== true ? t("session_ended") : "");
 }
