@@ -40,7 +40,7 @@ BUILT_IN = {
     "very_bad": "Very bad",
 }
 SMALL_DEFAULT = 30
-CLUSTER_MIN_CASES, CLUSTER_MIN_SHARE, CLUSTER_MIN_LIFT = 5, Fraction(1, 2), 2
+CLUSTER_MIN_CASES, CLUSTER_MIN_SHARE, CLUSTER_MIN_LIFT = 5, Fraction(1, 2), 2  # defaults
 ISSUED_ALLOWANCE, TURNOUT_MAX, INVALID_MAX, OPTION_MAX, FIGURE_MAX = (
     5,
     "0.95",
@@ -94,6 +94,7 @@ class Mission:
     observers: dict[str, Observer] = field(default_factory=dict)
     versions: dict[str, Version] = field(default_factory=dict)  # in the order sent
     small: int = SMALL_DEFAULT
+    cluster_min_cases: int = CLUSTER_MIN_CASES
 
     def chains(self) -> dict[str, list[Version]]:
         out: dict[str, list[Version]] = defaultdict(list)
@@ -197,10 +198,11 @@ def reported_at(members: list[Observer], station: str, counted: list[Version]) -
     return [v for v in counted if v.observer in codes and v.station == station]
 
 
-def pattern(count: int, top: int, expected: Fraction) -> str:
-    """Too few under 5 cases; clustered when the top region holds at least half of the
-    cases and at least twice its share of the observations; else scattered."""
-    if count < CLUSTER_MIN_CASES:
+def pattern(count: int, top: int, expected: Fraction, min_cases: int) -> str:
+    """Too few under `min_cases` (5 unless the mission says); clustered when the top region
+    holds at least half of the cases and at least twice its share of the observations;
+    else scattered."""
+    if count < min_cases:
         return "too_few"
     share = Fraction(top, count)
     if share >= CLUSTER_MIN_SHARE and share >= CLUSTER_MIN_LIFT * expected:
@@ -611,7 +613,7 @@ def critical(m: Mission, f: Filters) -> dict[str, Any]:
                 "top_region_share": share4(regions[top], len(vs)),
                 "top_region_observation_share": float(rounded(expected, 4)),
                 "lift": float(rounded(lift, 2)),
-                "pattern": pattern(len(vs), regions[top], expected),
+                "pattern": pattern(len(vs), regions[top], expected, m.cluster_min_cases),
             }
         )
     by_question.sort(key=lambda p: (-p["count"], p["code"], p["value"]))
@@ -621,7 +623,7 @@ def critical(m: Mission, f: Filters) -> dict[str, Any]:
         "observations": len(having),
         "stations": len({v.station for v in having.values()}),
         "clustering": {
-            "min_cases": CLUSTER_MIN_CASES,
+            "min_cases": m.cluster_min_cases,
             "min_share": float(CLUSTER_MIN_SHARE),
             "min_lift": CLUSTER_MIN_LIFT,
         },

@@ -49,9 +49,12 @@ class Generator:
         self.now = datetime.now(UTC)
         # Mostly percentages (a threshold of 1), where the rounding of every share shows.
         small = self.rng.choice([1, 1, 1, 5, 30])
-        mission, _ = make_mission(session, settings={"findings": {"small_denominator": small}})
+        # Fewer cases than the default 5 may be judged, so that short runs see clusters.
+        min_cases = self.rng.choice([2, 3, 5])
+        settings = {"small_denominator": small, "cluster_min_cases": min_cases}
+        mission, _ = make_mission(session, settings={"findings": settings})
         self.mission_id = mission.id
-        self.ref = ref.Mission(small=small)
+        self.ref = ref.Mission(small=small, cluster_min_cases=min_cases)
         self.payloads: dict[str, dict[str, Any]] = {}
         self.tokens: dict[str, str] = {}
         self.events: list[str] = []
@@ -157,9 +160,7 @@ class Generator:
             if rng.random() < 0.4:  # an inconsistent protocol
                 key = pick(sorted(figures))
                 figures[key] = max(0, figures[key] + pick([-20, -1, 1, 300]))
-            figures = {
-                k: v + rng.choice([0, 0, 0, 7]) * (k in ("P_R", "P_RC")) for k, v in figures.items()
-            }
+            figures["P_R"] += rng.choice([0, 0, 0, 7])  # another station's size, consistent
             over = {
                 "F11": pick(["yes", "yes", "yes", "no"]),
                 "F2": pick(["no", "no", "yes"]),

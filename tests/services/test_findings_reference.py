@@ -5,7 +5,8 @@ few events.
 The fold is proven equal to the service's own recompute elsewhere; this test is the
 independent one: the reference shares no code with `api/services/findings`. It found the
 critical view's `top_region_observation_share` ignoring `abroad=` and shares rounded through
-binary floating point (both fixed with it).
+binary floating point (both fixed with it), then, aligned with issues 18 and 16, a problem's
+`lift` rounded through a float and an empty `teams_missing` without its `unit`.
 
 The default run is small (make test). `make test-deep` runs it longer on both databases:
 several missions of hundreds of events (POLLCHECK_REFERENCE_MISSIONS, _EVENTS, _SEED).
