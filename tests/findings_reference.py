@@ -6,18 +6,19 @@ its own scope rules and its own rounding, and writes each view as the README des
 Where the README left a rule open, the rule chosen is named here once, in a small function
 of its own, so that a change of the semantics is a change of one function:
 
-- `counted_version`: which version of a checklist counts (the latest, unless rejected or
-  quarantined);
-- `total_report`: which counting report of a station the vote totals use;
-- `reported_at`: when an observer counts as having reported at a station (coverage);
-- `pattern`: when a critical problem is clustered, scattered or isolated.
+- `counted_version`: which version of a checklist counts (the latest, unless rejected,
+  quarantined or a correction held for an analyst: `held_when_corrected`);
+- `total_report`: which counting reports of a station the vote totals may use, and which one;
+- `reported_at`: when an observer, and a team, count as having reported at a station;
+- `window`: the time window a filter selects (half-open, widened to whole minutes);
+- `pattern`: when a critical problem is clustered, scattered or too rare to say.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 from pathlib import Path
@@ -39,6 +40,7 @@ BUILT_IN = {
     "very_bad": "Very bad",
 }
 SMALL_DEFAULT = 30
+CLUSTER_MIN_CASES, CLUSTER_MIN_SHARE, CLUSTER_MIN_LIFT = 5, Fraction(1, 2), 2  # defaults
 ISSUED_ALLOWANCE, TURNOUT_MAX, INVALID_MAX, OPTION_MAX, FIGURE_MAX = (
     5,
     "0.95",
@@ -83,6 +85,7 @@ class Version:
     received_at: datetime | None = None  # the server's, read back for the arrivals
     review_state: str = "received"
     quarantined: bool = False
+    held: bool = False  # a correction waiting for an analyst (set by `held_when_corrected`)
 
 
 @dataclass
@@ -91,6 +94,7 @@ class Mission:
     observers: dict[str, Observer] = field(default_factory=dict)
     versions: dict[str, Version] = field(default_factory=dict)  # in the order sent
     small: int = SMALL_DEFAULT
+    cluster_min_cases: int = CLUSTER_MIN_CASES
 
     def chains(self) -> dict[str, list[Version]]:
         out: dict[str, list[Version]] = defaultdict(list)
@@ -150,37 +154,58 @@ QUESTIONS, PROTOCOL = read_template()
 # --- the semantics, one function each ----------------------------------------------------
 
 
+def held_when_corrected(replaced: Version) -> bool:
+    """A correction of a rejected or quarantined version, or of a correction still held,
+    waits for an analyst: a correction alone must not undo a decision. Any review decision
+    on it lifts the hold (its state and quarantine then say whether it counts)."""
+    return replaced.review_state == "rejected" or replaced.quarantined or replaced.held
+
+
 def counted_version(chain: list[Version]) -> Version | None:
-    """Which version of a checklist counts: only the latest, and not while it is rejected
-    or quarantined (a correction starts `received` and keeps its chain's quarantine)."""
+    """Which version of a checklist counts: only the latest, and not while it is rejected,
+    quarantined or held (a correction starts `received` and keeps its chain's quarantine)."""
     latest = chain[-1]
-    if latest.review_state == "rejected" or latest.quarantined:
+    if latest.review_state == "rejected" or latest.quarantined or latest.held:
         return None
     return latest
 
 
-def total_report(reports: list[Version]) -> Version:
-    """The report of a station the vote totals use: the latest verified one, else the
-    latest (ties by the later id)."""
-    return max(
-        reports,
-        key=lambda v: (v.review_state == "verified", v.received_at, v.id),
-    )
+def usable_for_totals(v: Version) -> str | None:
+    """Why a counting report may not enter the vote totals (None: it may): `inconsistent`
+    when it fails a consistency check, `incomplete` when its valid ballots or a vote figure
+    is missing. The threshold checks only flag."""
+    fig = figures_of(v)
+    if set(fails(fig)) & set(CONSISTENCY):
+        return "inconsistent"
+    if any(fig[k] is None for k in ("valid", *PROTOCOL["options"])):
+        return "incomplete"
+    return None
 
 
-def reported_at(observer: Observer, station: str, counted: list[Version]) -> list[Version]:
-    """The checklists that count as the observer having reported at the station: their own."""
-    return [v for v in counted if v.observer == observer.code and v.station == station]
+def total_report(reports: list[Version]) -> Version | None:
+    """The report of a station the vote totals use: among its usable reports the latest
+    verified one, else the latest (ties by the later id); none when none is usable."""
+    usable = [v for v in reports if usable_for_totals(v) is None]
+    if not usable:
+        return None
+    return max(usable, key=lambda v: (v.review_state == "verified", v.received_at, v.id))
 
 
-def pattern(count: int, regions: dict[str, int], expected: Fraction) -> str:
-    """Isolated under 3 cases; clustered when in one region only, or when the top region
-    holds at least half of the cases and at least twice its share of the observations."""
-    if count < 3:
-        return "isolated"
-    top = max(regions.values())
+def reported_at(members: list[Observer], station: str, counted: list[Version]) -> list[Version]:
+    """The checklists that count as `members` (one observer, or a team) having reported at
+    the station: any of theirs there."""
+    codes = {o.code for o in members}
+    return [v for v in counted if v.observer in codes and v.station == station]
+
+
+def pattern(count: int, top: int, expected: Fraction, min_cases: int) -> str:
+    """Too few under `min_cases` (5 unless the mission says); clustered when the top region
+    holds at least half of the cases and at least twice its share of the observations;
+    else scattered."""
+    if count < min_cases:
+        return "too_few"
     share = Fraction(top, count)
-    if len(regions) == 1 or (share >= Fraction(1, 2) and share >= 2 * expected):
+    if share >= CLUSTER_MIN_SHARE and share >= CLUSTER_MIN_LIFT * expected:
         return "clustered"
     return "scattered"
 
@@ -225,6 +250,18 @@ class Filters:
         return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
+def window(f: Filters) -> tuple[datetime | None, datetime | None]:
+    """The time window, half-open and widened to whole minutes: its start down, its end up
+    (so that dashboards asking a few seconds apart ask the same question)."""
+    start, end = f.observed_from, f.observed_to
+    if start is not None:
+        start -= timedelta(seconds=start.second, microseconds=start.microsecond)
+    if end is not None:
+        past = timedelta(seconds=end.second, microseconds=end.microsecond)
+        end += (timedelta(minutes=1) - past) if past else timedelta(0)
+    return start, end
+
+
 def station_in_scope(m: Mission, code: str, f: Filters) -> bool:
     s = m.stations[code]
     if f.abroad is not None and s.abroad != f.abroad:
@@ -243,9 +280,10 @@ def in_scope(m: Mission, v: Version, f: Filters, phase: bool = True) -> bool:
         return False
     if f.team is not None and m.observers[v.observer].team != f.team:
         return False
-    if f.observed_from is not None and v.observed_at < f.observed_from:
+    start, end = window(f)
+    if start is not None and v.observed_at < start:
         return False
-    if f.observed_to is not None and v.observed_at >= f.observed_to:
+    if end is not None and v.observed_at >= end:
         return False
     if f.template is not None and f.template != "default":
         return False
@@ -412,7 +450,7 @@ def coverage(m: Mission, f: Filters) -> dict[str, Any]:
         mine_st = [c for c in dict.fromkeys(o.stations) if station_in_scope(m, c, f)]
         if not mine_st:
             continue
-        reported = sum(1 for c in mine_st if reported_at(o, c, scope))
+        reported = sum(1 for c in mine_st if reported_at([o], c, scope))
         if reported < len(mine_st):
             missing.append(
                 {
@@ -425,6 +463,30 @@ def coverage(m: Mission, f: Filters) -> dict[str, Any]:
                 }
             )
     missing.sort(key=lambda r: (r["reported"], r["code"]))
+    teams: dict[str, list[Observer]] = defaultdict(list)  # a team of one by its code
+    for o in m.observers.values():
+        teams[o.team if o.team is not None else o.code].append(o)
+    teams_missing = []
+    for name, members in teams.items():
+        if f.team is not None and name != f.team:
+            continue
+        plan = sorted({c for o in members for c in o.stations if station_in_scope(m, c, f)})
+        not_seen = [c for c in plan if not reported_at(members, c, scope)]
+        if not_seen:
+            teams_missing.append(
+                {
+                    "team": name,
+                    "members": [
+                        {"code": o.code, "name": o.name}
+                        for o in sorted(members, key=lambda o: o.code)
+                    ],
+                    "assigned": len(plan),
+                    "reported": len(plan) - len(not_seen),
+                    "missing": len(not_seen),
+                    "missing_stations": not_seen,
+                }
+            )
+    teams_missing.sort(key=lambda r: (r["reported"], r["team"]))
     arrivals: dict[str, dict[str, Any]] = {}
     for v in m.versions.values():
         if v.version != 1 or not in_scope(m, v, f):
@@ -436,6 +498,7 @@ def coverage(m: Mission, f: Filters) -> dict[str, Any]:
         slot["phases"][v.phase] = slot["phases"].get(v.phase, 0) + 1
     return {
         "regions": regions,
+        "teams_missing": {"count": len(teams_missing), "unit": "team", "data": teams_missing},
         "observers_missing": {"count": len(missing), "data": missing[:LIST_LIMIT]},
         "arrivals_per_hour": [arrivals[h] for h in sorted(arrivals)],
     }
@@ -534,6 +597,7 @@ def critical(m: Mission, f: Filters) -> dict[str, Any]:
             )
         top = max(regions.items(), key=lambda kv: (kv[1], kv[0]))[0]
         expected = Fraction(per_region[top], total)
+        lift = Fraction(regions[top], len(vs)) / expected
         by_question.append(
             {
                 "code": code,
@@ -548,12 +612,21 @@ def critical(m: Mission, f: Filters) -> dict[str, Any]:
                 "top_region": top,
                 "top_region_share": share4(regions[top], len(vs)),
                 "top_region_observation_share": float(rounded(expected, 4)),
-                "pattern": pattern(len(vs), dict(regions), expected),
+                "lift": float(rounded(lift, 2)),
+                "pattern": pattern(len(vs), regions[top], expected, m.cluster_min_cases),
             }
         )
     by_question.sort(key=lambda p: (-p["count"], p["code"], p["value"]))
+    having = {v.id: v for vs in cases.values() for v in vs}
     return {
         "count": sum(p["count"] for p in by_question),
+        "observations": len(having),
+        "stations": len({v.station for v in having.values()}),
+        "clustering": {
+            "min_cases": m.cluster_min_cases,
+            "min_share": float(CLUSTER_MIN_SHARE),
+            "min_lift": CLUSTER_MIN_LIFT,
+        },
         "by_question": by_question,
         "regions": [
             {"region": r, "observations": per_region[r], "problems": dict(sorted(cells.items()))}
@@ -576,6 +649,8 @@ CHECKS = (
     "no_option_above_threshold",
     "figures_plausible",
 )
+# The checks whose failure keeps a report out of the totals (the thresholds only flag).
+CONSISTENCY = (*CHECKS[:5], "figures_plausible")
 FIGURE_NAMES = tuple(k for k in PROTOCOL if k != "options")  # as the template names them
 
 
@@ -646,8 +721,11 @@ def counting(m: Mission, f: Filters) -> dict[str, Any]:
             "stations": 0,
             "checks": [],
             "failing": [],
+            "failing_reports": 0,
             "conflicts": [],
+            "conflict_stations": 0,
             "totals": None,
+            "inclusion": None,
             "quick_count": None,
         }
     codes = [PROTOCOL[n] for n in FIGURE_NAMES] + list(PROTOCOL["options"])
@@ -683,7 +761,20 @@ def counting(m: Mission, f: Filters) -> dict[str, Any]:
             conflicts.append(
                 {"station": station, "reports": sorted(v.id for v in vs), "differing": differing}
             )
-    chosen_reports = [total_report(vs) for vs in per_station.values()]
+    picked = {station: total_report(vs) for station, vs in per_station.items()}
+    chosen_reports = [v for v in picked.values() if v is not None]
+    included, excluded = [], []
+    for v in reports:
+        if picked[v.station] is v:
+            included.append(_row(v))
+            continue
+        reason = usable_for_totals(v) or "another_report_used"
+        fails_of = [c for c in CONSISTENCY if c in fails(figures_of(v))]
+        excluded.append(_row(v) | {"reason": reason, "fails": fails_of})
+    by_reason = {
+        r: sum(1 for e in excluded if e["reason"] == r)
+        for r in ("inconsistent", "incomplete", "another_report_used")
+    }
     sums = {
         name: sum(figures_of(v)[name] or 0 for v in chosen_reports)
         for name in (*FIGURE_NAMES, *PROTOCOL["options"])
@@ -697,7 +788,16 @@ def counting(m: Mission, f: Filters) -> dict[str, Any]:
         "stations": len(per_station),
         "checks": [{"check": c, "failed": failed[c], "checked": len(reports)} for c in CHECKS],
         "failing": sorted(failing, key=lambda r: r["checklist_id"]),
+        "failing_reports": len(failing),
         "conflicts": conflicts,
+        "conflict_stations": len(conflicts),
+        "inclusion": {
+            "included_count": len(included),
+            "excluded_count": len(excluded),
+            "excluded_by_reason": by_reason,
+            "included": sorted(included, key=lambda r: r["checklist_id"]),
+            "excluded": sorted(excluded, key=lambda r: r["checklist_id"]),
+        },
         "totals": {
             "stations": n,
             "stations_text": share_text(n, n, m.small),
@@ -717,18 +817,32 @@ def counting(m: Mission, f: Filters) -> dict[str, Any]:
     }
 
 
+def _row(v: Version) -> dict[str, Any]:
+    return {"checklist_id": v.id, "station": v.station, "review_state": v.review_state}
+
+
 # --- the draft statement's figures -------------------------------------------------------
 
 
 def statement_figures(m: Mission, f: Filters) -> dict[str, Any]:
-    """What the draft statement must say, as (sentence key, its figures): coverage, the
-    4-point assessments, critical problems with their pattern, incidents, counting."""
+    """What the draft statement must say, as (sentence key, its figures): coverage per
+    phase, the 4-point assessments, critical problems with their pattern, incidents, the
+    counting checks and the reports the totals leave out."""
     fi, cr, inc, co = findings(m, f), critical(m, f), incidents(m, f), counting(m, f)
+    if not fi["totals"]["observations"]:
+        return {"observed": False}
     phases = {p["phase"]: p for p in fi["totals"]["phases"]}
-    zero = {"observations": 0, "stations": 0}
+    watched = ("opening", "voting", "closing")
     out: dict[str, Any] = {
-        "voting_at": phases.get("voting", zero),
-        "phases_at": {p: phases.get(p, zero) for p in ("opening", "voting", "closing")},
+        "observed": True,
+        "voting_at": phases["voting"]["stations"] if "voting" in phases else None,
+        "phases_at": {
+            p: {k: phases[p][k] for k in ("observations", "stations")}
+            for p in watched
+            if p in phases
+        }
+        or None,
+        "not_observed": [p for p in watched if p not in phases],
         "total": {k: fi["totals"][k] for k in ("observations", "stations")},
     }
     for phase, code in (("opening", "H1"), ("voting", "H2")):
@@ -747,24 +861,39 @@ def statement_figures(m: Mission, f: Filters) -> dict[str, Any]:
             out[code] = {"negative": neg, "answered": q["answered"]}
             if neg and q["answered"] >= m.small:
                 out[code]["percent"] = pct(Fraction(neg, q["answered"]))
-    out["critical"] = [
-        {
-            "code": p["code"],
-            "count": p["count"],
-            "stations": p["stations"],
-            "pattern": p["pattern"],
-            "share": pct(
-                Fraction(
-                    next(r["count"] for r in p["regions"] if r["region"] == p["top_region"]),
-                    p["count"],
-                )
-            )
-            if p["pattern"] == "clustered"
-            else None,
-        }
-        for p in cr["by_question"]
-    ]
+    problems = cr["by_question"]
+    clustered = [p for p in problems if p["pattern"] == "clustered"]
+    out["critical"] = cr["count"] and {
+        "counts": {f"{p['code']}={p['value']}": p["count"] for p in problems},
+        "clustered": [
+            {
+                "code": p["code"],
+                "share": pct(
+                    Fraction(
+                        next(r["count"] for r in p["regions"] if r["region"] == p["top_region"]),
+                        p["count"],
+                    )
+                ),
+            }
+            for p in clustered
+        ],
+        "otherwise": None
+        if clustered
+        else "too_few"
+        if all(p["pattern"] == "too_few" for p in problems)
+        else "scattered",
+    }
     out["incidents"] = {t["type"]: t["count"] for t in inc["by_type"]}
     if co["reports"]:
-        out["counting"] = {"reports": co["reports"], "failed": len(co["failing"])}
+        failed = len(co["failing"])
+        out["counting"] = {
+            "reports": co["reports"],
+            "failed": failed,
+            "all_failed": failed == co["reports"],
+        }
+        left_out = {
+            r: co["inclusion"]["excluded_by_reason"][r] for r in ("inconsistent", "incomplete")
+        }
+        if any(left_out.values()):
+            out["counting"]["left_out"] = left_out
     return out

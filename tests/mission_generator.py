@@ -1,12 +1,13 @@
 """Random missions for the reference property test, driven by one seed.
 
 Stations in the country at every level (region, district, city) and abroad (country, post);
-observers alone and in teams of two sharing their stations; checklists of every phase,
-through the single route and in batches, with consistent and inconsistent protocols,
-incidents, resends, corrections of corrections (and a correction of a stale version,
-refused), analyst reviews made and reversed, quarantine and its lifting, and a second
-version of the template. Every event goes through the API as a phone or an analyst would
-send it, and is mirrored in a `findings_reference.Mission`.
+observers alone and in teams of two sharing their stations (all or some of them);
+checklists of every phase, through the single route and in batches, with consistent and
+inconsistent protocols, incidents, resends, corrections of corrections (and a correction of
+a stale version, refused), analyst reviews made and reversed, quarantine and its lifting,
+corrections held after a rejection or quarantine and the decisions that lift the hold, and
+a second version of the template. Every event goes through the API as a phone or an analyst
+would send it, and is mirrored in a `findings_reference.Mission`.
 """
 
 from __future__ import annotations
@@ -48,9 +49,12 @@ class Generator:
         self.now = datetime.now(UTC)
         # Mostly percentages (a threshold of 1), where the rounding of every share shows.
         small = self.rng.choice([1, 1, 1, 5, 30])
-        mission, _ = make_mission(session, settings={"findings": {"small_denominator": small}})
+        # Fewer cases than the default 5 may be judged, so that short runs see clusters.
+        min_cases = self.rng.choice([2, 3, 5])
+        settings = {"small_denominator": small, "cluster_min_cases": min_cases}
+        mission, _ = make_mission(session, settings={"findings": settings})
         self.mission_id = mission.id
-        self.ref = ref.Mission(small=small)
+        self.ref = ref.Mission(small=small, cluster_min_cases=min_cases)
         self.payloads: dict[str, dict[str, Any]] = {}
         self.tokens: dict[str, str] = {}
         self.events: list[str] = []
@@ -71,8 +75,11 @@ class Generator:
             members = 2 if team else 1
             for k in range(members):
                 code = f"O{t}{k}"
-                obs, token = make_observer(session, mission.id, mine, code=code, team=team)
-                self.ref.observers[code] = ref.Observer(code, obs.name, team, list(mine))
+                # A team's second member may cover only some of its stations: the team's
+                # station is covered by whichever member reports there.
+                theirs = mine if k == 0 else mine[: self.rng.randint(1, len(mine))]
+                obs, token = make_observer(session, mission.id, theirs, code=code, team=team)
+                self.ref.observers[code] = ref.Observer(code, obs.name, team, list(theirs))
                 self.tokens[code] = token
         self.analyst = make_token(session, mission.id, Role.analyst)
 
@@ -153,9 +160,7 @@ class Generator:
             if rng.random() < 0.4:  # an inconsistent protocol
                 key = pick(sorted(figures))
                 figures[key] = max(0, figures[key] + pick([-20, -1, 1, 300]))
-            figures = {
-                k: v + rng.choice([0, 0, 0, 7]) * (k in ("P_R", "P_RC")) for k, v in figures.items()
-            }
+            figures["P_R"] += rng.choice([0, 0, 0, 7])  # another station's size, consistent
             over = {
                 "F11": pick(["yes", "yes", "yes", "no"]),
                 "F2": pick(["no", "no", "yes"]),
@@ -191,9 +196,9 @@ class Generator:
             observer = self.ref.observers[replaces.observer]
             station, phase, tv = replaces.station, replaces.phase, replaces.template_version
         offset = rng.choice(OFFSETS_MIN)
-        observed = (self.now - timedelta(minutes=rng.randint(10, 9 * 60))).astimezone(
-            timezone(timedelta(minutes=offset))
-        )
+        # Seconds too: the time filters' windows widen to whole minutes.
+        ago = timedelta(minutes=rng.randint(10, 9 * 60), seconds=rng.randint(0, 59))
+        observed = (self.now - ago).astimezone(timezone(timedelta(minutes=offset)))
         vid = str(uuid.uuid4())
         payload: dict[str, Any] = {
             "id": vid,
@@ -217,6 +222,7 @@ class Generator:
             observed_at=observed,
             answers=copy.deepcopy(payload["answers"]),
             quarantined=replaces.quarantined if replaces else False,
+            held=ref.held_when_corrected(replaces) if replaces else False,
         )
         return payload, version
 
@@ -291,6 +297,7 @@ class Generator:
         assert r.status_code == 201, r.text
         v.review_state = body.get("state", v.review_state)
         v.quarantined = body.get("quarantined", v.quarantined)
+        v.held = False  # any decision is the analyst's look at a held correction
         self.events.append(f"review {body}")
 
     def _quarantine(self) -> None:

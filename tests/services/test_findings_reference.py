@@ -5,7 +5,8 @@ few events.
 The fold is proven equal to the service's own recompute elsewhere; this test is the
 independent one: the reference shares no code with `api/services/findings`. It found the
 critical view's `top_region_observation_share` ignoring `abroad=` and shares rounded through
-binary floating point (both fixed with it).
+binary floating point (both fixed with it), then, aligned with issues 18 and 16, a problem's
+`lift` rounded through a float and an empty `teams_missing` without its `unit`.
 
 The default run is small (make test). `make test-deep` runs it longer on both databases:
 several missions of hundreds of events (POLLCHECK_REFERENCE_MISSIONS, _EVENTS, _SEED).
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 from typing import Any
 
 from api.services.findings import views
@@ -46,9 +48,12 @@ def actual_findings(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def actual_coverage(body: dict[str, Any]) -> dict[str, Any]:
-    missing = body["observers_missing"]
+    missing, teams = body["observers_missing"], body["teams_missing"]
     return {
         "regions": body["regions"],
+        # Teams of equal progress in the service's own order (by an internal id): by name.
+        "teams_missing": teams
+        | {"data": sorted(teams["data"], key=lambda r: (r["reported"], r["team"]))},
         "observers_missing": {
             "count": missing["count"],
             "data": [
@@ -72,13 +77,29 @@ def actual_incidents(body: dict[str, Any]) -> dict[str, Any]:
 def actual_critical(body: dict[str, Any]) -> dict[str, Any]:
     keys = ("checklist_id", "code", "value", "phase", "station", "region")
     listing = (_pick(c, *keys) for c in body["checklists"])
-    return _pick(body, "count", "by_question", "regions") | {
-        "checklists": sorted(listing, key=lambda c: (c["checklist_id"], c["code"], c["value"]))
+    clustering = {k: v for k, v in body["clustering"].items() if k != "rule"}
+    return _pick(body, "count", "observations", "stations", "by_question", "regions") | {
+        "clustering": clustering,
+        "checklists": sorted(listing, key=lambda c: (c["checklist_id"], c["code"], c["value"])),
     }
 
 
 def actual_counting(body: dict[str, Any]) -> dict[str, Any]:
-    out = _pick(body, "protocol", "reports", "stations", "quick_count")
+    out = _pick(
+        body,
+        "protocol",
+        "reports",
+        "stations",
+        "failing_reports",
+        "conflict_stations",
+        "quick_count",
+    )
+    inclusion = body["inclusion"]
+    out["inclusion"] = inclusion and {
+        k: sorted(v, key=lambda r: r["checklist_id"]) if k in ("included", "excluded") else v
+        for k, v in inclusion.items()
+        if k != "rule"
+    }
     out["checks"] = [_pick(c, "check", "failed", "checked") for c in body["checks"]]
     out["failing"] = sorted(
         (
@@ -107,57 +128,72 @@ def actual_statement(body: dict[str, Any], small: int) -> dict[str, Any]:
     by_key: dict[str, list[dict[str, Any]]] = {}
     for s in body["sentences"]:
         by_key.setdefault(s["key"], []).append(s)
-    zero = {"observations": 0, "stations": 0}
+    if "no_observations" in by_key:
+        return {"observed": False}
+
+    def counts(key: str) -> Any:
+        return by_key[key][0]["evidence"]["counts"] if key in by_key else None
+
     out: dict[str, Any] = {
-        "voting_at": by_key["voting_at"][0]["evidence"]["counts"],
-        "phases_at": by_key["phases_at"][0]["evidence"]["counts"],
-        "total": by_key["total"][0]["evidence"]["counts"],
+        "observed": True,
+        "voting_at": (counts("voting_at") or {}).get("stations"),
+        "phases_at": counts("phases_at"),
+        "not_observed": [
+            p for p in ("opening", "voting", "closing") if f"not_observed_{p}" in by_key
+        ],
+        "total": counts("total"),
     }
-    out["voting_at"] = out["voting_at"] or zero
     for code, keys in (
         ("H1", ("opening_assessed", "opening_positive")),
         ("H2", ("voting_assessed", "voting_positive")),
     ):
         said = [s for k in keys for s in by_key.get(k, [])]
         if said:
-            counts = said[0]["evidence"]["counts"]
-            out[code] = {"negative": counts["negative"], "answered": counts["answered"]}
-            if counts["negative"] and counts["answered"] >= small:
+            c = said[0]["evidence"]["counts"]
+            out[code] = {"negative": c["negative"], "answered": c["answered"]}
+            if c["negative"] and c["answered"] >= small:
                 out[code]["percent"] = _percent_in(said[0]["text"])
-    out["critical"] = [
-        {
-            "code": s["evidence"]["questions"][0],
-            "count": s["evidence"]["counts"]["count"],
-            "stations": s["evidence"]["counts"]["stations"],
-            "pattern": _pattern_of(s["text"]),
-            "share": _percent_in(s["text"]) if _pattern_of(s["text"]) == "clustered" else None,
-        }
-        for s in by_key.get("critical", [])
-    ]
+    out["critical"] = "critical_summary" in by_key and {
+        "counts": counts("critical_summary"),
+        "clustered": [
+            {
+                "code": s["evidence"]["questions"][0],
+                "share": re.search(r"with (\S+) of its", s["text"]).group(1),  # type: ignore[union-attr]
+            }
+            for s in by_key.get("critical_clustered", [])
+        ],
+        "otherwise": next(
+            (
+                k.removeprefix("critical_")
+                for k in ("critical_too_few", "critical_scattered")
+                if k in by_key
+            ),
+            None,
+        ),
+    }
+    if not out["critical"]:
+        assert "critical_none" in by_key
+        out["critical"] = 0
     incidents = by_key.get("incidents") or by_key["incidents_none"]
     out["incidents"] = {
         k: v for k, v in incidents[0]["evidence"]["counts"].items() if k != "incidents"
     }
-    checks = by_key.get("checks_pass") or by_key.get("checks_fail")
-    if checks:
-        counts = checks[0]["evidence"]["counts"]
-        out["counting"] = {"reports": counts["reports"], "failed": counts.get("failed", 0)}
+    key = next((k for k in ("checks_pass", "checks_fail", "checks_fail_all") if k in by_key), None)
+    if key:
+        c = counts(key)
+        out["counting"] = {
+            "reports": c["reports"],
+            "failed": c.get("failed", 0),
+            "all_failed": key == "checks_fail_all",
+        }
+        if "totals_excluded" in by_key:
+            out["counting"]["left_out"] = counts("totals_excluded")
     return out
 
 
 def _percent_in(text: str) -> str | None:
-    import re
-
     found = re.findall(r"\d+(?:\.\d)?%", text)
     return found[0] if found else None
-
-
-def _pattern_of(text: str) -> str:
-    if "clustered" in text or "concentrated" in text:
-        return "clustered"
-    if "scattered" in text or "spread" in text:
-        return "scattered"
-    return "isolated"
 
 
 VIEWS = {

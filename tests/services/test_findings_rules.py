@@ -10,7 +10,13 @@ from typing import Any
 
 import pytest
 
-from api.services.findings.stats import percent, percent_value, share_text, share_value
+from api.services.findings.stats import (
+    percent,
+    percent_value,
+    ratio_value,
+    share_text,
+    share_value,
+)
 from tests.factories import make_mission, make_observer, make_station
 from tests.findings_factories import answer, post, post_count, question, view
 
@@ -40,6 +46,14 @@ def test_four_decimal_shares_and_negative_values_round_away_from_zero() -> None:
     assert share_value(Fraction(1, 32)) == 0.0313  # 0.03125: float rounding gave 0.0312
     assert percent_value(Fraction(-23, 80)) == Decimal("-28.8")
     assert percent(0.00125) == "0.1%"
+
+
+def test_a_lift_rounds_by_the_same_rule_as_a_share() -> None:
+    """The reference test's mission: a region with 3 of 4 cases and 2 of 11 observations
+    has a lift of 33/8 = 4.125, which round() of a float wrote 4.12."""
+    assert ratio_value(Fraction(3, 4) / Fraction(2, 11)) == 4.13
+    assert ratio_value(Fraction(-33, 8)) == -4.13
+    assert ratio_value(Fraction(1, 3)) == 0.33
 
 
 def test_the_findings_json_and_the_statement_in_every_language_write_a_tie_the_same_way(
@@ -96,13 +110,13 @@ def test_critical_abroad_compares_a_problem_with_the_observations_abroad_only(
     assert at_home["count"] == 0
 
 
-def test_the_time_window_includes_its_start_and_leaves_out_its_end(
+def test_the_time_window_widened_to_whole_minutes_includes_its_start_and_leaves_out_its_end(
     client: Any, session: Any
 ) -> None:
     mission, _ = make_mission(session)
     make_station(session, mission.id, "S-1")
     _, token = make_observer(session, mission.id, ["S-1"])
-    at = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    at = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=2)
     post(client, token, "S-1", observed_at=at.isoformat())
     post(client, token, "S-1", observed_at=(at + timedelta(hours=1)).isoformat())
 
@@ -112,6 +126,11 @@ def test_the_time_window_includes_its_start_and_leaves_out_its_end(
     assert total(observed_from=at, observed_to=at + timedelta(hours=1)) == 1
     assert total(observed_from=at + timedelta(hours=1)) == 1
     assert total(observed_to=at) == 0
+    # A window's seconds widen it: its start down, its end up, to the minute.
+    assert total(observed_from=at + timedelta(seconds=30)) == 2
+    assert total(observed_to=at + timedelta(seconds=1)) == 1
+    assert total(observed_from=at, observed_to=at + timedelta(minutes=59, seconds=1)) == 1
+    assert total(observed_from=at, observed_to=at + timedelta(hours=1, seconds=1)) == 2
 
 
 def test_a_place_and_abroad_that_contradict_each_other_count_like_a_scope_without_reports(

@@ -13,7 +13,7 @@ from api.checklist_schema import QuestionType
 from api.services.findings.fold import AN, FC, FT
 from api.services.findings.questions import QuestionInfo
 from api.services.findings.scope import CL, LOC, OBS, ST, TEAM, Scope, checklist_predicate
-from api.services.findings.stats import FindingsSettings, share_value
+from api.services.findings.stats import FindingsSettings, ratio_value, share_value
 from models import Assignment
 from models.base import table_of
 
@@ -204,7 +204,7 @@ def _teams_missing(session: Session, scope: Scope) -> dict[str, Any]:
         .limit(LIST_LIMIT)
     ).all()
     if not rows:
-        return {"count": 0, "data": []}
+        return {"count": 0, "unit": "team", "data": []}
     keys = [r.team_key for r in rows]
     members: dict[Any, list[dict[str, Any]]] = defaultdict(list)
     names: dict[Any, str | None] = {}
@@ -522,7 +522,7 @@ def critical(
             top_region=top_region,
             top_region_share=share_value(top_share),
             top_region_observation_share=share_value(expected),
-            lift=round(float(top_share / expected), 2) if expected else None,
+            lift=ratio_value(top_share / expected) if expected else None,
             pattern=pattern,
             regions=[{"region": r, "count": n} for r, n in sorted(p["regions"].items())],
         )

@@ -106,6 +106,12 @@ def share_value(share: Share) -> float:
     return float(_half_away(_exact(share), 4))
 
 
+def ratio_value(ratio: Fraction, places: int = 2) -> float:
+    """A ratio that is not a share (a problem's lift) as the JSON gives it, by the same
+    rule: 33/8 is 4.13 (rounding through binary floating point had made it 4.12)."""
+    return float(_half_away(ratio, places))
+
+
 def percent(share: Share) -> str:
     """A share as an English percentage, a trailing ".0" dropped: "28.8%", "25%"."""
     text = f"{percent_value(share):f}".removesuffix(".0")
