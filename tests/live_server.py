@@ -23,11 +23,16 @@ def live_server(workers: int = 1, via_cli: bool = False, **env: str) -> Iterator
     """Start `uvicorn api.main:app` (or, `via_cli`, `pollcheck serve` as deployed) with the
     test settings; yield its base URL."""
     port = free_port()
-    # Real servers keep event streams open as in production (conftest ends them early for
-    # in-process clients).
+    # Real servers run as deployed: they keep event streams open (conftest ends them early
+    # for in-process clients) and fold the findings in the background (in-process clients
+    # fold on read), so a console hears the new findings version without asking for it.
     environ = (
         os.environ
-        | {"POLLCHECK_RATE_LIMIT_PER_MINUTE": "0", "POLLCHECK_EVENTS_STREAM_MAX_S": "3600"}
+        | {
+            "POLLCHECK_RATE_LIMIT_PER_MINUTE": "0",
+            "POLLCHECK_EVENTS_STREAM_MAX_S": "3600",
+            "POLLCHECK_ENVIRONMENT": "development",
+        }
         | env
     )
     where = ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]

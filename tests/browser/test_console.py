@@ -123,12 +123,6 @@ def _findings_text(page: Any) -> str:
     return str(page.locator("#p-findings").inner_text())
 
 
-@pytest.mark.xfail(
-    reason="since the merge with the event stream and the limits, a critical answer posted to a "
-    "live server does not reach the console's feed and queue (in-process the view has it); "
-    "open on issue 15",
-    strict=False,
-)
 def test_analyst_sees_a_checklist_arrive_opens_it_from_the_feed_and_rejects_it(
     chromium: Any, server: str, field: dict[str, Any]
 ) -> None:
@@ -176,12 +170,6 @@ def test_analyst_sees_a_checklist_arrive_opens_it_from_the_feed_and_rejects_it(
     context.close()
 
 
-@pytest.mark.xfail(
-    reason="since the merge with the event stream and the limits, a critical answer posted to a "
-    "live server does not reach the console's feed and queue (in-process the view has it); "
-    "open on issue 15",
-    strict=False,
-)
 def test_a_decision_taken_meanwhile_is_told_and_the_comment_kept(
     chromium: Any, server: str, field: dict[str, Any]
 ) -> None:
@@ -238,12 +226,6 @@ def test_checklist_page_shows_versions_side_by_side_with_the_change_marked(
     context.close()
 
 
-@pytest.mark.xfail(
-    reason="since the merge with the event stream and the limits, a critical answer posted to a "
-    "live server does not reach the console's feed and queue (in-process the view has it); "
-    "open on issue 15",
-    strict=False,
-)
 def test_viewer_has_no_review_controls_and_a_forced_review_is_refused(
     chromium: Any, server: str, field: dict[str, Any]
 ) -> None:
@@ -278,12 +260,6 @@ def test_viewer_has_no_review_controls_and_a_forced_review_is_refused(
     context.close()
 
 
-@pytest.mark.xfail(
-    reason="since the merge with the event stream and the limits, a critical answer posted to a "
-    "live server does not reach the console's feed and queue (in-process the view has it); "
-    "open on issue 15",
-    strict=False,
-)
 def test_statement_evidence_links_open_the_checklists_behind_it(
     chromium: Any, server: str, field: dict[str, Any]
 ) -> None:
