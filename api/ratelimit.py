@@ -41,7 +41,7 @@ from api.db import (
     ping_idle_connections,
 )
 from api.errors import TooManyRequests
-from api.security import token_digest
+from api.security import signed, token_digest
 from models import Mission, RateLimitWindow
 from models.base import table_of
 
@@ -457,7 +457,9 @@ def spend_checklists(principal: Submitter, count: int, settings: Settings) -> No
 # An unknown token costs a database lookup to find out; a flood of them from one address
 # took a real observer's p95 from 12 to 305 ms. Each process remembers which addresses the
 # shared bucket refused, and until when, and refuses their unknown tokens itself (no
-# database, no route: `AddressGuard`), while tokens it has seen valid still pass.
+# database, no route: `AddressGuard`), while tokens this server signed (`api.security`) or
+# this process has seen valid still pass: observers behind the flooding address's NAT
+# are not locked out with the attacker.
 
 _blocked: dict[str, float] = {}  # address -> Unix time until which its bad tokens are refused
 _GOOD_KEEP = 50_000
@@ -482,9 +484,10 @@ def known(digest: str) -> Any:
     return _good.get(digest)
 
 
-def blocked_for(address: str, digest: str | None, now: float | None = None) -> int | None:
+def blocked_for(address: str, token: str | None, now: float | None = None) -> int | None:
     """Seconds left while this address's bad tokens are refused here (None: not refused).
-    A token this process has seen valid is never refused by this check."""
+    A token this server signed, or one this process has seen valid, is never refused by
+    this check: its database lookup decides, as for any other address."""
     until = _blocked.get(address)
     if until is None:
         return None
@@ -492,7 +495,9 @@ def blocked_for(address: str, digest: str | None, now: float | None = None) -> i
     if until <= now:
         _blocked.pop(address, None)
         return None
-    if digest is not None and digest in _good:
+    if token is not None and (
+        signed(token, get_settings().secret_key) or token_digest(token) in _good
+    ):
         return None
     return max(1, math.ceil(until - now))
 
@@ -550,7 +555,7 @@ class AddressGuard:
         if address in _blocked:
             token = _bearer(scope)
             if token is not None or scope["method"] not in ("GET", "HEAD"):
-                left = blocked_for(address, token_digest(token) if token else None)
+                left = blocked_for(address, token)
                 if left is not None:
                     error = _too_many_bad_tokens(left)
                     response = JSONResponse(

@@ -57,6 +57,7 @@ from bench.run import (
     server_rss_mb,
     start_server,
     variants,
+    wait_caught_up,
     wrk_run,
 )
 
@@ -274,8 +275,8 @@ def main() -> None:
     server = start_server(url, args.port, args.workers, fold_process=True)
     result: dict[str, Any] = {"consoles": args.consoles, "workers": args.workers, "wrk": wrk}
     try:
-        log(f"API up on :{args.port}; intake alone for {args.seconds} s")
-        time.sleep(1)
+        waited = wait_caught_up(f"http://127.0.0.1:{args.port}", world)
+        log(f"API up on :{args.port}, findings caught up after {waited:.0f} s; intake alone")
         result["rss_mb_idle"] = round(server_rss_mb(server.pid), 1)
         result["intake_alone_per_s"] = round(intake(0), 1)
         log(f"intake alone: {result['intake_alone_per_s']} checklists/s; opening consoles")

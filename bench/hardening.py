@@ -40,7 +40,17 @@ from typing import Any
 
 import httpx
 
-from bench.run import ROOT, body, pct, preload, recreate_database, seed, start_server, variants
+from bench.run import (
+    ROOT,
+    body,
+    pct,
+    preload,
+    recreate_database,
+    seed,
+    start_server,
+    variants,
+    wait_caught_up,
+)
 
 TARGET_P95_MS = 100.0
 
@@ -172,6 +182,8 @@ def main() -> None:
     mission, viewer = str(world.mission_id), world.viewer_token
     out: dict[str, Any] = {}
     try:
+        waited = wait_caught_up(base, world)
+        print(f"findings caught up with the preload after {waited:.0f} s; measuring")
         used = 0
         for phase in ("alone", "viewer", "flood"):
             hammer = None

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import contextlib
 import hashlib
 import json
 import os
@@ -156,7 +157,11 @@ class World:
 
 def seed(url: str, stations: int, observers: int, rng: random.Random) -> World:
     os.environ["POLLCHECK_DATABASE_URL"] = url
+    os.environ["POLLCHECK_SECRET_KEY"] = SECRET_KEY  # tokens issued here, as the server signs
     from api import migrate
+    from api.config import get_settings
+
+    get_settings.cache_clear()
     from api.db import reset_engines, session_scope
     from api.security import new_token, token_digest
     from api.services import credentials, missions
@@ -223,12 +228,13 @@ def seed(url: str, stations: int, observers: int, rng: random.Random) -> World:
     per = max(1, len(station_rows) // max(1, observers // 2))
     obs_rows, asg_rows, cred_rows, team_rows = [], [], [], []
     now = datetime.now(UTC)
+    key = SECRET_KEY  # the servers the bench starts sign with the same key
     for k in range(observers):
         team = k // 2
         if k % 2 == 0:
             team_rows.append((uuid.uuid4(), mission_id, f"Team {team:04}", now))
         team_id = team_rows[-1][0]
-        oid, cid, token = uuid.uuid4(), uuid.uuid4(), new_token()
+        oid, cid, token = uuid.uuid4(), uuid.uuid4(), new_token(key)
         mine = station_rows[(team * per) % len(station_rows) :][:per] or station_rows[:per]
         obs_rows.append((oid, mission_id, team_id, f"STO-{k:05}", f"Observer {k}", now))
         cred_rows.append(
@@ -371,11 +377,14 @@ def preload(url: str, world: World, sets: dict[str, Any], n: int, rng: random.Ra
 # --- the server and the pollers ---------------------------------------------------------
 
 
+SECRET_KEY = uuid.uuid4().hex  # one per bench run: the seeded tokens are signed with it
+
+
 def start_server(url: str, port: int, workers: int, fold_process: bool) -> subprocess.Popen[bytes]:
     env = os.environ | {
         "POLLCHECK_DATABASE_URL": url,
         "POLLCHECK_ENVIRONMENT": "bench",
-        "POLLCHECK_SECRET_KEY": uuid.uuid4().hex,
+        "POLLCHECK_SECRET_KEY": SECRET_KEY,
         "POLLCHECK_FINDINGS_FOLD_ELSEWHERE": "true" if fold_process else "false",
     }
     cmd = [
@@ -394,6 +403,21 @@ def start_server(url: str, port: int, workers: int, fold_process: bool) -> subpr
         time.sleep(0.2)
     proc.kill()
     raise SystemExit("the API did not start")
+
+
+def wait_caught_up(base: str, world: World, limit_s: float = 600.0) -> float:
+    """Wait until the findings include every preloaded checklist (the first fold of a
+    large preload takes a minute), so that a measurement does not share the machine with
+    it; the seconds waited."""
+    started = time.monotonic()
+    url = f"{base}/missions/{world.mission_id}/findings/version"
+    headers = {"Authorization": f"Bearer {world.viewer_token}"}
+    while time.monotonic() - started < limit_s:
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            if httpx.get(url, headers=headers, timeout=10).json().get("caught_up"):
+                return time.monotonic() - started
+        time.sleep(1)
+    raise SystemExit(f"the findings did not catch up with the preload within {limit_s:.0f} s")
 
 
 def server_rss_mb(root_pid: int) -> float:

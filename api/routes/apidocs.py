@@ -34,18 +34,20 @@ def mount(app: FastAPI) -> None:
     """Serve /docs, /redoc and their files (the app is made with docs_url=redoc_url=None)."""
     app.mount(PREFIX, StaticFiles(directory=ASSETS_DIR), name="apidocs")
 
-    def spec_url(request: Request) -> str:
-        return request.scope.get("root_path", "") + (app.openapi_url or "/openapi.json")
+    def at(request: Request, path: str) -> str:
+        """`path` on this server, behind a proxy's root path too."""
+        return str(request.scope.get("root_path", "")) + path
+
+    spec = app.openapi_url or "/openapi.json"
 
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "")
         page = get_swagger_ui_html(
-            openapi_url=spec_url(request),
+            openapi_url=at(request, spec),
             title=f"{app.title} API",
-            swagger_js_url=f"{root}{SWAGGER_UI}/swagger-ui-bundle.js",
-            swagger_css_url=f"{root}{SWAGGER_UI}/swagger-ui.css",
-            swagger_favicon_url=f"{root}{SWAGGER_UI}/favicon-32x32.png",
+            swagger_js_url=at(request, f"{SWAGGER_UI}/swagger-ui-bundle.js"),
+            swagger_css_url=at(request, f"{SWAGGER_UI}/swagger-ui.css"),
+            swagger_favicon_url=at(request, f"{SWAGGER_UI}/favicon-32x32.png"),
             # No badge from validator.swagger.io: it is a request to the internet.
             swagger_ui_parameters={"validatorUrl": None},
         )
@@ -53,12 +55,11 @@ def mount(app: FastAPI) -> None:
 
     @app.get("/redoc", include_in_schema=False)
     async def redoc(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "")
         page = get_redoc_html(
-            openapi_url=spec_url(request),
+            openapi_url=at(request, spec),
             title=f"{app.title} API",
-            redoc_js_url=f"{root}{REDOC}/redoc.standalone.js",
-            redoc_favicon_url=f"{root}{SWAGGER_UI}/favicon-32x32.png",
+            redoc_js_url=at(request, f"{REDOC}/redoc.standalone.js"),
+            redoc_favicon_url=at(request, f"{SWAGGER_UI}/favicon-32x32.png"),
             with_google_fonts=False,
         )
         return _local_only(page)

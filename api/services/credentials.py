@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
+from api.config import get_settings
 from api.errors import Invalid, NotFound
 from api.security import new_token, token_digest
 from models import Credential, Observer, Role
@@ -54,7 +55,7 @@ def issue(
                 }
             ],
         )
-    token = new_token()
+    token = new_token(get_settings().secret_key)
     cred = Credential(
         mission_id=mission_id,
         role=role,

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from api import ratelimit
+from api import ratelimit, security
 from api.config import Settings
 from models import Checklist, Mission, Role
 from tests.factories import (
@@ -125,6 +125,39 @@ def test_bad_tokens_from_one_address_get_429_while_its_valid_tokens_still_pass(
         assert two.post("/checklists", json={}).status_code == 429  # no token at all
         assert one.get("/me", headers=auth(viewer)).status_code == 200
         assert two.get("/healthz").status_code == 200  # token-less pages still load
+
+
+def test_an_observer_behind_a_flooding_address_still_posts_with_a_token_the_server_signed(
+    session: Any,
+) -> None:
+    """A carrier's NAT puts an attacker and real observers behind one address: once the
+    address is refused, made-up tokens are turned away without the database, while a token
+    this server issued (signed with its secret key) is still looked up and served, even by
+    a process that has never seen it."""
+    mission, _ = make_mission(session)
+    make_station(session, mission.id, "S-1")
+    _, observer = make_observer(session, mission.id, ["S-1"])
+    settings = {"limit_failed_auth_per_minute": 1, "limit_failed_auth_burst": 2}
+    with TestClient(app_with_settings(**settings), raise_server_exceptions=False) as client:
+        for i in range(2):
+            assert client.get("/me", headers=auth(f"pc_made_up{i}")).status_code == 401
+        assert client.get("/me", headers=auth("pc_made_up")).status_code == 429
+        with ratelimit._good_lock:
+            ratelimit._good.clear()  # this process has not seen the observer's token
+        forged = observer.rpartition(".")[0] + ".AAAAAAAAAAAA"  # a real body, a made-up tag
+        assert client.get("/me", headers=auth(forged)).status_code == 429
+        r = client.post("/checklists", json=checklist_payload("S-1"), headers=auth(observer))
+        assert r.status_code == 201, r.text
+        assert _stored(session) == 1
+
+
+def test_a_token_is_signed_only_under_the_key_that_issued_it() -> None:
+    token = security.new_token("one key")
+    assert token.startswith("pc_") and security.signed(token, "one key")
+    assert not security.signed(token, "another key")
+    assert not security.signed(token[:-1] + ("A" if token[-1] != "A" else "B"), "one key")
+    assert not security.signed("pc_" + "x" * 43, "one key")  # a token from before the tags
+    assert not security.signed("", "one key") and not security.signed(".", "one key")
 
 
 def test_a_pool_that_stays_busy_answers_503_with_retry_after_within_seconds(
