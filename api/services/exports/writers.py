@@ -25,7 +25,7 @@ import orjson
 import xlsxwriter
 
 from api.kit.spreadsheet import safe_cell
-from api.services.exports.common import DATETIME, TIME, Export, Table
+from api.services.exports.common import BOOL, DATETIME, FLAG, FLOAT, INT, TEXT, TIME, Export, Table
 
 CHUNK = 64 * 1024
 BOM = "\ufeff"
@@ -34,6 +34,8 @@ YIELD_EVERY = 2000  # rows between the XLSX writer's empty chunks
 
 
 def csv_value(value: Any) -> Any:
+    """A cell as the CSV shows it: text made safe, 1/0 for yes/no, dates and times in a
+    form every spreadsheet reads, numbers as they are."""
     if value.__class__ is str:
         return safe_cell(value)
     if value is None:
@@ -41,10 +43,40 @@ def csv_value(value: Any) -> Any:
     if isinstance(value, bool):
         return 1 if value else 0
     if isinstance(value, datetime):
-        return value.strftime(CSV_DATETIME)
+        return value.isoformat(" ", "seconds")[:19]  # as CSV_DATETIME, at half the cost
     if isinstance(value, time):
         return value.strftime("%H:%M")
     return value
+
+
+def _csv_text(value: Any) -> Any:
+    return safe_cell(value) if value.__class__ is str else csv_value(value)
+
+
+def _csv_flag(value: Any) -> Any:
+    return 1 if value is True else 0 if value is False else csv_value(value)
+
+
+def _csv_number(value: Any) -> Any:
+    return value if value.__class__ is int or value.__class__ is float else csv_value(value)
+
+
+def _csv_datetime(value: Any) -> Any:
+    if value.__class__ is datetime:
+        return value.isoformat(" ", "seconds")[:19]
+    return csv_value(value)
+
+
+# What each column type needs before csv.writer (a row has a hundred cells or more: the
+# cheapest path per column, picked once). 0/1 flags go as they are.
+_CSV_CONVERT = {
+    TEXT: _csv_text,
+    BOOL: _csv_flag,
+    INT: _csv_number,
+    FLOAT: _csv_number,
+    DATETIME: _csv_datetime,
+    TIME: csv_value,
+}
 
 
 def csv_chunks(
@@ -57,17 +89,19 @@ def csv_chunks(
     buf.write(BOM)
     w.writerow([safe_cell(export.title)])
     w.writerow([c.name for c in table.columns])
-    # Only the cells that may need it are converted (`Column.plain`).
-    convert = [i for i, c in enumerate(table.columns) if not c.plain]
+    # Only the cells that may need it are converted (`Column.plain`); None is an empty cell.
+    convert = [
+        (i, _CSV_CONVERT.get(c.type, csv_value))
+        for i, c in enumerate(table.columns)
+        if not c.plain and c.type != FLAG
+    ]
     n = 0
     for row in table.rows:
         cells = list(row)
-        for i in convert:
+        for i, to_csv in convert:
             v = cells[i]
-            if v.__class__ is str:
-                cells[i] = safe_cell(v)
-            elif v is not None:
-                cells[i] = csv_value(v)
+            if v is not None:
+                cells[i] = to_csv(v)
         w.writerow(cells)
         n += 1
         if buf.tell() >= CHUNK:
