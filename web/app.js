@@ -223,7 +223,7 @@ async function signIn(token, messageEl, button) {
   try {
     res = await fetch("/me", { headers: { Authorization: "Bearer " + token }, cache: "no-store" });
   } catch (e) {
-    if (/^pc_[\w-]{20,}$/.test(token)) {
+    if (/^pc_[\w-]{20,}(\.[\w-]{12})?$/.test(token)) {
       // A QR code scanned in a basement: keep the code and check it once online.
       localStorage.setItem("pc.token", token);
       state.token = token;
