@@ -54,6 +54,25 @@ def _observers(session: Session, mission_id: uuid.UUID) -> list[str]:
     return tokens
 
 
+class Kill:
+    """SIGKILLs a worker from the phone thread that sees the KILL_AFTER-th acknowledgement,
+    so that requests are in flight when it dies (a main thread polling the count woke, under
+    128 busy threads, when most of the load was already done)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.acked = 0
+        self.at: int | None = None
+        self._lock = threading.Lock()
+
+    def count(self, n: int) -> None:
+        with self._lock:
+            self.acked += n
+            if self.at is None and self.acked >= KILL_AFTER:
+                self.at = self.acked
+                os.kill(self.pid, signal.SIGKILL)  # mid-load: no shutdown, requests cut
+
+
 @dataclass
 class Phone:
     """One observer's phone: a queue sent until every item is acknowledged."""
@@ -61,6 +80,7 @@ class Phone:
     base_url: str
     token: str
     batches: bool
+    kill: Kill
     sent: dict[str, dict[str, Any]] = field(default_factory=dict)
     acked: set[str] = field(default_factory=set)
     statuses: list[int] = field(default_factory=list)
@@ -93,10 +113,12 @@ class Phone:
             return queue
         if r.status_code in (200, 201) and not self.batches:
             self.acked.add(queue[0]["id"])
+            self.kill.count(1)
             return []
         if r.status_code == 200:
             done = {x["id"] for x in r.json()["results"] if x["status"] in ("created", "duplicate")}
             self.acked |= done
+            self.kill.count(len(done))
             return [b for b in queue if b["id"] not in done]
         return queue  # any other answer is counted in `statuses` and fails the test
 
@@ -119,22 +141,23 @@ def test_128_phones_and_a_killed_worker_get_no_500_and_nothing_is_lost_or_double
             POLLCHECK_DB_MAX_OVERFLOW="2",
             POLLCHECK_DASHBOARD_THREADS="2",
         )
-        phones = [Phone(server.base_url, t, batches=i % 2 == 0) for i, t in enumerate(tokens)]
-        deadline = time.monotonic() + BOUND_S
-        threads = [threading.Thread(target=p.run, args=(deadline,)) for p in phones]
         try:
             workers = server.workers()
             assert len(workers) == 2, workers
+            kill = Kill(workers[0])
+            phones = [
+                Phone(server.base_url, t, batches=i % 2 == 0, kill=kill)
+                for i, t in enumerate(tokens)
+            ]
+            deadline = time.monotonic() + BOUND_S
+            threads = [threading.Thread(target=p.run, args=(deadline,)) for p in phones]
             for t in threads:
                 t.start()
-            while sum(len(p.acked) for p in phones) < KILL_AFTER:
-                assert time.monotonic() < deadline, "the load never got going"
-                time.sleep(0.05)
-            os.kill(workers[0], signal.SIGKILL)  # mid-load: no shutdown, requests cut
             for t in threads:
                 t.join(timeout=max(1.0, deadline - time.monotonic()))
         finally:
             server.stop()
+        assert kill.at is not None, "the load never got going"
         statuses = [s for p in phones for s in p.statuses]
         assert set(statuses) <= {200, 201, 429, 503}, sorted(set(statuses))
         assert not any(p.without_retry_after for p in phones), "a 429 or 503 without Retry-After"
