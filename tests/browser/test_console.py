@@ -406,3 +406,16 @@ def _axe(page: Any, where: str) -> list[str]:
         for v in result
         if v["impact"] in ("serious", "critical")
     ]
+
+
+def test_counts_are_written_in_the_languages_plural_forms(
+    chromium: Any, server: str, field: dict[str, Any]
+) -> None:
+    _post(server, field["observer"], "AST-001", "voting")
+    context, page = _open(chromium, server, field["analyst"])
+    text = _findings_text(page)
+    assert "Voting: 1 observation at 1 station" in text, text[:300]
+    assert "; 1 station;" in text
+    page.locator("#tools select").first.select_option("ru")
+    page.get_by_text("1 наблюдение на 1 участке").wait_for()
+    context.close()

@@ -918,7 +918,7 @@ async function drawMap(crit) {
   }
   const observed = shown.filter((st) => seen.has(st.code)).length;
   const placeless = stations.filter((st) => st.latitude === null || st.longitude === null).length;
-  body.querySelector("#map-summary").textContent = t("map_summary", { observed: num(observed), total: num(shown.length), missing: num(placeless) });
+  body.querySelector("#map-summary").textContent = [t("map_summary", { observed: num(observed), total: tn("n_stations_of", shown.length, num(shown.length)) }), placeless ? tn("map_no_coordinates", placeless, num(placeless)) : ""].join(" ").trim();
   if (typeof L === "undefined") return;
   if (!state.map || state.map.getContainer() !== map) {
     state.map = L.map(map, { attributionControl: Boolean(state.settings && state.settings.map_tile_url), zoomControl: true });
@@ -953,14 +953,14 @@ function drawFindings(f, regional) {
   const out = [h("p", { class: "muted", text: t("findings_note", { n: f.small_denominator, time: when(f.computed_at) }) })];
   for (const p of f.phases) {
     if (state.filters.phase && p.phase !== state.filters.phase) continue;
-    out.push(h("h3", { text: `${phaseName(p.phase)}: ${t("observations_stations", { o: num(p.observations), s: num(p.stations) })}` }));
+    out.push(h("h3", { text: `${phaseName(p.phase)}: ${t("observations_stations", { o: tn("n_observations", p.observations, num(p.observations)), s: tn("n_stations_at", p.stations, num(p.stations)) })}` }));
     const qs = h("div", { class: "qs" });
     out.push(qs);
     for (const q of p.questions) {
       const answers = (q.answers || []).filter((a) => a.value !== "na");
       const parts = [
         h("div", { class: "label" }, `${q.code}. ${q.label}`),
-        h("div", { class: "muted", text: t("answered_of", { answered: num(q.answered), asked: num(q.asked), stations: num(q.stations), na: num(q.not_applicable) }) }),
+        h("div", { class: "muted", text: t("answered_of", { answered: num(q.answered), asked: num(q.asked), stations: tn("n_stations", q.stations, num(q.stations)), na: num(q.not_applicable) }) }),
       ];
       if (["scale4", "yes_no", "single"].includes(q.type) && answers.length) parts.push(...shareBar(answers, q.answered - (q.not_applicable || 0), q.type === "scale4"));
       else if (answers.length) parts.push(h("div", { class: "legend" }, answers.map((a) => h("span", {}, `${a.label}: ${a.text}`))));
@@ -1299,7 +1299,7 @@ function drawQueue(all, crit, counting) {
     (!st || (st === "open" ? ["received", "has_issues"].includes(i.c.review_state) : i.c.review_state === st)) &&
     (!station || i.c.station.toLowerCase().includes(station)));
   const body = document.querySelector("#queue .body");
-  document.getElementById("h-queue").textContent = t("queue_count", { n: num(items.length) });
+  document.getElementById("h-queue").textContent = tn("queue_count", items.length, num(items.length));
   if (!items.length) return body.replaceChildren(h("p", { class: "muted", text: t("queue_empty") }));
   const rows = items.slice(0, 300).map((i) => h("tr", { tabindex: "0", "data-id": i.c.id,
       onkeydown: (e) => queueKey(e, i.c), onclick: (e) => { if (e.target.tagName !== "A" && e.target.tagName !== "BUTTON") openInline(e.currentTarget, i.c); } },
