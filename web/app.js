@@ -400,7 +400,11 @@ function viewHome() {
                     "span",
                     { class: "sent" },
                     t("sent_phases"),
-                    sentPhases(s.code).map((p) => h("span", { class: "chip", "data-sent": p, text: t("phase_" + p) })),
+                    sentPhases(s.code).map((p) =>
+                      rejectedPhases(s.code).has(p)
+                        ? h("span", { class: "chip rejected", "data-sent": p, title: t("phase_rejected"), text: t("phase_" + p) })
+                        : h("span", { class: "chip", "data-sent": p, text: t("phase_" + p) }),
+                    ),
                   )
                 : null,
             ),
@@ -432,6 +436,18 @@ function sentPhases(code) {
   const held = Object.assign({}, state.held[code]);
   for (const i of state.outbox) if (i.status === "sent" && i.station.code === code) held[i.payload.phase] = true;
   return PHASES.filter((p) => held[p]);
+}
+
+/* Phases of a station whose every checklist on this phone, in its latest version, was
+   rejected by the mission: it does not count, so the station's card must not tick it. */
+function rejectedPhases(code) {
+  const seen = {};
+  for (const i of state.outbox) {
+    if (i.status !== "sent" || i.station.code !== code || latestOf(i) !== i.id) continue;
+    const p = i.payload.phase;
+    seen[p] = (seen[p] === undefined || seen[p]) && !!i.review && i.review.state === "rejected";
+  }
+  return new Set(PHASES.filter((p) => seen[p]));
 }
 
 /* Chrome offers installation when the app qualifies; we show the offer as a plain button. */

@@ -87,6 +87,9 @@ def test_analysts_rejection_with_its_comment_reaches_the_phone(
     assert "This is not your station: check the code" in item.inner_text()
     status = page.locator("#net").inner_text()
     assert "Everything is sent" not in status and "1 needs your attention" in status
+    # The station's card no longer ticks the phase: the rejected checklist does not count.
+    chip = page.locator("[data-station='AST-001'] .chip[data-sent='opening']")
+    assert chip.get_attribute("class") == "chip rejected"
     _shot(page, "home-rejected")
 
     # Correct: the correction goes out as a new version, and attention is off.
@@ -98,6 +101,8 @@ def test_analysts_rejection_with_its_comment_reaches_the_phone(
         "() => document.querySelector('#net').innerText.includes('Everything is sent')",
         timeout=30_000,
     )
+    chip = page.locator("[data-station='AST-001'] .chip[data-sent='opening']")
+    assert chip.get_attribute("class") == "chip"  # the correction counts until reviewed
 
 
 def test_protocol_that_does_not_add_up_is_visible_on_check_and_send(
