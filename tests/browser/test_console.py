@@ -40,7 +40,16 @@ pytestmark = pytest.mark.browser
 LAPTOP = {"viewport": {"width": 1366, "height": 768}}
 TABLET = {"viewport": {"width": 1024, "height": 768}, "has_touch": True}
 AXE = Path(__file__).parent / "vendor" / "axe-core-4.10.2" / "axe.min.js"
-PAGES = ["overview", "findings", "critical", "incidents", "counting", "queue", "statement"]
+PAGES = [
+    "overview",
+    "findings",
+    "critical",
+    "incidents",
+    "counting",
+    "queue",
+    "statement",
+    "exports",
+]
 SHOTS = os.environ.get("POLLCHECK_SCREENSHOTS")
 
 
@@ -418,4 +427,40 @@ def test_counts_are_written_in_the_languages_plural_forms(
     assert "; 1 station;" in text
     page.locator("#tools select").first.select_option("ru")
     page.get_by_text("1 наблюдение на 1 участке").wait_for()
+    context.close()
+
+
+def test_exports_page_downloads_with_the_filters_and_offers_viewers_no_checklists(
+    chromium: Any, server: str, field: dict[str, Any]
+) -> None:
+    voting = _post(server, field["observer"], "AST-001", "voting")
+    closing = _post(server, field["observer"], "AST-002", "closing")
+    context, page = _open(chromium, server, field["analyst"])
+    page.goto(f"{server}/console/#/exports")
+    _loaded(page)
+    page.locator("#f-phase").select_option("voting")
+    page.get_by_role("button", name="Apply").click()
+    _shot(page, "exports-1366")
+    page.locator("#ex-kind").select_option("checklists")
+    page.locator("#ex-values").select_option("labels")
+    with page.expect_download() as got:
+        page.locator("#ex-download").click()
+    download = got.value
+    assert download.suggested_filename.startswith("pollcheck_checklists_")
+    assert "phase-voting" in download.suggested_filename
+    text = Path(download.path()).read_text(encoding="utf-8-sig")
+    assert voting in text and closing not in text  # the filter bar applies
+    page.get_by_text("Saved pollcheck_checklists_").wait_for()
+    context.close()
+
+    context, page = _open(chromium, server, field["viewer"])
+    page.goto(f"{server}/console/#/exports")
+    _loaded(page)
+    kinds = page.locator("#ex-kind option").evaluate_all("os => os.map((o) => o.value)")
+    assert "checklists" not in kinds and "stations" in kinds
+    page.locator("#ex-kind").select_option("stations")
+    page.locator("#ex-format").select_option("geojson")
+    with page.expect_download() as got:
+        page.locator("#ex-download").click()
+    assert got.value.suggested_filename.endswith(".geojson")
     context.close()

@@ -521,6 +521,7 @@ const PAGES = [
   ["counting", "nav_counting"],
   ["queue", "nav_queue"],
   ["statement", "nav_statement"],
+  ["exports", "nav_exports"],
 ];
 
 function drawNav() {
@@ -759,6 +760,7 @@ const PAGE_MAKERS = {
   queue: () => queuePage(),
   checklist: (id) => checklistPage(id),
   statement: () => statementPage(),
+  exports: () => exportsPage(),
 };
 
 // --- drawing helpers ----------------------------------------------------------------------
@@ -1418,6 +1420,110 @@ async function downloadMarkdown(lang) {
     setTimeout(() => URL.revokeObjectURL(url), 10000);
   } catch (e) {
     if (!(e instanceof AuthError)) toast(e.message);
+  }
+}
+
+// --- exports -------------------------------------------------------------------------------
+
+/* What GET /missions/{id}/exports/{kind} serves: checklist-level exports carry observers'
+   identities and free text, so only staff see them offered (the API refuses a viewer too). */
+const EXPORT_KINDS = [
+  ["checklists", ["csv", "xlsx"], true],
+  ["findings", ["csv", "xlsx"], false],
+  ["counting", ["csv", "xlsx"], false],
+  ["incidents", ["csv", "xlsx"], false],
+  ["critical", ["csv", "xlsx"], false],
+  ["stations", ["csv", "xlsx", "geojson"], false],
+];
+
+function exportsPage() {
+  const kinds = EXPORT_KINDS.filter(([, , staff]) => !staff || isStaff());
+  const field = (id, label, control) => h("p", { class: "field" }, h("label", { for: id, text: label }), " ", control);
+  const kind = h("select", { id: "ex-kind", onchange: () => sync() },
+    kinds.map(([k]) => h("option", { value: k, text: t("export_" + k) })));
+  const format = h("select", { id: "ex-format" });
+  const versions = h("select", { id: "ex-versions" },
+    ["latest", "all", "counting"].map((v) => h("option", { value: v, text: t("export_versions_" + v) })));
+  const values = h("select", { id: "ex-values" },
+    ["codes", "labels"].map((v) => h("option", { value: v, text: t("export_values_" + v) })));
+  const langs = state.me.mission.languages || ["en"];
+  const lang = h("select", { id: "ex-lang" },
+    langs.map((l) => h("option", { value: l, selected: l === state.lang, text: (TEXTS[l] && TEXTS[l]._name) || l })));
+  const only = h("div", { id: "ex-checklist-options" },
+    field("ex-versions", t("export_versions"), versions),
+    field("ex-values", t("export_values"), values),
+    field("ex-lang", t("export_lang"), lang));
+  const status = h("p", { id: "ex-status", class: "muted", role: "status" });
+  const go = h("button", { class: "btn primary", type: "button", id: "ex-download", text: t("export_download") });
+  const sync = () => {
+    const [, formats] = EXPORT_KINDS.find(([k]) => k === kind.value);
+    const before = format.value;
+    format.replaceChildren(...formats.map((f) => h("option", { value: f, selected: f === before, text: f.toUpperCase() })));
+    only.hidden = kind.value !== "checklists";
+  };
+  sync();
+  go.onclick = async () => {
+    const extra = { format: format.value };
+    if (kind.value === "checklists") Object.assign(extra, { versions: versions.value, values: values.value, lang: lang.value });
+    go.disabled = true;
+    try {
+      await downloadExport(`/missions/${mid()}/exports/${kind.value}?` + filterQuery(extra), status);
+    } finally {
+      go.disabled = false;
+    }
+  };
+  const odata = `${location.origin}/missions/${mid()}/odata`;
+  return {
+    title: t("nav_exports"),
+    nodes: [
+      h("h1", { text: t("nav_exports") }),
+      h("section", { class: "card exports" },
+        h("h2", { text: t("export_title") }),
+        h("p", { class: "muted", text: t("export_note") }),
+        field("ex-kind", t("export_what"), kind),
+        field("ex-format", t("export_format"), format),
+        only,
+        h("p", {}, go),
+        status),
+      h("section", { class: "card exports" },
+        h("h2", { text: t("odata_title") }),
+        h("p", { text: t("odata_note") }),
+        h("p", {}, h("code", { id: "odata-url", text: odata }))),
+    ],
+    async update() {},
+  };
+}
+
+/* Fetch an export with the console's token (a plain link cannot carry it), saying how much
+   has arrived, then hand it to the browser as a download under the server's file name. */
+async function downloadExport(url, status) {
+  status.textContent = t("export_waiting");
+  try {
+    const res = await api(url);
+    if (!res.ok) throw new Error(await reason(res));
+    const parts = [];
+    let got = 0;
+    const reader = res.body.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      parts.push(value);
+      got += value.length;
+      status.textContent = t("export_received", { size: (got / 1048576).toFixed(1) });
+    }
+    const header = res.headers.get("Content-Disposition") || "";
+    const m = /filename\*=UTF-8''([^;]+)/.exec(header) || /filename="([^"]+)"/.exec(header);
+    const name = m ? decodeURIComponent(m[1]) : "pollcheck-export";
+    const blob = new Blob(parts, { type: res.headers.get("Content-Type") || "application/octet-stream" });
+    const href = URL.createObjectURL(blob);
+    const a = h("a", { href, download: name });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(href), 60000);
+    status.textContent = t("export_done", { name, size: (got / 1048576).toFixed(1), version: res.headers.get("X-Data-Version") || "?" });
+  } catch (e) {
+    status.textContent = e instanceof AuthError ? "" : t("export_failed", { detail: e.message });
   }
 }
 
