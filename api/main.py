@@ -9,6 +9,7 @@ from typing import Any
 import anyio.to_thread
 from fastapi import Depends, FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
+from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import access, deps, ratelimit
@@ -34,6 +35,12 @@ from api.routes import (
     templates,
     web,
 )
+from api.services.exports.common import MEDIA_TYPES
+
+# Files the gzip middleware leaves alone: an XLSX is a zip already (gzip would spend a second
+# of CPU on a large export to save nothing); CSV and GeoJSON files gzip themselves, fast
+# (`compression.negotiated`).
+NOT_GZIPPED = (*DEFAULT_EXCLUDED_CONTENT_TYPES, *MEDIA_TYPES.values())
 
 DESCRIPTION = """
 Pollcheck takes election-observation checklists from phones on bad networks, stores each
@@ -151,7 +158,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     apidocs.mount(app)
     declare_media_errors(app)
     # Phones on 2G: JSON and the web app shrink four to ten times.
-    app.add_middleware(GZipMiddleware, minimum_size=1000)
+    app.add_middleware(GZipMiddleware, minimum_size=1000, exclude_content_types=NOT_GZIPPED)
 
     # The template upload route reads YAML or JSON itself; publish the JSON shape it accepts.
     original = app.openapi

@@ -4,9 +4,10 @@ import uuid
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
+from api.compression import negotiated
 from api.db import session_scope
 from api.deps import AdminOfMission, ReadSessionDep
 from api.errors import COMMON_ERRORS
@@ -49,6 +50,7 @@ def read_audit_trail(
     | {200: {"description": "CSV, one row per event", "content": {"text/csv": {}}}},
 )
 def export_audit_trail(
+    request: Request,
     mission_id: uuid.UUID,
     _: AdminOfMission,
     include_intake: Annotated[
@@ -57,13 +59,12 @@ def export_audit_trail(
 ) -> StreamingResponse:
     """The audit trail as CSV, safe to open in a spreadsheet (admins)."""
 
-    def rows() -> Iterator[str]:
+    def rows() -> Iterator[bytes]:
         # Its own session: the response streams after the request's session has closed.
         with session_scope(read=True) as session:
-            yield from audit_service.export_csv(session, mission_id, include_intake)
+            for text in audit_service.export_csv(session, mission_id, include_intake):
+                yield text.encode()
 
-    return StreamingResponse(
-        rows(),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="audit-{mission_id}.csv"'},
-    )
+    headers = {"Content-Disposition": f'attachment; filename="audit-{mission_id}.csv"'}
+    body = negotiated(request, rows(), headers)
+    return StreamingResponse(body, media_type="text/csv; charset=utf-8", headers=headers)

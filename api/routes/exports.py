@@ -13,6 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials
 
+from api.compression import negotiated
 from api.config import Settings
 from api.db import session_scope
 from api.deps import READERS, BearerDep, SettingsDep, check_mission, get_principal
@@ -77,7 +78,9 @@ def _start(
         "Cache-Control": "no-store",
         "X-Data-Version": str(export.data_version),
     }
-    return StreamingResponse(stream(), media_type=MEDIA_TYPES[fmt], headers=headers)
+    # An XLSX is a zip already: it goes as it is.
+    out = stream() if fmt == Format.xlsx else negotiated(request, stream(), headers)
+    return StreamingResponse(out, media_type=MEDIA_TYPES[fmt], headers=headers)
 
 
 @router.get(

@@ -13,6 +13,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
 
+from api.compression import takes_gzip
 from api.config import Settings, get_settings
 from api.db import session_scope
 from api.deps import (
@@ -155,7 +156,7 @@ def _etags(request: Request) -> list[str]:
 
 def _answer(request: Request, view: views.View, media_type: str) -> Response:
     headers = {"ETag": view.etag, "Cache-Control": "no-cache"}
-    gzipped = view.gzipped if view.gzipped is not None and _takes_gzip(request) else None
+    gzipped = view.gzipped if view.gzipped is not None and takes_gzip(request) else None
     if view.gzipped is not None:
         headers["Vary"] = "Accept-Encoding"
     if gzipped is not None:
@@ -170,19 +171,6 @@ def _answer(request: Request, view: views.View, media_type: str) -> Response:
         headers["Content-Encoding"] = "gzip"
         return Response(content=gzipped, media_type=media_type, headers=headers)
     return Response(content=view.body, media_type=media_type, headers=headers)
-
-
-def _takes_gzip(request: Request) -> bool:
-    """Does the client accept gzip: `gzip`, else `*`, with a q above 0?"""
-    weights: dict[str, float] = {}
-    for part in request.headers.get("accept-encoding", "").split(","):
-        coding, _, params = part.partition(";")
-        q = params.strip().lower().replace(" ", "")
-        try:
-            weights[coding.strip().lower()] = float(q[2:]) if q.startswith("q=") else 1.0
-        except ValueError:
-            weights[coding.strip().lower()] = 0.0
-    return weights.get("gzip", weights.get("*", 0.0)) > 0
 
 
 VIEW_ROUTES: list[tuple[str, str, type[FindingsEnvelope], str]] = [

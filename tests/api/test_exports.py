@@ -573,3 +573,46 @@ def test_an_odata_filter_the_feed_cannot_read_is_a_400_naming_it(
         )  # fmt: skip
         assert r.status_code == 400, (bad, r.text)
         assert r.json()["errors"][0]["path"] == ["query", "$filter"]
+
+
+def test_text_exports_are_gzipped_fast_for_clients_that_take_gzip_and_xlsx_never(
+    client: Any, world: dict[str, Any]
+) -> None:
+    """Browsers and Excel ask for gzip: a CSV or GeoJSON comes gzipped by the export itself
+    (at a fast level, `STREAM_GZIP_LEVEL`); the same bytes once inflated; not when gzip is
+    refused; an XLSX (a zip already) never."""
+    base = f"/missions/{world['mission'].id}/exports"
+    for kind, fmt in (("checklists", "csv"), ("stations", "geojson"), ("findings", "csv")):
+        plain = client.get(
+            f"{base}/{kind}",
+            params={"format": fmt},
+            headers=auth(world["analyst"]) | {"Accept-Encoding": "identity"},
+        )
+        assert plain.status_code == 200 and "content-encoding" not in plain.headers
+        zipped = client.get(
+            f"{base}/{kind}",
+            params={"format": fmt},
+            headers=auth(world["analyst"]) | {"Accept-Encoding": "gzip, deflate"},
+        )
+        assert zipped.headers["content-encoding"] == "gzip"
+        assert zipped.headers["vary"] == "Accept-Encoding"
+        assert zipped.content == plain.content  # httpx inflates it
+        refused = client.get(
+            f"{base}/{kind}",
+            params={"format": fmt},
+            headers=auth(world["analyst"]) | {"Accept-Encoding": "gzip;q=0"},
+        )
+        assert "content-encoding" not in refused.headers
+    xlsx = client.get(
+        f"{base}/checklists",
+        params={"format": "xlsx"},
+        headers=auth(world["analyst"]) | {"Accept-Encoding": "gzip"},
+    )
+    assert xlsx.status_code == 200 and "content-encoding" not in xlsx.headers
+    assert xlsx.content[:2] == b"PK"
+    trail = client.get(
+        f"/missions/{world['mission'].id}/audit/export",
+        headers=auth(world["admin"]) | {"Accept-Encoding": "gzip"},
+    )
+    assert trail.status_code == 200 and trail.headers["content-encoding"] == "gzip"
+    assert "export.checklists" in trail.text

@@ -27,7 +27,7 @@ import xlsxwriter
 from api.kit.spreadsheet import safe_cell
 from api.services.exports.common import BOOL, DATETIME, FLAG, FLOAT, INT, TEXT, TIME, Export, Table
 
-CHUNK = 64 * 1024
+CHUNK = 256 * 1024  # each chunk is a trip through the thread pool and the middlewares
 BOM = "\ufeff"
 CSV_DATETIME = "%Y-%m-%d %H:%M:%S"
 YIELD_EVERY = 2000  # rows between the XLSX writer's empty chunks
