@@ -119,13 +119,18 @@ def _scenario() -> list[Step]:
     )
     c = checklist_payload("S-1", "opening", observed_at=observed)
     a_fix = checklist_payload(
-        "S-1", "voting", observed_at=observed, replaces=a["id"], answers=answers_for("voting")
+        "S-1",
+        "voting",
+        answers_for("voting", {"D9": "very_bad"}),
+        observed_at=observed,
+        replaces=a["id"],
     )
     b_fix = checklist_payload(
         "S-2", "closing", observed_at=observed, replaces=b["id"], answers=answers_for("closing")
     )
+    phone_ahead = (START + timedelta(hours=2)).isoformat()  # a clock to flag
     c_fix = checklist_payload(
-        "S-1", "opening", observed_at=observed, replaces=c["id"], sent_at=sent
+        "S-1", "opening", observed_at=observed, replaces=c["id"], sent_at=phone_ahead
     )
     c_fix_again = checklist_payload(
         "S-1",
@@ -283,6 +288,9 @@ def test_each_writer_stores_the_same_rows_column_by_column(
         c_fix: (c, 2, False, "correction_of_quarantined", True),
         c_fix_again: (c, 3, True, "correction_of_quarantined", True),
     }
+    assert [r["clock_flagged"] for r in ref["checklist"] if r["id"] == c_fix] == [True]
+    corrections = {r["target"]: r["after"]["answers"] for r in ref["audit_event"]}
+    assert corrections[f"checklist/{a_fix}"] == {"D9": "very_bad"}
     for way in WAYS:
         assert outcomes[way] == outcomes[reference], way
         for table, rows in ref.items():

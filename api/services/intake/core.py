@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 
 from api.checklist_schema import AnswerRow
 from api.config import Settings
+from api.deps import Principal
 from api.services import attachments as attachment_service
 from api.services import audit, changes, review
 from api.services import templates as template_service
@@ -53,7 +54,7 @@ class _Content:
 
 def intake(
     session: Session,
-    principal: Any,
+    principal: Principal,
     body: ChecklistSubmit,
     item: Any,
     raw: str,
@@ -65,8 +66,8 @@ def intake(
     """Store one checklist exactly once, or raise `Refused` with every problem found.
 
     `item` is the checklist as sent (its content hash decides replay or conflict), `raw` the
-    text kept as its payload, `principal` the `api.deps.Principal` who sends it. `writer`
-    picks the writer (tests compare them); by default the database's own.
+    text kept as its payload. `writer` picks the writer (tests compare them); by default the
+    database's own.
 
     On PostgreSQL, when `session` has no transaction open yet and `savepoint` is false, an
     observer's new checklist is committed by its own statement at once: the caller must
@@ -144,7 +145,7 @@ def _store_new(
 
 def _intake_checked(
     session: Session,
-    principal: Any,
+    principal: Principal,
     body: ChecklistSubmit,
     raw: str,
     digest: str,
@@ -245,7 +246,7 @@ def _rollback(nested: SessionTransaction | None) -> None:
 
 
 def _replay(
-    session: Session, principal: Any, checklist_id: uuid.UUID, digest: str
+    session: Session, principal: Principal, checklist_id: uuid.UUID, digest: str
 ) -> Outcome | None:
     """The stored checklist if this one is a resend of it (raises if the id is taken by
     other content or someone else's checklist); None if the id is not stored."""

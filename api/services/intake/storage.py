@@ -48,6 +48,7 @@ from sqlalchemy.orm import Session
 from api.checklist_schema import AnswerRow
 from api.config import Settings
 from api.db import driver_autocommit, driver_sql
+from api.deps import Principal
 from api.services import attachments as attachment_service
 from api.services import changes
 from api.services.intake import rules
@@ -77,7 +78,7 @@ def writer_for(dialect: str) -> Writer:
 
 def checklist_row(
     body: ChecklistSubmit,
-    caller: Any,
+    caller: Principal,
     observer_id: uuid.UUID,
     station_id: uuid.UUID | None,
     template_id: uuid.UUID,
@@ -89,7 +90,7 @@ def checklist_row(
     settings: Settings,
 ) -> dict[str, Any]:
     """Every column of the version's row. `station_id` may be None where the one-statement
-    writer finds the station by its code. `caller` is the `Principal` that sends it."""
+    writer finds the station by its code."""
     return {
         "id": body.id,
         "root_id": chain.root_id,
