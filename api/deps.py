@@ -261,9 +261,9 @@ async def audit_writes(
     yield  # only reached again when the route returned without raising
     if request.method not in audit.WRITE_METHODS:
         return
-    route = getattr(request.scope.get("route"), "path", request.url.path)
-    if not audit.needs_request_record(session, request.method, route):
+    if not audit.needs_request_record(session):
         return
+    route = getattr(request.scope.get("route"), "path", request.url.path)
     await run_in_threadpool(record_write, request, session, route, body)
 
 

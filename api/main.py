@@ -134,7 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # come first: checklist intake, phone sync, dashboards' findings. (In a profile, matching
     # POST /checklists after every other router was a tenth of its event-loop CPU.)
     # The checklist routes come before the audit dependency too: their only write, intake,
-    # records its audit notes inside its own transaction (`routes/checklists.py`), and the
+    # records its own audit inside its transaction (`api.services.intake`), and the
     # dependency would only cost the hottest route a session and two context managers.
     app.include_router(checklists.router)
     access.install(app)

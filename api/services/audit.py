@@ -5,11 +5,13 @@ How writes reach it:
   `audit_writes` dependency in the request's own transaction: the route and the concrete
   path, and the request body (or its digest and size when it is large or not JSON).
 - Services that know more add notes (`note`) with the state before and after, e.g. review
-  decisions and corrections; the notes replace the generic row.
-- Checklist intake is audited by the checklist table itself: each version row is
-  append-only and names who sent it, when, and with which credential, so a second row per
-  checklist would double the cost of the hottest write for nothing. Only corrections, where
-  before and after matter, also get a row. The export can merge the versions in.
+  decisions; the notes replace the generic row.
+- An operation that records itself says so (`recorded_by_operation`), whichever route or
+  channel calls it, and then the generic row is left out. Checklist intake does: each
+  version row is append-only and names who sent it, when, and with which credential, so a
+  second row per checklist would double the cost of the hottest write for nothing. Only
+  corrections, where before and after matter, also get a row, written by the intake
+  itself (`record_correction`). The export can merge the versions in.
 """
 
 from __future__ import annotations
@@ -38,11 +40,9 @@ CRED = table_of(Credential)
 ST = table_of(Station)
 
 NOTES = "pollcheck.audit_notes"
+SELF_RECORDED = "pollcheck.audit_self_recorded"
 MAX_BODY_IN_TRAIL = 8_000  # bytes of JSON body kept verbatim; larger ones by digest
 
-# Routes whose service writes its own record (see the module docstring); others may add
-# theirs here, e.g. a batch intake route whose checklists are recorded in the same way.
-SELF_AUDITED: set[tuple[str, str]] = {("POST", "/checklists"), ("POST", "/sync/checklists")}
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -64,6 +64,12 @@ def note(
     session.info.setdefault(NOTES, []).append(
         {"action": action, "target": target, "before": before, "after": after}
     )
+
+
+def recorded_by_operation(session: Session) -> None:
+    """This unit of work's writes are in the trail already, by the operation that made them:
+    no generic row for the request (its notes, if any, are still written)."""
+    session.info[SELF_RECORDED] = True
 
 
 def write(session: Session, actor: Actor, rows: list[dict[str, Any]]) -> None:
@@ -106,9 +112,9 @@ def body_summary(body: bytes, content_type: str) -> dict[str, Any] | None:
     }
 
 
-def needs_request_record(session: Session, method: str, route: str) -> bool:
+def needs_request_record(session: Session) -> bool:
     """Whether `record_request` would write anything for this successful request."""
-    return bool(session.info.get(NOTES)) or (method, route) not in SELF_AUDITED
+    return bool(session.info.get(NOTES)) or not session.info.get(SELF_RECORDED)
 
 
 def record_request(
@@ -122,10 +128,11 @@ def record_request(
 ) -> None:
     """Called once per successful write request, inside its transaction."""
     notes = session.info.pop(NOTES, None)
+    self_recorded = session.info.pop(SELF_RECORDED, False)
     if notes:
         write(session, actor, notes)
         return
-    if (method, route) in SELF_AUDITED:
+    if self_recorded:
         return
     write(
         session,
@@ -156,18 +163,34 @@ def record_cli(
 
 
 def record_correction(
-    session: Session, replaced_id: uuid.UUID, new_id: uuid.UUID, answers: dict[str, Any]
+    session: Session,
+    actor: Actor,
+    replaced_id: uuid.UUID,
+    new_id: uuid.UUID,
+    answers: dict[str, Any],
 ) -> None:
-    """A correction, with the answers it changed as they were and as they are now."""
+    """A stored correction, with the answers it changed as they were and as they are now;
+    written by the intake that stored it, in the same transaction."""
     old_payload = session.scalar(select(CL.c.payload).where(CL.c.id == replaced_id)) or "{}"
     old = orjson.loads(old_payload).get("answers", {})
     changed = sorted(k for k in set(old) | set(answers) if old.get(k) != answers.get(k))
-    note(
+    write(
         session,
-        "checklist.correct",
-        f"checklist/{new_id}",
-        before={"checklist_id": str(replaced_id), "answers": {k: old.get(k) for k in changed}},
-        after={"checklist_id": str(new_id), "answers": {k: answers.get(k) for k in changed}},
+        actor,
+        [
+            {
+                "action": "checklist.correct",
+                "target": f"checklist/{new_id}",
+                "before": {
+                    "checklist_id": str(replaced_id),
+                    "answers": {k: old.get(k) for k in changed},
+                },
+                "after": {
+                    "checklist_id": str(new_id),
+                    "answers": {k: answers.get(k) for k in changed},
+                },
+            }
+        ],
     )
 
 

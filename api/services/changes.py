@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from datetime import datetime
 
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
@@ -32,9 +33,11 @@ def record(
     checklist_ids: Iterable[uuid.UUID],
     kind: str | None = None,
     replaced: Iterable[uuid.UUID] = (),
+    at: datetime | None = None,
 ) -> None:
-    """Outbox rows for these checklists (of `kind`) and for the versions they `replaced`."""
-    now = utcnow()
+    """Outbox rows for these checklists (of `kind`) and for the versions they `replaced`,
+    made `at` (intake gives the checklist's `received_at`, as its one-statement writer does)."""
+    now = at or utcnow()
     rows = [
         {"mission_id": mission_id, "checklist_id": cid, "created_at": now, "kind": kind}
         for cid in checklist_ids

@@ -1,10 +1,10 @@
 """Review: analysts set a checklist's review state and quarantine, with a comment; every
 decision is kept, recorded in the change outbox (findings) and in the audit trail.
 
-Decisions stick: a correction of a rejected or quarantined version comes in on hold
-(`hold_for_correction`), out of the findings, and the hold is recorded in the history as
-an event of the correction's own. The next analyst decision on it, whatever it is, takes
-the hold off; the decision's state and quarantine then say whether it counts.
+Decisions stick: a correction of a rejected or quarantined version comes in on hold (the
+intake's rule `hold_for_correction`), out of the findings, and the hold is recorded in the
+history as an event of the correction's own. The next analyst decision on it, whatever it
+is, takes the hold off; the decision's state and quarantine then say whether it counts.
 """
 
 from __future__ import annotations
@@ -24,16 +24,6 @@ from models.review import ReviewCreate, ReviewPublic
 
 CL = table_of(Checklist)
 REV = table_of(ReviewEvent)
-
-
-def hold_for_correction(state: str, quarantined: bool, hold: str | None) -> Hold | None:
-    """The hold a correction gets from the version it corrects: a rejection or quarantine
-    there, or a hold not yet decided, must not be undone by the correction alone."""
-    if state == ReviewState.rejected or hold == Hold.correction_of_rejected:
-        return Hold.correction_of_rejected
-    if quarantined or hold == Hold.correction_of_quarantined:
-        return Hold.correction_of_quarantined
-    return None
 
 
 def record_hold(

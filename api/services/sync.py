@@ -1,9 +1,9 @@
 """Phone sync: the day's work in one small answer, batches of checklists, reconcile.
 
 A phone queues checklists while offline and flushes the queue in one request. Each item
-goes through the same intake as `POST /checklists`, inside its own SAVEPOINT, so one bad
-item never undoes the others and resending a whole batch is always safe: stored items come
-back as `duplicate`.
+goes through the same intake (`api.services.intake`) as `POST /checklists`, inside its own
+SAVEPOINT, so one bad item never undoes the others and resending a whole batch is always
+safe: stored items come back as `duplicate`.
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ from sqlalchemy.orm import Session
 from api.body import validate
 from api.config import Settings
 from api.deps import Principal
-from api.errors import Conflict, Invalid
+from api.errors import Invalid
 from api.ratelimit import spend_checklists
 from api.services import attachments as attachment_service
 from api.services import checklists as checklist_service
 from api.services import templates as template_service
+from api.services.intake import Refused, intake
 from models import (
     Assignment,
     Checklist,
@@ -212,7 +213,7 @@ def submit_batch(
         out: dict[str, Any] = {"index": index, "id": sent_id if isinstance(sent_id, str) else None}
         try:
             body = validate(ChecklistSubmit, item, prefix=())
-            outcome = checklist_service.submit(
+            outcome = intake(
                 session,
                 principal,
                 body,
@@ -221,11 +222,14 @@ def submit_batch(
                 settings,
                 savepoint=True,
             )
-        except Invalid as exc:
+        except Invalid as exc:  # the item is no checklist at all
             out |= {"status": "invalid", "code": exc.code, "detail": exc.detail}
             out["errors"] = exc.errors
-        except Conflict as exc:
-            out |= {"status": "conflict", "code": exc.code, "detail": exc.detail}
+        except Refused as exc:
+            refusal = exc.refusal
+            out |= {"status": refusal.kind, "code": refusal.code, "detail": refusal.message}
+            if refusal.kind == "invalid":
+                out["errors"] = list(refusal.problems)
         else:
             c = outcome.checklist
             out |= {

@@ -72,6 +72,37 @@ def test_a_correction_is_recorded_with_the_answers_it_changed(client, field) -> 
     assert events[0]["after"]["answers"] == {"D9": "very_bad"}
 
 
+def test_a_correction_in_a_phone_batch_is_recorded_as_one_sent_alone(client, field) -> None:
+    # The record belongs to the intake's operation, whichever channel brought the checklist.
+    first = checklist_payload("S-1", "voting")
+    fix = checklist_payload(
+        "S-1", "voting", answers_for("voting", {"D9": "very_bad"}), replaces=first["id"]
+    )
+    other = checklist_payload("S-1", "opening")
+    r = client.post(
+        "/sync/checklists", json={"items": [first, fix, other]}, headers=auth(field["observer"])
+    )
+    assert [i["status"] for i in r.json()["results"]] == ["created", "created", "created"]
+    events = _trail(client, field)
+    assert [(e["action"], e["target"], e["role"]) for e in events] == [
+        ("checklist.correct", f"checklist/{fix['id']}", "observer")
+    ]
+    assert events[0]["before"] == {"checklist_id": first["id"], "answers": {"D9": "good"}}
+
+
+def test_an_intake_that_stores_nothing_adds_nothing_to_the_trail(client, field) -> None:
+    body = checklist_payload("S-1")
+    client.post("/checklists", json=body, headers=auth(field["observer"]))
+    assert client.post("/checklists", json=body, headers=auth(field["observer"])).status_code == 200
+    r = client.post(
+        "/sync/checklists",
+        json={"items": [body, checklist_payload("S-404")]},
+        headers=auth(field["observer"]),
+    )
+    assert [i["status"] for i in r.json()["results"]] == ["duplicate", "invalid"]
+    assert _trail(client, field) == []
+
+
 def test_the_export_is_safe_in_a_spreadsheet_and_can_include_intake(client, field) -> None:
     url = f"/missions/{field['mission'].id}/credentials"
     client.post(
