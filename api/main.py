@@ -133,13 +133,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Requests are matched against the routes in the order they are added, so the busiest
     # come first: checklist intake, phone sync, dashboards' findings. (In a profile, matching
     # POST /checklists after every other router was a tenth of its event-loop CPU.)
-    # The checklist routes come before the audit dependency too: their only write, intake,
-    # records its own audit inside its transaction (`api.services.intake`), and the
-    # dependency would only cost the hottest route a session and two context managers.
+    # The checklist and phone-sync routes come before the audit dependency too: their only
+    # writes, intake, record their own audit inside their transaction (`api.services.intake`;
+    # each such route does all its database work in one session), and the dependency, with a
+    # session of its own, would record a batch a second time and cost the hottest routes a
+    # session and two context managers.
     app.include_router(checklists.router)
+    app.include_router(sync.router)
     access.install(app)
     for router in (
-        sync.router,
         findings.router,
         events.router,
         health.router,
