@@ -6,7 +6,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import anyio
 from fastapi import Depends, Path, Request
@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from api import ratelimit
 from api.body import raw_body
 from api.config import Settings, get_settings
-from api.db import autocommits, new_session
+from api.db import autocommits, new_session, session_scope
 from api.errors import Forbidden, Unauthorized
 from api.security import token_digest
 from api.services import audit
@@ -201,6 +201,29 @@ def principal_of(
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+_T = TypeVar("_T")
+
+
+def in_one_trip(
+    request: Request,
+    auth: HTTPAuthorizationCredentials | None,
+    settings: Settings,
+    roles: tuple[Role, ...],
+    work: Callable[[Session, Principal], _T],
+) -> Awaitable[_T]:
+    """A route's whole database work, the token's check first, in one worker-thread trip
+    and one session committed at its end. A route whose principal and session come from
+    dependencies makes three trips (the token, the route, the commit) and holds its pooled
+    connection between them while it waits for a thread: under a burst of phones the
+    threads then wait for those connections, and requests get 503 after the pool's
+    timeout instead of being served (tests/test_load.py)."""
+
+    def trip() -> _T:
+        with session_scope() as session:
+            principal = check_role(principal_of(request, session, settings, auth), *roles)
+            return work(session, principal)
+
+    return run_in_threadpool(trip)
 
 
 def check_role(principal: Principal, *roles: Role) -> Principal:

@@ -1,8 +1,9 @@
-"""Election-day load against real processes: 128 phones (half of them emptying queues in
-batches of 10) on two uvicorn workers over PostgreSQL, from a cold start, with one worker
-killed by SIGKILL mid-load. Every answer is a success, a 429 or a 503 with Retry-After (never a
-500); the phones resend what was not acknowledged, as the web app does; in the end every
-checklist is stored exactly once, with all its answers."""
+"""Election-day load against real processes: 128 phones starting their day at once (the
+day's work first, then half of them emptying queues in batches of 10) on two uvicorn
+workers over PostgreSQL, from a cold start, with one worker killed by SIGKILL mid-load.
+Every answer is a success, a 429 or a 503 with Retry-After (never a 500); the phones resend
+what was not acknowledged, as the web app does; in the end every checklist is stored
+exactly once, with all its answers."""
 
 from __future__ import annotations
 
@@ -89,11 +90,29 @@ class Phone:
     def run(self, deadline: float) -> None:
         headers = {"Authorization": f"Bearer {self.token}"}
         with httpx.Client(base_url=self.base_url, headers=headers, timeout=30) as client:
+            while time.monotonic() < deadline and not self._day(client):
+                pass  # every phone starts its day at once: stations and templates first
             for _ in range(QUEUES):
                 queue = [_body() for _ in range(BATCH if self.batches else 1)]
                 self.sent.update({b["id"]: b for b in queue})
                 while queue and time.monotonic() < deadline:
                     queue = self._send(client, queue)
+
+    def _day(self, client: httpx.Client) -> bool:
+        try:
+            r = client.get("/sync/day")
+        except httpx.HTTPError:
+            time.sleep(0.1)
+            return False
+        self.statuses.append(r.status_code)
+        if r.status_code in (429, 503):
+            self._wait(r)
+        return r.status_code == 200
+
+    def _wait(self, r: httpx.Response) -> None:
+        if not r.headers.get("retry-after"):
+            self.without_retry_after += 1
+        time.sleep(min(float(r.headers.get("retry-after") or 1), 1.0))
 
     def _send(self, client: httpx.Client, queue: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """What is left of the queue after one attempt."""
@@ -107,9 +126,7 @@ class Phone:
             return queue
         self.statuses.append(r.status_code)
         if r.status_code in (429, 503):
-            if not r.headers.get("retry-after"):
-                self.without_retry_after += 1
-            time.sleep(min(float(r.headers.get("retry-after") or 1), 1.0))
+            self._wait(r)
             return queue
         if r.status_code in (200, 201) and not self.batches:
             self.acked.add(queue[0]["id"])

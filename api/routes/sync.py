@@ -5,26 +5,17 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
 
 from api.body import parse_json, raw_body, validate
-from api.config import Settings
-from api.db import session_scope
-from api.deps import (
-    BearerDep,
-    Observer,
-    SessionDep,
-    SettingsDep,
-    check_role,
-    principal_of,
-    record_write,
-)
+from api.deps import BearerDep, Principal, SettingsDep, in_one_trip, record_write
 from api.errors import COMMON_ERRORS, TooLarge, error_responses
 from api.services import sync as sync_service
 from models import Role
 from models.sync import DayOfWork, SyncBatch, SyncPage, SyncResult
 
 router = APIRouter(prefix="/sync", tags=["sync"])
+OBSERVERS = (Role.observer,)
 LANGUAGE = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$"
 BATCH_BODY = {
     "requestBody": {
@@ -54,9 +45,10 @@ BATCH_BODY = {
     responses=COMMON_ERRORS
     | {304: {"description": "Not modified: the phone's copy (If-None-Match) is current"}},
 )
-def day_of_work(
-    principal: Observer,
-    session: SessionDep,
+async def day_of_work(
+    request: Request,
+    auth: BearerDep,
+    settings: SettingsDep,
     lang: Annotated[
         str | None,
         Query(
@@ -67,8 +59,16 @@ def day_of_work(
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """The day's work in one call: mission, assigned stations and templates in one language."""
-    day = sync_service.day_of_work(session, principal, lang)
-    body, etag = sync_service.render(day)
+    # Every phone asks for it at the start of the day, all at once: one trip (`in_one_trip`).
+    body, etag = await in_one_trip(
+        request,
+        auth,
+        settings,
+        OBSERVERS,
+        lambda session, principal: sync_service.render(
+            sync_service.day_of_work(session, principal, lang)
+        ),
+    )
     # `no-cache`: the phone may keep it but asks again each time; a 304 costs a few bytes.
     headers = {
         "ETag": etag,
@@ -94,21 +94,15 @@ async def sync_checklists(
     raw: Annotated[bytes, Depends(raw_body)],
 ) -> Any:
     """Store a batch of queued checklists; each item gets its own result; resending is safe."""
-    # All the database work in one worker-thread trip, as the single checklist's route
-    # does. With the token checked in one trip, the batch stored in a second and the commit
-    # in a third, a request held its pooled connection while it waited for a thread; under
-    # 128 phones on one process (tests/test_load.py) the threads then waited for those
-    # connections, and requests got 503 after the pool's timeout instead of being served.
-    return await run_in_threadpool(_sync, request, auth, settings, raw)
+    # All its database work in one trip (`in_one_trip`), as the single checklist's route.
 
-
-def _sync(request: Request, auth: Any, settings: Settings, raw: bytes) -> SyncResult:
-    with session_scope() as session:
-        principal = check_role(principal_of(request, session, settings, auth), Role.observer)
+    def store(session: Session, principal: Principal) -> SyncResult:
         batch = validate(SyncBatch, parse_json(raw))
         result = sync_service.submit_batch(session, principal, batch.items, settings)
         record_write(request, session, "/sync/checklists", raw)
-    return result
+        return result
+
+    return await in_one_trip(request, auth, settings, OBSERVERS, store)
 
 
 @router.get(
@@ -117,11 +111,18 @@ def _sync(request: Request, auth: Any, settings: Settings, raw: bytes) -> SyncRe
     response_model_exclude_none=True,
     responses=COMMON_ERRORS,
 )
-def reconcile(
-    principal: Observer,
-    session: SessionDep,
+async def reconcile(
+    request: Request,
+    auth: BearerDep,
+    settings: SettingsDep,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous call")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
 ) -> Any:
     """What the server holds of this observer's checklists since a cursor (ids, versions)."""
-    return sync_service.reconcile(session, principal, cursor, limit)
+    return await in_one_trip(
+        request,
+        auth,
+        settings,
+        OBSERVERS,
+        lambda session, principal: sync_service.reconcile(session, principal, cursor, limit),
+    )
