@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -292,6 +293,12 @@ def test_statement_evidence_links_open_the_checklists_behind_it(
     page.locator("#st-lang").select_option("ru")
     page.locator("#statement h2", has_text="Проект").wait_for()
     assert page.locator(f"#statement .evidence a[href='#/checklist/{crit}']").count() >= 1
+    # As a Word document, for the night's drafting: a .docx (a zip with word/document.xml).
+    with page.expect_download() as got:
+        page.locator("#st-docx").click()
+    assert got.value.suggested_filename == "statement-ru.docx"
+    with zipfile.ZipFile(got.value.path()) as docx:
+        assert "Проект" in docx.read("word/document.xml").decode()
     context.close()
 
 

@@ -1354,12 +1354,13 @@ function statementPage() {
   const langs = (state.me.mission.languages || ["en"]);
   const pick = h("select", { id: "st-lang", onchange: () => { page.held = null; refreshSoon(0); } },
     langs.map((l) => h("option", { value: l, selected: l === state.lang, text: (TEXTS[l] && TEXTS[l]._name) || l })));
-  const download = h("button", { class: "btn", type: "button", text: t("download_md"), onclick: () => downloadMarkdown(pick.value) });
+  const download = h("button", { class: "btn", type: "button", text: t("download_md"), onclick: () => downloadStatement(pick.value, "md") });
+  const word = h("button", { class: "btn", type: "button", id: "st-docx", text: t("download_docx"), onclick: () => downloadStatement(pick.value, "docx") });
   const page = {
     title: t("nav_statement"),
     held: null,
     nodes: [h("h1", { text: t("nav_statement") }),
-      h("p", {}, h("label", { for: "st-lang", text: t("statement_language") + " " }), pick, " ", download),
+      h("p", {}, h("label", { for: "st-lang", text: t("statement_language") + " " }), pick, " ", download, " ", word),
       h("article", { class: "statement", id: "statement" }, h("p", { class: "muted loading", text: "…" }))],
     async update() {
       const v = await view("statement", { format: "json", lang: pick.value });
@@ -1408,12 +1409,14 @@ function drawStatement(v) {
   return out;
 }
 
-async function downloadMarkdown(lang) {
+/* The statement as Markdown or as a Word document (real footnotes, the evidence annex). */
+async function downloadStatement(lang, format) {
+  const extra = format === "docx" ? { lang, format } : { lang };
   try {
-    const res = await api(`/missions/${mid()}/statement?` + filterQuery({ lang }));
+    const res = await api(`/missions/${mid()}/statement?` + filterQuery(extra));
     if (!res.ok) throw new Error(await reason(res));
     const url = URL.createObjectURL(await res.blob());
-    const a = h("a", { href: url, download: `statement-${lang}.md` });
+    const a = h("a", { href: url, download: `statement-${lang}.${format}` });
     document.body.append(a);
     a.click();
     a.remove();
