@@ -29,6 +29,7 @@ from api.routes import (
     missions,
     observers,
     odata,
+    openrosa,
     stations,
     sync,
     templates,
@@ -47,12 +48,13 @@ or from a mission admin. Every error has one shape: `{"error", "detail", "code",
 class BodyLimit:
     """Refuse request bodies over the configured size with 413, before reading them whole."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, own_limit: tuple[str, ...] = ()) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.own_limit = own_limit  # path prefixes whose routes bound their bodies themselves
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"].startswith(self.own_limit):
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
@@ -130,6 +132,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # records its audit notes inside its own transaction (`routes/checklists.py`), and the
     # dependency would only cost the hottest route a session and two context managers.
     app.include_router(checklists.router)
+    # ODK Collect's submissions record their audit notes themselves, as intake does; the
+    # audit dependency would write the path, which holds the token.
+    app.include_router(openrosa.router)
     access.install(app)
     for router in (
         sync.router,
@@ -173,7 +178,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.openapi = openapi  # type: ignore[method-assign]
     inner = GunzipRequest(access.sanitize(app), settings.max_body_bytes)
     # Outermost: a flood of bad tokens from one address is refused before anything else.
-    return ratelimit.AddressGuard(BodyLimit(inner, settings.max_body_bytes))  # type: ignore[return-value]
+    # OpenRosa submissions carry photos: their route counts them against
+    # `openrosa_max_submission_bytes` and answers 413 as Collect reads it.
+    limited = BodyLimit(inner, settings.max_body_bytes, own_limit=(openrosa.PREFIX,))
+    return ratelimit.AddressGuard(limited)  # type: ignore[return-value]
 
 
 app = create_app()
