@@ -317,7 +317,8 @@ def _submit(
             definition = found.template
             where = submission.staging_dir(settings, principal.mission_id, found.item["id"])
             submission.stage(where, parts)
-            absent = submission.missing(where, found.photos)
+            had = submission.known(session, principal.mission_id, found.item["id"])
+            absent = submission.missing(where, found.photos, had)
             if absent and incomplete:
                 return openrosa_message(201, messages.text(language, "part"), "submit_success")
             if absent:
@@ -325,7 +326,7 @@ def _submit(
                     messages.text(language, "missing_photos", names=", ".join(absent)),
                     code="photo_missing",
                 )
-            files = submission.declared(where, found.photos, parts)
+            files = submission.declared(where, found.photos, parts, had)
             if files:
                 found.item["attachments"] = files
             body = validate(ChecklistSubmit, found.item)

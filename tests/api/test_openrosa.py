@@ -374,3 +374,17 @@ def test_a_checklist_from_collect_counts_in_the_findings(
         assert totals["observations"] == 1
     finally:
         get_settings.cache_clear()
+
+
+def test_a_resend_of_a_stored_split_submission_is_a_replay(
+    client: Any, session: Any, world: dict[str, Any]
+) -> None:
+    """The answer to the last part was lost; Collect sends the parts again, and a part may
+    come without the photo the server already holds."""
+    token = world["token"]
+    _, xml = fill(_form(client, token), answers_for("voting"), photos=("a.jpg", "b.jpg"))
+    assert send(client, token, xml, {"a.jpg": PHOTO}, incomplete=True).status_code == 201
+    assert send(client, token, xml, {"b.jpg": PHOTO + b"b"}).status_code == 201
+    again = send(client, token, xml, {"b.jpg": PHOTO + b"b"})
+    assert again.status_code == 201 and "already arrived" in message(again)
+    assert count(session) == 1

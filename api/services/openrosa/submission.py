@@ -35,11 +35,12 @@ from api.config import Settings
 from api.errors import AppError, Invalid, NotFound
 from api.services import attachments as attachment_service
 from api.services.openrosa import xform
-from models import ChecklistTemplate, TemplateStatus
+from models import Attachment, ChecklistTemplate, TemplateStatus
 from models.attachment import ATTACHMENT_NAME
 from models.base import table_of
 
 TPL = table_of(ChecklistTemplate)
+AT = table_of(Attachment)
 _NAME_RE = re.compile(ATTACHMENT_NAME)
 _TIME_RE = re.compile(r"\d\d:\d\d")
 _PARSER = etree.XMLParser(
@@ -276,15 +277,31 @@ def stage(where: Path, parts: list[Part]) -> None:
         tmp.replace(where / part.name)
 
 
-def missing(where: Path, photos: list[str]) -> list[str]:
-    return [p for p in photos if not (where / p).is_file()]
+def known(session: Session, mission_id: uuid.UUID, checklist_id: str) -> dict[str, dict[str, Any]]:
+    """The photos a stored checklist with this id already declares, by name: a resend that
+    lacks their bytes (the staged parts went when it was stored) still declares the same."""
+    rows = session.execute(
+        select(AT.c.name, AT.c.sha256, AT.c.size, AT.c.content_type).where(
+            AT.c.checklist_id == uuid.UUID(checklist_id), AT.c.mission_id == mission_id
+        )
+    )
+    return {r.name: dict(r._mapping) for r in rows}
 
 
-def declared(where: Path, photos: list[str], parts: list[Part]) -> list[dict[str, Any]]:
+def missing(where: Path, photos: list[str], had: dict[str, dict[str, Any]]) -> list[str]:
+    return [p for p in photos if not (where / p).is_file() and p not in had]
+
+
+def declared(
+    where: Path, photos: list[str], parts: list[Part], had: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
     """The photos as the checklist declares them: name, SHA-256, size, type."""
     sent_types = {p.name: p.content_type for p in parts}
     out = []
     for name in dict.fromkeys(photos):
+        if not (where / name).is_file():
+            out.append(had[name])
+            continue
         data = (where / name).read_bytes()
         ctype = TYPES.get(Path(name).suffix.lower()) or sent_types.get(name) or ""
         out.append(
@@ -312,7 +329,7 @@ def store_files(
         target = attachment_service.Target(
             mission_id, checklist_id, f["name"], f["sha256"], f["size"], f["content_type"], False
         )
-        if not attachment_service.on_disk(settings, target):
+        if not attachment_service.on_disk(settings, target) and (where / f["name"]).is_file():
             with attachment_service.Upload(settings, target, 0).open() as upload:
                 upload.write((where / f["name"]).read_bytes())
                 upload.finish()
