@@ -60,7 +60,7 @@ XML_DOC: dict[int | str, dict[str, Any]] = {
     403: _PROBLEM | {"description": "Not an observer's key"},
     404: _PROBLEM | {"description": "No such form, or no longer published"},
     429: _PROBLEM | {"description": "Too many requests"},
-    503: _PROBLEM | {"description": "The database is away; retry"},
+    503: {"model": ErrorBody, "description": "The database is away; retry (the app's JSON)"},
     # A path the body sanitiser refuses (control characters) gets the app's JSON error.
     422: {"model": ErrorBody, "description": "Every problem, each naming its question"}
     | {"content": {"text/xml": {}}},
