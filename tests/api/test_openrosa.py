@@ -388,3 +388,22 @@ def test_a_resend_of_a_stored_split_submission_is_a_replay(
     again = send(client, token, xml, {"b.jpg": PHOTO + b"b"})
     assert again.status_code == 201 and "already arrived" in message(again)
     assert count(session) == 1
+
+
+def test_a_checklist_from_collect_is_exported_like_the_web_apps(
+    client: Any, world: dict[str, Any]
+) -> None:
+    import csv
+    import io
+
+    answers = answers_for("voting", {"D1": "most"})
+    instance, xml = fill(_form(client, world["token"]), answers)
+    assert send(client, world["token"], xml).status_code == 201
+    url = f"/missions/{world['mission'].id}/exports/checklists"
+    r = client.get(url, headers=auth(world["admin"]))
+    assert r.status_code == 200, r.text
+    _, header, *rows = list(csv.reader(io.StringIO(r.content.decode("utf-8-sig"), newline="")))
+    (row,) = rows
+    col = {name: i for i, name in enumerate(header)}
+    assert row[0] == instance[5:]
+    assert row[col["D1"]] == "most" and "S-1" in row
