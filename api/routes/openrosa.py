@@ -10,38 +10,22 @@ transaction, as JSON intake does, and no audit row ever holds the path with the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials
 from lxml import etree
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
-from api.body import validate
 from api.checklist_schema import TemplateDefinition
 from api.config import Settings
 from api.db import session_scope
-from api.deps import Principal, SettingsDep, check_role, principal_of, record_write
+from api.deps import SettingsDep, check_role, principal_of, record_write
 from api.errors import AppError, ErrorBody, Invalid, TooLarge
-from api.services import checklists as checklist_service
-from api.services.openrosa import messages, submission, xform
-from models import (
-    Assignment,
-    ChecklistClient,
-    ChecklistTemplate,
-    Mission,
-    Observer,
-    Role,
-    Station,
-    TemplateStatus,
-)
-from models.base import table_of
-from models.checklist import ChecklistSubmit
+from api.services.openrosa import forms, messages, submission, xform
+from models import Role
 
 router = APIRouter(tags=["openrosa"])
 PREFIX = "/key/"
@@ -49,9 +33,6 @@ OPENROSA = {"X-OpenRosa-Version": "1.0"}
 RESPONSE_NS = "http://openrosa.org/http/response"
 LIST_NS = "http://openrosa.org/xforms/xformsList"
 XML = "text/xml; charset=utf-8"
-ASG = table_of(Assignment)
-ST = table_of(Station)
-TPL = table_of(ChecklistTemplate)
 Token = Annotated[str, Path(description="The observer's token, as in the Collect QR code")]
 _PROBLEM = {"content": {"text/xml": {}}, "description": "An OpenRosaResponse naming the problem"}
 XML_DOC: dict[int | str, dict[str, Any]] = {
@@ -72,34 +53,12 @@ SUBMIT_DOC = XML_DOC | {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Caller:
-    principal: Principal
-    language: str
-    stations: list[xform.StationChoice]
-
-
 def _auth(
     request: Request, session: Session, settings: Settings, token: str, checklists: int = 0
-) -> Caller:
+) -> forms.Caller:
     credentials = HTTPAuthorizationCredentials(scheme="Bearer", credentials=token)
     principal = principal_of(request, session, settings, credentials, checklists)
-    check_role(principal, Role.observer)
-    observer = session.get(Observer, principal.observer_id)
-    mission = session.get(Mission, principal.mission_id)
-    language = messages.language_of(
-        observer.language if observer else None, list(mission.languages) if mission else []
-    )
-    stations = [
-        xform.StationChoice(code, name)
-        for code, name in session.execute(
-            select(ST.c.code, ST.c.name)
-            .select_from(ASG.join(ST, ST.c.id == ASG.c.station_id))
-            .where(ASG.c.observer_id == principal.observer_id)
-            .order_by(ST.c.code)
-        )
-    ]
-    return Caller(principal, language, stations)
+    return forms.caller(session, check_role(principal, Role.observer))
 
 
 def _xml(root: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -125,20 +84,6 @@ def _error(exc: AppError, language: str, definition: TemplateDefinition | None =
     )
 
 
-def _forms(session: Session, caller: Caller, form_id: str | None = None) -> list[xform.ServedForm]:
-    q = select(TPL.c.id, TPL.c.definition).where(
-        TPL.c.mission_id == caller.principal.mission_id,
-        TPL.c.status == TemplateStatus.published,
-    )
-    out = []
-    for tid, data in session.execute(q.order_by(TPL.c.code, TPL.c.version)):
-        definition = submission._definition(tid, data)
-        fid = xform.form_id(definition.code, definition.version)
-        if form_id is None or fid == form_id:
-            out.append(xform.build(definition, caller.stations, caller.language))
-    return out
-
-
 def _served(
     request: Request, settings: Settings, token: str, form_id: str | None, need_one: bool
 ) -> list[xform.ServedForm] | Response:
@@ -148,12 +93,12 @@ def _served(
         with session_scope() as session:
             caller = _auth(request, session, settings, token)
             language = caller.language
-            forms = _forms(session, caller, form_id)
-            if need_one and not forms:
+            found = forms.served(session, caller, form_id)
+            if need_one and not found:
                 raise submission.not_found_form(form_id or "")
     except AppError as exc:
         return _error(exc, language)
-    return forms
+    return found
 
 
 @router.get("/key/{token}/formList", responses=XML_DOC, response_class=Response)
@@ -164,12 +109,12 @@ def form_list(
     form_id: Annotated[str | None, Query(alias="formID")] = None,
 ) -> Response:
     """The observer's forms (OpenRosa form list): one per published template version."""
-    forms = _served(request, settings, token, form_id, need_one=False)
-    if isinstance(forms, Response):
-        return forms
+    served = _served(request, settings, token, form_id, need_one=False)
+    if isinstance(served, Response):
+        return served
     root = etree.Element(f"{{{LIST_NS}}}xforms", nsmap={None: LIST_NS})
     base = str(request.base_url).rstrip("/")
-    for f in forms:
+    for f in served:
         x = etree.SubElement(root, f"{{{LIST_NS}}}xform")
         for name, value in (
             ("formID", f.form_id),
@@ -185,10 +130,10 @@ def form_list(
 @router.get("/key/{token}/forms/{form_id}", responses=XML_DOC, response_class=Response)
 def form_download(token: Token, form_id: str, request: Request, settings: SettingsDep) -> Response:
     """One form's XForm, as the form list announced it."""
-    forms = _served(request, settings, token, form_id, need_one=True)
-    if isinstance(forms, Response):
-        return forms
-    return Response(forms[0].xml, headers=OPENROSA, media_type=XML)
+    served = _served(request, settings, token, form_id, need_one=True)
+    if isinstance(served, Response):
+        return served
+    return Response(served[0].xml, headers=OPENROSA, media_type=XML)
 
 
 @router.head(
@@ -262,7 +207,7 @@ async def submission_post(token: Token, request: Request, settings: SettingsDep)
     )
 
 
-def _caller_for_post(request: Request, settings: Settings, token: str) -> Caller:
+def _caller_for_post(request: Request, settings: Settings, token: str) -> forms.Caller:
     with session_scope() as session:
         return _auth(request, session, settings, token, checklists=1)
 
@@ -299,7 +244,7 @@ def _submit(
     request: Request,
     settings: Settings,
     token: str,
-    caller: Caller,
+    caller: forms.Caller,
     xml: bytes,
     parts: list[submission.Part],
     incomplete: bool,
@@ -315,39 +260,12 @@ def _submit(
                 session, principal.mission_id, xml, request.headers.get("date")
             )
             definition = found.template
-            where = submission.staging_dir(settings, principal.mission_id, found.item["id"])
-            submission.stage(where, parts)
-            had = submission.known(session, principal.mission_id, found.item["id"])
-            absent = submission.missing(where, found.photos, had)
-            if absent and incomplete:
+            client = (request.headers.get("user-agent") or "")[:300] or None
+            done = submission.store(session, principal, settings, found, parts, incomplete, client)
+            if done.state == "part":
                 return openrosa_message(201, messages.text(language, "part"), "submit_success")
-            if absent:
-                raise Invalid(
-                    messages.text(language, "missing_photos", names=", ".join(absent)),
-                    code="photo_missing",
-                )
-            files = submission.declared(where, found.photos, parts, had)
-            if files:
-                found.item["attachments"] = files
-            body = validate(ChecklistSubmit, found.item)
-            # What the intake keeps: the checklist as the JSON channel would have sent it.
-            raw = orjson.dumps(found.item).decode()
-            outcome = checklist_service.submit(
-                session, principal, body, found.item, raw, settings, savepoint=False
-            )
-            submission.store_files(session, settings, principal.mission_id, body.id, where, files)
-            if outcome.created:
-                session.add(
-                    ChecklistClient(
-                        checklist_id=body.id,
-                        channel="openrosa",
-                        device_id=found.device_id,
-                        client=(request.headers.get("user-agent") or "")[:300] or None,
-                    )
-                )
-            record_write(request, session, "/checklists", raw.encode())
-        submission.forget(where)
+            record_write(request, session, "/checklists", done.raw.encode())
+        submission.forget(done.staging)
     except AppError as exc:
         return _error(exc, language, definition)
-    key = "stored" if outcome.created else "replayed"
-    return openrosa_message(201, messages.text(language, key), "submit_success")
+    return openrosa_message(201, messages.text(language, done.state), "submit_success")

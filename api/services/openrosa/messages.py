@@ -17,7 +17,6 @@ TEXT: dict[str, dict[str, str]] = {
         "replayed": "This checklist had already arrived; nothing was changed.",
         "part": "Part of the checklist received; send the rest.",
         "problems": "The checklist was not stored ({n} problem(s)):",
-        "missing_photos": "Photo(s) {names} did not arrive; send the form again.",
         "too_large": "The submission is over {n} bytes; send fewer or smaller photos.",
     },
     "ru": {
@@ -25,7 +24,6 @@ TEXT: dict[str, dict[str, str]] = {
         "replayed": "Этот контрольный лист уже был получен; ничего не изменено.",
         "part": "Часть контрольного листа получена; отправьте остальное.",
         "problems": "Контрольный лист не сохранён (проблем: {n}):",
-        "missing_photos": "Не пришли фото {names}; отправьте форму ещё раз.",
         "too_large": "Отправка больше {n} байт; отправьте меньше фото или фото меньшего размера.",
     },
 }
@@ -51,6 +49,7 @@ PROBLEMS_RU: dict[str, str] = {
     "invalid_token": "неизвестный ключ; попросите у штаба новый QR-код",
     "too_many_attachments": "слишком много файлов",
     "file_too_large": "файл слишком большой",
+    "photo_missing": "фото не пришло; отправьте форму ещё раз",
 }
 _WITH_DETAIL = {"out_of_bounds", "not_an_option", "too_long", "file_too_large"}
 # Where the JSON channel's fields are in the form.
@@ -91,6 +90,10 @@ def _where(path: list[Any], definition: TemplateDefinition | None, language: str
         code = str(parts[1])
         label = _label(definition, code, language)
         return f"{code} ({label})" if label else code
+    if len(parts) >= 2 and parts[0] == "photos":
+        return str(parts[1])
+    if len(parts) >= 2 and parts[0] == "attachments" and isinstance(parts[1], int):
+        return f"photo {parts[1] + 1}"
     if parts and parts[0] in FIELD_NAMES:
         return FIELD_NAMES[str(parts[0])]
     return ".".join(str(p) for p in parts) or "form"

@@ -24,20 +24,25 @@ import uuid
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import orjson
 from lxml import etree
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from api.body import validate
 from api.checklist_schema import NA, CompiledTemplate, QuestionType, TemplateDefinition
 from api.config import Settings
+from api.deps import Principal
 from api.errors import AppError, Invalid, NotFound
 from api.services import attachments as attachment_service
+from api.services import checklists as checklist_service
 from api.services.openrosa import xform
-from models import Attachment, ChecklistTemplate, TemplateStatus
+from models import Attachment, ChecklistClient, ChecklistTemplate, TemplateStatus
 from models.attachment import ATTACHMENT_NAME
 from models.base import table_of
+from models.checklist import ChecklistSubmit
 
 TPL = table_of(ChecklistTemplate)
 AT = table_of(Attachment)
@@ -123,13 +128,13 @@ def published_template(
             "current blank forms and fill the checklist again in the current form",
             code="form_not_published",
         )
-    return row.id, _definition(row.id, row.definition)
+    return row.id, definition(row.id, row.definition)
 
 
 _definitions: dict[uuid.UUID, TemplateDefinition] = {}
 
 
-def _definition(template_id: uuid.UUID, data: dict[str, Any]) -> TemplateDefinition:
+def definition(template_id: uuid.UUID, data: dict[str, Any]) -> TemplateDefinition:
     """Published versions never change: parsed once per process."""
     found = _definitions.get(template_id)
     if found is None:
@@ -150,8 +155,8 @@ def parse(session: Session, mission_id: uuid.UUID, xml: bytes, date: str | None)
             ],
         ) from exc
     form_id = root.get("id") or ""
-    _, definition = published_template(session, mission_id, form_id)
-    compiled = _compiled(definition)
+    _, template = published_template(session, mission_id, form_id)
+    compiled = _compiled(template)
     meta = _child(root, "meta")
     instance_id = _text(_child(meta, "instanceID")) if meta is not None else ""
     if not instance_id:
@@ -164,8 +169,8 @@ def parse(session: Session, mission_id: uuid.UUID, xml: bytes, date: str | None)
     item: dict[str, Any] = {
         "id": str(_uuid(instance_id, "instanceID")),
         "station": _text(_child(root, xform.STATION)),
-        "template": definition.code,
-        "template_version": definition.version,
+        "template": template.code,
+        "template_version": template.version,
         "phase": _text(_child(root, xform.PHASE)),
         "observed_at": _text(_child(root, xform.OBSERVED)) or None,
         "answers": _answers(root, compiled),
@@ -183,7 +188,7 @@ def parse(session: Session, mission_id: uuid.UUID, xml: bytes, date: str | None)
         if _local(p) == xform.PHOTO and _text(p)
     ]
     device = _text(_child(meta, "deviceID")) if meta is not None else ""
-    return Instance(item, definition, photos, device[:200] or None)
+    return Instance(item, template, photos, device[:200] or None)
 
 
 _compiled_forms: dict[tuple[str, int], CompiledTemplate] = {}
@@ -334,6 +339,62 @@ def store_files(
                 upload.write((where / f["name"]).read_bytes())
                 upload.finish()
         attachment_service.mark_stored(session, mission_id, f["sha256"])
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    state: Literal["part", "stored", "replayed"]
+    raw: str  # the checklist as the intake keeps it
+    staging: Path
+
+
+def store(
+    session: Session,
+    principal: Principal,
+    settings: Settings,
+    found: Instance,
+    parts: list[Part],
+    incomplete: bool,
+    client: str | None,
+) -> Stored:
+    """Keep this request's files; once every photo the form names is here, store the
+    checklist through the one intake, its photos, and the device and app it came from."""
+    mission_id = principal.mission_id
+    where = staging_dir(settings, mission_id, found.item["id"])
+    stage(where, parts)
+    had = known(session, mission_id, found.item["id"])
+    absent = missing(where, found.photos, had)
+    if absent and incomplete:
+        return Stored("part", "", where)
+    if absent:
+        raise Invalid(
+            f"photo(s) {', '.join(absent)} named in the form did not arrive",
+            code="photo_missing",
+            errors=[
+                {"path": ["photos", name], "code": "photo_missing", "message": _RESEND}
+                for name in absent
+            ],
+        )
+    files = declared(where, found.photos, parts, had)
+    if files:
+        found.item["attachments"] = files
+    body = validate(ChecklistSubmit, found.item)
+    # What the intake keeps: the checklist as the JSON channel would have sent it.
+    raw = orjson.dumps(found.item).decode()
+    outcome = checklist_service.submit(
+        session, principal, body, found.item, raw, settings, savepoint=False
+    )
+    store_files(session, settings, mission_id, body.id, where, files)
+    if outcome.created:
+        session.add(
+            ChecklistClient(
+                checklist_id=body.id, channel="openrosa", device_id=found.device_id, client=client
+            )
+        )
+    return Stored("stored" if outcome.created else "replayed", raw, where)
+
+
+_RESEND = "did not arrive; send the form again"
 
 
 def forget(where: Path) -> None:
