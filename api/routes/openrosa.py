@@ -17,7 +17,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials
 from lxml import etree
 from sqlalchemy.orm import Session
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.checklist_schema import TemplateDefinition
 from api.config import Settings
@@ -182,10 +183,7 @@ async def submission_post(token: Token, request: Request, settings: SettingsDep)
         caller = await run_in_threadpool(_caller_for_post, request, settings, token)
         language = caller.language
         data = await _read_limited(request, settings.openrosa_max_submission_bytes, language)
-        form = await _replay(request, data).form(
-            max_files=settings.attachments_per_checklist + 1,
-            max_part_size=settings.openrosa_max_submission_bytes,
-        )
+        form = await _multipart(_replay(request, data), settings)
         xml_part = form.get("xml_submission_file")
         if not isinstance(xml_part, UploadFile):
             raise Invalid(
@@ -205,6 +203,22 @@ async def submission_post(token: Token, request: Request, settings: SettingsDep)
     return await run_in_threadpool(
         _submit, request, settings, token, caller, xml, parts, incomplete
     )
+
+
+async def _multipart(request: Request, settings: Settings) -> FormData:
+    """The parts; a body that is not readable multipart, or has more files than a checklist
+    may declare, is the caller's problem (422), told in the OpenRosa shape."""
+    try:
+        return await request.form(
+            max_files=settings.attachments_per_checklist + 1,
+            max_part_size=settings.openrosa_max_submission_bytes,
+        )
+    except StarletteHTTPException as exc:
+        raise Invalid(
+            f"the multipart body could not be read: {exc.detail} (a checklist may have "
+            f"{settings.attachments_per_checklist} photos)",
+            code="bad_multipart",
+        ) from exc
 
 
 def _caller_for_post(request: Request, settings: Settings, token: str) -> forms.Caller:
@@ -260,6 +274,11 @@ def _submit(
                 session, principal.mission_id, xml, request.headers.get("date")
             )
             definition = found.template
+            # Collect also names the device in the URL (`?deviceID=`); a form without the
+            # meta field (made elsewhere) still gets it.
+            found.device_id = (
+                found.device_id or (request.query_params.get("deviceID") or "")[:200] or None
+            )
             client = (request.headers.get("user-agent") or "")[:300] or None
             done = submission.store(session, principal, settings, found, parts, incomplete, client)
             if done.state == "part":

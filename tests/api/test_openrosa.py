@@ -60,6 +60,7 @@ def fill(
     instance: str | None = None,
     deprecated: str | None = None,
     photos: tuple[str, ...] = (),
+    device: str | None = "collect:Xk9PhoneOfDana",
 ) -> tuple[str, bytes]:
     """The form's instance filled as Collect fills it; returns (instance id, XML)."""
     root = etree.fromstring(form)
@@ -93,7 +94,7 @@ def fill(
         meta.addprevious(group)
     instance = instance or f"uuid:{uuid.uuid4()}"
     meta.find("x:instanceID", NS).text = instance
-    meta.find("x:deviceID", NS).text = "collect:Xk9PhoneOfDana"
+    meta.find("x:deviceID", NS).text = device
     if deprecated:
         etree.SubElement(meta, f"{{{xform.XF}}}deprecatedID").text = deprecated
     return instance, etree.tostring(data, xml_declaration=True, encoding="UTF-8")
@@ -105,11 +106,12 @@ def send(
     xml: bytes,
     files: dict[str, bytes] | None = None,
     incomplete: bool = False,
+    query: str = "",
 ) -> Any:
     parts: list[tuple[str, Any]] = [("xml_submission_file", ("submission.xml", xml, "text/xml"))]
     parts += [(name, (name, data, "image/jpeg")) for name, data in (files or {}).items()]
     return client.post(
-        f"/key/{token}/submission",
+        f"/key/{token}/submission{query}",
         files=parts,
         data={"*isIncomplete*": "yes"} if incomplete else None,
         headers={"User-Agent": COLLECT["User-Agent"]},
@@ -407,3 +409,23 @@ def test_a_checklist_from_collect_is_exported_like_the_web_apps(
     col = {name: i for i, name in enumerate(header)}
     assert row[0] == instance[5:]
     assert row[col["D1"]] == "most" and "S-1" in row
+
+
+def test_more_photos_than_a_checklist_may_have_is_told_in_openrosa(
+    client: Any, world: dict[str, Any]
+) -> None:
+    names = tuple(f"p{i}.jpg" for i in range(11))
+    _, xml = fill(_form(client, world["token"]), answers_for("voting"), photos=names)
+    r = send(client, world["token"], xml, dict.fromkeys(names, PHOTO))
+    assert r.status_code == 422
+    assert "10 photos" in message(r)
+
+
+def test_the_device_id_collect_puts_in_the_url_is_kept_when_the_form_has_none(
+    client: Any, session: Any, world: dict[str, Any]
+) -> None:
+    instance, xml = fill(_form(client, world["token"]), answers_for("voting"), device=None)
+    r = send(client, world["token"], xml, query="?deviceID=collect:FromTheUrl")
+    assert r.status_code == 201, message(r)
+    row = session.get(ChecklistClient, uuid.UUID(instance[5:]))
+    assert row.device_id == "collect:FromTheUrl"
