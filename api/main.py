@@ -91,6 +91,30 @@ class BodyLimit:
         )
 
 
+class OpenRosaVersion:
+    """`X-OpenRosa-Version: 1.0` on every answer under the OpenRosa key paths, those the
+    middlewares give (a flood refused, a body of the wrong type) as well as the routes'."""
+
+    def __init__(self, app: ASGIApp, prefix: str) -> None:
+        self.app = app
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_version(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [
+                    (k, v) for k, v in message.get("headers", []) if k != b"x-openrosa-version"
+                ]
+                message = {**message, "headers": [*headers, (b"x-openrosa-version", b"1.0")]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_version)
+
+
 class _TooLarge(TooLarge):
     """Raised from `receive`: inside the app (a route streaming a file) the error handlers
     answer 413 in the one shape; outside it (the body middlewares) BodyLimit does."""
@@ -181,7 +205,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # OpenRosa submissions carry photos: their route counts them against
     # `openrosa_max_submission_bytes` and answers 413 as Collect reads it.
     limited = BodyLimit(inner, settings.max_body_bytes, own_limit=(openrosa.PREFIX,))
-    return ratelimit.AddressGuard(limited)  # type: ignore[return-value]
+    return OpenRosaVersion(ratelimit.AddressGuard(limited), openrosa.PREFIX)  # type: ignore[return-value]
 
 
 app = create_app()

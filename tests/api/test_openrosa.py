@@ -429,3 +429,15 @@ def test_the_device_id_collect_puts_in_the_url_is_kept_when_the_form_has_none(
     assert r.status_code == 201, message(r)
     row = session.get(ChecklistClient, uuid.UUID(instance[5:]))
     assert row.device_id == "collect:FromTheUrl"
+
+
+def test_answers_the_middlewares_give_carry_the_openrosa_version_too(
+    client: Any, world: dict[str, Any]
+) -> None:
+    r = client.post(
+        f"/key/{world['token']}/submission",
+        content=b"{}",
+        headers={"Content-Type": "application/json"},
+    )
+    assert r.status_code == 415 and r.headers["x-openrosa-version"] == "1.0"
+    assert "x-openrosa-version" not in client.get("/healthz").headers
