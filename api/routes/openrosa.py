@@ -200,9 +200,7 @@ async def submission_post(token: Token, request: Request, settings: SettingsDep)
         incomplete = str(form.get("*isIncomplete*", "")).lower() == "yes"
     except AppError as exc:
         return _error(exc, language)
-    return await run_in_threadpool(
-        _submit, request, settings, token, caller, xml, parts, incomplete
-    )
+    return await run_in_threadpool(_submit, request, settings, caller, xml, parts, incomplete)
 
 
 async def _multipart(request: Request, settings: Settings) -> FormData:
@@ -257,7 +255,6 @@ def _replay(request: Request, data: bytes) -> Request:
 def _submit(
     request: Request,
     settings: Settings,
-    token: str,
     caller: forms.Caller,
     xml: bytes,
     parts: list[submission.Part],
@@ -267,7 +264,7 @@ def _submit(
     definition = None
     principal = caller.principal
     try:
-        submission.check_names(parts)
+        submission.check_names([p.name for p in parts])
         with session_scope() as session:
             session.connection()  # one transaction: the checklist and its client row together
             found = submission.parse(

@@ -441,3 +441,12 @@ def test_answers_the_middlewares_give_carry_the_openrosa_version_too(
     )
     assert r.status_code == 415 and r.headers["x-openrosa-version"] == "1.0"
     assert "x-openrosa-version" not in client.get("/healthz").headers
+
+
+def test_a_photo_name_that_would_leave_the_upload_folder_is_refused(
+    client: Any, session: Any, world: dict[str, Any]
+) -> None:
+    _, xml = fill(_form(client, world["token"]), answers_for("voting"), photos=("../../x.jpg",))
+    r = send(client, world["token"], xml)
+    assert r.status_code == 422 and "../../x.jpg" in message(r)
+    assert count(session) == 0

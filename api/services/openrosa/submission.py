@@ -263,8 +263,9 @@ def staging_dir(settings: Settings, mission_id: uuid.UUID, instance_id: str) -> 
     return settings.attachments_dir / str(mission_id) / "openrosa" / str(uuid.UUID(instance_id))
 
 
-def check_names(parts: list[Part]) -> None:
-    bad = [p.name for p in parts if not _NAME_RE.fullmatch(p.name)]
+def check_names(names: list[str]) -> None:
+    """File names become paths on disk: only plain names (no `/`, no leading dot)."""
+    bad = [n for n in names if not _NAME_RE.fullmatch(n)]
     if bad:
         raise Invalid(
             f"file name(s) {bad} are not allowed: letters, digits, '.', '_' and '-' only",
@@ -360,6 +361,7 @@ def store(
     """Keep this request's files; once every photo the form names is here, store the
     checklist through the one intake, its photos, and the device and app it came from."""
     mission_id = principal.mission_id
+    check_names(found.photos)  # as the parts' names were: they are looked up on disk
     where = staging_dir(settings, mission_id, found.item["id"])
     stage(where, parts)
     had = known(session, mission_id, found.item["id"])
