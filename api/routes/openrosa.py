@@ -27,6 +27,7 @@ from api.deps import SettingsDep, check_role, principal_of, record_write
 from api.errors import AppError, ErrorBody, Invalid, TooLarge
 from api.services.openrosa import forms, messages, submission, xform
 from models import Role
+from models.attachment import ATTACHMENT_NAME
 
 router = APIRouter(tags=["openrosa"])
 PREFIX = "/key/"
@@ -34,6 +35,7 @@ OPENROSA = {"X-OpenRosa-Version": "1.0"}
 RESPONSE_NS = "http://openrosa.org/http/response"
 LIST_NS = "http://openrosa.org/xforms/xformsList"
 XML = "text/xml; charset=utf-8"
+INCOMPLETE = "*isIncomplete*"  # Collect's mark on every part of a split submission but the last
 Token = Annotated[str, Path(description="The observer's token, as in the Collect QR code")]
 _PROBLEM = {"content": {"text/xml": {}}, "description": "An OpenRosaResponse naming the problem"}
 XML_DOC: dict[int | str, dict[str, Any]] = {
@@ -168,7 +170,17 @@ def submission_head(token: Token, request: Request, settings: SettingsDep) -> Re
                         "type": "object",
                         "properties": {
                             "xml_submission_file": {"type": "string", "format": "binary"},
+                            "*isIncomplete*": {
+                                "type": "string",
+                                "enum": ["yes"],
+                                "description": "More parts of this submission follow",
+                            },
                         },
+                        # The photos the form names, each part named by its file name.
+                        "patternProperties": {
+                            ATTACHMENT_NAME: {"type": "string", "format": "binary"}
+                        },
+                        "additionalProperties": False,
                         "required": ["xml_submission_file"],
                     }
                 }
@@ -197,7 +209,16 @@ async def submission_post(token: Token, request: Request, settings: SettingsDep)
             for key, v in form.multi_items()
             if isinstance(v, UploadFile) and key != "xml_submission_file"
         ]
-        incomplete = str(form.get("*isIncomplete*", "")).lower() == "yes"
+        incomplete = str(form.get(INCOMPLETE, "")).lower() == "yes"
+        unknown = sorted(
+            {k for k, v in form.multi_items() if not isinstance(v, UploadFile)} - {INCOMPLETE}
+        )
+        if unknown:
+            raise Invalid(
+                f"unknown form field(s) {unknown}: only xml_submission_file, {INCOMPLETE} "
+                "and the photos' files are sent",
+                code="unknown_field",
+            )
     except AppError as exc:
         return _error(exc, language)
     return await run_in_threadpool(_submit, request, settings, caller, xml, parts, incomplete)
