@@ -338,8 +338,15 @@ def token_qr(
             "--revoke-previous", help="Revoke the observers' earlier tokens (lost or old cards)"
         ),
     ] = False,
+    collect: Annotated[
+        bool,
+        typer.Option(
+            "--collect", help="Codes for ODK Collect (its settings QR) instead of the web app"
+        ),
+    ] = False,
 ) -> None:
-    """Issue observer tokens as QR codes: scanning one signs a phone in to the web app."""
+    """Issue observer tokens as QR codes: scanning one signs a phone in to the web app, or
+    (--collect) sets ODK Collect up with the observer's forms."""
     import sys
 
     from api.services import signin_qr
@@ -365,7 +372,7 @@ def token_qr(
     try:
         with session_scope() as ses:
             cards = signin_qr.issue_cards(
-                ses, mission, None if all_observers else observer, url, revoke_previous
+                ses, mission, None if all_observers else observer, url, revoke_previous, collect
             )
             for card in cards:
                 if card.revoked:
@@ -390,7 +397,12 @@ def token_qr(
         return
     for card in cards:
         console.print(f"\n[bold]{card.name}[/bold] ({card.code}) {' '.join(card.stations)}")
-        sys.stdout.write(signin_qr.terminal_qr(card.url))
+        sys.stdout.write(signin_qr.terminal_qr(card.qr))
+        if collect:
+            # Collect can also be set up by hand: Settings, Server, this URL.
+            sys.stdout.write(signin_qr.collect_url(url, card.token) + "\n")
+            sys.stdout.flush()
+            continue
         sys.stdout.write(card.url + "\n")
         # Without a camera: the address to open and the code to type there.
         sys.stdout.write(f"{card.app}  {card.token}\n")

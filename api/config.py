@@ -146,6 +146,12 @@ class Settings(BaseSettings):
         20_000_000, description="Largest file a checklist may declare (a phone photo or a PDF)"
     )
     attachments_per_checklist: int = Field(10, description="Most files one checklist may declare")
+    openrosa_max_submission_bytes: int = Field(
+        10_000_000,
+        ge=100_000,
+        description="Largest request ODK Collect or Enketo may send (the form and its photos, "
+        "413 above); Collect splits a bigger submission into requests this size",
+    )
     map_tile_url: str = Field(
         "",
         description="Map tiles for the console, as a Leaflet URL template "

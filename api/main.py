@@ -30,6 +30,7 @@ from api.routes import (
     missions,
     observers,
     odata,
+    openrosa,
     stations,
     sync,
     templates,
@@ -54,12 +55,13 @@ or from a mission admin. Every error has one shape: `{"error", "detail", "code",
 class BodyLimit:
     """Refuse request bodies over the configured size with 413, before reading them whole."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, own_limit: tuple[str, ...] = ()) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.own_limit = own_limit  # path prefixes whose routes bound their bodies themselves
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"].startswith(self.own_limit):
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
@@ -94,6 +96,30 @@ class BodyLimit:
             "body_too_large",
             f"the request body is over {self.max_bytes} bytes",
         )
+
+
+class OpenRosaVersion:
+    """`X-OpenRosa-Version: 1.0` on every answer under the OpenRosa key paths, those the
+    middlewares give (a flood refused, a body of the wrong type) as well as the routes'."""
+
+    def __init__(self, app: ASGIApp, prefix: str) -> None:
+        self.app = app
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_version(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [
+                    (k, v) for k, v in message.get("headers", []) if k != b"x-openrosa-version"
+                ]
+                message = {**message, "headers": [*headers, (b"x-openrosa-version", b"1.0")]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_version)
 
 
 class _TooLarge(TooLarge):
@@ -140,6 +166,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # session and two context managers.
     app.include_router(checklists.router)
     app.include_router(sync.router)
+    # ODK Collect's submissions record their audit notes themselves, as intake does; the
+    # audit dependency would write the path, which holds the token.
+    app.include_router(openrosa.router)
     access.install(app)
     for router in (
         findings.router,
@@ -182,7 +211,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.openapi = openapi  # type: ignore[method-assign]
     inner = GunzipRequest(access.sanitize(app), settings.max_body_bytes)
     # Outermost: a flood of bad tokens from one address is refused before anything else.
-    return ratelimit.AddressGuard(BodyLimit(inner, settings.max_body_bytes))  # type: ignore[return-value]
+    # OpenRosa submissions carry photos: their route counts them against
+    # `openrosa_max_submission_bytes` and answers 413 as Collect reads it.
+    limited = BodyLimit(inner, settings.max_body_bytes, own_limit=(openrosa.PREFIX,))
+    return OpenRosaVersion(ratelimit.AddressGuard(limited), openrosa.PREFIX)  # type: ignore[return-value]
 
 
 app = create_app()

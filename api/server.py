@@ -6,13 +6,19 @@ when it is installed, has none. `BoundedHttpToolsProtocol` counts the bytes of e
 request's head as they arrive and, past the same bound, answers 431 and closes the
 connection, before the head is ever read whole. Both parsers get the bound from
 `POLLCHECK_MAX_HEADER_BYTES`.
+
+The access log hides the token of an OpenRosa key path (`HideKeys`).
 """
 
 from __future__ import annotations
 
+import copy
+import logging
+import re
 from typing import Any
 
 import orjson
+from uvicorn.config import LOGGING_CONFIG
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from api.config import Settings
@@ -63,9 +69,34 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
+class HideKeys(logging.Filter):
+    """Access log lines show `/key/…/` for an OpenRosa key path: the token in the path is
+    an observer's credential, and logs are read by more people than tokens should be."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], _KEY_PATH.sub("/key/…/", args[2]), *args[3:])
+        return True
+
+
+_KEY_PATH = re.compile(r"/key/[^/?#]+/")
+
+
+def log_config() -> dict[str, Any]:
+    """uvicorn's logging, with the access log's key paths hidden (in every worker: uvicorn
+    passes this configuration to each process it starts)."""
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config.setdefault("filters", {})["hide_keys"] = {"()": "api.server.HideKeys"}
+    config["handlers"]["access"]["filters"] = ["hide_keys"]
+    return config
+
+
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
-    """The keyword arguments of `uvicorn.run` that bound a request's head."""
+    """The keyword arguments of `uvicorn.run` that bound a request's head and keep
+    tokens out of the access log."""
     return {
         "http": "api.server:BoundedHttpToolsProtocol",
         "h11_max_incomplete_event_size": settings.max_header_bytes,
+        "log_config": log_config(),
     }

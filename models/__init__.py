@@ -4,6 +4,7 @@ from models.attachment import Attachment
 from models.audit import AuditEvent
 from models.base import metadata
 from models.checklist import Answer, Checklist, ChecklistChange, ReviewState
+from models.client import ChecklistClient
 from models.credential import Credential, Role
 from models.finding import (
     FindingApplied,
@@ -28,6 +29,7 @@ __all__ = [
     "AuditEvent",
     "Checklist",
     "ChecklistChange",
+    "ChecklistClient",
     "ChecklistTemplate",
     "Credential",
     "FindingApplied",

@@ -186,3 +186,56 @@ def mission_with_staff(session: Any) -> dict[str, Any]:
     _, observer = make_observer(session, mission.id, ["S-1"])
     analyst = make_token(session, mission.id, Role.analyst)
     return {"mission": mission, "admin": admin, "observer": observer, "analyst": analyst}
+
+
+def every_kind_template(code: str = "every", version: int = 1) -> TemplateDefinition:
+    """A small template with every question type and rule a form can carry: integer bounds,
+    'not applicable' on numbers and times, show_if on closed, number and text answers, a
+    section for all phases and one for a single phase, a third language."""
+
+    def lab(en: str) -> dict[str, str]:
+        return {"en": en, "ru": f"{en} (ru)", "kk": f"{en} (kk)"}
+
+    return TemplateDefinition.model_validate(
+        {
+            "code": code,
+            "version": version,
+            "title": lab("Every kind"),
+            "languages": ["en", "ru", "kk"],
+            "sections": [
+                {
+                    "code": "K",
+                    "title": lab("All phases"),
+                    "questions": [
+                        {"code": "K1", "type": "yes_no", "required": True, "label": lab("Open?"),
+                         "critical": ["no"]},
+                        {"code": "K2", "type": "integer", "label": lab("Voters in the queue"),
+                         "min": 0, "max": 5000, "allow_na": True, "required": True,
+                         "hint": lab("Count them")},
+                        {"code": "K3", "type": "multi", "label": lab("Which problems"),
+                         "allow_na": True, "show_if": {"question": "K1", "equals": "no"},
+                         "options": [{"code": "late", "label": lab("It's late")},
+                                     {"code": "closed", "label": lab("Closed")}]},
+                        {"code": "K4", "type": "text", "label": lab("Why"), "max_length": 50,
+                         "show_if": {"question": "K2", "in": [0, 1]}},
+                        {"code": "K5", "type": "time", "label": lab("Arrival"), "allow_na": True},
+                        {"code": "K6", "type": "scale4", "label": lab("Overall"),
+                         "required": True},
+                    ],
+                },
+                {
+                    "code": "L",
+                    "title": lab("Closing only"),
+                    "phases": ["closing"],
+                    "questions": [
+                        {"code": "L1", "type": "integer", "label": lab("Ballots"), "min": 0},
+                        {"code": "L2", "type": "integer", "label": lab("Spoiled"), "max": 100},
+                        {"code": "L3", "type": "single", "label": lab("Protocol"),
+                         "options": [{"code": "posted", "label": lab("Posted")},
+                                     {"code": "n_a", "label": lab("No protocol"), "na": True}],
+                         "show_if": {"question": "K2", "equals": 3}},
+                    ],
+                },
+            ],
+        }
+    )  # fmt: skip

@@ -50,3 +50,21 @@ def test_ordinary_headers_are_served_and_the_server_goes_on(served: tuple[str, i
     _raw_get(*served, 1_000_000)
     answer = _raw_get(*served, 8_000)
     assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+
+
+def test_the_access_log_hides_the_token_of_an_openrosa_key_path() -> None:
+    import logging
+
+    from api.config import Settings
+    from api.server import HideKeys, log_config, uvicorn_options
+
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+        ("10.0.0.7:5123", "POST", "/key/pc_secret.tag/submission?x=1", "1.1", 201), None,
+    )  # fmt: skip
+    assert HideKeys().filter(record)
+    line = record.getMessage()
+    assert "pc_secret" not in line and '"POST /key/…/submission?x=1 HTTP/1.1" 201' in line
+    config = uvicorn_options(Settings())["log_config"]
+    assert config == log_config() and config["handlers"]["access"]["filters"] == ["hide_keys"]
+    assert config["filters"]["hide_keys"]["()"] == "api.server.HideKeys"

@@ -1,13 +1,23 @@
 """Sign-in QR codes for observers' phones: a new token per observer, inside a link to the
 web app (`…/app/#token=…`). The token sits in the fragment, which browsers never send to a
-server, and the app removes it from the address bar as soon as it has read it."""
+server, and the app removes it from the address bar as soon as it has read it.
+
+With `collect`, the code holds ODK Collect's settings instead (Collect's own format: the
+settings JSON, zlib-compressed, then base64): the server URL with the observer's key path
+(`…/key/<token>`), the observer's name as the form metadata's user name, and forms kept
+exactly as the server lists them. Scanning it in Collect ("Add project") sets the phone up.
+"""
 
 from __future__ import annotations
 
+import base64
 import html
 import io
+import json
 import uuid
+import zlib
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import qrcode
@@ -33,6 +43,12 @@ class SignInCard:
     url: str
     app: str  # where to type the code by hand, printed on the card
     revoked: int = 0  # earlier tokens of this observer revoked when the card was issued
+    collect: str = ""  # ODK Collect's settings (`collect_payload`) when asked for
+
+    @property
+    def qr(self) -> str:
+        """What the card's code holds: Collect's settings, or the web app's sign-in link."""
+        return self.collect or self.url
 
 
 def app_url(base_url: str) -> str:
@@ -41,6 +57,36 @@ def app_url(base_url: str) -> str:
 
 def signin_url(base_url: str, token: str) -> str:
     return app_url(base_url) + "#token=" + quote(token, safe="")
+
+
+def collect_url(base_url: str, token: str) -> str:
+    """The server URL Collect appends `/formList` and `/submission` to."""
+    return base_url.rstrip("/") + "/key/" + quote(token, safe="")
+
+
+def collect_settings(base_url: str, token: str, name: str, mission: str) -> dict[str, Any]:
+    """ODK Collect's settings for one observer: Pollcheck's key path, the observer's name,
+    the forms exactly as the server lists them (new versions in, retired ones out), sending
+    as soon as a form is finalised; the admin settings left as Collect has them."""
+    return {
+        "general": {
+            "server_url": collect_url(base_url, token),
+            "username": "",
+            "password": "",
+            "metadata_username": name,
+            "form_update_mode": "match_exactly",
+            "periodic_form_updates_check": "every_one_hour",
+            "autosend": "wifi_and_cellular",
+        },
+        "admin": {},
+        "project": {"name": mission, "icon": mission[:1].upper() or "P", "color": "#1f5fa8"},
+    }
+
+
+def collect_payload(settings: dict[str, Any]) -> str:
+    """What Collect reads from a settings QR code: the JSON, zlib-compressed, base64."""
+    raw = json.dumps(settings, ensure_ascii=False, separators=(",", ":")).encode()
+    return base64.b64encode(zlib.compress(raw)).decode()
 
 
 def is_local(base_url: str) -> bool:
@@ -55,9 +101,11 @@ def issue_cards(
     observer_codes: list[str] | None,
     base_url: str,
     revoke_previous: bool = False,
+    collect: bool = False,
 ) -> list[SignInCard]:
     """A new observer token for each observer named (every observer when None); with
-    `revoke_previous`, the observer's earlier tokens stop working (a card lost or reprinted)."""
+    `revoke_previous`, the observer's earlier tokens stop working (a card lost or reprinted);
+    with `collect`, each card also carries ODK Collect's settings for the observer."""
     issued = credentials.issue_for_observers(
         session, mission_id, observer_codes, "phone (QR)", revoke_previous=revoke_previous
     )
@@ -69,6 +117,8 @@ def issue_cards(
         .order_by(ST.c.code)
     ):
         stations.setdefault(obs_id, []).append(code)
+    mission = session.get(Mission, mission_id)
+    title = mission.name if mission else "Pollcheck"
     return [
         SignInCard(
             o.observer_code,
@@ -78,6 +128,9 @@ def issue_cards(
             signin_url(base_url, o.token),
             app_url(base_url),
             o.revoked_previous,
+            collect_payload(collect_settings(base_url, o.token, o.observer_name, title))
+            if collect
+            else "",
         )
         for o in issued
     ]
@@ -116,11 +169,27 @@ HOW = {
     "ru": "Откройте камеру телефона, наведите её на код и нажмите на ссылку. "
     "Храните эту карточку в тайне: это ваш вход.",
 }
+HOW_COLLECT = {
+    "en": "In ODK Collect, choose Add project, then Configure with QR code, and scan this "
+    "code. Keep this card private: it is your key.",
+    "ru": "В ODK Collect выберите «Добавить проект», затем «Настроить по QR-коду» и "
+    "отсканируйте этот код. Храните эту карточку в тайне: это ваш ключ.",
+}
 # With no camera that reads QR codes: the address to open and the code to type there.
 BY_HAND = {
     "en": "No camera? Open {app} and type the code below.",
     "ru": "Нет камеры? Откройте {app} и введите код ниже.",
 }
+
+
+def _how(card: SignInCard, langs: list[str]) -> list[str]:
+    if card.collect:
+        return [f"<p class='how'>{html.escape(HOW_COLLECT[x])}</p>" for x in langs]
+    return [
+        *(f"<p class='how'>{html.escape(HOW[x])}</p>" for x in langs),
+        f"<p class='where'>{html.escape(card.app)}</p>",
+        *(f"<p class='how'>{html.escape(BY_HAND[x].format(app=card.app))}</p>" for x in langs),
+    ]
 
 
 def sheet(mission: Mission, cards: list[SignInCard]) -> str:
@@ -135,12 +204,10 @@ def sheet(mission: Mission, cards: list[SignInCard]) -> str:
     for c in cards:
         parts += [
             "<div class='card'>",
-            svg_qr(c.url),
+            svg_qr(c.qr),
             f"<div class='name'>{html.escape(c.name)}</div>",
             f"<div>{html.escape(c.code)} · {html.escape(' '.join(c.stations) or '-')}</div>",
-            *(f"<p class='how'>{html.escape(HOW[x])}</p>" for x in langs),
-            f"<p class='where'>{html.escape(c.app)}</p>",
-            *(f"<p class='how'>{html.escape(BY_HAND[x].format(app=c.app))}</p>" for x in langs),
+            *_how(c, langs),
             f"<p class='token'>{html.escape(c.token)}</p>",
             "</div>",
         ]

@@ -64,6 +64,7 @@ def test_no_input_gets_a_5xx_or_an_undocumented_answer(case: Any, fuzz_world: Wo
         ("mission_id", w.mission_id),
         ("observer_id", w.observer_id),
         ("checklist_id", w.checklist_id),
+        ("token", w.tokens["observer"]),  # the OpenRosa key path
     ):
         if name in params:
             params[name] = str(value)

@@ -158,3 +158,50 @@ def test_card_prints_the_servers_address_and_the_observers_name(
     assert "Dana Abenova" in page
     assert "<p class='where'>https://poll.example.org/app/</p>" in page
     assert "No camera? Open https://poll.example.org/app/ and type the code below." in page
+
+
+def test_collect_qr_sets_odk_collect_up_with_the_observers_key(client: Any, session: Any) -> None:
+    """`--collect` prints Collect's settings code: its server URL is the observer's key
+    path, which lists the observer's forms."""
+    import base64
+    import json
+    import zlib
+
+    from api.services import signin_qr
+
+    mission, _ = make_mission(session, name="Mission K")
+    make_station(session, mission.id, "S-1")
+    make_observer(session, mission.id, ["S-1"], code="STO-1", name="Dana")
+    result = runner.invoke(
+        app,
+        ["token", "qr", "-m", str(mission.id), "-o", "STO-1", "--collect"]
+        + ["--base-url", "https://p.example"],
+    )
+    assert result.exit_code == 0, result.output
+    server = next(x for x in result.output.splitlines() if x.startswith("https://p.example/key/"))
+    token = unquote(server.removeprefix("https://p.example/key/"))
+    expected = signin_qr.collect_settings("https://p.example", token, "Dana", "Mission K")
+    payload = signin_qr.collect_payload(expected)
+    assert signin_qr.terminal_qr(payload) in result.output  # the code holds these settings
+    settings = json.loads(zlib.decompress(base64.b64decode(payload)))
+    assert settings["general"]["server_url"] == server
+    assert settings["general"]["metadata_username"] == "Dana"
+    assert settings["general"]["form_update_mode"] == "match_exactly"
+    assert "/app/#token=" not in result.output
+    listed = client.get(f"/key/{token}/formList")
+    assert listed.status_code == 200 and b"<formID>default-v1</formID>" in listed.content
+
+
+def test_collect_sheet_tells_how_to_scan_in_collect(session: Any, tmp_path: Path) -> None:
+    mission, _ = make_mission(session)
+    make_observer(session, mission.id, [], code="A")
+    sheet = tmp_path / "cards.html"
+    result = runner.invoke(
+        app,
+        ["token", "qr", "-m", str(mission.id), "--all", "--collect", "--sheet", str(sheet)]
+        + ["--base-url", "https://p.example"],
+    )
+    assert result.exit_code == 0, result.output
+    page = sheet.read_text()
+    assert page.count("<svg") == 1 and "Configure with QR code" in page
+    assert "Настроить по QR-коду" in page and "/app/" not in page
