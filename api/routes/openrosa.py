@@ -61,7 +61,8 @@ def _auth(
 ) -> forms.Caller:
     credentials = HTTPAuthorizationCredentials(scheme="Bearer", credentials=token)
     principal = principal_of(request, session, settings, credentials, checklists)
-    return forms.caller(session, check_role(principal, Role.observer))
+    # A submission (it charges a checklist) needs the observer's language, not their forms.
+    return forms.caller(session, check_role(principal, Role.observer), stations=not checklists)
 
 
 def _xml(root: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -6,10 +6,8 @@ A submission here is the served form's own instance, filled the way Collect fill
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import uuid
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -18,7 +16,6 @@ from sqlalchemy import func, select, update
 
 from api.config import get_settings
 from api.services import credentials, templates
-from api.services.openrosa import xform
 from models import Checklist, ChecklistClient, ChecklistTemplate, Role, TemplateStatus
 from tests.factories import (
     answers_for,
@@ -29,8 +26,8 @@ from tests.factories import (
     make_station,
     make_token,
 )
+from tests.openrosa_factories import NS, fill
 
-NS = {"x": xform.XF}
 LIST = {"l": "http://openrosa.org/xforms/xformsList"}
 RESPONSE = {"r": "http://openrosa.org/http/response"}
 COLLECT = {"User-Agent": "org.odk.collect.android/v2024.3.1 Dalvik/2.1.0", "Date": ""}
@@ -50,54 +47,6 @@ def _form(client: Any, token: str, form_id: str = "default-v1") -> bytes:
     r = client.get(f"/key/{token}/forms/{form_id}")
     assert r.status_code == 200, r.text
     return bytes(r.content)
-
-
-def fill(
-    form: bytes,
-    answers: dict[str, Any],
-    station: str = "S-1",
-    phase: str = "voting",
-    instance: str | None = None,
-    deprecated: str | None = None,
-    photos: tuple[str, ...] = (),
-    device: str | None = "collect:Xk9PhoneOfDana",
-) -> tuple[str, bytes]:
-    """The form's instance filled as Collect fills it; returns (instance id, XML)."""
-    root = etree.fromstring(form)
-    data = copy.deepcopy(root.find(".//x:instance/x:data", NS))
-    data.find("x:pc-station", NS).text = station
-    data.find("x:pc-phase", NS).text = phase
-    observed = datetime.now(UTC).astimezone() - timedelta(minutes=5)
-    data.find("x:pc-observed", NS).text = observed.isoformat(timespec="milliseconds")
-    for node in data.iter():
-        name = etree.QName(node).localname
-        code, na = name.removesuffix(xform.NA_SUFFIX), name.endswith(xform.NA_SUFFIX)
-        if code not in answers:
-            continue
-        value = answers[code]
-        if na:
-            node.text = "na" if value == "na" else None
-        elif value == "na" and data.find(f".//x:{code}{xform.NA_SUFFIX}", NS) is not None:
-            node.text = None
-        elif isinstance(value, list):
-            node.text = " ".join(value)
-        elif isinstance(value, str) and len(value) == 5 and value[2] == ":":
-            node.text = f"{value}:00.000+06:00"  # JavaRosa's time
-        else:
-            node.text = str(value)
-    template = data.find(f"x:{xform.PHOTOS}", NS)
-    meta = data.find("x:meta", NS)
-    data.remove(template)
-    for name in photos:
-        group = etree.Element(f"{{{xform.XF}}}{xform.PHOTOS}")
-        etree.SubElement(group, f"{{{xform.XF}}}{xform.PHOTO}").text = name
-        meta.addprevious(group)
-    instance = instance or f"uuid:{uuid.uuid4()}"
-    meta.find("x:instanceID", NS).text = instance
-    meta.find("x:deviceID", NS).text = device
-    if deprecated:
-        etree.SubElement(meta, f"{{{xform.XF}}}deprecatedID").text = deprecated
-    return instance, etree.tostring(data, xml_declaration=True, encoding="UTF-8")
 
 
 def send(

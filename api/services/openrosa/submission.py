@@ -115,8 +115,10 @@ def published_template(
     parsed = xform.parse_form_id(form_id)
     row = None
     if parsed is not None:
+        # Not the definition itself: a large JSON document, decoded again on every
+        # submission, where the process holds it parsed already (`definition`).
         row = session.execute(
-            select(TPL.c.id, TPL.c.status, TPL.c.definition).where(
+            select(TPL.c.id, TPL.c.status).where(
                 TPL.c.mission_id == mission_id,
                 TPL.c.code == parsed[0],
                 TPL.c.version == parsed[1],
@@ -128,7 +130,11 @@ def published_template(
             "current blank forms and fill the checklist again in the current form",
             code="form_not_published",
         )
-    return row.id, definition(row.id, row.definition)
+    found = _definitions.get(row.id)
+    if found is None:
+        data = session.execute(select(TPL.c.definition).where(TPL.c.id == row.id)).scalar_one()
+        found = definition(row.id, data)
+    return row.id, found
 
 
 _definitions: dict[uuid.UUID, TemplateDefinition] = {}
@@ -276,7 +282,8 @@ def check_names(names: list[str]) -> None:
 
 def stage(where: Path, parts: list[Part]) -> None:
     """Keep this request's files until the submission is complete."""
-    where.mkdir(parents=True, exist_ok=True)
+    if parts:  # most forms carry no photo: no directory to make and remove
+        where.mkdir(parents=True, exist_ok=True)
     for part in parts:
         tmp = where / f".{part.name}.{uuid.uuid4().hex}"
         tmp.write_bytes(part.data)
@@ -364,7 +371,7 @@ def store(
     check_names(found.photos)  # as the parts' names were: they are looked up on disk
     where = staging_dir(settings, mission_id, found.item["id"])
     stage(where, parts)
-    had = known(session, mission_id, found.item["id"])
+    had = known(session, mission_id, found.item["id"]) if found.photos else {}
     absent = missing(where, found.photos, had)
     if absent and incomplete:
         return Stored("part", "", where)
