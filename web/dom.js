@@ -11,11 +11,13 @@ function t(key, vars) {
 /* A text with a count, in the form the language's plural rules pick for `n` ("1 station",
    "2 stations"; Russian's one, few and many): the text is an object of forms, {n} the count
    as `shown` (formatted by the caller) or as it is. */
-function tn(key, n, shown) {
+function tn(key, n, shown, vars) {
   const forms = (TEXTS[state.lang] && TEXTS[state.lang][key]) || TEXTS.en[key];
   if (!forms) return key;
-  const form = new Intl.PluralRules(state.lang).select(n);
-  return (forms[form] || forms.other).split("{n}").join(shown === undefined ? String(n) : shown);
+  let s = forms[new Intl.PluralRules(state.lang).select(n)] || forms.other;
+  s = s.split("{n}").join(shown === undefined ? String(n) : shown);
+  for (const [k, v] of Object.entries(vars || {})) s = s.split("{" + k + "}").join(v);
+  return s;
 }
 
 /* Build DOM nodes; text is always set as text, never as HTML. */

@@ -3,14 +3,17 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, status
+from fastapi import APIRouter, Body, Query, Request, status
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlmodel import col
 
 from api.deps import AdminOfMission, SessionDep, StaffOfMission
 from api.errors import COMMON_ERRORS, NotFound, error_responses
 from api.services import observers as observer_service
-from models import Team
+from api.services import signin_qr
+from models import Mission, Team
 from models.observer import (
     AssignmentsUpdate,
     ObserverCreate,
@@ -135,3 +138,52 @@ def list_teams(mission_id: uuid.UUID, session: SessionDep, _: StaffOfMission) ->
     return session.scalars(
         select(Team).where(col(Team.mission_id) == mission_id).order_by(col(Team.name))
     ).all()
+
+
+class SignInCards(BaseModel):
+    """Which observers get new sign-in cards, and for which client."""
+
+    observers: list[str] | None = Field(
+        None, max_length=10_000, description="Observer codes; none: every observer"
+    )
+    collect: bool = Field(False, description="ODK Collect settings codes instead of the web app")
+    revoke_previous: bool = Field(
+        False, description="The observers' earlier tokens stop working (lost or old cards)"
+    )
+    base_url: str | None = Field(
+        None,
+        max_length=300,
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        description="Address phones reach the server at; default: the one this request came to",
+    )
+
+
+@router.post(
+    "/signin-cards",
+    response_class=HTMLResponse,
+    responses=COMMON_ERRORS
+    | NOT_FOUND
+    | {200: {"description": "A printable page of cards", "content": {"text/html": {}}}},
+)
+def signin_cards(
+    request: Request,
+    mission_id: uuid.UUID,
+    body: SignInCards,
+    session: SessionDep,
+    _: AdminOfMission,
+) -> HTMLResponse:
+    """New observer tokens as a printable page of QR cards (the console's *Sign-in cards*;
+    `pollcheck token qr --sheet` on the command line): each code signs a phone in to the
+    web app, or with `collect` sets ODK Collect up with the observer's forms. The page holds
+    the tokens: print it, hand the cards over, and do not keep it."""
+    base = (body.base_url or str(request.base_url)).rstrip("/")
+    cards = signin_qr.issue_cards(
+        session, mission_id, body.observers, base, body.revoke_previous, body.collect
+    )
+    mission = session.get(Mission, mission_id)
+    if mission is None:
+        raise NotFound("no such mission", code="mission_not_found")
+    return HTMLResponse(
+        signin_qr.sheet(mission, cards),
+        headers={"Cache-Control": "no-store", "X-Cards": str(len(cards))},
+    )

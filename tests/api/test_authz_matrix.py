@@ -217,6 +217,9 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("POST", "/missions/{mission_id}/observers/import"): Row(
         csv_body("/missions/{m}/observers/import", "code,name\nO-Y,Y\n"), admin_only(200)
     ),
+    ("POST", "/missions/{mission_id}/signin-cards"): Row(
+        with_json("/missions/{m}/signin-cards", lambda w: {"observers": []}), admin_only(200)
+    ),
     ("GET", "/missions/{mission_id}/observers"): Row(m("/missions/{m}/observers"), staff(200)),
     ("GET", "/missions/{mission_id}/observers/{observer_id}"): Row(
         m("/missions/{m}/observers/{o}"), staff(200)

@@ -471,3 +471,22 @@ def test_exports_page_downloads_with_the_filters_and_offers_viewers_no_checklist
         page.locator("#ex-download").click()
     assert got.value.suggested_filename.endswith(".geojson")
     context.close()
+
+
+def test_an_admin_makes_collect_sign_in_cards_and_an_analyst_is_not_offered_them(
+    chromium: Any, server: str, field: dict[str, Any]
+) -> None:
+    context, page = _open(chromium, server, field["analyst"])
+    assert page.get_by_role("link", name="Sign-in cards").count() == 0
+    context.close()
+    context, page = _open(chromium, server, field["admin"])
+    page.get_by_role("link", name="Sign-in cards").click()
+    page.locator("#cards-client").select_option("collect")
+    _shot(page, "cards-1366")
+    with page.expect_download() as got:
+        page.locator("#cards-make").click()
+    assert got.value.suggested_filename == "signin-cards-collect.html"
+    sheet = Path(got.value.path()).read_text(encoding="utf-8")
+    assert sheet.count("<svg") == 1 and "ODK Collect" in sheet  # the field's one observer
+    page.get_by_text("1 card saved as signin-cards-collect.html").wait_for()
+    context.close()

@@ -205,3 +205,37 @@ def test_collect_sheet_tells_how_to_scan_in_collect(session: Any, tmp_path: Path
     page = sheet.read_text()
     assert page.count("<svg") == 1 and "Configure with QR code" in page
     assert "Настроить по QR-коду" in page and "/app/" not in page
+
+
+def test_admins_get_the_cards_from_the_api_as_the_console_asks(client: Any, session: Any) -> None:
+    """`POST /missions/{id}/signin-cards`: the printable page with a card per observer named,
+    for the web app or ODK Collect, under the address given (else the request's own); the
+    tokens work, earlier ones can be revoked, an unknown code issues nothing."""
+    mission, admin = make_mission(session, name="Mission C")
+    make_station(session, mission.id, "S-1")
+    _, old = make_observer(session, mission.id, ["S-1"], code="STO-1", name="Dana")
+    make_observer(session, mission.id, ["S-1"], code="STO-2", name="Aigerim")
+    path = f"/missions/{mission.id}/signin-cards"
+    r = client.post(path, json={"observers": ["STO-1"]}, headers=auth(admin))
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/html")
+    assert r.headers["cache-control"] == "no-store" and r.headers["x-cards"] == "1"
+    assert "Dana" in r.text and "Aigerim" not in r.text and "<svg" in r.text
+    token = unquote(re.search(r"<p class='token'>([^<]+)</p>", r.text).group(1))
+    assert client.get("/me", headers=auth(token)).status_code == 200
+    assert client.get("/me", headers=auth(old)).status_code == 200  # not revoked unless asked
+
+    r = client.post(
+        path,
+        json={"collect": True, "revoke_previous": True, "base_url": "https://p.example"},
+        headers=auth(admin),
+    )
+    assert r.status_code == 200 and r.headers["x-cards"] == "2"  # every observer
+    assert "ODK Collect" in r.text
+    assert client.get("/me", headers=auth(token)).status_code == 401  # revoked
+    assert client.get("/me", headers=auth(old)).status_code == 401
+
+    r = client.post(path, json={"observers": ["NOPE"]}, headers=auth(admin))
+    assert r.status_code == 404 and "NOPE" in r.text
+    r = client.post(path, json={"base_url": "javascript:alert(1)"}, headers=auth(admin))
+    assert r.status_code == 422 and "base_url" in r.text

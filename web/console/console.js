@@ -74,6 +74,9 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 function isStaff() {
   return state.me && (state.me.role === "admin" || state.me.role === "analyst");
 }
+function isAdmin() {
+  return state.me && state.me.role === "admin";
+}
 function canReview() {
   return state.me && state.me.role === "analyst"; // the review route's own rule
 }
@@ -522,11 +525,12 @@ const PAGES = [
   ["queue", "nav_queue"],
   ["statement", "nav_statement"],
   ["exports", "nav_exports"],
+  ["cards", "nav_cards"],
 ];
 
 function drawNav() {
   const here = (location.hash.slice(2).split("/")[0] || "overview").split("?")[0];
-  const pages = PAGES.filter(([p]) => p !== "queue" || isStaff());
+  const pages = PAGES.filter(([p]) => (p !== "queue" || isStaff()) && (p !== "cards" || isAdmin()));
   document.getElementById("nav").replaceChildren(
     ...pages.map(([p, key]) =>
       h("a", { href: "#/" + p, "aria-current": p === here ? "page" : null, text: t(key) })
@@ -664,9 +668,9 @@ async function route() {
   const hash = location.hash.slice(2) || "overview";
   const [name, arg] = hash.split("/");
   const make = PAGE_MAKERS[name] || PAGE_MAKERS.overview;
-  if (name === "queue" && !isStaff()) return PAGE_MAKERS.overview();
+  if ((name === "queue" && !isStaff()) || (name === "cards" && !isAdmin())) return PAGE_MAKERS.overview();
   drawNav();
-  document.getElementById("filters").hidden = ["checklist", "queue"].includes(name);
+  document.getElementById("filters").hidden = ["checklist", "queue", "cards"].includes(name);
   const page = make(arg);
   state.page = page;
   const main = document.getElementById("main");
@@ -761,6 +765,7 @@ const PAGE_MAKERS = {
   checklist: (id) => checklistPage(id),
   statement: () => statementPage(),
   exports: () => exportsPage(),
+  cards: () => cardsPage(),
 };
 
 // --- drawing helpers ----------------------------------------------------------------------
@@ -1528,6 +1533,59 @@ async function downloadExport(url, status) {
   } catch (e) {
     status.textContent = e instanceof AuthError ? "" : t("export_failed", { detail: e.message });
   }
+}
+
+// --- sign-in cards (admins) ---------------------------------------------------------------
+
+/* New observer tokens as a printable page of QR codes, for the web app or ODK Collect
+   (POST /missions/{id}/signin-cards, as `pollcheck token qr --sheet`). */
+function cardsPage() {
+  const field = (id, label, control) => h("p", { class: "field" }, h("label", { for: id, text: label }), " ", control);
+  const codes = h("input", { id: "cards-observers", autocomplete: "off", placeholder: t("cards_all") });
+  const client = h("select", { id: "cards-client" },
+    h("option", { value: "app", text: t("cards_app") }), h("option", { value: "collect", text: t("cards_collect") }));
+  const revoke = h("input", { id: "cards-revoke", type: "checkbox" });
+  const base = h("input", { id: "cards-base", value: location.origin, autocomplete: "off" });
+  const status = h("p", { id: "cards-status", class: "muted", role: "status" });
+  const go = h("button", { class: "btn primary", type: "button", id: "cards-make", text: t("cards_make") });
+  go.onclick = async () => {
+    const list = codes.value.split(/[\s,;]+/).filter(Boolean);
+    const body = { observers: list.length ? list : null, collect: client.value === "collect", revoke_previous: revoke.checked, base_url: base.value.trim() || null };
+    go.disabled = true;
+    status.textContent = t("cards_making");
+    try {
+      const res = await api(`/missions/${mid()}/signin-cards`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+      if (!res.ok) throw new Error(await reason(res));
+      const href = URL.createObjectURL(await res.blob());
+      const name = `signin-cards-${client.value}.html`;
+      const a = h("a", { href, download: name });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(href), 60000);
+      const n = Number(res.headers.get("X-Cards") || 0);
+      status.textContent = tn("cards_done", n, String(n), { name });
+    } catch (e) {
+      status.textContent = e instanceof AuthError ? "" : t("cards_failed", { detail: e.message });
+    } finally {
+      go.disabled = false;
+    }
+  };
+  return {
+    title: t("nav_cards"),
+    nodes: [
+      h("h1", { text: t("nav_cards") }),
+      h("section", { class: "card exports" },
+        h("p", { class: "muted", text: t("cards_note") }),
+        field("cards-observers", t("cards_observers"), codes),
+        field("cards-client", t("cards_client"), client),
+        h("p", { class: "field" }, revoke, " ", h("label", { for: "cards-revoke", text: t("cards_revoke") })),
+        field("cards-base", t("cards_base"), base),
+        h("p", {}, go),
+        status),
+    ],
+    async update() {},
+  };
 }
 
 // --- start ---------------------------------------------------------------------------------
