@@ -18,6 +18,7 @@ from models.mission import Mission, Sampling
 from models.observer import Assignment, Observer, Team
 from models.ratelimit import RateLimitBucket, RateLimitWindow
 from models.review import ReviewEvent
+from models.sms import SmsGateway, SmsMessage, SmsNumber
 from models.station import Station
 from models.template import ChecklistTemplate, TemplateStatus
 
@@ -46,6 +47,9 @@ __all__ = [
     "ReviewState",
     "Role",
     "Sampling",
+    "SmsGateway",
+    "SmsMessage",
+    "SmsNumber",
     "Station",
     "Team",
     "TemplateStatus",

@@ -250,3 +250,16 @@ def test_the_default_template_codes_as_the_card_shows() -> None:
     assert DEFAULT.encode("AST-001", "opening", {"A1": "within_30min", "A2": "yes"}) == (
         "AST-001 o A1b A2y"
     )
+
+
+def test_the_card_lists_every_question_with_its_codes_and_examples_that_parse() -> None:
+    from api.services.sms.card import build_card
+
+    card = build_card(default_definition(), "ru", prefix="AST")
+    assert "A1    Когда проголосовал первый избиратель?" in card.text
+    assert "e Участок не открылся" in card.text
+    for phase in card.phases:
+        for message in phase.example:
+            assert len(message) <= 160
+            parsed = DEFAULT.parse(message, prefix="AST")
+            assert parsed.errors == [] and parsed.phase == phase.phase
