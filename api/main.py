@@ -29,6 +29,7 @@ from api.routes import (
     missions,
     observers,
     odata,
+    sms,
     stations,
     sync,
     templates,
@@ -144,6 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         attachments.router,
         exports.router,
         odata.router,
+        sms.router,
         *access.ROUTERS,
     ):
         app.include_router(router)

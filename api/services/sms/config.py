@@ -7,11 +7,12 @@ sms:
   prefix: AST                # optional first word of every message
   region: KZ                 # numbers written without +country code are of this country
   window_minutes: 180        # a later SMS for the same station and phase completes this
-  gateways:                  # one entry per gateway the mission uses; the others answer 404
-    twilio: {auth_token: "…"}
-    rapidpro: {secret: "…"}
-    generic: {secret: "…"}
+  per_minute: 6              # SMS from one number; past it they are logged, not handled
+  burst: 12
 ```
+
+Gateway secrets are not here (every member of a mission reads its settings): they are set
+by an admin with `PUT /missions/{id}/sms/gateways/{gateway}` and never shown again.
 """
 
 from __future__ import annotations
@@ -23,12 +24,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from api.errors import Invalid
 
 
-class GatewaySecret(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    secret: str | None = Field(None, min_length=16, description="Shared secret (generic, RapidPro)")
-    auth_token: str | None = Field(None, min_length=16, description="Twilio account auth token")
-
-
 class SmsSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     template: str | None = Field(None, description="Template code; the mission's only one if unset")
@@ -37,7 +32,8 @@ class SmsSettings(BaseModel):
         None, min_length=2, max_length=2, description="ISO 3166 country for local numbers"
     )
     window_minutes: int = Field(180, ge=1, le=7 * 24 * 60)
-    gateways: dict[str, GatewaySecret] = Field(default_factory=dict)
+    per_minute: float = Field(6, ge=0, description="SMS a minute from one number; 0: no limit")
+    burst: int = Field(12, ge=1, description="SMS at once from one number")
 
 
 def sms_settings(mission_settings: Any) -> SmsSettings:
