@@ -309,3 +309,17 @@ def test_an_sms_checklist_counts_in_the_findings(client: Any, mission: dict[str,
     findings = client.get(f"/missions/{mission['id']}/findings", headers=auth(mission["analyst"]))
     assert findings.status_code == 200
     assert findings.json()["totals"]["observations"] == 1
+
+
+def test_a_gateway_secret_never_reaches_the_audit_trail_and_sms_are_not_audited_twice(
+    client: Any, session: Any, mission: dict[str, Any]
+) -> None:
+    from sqlalchemy import select
+
+    from models import AuditEvent
+
+    generic(client, mission, "AST-001 v B1y", "a1")
+    rows = session.execute(select(AuditEvent.action, AuditEvent.after)).all()
+    assert "sms gateway set" in {r.action for r in rows}
+    assert not [r for r in rows if SECRET in str(r.after) or TWILIO_TOKEN in str(r.after)]
+    assert not [r for r in rows if r.action.startswith("POST /sms/")]

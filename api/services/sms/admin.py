@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from api.errors import NotFound
+from api.services import audit
 from api.services.checklists import decode_cursor, encode_cursor
 from api.services.sms import numbers
 from api.services.sms.config import sms_settings
@@ -41,6 +42,8 @@ def set_gateway(
     else:
         row.secret, row.created_at = secret, utcnow()
     session.flush()
+    # Noted without the body, which holds the secret.
+    audit.note(session, "sms gateway set", f"sms/gateways/{gateway.value}")
     return SmsGatewayPublic(
         gateway=gateway, webhook_path=webhook_path(mission_id, gateway), created_at=row.created_at
     )
