@@ -132,12 +132,38 @@ def test_a_gateway_retry_of_a_message_id_is_handled_once_and_gets_the_same_reply
 def test_a_malformed_sms_gets_an_exact_reply_and_stores_nothing(
     client: Any, mission: dict[str, Any]
 ) -> None:
-    r = generic(client, mission, "AST-001 o A2q B1y", "bad")
+    r = generic(client, mission, "AST-001 o A2q", "bad")
     assert r.json()["outcome"] == "invalid"
     assert r.json()["reply"]["text"] == "не сохранено: A2: 'q' не ответ; отправьте y/n"
     assert checklists(client, mission) == []
     [entry] = log(client, mission, direction="in")
     assert entry["errors"][0]["message"] == "A2: 'q' is not an answer; send y/n"
+
+
+def test_the_readable_answers_are_kept_so_only_the_fix_is_resent(
+    client: Any, mission: dict[str, Any]
+) -> None:
+    answers = answers_for("opening")
+    text = CODES.encode("AST-001", "opening", answers).replace(" A2y", " A2q")
+    first = generic(client, mission, text, "f1").json()
+    assert first["outcome"] == "pending"
+    assert first["reply"]["text"].endswith(
+        "ещё нужны: A2. Не принято: A2: 'q' не ответ; отправьте y/n"
+    )
+    fix = generic(client, mission, "AST-001 o A2y", "f2").json()
+    assert fix["outcome"] == "stored"
+    [stored] = checklists(client, mission)
+    detail = client.get(f"/checklists/{stored['id']}", headers=auth(mission["analyst"]))
+    assert detail.json()["answers"] == answers
+
+
+def test_each_incident_sms_is_a_checklist_of_its_own(client: Any, mission: dict[str, Any]) -> None:
+    incident = answers_for("incident")
+    for n in (1, 2):
+        r = generic(client, mission, CODES.encode("AST-001", "incident", incident), f"i{n}")
+        assert r.json()["outcome"] == "stored", r.json()
+    stored = checklists(client, mission)
+    assert [(c["phase"], c["version"]) for c in stored] == [("incident", 1), ("incident", 1)]
 
 
 def test_a_station_not_assigned_is_named_in_the_reply(

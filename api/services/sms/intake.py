@@ -54,6 +54,7 @@ REPLIES: dict[str, dict[str, str]] = {
         "pending": "kept {station} {phase}, {n} answers; still to send: {codes}",
         "invalid": "not stored: {errors}",
         "invalid_at": "{station} {phase} not stored: {errors}",
+        "unread": ". Not read: {errors}",
     },
     "ru": {
         "stored": "получено {station} {phase}, ответов: {n}",
@@ -61,6 +62,7 @@ REPLIES: dict[str, dict[str, str]] = {
         "pending": "сохранено {station} {phase}, ответов: {n}; ещё нужны: {codes}",
         "invalid": "не сохранено: {errors}",
         "invalid_at": "{station} {phase} не сохранено: {errors}",
+        "unread": ". Не принято: {errors}",
     },
 }
 
@@ -157,18 +159,15 @@ def handle(
     template, version, definition = sms_template(session, mission_id, config)
     codes = SmsCodes(definition)
     parsed = codes.parse(inbound.text, config.prefix)
-    if parsed.errors:
-        errors = [
-            {"token": e.token, "code": e.code, "message": e.message("en")} for e in parsed.errors
-        ]
-        text = "; ".join(e.message(lang) for e in parsed.errors)
+    unread = [{"token": e.token, "code": e.code, "message": e.message("en")} for e in parsed.errors]
+    unread_text = "; ".join(e.message(lang) for e in parsed.errors)
+    if parsed.station is None or parsed.phase is None or not parsed.answers:
         return done(
             Outcome.invalid,
-            REPLIES[lang]["invalid"].format(errors=text),
-            errors=errors,
+            REPLIES[lang]["invalid"].format(errors=unread_text),
+            errors=unread,
             station=parsed.station,
             phase=parsed.phase,
-            answers=parsed.answers or None,
         )
     assert parsed.station is not None and parsed.phase is not None
     station = _station_code(session, mission_id, parsed.station)
@@ -192,6 +191,15 @@ def handle(
     item = body.model_dump(mode="json", exclude_none=True)
     phase_name = TEXTS.get(lang, TEXTS["en"])["names"][parsed.phase]
     words = {"station": station, "phase": phase_name, "n": len(answers)}
+
+    def answered(outcome: Outcome, reply: str, **fields: Any) -> Handled:
+        """The outcome, with the tokens that could not be read named after it: the
+        answers that could were kept, so the observer resends only the fix."""
+        if unread:
+            reply += REPLIES[lang]["unread"].format(errors=unread_text)
+            fields["errors"] = unread + (fields.get("errors") or [])
+        return done(outcome, reply, **fields)
+
     try:
         outcome = checklist_service.submit(
             session, principal, body, item, orjson.dumps(item).decode(), settings
@@ -204,14 +212,14 @@ def handle(
         others = [e for e in problems if e.get("code") != "required"]
         if not others:
             reply = REPLIES[lang]["pending"].format(codes=" ".join(missing), **words)
-            return done(Outcome.pending, reply, errors=problems)
+            return answered(Outcome.pending, reply, errors=problems)
         text = "; ".join(_problem_text(e) for e in others)
         reply = REPLIES[lang]["invalid_at"].format(errors=text, **words)
-        return done(Outcome.invalid, reply, errors=problems)
+        return answered(Outcome.invalid, reply, errors=problems)
     public = outcome.checklist
     key = "corrected" if public.version > 1 else "stored"
     reply = REPLIES[lang][key].format(v=public.version, **words)
-    return done(Outcome.stored, reply, checklist_id=public.id)
+    return answered(Outcome.stored, reply, checklist_id=public.id)
 
 
 def _log_inbound(
@@ -270,7 +278,8 @@ def _earlier(
 ) -> tuple[dict[str, Any], uuid.UUID | None]:
     """The answers this SMS adds to, and the checklist version it corrects (if any): the
     latest version of the last checklist an SMS of this observer stored for this station
-    and phase within the window, with the answers of their SMS kept since."""
+    and phase within the window, with the answers of their SMS kept since. Incidents are
+    never corrected this way: a later incident SMS is the next incident."""
     since = now - timedelta(minutes=config.window_minutes)
     rows = session.execute(
         select(MSG.c.outcome, MSG.c.answers, MSG.c.checklist_id)
@@ -289,7 +298,11 @@ def _earlier(
     answers: dict[str, Any] = {}
     replaces = None
     for row in rows:
-        if row.outcome == Outcome.stored.value and row.checklist_id is not None:
+        if row.outcome == Outcome.stored.value and log.phase == "incident":
+            # Each incident is a checklist of its own: a stored one closes the report,
+            # and the next SMS starts the next incident.
+            answers, replaces = {}, None
+        elif row.outcome == Outcome.stored.value and row.checklist_id is not None:
             chain = checklist_service.versions(session, principal, row.checklist_id)
             latest = next((v for v in chain if v.is_latest), chain[-1])
             detail = checklist_service.get_detail(session, principal, latest.id)
