@@ -150,6 +150,16 @@ class SmsCodes:
         for c in self.questions:
             keyed.setdefault(_digit_key(c), []).append(c)
         self._keyed = {k: v[0] for k, v in keyed.items() if len(v) == 1}
+        # The longer codes that begin as each code does, as typed or read with digits.
+        self._longer = {
+            c: [
+                o
+                for o in self.questions
+                if len(o) > len(c)
+                and (o.upper().startswith(c.upper()) or _digit_key(o).startswith(_digit_key(c)))
+            ]
+            for c in self.questions
+        }
 
     # --- encoding ------------------------------------------------------------------------
 
@@ -197,10 +207,8 @@ class SmsCodes:
         glued = code + answer
         upper, keyed = glued.upper(), _digit_key(glued)
         return not any(
-            other != code
-            and (upper.startswith(other.upper()) or keyed.startswith(_digit_key(other)))
-            for other in self.questions
-            if len(other) > len(code)
+            upper.startswith(other.upper()) or keyed.startswith(_digit_key(other))
+            for other in self._longer[self._exact.get(code.upper(), code)]
         )
 
     def encode(

@@ -33,10 +33,10 @@ from api.ratelimit import Allowance, spend
 from api.services import checklists as checklist_service
 from api.services.sms import numbers
 from api.services.sms.card import TEXTS
-from api.services.sms.codes import SmsCodes, station_key
+from api.services.sms.codes import station_key
 from api.services.sms.config import SmsSettings, sms_settings
 from api.services.sms.gateways import Inbound
-from api.services.sms.templates import sms_template
+from api.services.sms.templates import sms_codes
 from models import Mission, Observer, Role, Station
 from models.base import table_of, utcnow
 from models.checklist import ChecklistSubmit, Phase
@@ -156,8 +156,7 @@ def handle(
     lang = _language(session, sender.observer_id, mission)
     principal = Principal(sender.credential_id, mission_id, Role.observer, sender.observer_id)
 
-    template, version, definition = sms_template(session, mission_id, config)
-    codes = SmsCodes(definition)
+    template, version, codes = sms_codes(session, mission_id, config)
     parsed = codes.parse(inbound.text, config.prefix)
     unread = [{"token": e.token, "code": e.code, "message": e.message("en")} for e in parsed.errors]
     unread_text = "; ".join(e.message(lang) for e in parsed.errors)

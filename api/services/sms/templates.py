@@ -10,6 +10,7 @@ from sqlmodel import col
 
 from api.checklist_schema import TemplateDefinition
 from api.errors import NotFound
+from api.services.sms.codes import SmsCodes
 from api.services.sms.config import SmsSettings
 from models import ChecklistTemplate
 from models.template import TemplateStatus
@@ -51,3 +52,35 @@ def sms_template(
         )
     row = rows[0]
     return row.code, row.version, TemplateDefinition.model_validate(row.definition)
+
+
+# A published version never changes: its SMS codes are worked out once per process.
+_codes: dict[tuple[uuid.UUID, str, int], SmsCodes] = {}
+
+
+def sms_codes(
+    session: Session, mission_id: uuid.UUID, settings: SmsSettings
+) -> tuple[str, int, SmsCodes]:
+    """The SMS template's code, version and SMS format, for each incoming message."""
+    q = (
+        select(col(ChecklistTemplate.code), col(ChecklistTemplate.version))
+        .where(
+            col(ChecklistTemplate.mission_id) == mission_id,
+            col(ChecklistTemplate.status) == TemplateStatus.published,
+        )
+        .order_by(col(ChecklistTemplate.version).desc())
+    )
+    if settings.template is not None:
+        q = q.where(col(ChecklistTemplate.code) == settings.template)
+    newest = session.execute(q.limit(2)).all()
+    if newest and (settings.template is not None or len({r.code for r in newest}) == 1):
+        key = (mission_id, newest[0].code, newest[0].version)
+        found = _codes.get(key)
+        if found is not None:
+            return key[1], key[2], found
+    code, version, definition = sms_template(session, mission_id, settings)
+    codes = SmsCodes(definition)
+    if len(_codes) > 1000:
+        _codes.clear()
+    _codes[(mission_id, code, version)] = codes
+    return code, version, codes
