@@ -349,3 +349,44 @@ def test_a_gateway_secret_never_reaches_the_audit_trail_and_sms_are_not_audited_
     assert "sms gateway set" in {r.action for r in rows}
     assert not [r for r in rows if SECRET in str(r.after) or TWILIO_TOKEN in str(r.after)]
     assert not [r for r in rows if r.action.startswith("POST /sms/")]
+
+
+def test_a_broken_sms_settings_block_is_refused_with_the_field_named(
+    client: Any, mission: dict[str, Any]
+) -> None:
+    r = client.patch(
+        f"/missions/{mission['id']}",
+        json={"settings": {"sms": {"region": "Kazakhstan", "windw_minutes": 5}}},
+        headers=auth(mission["admin"]),
+    )
+    assert r.status_code == 422 and r.json()["code"] == "sms_settings_invalid"
+    paths = sorted(e["path"] for e in r.json()["errors"])
+    assert paths == [
+        ["body", "settings", "sms", "region"],
+        ["body", "settings", "sms", "windw_minutes"],
+    ]
+
+
+def test_sms_checklists_are_reviewed_and_exported_like_the_apps(
+    client: Any, mission: dict[str, Any]
+) -> None:
+    generic(client, mission, CODES.encode("AST-001", "voting", answers_for("voting")), "e1")
+    [stored] = checklists(client, mission)
+    review = client.post(
+        f"/checklists/{stored['id']}/review",
+        json={"state": "verified", "comment": "checked by phone"},
+        headers=auth(mission["analyst"]),
+    )
+    assert review.status_code == 201, review.text
+    export = client.get(
+        f"/missions/{mission['id']}/exports/checklists", headers=auth(mission["analyst"])
+    )
+    assert export.status_code == 200 and stored["id"] in export.text
+
+
+def test_the_numbers_list_shows_each_observers_number_in_e164(
+    client: Any, session: Any, mission: dict[str, Any]
+) -> None:
+    make_observer(session, mission["id"], code="O-2", phone="not a phone")
+    r = client.get(f"/missions/{mission['id']}/sms/numbers", headers=auth(mission["analyst"]))
+    assert [(n["observer_code"], n["e164"]) for n in r.json()] == [("O-1", E164), ("O-2", "")]

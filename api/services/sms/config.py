@@ -36,8 +36,9 @@ class SmsSettings(BaseModel):
     burst: int = Field(12, ge=1, description="SMS at once from one number")
 
 
-def sms_settings(mission_settings: Any) -> SmsSettings:
-    """The mission's SMS settings; a broken block is a 422 naming the bad field."""
+def sms_settings(mission_settings: Any, base: tuple[str, ...] = ("settings",)) -> SmsSettings:
+    """The mission's SMS settings; a broken block is a 422 naming the bad field (its path
+    from `base`: the settings of a request body, or of the stored mission)."""
     raw = mission_settings.get("sms") if isinstance(mission_settings, dict) else None
     try:
         return SmsSettings.model_validate(raw or {})
@@ -47,7 +48,7 @@ def sms_settings(mission_settings: Any) -> SmsSettings:
             code="sms_settings_invalid",
             errors=[
                 {
-                    "path": ["settings", "sms", *e["loc"]],
+                    "path": [*base, "sms", *e["loc"]],
                     "code": e["type"],
                     "message": e["msg"],
                 }
