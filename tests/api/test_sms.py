@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 
 import pytest
 
+from api.config import get_settings
 from api.services.sms.codes import SmsCodes
 from api.services.sms.gateways import twilio_signature
 from api.services.templates import default_definition
@@ -390,3 +391,33 @@ def test_the_numbers_list_shows_each_observers_number_in_e164(
     make_observer(session, mission["id"], code="O-2", phone="not a phone")
     r = client.get(f"/missions/{mission['id']}/sms/numbers", headers=auth(mission["analyst"]))
     assert [(n["observer_code"], n["e164"]) for n in r.json()] == [("O-1", E164), ("O-2", "")]
+
+
+@pytest.mark.postgres_only
+def test_a_message_delivered_twice_at_once_is_handled_once(
+    client: Any, session: Any, mission: dict[str, Any]
+) -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from api.db import session_scope
+    from api.services.sms import intake
+    from api.services.sms.gateways import Inbound
+    from models.sms import Gateway
+
+    text = CODES.encode("AST-001", "voting", answers_for("voting"))
+    barrier = threading.Barrier(8)
+
+    def deliver(_: int) -> tuple[str, bool]:
+        barrier.wait()
+        with session_scope() as s:
+            handled = intake.handle(
+                s, mission["id"], Gateway.generic, Inbound("twice", E164, text), get_settings()
+            )
+        return handled.outcome, handled.repeated
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(deliver, range(8)))
+    assert sorted(results) == [("stored", False)] + [("stored", True)] * 7
+    assert len(checklists(client, mission)) == 1
+    assert len(log(client, mission, direction="in")) == 1
