@@ -421,3 +421,38 @@ def test_a_message_delivered_twice_at_once_is_handled_once(
     assert sorted(results) == [("stored", False)] + [("stored", True)] * 7
     assert len(checklists(client, mission)) == 1
     assert len(log(client, mission, direction="in")) == 1
+
+
+@pytest.mark.postgres_only
+def test_a_numbers_first_sms_arriving_together_make_one_number_and_one_credential(
+    client: Any, session: Any, mission: dict[str, Any]
+) -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sqlalchemy import func, select
+
+    from api.db import session_scope
+    from api.services.sms import intake
+    from api.services.sms.gateways import Inbound
+    from models import Credential, SmsNumber
+    from models.sms import Gateway
+
+    phases = ["opening", "voting", "closing", "incident"]
+    barrier = threading.Barrier(len(phases))
+
+    def deliver(phase: str) -> str:
+        text = CODES.encode("AST-001", phase, answers_for(phase))
+        barrier.wait()
+        with session_scope() as s:
+            handled = intake.handle(
+                s, mission["id"], Gateway.generic, Inbound(phase, E164, text), get_settings()
+            )
+        return handled.outcome
+
+    with ThreadPoolExecutor(len(phases)) as pool:
+        assert list(pool.map(deliver, phases)) == ["stored"] * len(phases)
+    assert session.scalar(select(func.count()).select_from(SmsNumber)) == 1
+    sms_credentials = select(func.count()).where(Credential.label == f"sms {E164}")
+    assert session.scalar(sms_credentials) == 1
+    assert len(checklists(client, mission)) == len(phases)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import phonenumbers
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
@@ -106,11 +107,7 @@ class Sender:
 def identify(session: Session, mission_id: uuid.UUID, e164: str, region: str | None) -> Sender:
     """Who sent from this number: its observer (with the SMS credential, made on first
     use), or nobody; a revoked number is named so whatever observer it belongs to."""
-    row = session.scalar(
-        select(SmsNumber).where(
-            col(SmsNumber.mission_id) == mission_id, col(SmsNumber.e164) == e164
-        )
-    )
+    row = _number(session, mission_id, e164)
     if row is not None and row.revoked_at is not None:
         return Sender(e164, row.observer_id, None, revoked=True)
     owners = directory(session, mission_id, region).get(e164, [])
@@ -118,8 +115,9 @@ def identify(session: Session, mission_id: uuid.UUID, e164: str, region: str | N
         return Sender(e164, None, None, revoked=False)
     observer_id = owners[0]
     if row is None:
-        row = SmsNumber(mission_id=mission_id, e164=e164)
-        session.add(row)
+        row = _new_number(session, mission_id, e164, observer_id)
+        if row.revoked_at is not None:  # revoked meanwhile
+            return Sender(e164, row.observer_id, None, revoked=True)
     if row.observer_id != observer_id or row.credential_id is None:
         # A new number, or one handed to another observer: their own credential.
         cred = Credential(
@@ -137,22 +135,40 @@ def identify(session: Session, mission_id: uuid.UUID, e164: str, region: str | N
     return Sender(e164, observer_id, row.credential_id, revoked=False)
 
 
+def _number(session: Session, mission_id: uuid.UUID, e164: str) -> SmsNumber | None:
+    return session.scalar(
+        select(SmsNumber).where(
+            col(SmsNumber.mission_id) == mission_id, col(SmsNumber.e164) == e164
+        )
+    )
+
+
+def _new_number(
+    session: Session, mission_id: uuid.UUID, e164: str, observer_id: uuid.UUID | None
+) -> SmsNumber:
+    """The number's row, made now, or the one another request made at the same moment
+    (the first SMS of a number delivered twice at once)."""
+    try:
+        with session.begin_nested():
+            row = SmsNumber(mission_id=mission_id, e164=e164, observer_id=observer_id)
+            session.add(row)
+            session.flush()
+        return row
+    except IntegrityError:
+        found = _number(session, mission_id, e164)
+        assert found is not None
+        return found
+
+
 def set_revoked(
     session: Session, mission_id: uuid.UUID, raw: str, region: str | None, revoked: bool
 ) -> SmsNumber:
     """Revoke a number (its SMS are then logged and nothing else) or take that back."""
     e164 = normalise_or_invalid(raw, region)
-    row = session.scalar(
-        select(SmsNumber).where(
-            col(SmsNumber.mission_id) == mission_id, col(SmsNumber.e164) == e164
-        )
-    )
+    row = _number(session, mission_id, e164)
     if row is None:
         owners = directory(session, mission_id, region).get(e164, [])
-        row = SmsNumber(
-            mission_id=mission_id, e164=e164, observer_id=owners[0] if len(owners) == 1 else None
-        )
-        session.add(row)
+        row = _new_number(session, mission_id, e164, owners[0] if len(owners) == 1 else None)
     row.revoked_at = (row.revoked_at or utcnow()) if revoked else None
     session.flush()
     return row
