@@ -105,6 +105,9 @@ def sms_messages(
     direction: Annotated[str | None, Query(pattern="^(in|out)$")] = None,
     station: str | None = None,
     observer_id: uuid.UUID | None = None,
+    text: Annotated[
+        str | None, Query(max_length=160, description="Messages containing this text")
+    ] = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Any:
@@ -117,6 +120,7 @@ def sms_messages(
         direction=direction,
         station=station,
         observer_id=observer_id,
+        text=text,
         cursor=cursor,
         limit=limit,
     )

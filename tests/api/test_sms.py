@@ -213,7 +213,7 @@ def test_the_generic_webhook_refuses_a_wrong_or_missing_secret(
     client: Any, mission: dict[str, Any]
 ) -> None:
     url = f"/sms/generic/{mission['id']}"
-    body = {"id": "1", "from": E164, "text": "AST-001 v B1y"}
+    body = {"id": "1", "from": E164, "text": "AST-001 v B1y", "sim": 1, "device": "Nokia"}
     wrong = client.post(url, json=body, headers={"X-Pollcheck-Secret": "not-the-secret-at-all"})
     assert wrong.status_code == 403 and wrong.json()["code"] == "bad_secret"
     assert client.post(url, json=body).status_code == 403
@@ -304,8 +304,14 @@ def test_the_log_lists_every_sms_with_what_it_became(client: Any, mission: dict[
     assert stored[0]["observer_id"] == str(mission["observer_id"])
     mine = log(client, mission, phone=PHONE)
     assert {m["phone"] for m in mine} == {E164} and len(mine) == 2
-    page = log(client, mission, limit=1)
-    assert len(page) == 1
+    assert [m["message_id"] for m in log(client, mission, text="HELLO")] == ["g2"]
+    first = client.get(
+        f"/missions/{mission['id']}/sms/messages",
+        params={"limit": 2},
+        headers=auth(mission["analyst"]),
+    ).json()
+    rest = log(client, mission, cursor=first["next_cursor"])
+    assert [m["id"] for m in first["data"] + rest] == [m["id"] for m in everything]
     observer = client.get(
         f"/missions/{mission['id']}/sms/messages", headers=auth(mission["observer"])
     )

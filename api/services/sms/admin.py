@@ -129,6 +129,7 @@ def list_messages(
     direction: str | None = None,
     station: str | None = None,
     observer_id: uuid.UUID | None = None,
+    text: str | None = None,
     cursor: str | None = None,
     limit: int = 100,
 ) -> tuple[list[SmsMessagePublic], str | None]:
@@ -147,6 +148,8 @@ def list_messages(
         q = q.where(MSG.c.station == station)
     if observer_id:
         q = q.where(MSG.c.observer_id == observer_id)
+    if text:
+        q = q.where(MSG.c.text.icontains(text, autoescape=True))
     if cursor:
         at, mid = decode_cursor(cursor)
         q = q.where(or_(MSG.c.created_at < at, and_(MSG.c.created_at == at, MSG.c.id < mid)))

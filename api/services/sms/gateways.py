@@ -92,11 +92,11 @@ class _RapidPro(BaseModel):
 
 
 class _Generic(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # Forwarding apps add fields of their own (device, sim slot, times): they are ignored.
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
     id: str = Field(min_length=1, max_length=100, description="The app's id of the message")
     from_: str = Field(alias="from", min_length=1, max_length=40)
     text: str = Field(max_length=2000)
-    sent_at: str | None = None
 
 
 def parse_inbound(gateway: Gateway, data: Any) -> Inbound:
