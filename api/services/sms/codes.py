@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -249,7 +248,7 @@ class SmsCodes:
         if not words:
             result.errors.append(TokenError("", "empty"))
             return result
-        if prefix and len(words) > 1 and _station_key(words[0].group()) == _station_key(prefix):
+        if prefix and len(words) > 1 and station_key(words[0].group()) == station_key(prefix):
             words = words[1:]
         result.station = words[0].group().strip(SEPARATORS)
         tail = text[words[0].end() :]
@@ -428,14 +427,7 @@ def _digit_key(code: str) -> str:
     return code.upper().translate(_AS_DIGIT)
 
 
-def _station_key(code: str) -> str:
+def station_key(code: str) -> str:
     """A station code compared as typed: case, punctuation and O/0, l/1 forgiven."""
     kept = "".join(c for c in code.translate(_LOOKALIKES) if c.isalnum())
     return _digit_key(kept)
-
-
-station_key = _station_key
-
-
-def errors_text(errors: Iterable[TokenError], lang: str = "en") -> str:
-    return "; ".join(e.message(lang) for e in errors)
