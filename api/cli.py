@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import uuid
 from datetime import date
 from pathlib import Path
@@ -29,7 +30,9 @@ observers_app = typer.Typer(help="Observers and their assignments", no_args_is_h
 token_app = typer.Typer(help="Bearer tokens (shown once, stored as hashes)", no_args_is_help=True)
 template_app = typer.Typer(help="Checklist templates", no_args_is_help=True)
 mission_app = typer.Typer(help="Missions", no_args_is_help=True)
+sms_app = typer.Typer(help="SMS checklists", no_args_is_help=True)
 for sub, name in (
+    (sms_app, "sms"),
     (mission_app, "mission"),
     (stations_app, "stations"),
     (observers_app, "observers"),
@@ -443,6 +446,46 @@ def template_check(path: Path) -> None:
         f"{path}: template {d.code} version {d.version}, {len(d.sections)} sections, "
         f"{n} questions: OK"
     )
+
+
+@sms_app.command("card")
+def sms_card(
+    template: Annotated[
+        str, typer.Option(help="A template file (YAML/JSON), `default`, or a code with --mission")
+    ] = "default",
+    lang: Annotated[str, typer.Option(help="Language of the labels")] = "en",
+    mission: Annotated[
+        uuid.UUID | None, typer.Option("--mission", "-m", help="Mission whose template to use")
+    ] = None,
+    version: Annotated[int | None, typer.Option(help="Template version (newest published)")] = None,
+    prefix: Annotated[
+        str | None, typer.Option(help="Message prefix (the mission's if set)")
+    ] = None,
+) -> None:
+    """Print the observers' SMS card: question codes, answer codes and an example."""
+    from api.services import templates
+    from api.services.sms.card import build_card
+    from api.services.sms.config import sms_settings
+    from api.services.sms.templates import sms_template
+    from models import Mission
+
+    try:
+        if mission is not None:
+            with session_scope() as s:
+                found = s.get(Mission, mission)
+                if found is None:
+                    err.print(f"[red]no mission {mission}[/red]")
+                    raise typer.Exit(1)
+                config = sms_settings(found.settings)
+                _, _, definition = sms_template(s, mission, config, template, version)
+                prefix = prefix or config.prefix
+        elif template == "default":
+            definition = templates.default_definition()
+        else:
+            definition = templates.parse_definition(_read_text(Path(template)), template)
+    except AppError as exc:
+        _fail(exc)
+    sys.stdout.write(build_card(definition, lang, prefix).text)
 
 
 @app.command("export")

@@ -31,6 +31,7 @@ from api.routes import (
     observers,
     odata,
     openrosa,
+    sms,
     stations,
     sync,
     templates,
@@ -182,6 +183,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         attachments.router,
         exports.router,
         odata.router,
+        sms.router,
         *access.ROUTERS,
     ):
         app.include_router(router)

@@ -19,6 +19,7 @@ from models.mission import Mission, Sampling
 from models.observer import Assignment, Observer, Team
 from models.ratelimit import RateLimitBucket, RateLimitWindow
 from models.review import ReviewEvent
+from models.sms import SmsGateway, SmsMessage, SmsNumber
 from models.station import Station
 from models.template import ChecklistTemplate, TemplateStatus
 
@@ -48,6 +49,9 @@ __all__ = [
     "ReviewState",
     "Role",
     "Sampling",
+    "SmsGateway",
+    "SmsMessage",
+    "SmsNumber",
     "Station",
     "Team",
     "TemplateStatus",

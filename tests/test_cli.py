@@ -123,3 +123,13 @@ def test_tokens_for_many_observers_in_one_command(client, tmp_path: Path) -> Non
     assert [r[:2] for r in rows[1:]] == [["O-1", "Anna"], ["O-2", "Bek"]]
     me = client.get("/me", headers=auth(rows[2][2])).json()
     assert me["role"] == "observer" and me["observer_name"] == "Bek"
+
+
+def test_sms_card_prints_codes_answers_and_an_example(tmp_path: Path) -> None:
+    out = _ok("sms", "card", "--template", "default", "--lang", "en", "--prefix", "AST")
+    assert "Send: [AST] STATION PHASE" in out
+    assert "A2    Was the ballot box shown to be empty" in out
+    assert "y/n y yes, n no" in out
+    assert re.search(r"^  AST AST-001 v B1y", out, re.M)
+    bad = runner.invoke(app, ["sms", "card", "--template", str(tmp_path / "none.yaml")])
+    assert bad.exit_code == 1

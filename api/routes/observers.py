@@ -160,7 +160,7 @@ class SignInCards(BaseModel):
 
 @router.post(
     "/signin-cards",
-    response_class=HTMLResponse,
+    response_model=None,
     responses=COMMON_ERRORS
     | NOT_FOUND
     | {200: {"description": "A printable page of cards", "content": {"text/html": {}}}},

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from api import ratelimit
 from api.errors import NotFound
 from api.services import audit, credentials, templates
+from api.services.sms.config import sms_settings
 from models import Mission, Role
 from models.credential import CredentialIssued
 from models.mission import MissionCreate, MissionPublic, MissionUpdate
@@ -20,6 +21,7 @@ def create(
     created_by_id: uuid.UUID | None = None,
     with_default_template: bool = True,
 ) -> tuple[Mission, CredentialIssued]:
+    sms_settings(body.settings, ("body", "settings"))  # a broken block fails here, not per SMS
     mission = Mission.model_validate(body)
     session.add(mission)
     session.flush()
@@ -40,6 +42,8 @@ def get(session: Session, mission_id: uuid.UUID) -> Mission:
 
 def update(session: Session, mission_id: uuid.UUID, body: MissionUpdate) -> Mission:
     mission = get(session, mission_id)
+    if body.settings is not None:
+        sms_settings(body.settings, ("body", "settings"))
     changes = body.model_dump(mode="json", exclude_unset=True)
     # Through the public model: a row read back holds `sampling` as text, not the enum,
     # and dumping the row itself warned on every update.

@@ -346,6 +346,27 @@ MATRIX: dict[tuple[str, str], Row] = {
         ),
         observer_only(422, 422),  # no xml_submission_file: the caller got past the gate
     ),
+    # --- SMS (issue 21): the webhook answers to the gateway's secret, never to a token
+    ("POST", "/sms/{gateway}/{mission_id}"): Row(
+        with_json("/sms/generic/{m}", lambda w: {"id": "1", "from": "+77011234567", "text": "x"}),
+        anyone(404),  # no gateway set up: a bearer token of any kind changes nothing
+    ),
+    ("GET", "/missions/{mission_id}/sms/card"): Row(m("/missions/{m}/sms/card"), staff(200)),
+    ("GET", "/missions/{mission_id}/sms/messages"): Row(
+        m("/missions/{m}/sms/messages"), staff(200)
+    ),
+    ("GET", "/missions/{mission_id}/sms/gateways"): Row(
+        m("/missions/{m}/sms/gateways"), admin_only(200)
+    ),
+    ("PUT", "/missions/{mission_id}/sms/gateways/{gateway}"): Row(
+        with_json("/missions/{m}/sms/gateways/generic", lambda w: {"secret": "x" * 20}),
+        admin_only(200),
+    ),
+    ("GET", "/missions/{mission_id}/sms/numbers"): Row(m("/missions/{m}/sms/numbers"), staff(200)),
+    ("PUT", "/missions/{mission_id}/sms/numbers/{phone}"): Row(
+        with_json("/missions/{m}/sms/numbers/+77011234567", lambda w: {"revoked": True}),
+        admin_only(200),
+    ),
     # --- the observers' web app: public files (the token stays on the phone)
     ("GET", "/app"): Row(m("/app"), anyone(200)),
     # --- the core team's console: public files (data needs a token)
