@@ -49,6 +49,7 @@ PAGES = [
     "counting",
     "queue",
     "statement",
+    "sms",
     "exports",
 ]
 SHOTS = os.environ.get("POLLCHECK_SCREENSHOTS")
@@ -489,4 +490,45 @@ def test_an_admin_makes_collect_sign_in_cards_and_an_analyst_is_not_offered_them
     sheet = Path(got.value.path()).read_text(encoding="utf-8")
     assert sheet.count("<svg") == 1 and "ODK Collect" in sheet  # the field's one observer
     page.get_by_text("1 card saved as signin-cards-collect.html").wait_for()
+    context.close()
+
+
+def test_the_sms_log_shows_what_each_message_became_and_is_searched_by_text(
+    chromium: Any, server: str, session: Any, field: dict[str, Any]
+) -> None:
+    mission, admin = field["mission"], field["admin"]
+    make_observer(session, mission.id, ["AST-001"], code="SMS-1", phone="+77011234567")
+    settings = {"settings": {"sms": {"region": "KZ"}}}
+    assert httpx.patch(f"{server}/missions/{mission.id}", json=settings, headers=auth(admin))
+    secret = "s" * 24
+    r = httpx.put(
+        f"{server}/missions/{mission.id}/sms/gateways/generic",
+        json={"secret": secret},
+        headers=auth(admin),
+    )
+    assert r.status_code == 200, r.text
+    for mid, sender, text in (
+        ("1", "+77011234567", "hello there"),
+        ("2", "+15550000", "AST-001 v"),
+    ):
+        r = httpx.post(
+            f"{server}/sms/generic/{mission.id}",
+            json={"id": mid, "from": sender, "text": text},
+            headers={"X-Pollcheck-Secret": secret},
+        )
+        assert r.status_code == 200, r.text
+    context, page = _open(chromium, server, field["analyst"])
+    page.get_by_role("link", name="SMS").click()
+    page.locator("#sms tbody tr").first.wait_for()
+    outcomes = page.locator("#sms tbody tr").evaluate_all("rs => rs.map((r) => r.dataset.outcome)")
+    assert "unknown_number" in outcomes and "invalid" in outcomes and "reply" in outcomes
+    _shot(page, "sms-1366")
+    page.locator("#sms-text").fill("hello")
+    page.get_by_role("button", name="Search").click()
+    page.wait_for_function("() => document.querySelectorAll('#sms tbody tr').length === 1")
+    assert "hello there" in page.locator("#sms tbody").inner_text()
+    assert "null" not in page.locator("#sms").inner_text()
+    context.close()
+    context, page = _open(chromium, server, field["viewer"])
+    assert page.get_by_role("link", name="SMS").count() == 0
     context.close()

@@ -524,13 +524,14 @@ const PAGES = [
   ["counting", "nav_counting"],
   ["queue", "nav_queue"],
   ["statement", "nav_statement"],
+  ["sms", "nav_sms"],
   ["exports", "nav_exports"],
   ["cards", "nav_cards"],
 ];
 
 function drawNav() {
   const here = (location.hash.slice(2).split("/")[0] || "overview").split("?")[0];
-  const pages = PAGES.filter(([p]) => (p !== "queue" || isStaff()) && (p !== "cards" || isAdmin()));
+  const pages = PAGES.filter(([p]) => (!["queue", "sms"].includes(p) || isStaff()) && (p !== "cards" || isAdmin()));
   document.getElementById("nav").replaceChildren(
     ...pages.map(([p, key]) =>
       h("a", { href: "#/" + p, "aria-current": p === here ? "page" : null, text: t(key) })
@@ -668,9 +669,9 @@ async function route() {
   const hash = location.hash.slice(2) || "overview";
   const [name, arg] = hash.split("/");
   const make = PAGE_MAKERS[name] || PAGE_MAKERS.overview;
-  if ((name === "queue" && !isStaff()) || (name === "cards" && !isAdmin())) return PAGE_MAKERS.overview();
+  if ((["queue", "sms"].includes(name) && !isStaff()) || (name === "cards" && !isAdmin())) return PAGE_MAKERS.overview();
   drawNav();
-  document.getElementById("filters").hidden = ["checklist", "queue", "cards"].includes(name);
+  document.getElementById("filters").hidden = ["checklist", "queue", "cards", "sms"].includes(name);
   const page = make(arg);
   state.page = page;
   const main = document.getElementById("main");
@@ -766,6 +767,7 @@ const PAGE_MAKERS = {
   statement: () => statementPage(),
   exports: () => exportsPage(),
   cards: () => cardsPage(),
+  sms: () => smsPage(),
 };
 
 // --- drawing helpers ----------------------------------------------------------------------
@@ -1533,6 +1535,63 @@ async function downloadExport(url, status) {
   } catch (e) {
     status.textContent = e instanceof AuthError ? "" : t("export_failed", { detail: e.message });
   }
+}
+
+// --- SMS log (staff) ------------------------------------------------------------------------
+
+const SMS_OUTCOMES = ["stored", "pending", "invalid", "unknown_number", "revoked", "rate_limited", "reply"];
+
+/* Every SMS in and out, newest first, with what it became (GET /missions/{id}/sms/messages). */
+function smsPage() {
+  const text = h("input", { id: "sms-text", type: "search", autocomplete: "off" });
+  const phone = h("input", { id: "sms-phone", autocomplete: "off", size: 14 });
+  const station = h("input", { id: "sms-station", autocomplete: "off", size: 10 });
+  const outcome = h("select", { id: "sms-outcome" },
+    ["", ...SMS_OUTCOMES].map((o) => h("option", { value: o, text: o ? t("sms_" + o) : t("any") })));
+  const form = h("form", { class: "card", "aria-label": t("sms_filters"), onsubmit: (e) => { e.preventDefault(); page.drawn = null; refreshSoon(0); } },
+    h("label", {}, t("sms_text"), " ", text), " ",
+    h("label", {}, t("sms_phone"), " ", phone), " ",
+    h("label", {}, t("station"), " ", station), " ",
+    h("label", {}, t("sms_outcome"), " ", outcome), " ",
+    h("button", { class: "btn primary", type: "submit", text: t("sms_search") }));
+  outcome.onchange = () => { page.drawn = null; refreshSoon(0); };
+  const page = {
+    title: t("nav_sms"),
+    drawn: null,
+    nodes: [h("h1", { text: t("nav_sms") }), h("p", { class: "muted", text: t("sms_help") }), form,
+      h("section", { class: "card", id: "sms", "aria-labelledby": "h-sms" }, h("h2", { id: "h-sms", text: t("sms_list") }), h("div", { class: "body" }, h("p", { class: "muted loading", text: "…" })))],
+    async update() {
+      const q = new URLSearchParams({ limit: "200" });
+      for (const [k, el] of [["text", text], ["phone", phone], ["station", station], ["outcome", outcome]]) if (el.value.trim()) q.set(k, el.value.trim());
+      const data = await json(`/missions/${mid()}/sms/messages?` + q);
+      const key = JSON.stringify(data.data.map((m) => [m.id, m.outcome]));
+      if (page.drawn === key) return;
+      page.drawn = key;
+      drawSms(data);
+    },
+  };
+  return page;
+}
+
+function drawSms(data) {
+  const body = document.querySelector("#sms .body");
+  if (!data.data.length) {
+    body.replaceChildren(h("p", { class: "muted", text: t("sms_empty") }));
+    return;
+  }
+  const rows = data.data.map((m) => h("tr", { "data-sms": m.id, "data-outcome": m.outcome },
+    h("td", { text: when(m.created_at) }),
+    h("td", { text: m.direction === "in" ? "→" : "←", title: t(m.direction === "in" ? "sms_in" : "sms_out") }),
+    h("td", { text: m.phone }),
+    h("td", { class: "sms-text", text: m.text }),
+    h("td", {}, h("span", { class: "badge sms-" + m.outcome, text: t("sms_" + m.outcome) }),
+      (m.errors || []).length ? h("div", { class: "muted", text: m.errors.map((e) => e.message || e.code).join("; ") }) : null),
+    h("td", { text: [m.station, m.phase ? phaseName(m.phase) : ""].filter(Boolean).join(" · ") }),
+    h("td", {}, m.checklist_id && canReadChecklists() ? link(m.checklist_id, t("sms_checklist")) : "")));
+  const table = h("table", {},
+    h("thead", {}, h("tr", {}, ...["sms_when", "sms_dir", "sms_phone", "sms_text", "sms_outcome", "station", "sms_checklist"].map((k) => h("th", { text: k === "sms_dir" ? "" : t(k) })))),
+    h("tbody", {}, rows));
+  body.replaceChildren(...[table, data.next_cursor ? h("p", { class: "muted", text: t("sms_more") }) : null].filter(Boolean));
 }
 
 // --- sign-in cards (admins) ---------------------------------------------------------------
