@@ -86,3 +86,22 @@ class Assignment(SQLModel, table=True):
 class AssignmentsUpdate(SQLModel):
     model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
     stations: list[str] = Field(description="The complete list of assigned station codes")
+
+
+class SignInCards(SQLModel):
+    """Which observers get new sign-in cards, and for which client."""
+
+    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+    observers: list[str] | None = Field(
+        None, max_length=10_000, description="Observer codes; none: every observer"
+    )
+    collect: bool = Field(False, description="ODK Collect settings codes instead of the web app")
+    revoke_previous: bool = Field(
+        False, description="The observers' earlier tokens stop working (lost or old cards)"
+    )
+    base_url: str | None = Field(
+        None,
+        max_length=300,
+        schema_extra={"pattern": r"^https?://[^\s/?#]+(/[^\s?#]*)?$"},
+        description="Address phones reach the server at; default: the one this request came to",
+    )

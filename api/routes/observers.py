@@ -5,7 +5,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request, status
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlmodel import col
 
@@ -20,6 +19,7 @@ from models.observer import (
     ObserverPublic,
     ObserversPublic,
     ObserverUpdate,
+    SignInCards,
     TeamCreate,
     TeamPublic,
 )
@@ -138,24 +138,6 @@ def list_teams(mission_id: uuid.UUID, session: SessionDep, _: StaffOfMission) ->
     return session.scalars(
         select(Team).where(col(Team.mission_id) == mission_id).order_by(col(Team.name))
     ).all()
-
-
-class SignInCards(BaseModel):
-    """Which observers get new sign-in cards, and for which client."""
-
-    observers: list[str] | None = Field(
-        None, max_length=10_000, description="Observer codes; none: every observer"
-    )
-    collect: bool = Field(False, description="ODK Collect settings codes instead of the web app")
-    revoke_previous: bool = Field(
-        False, description="The observers' earlier tokens stop working (lost or old cards)"
-    )
-    base_url: str | None = Field(
-        None,
-        max_length=300,
-        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
-        description="Address phones reach the server at; default: the one this request came to",
-    )
 
 
 @router.post(
