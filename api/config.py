@@ -18,7 +18,22 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL; PostgreSQL as postgresql+psycopg://user@host/db",
     )
     read_database_url: str | None = Field(
-        None, description="Optional replica for dashboard reads; defaults to database_url"
+        None,
+        description="A streaming replica for the dashboards' reads (findings views, exports, "
+        "the OData feed); intake, review, the fold and the views' shared cache stay on "
+        "database_url. Unset: the dashboards read the primary",
+    )
+    direct_database_url: str | None = Field(
+        None,
+        description="PostgreSQL itself, when database_url goes through PgBouncer in "
+        "transaction mode: the live event streams' LISTEN connection needs a session of its "
+        "own. Unset: database_url",
+    )
+    db_pgbouncer: bool = Field(
+        False,
+        description="database_url (and read_database_url) go through PgBouncer in transaction "
+        "mode: no prepared statements (PgBouncer before 1.21 cannot keep them across "
+        "transactions) and no startup options (set statement_timeout and jit on the role)",
     )
     host: str = "127.0.0.1"
     port: int = 8000

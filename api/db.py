@@ -98,17 +98,26 @@ def make_engine(url: str, settings: Settings | None = None, pool_size: int | Non
             cur.close()
 
         return ping_idle_connections(engine)
-    kwargs.update(
-        connect_args={
-            "connect_timeout": 5,
-            "application_name": application_name(),
-            # No JIT: the findings queries are planned as large but run in well under a
-            # second, and compiling took up to half a second of some of them (the incident
-            # counts went from 0.54 to 0.27 s without it at 100,000 checklists).
-            "options": f"-c statement_timeout={settings.db_statement_timeout_ms} -c jit=off",
-        },
-    )
+    # No JIT: the findings queries are planned as large but run in well under a second, and
+    # compiling took up to half a second of some of them (the incident counts went from 0.54
+    # to 0.27 s without it at 100,000 checklists).
+    options = f"-c statement_timeout={settings.db_statement_timeout_ms} -c jit=off"
+    kwargs["connect_args"] = postgres_connect_args(settings, options)
     return ping_idle_connections(create_engine(url, **kwargs))
+
+
+def postgres_connect_args(settings: Settings, options: str) -> dict[str, Any]:
+    """psycopg's connection arguments for a pool. Behind PgBouncer in transaction mode
+    (`db_pgbouncer`) a session's settings cannot travel as startup `options` (PgBouncer
+    refuses or drops them: they go on the role instead), and psycopg must not prepare
+    statements: it prepares one it has run five times on a connection, and the next
+    transaction may run on another server connection that never saw it."""
+    args: dict[str, Any] = {"connect_timeout": 5, "application_name": application_name()}
+    if settings.db_pgbouncer:
+        args["prepare_threshold"] = None
+    else:
+        args["options"] = options
+    return args
 
 
 def driver_sql(statement: Any) -> str:

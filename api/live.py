@@ -107,6 +107,9 @@ class Hub:
         self.max_streams = settings.events_max_streams
         self.token_check_s = settings.events_token_check_s
         self.postgres = get_engine().dialect.name == "postgresql"
+        # LISTEN holds a session: past PgBouncer, to PostgreSQL itself.
+        direct = settings.direct_database_url or get_engine().url
+        self.listen_dsn = make_url(direct).set(drivername="postgresql")
         self.streams: dict[uuid.UUID, set[Stream]] = {}
         self.count = 0
         self.tail: events.Tail | None = None
@@ -300,8 +303,7 @@ class Hub:
         """Hold this process's one LISTEN connection; reconnect when it drops."""
         import psycopg
 
-        url = make_url(get_engine().url).set(drivername="postgresql")
-        dsn = url.render_as_string(hide_password=False)
+        dsn = self.listen_dsn.render_as_string(hide_password=False)
         while True:
             try:
                 conn = await psycopg.AsyncConnection.connect(

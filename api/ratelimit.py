@@ -34,11 +34,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.config import Settings, get_settings
 from api.db import (
-    application_name,
     driver_autocommit,
     driver_sql,
     get_engine,
     ping_idle_connections,
+    postgres_connect_args,
 )
 from api.errors import TooManyRequests
 from api.security import signed, token_digest
@@ -88,11 +88,9 @@ def _counter_engine(main: Engine) -> Engine:
         pool_size=max(1, settings.db_pool_size),
         max_overflow=0,
         pool_timeout=settings.db_pool_timeout_s,
-        connect_args={
-            "connect_timeout": 5,
-            "application_name": application_name(),
-            "options": "-c synchronous_commit=off -c statement_timeout=5000",
-        },
+        connect_args=postgres_connect_args(
+            settings, "-c synchronous_commit=off -c statement_timeout=5000"
+        ),
     )
     return ping_idle_connections(engine)  # as the main pool: only a connection left idle
 

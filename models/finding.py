@@ -130,6 +130,12 @@ class FindingsEnvelope(SQLModel):
     language: str
     small_denominator: int = Field(description="Below this denominator shares read 'X of Y'")
     settings_problems: list[str] = Field(description="Mission settings ignored as invalid")
+    replica_lag_s: float | None = Field(
+        default=None,
+        description="How far the streaming replica this view was computed from was behind "
+        "the primary, in seconds (null: computed on the primary); each answer's "
+        "`X-Replica-Lag` header gives the lag when it was served",
+    )
 
 
 class FindingsPublic(FindingsEnvelope):
@@ -200,4 +206,13 @@ class DataVersionPublic(SQLModel):
     latest_change: int = Field(description="The newest stored change of the mission")
     folded_through: int = Field(description="Changes up to this one are in the findings")
     pending_changes: int = Field(description="Stored changes of the mission not yet folded")
-    caught_up: bool = Field(description="True when the findings include every stored change")
+    caught_up: bool = Field(
+        description="True when the findings include every stored change (and, with a "
+        "replica, the replica has them too)"
+    )
+    replica_version: int | None = Field(
+        default=None, description="The data version on the dashboards' replica (null: no replica)"
+    )
+    replica_lag_s: float | None = Field(
+        default=None, description="How far the replica is behind the primary, in seconds"
+    )

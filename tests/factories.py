@@ -239,3 +239,18 @@ def every_kind_template(code: str = "every", version: int = 1) -> TemplateDefini
             ],
         }
     )  # fmt: skip
+
+
+def migrated_mission(url: str, stations: list[str]) -> tuple[Any, uuid.UUID]:
+    """Migrate the database at `url` and make a mission with `stations`: (engine, mission
+    id), for the tests that run real servers against a database of their own."""
+    from api import migrate
+    from api.db import make_engine
+
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    with Session(engine) as session:
+        mission_id = make_mission(session)[0].id
+        for code in stations:
+            make_station(session, mission_id, code)
+    return engine, mission_id

@@ -93,23 +93,116 @@ class ThrowawayPostgres:
         self._run(_pg_bin("pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
 
 
-@contextlib.contextmanager
-def throwaway_postgres() -> Iterator[ThrowawayPostgres]:
-    user = _unprivileged_user()
-    folder = Path(tempfile.mkdtemp(prefix="pollcheck-pg-"))
+def _folder_for(prefix: str, user: str | None) -> Path:
+    """A new temporary folder that `user` (PostgreSQL's, when run as root) owns."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    _give(folder, user)
+    return folder
+
+
+def _give(folder: Path, user: str | None) -> None:
+    """Make `folder` and the files in it `user`'s (when run as root), readable by all."""
     folder.chmod(0o755)
     if user:
         info = pwd.getpwnam(user)
-        os.chown(folder, info.pw_uid, info.pw_gid)
-    pg = ThrowawayPostgres(folder, free_port(), user)
-    pg._run(_pg_bin("initdb"), "-D", str(pg.data), "-A", "trust", "-U", "postgres", "--no-sync")
-    pg.start()
+        for path in (folder, *folder.iterdir()):
+            os.chown(path, info.pw_uid, info.pw_gid)
+
+
+@contextlib.contextmanager
+def _running(pg: ThrowawayPostgres) -> Iterator[ThrowawayPostgres]:
+    """Start a made cluster; stop it and remove its folder afterwards."""
     try:
+        pg.start()
         yield pg
     finally:
         with contextlib.suppress(Exception):
             pg.stop()
+        shutil.rmtree(pg.folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def throwaway_postgres() -> Iterator[ThrowawayPostgres]:
+    user = _unprivileged_user()
+    pg = ThrowawayPostgres(_folder_for("pollcheck-pg-", user), free_port(), user)
+    pg._run(_pg_bin("initdb"), "-D", str(pg.data), "-A", "trust", "-U", "postgres", "--no-sync")
+    with _running(pg):
+        yield pg
+
+
+@contextlib.contextmanager
+def throwaway_replica(primary: ThrowawayPostgres) -> Iterator[ThrowawayPostgres]:
+    """A streaming replica of `primary` (`pg_basebackup -R`, so it follows the primary's
+    WAL as it comes), on a port of its own, with `hot_standby_feedback` as the README
+    advises for dashboards' replicas."""
+    folder = _folder_for("pollcheck-replica-", primary.user)
+    replica = ThrowawayPostgres(folder, free_port(), primary.user)
+    replica._run(
+        _pg_bin("pg_basebackup"),
+        *("-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres"),
+        *("-D", str(replica.data), "-R", "-X", "stream", "--no-sync"),
+    )
+    with (replica.data / "postgresql.auto.conf").open("a") as conf:
+        conf.write("hot_standby_feedback = on\n")
+    with _running(replica):
+        yield replica
+
+
+def _pgbouncer() -> str:
+    return shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+
+
+def pgbouncer_installed() -> bool:
+    return Path(_pgbouncer()).exists()
+
+
+@contextlib.contextmanager
+def throwaway_pgbouncer(pg: ThrowawayPostgres, pool_size: int = 4) -> Iterator[int]:
+    """PgBouncer in transaction mode in front of `pg`, on a port of its own (yielded): at
+    most `pool_size` server connections per database, for many more clients.
+    (`ignore_startup_parameters = options` only lets a Pollcheck without
+    `POLLCHECK_DB_PGBOUNCER` connect at all, to show what then fails.)"""
+    folder = Path(tempfile.mkdtemp(prefix="pollcheck-pgbouncer-"))
+    port = free_port()
+    (folder / "users.txt").write_text('"postgres" ""\n')
+    (folder / "pgbouncer.ini").write_text(
+        "[databases]\n"
+        f"* = host=127.0.0.1 port={pg.port}\n"
+        "[pgbouncer]\n"
+        f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir = {folder}\n"
+        f"auth_type = trust\nauth_file = {folder / 'users.txt'}\nadmin_users = postgres\n"
+        f"pool_mode = transaction\ndefault_pool_size = {pool_size}\nmax_client_conn = 1000\n"
+        "ignore_startup_parameters = options\n"
+        f"logfile = {folder / 'pgbouncer.log'}\n"
+    )
+    _give(folder, pg.user)
+    command = [_pgbouncer(), str(folder / "pgbouncer.ini")]
+    process = subprocess.Popen(
+        ["runuser", "-u", pg.user, "--", *command] if pg.user else command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):  # up to ~10 s to listen; not a timing assertion
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            if process.poll() is not None:
+                raise RuntimeError("PgBouncer exited at start: " + _tail(folder / "pgbouncer.log"))
+            time.sleep(0.1)
+        yield port
+    finally:
+        process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=10)
+        if process.poll() is None:
+            process.kill()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _tail(path: Path) -> str:
+    with contextlib.suppress(OSError):
+        return path.read_text()[-2000:]
+    return ""
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import yaml
@@ -106,3 +107,39 @@ def test_every_setting_is_in_the_readme_configuration_table() -> None:
     rows |= {f"POLLCHECK_{n}" for n in ("HOST", "PORT", "WORKERS")}  # one row for the three
     missing = {f"POLLCHECK_{name.upper()}" for name in Settings.model_fields} - rows
     assert not missing, f"settings without a row in README's Configuration table: {missing}"
+
+
+def test_compose_scale_profile_has_two_nodes_through_pgbouncer_reading_a_replica() -> None:
+    services = _compose()["services"]
+    scale = {name for name, s in services.items() if "scale" in s.get("profiles", [])}
+    assert scale == {"db-replica", "pgbouncer", "api-a", "api-b"}
+    assert not [n for n, s in services.items() if n not in scale and s.get("profiles")]
+    replica_script = (ROOT / "deploy/postgres/replica.sh").read_text()
+    assert "pg_basebackup -h db" in replica_script and " -R " in replica_script
+    primary_init = (ROOT / "deploy/postgres/primary-replication.sh").read_text()
+    assert "REPLICATION" in primary_init and "host replication replicator" in primary_init
+    mounted = " ".join(services["db"]["volumes"])
+    assert "./deploy/postgres/primary-replication.sh:/docker-entrypoint-initdb.d/" in mounted
+    assert services["pgbouncer"]["environment"]["POOL_MODE"] == "transaction"
+    for node in ("api-a", "api-b"):
+        env = services[node]["environment"]
+        assert "@pgbouncer:" in env["POLLCHECK_DATABASE_URL"]
+        assert env["POLLCHECK_DB_PGBOUNCER"] == "true"
+        assert "@db:" in env["POLLCHECK_DIRECT_DATABASE_URL"]
+        assert "@db-replica:" in env["POLLCHECK_READ_DATABASE_URL"]
+        # The fold runs once, in its own service, on the primary directly.
+        assert env["POLLCHECK_FINDINGS_FOLD_ELSEWHERE"] == "true"
+        assert services[node]["command"] == services["api"]["command"]
+    assert "@db:" in services["fold"]["environment"]["POLLCHECK_DATABASE_URL"]
+    readme = (ROOT / "README.md").read_text()
+    assert "docker compose --profile scale up --build" in readme
+    for setting in ("POLLCHECK_READ_DATABASE_URL", "POLLCHECK_DIRECT_DATABASE_URL"):
+        assert setting in readme
+    assert "POLLCHECK_DB_PGBOUNCER" in readme
+
+
+def test_the_deploy_scripts_are_executable_posix_shell() -> None:
+    for script in (ROOT / "deploy/postgres").glob("*.sh"):
+        assert script.stat().st_mode & 0o111, f"{script.name} is not executable"
+        assert script.read_text().startswith("#!/bin/sh\n")
+        subprocess.run(["sh", "-n", str(script)], check=True)

@@ -16,15 +16,12 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from api import migrate
-from api.db import make_engine
 from tests.conftest import BACKEND
 from tests.factories import (
     answers_for,
     checklist_payload,
-    make_mission,
     make_observer,
-    make_station,
+    migrated_mission,
 )
 from tests.servers import (
     Load,
@@ -42,13 +39,9 @@ STATIONS = ["F-1", "F-2", "F-3"]
 
 def _prepare(url: str) -> tuple[Engine, str]:
     """Migrate the database and make a mission with an observer; returns the observer's token."""
-    migrate.upgrade(url)
-    engine = make_engine(url)
+    engine, mission_id = migrated_mission(url, STATIONS)
     with Session(engine) as session:
-        mission, _ = make_mission(session)
-        for code in STATIONS:
-            make_station(session, mission.id, code)
-        _, token = make_observer(session, mission.id, STATIONS)
+        _, token = make_observer(session, mission_id, STATIONS)
     return engine, token
 
 

@@ -19,12 +19,10 @@ import httpx
 import pytest
 from sqlalchemy.orm import Session
 
-from api import migrate
-from api.db import make_engine
 from api.services import credentials, observers
 from models import Role
 from models.observer import ObserverCreate
-from tests.factories import answers_for, checklist_payload, make_mission, make_station
+from tests.factories import answers_for, checklist_payload, migrated_mission
 from tests.servers import answer_rows, start_api, stored_checklists, throwaway_postgres
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres_only]
@@ -143,13 +141,9 @@ class Phone:
 def test_128_phones_and_a_killed_worker_get_no_500_and_nothing_is_lost_or_doubled() -> None:
     with throwaway_postgres() as pg:
         url = pg.url()
-        migrate.upgrade(url)
-        engine = make_engine(url)
+        engine, mission_id = migrated_mission(url, STATIONS)
         with Session(engine) as session:
-            mission, _ = make_mission(session)
-            for code in STATIONS:
-                make_station(session, mission.id, code)
-            tokens = _observers(session, mission.id)
+            tokens = _observers(session, mission_id)
         server = start_api(
             url,
             workers=2,

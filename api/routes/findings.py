@@ -156,6 +156,8 @@ def _etags(request: Request) -> list[str]:
 
 def _answer(request: Request, view: views.View, media_type: str) -> Response:
     headers = {"ETag": view.etag, "Cache-Control": "no-cache"}
+    if view.replica_lag_s is not None:  # read from a streaming replica this far behind
+        headers["X-Replica-Lag"] = f"{view.replica_lag_s:.3f}"
     gzipped = view.gzipped if view.gzipped is not None and takes_gzip(request) else None
     if view.gzipped is not None:
         headers["Vary"] = "Accept-Encoding"
@@ -312,7 +314,7 @@ async def read_statement(
     if format == StatementFormat.docx:
         return await _docx(request, view)
     markdown = view.parsed()["markdown"].encode()
-    md_view = views.View(markdown, _variant(view.etag, "-md"))
+    md_view = views.View(markdown, _variant(view.etag, "-md"), replica_lag_s=view.replica_lag_s)
     return _answer(request, md_view, "text/markdown; charset=utf-8")
 
 
@@ -325,7 +327,12 @@ def _data_version(
     with session_scope() as write, session_scope(read=True) as session:
         check_mission(get_principal(request, write, settings, auth), mission_id, *READERS)
         views.ensure_fresh(session, settings, write)
-        found = freshness.data_version(session, mission_id)
+        if not views.on_replica(settings, write):
+            found = freshness.data_version(session, mission_id)
+        else:  # the fold's state from the primary; whether the replica has caught up too
+            found = freshness.data_version(write, mission_id)
+            if found is not None:
+                found = freshness.with_replica(session, found)
     if found is None:
         raise NotFound(f"no mission {mission_id}", code="mission_not_found")
     return found

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import Table
@@ -22,13 +22,17 @@ def upsert(
     rows: Sequence[dict[str, Any]],
     keys: Sequence[str],
     update: Sequence[str],
+    only_if: Callable[[Any], Any] | None = None,
 ) -> None:
-    """Insert rows, updating `update` columns where the `keys` already exist."""
+    """Insert rows, updating `update` columns where the `keys` already exist; with
+    `only_if`, only where it holds (given the proposed row, `excluded`)."""
     if not rows:
         return
     stmt = dialect_insert(session, table)
     stmt = stmt.on_conflict_do_update(
-        index_elements=list(keys), set_={c: getattr(stmt.excluded, c) for c in update}
+        index_elements=list(keys),
+        set_={c: getattr(stmt.excluded, c) for c in update},
+        where=None if only_if is None else only_if(stmt.excluded),
     )
     session.execute(stmt, list(rows))
 

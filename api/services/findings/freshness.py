@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import func, select
+from sqlalchemy import Float, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from models import ChecklistChange, FindingFold, FindingState, Mission
@@ -16,6 +16,15 @@ CHG = table_of(ChecklistChange)
 FF = table_of(FindingFold)
 FS = table_of(FindingState)
 MISSION = table_of(Mission)
+
+# How far a streaming replica is behind its primary, in seconds (NULL on the primary): 0
+# when it has replayed all it received, else the age of the last transaction it replayed.
+REPLICA_LAG = literal_column(
+    "CASE WHEN NOT pg_is_in_recovery() THEN NULL"
+    " WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0.0"
+    " ELSE EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())::float8 END",
+    Float,
+)
 
 
 def data_version(session: Session, mission_id: uuid.UUID) -> DataVersionPublic | None:
@@ -56,4 +65,24 @@ def data_version(session: Session, mission_id: uuid.UUID) -> DataVersionPublic |
         folded_through=through,
         pending_changes=pending,
         caught_up=pending == 0,
+    )
+
+
+def with_replica(replica: Session, found: DataVersionPublic) -> DataVersionPublic:
+    """`found` (read on the primary) with the replica's data version and lag: the findings
+    a dashboard reads from the replica include every stored change only once the replica
+    holds the primary's data version too."""
+    version, lag = replica.execute(
+        select(
+            select(FS.c.version).where(FS.c.mission_id == found.mission_id).scalar_subquery(),
+            REPLICA_LAG,
+        )
+    ).one()
+    version = version or 0
+    return found.model_copy(
+        update={
+            "replica_version": version,
+            "replica_lag_s": None if lag is None else max(0.0, round(float(lag), 3)),
+            "caught_up": found.caught_up and version >= found.data_version,
+        }
     )

@@ -25,7 +25,7 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import case, delete, func, select, text, update
+from sqlalchemy import case, delete, func, literal, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -36,6 +36,7 @@ from api.services.findings import counting as counting_service
 from api.services.findings import fold as fold_service
 from api.services.findings import gate, sections
 from api.services.findings import questions as question_service
+from api.services.findings.freshness import REPLICA_LAG
 from api.services.findings.scope import ST, Filters, Scope, resolve
 from api.services.findings.stats import FindingsSettings, read_settings
 from api.services.sql import upsert
@@ -120,6 +121,7 @@ class View:
     body: bytes
     etag: str
     gzipped: bytes | None = None  # the body compressed once, when it was computed
+    replica_lag_s: float | None = None  # how far behind the replica read was (None: primary)
 
     def parsed(self) -> dict[str, Any]:
         return dict(orjson.loads(self.body))
@@ -164,15 +166,23 @@ def _plan_fingerprint(session: Session, mission_id: uuid.UUID) -> list[Any]:
     return [assignments, stations[0], stations[1].isoformat() if stations[1] else None]
 
 
-def _mission(session: Session, mission_id: uuid.UUID) -> Any:
-    """The mission's settings, sampling, languages and data version, in one round trip."""
+def on_replica(settings: Settings, write: Session | None) -> bool:
+    """Do this request's reads go to a streaming replica, with `write` on the primary?"""
+    return settings.read_database_url is not None and write is not None
+
+
+def _mission(session: Session, mission_id: uuid.UUID, replica: bool = False) -> Any:
+    """The mission's settings, sampling, languages and data version, in one round trip;
+    on a replica, how far behind it is too (`lag`)."""
     data_version = select(FS.c.version).where(FS.c.mission_id == MISSION.c.id).scalar_subquery()
+    lag = REPLICA_LAG if replica and session.get_bind().dialect.name == "postgresql" else None
     mission = session.execute(
         select(
             MISSION.c.settings,
             MISSION.c.sampling,
             MISSION.c.languages,
             data_version.label("version"),
+            (lag if lag is not None else literal(None)).label("lag"),
         ).where(MISSION.c.id == mission_id)
     ).first()
     if mission is None:
@@ -224,10 +234,19 @@ def get_view(
     `known`: the ETags the client holds (`If-None-Match`); when the cached view is one of
     them, its body is not even read (the answer is a 304), and the View's body is empty.
     `who`: the credential asking, whose allowance of fresh computes a view not in the
-    cache spends (429 past it)."""
+    cache spends (429 past it).
+
+    With a streaming replica (`read_database_url`) the view is computed from the replica,
+    while the shared cache is read and written on the primary (`write`): every node then
+    agrees on the newest view, and none goes backwards. A node whose replica is behind the
+    cached view serves the cached one rather than compute an older one, and a cached view
+    is only ever replaced by one of the same or a newer data version."""
     filters = filters.whole_minutes()
     ensure_fresh(session, settings, write)
-    mission = _mission(session, mission_id)
+    replica = on_replica(settings, write)
+    cache = write if replica and write is not None else session
+    mission = _mission(session, mission_id, replica)
+    lag = None if mission.lag is None else max(0.0, round(float(mission.lag), 3))
     ctx = _context(session, mission, mission_id, filters, language)
     lang, config, problems = ctx.language, ctx.config, ctx.settings_problems
     version = mission.version or 0
@@ -235,17 +254,18 @@ def get_view(
     if name in ("coverage", "statement"):
         key_parts.append(_plan_fingerprint(session, mission_id))
     key = hashlib.sha256(orjson.dumps(key_parts, option=orjson.OPT_SORT_KEYS)).hexdigest()[:40]
-    cached = _cached(session, mission_id, key, known)
+    cached = _cached(cache, mission_id, key, known)
     now = utcnow()
     reuse = 0.0 if cached is None else reuse_s(settings, cached.duration_ms)
     if cached is not None and (
-        cached.version == version
+        # The same data, or newer than this (replica's) read: never serve an older view.
+        cached.version >= version
         or (now - cached.computed_at).total_seconds() < reuse
         # Due: unless this request claims it, another is computing it at this moment, and
         # the last one serves meanwhile rather than every dashboard asking computing it too.
         or (reuse > 0 and not _claim(mission_id, key, cached.computed_at, now))
     ):
-        return _served(cached)
+        return _served(cached, lag)
     try:
         # A view nobody has asked for yet (a new filter, a new time window) costs the token
         # one fresh compute of its allowance. A view that is only due again because data
@@ -265,10 +285,10 @@ def get_view(
             )
         with gate.computing(mission_id, key, settings) as leads:
             if not leads:  # another thread of this process has just computed it
-                again = _cached(session, mission_id, key, known)
+                again = _cached(cache, mission_id, key, known)
                 if again is None:  # and failed: this one does not try again at once
                     raise gate.Busy()
-                return _served(again)
+                return _served(again, lag)
             started = time.perf_counter()
             data = {
                 "mission_id": mission_id,
@@ -280,15 +300,17 @@ def get_view(
                 "language": lang,
                 "small_denominator": config.small_denominator,
                 "settings_problems": problems,
+                "replica_lag_s": lag,
                 **VIEWS[name](ctx),
             }
             view = _made(orjson.dumps(data))
+            view.replica_lag_s = lag
             _store(mission_id, key, version, now, view, int((time.perf_counter() - started) * 1000))
             return view
     except (TooManyRequests, gate.Busy):
         if cached is None:
             raise
-        return _served(cached)  # a view a little behind beats none
+        return _served(cached, lag)  # a view a little behind beats none
 
 
 def _cached(session: Session, mission_id: uuid.UUID, key: str, known: list[str] | None) -> Any:
@@ -306,13 +328,13 @@ def _cached(session: Session, mission_id: uuid.UUID, key: str, known: list[str] 
     ).first()
 
 
-def _served(cached: Any) -> View:
+def _served(cached: Any, lag: float | None = None) -> View:
     if cached.body is None:  # the client holds this very view
-        return View(b"", cached.etag)
+        return View(b"", cached.etag, replica_lag_s=lag)
     body = cached.body.encode()
     if cached.etag is None:  # a row stored before ETags were
-        return View(body, _etag(body))
-    return View(body, cached.etag, cached.body_gz)
+        return View(body, _etag(body), replica_lag_s=lag)
+    return View(body, cached.etag, cached.body_gz, lag)
 
 
 def reuse_s(settings: Settings, duration_ms: int) -> float:
@@ -389,6 +411,8 @@ def _store(
                 ],
                 ["mission_id", "key"],
                 ["version", "computed_at", "body", "duration_ms", "etag", "body_gz"],
+                # Two nodes reading replicas at different points: the older never wins.
+                only_if=lambda proposed: FCACHE.c.version <= proposed.version,
             )
             write.execute(delete(FCACHE).where(FCACHE.c.computed_at < at - CACHE_KEEP))
     except DBAPIError:  # the cache is an optimisation: a failed write only costs a recompute
