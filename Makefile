@@ -83,6 +83,7 @@ bench: install
 	$(BIN)/python -m bench.consoles
 	$(BIN)/python -m bench.openrosa
 	$(BIN)/python -m bench.sms
+	$(BIN)/python -m bench.replica
 
 # Two locks from pyproject.toml: requirements.lock holds what the server runs (the Docker
 # image installs only it); requirements-dev.lock adds the test and lint tools (`make install`).
