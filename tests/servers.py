@@ -140,7 +140,7 @@ def throwaway_replica(primary: ThrowawayPostgres) -> Iterator[ThrowawayPostgres]
     replica._run(
         _pg_bin("pg_basebackup"),
         *("-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres"),
-        *("-D", str(replica.data), "-R", "-X", "stream", "--no-sync"),
+        *("-D", str(replica.data), "-R", "-X", "stream", "--no-sync", "--checkpoint=fast"),
     )
     with (replica.data / "postgresql.auto.conf").open("a") as conf:
         conf.write("hot_standby_feedback = on\n")

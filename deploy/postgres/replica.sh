@@ -7,7 +7,7 @@ set -e
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
   until pg_isready -h db -U replicator -q; do sleep 1; done
   PGPASSWORD="${REPLICATION_PASSWORD:-replicator}" \
-    pg_basebackup -h db -U replicator -D "$PGDATA" -R -X stream
+    pg_basebackup -h db -U replicator -D "$PGDATA" -R -X stream --checkpoint=fast
   chmod 700 "$PGDATA"
 fi
 exec postgres -c hot_standby_feedback=on

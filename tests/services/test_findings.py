@@ -786,6 +786,39 @@ def test_a_view_computed_past_the_cache_is_the_view_served(client: Any, session:
         assert computed and served == served | computed, name
 
 
+def test_the_statement_is_assembled_from_the_cached_sections_of_its_data(
+    client: Any, session: Any, monkeypatch: Any
+) -> None:
+    """A console that shows the statement and its sections computes each section once per
+    data version: the statement stores the sections it computes, and takes those cached."""
+    from api.services.findings import views
+
+    mission, token = _observed_mission(session, ["A-1", "A-2"])
+    post(client, token, "A-1", "voting")
+    post_count(client, token, "A-2")
+    computed: list[str] = []
+    for name in views.SECTIONS:
+        monkeypatch.setitem(
+            views.VIEWS,
+            name,
+            lambda ctx, fn=views.VIEWS[name], n=name: computed.append(n) or fn(ctx),
+        )
+    statement = view(session, mission.id, "statement")
+    assert sorted(computed) == sorted(views.SECTIONS)  # none cached yet: each computed once
+    for name in views.SECTIONS:  # the consoles' own views of the same data: from the cache
+        assert view(session, mission.id, name)["version"] == statement["version"]
+    assert len(computed) == len(views.SECTIONS)
+
+    # New data: the section views computed first are the ones the statement takes.
+    post(client, token, "A-2", "voting")
+    computed.clear()
+    coverage = view(session, mission.id, "coverage")
+    again = view(session, mission.id, "statement")
+    assert again["version"] == coverage["version"] > statement["version"]
+    assert sorted(computed) == sorted(views.SECTIONS)  # coverage once, by its own view
+    assert again["markdown"] != statement["markdown"]
+
+
 @pytest.mark.postgres_only
 def test_postgresql_sessions_compile_no_jit(session: Any) -> None:
     """The findings queries are planned as large but run in well under a second: JIT

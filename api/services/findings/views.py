@@ -64,6 +64,9 @@ class Context:
     random_sample: bool
     language: str
     languages: list[str]
+    # The statement's sections, from the shared cache when current (`get_view` sets it);
+    # None: computed here.
+    part: Callable[[str], dict[str, Any]] | None = None
 
     def questions(self) -> dict[str, question_service.QuestionInfo]:
         return question_service.catalog(self.session, self.scope.mission_id, self.language)
@@ -95,17 +98,14 @@ def counting(ctx: Context) -> dict[str, Any]:
 def statement(ctx: Context) -> dict[str, Any]:
     from api.services.findings import statement as statement_service
 
-    parts = {
-        "findings": findings(ctx),
-        "coverage": coverage(ctx),
-        "incidents": incidents(ctx),
-        "critical": critical(ctx),
-        "counting": counting(ctx),
-    }
+    part = ctx.part or (lambda name: VIEWS[name](ctx))
+    parts = {name: part(name) for name in SECTIONS}
     roles = question_service.statement_questions(ctx.session, ctx.scope.mission_id)
     return statement_service.draft(parts, ctx, roles)
 
 
+SECTIONS = ("findings", "coverage", "incidents", "critical", "counting")  # the statement's
+PLANNED = ("coverage", "statement")  # views that also depend on the deployment plan
 VIEWS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "findings": findings,
     "coverage": coverage,
@@ -127,9 +127,14 @@ class View:
         return dict(orjson.loads(self.body))
 
 
-def _made(body: bytes) -> View:
+def _made(body: bytes, lag: float | None = None) -> View:
     """A freshly computed view, with its ETag and its body compressed for gzip clients."""
-    return View(body, _etag(body), gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0))
+    gzipped = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
+    return View(body, _etag(body), gzipped, lag)
+
+
+def _ms_since(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)
 
 
 def ensure_fresh(session: Session, settings: Settings, write: Session | None = None) -> None:
@@ -250,12 +255,48 @@ def get_view(
     ctx = _context(session, mission, mission_id, filters, language)
     lang, config, problems = ctx.language, ctx.config, ctx.settings_problems
     version = mission.version or 0
-    key_parts: list[Any] = [name, filters.key(), lang, mission.sampling, mission.settings]
-    if name in ("coverage", "statement"):
-        key_parts.append(_plan_fingerprint(session, mission_id))
-    key = hashlib.sha256(orjson.dumps(key_parts, option=orjson.OPT_SORT_KEYS)).hexdigest()[:40]
+    plan = _plan_fingerprint(session, mission_id) if name in PLANNED else None
+
+    def key_of(view: str) -> str:
+        parts: list[Any] = [view, filters.key(), lang, mission.sampling, mission.settings]
+        if view in PLANNED:
+            parts.append(plan)
+        return hashlib.sha256(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)).hexdigest()[:40]
+
+    key = key_of(name)
     cached = _cached(cache, mission_id, key, known)
     now = utcnow()
+
+    def made(view: str, sections: dict[str, Any]) -> View:
+        data = {
+            "mission_id": mission_id,
+            "view": view,
+            "version": version,
+            "computed_at": now,
+            "filters": filters.key(),
+            "sampling": mission.sampling,
+            "language": lang,
+            "small_denominator": config.small_denominator,
+            "settings_problems": problems,
+            "replica_lag_s": lag,
+            **sections,
+        }
+        return _made(orjson.dumps(data), lag)
+
+    def part(section: str) -> dict[str, Any]:
+        """A section of the statement: the cached view of this very data if there is one,
+        else computed and cached, so that the consoles' own views of it are served too."""
+        section_key = key_of(section)
+        row = _cached(cache, mission_id, section_key, None)
+        if row is not None and row.version == version and row.body is not None:
+            return dict(orjson.loads(row.body))
+        started = time.perf_counter()
+        view = made(section, VIEWS[section](ctx))
+        _store(mission_id, section_key, version, now, view, _ms_since(started))
+        return dict(orjson.loads(view.body))
+
+    if name == "statement":
+        ctx.part = part
     reuse = 0.0 if cached is None else reuse_s(settings, cached.duration_ms)
     if cached is not None and (
         # The same data, or newer than this (replica's) read: never serve an older view.
@@ -290,22 +331,8 @@ def get_view(
                     raise gate.Busy()
                 return _served(again, lag)
             started = time.perf_counter()
-            data = {
-                "mission_id": mission_id,
-                "view": name,
-                "version": version,
-                "computed_at": now,
-                "filters": filters.key(),
-                "sampling": mission.sampling,
-                "language": lang,
-                "small_denominator": config.small_denominator,
-                "settings_problems": problems,
-                "replica_lag_s": lag,
-                **VIEWS[name](ctx),
-            }
-            view = _made(orjson.dumps(data))
-            view.replica_lag_s = lag
-            _store(mission_id, key, version, now, view, int((time.perf_counter() - started) * 1000))
+            view = made(name, VIEWS[name](ctx))
+            _store(mission_id, key, version, now, view, _ms_since(started))
             return view
     except (TooManyRequests, gate.Busy):
         if cached is None:
