@@ -156,6 +156,10 @@ def test_two_nodes_fold_once_and_dashboards_read_a_replica_that_never_goes_backw
             assert served["version"] >= newest["version"]
             assert _observations(served) == 90
 
+            # Exports stream from the replica too, in one snapshot of it.
+            export = _get(a.base_url, viewer, f"/missions/{mission}/exports/findings?format=csv")
+            assert export.text.count("\n") > 1
+
             with psycopg.connect(_libpq(replica.url()), autocommit=True) as conn:
                 conn.execute("SELECT pg_wal_replay_resume()")
             _until(
@@ -197,7 +201,14 @@ def test_pgbouncer_in_transaction_mode_serves_intake_dashboards_and_live_streams
             # Dashboards poll every view many times over: a statement psycopg had prepared
             # on one server connection would be missing on the next.
             for _ in range(8):
-                for view in ("findings", "findings/coverage", "findings/counting", "statement"):
+                for view in (
+                    "findings",
+                    "findings/coverage",
+                    "findings/counting",
+                    "statement",
+                    "exports/findings?format=csv",  # one snapshot held for the whole file
+                    "exports/stations?format=geojson",
+                ):
                     r = httpx.get(
                         f"{server.base_url}/missions/{mission}/{view}",
                         headers=_bearer(viewer),
