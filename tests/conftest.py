@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,6 +74,7 @@ def database_url() -> Iterator[str]:
 
 def _empty_tables() -> None:
     from sqlalchemy import inspect, text
+    from sqlalchemy.exc import OperationalError
 
     import models
     from api.db import get_engine
@@ -80,16 +82,28 @@ def _empty_tables() -> None:
     engine = get_engine()
     existing = set(inspect(engine).get_table_names())
     tables = [t.name for t in reversed(models.metadata.sorted_tables) if t.name in existing]
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.execute(
-                text(
-                    "TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"
-                )
-            )
-        else:
-            for t in tables:
-                conn.execute(text(f'DELETE FROM "{t}"'))
+    for attempt in range(5):
+        try:
+            with engine.begin() as conn:
+                if engine.dialect.name == "postgresql":
+                    conn.execute(
+                        text(
+                            "TRUNCATE "
+                            + ", ".join(f'"{t}"' for t in tables)
+                            + " RESTART IDENTITY CASCADE"
+                        )
+                    )
+                else:
+                    for t in tables:
+                        conn.execute(text(f'DELETE FROM "{t}"'))
+            return
+        except OperationalError as e:
+            # A real server of a module-scoped fixture (the browser tests') keeps folding
+            # in the background: its fold and the TRUNCATE can take their locks in opposite
+            # orders, and PostgreSQL then cancels one of them. Try again.
+            if getattr(e.orig, "sqlstate", None) != "40P01" or attempt == 4:
+                raise
+            time.sleep(0.2)
 
 
 @pytest.fixture
