@@ -341,6 +341,35 @@ def test_console_loads_every_page_with_nothing_from_outside_the_server(
     context.close()
 
 
+def test_a_replica_far_behind_is_said_in_the_header_and_a_close_one_is_not(
+    chromium: Any, server: str, field: dict[str, Any]
+) -> None:
+    """With the dashboards on a streaming replica every view carries `X-Replica-Lag`
+    (tests/test_scale_out.py reads it from a real replica); here the answers are given the
+    header in the browser, so that the console's reading of it is what is tested."""
+    _post(server, field["observer"], "AST-001", "voting")
+    context = chromium.new_context(**LAPTOP)
+    lag = {"s": "42.250"}
+
+    def lagging(route: Any) -> None:
+        response = route.fetch()
+        route.fulfill(response=response, headers=response.headers | {"x-replica-lag": lag["s"]})
+
+    context.route(re.compile(r".*/missions/[^/]+/(findings|statement).*"), lagging)
+    page = context.new_page()
+    page.goto(f"{server}/console/#token={field['viewer']}")
+    page.locator("#p-coverage table").wait_for()
+    note = page.locator("#lag")
+    note.wait_for()
+    assert note.inner_text() == "Figures 42 s behind (read from a replica)"
+    _shot(page, "replica-lag")
+    lag["s"] = "0.400"  # caught up: the note goes with the next view read
+    page.goto(f"{server}/console/#/findings")
+    _loaded(page)
+    note.wait_for(state="hidden")
+    context.close()
+
+
 def test_event_stream_is_followed_from_its_last_id_and_a_proxy_that_cuts_it_means_polling(
     chromium: Any, server: str, field: dict[str, Any]
 ) -> None:

@@ -12,6 +12,7 @@ const POLL_MS = 3000;
 const STREAM_IDLE_MS = 45000; // no byte (not even a keepalive) for this long: reconnect
 const SSE_RETRY_MS = 60000; // while polling, try the event stream again this often
 const VIEW_RETRY_MS = 1500; // a view older than the announced data version is asked again
+const LAG_NOTE_S = 5; // a read replica further behind than this is said in the header
 const PHASES = ["opening", "voting", "closing", "incident"];
 const STATES = ["verified", "has_issues", "rejected"];
 
@@ -143,6 +144,7 @@ async function view(name, extra) {
   const url = `/missions/${mid()}${path}?` + filterQuery(extra);
   const held = state.views.get(url);
   const res = await api(url, { headers: held ? { "If-None-Match": held.etag } : {} });
+  noteLag(res.headers.get("X-Replica-Lag"));
   if (res.status === 304 && held) return behind(held.data);
   if (!res.ok) throw new Error(await reason(res));
   const data = await res.json();
@@ -159,6 +161,17 @@ async function view(name, extra) {
 function behind(data) {
   if (typeof data.version === "number" && data.version < state.announced) refreshSoon(VIEW_RETRY_MS);
   return data;
+}
+
+/* Where the dashboards read a streaming replica, each view says how far behind it is: past
+   a few seconds the header says so, so nobody takes the figures for the newest ones. */
+function noteLag(header) {
+  const el = document.getElementById("lag");
+  if (!el) return;
+  const lag = header === null ? NaN : parseFloat(header);
+  const shown = Number.isFinite(lag) && lag >= LAG_NOTE_S;
+  el.hidden = !shown;
+  el.textContent = shown ? t("replica_lag", { s: Math.round(lag) }) : "";
 }
 
 function noteVersion(v) {
