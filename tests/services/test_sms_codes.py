@@ -172,6 +172,41 @@ def test_documented_noise_parses_the_same(data: st.DataObject, case: Any) -> Non
     assert parsed.answers == answers
 
 
+def test_na_is_an_answer_where_a_question_has_options_n_and_a() -> None:
+    """Found by the noise test: a multiple choice with its 12th and 1st options picked is
+    written `na`, which the parser read as "not applicable"."""
+    options = [{"code": f"opt{i}", "label": {"en": f"o{i}"}} for i in range(12)]
+    codes = SmsCodes(
+        TemplateDefinition.model_validate(
+            {
+                "code": "t",
+                "version": 1,
+                "title": {"en": "t"},
+                "languages": ["en"],
+                "sections": [
+                    {
+                        "code": "S",
+                        "title": {"en": "s"},
+                        "phases": ["voting"],
+                        "questions": [
+                            {"code": "H", "type": "multi", "label": {"en": "H"},
+                             "allow_na": True, "options": options},
+                            {"code": "A", "type": "yes_no", "label": {"en": "A"},
+                             "allow_na": True},
+                        ],
+                    }
+                ],
+            }
+        )
+    )  # fmt: skip
+    assert codes.questions["H"].to_sms["opt11"] == "n"
+    parsed = codes.parse("AST-001 v H na A na")
+    assert parsed.errors == []
+    # H's options n and a; for A, where `na` is no answer of its own, "not applicable".
+    assert parsed.answers == {"H": ["opt11", "opt0"], "A": NA}
+    assert codes.parse("AST-001 v H x").answers == {"H": NA}
+
+
 def test_cyrillic_look_alikes_and_digit_look_alikes_in_codes_are_forgiven() -> None:
     parsed = DEFAULT.parse("AST-OO1 v В1y С2n Cl a H2 l")
     assert parsed.errors == []

@@ -377,10 +377,20 @@ def _question_code(q: Question, phases: frozenset[str]) -> QuestionCode:
 
 
 def _answer(qc: QuestionCode, raw: str) -> Any:
-    """The template's answer for an SMS answer, or None when it is not one."""
+    """The template's answer for an SMS answer, or None when it is not one. `x` is "not
+    applicable"; so is the word `na`, unless it is a real answer of the question (the
+    options n and a of a multiple choice, or a two-letter option)."""
     text = raw.translate(_LOOKALIKES).lower()
-    if text in (NA_CODE, NA):
+    if text == NA_CODE:
         return NA if NA in qc.to_sms else None
+    value = _typed_answer(qc, text)
+    if value is None and text == NA:
+        return NA if NA in qc.to_sms else None
+    return value
+
+
+def _typed_answer(qc: QuestionCode, text: str) -> Any:
+    """`text` read as the question's own kind of answer, or None."""
     t = qc.type
     if t == QuestionType.yes_no:
         return qc.from_sms.get({"yes": "y", "no": "n"}.get(text, text))
