@@ -146,7 +146,7 @@ def main() -> None:
         "workers": args.workers,
     }
     with throwaway_postgres() as primary:
-        url = primary.url().replace("postgresql+psycopg://", "postgresql://")
+        url = primary.dsn()
         world = seed(url, args.stations, args.observers, rng)
         sets = variants(rng)
         started = time.monotonic()
@@ -166,7 +166,7 @@ def main() -> None:
             path.write_bytes(b"".join(lines))
             files.append(path)
         with throwaway_replica(primary) as replica:
-            replica_url = replica.url().replace("postgresql+psycopg://", "postgresql://")
+            replica_url = replica.dsn()
             for run, (prefix, reads) in enumerate((("primary", None), ("replica", replica_url))):
                 if reads:
                     os.environ["POLLCHECK_READ_DATABASE_URL"] = reads

@@ -71,6 +71,10 @@ class ThrowawayPostgres:
     def url(self, dbname: str = "postgres") -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{dbname}"
 
+    def dsn(self, dbname: str = "postgres") -> str:
+        """The same address as libpq (psycopg, the bench's tools) takes it."""
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
+
     def _run(self, *cmd: str) -> None:
         full = ["runuser", "-u", self.user, "--", *cmd] if self.user else list(cmd)
         subprocess.run(full, check=True, capture_output=True, timeout=120)

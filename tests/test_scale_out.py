@@ -21,6 +21,7 @@ from api.db import make_engine
 from models import Role
 from tests.factories import (
     answers_for,
+    auth,
     checklist_payload,
     make_observer,
     make_token,
@@ -65,16 +66,12 @@ def _voting() -> dict[str, Any]:
 def _post(base_url: str, token: str, count: int) -> None:
     with httpx.Client(base_url=base_url, timeout=30) as client:
         for _ in range(count):
-            r = client.post("/checklists", json=_voting(), headers=_bearer(token))
+            r = client.post("/checklists", json=_voting(), headers=auth(token))
             assert r.status_code == 201, r.text
 
 
-def _bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 def _get(base_url: str, token: str, path: str) -> httpx.Response:
-    r = httpx.get(base_url + path, headers=_bearer(token), timeout=30)
+    r = httpx.get(base_url + path, headers=auth(token), timeout=30)
     assert r.status_code == 200, r.text
     return r
 
@@ -130,7 +127,7 @@ def test_two_nodes_fold_once_and_dashboards_read_a_replica_that_never_goes_backw
             assert _observations(on_b.json()) == 80
 
             # The replica stops replaying: node A's reads now lag the primary.
-            with psycopg.connect(_libpq(replica.url()), autocommit=True) as conn:
+            with psycopg.connect(replica.dsn(), autocommit=True) as conn:
                 conn.execute("SELECT pg_wal_replay_pause()")
             _post(b.base_url, observer, 10)
             _until(
@@ -160,7 +157,7 @@ def test_two_nodes_fold_once_and_dashboards_read_a_replica_that_never_goes_backw
             export = _get(a.base_url, viewer, f"/missions/{mission}/exports/findings?format=csv")
             assert export.text.count("\n") > 1
 
-            with psycopg.connect(_libpq(replica.url()), autocommit=True) as conn:
+            with psycopg.connect(replica.dsn(), autocommit=True) as conn:
                 conn.execute("SELECT pg_wal_replay_resume()")
             _until(
                 "caught up on the replica again",
@@ -183,7 +180,7 @@ def test_pgbouncer_in_transaction_mode_serves_intake_dashboards_and_live_streams
         pytest.skip(reason)
     with throwaway_postgres() as pg, throwaway_pgbouncer(pg, pool_size=3) as port:
         bouncer = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-        with psycopg.connect(_libpq(pg.url()), autocommit=True) as conn:
+        with psycopg.connect(pg.dsn(), autocommit=True) as conn:
             # What the README asks of the role behind PgBouncer (startup options are dropped).
             conn.execute("ALTER ROLE postgres SET statement_timeout = '30s'")
             conn.execute("ALTER ROLE postgres SET jit = off")
@@ -211,7 +208,7 @@ def test_pgbouncer_in_transaction_mode_serves_intake_dashboards_and_live_streams
                 ):
                     r = httpx.get(
                         f"{server.base_url}/missions/{mission}/{view}",
-                        headers=_bearer(viewer),
+                        headers=auth(viewer),
                         timeout=30,
                     )
                     statuses.append(r.status_code)
@@ -237,7 +234,7 @@ def test_pgbouncer_in_transaction_mode_serves_intake_dashboards_and_live_streams
             # The live streams' LISTEN sessions go to PostgreSQL itself, never through
             # PgBouncer, which would hand their session to other clients between statements.
             _open_stream(server.base_url, viewer, mission)
-            _until("a LISTEN session on PostgreSQL itself", lambda: _listening(pg.url()) > 0)
+            _until("a LISTEN session on PostgreSQL itself", lambda: _listening(pg.dsn()) > 0)
             with psycopg.connect(
                 f"host=127.0.0.1 port={port} dbname=pgbouncer user=postgres",
                 autocommit=True,
@@ -253,7 +250,7 @@ def test_pgbouncer_in_transaction_mode_serves_intake_dashboards_and_live_streams
 def _open_stream(base_url: str, token: str, mission: uuid.UUID) -> None:
     """A console's live stream answers through PgBouncer and starts its events."""
     with httpx.stream(
-        "GET", f"{base_url}/missions/{mission}/events", headers=_bearer(token), timeout=30
+        "GET", f"{base_url}/missions/{mission}/events", headers=auth(token), timeout=30
     ) as r:
         assert r.status_code == 200
         for line in r.iter_lines():
@@ -262,14 +259,10 @@ def _open_stream(base_url: str, token: str, mission: uuid.UUID) -> None:
     raise AssertionError("the live stream ended without an event")
 
 
-def _listening(url: str) -> int:
-    with psycopg.connect(_libpq(url), autocommit=True) as conn:
+def _listening(dsn: str) -> int:
+    with psycopg.connect(dsn, autocommit=True) as conn:
         found = conn.execute(
             "SELECT count(*) FROM pg_stat_activity "
             "WHERE application_name = 'pollcheck listen' AND query LIKE 'LISTEN%'"
         ).fetchone()
     return int(found[0]) if found else 0
-
-
-def _libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://")

@@ -363,6 +363,10 @@ def test_a_replica_far_behind_is_said_in_the_header_and_a_close_one_is_not(
     note.wait_for()
     assert note.inner_text() == "Figures 42 s behind (read from a replica)"
     _shot(page, "replica-lag")
+    page.set_viewport_size(TABLET["viewport"])  # still in the header on a tablet
+    assert note.is_visible()
+    _shot(page, "replica-lag-tablet")
+    page.set_viewport_size(LAPTOP["viewport"])
     lag["s"] = "0.400"  # caught up: the note goes with the next view read
     page.goto(f"{server}/console/#/findings")
     _loaded(page)

@@ -27,6 +27,12 @@ REPLICA_LAG = literal_column(
 )
 
 
+def lag_seconds(value: float | None) -> float | None:
+    """REPLICA_LAG as answered: to the millisecond, never negative (clocks), None on the
+    primary."""
+    return None if value is None else max(0.0, round(float(value), 3))
+
+
 def data_version(session: Session, mission_id: uuid.UUID) -> DataVersionPublic | None:
     """The mission's findings data version and whether every stored change is folded in
     (None for an unknown mission). Four index lookups, whatever the mission's size.
@@ -82,7 +88,7 @@ def with_replica(replica: Session, found: DataVersionPublic) -> DataVersionPubli
     return found.model_copy(
         update={
             "replica_version": version,
-            "replica_lag_s": None if lag is None else max(0.0, round(float(lag), 3)),
+            "replica_lag_s": lag_seconds(lag),
             "caught_up": found.caught_up and version >= found.data_version,
         }
     )

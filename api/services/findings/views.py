@@ -36,7 +36,7 @@ from api.services.findings import counting as counting_service
 from api.services.findings import fold as fold_service
 from api.services.findings import gate, sections
 from api.services.findings import questions as question_service
-from api.services.findings.freshness import REPLICA_LAG
+from api.services.findings.freshness import REPLICA_LAG, lag_seconds
 from api.services.findings.scope import ST, Filters, Scope, resolve
 from api.services.findings.stats import FindingsSettings, read_settings
 from api.services.sql import upsert
@@ -251,7 +251,7 @@ def get_view(
     replica = on_replica(settings, write)
     cache = write if replica and write is not None else session
     mission = _mission(session, mission_id, replica)
-    lag = None if mission.lag is None else max(0.0, round(float(mission.lag), 3))
+    lag = lag_seconds(mission.lag)
     ctx = _context(session, mission, mission_id, filters, language)
     lang, config, problems = ctx.language, ctx.config, ctx.settings_problems
     version = mission.version or 0
