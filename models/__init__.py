@@ -13,6 +13,7 @@ from models.finding import (
     FindingFold,
     FindingState,
     FindingTally,
+    FindingVisit,
 )
 from models.location import Location, LocationKind
 from models.mission import Mission, Sampling
@@ -39,6 +40,7 @@ __all__ = [
     "FindingFold",
     "FindingState",
     "FindingTally",
+    "FindingVisit",
     "Location",
     "LocationKind",
     "Mission",

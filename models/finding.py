@@ -12,10 +12,19 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ConfigDict
-from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+    Text,
+)
 from sqlmodel import Field, SQLModel
 
-from models.base import UTCDateTime, utcnow
+from models.base import JSONType, UTCDateTime, utcnow
 
 # Tally nodes that are not places of the location tree.
 NODE_ALL = uuid.UUID(int=0)  # the whole mission
@@ -41,15 +50,51 @@ class FindingFold(SQLModel, table=True):
 
 
 class FindingApplied(SQLModel, table=True):
-    """The checklists whose answers are currently inside the tallies."""
+    """The checklists whose answers are currently inside the tallies: the counting
+    checklists, each with what the dashboard views select and group them by, and the
+    answers they read of a closing or incident checklist.
+
+    The views read these narrow rows instead of the checklists (whose payloads make them
+    ten times as wide); the counting view reads the protocol figures here instead of
+    pivoting the answers of every closing checklist, and the incidents view an incident's
+    type and source. The fold keeps the rows current, review state included, from the same
+    outbox as the tallies."""
 
     __tablename__ = "finding_applied"
-    __table_args__ = (Index("ix_finding_applied_station_id", "station_id"),)
+    __table_args__ = (
+        Index("ix_finding_applied_station_id", "station_id"),
+        Index("ix_finding_applied_mission_id_phase", "mission_id", "phase"),
+        Index("ix_finding_applied_observer_id_station_id", "observer_id", "station_id"),
+    )
 
     checklist_id: uuid.UUID = Field(primary_key=True)
-    mission_id: uuid.UUID = Field(index=True)
+    mission_id: uuid.UUID
     station_id: uuid.UUID
     phase: str = Field(sa_type=String(16))
+    observer_id: uuid.UUID
+    template_id: uuid.UUID
+    observed_at: datetime = Field(sa_type=UTCDateTime)
+    observed_utc_offset_min: int = Field(sa_type=SmallInteger)
+    received_at: datetime = Field(sa_type=UTCDateTime)
+    review_state: str = Field(sa_type=String(16))
+    # By question code: a closing checklist's numbers, an incident report's first answers
+    # (`api.services.findings.fold.answers_of`); None in other phases.
+    answers: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONType, nullable=True))
+
+
+class FindingVisit(SQLModel, table=True):
+    """Per observer, station and phase, the counting checklists the observer filed there
+    and when the last came in: what coverage's missing teams and observers read, in rows
+    bounded by the deployment plan rather than by the checklists. Kept by the fold."""
+
+    __tablename__ = "finding_visit"
+
+    observer_id: uuid.UUID = Field(primary_key=True)
+    station_id: uuid.UUID = Field(primary_key=True)
+    phase: str = Field(sa_type=String(16), primary_key=True)
+    mission_id: uuid.UUID = Field(index=True)
+    checklists: int = Field(sa_type=Integer)
+    last_received_at: datetime = Field(sa_type=UTCDateTime)
 
 
 class FindingTally(SQLModel, table=True):

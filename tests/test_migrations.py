@@ -5,19 +5,21 @@ from __future__ import annotations
 import importlib.util
 import os
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, select, update
+from sqlalchemy import create_engine, delete, inspect, select, update
 
 import models
 from api import migrate
 from api.db import get_engine, normalise_url
-from models import Answer
+from api.services.findings import fold
+from models import Answer, FindingApplied, FindingVisit
 from tests.factories import make_mission, make_observer, make_station
-from tests.findings_factories import post
+from tests.findings_factories import post, post_count, set_review
 
 
 def test_migrated_database_matches_the_models(database_url: str) -> None:
@@ -84,3 +86,49 @@ def test_answer_kinds_backfilled_by_migration_0006_match_what_intake_stores(
                                         Answer.position, Answer.kind))
     }  # fmt: skip
     assert again == stored
+
+
+def _applied_and_visits(session: Any) -> tuple[dict[Any, Any], set[Any]]:
+    applied = {
+        r.checklist_id: r
+        for r in session.execute(select(*FindingApplied.__table__.c))  # type: ignore[attr-defined]
+    }
+    visits = set(session.execute(select(*FindingVisit.__table__.c)))  # type: ignore[attr-defined]
+    return applied, visits
+
+
+def test_rows_backfilled_by_migration_0014_match_what_the_fold_writes(
+    client: Any, session: Any
+) -> None:
+    """0014 filled the applied rows of a running mission in from their checklists and
+    counted the visits; the fold writes both for the checklists it applies. Both agree for
+    every phase, a closing count's figures, an incident's answers and a verified report."""
+    mission, _ = make_mission(session)
+    codes = [make_station(session, mission.id, f"S{i}") for i in range(2)]
+    _, token = make_observer(session, mission.id, codes)
+    for code in codes:
+        for phase in ("opening", "voting", "incident"):
+            post(client, token, code, phase)
+    counted = post_count(client, token, codes[0])
+    post_count(client, token, codes[1], {"P_V1": 401})
+    set_review(session, mission.id, counted, "verified")
+    fold.run_once()
+    session.commit()
+    folded = _applied_and_visits(session)
+    assert {r.phase for r in folded[0].values()} == {"opening", "voting", "incident", "closing"}
+    assert folded[0][uuid.UUID(counted)].review_state == "verified"
+    assert folded[0][uuid.UUID(counted)].answers["P_V1"] == 400
+    assert any(r.answers and "G1" in r.answers for r in folded[0].values())
+    assert len(folded[1]) == 8  # one observer, two stations, four phases
+
+    spec = importlib.util.spec_from_file_location(
+        "m0014", next(Path("migrations/versions").glob("*-0014_applied_rows.py"))
+    )
+    assert spec is not None and spec.loader is not None
+    m0014 = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(m0014)
+    session.execute(delete(FindingVisit))
+    session.execute(update(FindingApplied).values(review_state="received", answers=None))
+    m0014.backfill(session.connection())
+    session.commit()
+    assert _applied_and_visits(session) == folded

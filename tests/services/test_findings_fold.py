@@ -15,7 +15,14 @@ from api.services import changes
 from api.services.findings import fold
 from api.services.findings import questions as question_service
 from api.services.findings.scope import CL, LOC, Filters, counts, resolve
-from models import Answer, Checklist, FindingApplied, FindingCritical, FindingFold
+from models import (
+    Answer,
+    Checklist,
+    FindingApplied,
+    FindingCritical,
+    FindingFold,
+    FindingVisit,
+)
 from tests.factories import make_mission, make_observer, make_station
 from tests.findings_factories import GOOD_COUNT, correct, post, set_review
 
@@ -313,3 +320,40 @@ def test_vacuum_tallies_vacuums_on_postgresql_and_does_nothing_on_sqlite(
             break
         time.sleep(0.5)
     assert session.execute(text(stats)).scalar_one() > before
+
+
+def test_applied_rows_and_visits_follow_reviews_after_they_were_folded(
+    client: Any, session: Any
+) -> None:
+    """A review that leaves a folded checklist counting changes its row's state (the
+    counting view ranks a verified report first); one that takes it out of the findings
+    takes its row and its visit out too, and a visit with a checklist left keeps it."""
+    mission, _ = make_mission(session)
+    code = make_station(session, mission.id, "R-1")
+    observer, token = make_observer(session, mission.id, [code])
+    first = post(client, token, code, "closing", {"F11": "yes", **GOOD_COUNT})
+    second = post(client, token, code, "closing", {"F11": "yes", **GOOD_COUNT})
+    fold.run_once()
+
+    def row(cid: str) -> Any:
+        session.commit()
+        return session.get(FindingApplied, uuid.UUID(cid))
+
+    def visit() -> Any:
+        session.commit()
+        return session.get(
+            FindingVisit,
+            (observer.id, session.get(Checklist, uuid.UUID(first)).station_id, "closing"),
+        )
+
+    assert row(first).review_state == "received" and visit().checklists == 2
+    set_review(session, mission.id, first, "verified")
+    fold.run_once()
+    assert row(first).review_state == "verified"
+    set_review(session, mission.id, second, "rejected")
+    fold.run_once()
+    assert row(second) is None
+    assert visit().checklists == 1
+    set_review(session, mission.id, first, "rejected")
+    fold.run_once()
+    assert row(first) is None and visit() is None

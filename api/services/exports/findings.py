@@ -153,7 +153,7 @@ def incidents_table(session: Session, mission: MissionInfo, scope: Scope, langua
             LOC.c.path,
             CL.c.observed_at,
             *[
-                sections._answer_of(iq[n].code if n in iq else None).label(n)  # noqa: SLF001
+                sections._answer_of(iq[n].code if n in iq else None, CL.c.id).label(n)  # noqa: SLF001
                 for n in names
             ],
         )

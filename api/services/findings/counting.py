@@ -11,13 +11,12 @@ import uuid
 from fractions import Fraction
 from typing import Any
 
-from sqlalchemy import Float, and_, case, cast, func, or_, select, true
+from sqlalchemy import BigInteger, Float, and_, case, cast, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from api.checklist_schema import PROTOCOL_FIGURES, Protocol
-from api.services.findings.fold import AN
 from api.services.findings.questions import published
-from api.services.findings.scope import CL, ST, Scope, checklist_predicate
+from api.services.findings.scope import FA, ST, Scope, applied_predicate
 from api.services.findings.stats import (
     FindingsSettings,
     percent,
@@ -67,30 +66,29 @@ def protocol_of(session: Session, mission_id: uuid.UUID) -> Protocol | None:
 
 def _pivot(scope: Scope, protocol: Protocol) -> Any:
     """One row per counting checklist that holds protocol figures: a common table
-    expression, which PostgreSQL computes once however often its statement reads it."""
+    expression, which PostgreSQL computes once however often its statement reads it. The
+    figures come from the fold's rows (`finding_applied.answers`, pivoted when the
+    checklist was applied), not from the answers of every closing checklist."""
     codes = {f: getattr(protocol, f) for f in FIGURES}
     options = {f"v{i + 1}": c for i, c in enumerate(protocol.options)}
     every = {**codes, **options}
 
     def figure(code: str) -> Any:
-        return func.max(case((AN.c.question_code == code, AN.c.number)))
+        return cast(FA.c.answers[code].as_string(), BigInteger)
 
     return (
         select(
-            CL.c.id.label("checklist_id"),
-            CL.c.station_id,
-            CL.c.received_at,
-            CL.c.review_state,
+            FA.c.checklist_id,
+            FA.c.station_id,
+            FA.c.received_at,
+            FA.c.review_state,
             *[figure(code).label(name) for name, code in every.items()],
         )
-        .select_from(CL.join(AN, AN.c.checklist_id == CL.c.id))
         .where(
-            checklist_predicate(scope, phase=False),
-            CL.c.phase == "closing",
-            AN.c.question_code.in_(list(every.values())),
-            AN.c.number.is_not(None),
+            applied_predicate(scope, phase=False),
+            FA.c.phase == "closing",
+            or_(*[figure(code).is_not(None) for code in every.values()]),
         )
-        .group_by(CL.c.id, CL.c.station_id, CL.c.received_at, CL.c.review_state)
         .cte("pivot")
     )
 
@@ -229,7 +227,14 @@ def counting(
         "conflict_stations": len(conflicts),
         "totals": _totals(totals_row, figures, option_codes, cfg),
         "inclusion": _inclusion(
-            session, p, c, flags, inconsistent, incomplete, reports, n_inconsistent, n_incomplete
+            session,
+            p,
+            c,
+            flags,
+            inconsistent,
+            incomplete,
+            # The totals' count is the reports they include (one per station).
+            (reports, int(totals_row[0]), n_inconsistent, n_incomplete),
         ),
         "quick_count": _quick_count(session, scope, sample[0], option_codes, cfg)
         if sample
@@ -245,15 +250,14 @@ def _inclusion(
     flags: dict[str, Any],
     inconsistent: Any,
     incomplete: Any,
-    reports: int,
-    n_inconsistent: int,
-    n_incomplete: int,
+    counts: tuple[int, int, int, int],
 ) -> dict[str, Any]:
     """Which reports the totals use and which they leave out, each with its reason:
     `inconsistent` (the checks it fails), `incomplete` (a vote figure not copied) or
-    `another_report_used` (the station's totals come from another of its reports)."""
+    `another_report_used` (the station's totals come from another of its reports).
+    `counts`: reports, included, inconsistent and incomplete ones."""
+    reports, n_included, n_inconsistent, n_incomplete = counts
     included_ids = select(c.c.checklist_id)
-    n_included = int(session.scalar(select(func.count()).select_from(c)) or 0)
     included = session.execute(
         select(c.c.checklist_id, ST.c.code.label("station"), c.c.review_state)
         .select_from(c.join(ST, ST.c.id == c.c.station_id))

@@ -52,6 +52,7 @@ from sqlalchemy import (
     select,
     text,
     true,
+    tuple_,
     union_all,
     update,
 )
@@ -59,12 +60,11 @@ from sqlalchemy.orm import Session
 
 from api.config import Settings
 from api.services import changes
-from api.services.findings.scope import CL, ST, counts
+from api.services.findings.scope import CL, FA, FV, ST, counts
 from api.services.sql import dialect_insert, insert_ignore
 from models import (
     Answer,
     ChecklistChange,
-    FindingApplied,
     FindingCritical,
     FindingFold,
     FindingState,
@@ -77,7 +77,6 @@ log = logging.getLogger("pollcheck.findings")
 
 AN = table_of(Answer)
 CHG = table_of(ChecklistChange)
-FA = table_of(FindingApplied)
 FC = table_of(FindingCritical)
 FF = table_of(FindingFold)
 FS = table_of(FindingState)
@@ -347,8 +346,75 @@ def _fold_window(session: Session, lo: int, hi: int, seen: int) -> int:
     if signed:
         _analyze(session, TMP_SIGN)
         _apply_signed(session)
+    _review_states(session, changed)
     _bump_versions(session, seen, hi)
     return signed
+
+
+# What finding_applied copies from each checklist for the views (`answers` it makes).
+APPLIED_FROM_CHECKLIST = (
+    "observer_id",
+    "template_id",
+    "observed_at",
+    "observed_utc_offset_min",
+    "received_at",
+    "review_state",
+)
+
+
+def answers_of(session: Session, checklist_id: Any, phase: Any) -> Any:
+    """What the views read of a checklist's answers, as one JSON object by question code,
+    made once when the fold applies it: a closing checklist's numbers (the protocol
+    figures, which the counting view would otherwise pivot from the answers of every
+    closing checklist), an incident report's first answers (type, source, time,
+    description); NULL in other phases or without such answers."""
+    pg = session.get_bind().dialect.name == "postgresql"
+    by_code = func.jsonb_object_agg if pg else func.json_group_object
+
+    def of(value: Any, which: Any) -> Any:
+        return (
+            select(case((func.count() > 0, by_code(AN.c.question_code, value))))
+            .where(AN.c.checklist_id == checklist_id, which)
+            .scalar_subquery()
+        )
+
+    return case(
+        (phase == "closing", of(AN.c.number, AN.c.number.is_not(None))),
+        (phase == "incident", of(AN.c.value, AN.c.position == 0)),
+    )
+
+
+def _review_states(session: Session, changed: Any) -> None:
+    """A review that leaves a checklist counting (verified, has issues) changes only its
+    state: copied to its row, which the counting view ranks reports by."""
+    now = select(CL.c.review_state).where(CL.c.id == FA.c.checklist_id).scalar_subquery()
+    session.execute(
+        update(FA)
+        .where(FA.c.checklist_id.in_(changed), FA.c.review_state != now)
+        .values(review_state=now)
+    )
+
+
+def _visits(session: Session) -> None:
+    """Count again, from finding_applied, the visits (observer, station, phase) whose
+    checklists came in or left in this batch."""
+    keys = (FA.c.observer_id, FA.c.station_id, FA.c.phase)
+    touched = (
+        select(CL.c.observer_id, TMP_SIGN.c.station_id, TMP_SIGN.c.phase)
+        .select_from(TMP_SIGN.join(CL, CL.c.id == TMP_SIGN.c.checklist_id))
+        .distinct()
+    )
+    session.execute(
+        delete(FV).where(tuple_(FV.c.observer_id, FV.c.station_id, FV.c.phase).in_(touched))
+    )
+    session.execute(
+        FV.insert().from_select(
+            ["observer_id", "station_id", "phase", "mission_id", "checklists", "last_received_at"],
+            select(*keys, FA.c.mission_id, func.count(), func.max(FA.c.received_at))
+            .where(tuple_(*keys).in_(touched))
+            .group_by(*keys, FA.c.mission_id),
+        )
+    )
 
 
 def _apply_signed(session: Session) -> None:
@@ -382,17 +448,29 @@ def _apply_signed(session: Session) -> None:
     plus = TMP_SIGN.c.sign == 1
     session.execute(
         FA.insert().from_select(
-            ["checklist_id", "mission_id", "station_id", "phase"],
+            [
+                "checklist_id",
+                "mission_id",
+                "station_id",
+                "phase",
+                *APPLIED_FROM_CHECKLIST,
+                "answers",
+            ],
             select(
                 TMP_SIGN.c.checklist_id,
                 TMP_SIGN.c.mission_id,
                 TMP_SIGN.c.station_id,
                 TMP_SIGN.c.phase,
-            ).where(plus),
+                *[CL.c[name] for name in APPLIED_FROM_CHECKLIST],
+                answers_of(session, TMP_SIGN.c.checklist_id, TMP_SIGN.c.phase),
+            )
+            .select_from(TMP_SIGN.join(CL, CL.c.id == TMP_SIGN.c.checklist_id))
+            .where(plus),
         )
     )
     minus = select(TMP_SIGN.c.checklist_id).where(TMP_SIGN.c.sign == -1)
     session.execute(delete(FA).where(FA.c.checklist_id.in_(minus)))
+    _visits(session)
     session.execute(delete(FC).where(FC.c.checklist_id.in_(minus)))
     session.execute(
         FC.insert().from_select(
@@ -621,7 +699,7 @@ def rebuild(session: Session) -> FoldResult:
     """Forget every tally and fold the whole outbox again (after a bug fix, or by hand)."""
     if not _lock(session):  # taken again by fold(): advisory locks nest in a session
         return FoldResult(folded=False)
-    for table in (FT, FA, FC):
+    for table in (FT, FA, FC, FV):
         session.execute(delete(table))
     session.execute(
         update(FF).values(last_change_id=0, seen_change_id=0, gap_xmax=None, gap_hi=None)

@@ -11,7 +11,16 @@ from sqlalchemy import and_, exists, not_, or_, select
 from sqlalchemy.orm import Session
 
 from api.errors import NotFound
-from models import Checklist, ChecklistTemplate, Location, Observer, Station, Team
+from models import (
+    Checklist,
+    ChecklistTemplate,
+    FindingApplied,
+    FindingVisit,
+    Location,
+    Observer,
+    Station,
+    Team,
+)
 from models.base import table_of
 from models.finding import NODE_ABROAD, NODE_ALL, NODE_IN_COUNTRY
 
@@ -21,6 +30,9 @@ LOC = table_of(Location)
 OBS = table_of(Observer)
 TEAM = table_of(Team)
 TPL = table_of(ChecklistTemplate)
+# The counting checklists as the fold keeps them, narrow: what the dashboard views read.
+FA = table_of(FindingApplied)
+FV = table_of(FindingVisit)
 
 
 def counts(cl: Any = CL) -> Any:
@@ -146,7 +158,8 @@ def checklist_predicate(
 ) -> Any:
     """SQL condition selecting the counting checklists a scope is about (or, with
     `first_versions`, every checklist as it first arrived). Exports choose other
-    `versions`: "latest" (whatever their review state) or "all" (every version)."""
+    `versions`: "latest" (whatever their review state) or "all" (every version); over
+    `finding_applied` (`applied_predicate`), every row counts already ("applied")."""
     f = scope.filters
     conds = [cl.c.mission_id == scope.mission_id]
     if first_versions:
@@ -193,3 +206,9 @@ def checklist_predicate(
             tq = tq.where(tpl_.c.version == f.template_version)
         conds.append(exists(tq))
     return and_(*conds)
+
+
+def applied_predicate(scope: Scope, phase: bool = True) -> Any:
+    """`checklist_predicate` over the fold's narrow rows of the counting checklists (`FA`),
+    which hold every column a scope filters on: the same checklists, as of the last fold."""
+    return checklist_predicate(scope, cl=FA, phase=phase, versions="applied")
