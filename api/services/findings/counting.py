@@ -11,7 +11,19 @@ import uuid
 from fractions import Fraction
 from typing import Any
 
-from sqlalchemy import BigInteger, Float, and_, case, cast, func, or_, select, true
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
 from api.checklist_schema import PROTOCOL_FIGURES, Protocol
@@ -66,7 +78,7 @@ def protocol_of(session: Session, mission_id: uuid.UUID) -> Protocol | None:
 
 def _pivot(scope: Scope, protocol: Protocol) -> Any:
     """One row per counting checklist that holds protocol figures: a common table
-    expression, which PostgreSQL computes once however often its statement reads it. The
+    expression, computed once however often its statement reads it. The
     figures come from the fold's rows (`finding_applied.answers`, pivoted when the
     checklist was applied), not from the answers of every closing checklist."""
     codes = {f: getattr(protocol, f) for f in FIGURES}
@@ -89,7 +101,10 @@ def _pivot(scope: Scope, protocol: Protocol) -> Any:
             FA.c.phase == "closing",
             or_(*[figure(code).is_not(None) for code in every.values()]),
         )
+        # Computed once: inlined, PostgreSQL read each figure out of the JSON again for
+        # every check that names it (sixty times a row).
         .cte("pivot")
+        .prefix_with("MATERIALIZED")
     )
 
 
@@ -196,16 +211,9 @@ def counting(
         }
         for i, name in enumerate(flags)
     ]
-    any_fail = or_(*[f == 1 for f in flags.values()])
-    failing_rows = session.execute(
-        select(p, ST.c.code.label("station"), *[f.label(f"fail_{n}") for n, f in flags.items()])
-        .select_from(p.join(ST, ST.c.id == p.c.station_id))
-        .where(any_fail)
-        .order_by(ST.c.code, p.c.received_at)
-        .limit(LIST_LIMIT)
-    ).mappings()
     option_codes = protocol.options
-    conflicts = _conflicts(session, p, n_opts, option_codes)
+    lists = _lists(session, p, c, flags, inconsistent, incomplete, n_opts)
+    conflicts = _conflicts(lists["conflicts"], option_codes)
     failing = [
         {
             "checklist_id": r["checklist_id"],
@@ -214,7 +222,7 @@ def counting(
             "figures": _figures(r, option_codes),
             "fails": [n for n in flags if r[f"fail_{n}"]],
         }
-        for r in failing_rows
+        for r in lists["failing"]
     ]
     return {
         "protocol": {f: getattr(protocol, f) for f in FIGURES} | {"options": option_codes},
@@ -227,12 +235,7 @@ def counting(
         "conflict_stations": len(conflicts),
         "totals": _totals(totals_row, figures, option_codes, cfg),
         "inclusion": _inclusion(
-            session,
-            p,
-            c,
-            flags,
-            inconsistent,
-            incomplete,
+            lists,
             # The totals' count is the reports they include (one per station).
             (reports, int(totals_row[0]), n_inconsistent, n_incomplete),
         ),
@@ -243,43 +246,64 @@ def counting(
     }
 
 
-def _inclusion(
+def _lists(
     session: Session,
     p: Any,
     c: Any,
     flags: dict[str, Any],
     inconsistent: Any,
     incomplete: Any,
-    counts: tuple[int, int, int, int],
-) -> dict[str, Any]:
+    n_opts: int,
+) -> dict[str, list[Any]]:
+    """The reports the view lists, up to LIST_LIMIT of each kind, in one statement over
+    one pivot (each statement computes the pivot again): those failing a check, those of
+    stations whose reports disagree (`conflicts`), and those the totals include and leave
+    out (with the `reason`). Each list in order of station and arrival."""
+    cols = [p.c[f] for f in FIGURES] + [p.c[f"v{i + 1}"] for i in range(n_opts)]
+    disagree = or_(*[func.max(col) != func.min(col) for col in cols])
+    conflicting = select(p.c.station_id).group_by(p.c.station_id).having(func.count() > 1, disagree)
+    included = p.c.checklist_id.in_(select(c.c.checklist_id))
+    reason = case(
+        (included, None),
+        (inconsistent, "inconsistent"),
+        (incomplete, "incomplete"),
+        else_="another_report_used",
+    )
+    kinds = {
+        "failing": or_(*[f == 1 for f in flags.values()]),
+        "conflicts": p.c.station_id.in_(conflicting),
+        "included": included,
+        "excluded": ~included,
+    }
+    branches = [
+        select(
+            literal(kind).label("list"),
+            p,
+            ST.c.code.label("station"),
+            *[f.label(f"fail_{n}") for n, f in flags.items()],
+            reason.label("reason"),
+        )
+        .select_from(p.join(ST, ST.c.id == p.c.station_id))
+        .where(where)
+        .order_by(ST.c.code, p.c.received_at, p.c.checklist_id)
+        .limit(LIST_LIMIT)
+        .subquery(kind)
+        for kind, where in kinds.items()
+    ]
+    out: dict[str, list[Any]] = {kind: [] for kind in kinds}
+    for row in session.execute(union_all(*[select(b) for b in branches])).mappings():
+        out[row["list"]].append(row)
+    for rows in out.values():
+        rows.sort(key=lambda r: (r["station"], r["received_at"], r["checklist_id"]))
+    return out
+
+
+def _inclusion(lists: dict[str, list[Any]], counts: tuple[int, int, int, int]) -> dict[str, Any]:
     """Which reports the totals use and which they leave out, each with its reason:
     `inconsistent` (the checks it fails), `incomplete` (a vote figure not copied) or
     `another_report_used` (the station's totals come from another of its reports).
     `counts`: reports, included, inconsistent and incomplete ones."""
     reports, n_included, n_inconsistent, n_incomplete = counts
-    included_ids = select(c.c.checklist_id)
-    included = session.execute(
-        select(c.c.checklist_id, ST.c.code.label("station"), c.c.review_state)
-        .select_from(c.join(ST, ST.c.id == c.c.station_id))
-        .order_by(ST.c.code)
-        .limit(LIST_LIMIT)
-    ).mappings()
-    reason = case(
-        (inconsistent, "inconsistent"), (incomplete, "incomplete"), else_="another_report_used"
-    ).label("reason")
-    excluded = session.execute(
-        select(
-            p.c.checklist_id,
-            ST.c.code.label("station"),
-            p.c.review_state,
-            reason,
-            *[flags[n].label(f"fail_{n}") for n in CONSISTENCY],
-        )
-        .select_from(p.join(ST, ST.c.id == p.c.station_id))
-        .where(p.c.checklist_id.not_in(included_ids))
-        .order_by(ST.c.code, p.c.received_at)
-        .limit(LIST_LIMIT)
-    ).mappings()
     return {
         "rule": INCLUSION_RULE,
         "included_count": n_included,
@@ -289,7 +313,14 @@ def _inclusion(
             "incomplete": n_incomplete,
             "another_report_used": reports - n_included - n_inconsistent - n_incomplete,
         },
-        "included": [{str(k): v for k, v in r.items()} for r in included],
+        "included": [
+            {
+                "checklist_id": r["checklist_id"],
+                "station": r["station"],
+                "review_state": r["review_state"],
+            }
+            for r in lists["included"]
+        ],
         "excluded": [
             {
                 "checklist_id": r["checklist_id"],
@@ -298,7 +329,7 @@ def _inclusion(
                 "reason": r["reason"],
                 "fails": [n for n in CONSISTENCY if r[f"fail_{n}"]],
             }
-            for r in excluded
+            for r in lists["excluded"]
         ],
     }
 
@@ -310,19 +341,8 @@ def _figures(row: Any, option_codes: list[str]) -> dict[str, int | None]:
     return out
 
 
-def _conflicts(session: Session, p: Any, n_opts: int, option_codes: list[str]) -> list[Any]:
-    cols = [p.c[f] for f in FIGURES] + [p.c[f"v{i + 1}"] for i in range(n_opts)]
-    disagree = or_(*[func.max(c) != func.min(c) for c in cols])
-    conflict_stations = (
-        select(p.c.station_id).group_by(p.c.station_id).having(func.count() > 1, disagree)
-    ).subquery()
-    rows = session.execute(
-        select(p, ST.c.code.label("station"))
-        .select_from(p.join(ST, ST.c.id == p.c.station_id))
-        .where(p.c.station_id.in_(select(conflict_stations.c.station_id)))
-        .order_by(ST.c.code, p.c.received_at)
-        .limit(LIST_LIMIT)
-    ).mappings()
+def _conflicts(rows: list[Any], option_codes: list[str]) -> list[Any]:
+    """The reports of stations whose reports disagree, per station, with what differs."""
     out: dict[str, dict[str, Any]] = {}
     for r in rows:
         slot = out.setdefault(r["station"], {"station": r["station"], "reports": []})
