@@ -562,6 +562,7 @@ def fold(
     Run it beside API processes started with POLLCHECK_FINDINGS_FOLD_ELSEWHERE=true, so that
     the fold has a core (or a machine) of its own. Any number may run: one folds at a time.
     """
+    from api import notify
     from api.db import set_process_role
     from api.services.findings import fold as fold_service
 
@@ -578,8 +579,12 @@ def fold(
     if seconds <= 0:
         err.print("[red]the fold interval must be above 0[/red]")
         raise typer.Exit(1)
-    folder = fold_service.BackgroundFolder(seconds, get_settings().findings_vacuum_interval_s)
-    console.print(f"folding every {seconds:g} s; Ctrl-C stops")
+    settings = get_settings()
+    folder = fold_service.BackgroundFolder(
+        seconds, settings.findings_vacuum_interval_s, listen=notify.listen_address(settings)
+    )
+    how = " and whenever changes are announced" if folder.listen else ""
+    console.print(f"folding every {seconds:g} s{how}; Ctrl-C stops")
     signal.signal(signal.SIGTERM, lambda *_: folder.stop())
     with contextlib.suppress(KeyboardInterrupt):
         folder.run()

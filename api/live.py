@@ -26,7 +26,6 @@ from typing import Any
 
 import anyio
 import orjson
-from sqlalchemy.engine import make_url
 
 from api import notify
 from api.config import Settings
@@ -108,8 +107,7 @@ class Hub:
         self.token_check_s = settings.events_token_check_s
         self.postgres = get_engine().dialect.name == "postgresql"
         # LISTEN holds a session: past PgBouncer, to PostgreSQL itself.
-        direct = settings.direct_database_url or get_engine().url
-        self.listen_dsn = make_url(direct).set(drivername="postgresql")
+        self.listen_dsn = notify.listen_address(settings)
         self.streams: dict[uuid.UUID, set[Stream]] = {}
         self.count = 0
         self.tail: events.Tail | None = None
@@ -303,7 +301,8 @@ class Hub:
         """Hold this process's one LISTEN connection; reconnect when it drops."""
         import psycopg
 
-        dsn = self.listen_dsn.render_as_string(hide_password=False)
+        dsn = self.listen_dsn
+        assert dsn is not None  # listening only on PostgreSQL
         while True:
             try:
                 conn = await psycopg.AsyncConnection.connect(

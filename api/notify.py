@@ -23,6 +23,8 @@ from collections.abc import Callable
 
 from sqlalchemy import text
 
+from api.config import Settings
+
 log = logging.getLogger("pollcheck.notify")
 
 CHANNEL = "pollcheck_changes"
@@ -84,3 +86,18 @@ def _run() -> None:
         except Exception:  # the listeners' periodic look still finds the changes
             log.warning("could not notify the other processes of a change", exc_info=True)
         time.sleep(MIN_INTERVAL_S)
+
+
+def listen_address(settings: Settings) -> str | None:
+    """Where a process LISTENs for the announcements: PostgreSQL itself (past PgBouncer,
+    which cannot hold a LISTEN: `direct_database_url`), as a libpq address; None on
+    SQLite, where nothing is announced."""
+    from sqlalchemy.engine import make_url
+
+    from api.db import get_engine
+
+    engine = get_engine()
+    if engine.dialect.name != "postgresql":
+        return None
+    direct = settings.direct_database_url or engine.url
+    return make_url(direct).set(drivername="postgresql").render_as_string(hide_password=False)

@@ -771,12 +771,18 @@ def main() -> None:
         help="fold in the API workers' background threads instead of a `pollcheck fold` "
         "process of its own (the deployment of docker-compose.yml)",
     )
+    ap.add_argument(
+        "--views-only",
+        action="store_true",
+        help="seed and fold --checklists, time each view computed afresh, and stop (no "
+        "server, no wrk): how the views grow with the mission, e.g. at 1,000,000",
+    )
     args = ap.parse_args()
 
-    if shutil.which("wrk") is None:
+    if shutil.which("wrk") is None and not args.views_only:
         print(WRK_HINT, file=sys.stderr)
         raise SystemExit(2)
-    if shutil.which("pgbench") is None:
+    if shutil.which("pgbench") is None and not args.views_only:
         print("pgbench is missing: apt-get install -y postgresql-client", file=sys.stderr)
         raise SystemExit(2)
     sys.path.insert(0, str(ROOT))
@@ -791,9 +797,12 @@ def main() -> None:
     # Intake over HTTP adds to a database already at national scale: most checklists are
     # loaded first, so that findings are timed against about `--checklists` of them.
     n_pre = max(0, args.checklists - min(http_bodies, args.checklists // 10))
+    if args.views_only:
+        n_pre = args.checklists
     t0 = time.time()
     preload(url, world, sets, n_pre, rng)
-    log(f"preloaded {n_pre:,} checklists in {time.time() - t0:.0f} s; folding them")
+    preload_s = time.time() - t0
+    log(f"preloaded {n_pre:,} checklists in {preload_s:.0f} s; folding them")
     from api.services.findings import fold
 
     t0 = time.time()
@@ -802,7 +811,24 @@ def main() -> None:
     initial_fold_s = time.time() - t0
     log(f"initial fold of {n_pre:,} checklists: {initial_fold_s:.1f} s")
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("ANALYZE")  # as autovacuum would once the fold filled its tables
+        conn.execute("VACUUM ANALYZE")  # as autovacuum would once the fold filled its tables
+    if args.views_only:
+        views_ms = view_costs(world.mission_id)
+        log(f"views computed afresh (ms): {views_ms}")
+        print(
+            json.dumps(
+                {
+                    "checklists": n_pre,
+                    "preload_s": round(preload_s, 1),
+                    "initial_fold_s": round(initial_fold_s, 1),
+                    "initial_fold_per_s": round(n_pre / initial_fold_s, 1),
+                    "views_ms": views_ms,
+                    "cpus": os.cpu_count(),
+                    "cpu_yardstick_ms": round(yardstick),
+                }
+            )
+        )
+        return
 
     work = Path(tempfile.mkdtemp(prefix="pollcheck-bench-"))
     bodies = work / "bodies.tsv"

@@ -240,12 +240,20 @@ def test_a_fold_that_fell_behind_is_followed_at_once_and_a_quick_one_keeps_the_c
     monkeypatch.setattr(fold.time, "perf_counter", lambda: clock[0])
     waits: list[float] = []
 
-    class Stop:
+    class Wake:  # the folder's wait for new changes or the interval
         def wait(self, seconds: float) -> bool:
             waits.append(seconds)
+            return False
+
+        def clear(self) -> None:
+            pass
+
+    class Stop:
+        def is_set(self) -> bool:
             return len(waits) > 3
 
     folder = fold.BackgroundFolder(0.1)
+    folder._wake = Wake()  # type: ignore[assignment]
     folder._stop = Stop()  # type: ignore[assignment]
     folder.run()
     assert waits == [0.1, fold.AGAIN_S, 0.1, 0.1]
@@ -279,15 +287,25 @@ def test_the_folder_vacuums_the_tallies_after_folds_that_changed_them_at_most_so
     monkeypatch.setattr(fold.time, "monotonic", lambda: clock[0])
     folder = fold.BackgroundFolder(1.0, vacuum_every=5.0)
     steps = iter([5.0, 2.0, 4.0, 0.0, 3.0, 3.0])
+    done = [False]
 
-    class Stop:
+    class Wake:  # each wait moves the clock on by the next step
         def wait(self, seconds: float) -> bool:
             step = next(steps, None)
             if step is None:
-                return True
-            clock[0] += step
+                done[0] = True
+            else:
+                clock[0] += step
             return False
 
+        def clear(self) -> None:
+            pass
+
+    class Stop:
+        def is_set(self) -> bool:
+            return done[0]
+
+    folder._wake = Wake()  # type: ignore[assignment]
     folder._stop = Stop()  # type: ignore[assignment]
     folder.run()
     assert vacuums == [105.0, 111.0, 117.0]
@@ -357,3 +375,32 @@ def test_applied_rows_and_visits_follow_reviews_after_they_were_folded(
     set_review(session, mission.id, first, "rejected")
     fold.run_once()
     assert row(first) is None and visit() is None
+
+
+@pytest.mark.postgres_only
+def test_a_fold_process_folds_when_changes_are_announced_not_at_its_interval(
+    client: Any, session: Any
+) -> None:
+    """`pollcheck fold` LISTENs for committed changes: a checklist is folded at once, not
+    when the interval (here a minute) is over."""
+    from api.config import get_settings
+    from api.notify import listen_address
+
+    mission, token = _one_station(session)
+    folder = fold.BackgroundFolder(60.0, listen=listen_address(get_settings()))
+    folder.start()
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # the first fold: when the LISTEN began
+            session.commit()
+            if session.get(FindingFold, 1) is not None:
+                break
+            time.sleep(0.05)
+        time.sleep(0.5)  # past the gap after that fold
+        cid = uuid.UUID(post(client, token, "S-1", "voting"))
+        while time.monotonic() < deadline and session.get(FindingApplied, cid) is None:
+            time.sleep(0.05)
+            session.commit()
+        assert session.get(FindingApplied, cid) is not None, "not folded on the announcement"
+    finally:
+        folder.stop()

@@ -58,6 +58,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from api import notify
 from api.config import Settings
 from api.services import changes
 from api.services.findings.scope import CL, FA, FV, ST, counts
@@ -84,6 +85,7 @@ FT = table_of(FindingTally)
 
 FOLD_LOCK_KEY = 0x706F6C6C_66696E64  # "pollfind": one fold at a time across processes
 AGAIN_S = 0.05  # pause before the next fold when the last one fell behind
+LISTEN_GAP_S = 0.25  # with `listen`: the least time between the starts of two folds
 GAP_GRACE_S = 600  # a fallback: no intake transaction runs for ten minutes
 BATCH = 5000
 TALLY_COLUMNS = ("observations", "stations", "total", "critical")
@@ -746,13 +748,20 @@ def run_once() -> FoldResult:
 class BackgroundFolder:
     """Folds every `interval` seconds in a daemon thread; every API process runs one, and
     the fold lock lets only one of them work at a time. `pollcheck fold` runs the same loop
-    in the foreground (`run`)."""
+    in the foreground (`run`), and with `listen` also folds as soon as PostgreSQL announces
+    new changes (`api.notify`), at most every `gap` seconds: the findings then wait for
+    the fold itself, not for the rest of an interval."""
 
-    def __init__(self, interval: float, vacuum_every: float = 0.0) -> None:
+    def __init__(
+        self, interval: float, vacuum_every: float = 0.0, listen: str | None = None
+    ) -> None:
         self.interval = interval
         self.vacuum_every = vacuum_every  # seconds between vacuums of the tallies; 0: never
+        self.listen = listen  # a libpq address to LISTEN on for changes; None: the interval
+        self.gap = min(interval, LISTEN_GAP_S)
         self._vacuumed = time.monotonic()
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self.run, name="findings-fold", daemon=True)
 
     def start(self) -> None:
@@ -760,19 +769,27 @@ class BackgroundFolder:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout=10)
 
     def run(self) -> None:
         """Fold until `stop` is called."""
+        if self.listen is not None:
+            threading.Thread(target=self._listen, name="findings-fold-listen", daemon=True).start()
         delay = self.interval
-        while not self._stop.wait(delay):
+        while True:
+            self._wake.wait(delay)  # new changes announced, or the interval is over
+            if self._stop.is_set():
+                return
+            self._wake.clear()
             started = time.perf_counter()
             try:
                 result = run_once()
             except Exception:  # keep folding after a database hiccup; it is logged
                 log.exception("findings fold failed; will retry")
                 delay = self.interval
+                self._stop.wait(self.interval)
                 continue
             took = time.perf_counter() - started
             if result.checklists:
@@ -788,6 +805,33 @@ class BackgroundFolder:
                     result.changes,
                     result.checklists,
                 )
+            if self.listen is not None:
+                # Let what arrives meanwhile gather into the next fold. (The fold's own
+                # announcement of new data versions wakes it once more, to find nothing.)
+                self._stop.wait(max(0.0, self.gap - took))
+
+    def _listen(self) -> None:
+        """Hold a LISTEN connection (reconnecting when it drops) and wake the fold on
+        every announcement of committed changes."""
+        import psycopg
+
+        while not self._stop.is_set():
+            try:
+                assert self.listen is not None
+                with psycopg.connect(
+                    self.listen,
+                    autocommit=True,
+                    connect_timeout=5,
+                    application_name="pollcheck fold listen",
+                ) as conn:
+                    conn.execute(f"LISTEN {notify.CHANNEL}")
+                    self._wake.set()  # whatever was committed while nobody listened
+                    while not self._stop.is_set():
+                        for _ in conn.notifies(timeout=1.0):
+                            self._wake.set()
+            except Exception:
+                log.warning("the fold's LISTEN connection failed; folding by interval")
+            self._stop.wait(2.0)
 
     def _vacuum_when_due(self) -> None:
         """Vacuum the tallies after a fold that changed them, at most every `vacuum_every`
