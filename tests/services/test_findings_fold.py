@@ -404,3 +404,22 @@ def test_a_fold_process_folds_when_changes_are_announced_not_at_its_interval(
         assert session.get(FindingApplied, cid) is not None, "not folded on the announcement"
     finally:
         folder.stop()
+
+
+def test_a_fold_stops_at_its_limit_and_the_next_folds_the_rest(
+    client: Any, session: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a bulk load the fold commits every `limit` changes rather than hold one
+    transaction over all of them; the next fold goes on where it stopped."""
+    mission, token = _one_station(session)
+    ids = [uuid.UUID(post(client, token, "S-1", "voting")) for _ in range(5)]
+    session.commit()
+    monkeypatch.setattr(fold, "BATCH", 1)  # one change a window
+    with session_scope() as s:
+        first = fold.fold(s, limit=2)
+    assert (first.changes, first.more) == (2, True)
+    with session_scope() as s:
+        rest = fold.fold(s, limit=10)
+    assert (rest.changes, rest.more) == (3, False)
+    session.commit()
+    assert all(session.get(FindingApplied, cid) is not None for cid in ids)

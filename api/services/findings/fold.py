@@ -88,6 +88,7 @@ AGAIN_S = 0.05  # pause before the next fold when the last one fell behind
 LISTEN_GAP_S = 0.25  # with `listen`: the least time between the starts of two folds
 GAP_GRACE_S = 600  # a fallback: no intake transaction runs for ten minutes
 BATCH = 5000
+FOLD_LIMIT = 10 * BATCH  # changes folded in one transaction at most
 TALLY_COLUMNS = ("observations", "stations", "total", "critical")
 
 _tmp = MetaData()
@@ -295,10 +296,15 @@ class FoldResult:
     folded: bool  # False when another process held the lock
     changes: int = 0
     checklists: int = 0
+    more: bool = False  # stopped at `limit` with changes still pending
 
 
-def fold(session: Session) -> FoldResult:
-    """Fold every pending change into the tallies (in the caller's transaction)."""
+def fold(session: Session, limit: int = FOLD_LIMIT) -> FoldResult:
+    """Fold pending changes into the tallies (in the caller's transaction), up to about
+    `limit` of them: after a bulk load the rest are left to the next transaction, since
+    a tally row updated again and again in one transaction leaves dead versions that only
+    a vacuum after the commit can clear (one transaction over a million preloaded
+    checklists slowed to a crawl)."""
     if not _lock(session):
         return FoldResult(folded=False)
     insert_ignore(session, FF, [{"id": 1, "last_change_id": 0, "seen_change_id": 0}], ["id"])
@@ -319,6 +325,9 @@ def fold(session: Session) -> FoldResult:
             .values(last_change_id=cursor, seen_change_id=seen, folded_at=utcnow())
         )
         if not more:
+            break
+        if result.changes >= limit:
+            result.more = True
             break
         last = cursor
     return result
@@ -698,7 +707,8 @@ def fold_lag_s(session: Session) -> float:
 
 
 def rebuild(session: Session) -> FoldResult:
-    """Forget every tally and fold the whole outbox again (after a bug fix, or by hand)."""
+    """Forget every tally and fold the outbox again from the start (after a bug fix, or by
+    hand): its first `FOLD_LIMIT` changes here, the rest by the folds that follow."""
     if not _lock(session):  # taken again by fold(): advisory locks nest in a session
         return FoldResult(folded=False)
     for table in (FT, FA, FC, FV):
@@ -797,7 +807,8 @@ class BackgroundFolder:
             # A fold slower than the interval means the findings are behind: go again at
             # once, since a pause would only add to the lag. Quick folds keep the cadence,
             # so that a trickle of checklists does not keep a fold running all the time.
-            delay = AGAIN_S if result.changes and took > self.interval else self.interval
+            behind = took > self.interval or result.more
+            delay = AGAIN_S if result.changes and behind else self.interval
             if took > 2 * self.interval:  # findings are falling behind the checklists
                 log.warning(
                     "findings fold took %.1f s for %d changes (%d checklists in or out)",
