@@ -48,6 +48,11 @@ def run_migrations_online() -> None:
     with engine.connect() as conn:
         _configure(conn)
         with context.begin_transaction():
+            if conn.dialect.name == "postgresql":
+                # A migration that fills a column in or builds an index on a national
+                # mission takes longer than a request may (POLLCHECK_DB_STATEMENT_TIMEOUT_MS):
+                # 0014's backfill of a million checklists was cancelled at 30 s.
+                conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
             context.run_migrations()
     engine.dispose()
 
