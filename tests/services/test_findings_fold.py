@@ -423,3 +423,43 @@ def test_a_fold_stops_at_its_limit_and_the_next_folds_the_rest(
     assert (rest.changes, rest.more) == (3, False)
     session.commit()
     assert all(session.get(FindingApplied, cid) is not None for cid in ids)
+
+
+def test_after_a_failed_fold_the_folder_pauses_one_interval_then_tries_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No database needed: a failure costs one interval's pause, not two."""
+    outcomes: list[Any] = [RuntimeError("database went away"), fold.FoldResult(folded=True)]
+
+    def run_once() -> fold.FoldResult:
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    monkeypatch.setattr(fold, "run_once", run_once)
+    woke: list[float] = []
+    paused: list[float] = []
+
+    class Wake:
+        def wait(self, seconds: float) -> bool:
+            woke.append(seconds)
+            return False
+
+        def clear(self) -> None:
+            pass
+
+    class Stop:
+        def is_set(self) -> bool:
+            return not outcomes and len(woke) > 2
+
+        def wait(self, seconds: float) -> bool:
+            paused.append(seconds)
+            return False
+
+    folder = fold.BackgroundFolder(0.5)
+    folder._wake = Wake()  # type: ignore[assignment]
+    folder._stop = Stop()  # type: ignore[assignment]
+    folder.run()
+    assert paused == [0.5]  # after the failure
+    assert woke == [0.5, 0.0, 0.5]  # then straight to the next try, then the cadence

@@ -798,8 +798,10 @@ class BackgroundFolder:
                 result = run_once()
             except Exception:  # keep folding after a database hiccup; it is logged
                 log.exception("findings fold failed; will retry")
-                delay = self.interval
+                # One interval's pause, whatever announcements arrive meanwhile, then the
+                # next try.
                 self._stop.wait(self.interval)
+                delay = 0.0
                 continue
             took = time.perf_counter() - started
             if result.checklists:
