@@ -104,6 +104,7 @@ def _signed_checklists(name: str) -> Table:
         Column("mission_id", Uuid, nullable=False),
         Column("station_id", Uuid, nullable=False),
         Column("phase", String(16), nullable=False),
+        Column("observer_id", Uuid, nullable=False),
         prefixes=["TEMPORARY"],
     )
 
@@ -340,13 +341,14 @@ def _fold_window(session: Session, lo: int, hi: int, seen: int) -> int:
     now_counts = counts(CL)
     session.execute(
         TMP_SIGN.insert().from_select(
-            ["checklist_id", "sign", "mission_id", "station_id", "phase"],
+            ["checklist_id", "sign", "mission_id", "station_id", "phase", "observer_id"],
             select(
                 CL.c.id,
                 case((now_counts, 1), else_=-1),
                 CL.c.mission_id,
                 CL.c.station_id,
                 CL.c.phase,
+                CL.c.observer_id,
             ).where(
                 CL.c.id.in_(changed),
                 or_(and_(now_counts, not_(applied)), and_(not_(now_counts), applied)),
@@ -398,11 +400,14 @@ def answers_of(session: Session, checklist_id: Any, phase: Any) -> Any:
 def _review_states(session: Session, changed: Any) -> None:
     """A review that leaves a checklist counting (verified, has issues) changes only its
     state: copied to its row, which the counting view ranks reports by."""
-    now = select(CL.c.review_state).where(CL.c.id == FA.c.checklist_id).scalar_subquery()
     session.execute(
         update(FA)
-        .where(FA.c.checklist_id.in_(changed), FA.c.review_state != now)
-        .values(review_state=now)
+        .where(
+            FA.c.checklist_id.in_(changed),
+            FA.c.checklist_id == CL.c.id,
+            FA.c.review_state != CL.c.review_state,
+        )
+        .values(review_state=CL.c.review_state)
     )
 
 
@@ -410,11 +415,7 @@ def _visits(session: Session) -> None:
     """Count again, from finding_applied, the visits (observer, station, phase) whose
     checklists came in or left in this batch."""
     keys = (FA.c.observer_id, FA.c.station_id, FA.c.phase)
-    touched = (
-        select(CL.c.observer_id, TMP_SIGN.c.station_id, TMP_SIGN.c.phase)
-        .select_from(TMP_SIGN.join(CL, CL.c.id == TMP_SIGN.c.checklist_id))
-        .distinct()
-    )
+    touched = select(TMP_SIGN.c.observer_id, TMP_SIGN.c.station_id, TMP_SIGN.c.phase).distinct()
     session.execute(
         delete(FV).where(tuple_(FV.c.observer_id, FV.c.station_id, FV.c.phase).in_(touched))
     )
@@ -438,13 +439,14 @@ def _apply_signed(session: Session) -> None:
     touched = select(TMP_SIGN.c.station_id, TMP_SIGN.c.phase).distinct().subquery("touched")
     session.execute(
         TMP_BEFORE.insert().from_select(
-            ["checklist_id", "sign", "mission_id", "station_id", "phase"],
+            ["checklist_id", "sign", "mission_id", "station_id", "phase", "observer_id"],
             select(
                 FA.c.checklist_id,
                 literal_column("1"),
                 FA.c.mission_id,
                 FA.c.station_id,
                 FA.c.phase,
+                FA.c.observer_id,
             ).select_from(
                 FA.join(
                     touched,
