@@ -830,11 +830,12 @@ class BackgroundFolder:
         every announcement of committed changes."""
         import psycopg
 
+        address = self.listen
+        assert address is not None  # started only with an address
         while not self._stop.is_set():
             try:
-                assert self.listen is not None
                 with psycopg.connect(
-                    self.listen,
+                    address,
                     autocommit=True,
                     connect_timeout=5,
                     application_name="pollcheck fold listen",

@@ -50,15 +50,15 @@ def utc_hour(session: Session, column: Any) -> Any:
     return func.strftime("%Y-%m-%dT%H:00Z", column)
 
 
-def local_hour(session: Session, src: Any = FA) -> Any:
-    """The hour of the observation on the observer's own clock (0-23)."""
+def local_hour(session: Session) -> Any:
+    """The hour of an applied checklist's observation on the observer's own clock (0-23)."""
     if _dialect(session) == "postgresql":
-        shifted = func.timezone("UTC", src.c.observed_at) + func.make_interval(
-            0, 0, 0, 0, 0, src.c.observed_utc_offset_min
+        shifted = func.timezone("UTC", FA.c.observed_at) + func.make_interval(
+            0, 0, 0, 0, 0, FA.c.observed_utc_offset_min
         )
         return cast(func.extract("hour", shifted), Integer)
     return cast(
-        func.strftime("%H", src.c.observed_at, src.c.observed_utc_offset_min.concat(" minutes")),
+        func.strftime("%H", FA.c.observed_at, FA.c.observed_utc_offset_min.concat(" minutes")),
         Integer,
     )
 
