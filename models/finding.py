@@ -63,7 +63,10 @@ class FindingApplied(SQLModel, table=True):
     __tablename__ = "finding_applied"
     __table_args__ = (
         Index("ix_finding_applied_station_id", "station_id"),
-        Index("ix_finding_applied_mission_id_phase", "mission_id", "phase"),
+        # Also the incidents view's newest reports first.
+        Index(
+            "ix_finding_applied_mission_id_phase_observed_at", "mission_id", "phase", "observed_at"
+        ),
         Index("ix_finding_applied_observer_id_station_id", "observer_id", "station_id"),
     )
 
@@ -120,11 +123,14 @@ class FindingTally(SQLModel, table=True):
 
 
 class FindingCritical(SQLModel, table=True):
-    """Critical answers of the checklists that count (a small table, kept by the fold)."""
+    """Critical answers of the checklists that count (a small table, kept by the fold), each
+    with its checklist's station, phase and time of observation: the critical view groups
+    and lists them without reading the applied rows, newest first from an index."""
 
     __tablename__ = "finding_critical"
     __table_args__ = (
         Index("ix_finding_critical_mission_id_question_code", "mission_id", "question_code"),
+        Index("ix_finding_critical_mission_id_observed_at", "mission_id", "observed_at"),
     )
 
     checklist_id: uuid.UUID = Field(primary_key=True)
@@ -132,6 +138,9 @@ class FindingCritical(SQLModel, table=True):
     position: int = Field(default=0, primary_key=True)
     mission_id: uuid.UUID
     value: str = Field(sa_column=Column(Text, nullable=False))
+    station_id: uuid.UUID
+    phase: str = Field(sa_type=String(16))
+    observed_at: datetime = Field(sa_type=UTCDateTime)
 
 
 class FindingState(SQLModel, table=True):

@@ -6,6 +6,7 @@ import importlib.util
 import os
 import tempfile
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import models
 from api import migrate
 from api.db import get_engine, normalise_url
 from api.services.findings import fold
-from models import Answer, FindingApplied, FindingVisit
+from models import Answer, FindingApplied, FindingCritical, FindingVisit
 from tests.factories import make_mission, make_observer, make_station
 from tests.findings_factories import post, post_count, set_review
 
@@ -72,20 +73,24 @@ def test_answer_kinds_backfilled_by_migration_0006_match_what_intake_stores(
     }  # fmt: skip
     assert set(stored.values()) == {"closed", "number", "other"}
 
-    spec = importlib.util.spec_from_file_location(
-        "m0006", next(Path("migrations/versions").glob("*-0006_answer_kind.py"))
-    )
-    assert spec is not None and spec.loader is not None
-    m0006 = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(m0006)
     session.execute(update(Answer).values(kind="closed"))  # as 0006 found them
-    m0006.backfill(session.connection())
+    _migration("0006").backfill(session.connection())
     again = {
         (r.checklist_id, r.question_code, r.position): r.kind
         for r in session.execute(select(Answer.checklist_id, Answer.question_code,
                                         Answer.position, Answer.kind))
     }  # fmt: skip
     assert again == stored
+
+
+def _migration(number: str) -> Any:
+    """A migration's module, to call its backfill on a running mission's data."""
+    path = next(Path("migrations/versions").glob(f"*-{number}_*.py"))
+    spec = importlib.util.spec_from_file_location(f"m{number}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _applied_and_visits(session: Any) -> tuple[dict[Any, Any], set[Any]]:
@@ -121,14 +126,34 @@ def test_rows_backfilled_by_migration_0014_match_what_the_fold_writes(
     assert any(r.answers and "G1" in r.answers for r in folded[0].values())
     assert len(folded[1]) == 8  # one observer, two stations, four phases
 
-    spec = importlib.util.spec_from_file_location(
-        "m0014", next(Path("migrations/versions").glob("*-0014_applied_rows.py"))
-    )
-    assert spec is not None and spec.loader is not None
-    m0014 = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(m0014)
     session.execute(delete(FindingVisit))
     session.execute(update(FindingApplied).values(review_state="received", answers=None))
-    m0014.backfill(session.connection())
+    _migration("0014").backfill(session.connection())
     session.commit()
     assert _applied_and_visits(session) == folded
+
+
+def test_critical_rows_backfilled_by_migration_0015_match_what_the_fold_writes(
+    client: Any, session: Any
+) -> None:
+    """0015 copied each critical answer's station, phase and time of observation from its
+    applied row; the fold writes them for the checklists it applies. Both agree."""
+    mission, _ = make_mission(session)
+    codes = [make_station(session, mission.id, f"S{i}") for i in range(2)]
+    _, token = make_observer(session, mission.id, codes)
+    post(client, token, codes[0], "opening", {"B1": "no"})
+    post(client, token, codes[1], "voting", {"B1": "no", "D8": "yes"})
+    fold.run_once()
+    session.commit()
+    columns = FindingCritical.__table__.c  # type: ignore[attr-defined]
+    folded = set(session.execute(select(*columns)))
+    assert {r.phase for r in folded} == {"opening", "voting"} and len(folded) >= 3
+
+    session.execute(
+        update(FindingCritical).values(
+            station_id=uuid.uuid4(), phase="?", observed_at=datetime(2000, 1, 1, tzinfo=UTC)
+        )
+    )
+    _migration("0015").backfill(session.connection())
+    session.commit()
+    assert set(session.execute(select(*columns))) == folded

@@ -96,11 +96,20 @@ def _assert_folded_equals_recompute(session: Any, mission_id: uuid.UUID) -> None
     )
     applied = set(session.scalars(select(FindingApplied.checklist_id)).all())
     assert applied == counting
+    # Each critical answer with its checklist's station, phase and time, which the
+    # critical view groups and lists them by.
     critical = set(
         session.execute(
-            select(Answer.checklist_id, Answer.question_code, Answer.position).where(
-                Answer.critical.is_(True), Answer.checklist_id.in_(counting)
+            select(
+                Answer.checklist_id,
+                Answer.question_code,
+                Answer.position,
+                CL.c.station_id,
+                CL.c.phase,
+                CL.c.observed_at,
             )
+            .join(CL, CL.c.id == Answer.checklist_id)
+            .where(Answer.critical.is_(True), Answer.checklist_id.in_(counting))
         ).all()
     )
     kept = set(
@@ -109,6 +118,9 @@ def _assert_folded_equals_recompute(session: Any, mission_id: uuid.UUID) -> None
                 FindingCritical.checklist_id,
                 FindingCritical.question_code,
                 FindingCritical.position,
+                FindingCritical.station_id,
+                FindingCritical.phase,
+                FindingCritical.observed_at,
             )
         ).all()
     )

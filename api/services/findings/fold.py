@@ -487,15 +487,31 @@ def _apply_signed(session: Session) -> None:
     session.execute(delete(FC).where(FC.c.checklist_id.in_(minus)))
     session.execute(
         FC.insert().from_select(
-            ["checklist_id", "question_code", "position", "mission_id", "value"],
+            [
+                "checklist_id",
+                "question_code",
+                "position",
+                "mission_id",
+                "value",
+                "station_id",
+                "phase",
+                "observed_at",
+            ],
             select(
                 AN.c.checklist_id,
                 AN.c.question_code,
                 AN.c.position,
                 TMP_SIGN.c.mission_id,
                 AN.c.value,
+                TMP_SIGN.c.station_id,
+                TMP_SIGN.c.phase,
+                CL.c.observed_at,
             )
-            .select_from(TMP_SIGN.join(AN, AN.c.checklist_id == TMP_SIGN.c.checklist_id))
+            .select_from(
+                TMP_SIGN.join(AN, AN.c.checklist_id == TMP_SIGN.c.checklist_id).join(
+                    CL, CL.c.id == TMP_SIGN.c.checklist_id
+                )
+            )
             .where(plus, AN.c.critical.is_(True)),
         )
     )

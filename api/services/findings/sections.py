@@ -526,28 +526,32 @@ def critical(
             "clustering": clustering_rule(cfg),
         }
     regions = _region_names(session, scope)
-    joined = FC.join(FA, FA.c.checklist_id == FC.c.checklist_id).join(
-        ST, ST.c.id == FA.c.station_id
-    )
-    pred = applied_predicate(scope)
+    # The critical answers carry their checklist's station, phase and time: the applied
+    # rows are read only for the filters they alone hold (team, time window, template).
+    joined = FC.join(ST, ST.c.id == FC.c.station_id)
+    if scope.filters.needs_raw:
+        joined = joined.join(FA, FA.c.checklist_id == FC.c.checklist_id)
+        pred = applied_predicate(scope)
+    else:
+        pred = checklist_predicate(scope, cl=FC, versions="applied")
     grouped = session.execute(
         select(
             FC.c.question_code,
             FC.c.value,
-            FA.c.phase,
+            FC.c.phase,
             ST.c.region_id,
             func.count(FC.c.checklist_id.distinct()),
         )
         .select_from(joined)
         .where(FC.c.mission_id == scope.mission_id, pred)
-        .group_by(FC.c.question_code, FC.c.value, FA.c.phase, ST.c.region_id)
+        .group_by(FC.c.question_code, FC.c.value, FC.c.phase, ST.c.region_id)
     ).all()
     # Stations counted once per answer across phases: a question asked at opening and again
     # during voting (observers' access) may find the same problem at one station twice.
     stations = {
         (code, value): n
         for code, value, n in session.execute(
-            select(FC.c.question_code, FC.c.value, func.count(FA.c.station_id.distinct()))
+            select(FC.c.question_code, FC.c.value, func.count(FC.c.station_id.distinct()))
             .select_from(joined)
             .where(FC.c.mission_id == scope.mission_id, pred)
             .group_by(FC.c.question_code, FC.c.value)
@@ -604,18 +608,18 @@ def critical(
             FC.c.checklist_id,
             FC.c.question_code,
             FC.c.value,
-            FA.c.phase,
-            FA.c.observed_at,
+            FC.c.phase,
+            FC.c.observed_at,
             ST.c.code.label("station"),
             ST.c.region_id,
         )
         .select_from(joined)
         .where(FC.c.mission_id == scope.mission_id, pred)
-        .order_by(FA.c.observed_at.desc(), FC.c.checklist_id, FC.c.question_code)
+        .order_by(FC.c.observed_at.desc(), FC.c.checklist_id, FC.c.question_code)
         .limit(LIST_LIMIT)
     ).mappings()
     overall = session.execute(
-        select(func.count(FC.c.checklist_id.distinct()), func.count(FA.c.station_id.distinct()))
+        select(func.count(FC.c.checklist_id.distinct()), func.count(FC.c.station_id.distinct()))
         .select_from(joined)
         .where(FC.c.mission_id == scope.mission_id, pred)
     ).one()
