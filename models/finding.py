@@ -143,6 +143,23 @@ class FindingCritical(SQLModel, table=True):
     observed_at: datetime = Field(sa_type=UTCDateTime)
 
 
+class FindingIncident(SQLModel, table=True):
+    """Incident reports that count, per region, type, source (observed or reported) and
+    hour of the day on the observer's clock: what the incidents view groups, in rows
+    bounded by the form's options rather than by the reports. Kept by the fold for the type
+    and source questions named in the mission's `finding_state.incident_roles`; an empty
+    `kind` or `source` is a report without that answer, hour -1 one without a time."""
+
+    __tablename__ = "finding_incident"
+
+    mission_id: uuid.UUID = Field(primary_key=True)
+    region_id: uuid.UUID = Field(primary_key=True)
+    kind: str = Field(max_length=64, primary_key=True)
+    source: str = Field(max_length=64, primary_key=True)
+    hour: int = Field(sa_type=SmallInteger, primary_key=True)
+    reports: int = Field(default=0, sa_type=BigInteger)
+
+
 class FindingState(SQLModel, table=True):
     """Per mission: the data version of its findings (the newest change folded)."""
 
@@ -151,6 +168,12 @@ class FindingState(SQLModel, table=True):
     mission_id: uuid.UUID = Field(primary_key=True)
     version: int = Field(default=0, sa_type=BigInteger)
     folded_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    incident_roles: str | None = Field(
+        default=None,
+        max_length=80,
+        description="The incident type and source question codes `finding_incident` is "
+        "counted by (`type source`); none until the fold first counts them",
+    )
 
 
 class FindingCache(SQLModel, table=True):

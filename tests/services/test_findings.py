@@ -559,7 +559,7 @@ def test_rejected_and_quarantined_checklists_leave_every_view(client: Any, sessi
     assert figures() == (0, 0, 1, 1, {"closing": {"observations": 1, "stations": 1}})
 
 
-def test_coverage_and_critical_read_the_same_from_tallies_and_from_answers(
+def test_coverage_critical_and_incidents_read_the_same_from_tallies_and_from_answers(
     client: Any, session: Any
 ) -> None:
     """A team filter cannot use the folded tallies: with every observer in the team, the
@@ -573,12 +573,15 @@ def test_coverage_and_critical_read_the_same_from_tallies_and_from_answers(
     post(client, token, "N-1", "voting", {"D8": "yes"})
     post(client, token, "N-1", "voting")
     post(client, token, "S-0", "closing")
-    for name in ("coverage", "critical"):
+    post(client, token, "N-1", "incident", {"G1": "violence"})
+    post(client, token, "S-1", "incident", {"G1": "vote_buying"})
+    for name in ("coverage", "critical", "incidents"):
         tallied = view(session, mission.id, name)
         raw = view(session, mission.id, name, team="Team 1")
         assert raw == tallied | {k: raw[k] for k in ("filters", "computed_at")}, name
         by_region = view(session, mission.id, name, location="North")
-        assert by_region["regions"] == [r for r in tallied["regions"] if r["region"] == "North"]
+        key = "by_region" if name == "incidents" else "regions"
+        assert by_region[key] == [r for r in tallied[key] if r["region"] == "North"]
     north_row = view(session, mission.id, "coverage")["regions"][0]
     assert (north_row["region"], north_row["observed_any_phase"]) == ("North", 2)
     assert north_row["observed"]["voting"] == {"observations": 3, "stations": 2}

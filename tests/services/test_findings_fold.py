@@ -8,11 +8,11 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 
 from api.db import session_scope
 from api.services import changes
-from api.services.findings import fold
+from api.services.findings import fold, sections
 from api.services.findings import questions as question_service
 from api.services.findings.scope import CL, LOC, Filters, counts, resolve
 from models import (
@@ -21,6 +21,8 @@ from models import (
     FindingApplied,
     FindingCritical,
     FindingFold,
+    FindingIncident,
+    FindingState,
     FindingVisit,
 )
 from tests.factories import make_mission, make_observer, make_station
@@ -91,6 +93,19 @@ def _assert_folded_equals_recompute(session: Any, mission_id: uuid.UUID) -> None
             assert question_service.tallies(session, scope) == question_service.recompute(
                 session, scope
             ), filters
+    # The incident reports as the fold counts them, wherever those counts can answer, and
+    # as grouped from the reports themselves. (Once one is folded the counts are kept.)
+    iq = question_service.incident_questions(question_service.catalog(session, mission_id, "en"))
+    for filters in _nodes(session, mission_id):
+        scope = resolve(session, mission_id, filters)
+        counted = sections.incident_counts(session, scope, iq)
+        if counted is not None:
+            grouped = sections.incident_groups(
+                session, sections.incident_reports(session, scope, iq)
+            )
+            assert sorted(counted, key=repr) == sorted(grouped, key=repr), filters
+        elif filters == Filters():
+            assert session.scalar(select(FindingIncident.mission_id)) is None
     counting = set(
         session.scalars(select(CL.c.id).where(CL.c.mission_id == mission_id, counts())).all()
     )
@@ -164,6 +179,37 @@ def test_folded_tallies_equal_a_full_recompute_after_random_changes(
             assert fold.run_once().folded
         if step in (20, 45):
             _assert_folded_equals_recompute(session, mission.id)
+    _assert_folded_equals_recompute(session, mission.id)
+    iq = question_service.incident_questions(question_service.catalog(session, mission.id, "en"))
+    assert sections.incident_counts(session, resolve(session, mission.id, Filters()), iq)
+
+
+def test_incidents_counted_by_other_questions_are_counted_afresh(client: Any, session: Any) -> None:
+    """Counts kept by other type and source questions than the form's (as after a new
+    form) are not read; the next fold of an incident report counts the mission again."""
+    mission, token = _one_station(session)
+    post(client, token, "S-1", "incident", {"G1": "violence"})
+    post(client, token, "S-1", "incident", {"G1": "vote_buying"})
+    session.commit()
+    fold.run_once()
+    session.commit()
+    scope = resolve(session, mission.id, Filters())
+    iq = question_service.incident_questions(question_service.catalog(session, mission.id, "en"))
+    kept = sections.incident_counts(session, scope, iq)
+    assert kept is not None and sum(row[-1] for row in kept) == 2
+    questions = question_service.catalog(session, mission.id, "en")
+    before = sections.incidents(session, scope, questions)
+    session.execute(update(FindingState).values(incident_roles="Q9 Q10"))
+    session.commit()
+    assert sections.incident_counts(session, scope, iq) is None
+    again = sections.incidents(session, scope, questions)  # grouped from the reports
+    assert again["by_type"] == before["by_type"] and again["count"] == 2
+    post(client, token, "S-1", "incident", {"G1": "violence"})
+    session.commit()
+    fold.run_once()
+    session.commit()
+    kept = sections.incident_counts(session, scope, iq)
+    assert kept is not None and sum(row[-1] for row in kept) == 3
     _assert_folded_equals_recompute(session, mission.id)
 
 

@@ -128,7 +128,7 @@ def counting_table(session: Session, mission: MissionInfo, scope: Scope) -> Tabl
 def incidents_table(session: Session, mission: MissionInfo, scope: Scope, language: str) -> Table:
     """One row per incident report, with its type, source, time and description."""
     questions = question_service.catalog(session, mission.id, language)
-    iq = sections.incident_questions(questions)
+    iq = question_service.incident_questions(questions)
     names = ["type", "source", "time", "description"]
     columns = [
         Column("checklist_id"),

@@ -61,13 +61,14 @@ from sqlalchemy.orm import Session
 from api import notify
 from api.config import Settings
 from api.services import changes
-from api.services.findings.scope import CL, FA, FV, ST, counts
+from api.services.findings.scope import CL, FA, FV, ST, counts, local_hour
 from api.services.sql import dialect_insert, insert_ignore
 from models import (
     Answer,
     ChecklistChange,
     FindingCritical,
     FindingFold,
+    FindingIncident,
     FindingState,
     FindingTally,
 )
@@ -80,6 +81,7 @@ AN = table_of(Answer)
 CHG = table_of(ChecklistChange)
 FC = table_of(FindingCritical)
 FF = table_of(FindingFold)
+FI = table_of(FindingIncident)
 FS = table_of(FindingState)
 FT = table_of(FindingTally)
 
@@ -482,6 +484,7 @@ def _apply_signed(session: Session) -> None:
         )
     )
     minus = select(TMP_SIGN.c.checklist_id).where(TMP_SIGN.c.sign == -1)
+    _incidents(session, minus)  # while the leaving reports' rows are still there
     session.execute(delete(FA).where(FA.c.checklist_id.in_(minus)))
     _visits(session)
     session.execute(delete(FC).where(FC.c.checklist_id.in_(minus)))
@@ -515,6 +518,70 @@ def _apply_signed(session: Session) -> None:
             .where(plus, AN.c.critical.is_(True)),
         )
     )
+
+
+def _incidents(session: Session, minus: Any) -> None:
+    """Count the batch's incident reports into `finding_incident`, by the type and source
+    questions of their mission's forms. A mission counted so far by other questions (none
+    yet, or a form changed since) is counted afresh from its applied rows, and the questions
+    noted (`finding_state.incident_roles`): the incidents view reads the counts only while
+    they are its mission's current ones. Called with the batch's reports that arrive already
+    in `finding_applied` and those that leave not yet deleted from it."""
+    # Imported here: the question catalog reads the tallies this module keeps.
+    from api.services.findings.questions import catalog, incident_questions, incident_roles_key
+
+    missions = session.execute(
+        select(TMP_SIGN.c.mission_id, FS.c.incident_roles)
+        .select_from(TMP_SIGN.outerjoin(FS, FS.c.mission_id == TMP_SIGN.c.mission_id))
+        .where(TMP_SIGN.c.phase == "incident")
+        .distinct()
+    ).all()
+    for mission_id, counted_by in missions:
+        roles = incident_questions(catalog(session, mission_id, "en"))
+        key = incident_roles_key(roles)
+        where = [FA.c.mission_id == mission_id, FA.c.phase == "incident"]
+        if counted_by == key:
+            src: Any = FA.join(TMP_SIGN, TMP_SIGN.c.checklist_id == FA.c.checklist_id)
+            weight: Any = TMP_SIGN.c.sign
+        else:
+            session.execute(delete(FI).where(FI.c.mission_id == mission_id))
+            src, weight = FA, literal_column("1")
+            where.append(FA.c.checklist_id.not_in(minus))
+            stmt = dialect_insert(session, FS).values(
+                mission_id=mission_id, version=0, folded_at=utcnow(), incident_roles=key
+            )
+            session.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["mission_id"], set_={"incident_roles": key}
+                )
+            )
+
+        answer = {
+            role: func.coalesce(FA.c.answers[roles[role].code].as_string(), literal(""))
+            if role in roles
+            else literal("")
+            for role in ("type", "source")
+        }
+        keys = [
+            FA.c.mission_id,
+            ST.c.region_id,
+            answer["type"],
+            answer["source"],
+            func.coalesce(local_hour(session), -1),
+        ]
+        stmt = dialect_insert(session, FI).from_select(
+            ["mission_id", "region_id", "kind", "source", "hour", "reports"],
+            select(*keys, func.sum(weight))
+            .select_from(src.join(ST, ST.c.id == FA.c.station_id))
+            .where(*where)
+            .group_by(*keys),
+        )
+        session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["mission_id", "region_id", "kind", "source", "hour"],
+                set_={"reports": FI.c.reports + stmt.excluded.reports},
+            )
+        )
 
 
 # The columns summed per station and value: the batch's change, and what the station held
@@ -729,8 +796,9 @@ def rebuild(session: Session) -> FoldResult:
     hand): its first `FOLD_LIMIT` changes here, the rest by the folds that follow."""
     if not _lock(session):  # taken again by fold(): advisory locks nest in a session
         return FoldResult(folded=False)
-    for table in (FT, FA, FC, FV):
+    for table in (FT, FA, FC, FV, FI):
         session.execute(delete(table))
+    session.execute(update(FS).values(incident_roles=None))
     session.execute(
         update(FF).values(last_change_id=0, seen_change_id=0, gap_xmax=None, gap_hi=None)
     )

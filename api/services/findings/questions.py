@@ -353,3 +353,25 @@ def build(
 def _count(data: Tally, phase: str, code: str, value: str) -> dict[str, int]:
     cell = data.get((phase, code, value), (0, 0, 0, 0))
     return {"count": cell[0], "stations": cell[1]}
+
+
+def incident_questions(questions: dict[str, QuestionInfo]) -> dict[str, QuestionInfo]:
+    """The incident form's type, source (observed/reported), time and description questions."""
+    out: dict[str, QuestionInfo] = {}
+    for info in questions.values():
+        if info.phases != frozenset({"incident"}):
+            continue
+        if info.type == QuestionType.single and set(info.options) >= {"observed", "reported"}:
+            out.setdefault("source", info)
+        elif info.type == QuestionType.single:
+            out.setdefault("type", info)
+        elif info.type == QuestionType.time:
+            out.setdefault("time", info)
+        elif info.type == QuestionType.text:
+            out.setdefault("description", info)
+    return out
+
+
+def incident_roles_key(roles: dict[str, QuestionInfo]) -> str:
+    """The type and source questions' codes, as `finding_state.incident_roles` keeps them."""
+    return " ".join(roles[r].code if r in roles else "" for r in ("type", "source"))

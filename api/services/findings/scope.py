@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, not_, or_, select
+from sqlalchemy import Integer, and_, cast, exists, func, not_, or_, select
 from sqlalchemy.orm import Session
 
 from api.errors import NotFound
@@ -212,3 +212,16 @@ def applied_predicate(scope: Scope, phase: bool = True) -> Any:
     """`checklist_predicate` over the fold's narrow rows of the counting checklists (`FA`),
     which hold every column a scope filters on: the same checklists, as of the last fold."""
     return checklist_predicate(scope, cl=FA, phase=phase, versions="applied")
+
+
+def local_hour(session: Session) -> Any:
+    """The hour of an applied checklist's observation on the observer's own clock (0-23)."""
+    if session.get_bind().dialect.name == "postgresql":
+        shifted = func.timezone("UTC", FA.c.observed_at) + func.make_interval(
+            0, 0, 0, 0, 0, FA.c.observed_utc_offset_min
+        )
+        return cast(func.extract("hour", shifted), Integer)
+    return cast(
+        func.strftime("%H", FA.c.observed_at, FA.c.observed_utc_offset_min.concat(" minutes")),
+        Integer,
+    )

@@ -11,12 +11,11 @@ from collections import defaultdict
 from fractions import Fraction
 from typing import Any
 
-from sqlalchemy import Integer, and_, cast, func, literal_column, select
+from sqlalchemy import and_, func, literal_column, select
 from sqlalchemy.orm import Session
 
-from api.checklist_schema import QuestionType
-from api.services.findings.fold import AN, FC, FT
-from api.services.findings.questions import QuestionInfo
+from api.services.findings.fold import AN, FC, FI, FS, FT
+from api.services.findings.questions import QuestionInfo, incident_questions, incident_roles_key
 from api.services.findings.scope import (
     CL,
     FA,
@@ -28,6 +27,7 @@ from api.services.findings.scope import (
     Scope,
     applied_predicate,
     checklist_predicate,
+    local_hour,
 )
 from api.services.findings.stats import FindingsSettings, ratio_value, share_value
 from models import Assignment
@@ -48,19 +48,6 @@ def utc_hour(session: Session, column: Any) -> Any:
             func.timezone("UTC", column), literal_column("'YYYY-MM-DD\"T\"HH24:00Z'")
         )
     return func.strftime("%Y-%m-%dT%H:00Z", column)
-
-
-def local_hour(session: Session) -> Any:
-    """The hour of an applied checklist's observation on the observer's own clock (0-23)."""
-    if _dialect(session) == "postgresql":
-        shifted = func.timezone("UTC", FA.c.observed_at) + func.make_interval(
-            0, 0, 0, 0, 0, FA.c.observed_utc_offset_min
-        )
-        return cast(func.extract("hour", shifted), Integer)
-    return cast(
-        func.strftime("%H", FA.c.observed_at, FA.c.observed_utc_offset_min.concat(" minutes")),
-        Integer,
-    )
 
 
 def _region_names(session: Session, scope: Scope) -> dict[Any, tuple[str, bool]]:
@@ -371,23 +358,6 @@ def _arrivals(session: Session, scope: Scope) -> list[dict[str, Any]]:
     return list(out.values())
 
 
-def incident_questions(questions: dict[str, QuestionInfo]) -> dict[str, QuestionInfo]:
-    """The incident form's type, source (observed/reported), time and description questions."""
-    out: dict[str, QuestionInfo] = {}
-    for info in questions.values():
-        if info.phases != frozenset({"incident"}):
-            continue
-        if info.type == QuestionType.single and set(info.options) >= {"observed", "reported"}:
-            out.setdefault("source", info)
-        elif info.type == QuestionType.single:
-            out.setdefault("type", info)
-        elif info.type == QuestionType.time:
-            out.setdefault("time", info)
-        elif info.type == QuestionType.text:
-            out.setdefault("description", info)
-    return out
-
-
 def _answer_of(code: str | None, checklist_id: Any) -> Any:
     """A checklist's first answer to a question, read from its answers (exports)."""
     if code is None:
@@ -404,37 +374,11 @@ def incidents(session: Session, scope: Scope, questions: dict[str, QuestionInfo]
     if scope.filters.phase not in (None, "incident") or scope.empty:
         return {"count": 0, "by_type": [], "by_region": [], "by_hour": [], "reports": []}
     iq = incident_questions(questions)
-
-    def answer(role: str) -> Any:
-        """The report's first answer to the question in this role, as the fold keeps it."""
-        if role not in iq:
-            return literal_column("NULL").label(role)
-        return FA.c.answers[iq[role].code].as_string().label(role)
-
-    hour = local_hour(session).label("hour")
-    base = (
-        select(
-            FA.c.checklist_id.label("id"),
-            FA.c.observed_at,
-            FA.c.station_id,
-            ST.c.code.label("station"),
-            ST.c.region_id,
-            answer("type").label("kind"),
-            answer("source"),
-            hour,
-            answer("description"),
-            answer("time"),
-        )
-        .select_from(FA.join(ST, ST.c.id == FA.c.station_id))
-        .where(applied_predicate(scope, phase=False), FA.c.phase == "incident")
-        .subquery()
-    )
+    base = incident_reports(session, scope, iq)
     regions = _region_names(session, scope)
-    grouped = session.execute(
-        select(base.c.kind, base.c.source, base.c.region_id, base.c.hour, func.count()).group_by(
-            base.c.kind, base.c.source, base.c.region_id, base.c.hour
-        )
-    ).all()
+    grouped = _incident_counts(session, scope, iq, regions)
+    if grouped is None:
+        grouped = incident_groups(session, base)
     by_type: dict[str, dict[str, Any]] = {}
     by_region: dict[str, int] = defaultdict(int)
     by_hour: dict[int, int] = defaultdict(int)
@@ -479,6 +423,79 @@ def incidents(session: Session, scope: Scope, questions: dict[str, QuestionInfo]
             for r in reports
         ],
     }
+
+
+def incident_reports(session: Session, scope: Scope, iq: dict[str, QuestionInfo]) -> Any:
+    """The incident reports in scope with what the view shows of each: a subquery over
+    the applied rows."""
+
+    def answer(role: str) -> Any:
+        """The report's first answer to the question in this role, as the fold keeps it."""
+        if role not in iq:
+            return literal_column("NULL").label(role)
+        return FA.c.answers[iq[role].code].as_string().label(role)
+
+    return (
+        select(
+            FA.c.checklist_id.label("id"),
+            FA.c.observed_at,
+            FA.c.station_id,
+            ST.c.code.label("station"),
+            ST.c.region_id,
+            answer("type").label("kind"),
+            answer("source"),
+            local_hour(session).label("hour"),
+            answer("description"),
+            answer("time"),
+        )
+        .select_from(FA.join(ST, ST.c.id == FA.c.station_id))
+        .where(applied_predicate(scope, phase=False), FA.c.phase == "incident")
+        .subquery()
+    )
+
+
+def incident_groups(session: Session, reports: Any) -> list[tuple[Any, ...]]:
+    """(type, source, region, hour, reports) grouped from the reports themselves."""
+    keys = (reports.c.kind, reports.c.source, reports.c.region_id, reports.c.hour)
+    return [tuple(r) for r in session.execute(select(*keys, func.count()).group_by(*keys)).all()]
+
+
+def incident_counts(
+    session: Session, scope: Scope, iq: dict[str, QuestionInfo]
+) -> list[tuple[Any, ...]] | None:
+    """`_incident_counts` for a scope (the tests compare it with `incident_groups`)."""
+    return _incident_counts(session, scope, iq, _region_names(session, scope))
+
+
+def _incident_counts(
+    session: Session, scope: Scope, iq: dict[str, QuestionInfo], regions: dict[Any, Any]
+) -> list[tuple[Any, ...]] | None:
+    """(type, source, region, hour, reports) as the fold counts them (`finding_incident`),
+    or None where those counts cannot answer: a filter they are not kept by (team, time
+    window, template, a place below a region), or counts by other questions than the
+    mission's incident form now has (`finding_state.incident_roles`)."""
+    if scope.filters.needs_raw or (
+        scope.location_id is not None and scope.location_id not in regions
+    ):
+        return None
+    counted_by = session.scalar(
+        select(FS.c.incident_roles).where(FS.c.mission_id == scope.mission_id)
+    )
+    if counted_by != incident_roles_key(iq):
+        return None
+    in_scope = [scope.location_id] if scope.location_id is not None else list(regions)
+    keys = (FI.c.kind, FI.c.source, FI.c.region_id, FI.c.hour)
+    reports = func.sum(FI.c.reports)
+    rows = session.execute(
+        select(*keys, reports)
+        .where(FI.c.mission_id == scope.mission_id, FI.c.region_id.in_(in_scope))
+        .group_by(*keys)
+        .having(reports > 0)
+    )
+    return [
+        (kind or None, source or None, region_id, hour if hour >= 0 else None, int(n))
+        for kind, source, region_id, hour, n in rows
+    ]
 
 
 def clustering_rule(cfg: FindingsSettings) -> dict[str, Any]:
