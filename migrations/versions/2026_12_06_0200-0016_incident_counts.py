@@ -3,9 +3,8 @@
 The incidents view grouped every incident report of the mission on every compute (0.46 s
 at a million checklists, a tenth of them incidents); it now reads `finding_incident`, rows
 bounded by the form's options. The counts are by the mission's incident type and source
-questions, noted in `finding_state.incident_roles`: none here, so the fold counts a
-mission afresh from its applied rows when it next folds one of its incident reports, and
-until then the view groups the reports as before.
+questions, noted in `finding_state.incident_roles`: none here, so the next fold counts
+each mission's applied reports afresh (until then the view groups the reports as before).
 
 Revision ID: 0016
 Revises: 0015

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -311,6 +312,7 @@ def fold(session: Session, limit: int = FOLD_LIMIT) -> FoldResult:
     if not _lock(session):
         return FoldResult(folded=False)
     insert_ignore(session, FF, [{"id": 1, "last_change_id": 0, "seen_change_id": 0}], ["id"])
+    _uncounted_incidents(session)
     state = session.execute(select(FF.c.last_change_id, FF.c.seen_change_id)).one()
     last, seen = state.last_change_id, state.seen_change_id
     result = FoldResult(folded=True)
@@ -521,21 +523,43 @@ def _apply_signed(session: Session) -> None:
 
 
 def _incidents(session: Session, minus: Any) -> None:
-    """Count the batch's incident reports into `finding_incident`, by the type and source
-    questions of their mission's forms. A mission counted so far by other questions (none
-    yet, or a form changed since) is counted afresh from its applied rows, and the questions
-    noted (`finding_state.incident_roles`): the incidents view reads the counts only while
-    they are its mission's current ones. Called with the batch's reports that arrive already
-    in `finding_applied` and those that leave not yet deleted from it."""
-    # Imported here: the question catalog reads the tallies this module keeps.
-    from api.services.findings.questions import catalog, incident_questions, incident_roles_key
-
+    """Count the batch's incident reports into `finding_incident` (`_count_incidents`).
+    Called with the reports that arrive already in `finding_applied` and those that leave
+    not yet deleted from it (`minus`)."""
     missions = session.execute(
         select(TMP_SIGN.c.mission_id, FS.c.incident_roles)
         .select_from(TMP_SIGN.outerjoin(FS, FS.c.mission_id == TMP_SIGN.c.mission_id))
         .where(TMP_SIGN.c.phase == "incident")
         .distinct()
     ).all()
+    _count_incidents(session, missions, minus)
+
+
+def _uncounted_incidents(session: Session) -> None:
+    """Count the missions whose applied incident reports were never counted (after
+    migration 0016, or a rebuild) without waiting for a new report of theirs."""
+    missions = session.execute(
+        select(FS.c.mission_id, FS.c.incident_roles).where(
+            FS.c.incident_roles.is_(None),
+            exists(
+                select(FA.c.checklist_id).where(
+                    FA.c.mission_id == FS.c.mission_id, FA.c.phase == "incident"
+                )
+            ),
+        )
+    ).all()
+    _count_incidents(session, missions, None)
+
+
+def _count_incidents(session: Session, missions: Sequence[Any], minus: Any | None) -> None:
+    """Count incident reports into `finding_incident`, by the type and source questions of
+    each mission's forms: the batch's (`TMP_SIGN`), or, for a mission counted so far by
+    other questions (none yet, or a form changed since), all of its applied reports but
+    those leaving (`minus`), with the questions noted (`finding_state.incident_roles`).
+    The incidents view reads the counts only while they are by its mission's questions."""
+    # Imported here: the question catalog reads the tallies this module keeps.
+    from api.services.findings.questions import catalog, incident_questions, incident_roles_key
+
     for mission_id, counted_by in missions:
         roles = incident_questions(catalog(session, mission_id, "en"))
         key = incident_roles_key(roles)
@@ -546,7 +570,8 @@ def _incidents(session: Session, minus: Any) -> None:
         else:
             session.execute(delete(FI).where(FI.c.mission_id == mission_id))
             src, weight = FA, literal_column("1")
-            where.append(FA.c.checklist_id.not_in(minus))
+            if minus is not None:
+                where.append(FA.c.checklist_id.not_in(minus))
             stmt = dialect_insert(session, FS).values(
                 mission_id=mission_id, version=0, folded_at=utcnow(), incident_roles=key
             )
