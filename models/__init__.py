@@ -8,6 +8,7 @@ from models.client import ChecklistClient
 from models.credential import Credential, Role
 from models.finding import (
     FindingApplied,
+    FindingArrival,
     FindingCache,
     FindingCritical,
     FindingFold,
@@ -36,6 +37,7 @@ __all__ = [
     "ChecklistTemplate",
     "Credential",
     "FindingApplied",
+    "FindingArrival",
     "FindingCache",
     "FindingCritical",
     "FindingFold",

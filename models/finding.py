@@ -160,6 +160,21 @@ class FindingIncident(SQLModel, table=True):
     reports: int = Field(default=0, sa_type=BigInteger)
 
 
+class FindingArrival(SQLModel, table=True):
+    """Checklists as they first arrived (counted or not), per region, UTC hour and phase,
+    for the hours that are over (before the mission's `finding_state.arrivals_through`):
+    coverage's arrivals per hour read these and count only the hours since from the
+    checklists. The fold adds each hour once no checklist can still arrive in it."""
+
+    __tablename__ = "finding_arrival"
+
+    mission_id: uuid.UUID = Field(primary_key=True)
+    region_id: uuid.UUID = Field(primary_key=True)
+    hour: str = Field(max_length=17, primary_key=True, description="YYYY-MM-DDTHH:00Z")
+    phase: str = Field(sa_type=String(16), primary_key=True)
+    checklists: int = Field(sa_type=BigInteger)
+
+
 class FindingState(SQLModel, table=True):
     """Per mission: the data version of its findings (the newest change folded)."""
 
@@ -173,6 +188,11 @@ class FindingState(SQLModel, table=True):
         max_length=80,
         description="The incident type and source question codes `finding_incident` is "
         "counted by (`type source`); none until the fold first counts them",
+    )
+    arrivals_through: datetime | None = Field(
+        default=None,
+        sa_type=UTCDateTime,
+        description="`finding_arrival` holds the arrivals before this hour; none: no hour yet",
     )
 
 

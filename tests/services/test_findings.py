@@ -524,6 +524,60 @@ def test_arrivals_are_counted_per_utc_hour_and_phase_as_first_received(
     ]
 
 
+def test_arrivals_of_hours_that_are_over_are_read_from_the_folds_counts(
+    client: Any, session: Any, monkeypatch: Any
+) -> None:
+    """Once an hour is over the fold counts its arrivals per region; coverage reads those
+    counts and counts the hours since from the checklists, and says the same as counting
+    them all, whatever the scope."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import select, update
+
+    from api.services.findings import fold, sections
+    from api.services.findings.scope import resolve
+    from models import Checklist, FindingArrival, FindingState
+
+    mission, _ = make_mission(session)
+    north = [make_station(session, mission.id, f"N-{i}", region="North", district="Lake")
+             for i in range(2)]  # fmt: skip
+    south = make_station(session, mission.id, "S-1", region="South")
+    away = make_station(session, mission.id, "X-1", country="Turkey")
+    _, token = make_observer(session, mission.id, [*north, south, away])
+    posted = [
+        post(client, token, code, phase)
+        for code in (*north, south, away)
+        for phase in ("opening", "voting", "incident")
+    ]
+    correct(client, token, posted[1], north[0], "voting", {"D4": "no"})  # not a new arrival
+    now = datetime.now(UTC)
+    for i, ago in enumerate((30, 3, 0, 0)):  # the last ones in the past ten minutes
+        session.execute(
+            update(Checklist)
+            .where(Checklist.id.in_([uuid.UUID(c) for c in posted[i::4]]))
+            .values(received_at=now - timedelta(hours=ago, minutes=i))
+        )
+    session.commit()
+    view(session, mission.id, "coverage")  # folds, and counts the hours that are over
+    through = session.scalar(select(FindingState.arrivals_through))
+    assert through == fold.arrivals_closed_through()
+    counted = sum(session.scalars(select(FindingArrival.checklists)))
+    assert 0 < counted < len(posted)  # the hours before, not the hour under way
+    post(client, token, south, "closing")  # arrives after the count
+
+    def arrivals(filters: Filters) -> list[dict[str, Any]]:
+        return sections._arrivals(session, resolve(session, mission.id, filters))
+
+    scopes = [
+        *(Filters(), Filters(abroad=True), Filters(abroad=False), Filters(phase="voting")),
+        *(Filters(location="North"), Filters(location="North/Lake"), Filters(team="Team 1")),
+    ]
+    read = [arrivals(f) for f in scopes]
+    assert sum(h["checklists"] for h in read[0]) == len(posted) + 1
+    monkeypatch.setattr(sections, "_closed_arrivals", lambda *_: None)
+    assert read == [arrivals(f) for f in scopes]
+
+
 def test_rejected_and_quarantined_checklists_leave_every_view(client: Any, session: Any) -> None:
     mission, token = _observed_mission(session, ["S-1", "S-2"])
     incident = post(client, token, "S-1", "incident", {"G1": "violence", "G2": "observed"})

@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -62,11 +62,12 @@ from sqlalchemy.orm import Session
 from api import notify
 from api.config import Settings
 from api.services import changes
-from api.services.findings.scope import CL, FA, FV, ST, counts, local_hour
+from api.services.findings.scope import CL, FA, FV, ST, counts, local_hour, utc_hour
 from api.services.sql import dialect_insert, insert_ignore
 from models import (
     Answer,
     ChecklistChange,
+    FindingArrival,
     FindingCritical,
     FindingFold,
     FindingIncident,
@@ -81,6 +82,7 @@ log = logging.getLogger("pollcheck.findings")
 AN = table_of(Answer)
 CHG = table_of(ChecklistChange)
 FC = table_of(FindingCritical)
+FAR = table_of(FindingArrival)
 FF = table_of(FindingFold)
 FI = table_of(FindingIncident)
 FS = table_of(FindingState)
@@ -313,6 +315,7 @@ def fold(session: Session, limit: int = FOLD_LIMIT) -> FoldResult:
         return FoldResult(folded=False)
     insert_ignore(session, FF, [{"id": 1, "last_change_id": 0, "seen_change_id": 0}], ["id"])
     _uncounted_incidents(session)
+    _close_arrival_hours(session)
     state = session.execute(select(FF.c.last_change_id, FF.c.seen_change_id)).one()
     last, seen = state.last_change_id, state.seen_change_id
     result = FoldResult(folded=True)
@@ -533,6 +536,40 @@ def _incidents(session: Session, minus: Any) -> None:
         .distinct()
     ).all()
     _count_incidents(session, missions, minus)
+
+
+def arrivals_closed_through() -> datetime:
+    """The hour before which no checklist can still arrive: a checklist's arrival time is
+    taken before its transaction commits, and none runs for `GAP_GRACE_S`."""
+    return (utcnow() - timedelta(seconds=GAP_GRACE_S)).replace(minute=0, second=0, microsecond=0)
+
+
+def _close_arrival_hours(session: Session) -> None:
+    """Count the arrivals of the hours that ended since each mission's last count into
+    `finding_arrival` (all of them the first time), once per hour and mission."""
+    through = arrivals_closed_through()
+    due = session.execute(
+        select(FS.c.mission_id, FS.c.arrivals_through).where(
+            or_(FS.c.arrivals_through.is_(None), FS.c.arrivals_through < through)
+        )
+    ).all()
+    for mission_id, since in due:
+        where = [CL.c.mission_id == mission_id, CL.c.version == 1, CL.c.received_at < through]
+        if since is not None:
+            where.append(CL.c.received_at >= since)
+        keys = (CL.c.mission_id, ST.c.region_id, utc_hour(session, CL.c.received_at), CL.c.phase)
+        session.execute(
+            FAR.insert().from_select(
+                ["mission_id", "region_id", "hour", "phase", "checklists"],
+                select(*keys, func.count())
+                .select_from(CL.join(ST, ST.c.id == CL.c.station_id))
+                .where(*where)
+                .group_by(*keys),
+            )
+        )
+        session.execute(
+            update(FS).where(FS.c.mission_id == mission_id).values(arrivals_through=through)
+        )
 
 
 def _uncounted_incidents(session: Session) -> None:
@@ -821,9 +858,9 @@ def rebuild(session: Session) -> FoldResult:
     hand): its first `FOLD_LIMIT` changes here, the rest by the folds that follow."""
     if not _lock(session):  # taken again by fold(): advisory locks nest in a session
         return FoldResult(folded=False)
-    for table in (FT, FA, FC, FV, FI):
+    for table in (FT, FA, FC, FV, FI, FAR):
         session.execute(delete(table))
-    session.execute(update(FS).values(incident_roles=None))
+    session.execute(update(FS).values(incident_roles=None, arrivals_through=None))
     session.execute(
         update(FF).values(last_change_id=0, seen_change_id=0, gap_xmax=None, gap_hi=None)
     )

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, and_, cast, exists, func, not_, or_, select
+from sqlalchemy import Integer, and_, cast, exists, func, literal_column, not_, or_, select
 from sqlalchemy.orm import Session
 
 from api.errors import NotFound
@@ -225,3 +225,12 @@ def local_hour(session: Session) -> Any:
         func.strftime("%H", FA.c.observed_at, FA.c.observed_utc_offset_min.concat(" minutes")),
         Integer,
     )
+
+
+def utc_hour(session: Session, column: Any) -> Any:
+    """The UTC hour a timestamp falls in, as text 'YYYY-MM-DDTHH:00Z'."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.to_char(
+            func.timezone("UTC", column), literal_column("'YYYY-MM-DD\"T\"HH24:00Z'")
+        )
+    return func.strftime("%Y-%m-%dT%H:00Z", column)

@@ -8,13 +8,14 @@ it first came in, counted or not) read the checklists."""
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import datetime
 from fractions import Fraction
 from typing import Any
 
 from sqlalchemy import and_, func, literal_column, select
 from sqlalchemy.orm import Session
 
-from api.services.findings.fold import AN, FC, FI, FS, FT
+from api.services.findings.fold import AN, FAR, FC, FI, FS, FT
 from api.services.findings.questions import QuestionInfo, incident_questions, incident_roles_key
 from api.services.findings.scope import (
     CL,
@@ -28,6 +29,7 @@ from api.services.findings.scope import (
     applied_predicate,
     checklist_predicate,
     local_hour,
+    utc_hour,
 )
 from api.services.findings.stats import FindingsSettings, ratio_value, share_value
 from models import Assignment
@@ -41,13 +43,16 @@ def _dialect(session: Session) -> str:
     return session.get_bind().dialect.name
 
 
-def utc_hour(session: Session, column: Any) -> Any:
-    """The UTC hour a timestamp falls in, as text 'YYYY-MM-DDTHH:00Z'."""
-    if _dialect(session) == "postgresql":
-        return func.to_char(
-            func.timezone("UTC", column), literal_column("'YYYY-MM-DD\"T\"HH24:00Z'")
-        )
-    return func.strftime("%Y-%m-%dT%H:00Z", column)
+def _counted_regions(session: Session, scope: Scope) -> list[Any] | None:
+    """The regions a scope takes in, where the fold's counts per region (incidents,
+    arrivals) can answer it; None for the filters they are not kept by (team, time window,
+    template, a place below a region)."""
+    regions = _region_names(session, scope)
+    if scope.filters.needs_raw or (
+        scope.location_id is not None and scope.location_id not in regions
+    ):
+        return None
+    return [scope.location_id] if scope.location_id is not None else list(regions)
 
 
 def _region_names(session: Session, scope: Scope) -> dict[Any, tuple[str, bool]]:
@@ -334,28 +339,65 @@ def _observers_missing(session: Session, scope: Scope) -> dict[str, Any]:
 
 
 def _arrivals(session: Session, scope: Scope) -> list[dict[str, Any]]:
+    """Checklists as they first arrived, per UTC hour and phase: the hours the fold counted
+    (`finding_arrival`) and, counted here, the hours since; for filters those counts are
+    not kept by (team, time window, template, a place below a region), all of them here."""
+    closed = _closed_arrivals(session, scope)
+    if closed is None:
+        rows = sorted(arrival_groups(session, scope))
+    else:
+        counted, through = closed
+        rows = sorted(counted + arrival_groups(session, scope, since=through))
+    out: dict[str, dict[str, Any]] = {}
+    for h, phase, n in rows:
+        slot = out.setdefault(h, {"hour": h, "checklists": 0, "phases": {}})
+        slot["checklists"] += n
+        slot["phases"][phase] = slot["phases"].get(phase, 0) + n
+    return list(out.values())
+
+
+def arrival_groups(
+    session: Session, scope: Scope, since: datetime | None = None
+) -> list[tuple[str, str, int]]:
+    """(hour, phase, checklists) counted from the checklists in scope (arrived `since`)."""
     pred = checklist_predicate(scope, first_versions=True)
-    if _dialect(session) == "postgresql":
+    if since is not None:
+        pred = and_(pred, CL.c.received_at >= since)
+    if session.get_bind().dialect.name == "postgresql":
         # Truncated, then written out here: formatting every checklist's time in SQL
         # took half the query. (Read from the index alone: see `Checklist`'s indexes.)
         hour: Any = func.date_trunc("hour", func.timezone("UTC", CL.c.received_at))
     else:
         hour = utc_hour(session, CL.c.received_at)
-    rows = [
-        (h if isinstance(h, str) else h.strftime("%Y-%m-%dT%H:00Z"), phase, n)
+    return [
+        (h if isinstance(h, str) else h.strftime("%Y-%m-%dT%H:00Z"), phase, int(n))
         for h, phase, n in session.execute(
-            select(hour.label("hour"), CL.c.phase, func.count())
-            .where(pred)
-            .group_by(hour, CL.c.phase)
-            .order_by(hour, CL.c.phase)
+            select(hour, CL.c.phase, func.count()).where(pred).group_by(hour, CL.c.phase)
         )
     ]
-    out: dict[str, dict[str, Any]] = {}
-    for h, phase, n in rows:
-        slot = out.setdefault(h, {"hour": h, "checklists": 0, "phases": {}})
-        slot["checklists"] += n
-        slot["phases"][phase] = n
-    return list(out.values())
+
+
+def _closed_arrivals(
+    session: Session, scope: Scope
+) -> tuple[list[tuple[str, str, int]], datetime] | None:
+    """The arrivals the fold counted for the hours before `arrivals_through`, with that
+    time; None where those counts cannot answer."""
+    in_scope = _counted_regions(session, scope)
+    if in_scope is None:
+        return None
+    through = session.scalar(
+        select(FS.c.arrivals_through).where(FS.c.mission_id == scope.mission_id)
+    )
+    if through is None:
+        return None
+    query = (
+        select(FAR.c.hour, FAR.c.phase, func.sum(FAR.c.checklists))
+        .where(FAR.c.mission_id == scope.mission_id, FAR.c.region_id.in_(in_scope))
+        .group_by(FAR.c.hour, FAR.c.phase)
+    )
+    if scope.filters.phase is not None:
+        query = query.where(FAR.c.phase == scope.filters.phase)
+    return [(h, phase, int(n)) for h, phase, n in session.execute(query)], through
 
 
 def _answer_of(code: str | None, checklist_id: Any) -> Any:
@@ -376,7 +418,7 @@ def incidents(session: Session, scope: Scope, questions: dict[str, QuestionInfo]
     iq = incident_questions(questions)
     base = incident_reports(session, scope, iq)
     regions = _region_names(session, scope)
-    grouped = _incident_counts(session, scope, iq, regions)
+    grouped = incident_counts(session, scope, iq)
     if grouped is None:
         grouped = incident_groups(session, base)
     by_type: dict[str, dict[str, Any]] = {}
@@ -463,27 +505,18 @@ def incident_groups(session: Session, reports: Any) -> list[tuple[Any, ...]]:
 def incident_counts(
     session: Session, scope: Scope, iq: dict[str, QuestionInfo]
 ) -> list[tuple[Any, ...]] | None:
-    """`_incident_counts` for a scope (the tests compare it with `incident_groups`)."""
-    return _incident_counts(session, scope, iq, _region_names(session, scope))
-
-
-def _incident_counts(
-    session: Session, scope: Scope, iq: dict[str, QuestionInfo], regions: dict[Any, Any]
-) -> list[tuple[Any, ...]] | None:
     """(type, source, region, hour, reports) as the fold counts them (`finding_incident`),
     or None where those counts cannot answer: a filter they are not kept by (team, time
     window, template, a place below a region), or counts by other questions than the
     mission's incident form now has (`finding_state.incident_roles`)."""
-    if scope.filters.needs_raw or (
-        scope.location_id is not None and scope.location_id not in regions
-    ):
+    in_scope = _counted_regions(session, scope)
+    if in_scope is None:
         return None
     counted_by = session.scalar(
         select(FS.c.incident_roles).where(FS.c.mission_id == scope.mission_id)
     )
     if counted_by != incident_roles_key(iq):
         return None
-    in_scope = [scope.location_id] if scope.location_id is not None else list(regions)
     keys = (FI.c.kind, FI.c.source, FI.c.region_id, FI.c.hour)
     reports = func.sum(FI.c.reports)
     rows = session.execute(
