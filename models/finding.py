@@ -107,6 +107,9 @@ class FindingTally(SQLModel, table=True):
     place and at every place above it) or one of NODE_ALL / NODE_IN_COUNTRY / NODE_ABROAD.
     Special rows: question `_` value `_` counts checklists; value `*` counts checklists that
     answered the question (not `na`); value `#` sums the numbers of a count question.
+    For the critical view, phase `all` also holds each critical answer (the stations with it
+    in any phase), and question `!` value `!` counts the checklists with a critical answer
+    (in each phase and in `all`).
     """
 
     __tablename__ = "finding_tally"
@@ -131,6 +134,7 @@ class FindingCritical(SQLModel, table=True):
     __table_args__ = (
         Index("ix_finding_critical_mission_id_question_code", "mission_id", "question_code"),
         Index("ix_finding_critical_mission_id_observed_at", "mission_id", "observed_at"),
+        Index("ix_finding_critical_station_id", "station_id"),  # the fold's earlier ones
     )
 
     checklist_id: uuid.UUID = Field(primary_key=True)
@@ -188,6 +192,11 @@ class FindingState(SQLModel, table=True):
         max_length=80,
         description="The incident type and source question codes `finding_incident` is "
         "counted by (`type source`); none until the fold first counts them",
+    )
+    critical_counted: bool | None = Field(
+        default=None,
+        description="The tallies hold the critical view's own rows for all of the mission's "
+        "checklists; none: folded before they were kept, until the fold counts them",
     )
     arrivals_through: datetime | None = Field(
         default=None,

@@ -23,6 +23,7 @@ from models import (
     FindingFold,
     FindingIncident,
     FindingState,
+    FindingTally,
     FindingVisit,
 )
 from tests.factories import make_mission, make_observer, make_station
@@ -106,6 +107,18 @@ def _assert_folded_equals_recompute(session: Any, mission_id: uuid.UUID) -> None
             assert sorted(counted, key=repr) == sorted(grouped, key=repr), filters
         elif filters == Filters():
             assert session.scalar(select(FindingIncident.mission_id)) is None
+    # The critical view's counts as the tallies keep them and as counted from the answers.
+    for filters in _nodes(session, mission_id):
+        scope = resolve(session, mission_id, filters)
+        kept = sections.critical_counts(session, scope)
+        if kept is not None:
+            raw = sections.critical_groups(session, scope)
+            assert sorted(kept.grouped, key=repr) == sorted(raw.grouped, key=repr), filters
+            assert (kept.stations, kept.observations, kept.observed_stations) == (
+                raw.stations,
+                raw.observations,
+                raw.observed_stations,
+            ), filters
     counting = set(
         session.scalars(select(CL.c.id).where(CL.c.mission_id == mission_id, counts())).all()
     )
@@ -180,8 +193,42 @@ def test_folded_tallies_equal_a_full_recompute_after_random_changes(
         if step in (20, 45):
             _assert_folded_equals_recompute(session, mission.id)
     _assert_folded_equals_recompute(session, mission.id)
+    scope = resolve(session, mission.id, Filters())
     iq = question_service.incident_questions(question_service.catalog(session, mission.id, "en"))
-    assert sections.incident_counts(session, resolve(session, mission.id, Filters()), iq)
+    assert sections.incident_counts(session, scope, iq)
+    assert sections.critical_counts(session, scope) is not None
+
+
+def test_critical_tallies_folded_before_they_were_kept_are_counted_by_the_next_fold(
+    client: Any, session: Any
+) -> None:
+    """As migration 0018 leaves a running mission: tallies without the critical view's
+    rows. The view counts from the answers until the next fold adds those rows."""
+    mission, _ = make_mission(session)
+    for code, place in PLACES:
+        make_station(session, mission.id, code, **place)
+    _, token = make_observer(session, mission.id, [c for c, _ in PLACES])
+    post(client, token, "N-1", "opening", {"B1": "no"})
+    post(client, token, "N-1", "voting", {"B1": "no", "D8": "yes"})
+    post(client, token, "X-1", "voting", {"D8": "yes"})
+    post(client, token, "S-1", "voting")
+    _assert_folded_equals_recompute(session, mission.id)
+    scope = resolve(session, mission.id, Filters())
+    kept = sections.critical_counts(session, scope)
+    assert kept is not None and kept.observations == 3 and kept.stations[("B1", "no")] == 1
+    session.execute(
+        delete(FindingTally).where(
+            (FindingTally.question_code == "!")
+            | ((FindingTally.phase == "all") & (FindingTally.question_code != "_"))
+        )
+    )
+    session.execute(update(FindingState).values(critical_counted=None))
+    session.commit()
+    assert sections.critical_counts(session, scope) is None
+    fold.run_once()
+    session.commit()
+    assert sections.critical_counts(session, scope) == kept
+    _assert_folded_equals_recompute(session, mission.id)
 
 
 def test_incidents_counted_by_other_questions_are_counted_afresh(client: Any, session: Any) -> None:

@@ -314,6 +314,7 @@ def fold(session: Session, limit: int = FOLD_LIMIT) -> FoldResult:
     if not _lock(session):
         return FoldResult(folded=False)
     insert_ignore(session, FF, [{"id": 1, "last_change_id": 0, "seen_change_id": 0}], ["id"])
+    _uncounted_critical(session)
     _uncounted_incidents(session)
     _close_arrival_hours(session)
     state = session.execute(select(FF.c.last_change_id, FF.c.seen_change_id)).one()
@@ -572,6 +573,58 @@ def _close_arrival_hours(session: Session) -> None:
         )
 
 
+def _per_station_row(*columns: Any) -> list[Any]:
+    """Columns labelled as `_add_to_nodes` reads its per-station rows."""
+    names = ("station_id", "phase", "question_code", "value", *TALLY_COLUMNS)
+    return [c.label(n) for c, n in zip(columns, names, strict=True)]
+
+
+def _uncounted_critical(session: Session) -> None:
+    """Add the critical view's rows (`_critical_rows`) for the missions folded before the
+    tallies kept them (migration 0018), counted from finding_critical."""
+    missions = session.scalars(
+        select(FS.c.mission_id).where(FS.c.critical_counted.is_not(True))
+    ).all()
+    for mission_id in missions:
+        _ensure_temp_tables(session)
+        session.execute(
+            delete(FT).where(
+                FT.c.mission_id == mission_id,
+                or_(
+                    FT.c.question_code == CRITICAL_ANY,
+                    and_(FT.c.phase == "all", FT.c.question_code != "_"),
+                ),
+            )
+        )
+        every: Any = literal_column("'all'")
+        mark: Any = literal(CRITICAL_ANY)
+        checklists = (
+            select(FC.c.checklist_id, FC.c.station_id, FC.c.phase)
+            .where(FC.c.mission_id == mission_id)
+            .distinct()
+            .subquery("critical_checklists")
+        )
+        n: Any = func.count()
+        one: Any = literal_column("1")
+        zero: Any = literal_column("0")
+        answer = (FC.c.station_id, FC.c.question_code, FC.c.value)
+        per_station = union_all(
+            select(*_per_station_row(FC.c.station_id, every, *answer[1:], n, one, zero, n))
+            .where(FC.c.mission_id == mission_id)
+            .group_by(*answer),
+            select(*_per_station_row(*checklists.c[1:], mark, mark, n, one, zero, zero)).group_by(
+                *checklists.c[1:]
+            ),
+            select(
+                *_per_station_row(checklists.c.station_id, every, mark, mark, n, one, zero, zero)
+            ).group_by(checklists.c.station_id),
+        ).subquery("critical_per_station")
+        _add_to_nodes(session, per_station)
+        session.execute(
+            update(FS).where(FS.c.mission_id == mission_id).values(critical_counted=True)
+        )
+
+
 def _uncounted_incidents(session: Session) -> None:
     """Count the missions whose applied incident reports were never counted (after
     migration 0016, or a rebuild) without waiting for a new report of theirs."""
@@ -610,7 +663,11 @@ def _count_incidents(session: Session, missions: Sequence[Any], minus: Any | Non
             if minus is not None:
                 where.append(FA.c.checklist_id.not_in(minus))
             stmt = dialect_insert(session, FS).values(
-                mission_id=mission_id, version=0, folded_at=utcnow(), incident_roles=key
+                mission_id=mission_id,
+                version=0,
+                folded_at=utcnow(),
+                incident_roles=key,
+                critical_counted=True,  # a new mission: the batch's rows are all it has
             )
             session.execute(
                 stmt.on_conflict_do_update(
@@ -701,6 +758,53 @@ def _rows_of(src: Table, before: bool) -> list[Any]:
     return rows
 
 
+CRITICAL_ANY = "!"  # question and value of the rows counting checklists with a critical answer
+
+
+def _critical_rows() -> list[Any]:
+    """Rows of the critical answers' own tallies, summed per station and value with the
+    rest: each critical answer again in phase `all` (so that a station with the same
+    problem in two phases counts once), and each checklist with any critical answer as
+    `!` in its phase and in `all`. What the station held before the batch is read from
+    finding_critical, which the batch has not changed yet."""
+    zero: Any = literal_column("0")
+    one: Any = literal_column("1")
+    every: Any = literal_column("'all'")
+    mark: Any = literal(CRITICAL_ANY)
+    sign = TMP_SIGN.c.sign
+    change = [sign, zero, sign, zero, zero, zero]  # PER_VALUE: d_obs, d_crit
+    held = [zero, zero, zero, zero, one, zero]  # PER_VALUE: n0
+    touched = select(TMP_SIGN.c.station_id).distinct()
+    earlier = (
+        select(FC.c.checklist_id, FC.c.station_id, FC.c.phase)
+        .where(FC.c.station_id.in_(touched))
+        .distinct()
+        .subquery("earlier_critical")
+    )
+    any_critical = exists(
+        select(AN.c.checklist_id).where(
+            AN.c.checklist_id == TMP_SIGN.c.checklist_id, AN.c.critical.is_(True)
+        )
+    )
+    change_any = [sign, zero, zero, zero, zero, zero]
+    return [
+        select(TMP_SIGN.c.station_id, every, AN.c.question_code, AN.c.value, *change)
+        .select_from(TMP_SIGN.join(AN, AN.c.checklist_id == TMP_SIGN.c.checklist_id))
+        .where(AN.c.critical.is_(True)),
+        select(FC.c.station_id, every, FC.c.question_code, FC.c.value, *held).where(
+            FC.c.station_id.in_(touched)
+        ),
+        *[
+            select(TMP_SIGN.c.station_id, phase, mark, mark, *change_any).where(any_critical)
+            for phase in (TMP_SIGN.c.phase, every)
+        ],
+        *[
+            select(earlier.c.station_id, phase, mark, mark, *held)
+            for phase in (earlier.c.phase, every)
+        ],
+    ]
+
+
 def _per_station() -> Any:
     """Per station and value, the batch's change to the tallies, and whether the station
     starts or stops counting for the value: it counts while at least one of its counting
@@ -714,7 +818,10 @@ def _per_station() -> Any:
         *[literal_column("1") if c == "n0" else zero for c in PER_VALUE],
     ).where(FA.c.station_id.in_(select(TMP_SIGN.c.station_id).distinct()))
     rows = union_all(
-        *_rows_of(TMP_SIGN, before=False), *_rows_of(TMP_BEFORE, before=True), earlier_all
+        *_rows_of(TMP_SIGN, before=False),
+        *_rows_of(TMP_BEFORE, before=True),
+        earlier_all,
+        *_critical_rows(),
     ).subquery("rows")
     keys = [rows.c[k] for k in ("station_id", "phase", "question_code", "value")]
     g = (
@@ -838,7 +945,12 @@ def bump_versions(session: Session, missions: list[Any]) -> None:
         index_elements=["mission_id"],
         set_={"version": FS.c.version + 1, "folded_at": stmt.excluded.folded_at},
     )
-    session.execute(stmt, [{"mission_id": m, "version": 1, "folded_at": now} for m in missions])
+    # A mission new to the tallies has the critical view's rows from its first batch on.
+    rows = [
+        {"mission_id": m, "version": 1, "folded_at": now, "critical_counted": True}
+        for m in missions
+    ]
+    session.execute(stmt, rows)
     changes.announce(session)  # open consoles hear of the new versions once they commit
 
 
@@ -860,7 +972,9 @@ def rebuild(session: Session) -> FoldResult:
         return FoldResult(folded=False)
     for table in (FT, FA, FC, FV, FI, FAR):
         session.execute(delete(table))
-    session.execute(update(FS).values(incident_roles=None, arrivals_through=None))
+    session.execute(
+        update(FS).values(incident_roles=None, arrivals_through=None, critical_counted=True)
+    )
     session.execute(
         update(FF).values(last_change_id=0, seen_change_id=0, gap_xmax=None, gap_hi=None)
     )

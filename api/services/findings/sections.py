@@ -8,14 +8,15 @@ it first came in, counted or not) read the checklists."""
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime
 from fractions import Fraction
 from typing import Any
 
-from sqlalchemy import and_, func, literal_column, select
+from sqlalchemy import and_, func, literal_column, or_, select
 from sqlalchemy.orm import Session
 
-from api.services.findings.fold import AN, FAR, FC, FI, FS, FT
+from api.services.findings.fold import AN, CRITICAL_ANY, FAR, FC, FI, FS, FT
 from api.services.findings.questions import QuestionInfo, incident_questions, incident_roles_key
 from api.services.findings.scope import (
     CL,
@@ -576,37 +577,8 @@ def critical(
             "clustering": clustering_rule(cfg),
         }
     regions = _region_names(session, scope)
-    # The critical answers carry their checklist's station, phase and time: the applied
-    # rows are read only for the filters they alone hold (team, time window, template).
-    joined = FC.join(ST, ST.c.id == FC.c.station_id)
-    if scope.filters.needs_raw:
-        joined = joined.join(FA, FA.c.checklist_id == FC.c.checklist_id)
-        pred = applied_predicate(scope)
-    else:
-        pred = checklist_predicate(scope, cl=FC, versions="applied")
-    grouped = session.execute(
-        select(
-            FC.c.question_code,
-            FC.c.value,
-            FC.c.phase,
-            ST.c.region_id,
-            func.count(FC.c.checklist_id.distinct()),
-        )
-        .select_from(joined)
-        .where(FC.c.mission_id == scope.mission_id, pred)
-        .group_by(FC.c.question_code, FC.c.value, FC.c.phase, ST.c.region_id)
-    ).all()
-    # Stations counted once per answer across phases: a question asked at opening and again
-    # during voting (observers' access) may find the same problem at one station twice.
-    stations = {
-        (code, value): n
-        for code, value, n in session.execute(
-            select(FC.c.question_code, FC.c.value, func.count(FC.c.station_id.distinct()))
-            .select_from(joined)
-            .where(FC.c.mission_id == scope.mission_id, pred)
-            .group_by(FC.c.question_code, FC.c.value)
-        )
-    }
+    counted = critical_counts(session, scope) or critical_groups(session, scope)
+    grouped, stations = counted.grouped, counted.stations
     # Observations per region, to compare a problem's spread with where observers were.
     per_region = _observations_per_region(session, scope, list(regions))
     total_obs = sum(per_region.values()) or 1
@@ -653,6 +625,7 @@ def critical(
             regions=[{"region": r, "count": n} for r, n in sorted(p["regions"].items())],
         )
         by_question.append(p)
+    joined, pred = _critical_answers(scope)
     listing = session.execute(
         select(
             FC.c.checklist_id,
@@ -664,19 +637,14 @@ def critical(
             ST.c.region_id,
         )
         .select_from(joined)
-        .where(FC.c.mission_id == scope.mission_id, pred)
+        .where(pred)
         .order_by(FC.c.observed_at.desc(), FC.c.checklist_id, FC.c.question_code)
         .limit(LIST_LIMIT)
     ).mappings()
-    overall = session.execute(
-        select(func.count(FC.c.checklist_id.distinct()), func.count(FC.c.station_id.distinct()))
-        .select_from(joined)
-        .where(FC.c.mission_id == scope.mission_id, pred)
-    ).one()
     return {
         "count": sum(p["count"] for p in by_question),
-        "observations": int(overall[0]),
-        "stations": int(overall[1]),
+        "observations": counted.observations,
+        "stations": counted.observed_stations,
         "clustering": clustering_rule(cfg),
         "by_question": by_question,
         "regions": [
@@ -700,6 +668,109 @@ def critical(
             for r in listing
         ],
     }
+
+
+@dataclass(frozen=True, slots=True)
+class CriticalCounts:
+    """What the critical view counts of the critical answers in scope."""
+
+    grouped: list[tuple[str, str, str, Any, int]]  # code, value, phase, region, checklists
+    stations: dict[tuple[str, str], int]  # per answer, stations with it in any phase
+    observations: int  # checklists with a critical answer
+    observed_stations: int  # their stations
+
+
+def _critical_answers(scope: Scope) -> tuple[Any, Any]:
+    """The critical answers in scope with their stations: (from, where). They carry their
+    checklist's station, phase and time; the applied rows are joined only for the filters
+    they alone hold (team, time window, template)."""
+    joined = FC.join(ST, ST.c.id == FC.c.station_id)
+    if scope.filters.needs_raw:
+        joined = joined.join(FA, FA.c.checklist_id == FC.c.checklist_id)
+        pred = applied_predicate(scope)
+    else:
+        pred = checklist_predicate(scope, cl=FC, versions="applied")
+    return joined, and_(FC.c.mission_id == scope.mission_id, pred)
+
+
+def critical_groups(session: Session, scope: Scope) -> CriticalCounts:
+    """The critical view's counts, counted from the critical answers themselves."""
+    joined, pred = _critical_answers(scope)
+    grouped = session.execute(
+        select(
+            FC.c.question_code,
+            FC.c.value,
+            FC.c.phase,
+            ST.c.region_id,
+            func.count(FC.c.checklist_id.distinct()),
+        )
+        .select_from(joined)
+        .where(pred)
+        .group_by(FC.c.question_code, FC.c.value, FC.c.phase, ST.c.region_id)
+    ).all()
+    # Stations counted once per answer across phases: a question asked at opening and again
+    # during voting (observers' access) may find the same problem at one station twice.
+    stations = session.execute(
+        select(FC.c.question_code, FC.c.value, func.count(FC.c.station_id.distinct()))
+        .select_from(joined)
+        .where(pred)
+        .group_by(FC.c.question_code, FC.c.value)
+    ).all()
+    overall = session.execute(
+        select(func.count(FC.c.checklist_id.distinct()), func.count(FC.c.station_id.distinct()))
+        .select_from(joined)
+        .where(pred)
+    ).one()
+    return CriticalCounts(
+        grouped=[(c, v, p, r, int(n)) for c, v, p, r, n in grouped],
+        stations={(c, v): int(n) for c, v, n in stations},
+        observations=int(overall[0]),
+        observed_stations=int(overall[1]),
+    )
+
+
+def critical_counts(session: Session, scope: Scope) -> CriticalCounts | None:
+    """The critical view's counts read from the tallies (`fold._critical_rows`): per
+    region and phase the critical answers (`critical`), per answer the stations with it in
+    any phase, and the checklists and stations with any (`!`). None where the tallies
+    cannot answer: a filter they are not kept by (team, time window, template, a place
+    below a region, a phase), tallies folded before they kept these rows and not yet
+    counted (`finding_state.critical_counted`), or a critical count (`critical_min`),
+    which the tallies sum rather than keep per value."""
+    in_scope = _counted_regions(session, scope)
+    if in_scope is None or scope.filters.phase is not None:
+        return None
+    counted = session.scalar(
+        select(FS.c.critical_counted).where(FS.c.mission_id == scope.mission_id)
+    )
+    if not counted:
+        return None
+    keys = (FT.c.question_code, FT.c.value, FT.c.phase)
+    rows = session.execute(
+        select(*keys, FT.c.node_id, FT.c.critical, FT.c.stations, FT.c.observations).where(
+            FT.c.mission_id == scope.mission_id,
+            or_(
+                and_(FT.c.node_id.in_(in_scope), FT.c.phase != "all", FT.c.critical > 0),
+                and_(
+                    FT.c.node_id == scope.node_id,
+                    FT.c.phase == "all",
+                    FT.c.question_code != "_",
+                    FT.c.observations > 0,
+                ),
+            ),
+        )
+    ).all()
+    if any(value == "#" for _, value, *_ in rows):
+        return None
+    grouped, stations, overall = [], {}, (0, 0)
+    for code, value, phase, node_id, critical, n_stations, observations in rows:
+        if phase != "all":
+            grouped.append((code, value, phase, node_id, int(critical)))
+        elif code == CRITICAL_ANY:
+            overall = (int(observations), int(n_stations))
+        else:
+            stations[(code, value)] = int(n_stations)
+    return CriticalCounts(grouped, stations, *overall)
 
 
 def _observations_per_region(
