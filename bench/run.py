@@ -256,6 +256,66 @@ def seed(url: str, stations: int, observers: int, rng: random.Random) -> World:
     return world
 
 
+def reuse(url: str) -> World:
+    """The mission a run before left in the database, migrated to this code, with new tokens
+    for its viewer and observers (only their hashes are stored)."""
+    os.environ["POLLCHECK_DATABASE_URL"] = url
+    os.environ["POLLCHECK_SECRET_KEY"] = SECRET_KEY
+    from api import migrate
+    from api.config import get_settings
+
+    get_settings.cache_clear()
+    from api.db import reset_engines, session_scope
+    from api.security import new_token, token_digest
+    from api.services import credentials
+    from models import Role
+
+    reset_engines()
+    migrate.upgrade(url)
+    with session_scope() as s:
+        mission_id, template_id = s.execute(
+            _sql(
+                "SELECT m.id, t.id FROM mission m JOIN checklist_template t ON t.mission_id = m.id"
+            )
+        ).one()
+        viewer = credentials.issue(s, mission_id, Role.viewer, "bench dashboard").token
+        stations: dict[uuid.UUID, list[tuple[uuid.UUID, str]]] = {}
+        for oid, sid, code in s.execute(
+            _sql(
+                "SELECT a.observer_id, s.id, s.code FROM assignment a"
+                " JOIN station s ON s.id = a.station_id WHERE a.mission_id = :m"
+                " ORDER BY a.observer_id, s.code"
+            ),
+            {"m": mission_id},
+        ):
+            stations.setdefault(oid, []).append((sid, code))
+    world = World(mission_id, template_id, viewer)
+    now = datetime.now(UTC)
+    cred_rows = []
+    for k, (oid, mine) in enumerate(sorted(stations.items())):
+        cid, token = uuid.uuid4(), new_token(SECRET_KEY)
+        cred_rows.append(
+            (cid, mission_id, "observer", oid, f"phone {k}", token_digest(token), token[:10], now)
+        )
+        world.observers.append((oid, cid, token, mine))
+    with psycopg.connect(url) as conn, conn.cursor() as cur:
+        _copy(
+            cur,
+            "credential (id, mission_id, role, observer_id, label, token_hash, token_prefix, "
+            "created_at)",
+            cred_rows,
+        )
+    return world
+
+
+def stored_checklists(url: str, mission_id: uuid.UUID) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM checklist WHERE mission_id = %s", (mission_id,)
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def _sql(text: str) -> Any:
     from sqlalchemy import text as sql_text
 
@@ -519,6 +579,7 @@ class Samples:
     rss: list[float] = field(default_factory=list)
     not_modified: list[float] = field(default_factory=list)  # when a 304 came back
     errors: int = 0
+    views: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # (t, ms)
 
 
 # Added to LUA for the paced run: each of wrk's threads sends at an even pace (its share of
@@ -628,10 +689,44 @@ def poll(
                 samples.rss.append(server_rss_mb(pid))
                 stop.wait(0.1)
 
-    threads = [threading.Thread(target=findings), threading.Thread(target=truth)]
+    def views() -> None:
+        """A console that recomputes every view after the data changed: each computed
+        afresh (no cache) in turn, then a pause of VIEW_PAUSE_S; while the checklists keep
+        arriving, the data has always changed by then."""
+        from api.db import session_scope
+        from api.services.findings import views
+        from api.services.findings.scope import Filters
+
+        while not stop.is_set():
+            for name in views.VIEWS:
+                with session_scope(read=True) as s:
+                    t0 = time.time()
+                    views.compute(s, world.mission_id, name, Filters())
+                    ms = (time.time() - t0) * 1000
+                samples.views.setdefault(name, []).append((t0, ms))
+            stop.wait(VIEW_PAUSE_S)
+
+    threads = [threading.Thread(target=t) for t in (findings, truth, views)]
     for t in threads:
         t.start()
     return threads
+
+
+VIEW_PAUSE_S = 1.0
+
+
+def views_during(samples: Samples, start: float, end: float) -> dict[str, dict[str, Any]]:
+    """Per view, p50 and p95 of its fresh computes that began between `start` and `end`."""
+    out = {}
+    for name, timed in samples.views.items():
+        ms = [m for t, m in list(timed) if start <= t <= end]
+        if ms:
+            out[name] = {
+                "n": len(ms),
+                "p50": round(pct(ms, 0.5), 1),
+                "p95": round(pct(ms, 0.95), 1),
+            }
+    return out
 
 
 def catch_up(samples: Samples, after: float, timeout: float = 120.0) -> float:
@@ -763,6 +858,12 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=8311)
     ap.add_argument("--database", default="pollcheck_bench")
     ap.add_argument("--pgbench-seconds", type=int, default=20)
+    ap.add_argument(
+        "--reuse-database",
+        action="store_true",
+        help="keep the mission an earlier run left in --database (migrated, with new tokens) "
+        "rather than seed one: a run at a million checklists without loading them again",
+    )
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--profile", help="record the server with py-spy into this file (raw stacks)")
     ap.add_argument(
@@ -789,9 +890,6 @@ def main() -> None:
     rng = random.Random(args.seed)
     yardstick = yardstick_ms()
     log(f"CPU yardstick: {yardstick:.0f} ms")
-    url = recreate_database(args.database)
-    log(f"database {args.database}: {args.stations:,} stations, {args.observers:,} observers")
-    world = seed(url, args.stations, args.observers, rng)
     sets = variants(rng)
     http_bodies = args.http_seconds * args.http_rate
     # Intake over HTTP adds to a database already at national scale: most checklists are
@@ -799,6 +897,15 @@ def main() -> None:
     n_pre = max(0, args.checklists - min(http_bodies, args.checklists // 10))
     if args.views_only:
         n_pre = args.checklists
+    if args.reuse_database:
+        url = f"postgresql://postgres@127.0.0.1:5432/{args.database}"
+        world = reuse(url)
+        n_pre = 0
+        log(f"database {args.database}: reusing mission {world.mission_id}")
+    else:
+        url = recreate_database(args.database)
+        log(f"database {args.database}: {args.stations:,} stations, {args.observers:,} observers")
+        world = seed(url, args.stations, args.observers, rng)
     t0 = time.time()
     preload(url, world, sets, n_pre, rng)
     preload_s = time.time() - t0
@@ -818,7 +925,7 @@ def main() -> None:
         print(
             json.dumps(
                 {
-                    "checklists": n_pre,
+                    "checklists": stored_checklists(url, world.mission_id),
                     "preload_s": round(preload_s, 1),
                     "initial_fold_s": round(initial_fold_s, 1),
                     "initial_fold_per_s": round(n_pre / initial_fold_s, 1),
@@ -897,6 +1004,7 @@ def main() -> None:
                 "paced_findings_p50_ms": round(pct(p_during, 0.5), 1),
                 "paced_findings_p95_ms": round(pct(p_during, 0.95), 1),
                 "paced_max_staleness_s": round(staleness(samples, p_start, p_caught_up), 2),
+                "paced_views_ms": views_during(samples, p_start, p_end),
             }
     finally:
         stop.set()
@@ -904,10 +1012,8 @@ def main() -> None:
             t.join()
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+    total = stored_checklists(url, world.mission_id)
     with psycopg.connect(url) as conn:
-        stored = conn.execute(
-            "SELECT count(*) FROM checklist WHERE mission_id = %s", (world.mission_id,)
-        ).fetchone()
         answers = conn.execute(
             "SELECT count(*) FROM answer a JOIN checklist c ON c.id = a.checklist_id "
             "WHERE c.mission_id = %s",
@@ -918,7 +1024,6 @@ def main() -> None:
             "SELECT current_setting('autovacuum'),"
             " pg_total_relation_size('finding_tally') / 1048576.0"
         ).fetchone()
-    total = int(stored[0]) if stored else 0
     per_checklist = (int(answers[0]) if answers else 0) / max(1, total)
     costs = view_costs(world.mission_id)
     log(f"views computed afresh (ms): {costs}")
@@ -956,6 +1061,7 @@ def main() -> None:
         "finding_tally_mb": round(float(vacuum[1]), 1) if vacuum else None,
         "cpu_during_intake": cpu_split(cpu[0], cpu[-1], {str(server.pid)}, folders),
         "views_ms": costs,
+        "views_during_intake_ms": views_during(samples, start, end),
         **(paced or {}),
     }
     log("figures:")
