@@ -87,8 +87,9 @@ class FindingApplied(SQLModel, table=True):
 
 class FindingVisit(SQLModel, table=True):
     """Per observer, station and phase, the counting checklists the observer filed there
-    and when the last came in: what coverage's missing teams and observers read, in rows
-    bounded by the deployment plan rather than by the checklists. Kept by the fold."""
+    and when the last came in, and the same in any phase (phase `all`): what coverage's
+    missing teams and observers read, in rows bounded by the deployment plan rather than
+    by the checklists. Kept by the fold."""
 
     __tablename__ = "finding_visit"
 

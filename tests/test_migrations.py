@@ -124,11 +124,12 @@ def test_rows_backfilled_by_migration_0014_match_what_the_fold_writes(
     assert folded[0][uuid.UUID(counted)].review_state == "verified"
     assert folded[0][uuid.UUID(counted)].answers["P_V1"] == 400
     assert any(r.answers and "G1" in r.answers for r in folded[0].values())
-    assert len(folded[1]) == 8  # one observer, two stations, four phases
+    assert len(folded[1]) == 10  # one observer, two stations, four phases and any
 
     session.execute(delete(FindingVisit))
     session.execute(update(FindingApplied).values(review_state="received", answers=None))
     _migration("0014").backfill(session.connection())
+    _migration("0019").backfill(session.connection())  # the visits in any phase
     session.commit()
     assert _applied_and_visits(session) == folded
 

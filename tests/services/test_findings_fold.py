@@ -124,6 +124,25 @@ def _assert_folded_equals_recompute(session: Any, mission_id: uuid.UUID) -> None
     )
     applied = set(session.scalars(select(FindingApplied.checklist_id)).all())
     assert applied == counting
+    # The visits: per observer, station and phase, and in any phase, from the applied rows.
+    expected: dict[tuple[Any, Any, str], list[Any]] = {}
+    for row in session.execute(
+        select(
+            FindingApplied.observer_id,
+            FindingApplied.station_id,
+            FindingApplied.phase,
+            FindingApplied.received_at,
+        )
+    ):
+        for phase in (row.phase, "all"):
+            expected.setdefault((row.observer_id, row.station_id, phase), []).append(
+                row.received_at
+            )
+    visits = {
+        (v.observer_id, v.station_id, v.phase): (v.checklists, v.last_received_at)
+        for v in session.execute(select(*FindingVisit.__table__.c))  # type: ignore[attr-defined]
+    }
+    assert visits == {k: (len(t), max(t)) for k, t in expected.items()}
     # Each critical answer with its checklist's station, phase and time, which the
     # critical view groups and lists them by.
     critical = set(

@@ -421,18 +421,38 @@ def _review_states(session: Session, changed: Any) -> None:
 
 def _visits(session: Session) -> None:
     """Count again, from finding_applied, the visits (observer, station, phase) whose
-    checklists came in or left in this batch."""
-    keys = (FA.c.observer_id, FA.c.station_id, FA.c.phase)
+    checklists came in or left in this batch, and the same pairs' visits in any phase
+    (phase `all`, which coverage reads without a phase filter)."""
+    pairs = (FA.c.observer_id, FA.c.station_id)
     touched = select(TMP_SIGN.c.observer_id, TMP_SIGN.c.station_id, TMP_SIGN.c.phase).distinct()
+    touched_pairs = select(TMP_SIGN.c.observer_id, TMP_SIGN.c.station_id).distinct()
     session.execute(
-        delete(FV).where(tuple_(FV.c.observer_id, FV.c.station_id, FV.c.phase).in_(touched))
+        delete(FV).where(
+            or_(
+                tuple_(FV.c.observer_id, FV.c.station_id, FV.c.phase).in_(touched),
+                and_(
+                    FV.c.phase == "all",
+                    tuple_(FV.c.observer_id, FV.c.station_id).in_(touched_pairs),
+                ),
+            )
+        )
+    )
+    columns = ["observer_id", "station_id", "phase", "mission_id", "checklists", "last_received_at"]
+    counted = (func.count(), func.max(FA.c.received_at))
+    session.execute(
+        FV.insert().from_select(
+            columns,
+            select(*pairs, FA.c.phase, FA.c.mission_id, *counted)
+            .where(tuple_(*pairs, FA.c.phase).in_(touched))
+            .group_by(*pairs, FA.c.phase, FA.c.mission_id),
+        )
     )
     session.execute(
         FV.insert().from_select(
-            ["observer_id", "station_id", "phase", "mission_id", "checklists", "last_received_at"],
-            select(*keys, FA.c.mission_id, func.count(), func.max(FA.c.received_at))
-            .where(tuple_(*keys).in_(touched))
-            .group_by(*keys, FA.c.mission_id),
+            columns,
+            select(*pairs, literal("all"), FA.c.mission_id, *counted)
+            .where(tuple_(*pairs).in_(touched_pairs))
+            .group_by(*pairs, FA.c.mission_id),
         )
     )
 

@@ -170,21 +170,23 @@ def coverage(session: Session, scope: Scope) -> dict[str, Any]:
 def _visits(scope: Scope) -> Any:
     """Per observer and station, whether the observer filed a counting checklist there in
     scope and when the last came in (one row per pair that has one): from the fold's
-    visits (`FV`, per phase), or from the applied rows for filters the visits cannot answer
-    (team, time window, template). The station's own scope (place, abroad) is the
-    caller's, through the assignment it is joined to."""
+    visits (`FV`, per phase and in any phase), or from the applied rows for filters the
+    visits cannot answer (team, time window, template). The station's own scope (place,
+    abroad) is the caller's, through the assignment it is joined to."""
     if scope.filters.needs_raw:
-        src, where = FA, [applied_predicate(scope)]
-        last = func.max(FA.c.received_at)
-    else:
-        src, where = FV, [FV.c.mission_id == scope.mission_id]
-        if scope.filters.phase is not None:
-            where.append(FV.c.phase == scope.filters.phase)
-        last = func.max(FV.c.last_received_at)
+        return (
+            select(
+                FA.c.observer_id,
+                FA.c.station_id,
+                func.max(FA.c.received_at).label("last_received_at"),
+            )
+            .where(applied_predicate(scope))
+            .group_by(FA.c.observer_id, FA.c.station_id)
+            .subquery("visits")
+        )
     return (
-        select(src.c.observer_id, src.c.station_id, last.label("last_received_at"))
-        .where(*where)
-        .group_by(src.c.observer_id, src.c.station_id)
+        select(FV.c.observer_id, FV.c.station_id, FV.c.last_received_at)
+        .where(FV.c.mission_id == scope.mission_id, FV.c.phase == (scope.filters.phase or "all"))
         .subquery("visits")
     )
 
