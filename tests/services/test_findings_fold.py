@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 import uuid
@@ -108,17 +109,17 @@ def _assert_folded_equals_recompute(session: Any, mission_id: uuid.UUID) -> None
         elif filters == Filters():
             assert session.scalar(select(FindingIncident.mission_id)) is None
     # The critical view's counts as the tallies keep them and as counted from the answers.
-    for filters in _nodes(session, mission_id):
-        scope = resolve(session, mission_id, filters)
+    for filters, phase in itertools.product(_nodes(session, mission_id), (None, "voting")):
+        scope = resolve(session, mission_id, Filters(**{**filters.key(), "phase": phase}))
         kept = sections.critical_counts(session, scope)
         if kept is not None:
             raw = sections.critical_groups(session, scope)
-            assert sorted(kept.grouped, key=repr) == sorted(raw.grouped, key=repr), filters
+            assert sorted(kept.grouped, key=repr) == sorted(raw.grouped, key=repr), scope
             assert (kept.stations, kept.observations, kept.observed_stations) == (
                 raw.stations,
                 raw.observations,
                 raw.observed_stations,
-            ), filters
+            ), scope
     counting = set(
         session.scalars(select(CL.c.id).where(CL.c.mission_id == mission_id, counts())).all()
     )

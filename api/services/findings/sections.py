@@ -736,41 +736,55 @@ def critical_counts(session: Session, scope: Scope) -> CriticalCounts | None:
     region and phase the critical answers (`critical`), per answer the stations with it in
     any phase, and the checklists and stations with any (`!`). None where the tallies
     cannot answer: a filter they are not kept by (team, time window, template, a place
-    below a region, a phase), tallies folded before they kept these rows and not yet
-    counted (`finding_state.critical_counted`), or a critical count (`critical_min`),
-    which the tallies sum rather than keep per value."""
+    below a region), tallies folded before they kept these rows and not yet
+    counted (`finding_state.critical_counted`), a critical count (`critical_min`), which
+    the tallies sum rather than keep per value, or, with a phase filter, an answer that
+    was critical in some checklists only (a form changed)."""
     in_scope = _counted_regions(session, scope)
-    if in_scope is None or scope.filters.phase is not None:
+    if in_scope is None:
         return None
     counted = session.scalar(
         select(FS.c.critical_counted).where(FS.c.mission_id == scope.mission_id)
     )
     if not counted:
         return None
-    keys = (FT.c.question_code, FT.c.value, FT.c.phase)
+    phase = scope.filters.phase
+    per_region = and_(FT.c.node_id.in_(in_scope), FT.c.phase != "all", FT.c.critical > 0)
+    if phase is not None:
+        per_region = and_(per_region, FT.c.phase == phase)
+    summary = and_(
+        FT.c.node_id == scope.node_id,
+        FT.c.phase == (phase or "all"),
+        or_(FT.c.question_code == CRITICAL_ANY, FT.c.critical > 0),
+    )
     rows = session.execute(
-        select(*keys, FT.c.node_id, FT.c.critical, FT.c.stations, FT.c.observations).where(
-            FT.c.mission_id == scope.mission_id,
-            or_(
-                and_(FT.c.node_id.in_(in_scope), FT.c.phase != "all", FT.c.critical > 0),
-                and_(
-                    FT.c.node_id == scope.node_id,
-                    FT.c.phase == "all",
-                    FT.c.question_code != "_",
-                    FT.c.observations > 0,
-                ),
-            ),
-        )
+        select(
+            FT.c.question_code,
+            FT.c.value,
+            FT.c.phase,
+            FT.c.node_id,
+            FT.c.critical,
+            FT.c.stations,
+            FT.c.observations,
+            per_region.label("per_region"),
+            summary.label("summary"),
+        ).where(FT.c.mission_id == scope.mission_id, or_(per_region, summary))
     ).all()
-    if any(value == "#" for _, value, *_ in rows):
-        return None
     grouped, stations, overall = [], {}, (0, 0)
-    for code, value, phase, node_id, critical, n_stations, observations in rows:
-        if phase != "all":
-            grouped.append((code, value, phase, node_id, int(critical)))
-        elif code == CRITICAL_ANY:
+    for code, value, row_phase, node_id, critical, n_stations, observations, *kinds in rows:
+        if value == "#":
+            return None  # a critical count: the tallies sum its numbers
+        if kinds[0]:
+            grouped.append((code, value, row_phase, node_id, int(critical)))
+        if not kinds[1]:
+            continue
+        if code == CRITICAL_ANY:
             overall = (int(observations), int(n_stations))
-        else:
+        elif observations > 0:
+            # Within one phase a value's stations are those where any checklist gave it:
+            # the stations with it as a critical answer only if every such answer was one.
+            if phase is not None and observations != critical:
+                return None
             stations[(code, value)] = int(n_stations)
     return CriticalCounts(grouped, stations, *overall)
 
