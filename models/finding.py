@@ -92,11 +92,12 @@ class FindingVisit(SQLModel, table=True):
     by the checklists. Kept by the fold."""
 
     __tablename__ = "finding_visit"
+    __table_args__ = (Index("ix_finding_visit_mission_id_phase", "mission_id", "phase"),)
 
     observer_id: uuid.UUID = Field(primary_key=True)
     station_id: uuid.UUID = Field(primary_key=True)
     phase: str = Field(sa_type=String(16), primary_key=True)
-    mission_id: uuid.UUID = Field(index=True)
+    mission_id: uuid.UUID
     checklists: int = Field(sa_type=Integer)
     last_received_at: datetime = Field(sa_type=UTCDateTime)
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from fractions import Fraction
 from typing import Any
 
-from sqlalchemy import and_, func, literal_column, or_, select
+from sqlalchemy import and_, exists, func, literal_column, or_, select
 from sqlalchemy.orm import Session
 
 from api.services.findings.fold import AN, CRITICAL_ANY, FAR, FC, FI, FS, FT
@@ -86,14 +86,24 @@ def _station_scope(scope: Scope) -> list[Any]:
     return conds
 
 
+def _assignments(scope: Scope, joined: Any) -> tuple[Any, list[Any]]:
+    """The assignments in scope: `joined` (a join that starts from them) and the conditions
+    to select them by. The stations are joined only for a place or `abroad=`: the
+    assignments carry their mission."""
+    if scope.location_id is None and scope.filters.abroad is None:
+        return joined, [ASG.c.mission_id == scope.mission_id]
+    return joined.join(ST, ST.c.id == ASG.c.station_id), _station_scope(scope)
+
+
 def coverage(session: Session, scope: Scope) -> dict[str, Any]:
     """Stations planned and observed per region and phase, missing observers, arrivals."""
     regions = _region_names(session, scope)
+    # Stations with an assignment (a semi-join: half the time of counting the
+    # assignments' distinct stations).
     assigned: dict[Any, int] = dict(
         session.execute(
-            select(ST.c.region_id, func.count(ASG.c.station_id.distinct()))
-            .select_from(ASG.join(ST, ST.c.id == ASG.c.station_id))
-            .where(*_station_scope(scope))
+            select(ST.c.region_id, func.count())
+            .where(*_station_scope(scope), exists().where(ASG.c.station_id == ST.c.id))
             .group_by(ST.c.region_id)
         ).all()
     )
@@ -199,12 +209,11 @@ def _teams_missing(session: Session, scope: Scope) -> dict[str, Any]:
     there. An observer without a team is a team of one. (`observers_missing` keeps each
     observer's own figures.)"""
     team_key = func.coalesce(OBS.c.team_id, OBS.c.id)
+    assigned, in_scope = _assignments(scope, ASG.join(OBS, OBS.c.id == ASG.c.observer_id))
     plan_q = (
         select(team_key.label("team_key"), ASG.c.station_id)
-        .select_from(
-            ASG.join(OBS, OBS.c.id == ASG.c.observer_id).join(ST, ST.c.id == ASG.c.station_id)
-        )
-        .where(*_station_scope(scope))
+        .select_from(assigned)
+        .where(*in_scope)
         .distinct()
     )
     if scope.team_id is not None:
@@ -289,6 +298,7 @@ def _observers_missing(session: Session, scope: Scope) -> dict[str, Any]:
     # Counted per observer first, over one row per assignment (assignments and visits are
     # both one per observer and station): no DISTINCT, and no sort of the joined rows.
     reported = func.count(visits.c.station_id)
+    assigned, in_scope = _assignments(scope, ASG)
     per_observer = (
         select(
             ASG.c.observer_id,
@@ -297,7 +307,7 @@ def _observers_missing(session: Session, scope: Scope) -> dict[str, Any]:
             func.max(visits.c.last_received_at).label("last_received_at"),
         )
         .select_from(
-            ASG.join(ST, ST.c.id == ASG.c.station_id).outerjoin(
+            assigned.outerjoin(
                 visits,
                 and_(
                     visits.c.observer_id == ASG.c.observer_id,
@@ -305,7 +315,7 @@ def _observers_missing(session: Session, scope: Scope) -> dict[str, Any]:
                 ),
             )
         )
-        .where(*_station_scope(scope))
+        .where(*in_scope)
         .group_by(ASG.c.observer_id)
         .having(reported < func.count())
         .subquery("per_observer")
