@@ -690,29 +690,31 @@ def poll(
                 stop.wait(0.1)
 
     def views() -> None:
-        """A console that recomputes every view after the data changed: each computed
-        afresh (no cache) in turn, then a pause of VIEW_PAUSE_S; while the checklists keep
-        arriving, the data has always changed by then."""
+        """Consoles watching every view: each computed afresh (no cache) in turn, as often
+        as the API would compute it again while the data keeps changing, i.e. after
+        `findings_cache_s` or `findings_cache_cost_factor` times as long as it took.
+        While the checklists keep arriving, the data has always changed by then."""
+        from api.config import get_settings
         from api.db import session_scope
         from api.services.findings import views
         from api.services.findings.scope import Filters
 
+        settings = get_settings()
         while not stop.is_set():
             for name in views.VIEWS:
                 with session_scope(read=True) as s:
                     t0 = time.time()
                     views.compute(s, world.mission_id, name, Filters())
-                    ms = (time.time() - t0) * 1000
-                samples.views.setdefault(name, []).append((t0, ms))
-            stop.wait(VIEW_PAUSE_S)
+                    took = time.time() - t0
+                samples.views.setdefault(name, []).append((t0, took * 1000))
+                reuse = settings.findings_cache_cost_factor * took
+                if stop.wait(min(max(settings.findings_cache_s, reuse), 60.0)):
+                    return
 
     threads = [threading.Thread(target=t) for t in (findings, truth, views)]
     for t in threads:
         t.start()
     return threads
-
-
-VIEW_PAUSE_S = 1.0
 
 
 def views_during(samples: Samples, start: float, end: float) -> dict[str, dict[str, Any]]:
