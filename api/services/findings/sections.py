@@ -1,9 +1,13 @@
-"""Coverage, incident reports and critical answers: small GROUP BYs over indexed tables.
+"""Coverage, incident reports and critical answers, mostly from what the fold keeps counted.
 
-The counting checklists are read from the fold's narrow rows (`FA`, `applied_predicate`),
-not from the checklists themselves: the same checklists as the findings tallies, at the
-same data version, in a tenth of the pages. Only the arrivals per hour (every checklist as
-it first came in, counted or not) read the checklists."""
+Critical answers per problem, region and phase come from the tallies (`critical_counts`),
+incident reports per region, type, source and hour from `finding_incident`
+(`incident_counts`), arrivals of the hours that are over from `finding_arrival`, visits
+from `finding_visit`: rows bounded by the form and the plan, not by the checklists. Where a
+filter needs what those counts are not kept by, the same figures are counted from the
+fold's narrow rows of the counting checklists (`FA`, `applied_predicate`) and critical
+answers (`FC`); the tests hold both ways equal. Only the arrivals of the hour under way
+(every checklist as it first came in, counted or not) read the checklists."""
 
 from __future__ import annotations
 
@@ -38,10 +42,6 @@ from models.base import table_of
 
 ASG = table_of(Assignment)
 LIST_LIMIT = 500
-
-
-def _dialect(session: Session) -> str:
-    return session.get_bind().dialect.name
 
 
 def _counted_regions(session: Session, scope: Scope) -> list[Any] | None:
