@@ -196,7 +196,7 @@ class FindingState(SQLModel, table=True):
         "counted by (`type source`); none until the fold first counts them",
     )
     critical_counted: bool | None = Field(
-        default=None,
+        default=True,  # a mission new to the tallies has those rows from its first fold on
         description="The tallies hold the critical view's own rows for all of the mission's "
         "checklists; none: folded before they were kept, until the fold counts them",
     )

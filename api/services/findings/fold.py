@@ -607,15 +607,7 @@ def _uncounted_critical(session: Session) -> None:
     ).all()
     for mission_id in missions:
         _ensure_temp_tables(session)
-        session.execute(
-            delete(FT).where(
-                FT.c.mission_id == mission_id,
-                or_(
-                    FT.c.question_code == CRITICAL_ANY,
-                    and_(FT.c.phase == "all", FT.c.question_code != "_"),
-                ),
-            )
-        )
+        session.execute(delete(FT).where(FT.c.mission_id == mission_id, critical_view_rows()))
         every: Any = literal_column("'all'")
         mark: Any = literal(CRITICAL_ANY)
         checklists = (
@@ -687,7 +679,6 @@ def _count_incidents(session: Session, missions: Sequence[Any], minus: Any | Non
                 version=0,
                 folded_at=utcnow(),
                 incident_roles=key,
-                critical_counted=True,  # a new mission: the batch's rows are all it has
             )
             session.execute(
                 stmt.on_conflict_do_update(
@@ -779,6 +770,13 @@ def _rows_of(src: Table, before: bool) -> list[Any]:
 
 
 CRITICAL_ANY = "!"  # question and value of the rows counting checklists with a critical answer
+
+
+def critical_view_rows() -> Any:
+    """The tally rows that are the critical view's own (`_critical_rows`), not findings."""
+    return or_(
+        FT.c.question_code == CRITICAL_ANY, and_(FT.c.phase == "all", FT.c.question_code != "_")
+    )
 
 
 def _critical_rows() -> list[Any]:
@@ -965,12 +963,7 @@ def bump_versions(session: Session, missions: list[Any]) -> None:
         index_elements=["mission_id"],
         set_={"version": FS.c.version + 1, "folded_at": stmt.excluded.folded_at},
     )
-    # A mission new to the tallies has the critical view's rows from its first batch on.
-    rows = [
-        {"mission_id": m, "version": 1, "folded_at": now, "critical_counted": True}
-        for m in missions
-    ]
-    session.execute(stmt, rows)
+    session.execute(stmt, [{"mission_id": m, "version": 1, "folded_at": now} for m in missions])
     changes.announce(session)  # open consoles hear of the new versions once they commit
 
 
@@ -1003,10 +996,9 @@ def rebuild(session: Session) -> FoldResult:
 
 def vacuum_tallies() -> bool:
     """`VACUUM finding_tally, finding_visit` on PostgreSQL (False elsewhere): every fold
-    rewrites tens of
-    thousands of its rows at peak, and an update finds room for its new row version on the
-    same page (a HOT update, with no index entry to add) only once the old versions are
-    vacuumed away. Autovacuum visits a database at most once a minute
+    rewrites tens of thousands of the tallies' rows at peak, and an update finds room for
+    its new row version on the same page (a HOT update, with no index entry to add) only
+    once the old versions are vacuumed away. Autovacuum visits a database at most once a minute
     (`autovacuum_naptime`), in which time the peak leaves a million dead row versions in a
     table of some 50,000 live ones: after a vacuum the next fold's tally upserts took 40 %
     less time (`bench/README.md`). The visits (`finding_visit`) too: the fold counts a

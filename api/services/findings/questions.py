@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from sqlalchemy import func, literal_column, or_, select
+from sqlalchemy import func, literal_column, not_, select
 from sqlalchemy.orm import Session
 
 from api.checklist_schema import (
@@ -21,7 +21,7 @@ from api.checklist_schema import (
     TemplateDefinition,
     option_labels,
 )
-from api.services.findings.fold import CRITICAL_ANY, FT, emissions
+from api.services.findings.fold import FT, critical_view_rows, emissions
 from api.services.findings.scope import CL, TPL, Scope, checklist_predicate
 from api.services.findings.stats import FindingsSettings, share_text, share_value, wilson
 from api.services.templates import default_definition
@@ -177,9 +177,7 @@ def tallies(session: Session, scope: Scope) -> Tally:
     ).where(
         FT.c.mission_id == scope.mission_id,
         FT.c.node_id == scope.node_id,
-        # Not the critical view's own rows (`fold._critical_rows`).
-        FT.c.question_code != CRITICAL_ANY,
-        or_(FT.c.phase != "all", FT.c.question_code == "_"),
+        not_(critical_view_rows()),
     )
     if scope.filters.phase is not None:
         q = q.where(FT.c.phase == scope.filters.phase)
