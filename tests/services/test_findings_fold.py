@@ -473,6 +473,33 @@ def test_vacuum_tallies_vacuums_on_postgresql_and_does_nothing_on_sqlite(
     assert session.execute(text(stats)).scalar_one() > before
 
 
+@pytest.mark.postgres_only
+def test_a_fold_into_tables_the_statistics_think_empty_analyses_them_as_it_fills_them(
+    client: Any, session: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a bulk load or a rebuild the planner believes the applied rows empty and
+    picks plans that compare each of them with each checklist of a batch: a fold that adds
+    more checklists than the statistics know of analyses them, and one that adds fewer
+    leaves them (here with the threshold lowered from 1,000 to 2)."""
+    monkeypatch.setattr(fold, "ANALYZE_AFTER", 2)
+    mission, token = _one_station(session)
+    session.commit()
+    session.execute(text("ANALYZE finding_applied"))  # the statistics of an empty table
+    session.commit()
+    known = "SELECT reltuples FROM pg_class WHERE relname = 'finding_applied'"
+    assert session.execute(text(known)).scalar_one() <= 0
+    for _ in range(3):
+        post(client, token, "S-1", "voting")
+    fold.run_once()
+    session.commit()
+    assert session.execute(text(known)).scalar_one() == 3
+    post(client, token, "S-1", "voting")
+    post(client, token, "S-1", "opening")
+    fold.run_once()  # two checklists: fewer than the three the statistics know of
+    session.commit()
+    assert session.execute(text(known)).scalar_one() == 3
+
+
 def test_applied_rows_and_visits_follow_reviews_after_they_were_folded(
     client: Any, session: Any
 ) -> None:
