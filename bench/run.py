@@ -915,10 +915,12 @@ def main() -> None:
     from api.services.findings import fold
 
     t0 = time.time()
-    while fold.run_once().changes:
+    folded = 0  # with --reuse-database: whatever an earlier run left unfolded
+    while (result := fold.run_once()).changes:
+        folded += result.checklists
         fold.vacuum_tallies()  # as the fold process does while the tallies change
     initial_fold_s = time.time() - t0
-    log(f"initial fold of {n_pre:,} checklists: {initial_fold_s:.1f} s")
+    log(f"initial fold of {folded:,} checklists: {initial_fold_s:.1f} s")
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")  # as autovacuum would once the fold filled its tables
     if args.views_only:
@@ -930,7 +932,7 @@ def main() -> None:
                     "checklists": stored_checklists(url, world.mission_id),
                     "preload_s": round(preload_s, 1),
                     "initial_fold_s": round(initial_fold_s, 1),
-                    "initial_fold_per_s": round(n_pre / initial_fold_s, 1),
+                    "initial_fold_per_s": round(folded / initial_fold_s, 1) if folded else None,
                     "views_ms": views_ms,
                     "cpus": os.cpu_count(),
                     "cpu_yardstick_ms": round(yardstick),
