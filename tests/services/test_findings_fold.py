@@ -477,8 +477,8 @@ def test_vacuum_tallies_vacuums_on_postgresql_and_does_nothing_on_sqlite(
 def test_a_fold_into_tables_the_statistics_think_empty_analyses_them_as_it_fills_them(
     client: Any, session: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """After a bulk load or a rebuild the planner believes the applied rows empty and
-    picks plans that compare each of them with each checklist of a batch: a fold that adds
+    """After a bulk load or a rebuild the planner believes the applied rows empty, and
+    can pick plans that compare each of them with each checklist of a batch: a fold that adds
     more checklists than the statistics know of analyses them, and one that adds fewer
     leaves them (here with the threshold lowered from 1,000 to 2)."""
     monkeypatch.setattr(fold, "ANALYZE_AFTER", 2)
