@@ -815,14 +815,17 @@ SELECT '{mission}', c.id, now() FROM c;
 """
 
 
-def forget_floor_rows(url: str, mission_id: uuid.UUID, station_id: uuid.UUID) -> None:
-    """Delete what pgbench inserted (its checklists carry an md5 where intake stores a
-    SHA-256), before any fold sees it: left in, a later run with --reuse-database, or
-    bench.fold_batch, found some 40,000 checklists at that one station and folded every
-    batch touching it against all of them."""
+def forget_floor_rows(
+    url: str, mission_id: uuid.UUID, station_id: uuid.UUID, since: datetime
+) -> None:
+    """Delete what this pgbench run inserted (its checklists carry an md5 where intake
+    stores a SHA-256, and arrived `since`), before any fold sees it: left in, a later run
+    with --reuse-database, or bench.fold_batch, found some 40,000 checklists at that one
+    station and folded every batch touching it against all of them. (An earlier run's
+    were folded since: they stay, counted like any other.)"""
     ours = (
         "SELECT id FROM checklist WHERE mission_id = %(m)s AND station_id = %(s)s"
-        " AND payload_sha256 = md5(id::text)"
+        " AND received_at >= %(since)s AND payload_sha256 = md5(id::text)"
     )
     with psycopg.connect(url) as conn:
         # Without the foreign keys' checks: each deleted checklist would have looked for
@@ -832,11 +835,11 @@ def forget_floor_rows(url: str, mission_id: uuid.UUID, station_id: uuid.UUID) ->
         for table in ("checklist_change", "answer"):
             conn.execute(
                 f"DELETE FROM {table} WHERE checklist_id IN ({ours})",  # type: ignore[arg-type]
-                {"m": mission_id, "s": station_id},
+                {"m": mission_id, "s": station_id, "since": since},
             )
         gone = conn.execute(
             f"DELETE FROM checklist WHERE id IN ({ours})",  # type: ignore[arg-type]
-            {"m": mission_id, "s": station_id},
+            {"m": mission_id, "s": station_id, "since": since},
         ).rowcount
     log(f"pgbench: its {gone:,} checklists deleted again")
 
@@ -855,9 +858,11 @@ def pgbench_floor(url: str, world: World, answers: int, clients: int, seconds: i
         f.write(" ".join(sql.split()) + "\n")  # pgbench reads one command per line
         script = f.name
     cmd = ["pgbench", "-n", "-c", str(clients), "-j", "2", "-T", str(seconds), "-f", script]
+    with psycopg.connect(url) as conn:
+        since = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
     out = subprocess.run([*cmd, url], capture_output=True, text=True, check=False)
     os.unlink(script)
-    forget_floor_rows(url, world.mission_id, stations[0][0])
+    forget_floor_rows(url, world.mission_id, stations[0][0], since)
     for line in out.stdout.splitlines():
         if line.startswith("tps = "):
             return float(line.split()[2])
