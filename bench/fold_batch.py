@@ -7,11 +7,13 @@ Uses a mission an earlier `bench.run` left in `--database` (say `--views-only --
 1000000`), on an otherwise idle machine. Each round picks `--checklists` counting
 checklists at random, quarantines them (with their outbox rows, as a review does) and
 folds, then lifts the quarantine and folds again: a batch leaving the findings and the same
-batch coming back, each against stations with their whole history. The data is as before
-once a round ends. It reports each fold's time and its costliest statements, and on the
-last line, as JSON, the time of every fold and the best per round. Unlike `bench.run` the
-figure does not depend on wrk, on the API or on how the fold shares the machine with
-intake: it is the fold's own cost, to compare before and after a change to it.
+batch coming back, each against stations with their whole history. The checklists and the
+findings are as before once a round ends (the outbox keeps two rows for each checklist of
+a round, and the data version moves on); a run killed midway is set right by the next.
+It reports each fold's time and its costliest statements, and on the last line, as JSON,
+the time of every fold and the best per round. Unlike `bench.run` the figure does not
+depend on wrk, on the API or on how the fold shares the machine with intake: it is the
+fold's own cost, to compare before and after a change to it.
 """
 
 from __future__ import annotations
@@ -39,6 +41,17 @@ OUTBOX = (
 )
 
 
+def restore(url: str) -> None:
+    """Lift the quarantine of the checklists a round picked, if a run (this one, or one
+    killed before it could) left any, and forget the pick."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        if conn.execute("SELECT to_regclass('bench_fold_batch')").fetchone() == (None,):
+            return
+    quarantine(url, False)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP TABLE bench_fold_batch")
+
+
 def quarantine(url: str, on: bool) -> None:
     with psycopg.connect(url, autocommit=False) as conn:
         conn.execute(
@@ -49,8 +62,8 @@ def quarantine(url: str, on: bool) -> None:
 
 
 def timed_fold() -> tuple[float, int, list[tuple[float, str]]]:
-    """One fold of everything pending: seconds, checklists in or out, the statements'
-    milliseconds (summed by their first words)."""
+    """Fold everything pending (a transaction per `fold.FOLD_LIMIT` changes): seconds,
+    checklists in or out, the statements' milliseconds (summed by their first words)."""
     from sqlalchemy import event
 
     from api.db import get_engine, session_scope
@@ -70,14 +83,17 @@ def timed_fold() -> tuple[float, int, list[tuple[float, str]]]:
     event.listen(engine, "after_cursor_execute", after)
     try:
         t0 = time.perf_counter()
-        with session_scope() as session:
-            result = fold.fold(session)
+        checklists, more = 0, True
+        while more:
+            with session_scope() as session:
+                result = fold.fold(session)
+            checklists, more = checklists + result.checklists, result.more
         took = time.perf_counter() - t0
     finally:
         event.remove(engine, "before_cursor_execute", before)
         event.remove(engine, "after_cursor_execute", after)
     costliest = sorted(((ms, s) for s, ms in spent.items()), reverse=True)
-    return took, result.checklists, costliest
+    return took, checklists, costliest
 
 
 def main() -> None:
@@ -90,8 +106,7 @@ def main() -> None:
     url = f"postgresql://postgres@127.0.0.1:5432/{args.database}"
     os.environ["POLLCHECK_DATABASE_URL"] = url
     sys.path.insert(0, str(ROOT))
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS bench_fold_batch")
+    restore(url)
     pending = timed_fold()  # whatever an earlier run left: not part of the figures
     log(f"folded {pending[1]:,} pending checklists first ({pending[0]:.1f} s)")
     folds: dict[str, list[float]] = {"leave": [], "come_back": []}
@@ -108,14 +123,7 @@ def main() -> None:
                 for ms, statement in costliest[: args.top]:
                     log(f"  {ms:8.1f} ms  {statement}")
     finally:
-        with psycopg.connect(url, autocommit=True) as conn:
-            if conn.execute("SELECT to_regclass('bench_fold_batch')").fetchone() != (None,):
-                conn.execute(
-                    "UPDATE checklist SET quarantined = false"
-                    " WHERE id IN (SELECT id FROM bench_fold_batch) AND quarantined"
-                )
-                conn.execute(OUTBOX)
-                conn.execute("DROP TABLE bench_fold_batch")
+        restore(url)
         timed_fold()
     print(
         json.dumps(
