@@ -155,22 +155,54 @@ class World:
     )  # (observer id, credential id, token, [(station id, station code)])
 
 
-def seed(url: str, stations: int, observers: int, rng: random.Random) -> World:
+def _migrated(url: str) -> None:
+    """Point this process at `url`, migrated to the current code, signing tokens as the
+    servers the bench starts do."""
     os.environ["POLLCHECK_DATABASE_URL"] = url
-    os.environ["POLLCHECK_SECRET_KEY"] = SECRET_KEY  # tokens issued here, as the server signs
+    os.environ["POLLCHECK_SECRET_KEY"] = SECRET_KEY
     from api import migrate
     from api.config import get_settings
+    from api.db import reset_engines
 
     get_settings.cache_clear()
-    from api.db import reset_engines, session_scope
+    reset_engines()
+    migrate.upgrade(url)
+
+
+CREDENTIAL_COLUMNS = (
+    "credential (id, mission_id, role, observer_id, label, token_hash, token_prefix, created_at)"
+)
+
+
+def _observer_credential(
+    mission_id: uuid.UUID, observer_id: uuid.UUID, k: int, now: datetime
+) -> tuple[uuid.UUID, str, tuple[Any, ...]]:
+    """A new token for the k-th observer: its credential id, the token, and the row to COPY
+    (only the token's hash is stored)."""
     from api.security import new_token, token_digest
+
+    cid, token = uuid.uuid4(), new_token(SECRET_KEY)
+    row = (
+        cid,
+        mission_id,
+        "observer",
+        observer_id,
+        f"phone {k}",
+        token_digest(token),
+        token[:10],
+        now,
+    )
+    return cid, token, row
+
+
+def seed(url: str, stations: int, observers: int, rng: random.Random) -> World:
+    _migrated(url)
+    from api.db import session_scope
     from api.services import credentials, missions
     from api.services import stations as station_service
     from models import Role
     from models.mission import MissionCreate
 
-    reset_engines()
-    migrate.upgrade(url)
     with session_scope() as s:
         mission, _ = missions.create(
             s,
@@ -228,30 +260,23 @@ def seed(url: str, stations: int, observers: int, rng: random.Random) -> World:
     per = max(1, len(station_rows) // max(1, observers // 2))
     obs_rows, asg_rows, cred_rows, team_rows = [], [], [], []
     now = datetime.now(UTC)
-    key = SECRET_KEY  # the servers the bench starts sign with the same key
     for k in range(observers):
         team = k // 2
         if k % 2 == 0:
             team_rows.append((uuid.uuid4(), mission_id, f"Team {team:04}", now))
         team_id = team_rows[-1][0]
-        oid, cid, token = uuid.uuid4(), uuid.uuid4(), new_token(key)
+        oid = uuid.uuid4()
+        cid, token, credential = _observer_credential(mission_id, oid, k, now)
         mine = station_rows[(team * per) % len(station_rows) :][:per] or station_rows[:per]
         obs_rows.append((oid, mission_id, team_id, f"STO-{k:05}", f"Observer {k}", now))
-        cred_rows.append(
-            (cid, mission_id, "observer", oid, f"phone {k}", token_digest(token), token[:10], now)
-        )
+        cred_rows.append(credential)
         for sid, _ in mine:
             asg_rows.append((oid, sid, mission_id))
         world.observers.append((oid, cid, token, [(sid, code) for sid, code in mine]))
     with psycopg.connect(url) as conn, conn.cursor() as cur:
         _copy(cur, "team (id, mission_id, name, created_at)", team_rows)
         _copy(cur, "observer (id, mission_id, team_id, code, name, created_at)", obs_rows)
-        _copy(
-            cur,
-            "credential (id, mission_id, role, observer_id, label, token_hash, token_prefix, "
-            "created_at)",
-            cred_rows,
-        )
+        _copy(cur, CREDENTIAL_COLUMNS, cred_rows)
         _copy(cur, "assignment (observer_id, station_id, mission_id)", asg_rows)
     return world
 
@@ -259,19 +284,11 @@ def seed(url: str, stations: int, observers: int, rng: random.Random) -> World:
 def reuse(url: str) -> World:
     """The mission a run before left in the database, migrated to this code, with new tokens
     for its viewer and observers (only their hashes are stored)."""
-    os.environ["POLLCHECK_DATABASE_URL"] = url
-    os.environ["POLLCHECK_SECRET_KEY"] = SECRET_KEY
-    from api import migrate
-    from api.config import get_settings
-
-    get_settings.cache_clear()
-    from api.db import reset_engines, session_scope
-    from api.security import new_token, token_digest
+    _migrated(url)
+    from api.db import session_scope
     from api.services import credentials
     from models import Role
 
-    reset_engines()
-    migrate.upgrade(url)
     with session_scope() as s:
         mission_id, template_id = s.execute(
             _sql(
@@ -293,18 +310,11 @@ def reuse(url: str) -> World:
     now = datetime.now(UTC)
     cred_rows = []
     for k, (oid, mine) in enumerate(sorted(stations.items())):
-        cid, token = uuid.uuid4(), new_token(SECRET_KEY)
-        cred_rows.append(
-            (cid, mission_id, "observer", oid, f"phone {k}", token_digest(token), token[:10], now)
-        )
+        cid, token, credential = _observer_credential(mission_id, oid, k, now)
+        cred_rows.append(credential)
         world.observers.append((oid, cid, token, mine))
     with psycopg.connect(url) as conn, conn.cursor() as cur:
-        _copy(
-            cur,
-            "credential (id, mission_id, role, observer_id, label, token_hash, token_prefix, "
-            "created_at)",
-            cred_rows,
-        )
+        _copy(cur, CREDENTIAL_COLUMNS, cred_rows)
     return world
 
 
@@ -827,6 +837,7 @@ def forget_floor_rows(
         "SELECT id FROM checklist WHERE mission_id = %(m)s AND station_id = %(s)s"
         " AND received_at >= %(since)s AND payload_sha256 = md5(id::text)"
     )
+    params = {"m": mission_id, "s": station_id, "since": since}
     with psycopg.connect(url) as conn:
         # Without the foreign keys' checks: each deleted checklist would have looked for
         # outbox rows referring to it, a scan of the outbox each at a million checklists.
@@ -835,11 +846,11 @@ def forget_floor_rows(
         for table in ("checklist_change", "answer"):
             conn.execute(
                 f"DELETE FROM {table} WHERE checklist_id IN ({ours})",  # type: ignore[arg-type]
-                {"m": mission_id, "s": station_id, "since": since},
+                params,
             )
         gone = conn.execute(
             f"DELETE FROM checklist WHERE id IN ({ours})",  # type: ignore[arg-type]
-            {"m": mission_id, "s": station_id, "since": since},
+            params,
         ).rowcount
     log(f"pgbench: its {gone:,} checklists deleted again")
 
