@@ -950,11 +950,11 @@ def _add_to_nodes(session: Session, ts: Any) -> None:
         session.execute(stmt)
 
 
-def _analyze(session: Session, table: Table) -> None:
-    """Temporary tables have no statistics until analysed; without them PostgreSQL picks
-    nested loops over hundreds of thousands of rows."""
+def _analyze(session: Session, *tables: Table) -> None:
+    """ANALYZE on PostgreSQL. Temporary tables have no statistics until analysed; without
+    them PostgreSQL picks nested loops over hundreds of thousands of rows."""
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text(f"ANALYZE {table.name}"))
+        session.execute(text(f"ANALYZE {', '.join(t.name for t in tables)}"))
 
 
 # The fold's own tables that grow with the checklists, which a large fold fills faster
@@ -973,15 +973,15 @@ def _analyze_when_grown(session: Session, added: int) -> None:
     An ANALYZE sees this transaction's own rows. It runs while a fold's own checklists
     outnumber what the statistics know of: in the first transactions of a fold that starts
     from empty tables, not in a fold of a day's batch, which is small beside the table.
-    Its lock on the three tables (SHARE UPDATE
-    EXCLUSIVE) lasts until the fold commits: a vacuum or analyse of them waits for it."""
+    Its lock on the three tables (SHARE UPDATE EXCLUSIVE) lasts until the fold commits: a
+    vacuum or analyse of them waits for it."""
     if session.get_bind().dialect.name != "postgresql" or added < ANALYZE_AFTER:
         return
     known = session.scalar(
         text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:t)"), {"t": FA.name}
     )
     if known is None or added > max(float(known), 0.0):
-        session.execute(text(f"ANALYZE {', '.join(t.name for t in GROWING)}"))
+        _analyze(session, *GROWING)
 
 
 def _bump_versions(session: Session, seen: int, hi: int) -> None:
