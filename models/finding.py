@@ -127,6 +127,41 @@ class FindingTally(SQLModel, table=True):
     critical: int = Field(default=0, sa_type=BigInteger)
 
 
+class FindingCount(SQLModel, table=True):
+    """The counting view's figures per tree node (as `finding_tally`'s nodes), kept by the
+    fold: reports and stations with counting figures, each check's failures, the reports
+    failing, inconsistent or incomplete, the stations whose reports disagree, and over the
+    one report chosen per station the totals and the quick count's sums (`measure` names
+    each: `reports`, `fail.<check>`, `sum.<figure>`, `sample.sxy.<option>`, ...).
+
+    Counted by the mission's protocol and thresholds (`finding_state.counting_key`); the
+    view reads these rows only while they are the mission's current ones."""
+
+    __tablename__ = "finding_count"
+
+    mission_id: uuid.UUID = Field(primary_key=True)
+    node_id: uuid.UUID = Field(primary_key=True)
+    measure: str = Field(sa_type=String(48), primary_key=True)
+    amount: int = Field(default=0, sa_type=BigInteger)
+
+
+class FindingCountStation(SQLModel, table=True):
+    """Per station with counting reports, what the counting view's lists start from: how
+    many reports, how many fail a check, how many the totals leave out, whether they
+    disagree, and the report the totals use. Kept by the fold with `finding_count`."""
+
+    __tablename__ = "finding_count_station"
+    __table_args__ = (Index("ix_finding_count_station_mission_id", "mission_id"),)
+
+    station_id: uuid.UUID = Field(primary_key=True)
+    mission_id: uuid.UUID
+    reports: int = Field(sa_type=Integer)
+    failing: int = Field(sa_type=Integer)
+    excluded: int = Field(sa_type=Integer)
+    conflict: int = Field(sa_type=Integer, description="1: the station's reports disagree")
+    chosen_checklist_id: uuid.UUID | None = Field(default=None)
+
+
 class FindingCritical(SQLModel, table=True):
     """Critical answers of the checklists that count (a small table, kept by the fold), each
     with its checklist's station, phase and time of observation: the critical view groups
@@ -199,6 +234,12 @@ class FindingState(SQLModel, table=True):
         default=True,  # a mission new to the tallies has those rows from its first fold on
         description="The tallies hold the critical view's own rows for all of the mission's "
         "checklists; none: folded before they were kept, until the fold counts them",
+    )
+    counting_key: str | None = Field(
+        default=None,
+        max_length=64,
+        description="The protocol and thresholds `finding_count` is counted by (a digest); "
+        "none until the fold counts the mission, or after they changed",
     )
     arrivals_through: datetime | None = Field(
         default=None,

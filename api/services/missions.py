@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from api import ratelimit
 from api.errors import NotFound
 from api.services import audit, credentials, templates
+from api.services.findings import fold
 from api.services.sms.config import sms_settings
 from models import Mission, Role
 from models.credential import CredentialIssued
@@ -52,5 +53,7 @@ def update(session: Session, mission_id: uuid.UUID, body: MissionUpdate) -> Miss
         setattr(mission, k, v)
     session.flush()
     ratelimit.forget_mission(mission_id)  # this process reads its limits afresh at once
+    if "settings" in changes:  # the counting checks' thresholds may have changed
+        fold.counting_due(session, mission_id)
     audit.note(session, "mission.update", f"mission/{mission_id}", before, changes)
     return mission

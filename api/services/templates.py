@@ -158,10 +158,11 @@ def publish_template(session: Session, tpl: ChecklistTemplate) -> ChecklistTempl
         tpl.published_at = utcnow()
         session.flush()
         # The findings read labels, the protocol and the statement's roles from the
-        # published templates: their views are due again, checklists or not.
-        from api.services.findings.fold import bump_versions
+        # published templates: their views are due again, checklists or not, and the
+        # counting figures are counted again if the protocol changed.
+        from api.services.findings.fold import counting_due
 
-        bump_versions(session, [tpl.mission_id])
+        counting_due(session, tpl.mission_id)
     return tpl
 
 

@@ -9,17 +9,20 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import delete, func, select, text, update
 
 from api.db import session_scope
 from api.services import changes
+from api.services.findings import counting as counting_service
 from api.services.findings import fold, sections
 from api.services.findings import questions as question_service
 from api.services.findings.scope import CL, LOC, Filters, counts, resolve
+from api.services.findings.stats import FindingsSettings
 from models import (
     Answer,
     Checklist,
     FindingApplied,
+    FindingCount,
     FindingCritical,
     FindingFold,
     FindingIncident,
@@ -120,6 +123,7 @@ def _assert_folded_equals_recompute(session: Any, mission_id: uuid.UUID) -> None
                 raw.observations,
                 raw.observed_stations,
             ), scope
+    _assert_counting_kept_equals_reports(session, mission_id)
     counting = set(
         session.scalars(select(CL.c.id).where(CL.c.mission_id == mission_id, counts())).all()
     )
@@ -175,10 +179,36 @@ def _assert_folded_equals_recompute(session: Any, mission_id: uuid.UUID) -> None
     assert kept == critical
 
 
+def _assert_counting_kept_equals_reports(
+    session: Any, mission_id: uuid.UUID, cfg: FindingsSettings | None = None
+) -> None:
+    """The counting view from the fold's figures equals the view computed from the
+    reports, under every place filter; and the figures are kept once a report is folded."""
+    cfg = cfg or FindingsSettings()
+    protocol = counting_service.protocol_of(session, mission_id)
+    assert protocol is not None
+    for filters in _nodes(session, mission_id):
+        scope = resolve(session, mission_id, filters)
+        kept = counting_service.counting(session, scope, cfg, random_sample=True)
+        raw = counting_service.counting(session, scope, cfg, random_sample=True, kept=False)
+        assert kept == raw, filters
+    closing = session.scalar(
+        select(FindingApplied.checklist_id).where(
+            FindingApplied.mission_id == mission_id, FindingApplied.phase == "closing"
+        )
+    )
+    whole = resolve(session, mission_id, Filters())
+    assert (counting_service._kept(session, whole, protocol, cfg) is not None) == (
+        closing is not None
+    )
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_folded_tallies_equal_a_full_recompute_after_random_changes(
-    client: Any, session: Any, seed: int
+    client: Any, session: Any, seed: int, monkeypatch: Any
 ) -> None:
+    # Lists of two: the counting view's lists start from the first stations that fill them.
+    monkeypatch.setattr(counting_service, "LIST_LIMIT", 2)
     rng = random.Random(seed)
     mission, _ = make_mission(session)
     for code, place in PLACES:
@@ -623,3 +653,71 @@ def test_after_a_failed_fold_the_folder_pauses_one_interval_then_tries_again(
     folder.run()
     assert paused == [0.5]  # after the failure
     assert woke == [0.5, 0.0, 0.5]  # then straight to the next try, then the cadence
+
+
+def test_counting_figures_are_counted_again_when_the_thresholds_change(
+    client: Any, session: Any
+) -> None:
+    """A change of the checks' thresholds leaves the kept counting figures unread; the next
+    fold counts them again by the new ones, and a change elsewhere in the settings does not."""
+    from api.services.findings.stats import read_settings
+    from models import Mission
+    from tests.findings_factories import post_count
+
+    mission, admin = make_mission(session)
+    for code, place in PLACES:
+        make_station(session, mission.id, code, **place)
+    _, token = make_observer(session, mission.id, [c for c, _ in PLACES])
+    post_count(client, token, "N-1")
+    post_count(client, token, "N-1", {"P_V1": 385, "P_V2": 200})
+    post_count(client, token, "S-1", {"P_B": 990, "P_I": 990, "P_U": 0, "P_V": 975})
+    post_count(client, token, "X-1", {"P_X": 90, "P_V": 505, "P_V1": 320})
+    session.commit()
+    fold.run_once()
+    session.commit()
+    whole = resolve(session, mission.id, Filters())
+    protocol = counting_service.protocol_of(session, mission.id)
+    assert protocol is not None
+
+    def kept_key() -> Any:
+        session.commit()
+        return session.scalar(
+            select(FindingState.counting_key).where(FindingState.mission_id == mission.id)
+        )
+
+    key = kept_key()
+    assert key == counting_service.counting_key(protocol, FindingsSettings())
+    client.patch(
+        f"/missions/{mission.id}",
+        json={"settings": {"findings": {"turnout_max": 0.5}}},
+        headers={"Authorization": f"Bearer {admin}"},
+    )
+    assert kept_key() is None
+    session.expire_all()
+    cfg, _ = read_settings(session.get(Mission, mission.id).settings)  # type: ignore[union-attr]
+    assert counting_service._kept(session, whole, protocol, cfg) is None
+    fold.run_once()
+    assert kept_key() not in (None, key)
+    _assert_counting_kept_equals_reports(session, mission.id, cfg)
+    raw = counting_service.counting(session, whole, cfg, random_sample=False, kept=False)
+    assert {c["check"]: c["failed"] for c in raw["checks"]}["turnout_below_threshold"] == 4
+    # Settings the counting does not depend on: the figures stay as they are.
+    again = kept_key()
+    client.patch(
+        f"/missions/{mission.id}",
+        json={"settings": {"findings": {"turnout_max": 0.5, "small_denominator": 10}}},
+        headers={"Authorization": f"Bearer {admin}"},
+    )
+    assert kept_key() == again
+    # Figures too large to square in 64 bits: counted from the reports, never kept.
+    client.patch(
+        f"/missions/{mission.id}",
+        json={"settings": {"findings": {"figure_max": 10_000_000}}},
+        headers={"Authorization": f"Bearer {admin}"},
+    )
+    fold.run_once()
+    assert kept_key() == counting_service.NOT_KEPT
+    session.expire_all()
+    cfg, _ = read_settings(session.get(Mission, mission.id).settings)  # type: ignore[union-attr]
+    assert counting_service._kept(session, whole, protocol, cfg) is None
+    assert session.scalar(select(func.count()).select_from(FindingCount)) == 0

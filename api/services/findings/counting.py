@@ -3,11 +3,21 @@ station, vote totals (one report per station) and, for random samples, a quick c
 
 The checks follow the observation-method reference; each is a SQL expression over the
 protocol figures pivoted per counting checklist, so only failing reports leave the database.
+
+The fold keeps the view's figures (`finding_count`, per tree node) and per station what its
+lists start from (`finding_count_station`), counted with these same expressions per
+station: `take_out` before a batch changes a station's reports, `put_in` after. The view
+reads them while they are counted by the mission's current protocol and thresholds
+(`counting_key`) and the filters are the tallies' own (place, in-country/abroad); else it
+computes everything from the reports, as it did before they were kept.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
@@ -17,8 +27,10 @@ from sqlalchemy import (
     and_,
     case,
     cast,
+    delete,
     func,
     literal,
+    literal_column,
     or_,
     select,
     true,
@@ -27,15 +39,22 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from api.checklist_schema import PROTOCOL_FIGURES, Protocol
+from api.services.findings.fold import FCNT, FCS, FS
 from api.services.findings.questions import published
-from api.services.findings.scope import FA, ST, Scope, applied_predicate
+from api.services.findings.scope import FA, ST, Scope, applied_predicate, checklist_predicate
 from api.services.findings.stats import (
     FindingsSettings,
     percent,
     ratio_estimate,
+    read_settings,
     share_text,
     share_value,
 )
+from api.services.sql import dialect_insert
+from models import Mission
+from models.base import table_of, utcnow
+
+MI = table_of(Mission)
 
 LIST_LIMIT = 500
 FIGURES = PROTOCOL_FIGURES
@@ -76,11 +95,17 @@ def protocol_of(session: Session, mission_id: uuid.UUID) -> Protocol | None:
     return next((d.protocol for d in published(session, mission_id) if d.protocol), None)
 
 
-def _pivot(scope: Scope, protocol: Protocol) -> Any:
-    """One row per counting checklist that holds protocol figures: a common table
-    expression, computed once however often its statement reads it. The
-    figures come from the fold's rows (`finding_applied.answers`, pivoted when the
-    checklist was applied), not from the answers of every closing checklist."""
+def _pivot(scope: Scope, protocol: Protocol, *where: Any) -> Any:
+    """One row per counting checklist of the scope that holds protocol figures (`where`:
+    narrower still)."""
+    return _pivot_where(protocol, applied_predicate(scope, phase=False), *where)
+
+
+def _pivot_where(protocol: Protocol, *where: Any) -> Any:
+    """One row per applied counting checklist that holds protocol figures, among those
+    `where` selects: a common table expression, computed once however often its statement
+    reads it. The figures come from the fold's rows (`finding_applied.answers`, pivoted
+    when the checklist was applied), not from the answers of every closing checklist."""
     codes = {f: getattr(protocol, f) for f in FIGURES}
     options = {f"v{i + 1}": c for i, c in enumerate(protocol.options)}
     every = {**codes, **options}
@@ -97,7 +122,7 @@ def _pivot(scope: Scope, protocol: Protocol) -> Any:
             *[figure(code).label(name) for name, code in every.items()],
         )
         .where(
-            applied_predicate(scope, phase=False),
+            *where,
             FA.c.phase == "closing",
             or_(*[figure(code).is_not(None) for code in every.values()]),
         )
@@ -141,10 +166,335 @@ def _failures(p: Any, n_options: int, cfg: FindingsSettings) -> dict[str, Any]:
     }
 
 
-def counting(
-    session: Session, scope: Scope, cfg: FindingsSettings, random_sample: bool
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A pivot's reports checked: SQL expressions over its rows."""
+
+    flags: dict[str, Any]  # per check, 1 when the report fails it, else 0
+    failing: Any  # it fails any check
+    inconsistent: Any  # it fails a consistency check: the totals leave it out
+    incomplete: Any  # its valid ballots or a vote figure are not copied
+    figures: list[str]  # the pivot's figure columns: FIGURES, then v1 … vn
+
+    @property
+    def usable(self) -> Any:
+        """Reports the totals may use."""
+        return and_(~self.inconsistent, ~self.incomplete)
+
+
+def _checked(p: Any, n_opts: int, cfg: FindingsSettings) -> Checked:
+    flags = {
+        name: func.coalesce(case((cond, 1), else_=0), 0)
+        for name, cond in _failures(p, n_opts, cfg).items()
+    }
+    return Checked(
+        flags=flags,
+        failing=or_(*[f == 1 for f in flags.values()]),
+        inconsistent=or_(*[flags[name] == 1 for name in CONSISTENCY]),
+        incomplete=or_(p.c.valid.is_(None), *[p.c[f"v{i + 1}"].is_(None) for i in range(n_opts)]),
+        figures=[*FIGURES, *[f"v{i + 1}" for i in range(n_opts)]],
+    )
+
+
+def _disagree(p: Any, checked: Checked) -> Any:
+    """Per station (grouped): its reports differ in a figure."""
+    return or_(*[func.max(p.c[f]) != func.min(p.c[f]) for f in checked.figures])
+
+
+def _count_of(cond: Any) -> Any:
+    return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
+
+
+# The counting figures the fold keeps (`finding_count.measure`), each a sum over stations:
+# the reports and stations checked, each check's failures, the reports failing, left out
+# as inconsistent or incomplete, the stations whose reports disagree, the stations with a
+# report the totals use (`chosen`), its figures (`sum.<figure>`) and the quick count's
+# sums of squares and products (valid ballots x, an option's votes y).
+def _measures(n_opts: int) -> list[str]:
+    per_option = [
+        name for i in range(1, n_opts + 1) for name in (f"sample.yy.{i}", f"sample.xy.{i}")
+    ]
+    return [
+        "reports",
+        "stations",
+        *[f"fail.{name}" for name in CHECKS],
+        "failing",
+        "inconsistent",
+        "incomplete",
+        "conflict",
+        "chosen",
+        *[f"sum.{f}" for f in [*FIGURES, *[f"v{i}" for i in range(1, n_opts + 1)]]],
+        "sample.xx",
+        *per_option,
+    ]
+
+
+def _label(measure: str) -> str:
+    return measure.replace(".", "_")
+
+
+def _station_counts(p: Any, n_opts: int, cfg: FindingsSettings) -> Any:
+    """Per station of the pivot, each counting measure (`_measures`, labelled with `_`
+    for `.`) and what the view's lists start from (`finding_count_station`'s columns)."""
+    ch = _checked(p, n_opts, cfg)
+    c = _chosen(p, ch.usable)
+    per = (
+        select(
+            p.c.station_id,
+            func.count().label("reports"),
+            literal_column("1").label("stations"),
+            *[func.sum(ch.flags[name]).label(_label(f"fail.{name}")) for name in CHECKS],
+            _count_of(ch.failing).label("failing"),
+            _count_of(ch.inconsistent).label("inconsistent"),
+            _count_of(and_(~ch.inconsistent, ch.incomplete)).label("incomplete"),
+            case((and_(func.count() > 1, _disagree(p, ch)), 1), else_=0).label("conflict"),
+        )
+        .group_by(p.c.station_id)
+        .subquery("per_station")
+    )
+    x = c.c.valid
+    sample = [func.coalesce(x * x, 0).label("sample_xx")]
+    for i in range(1, n_opts + 1):
+        y = c.c[f"v{i}"]
+        sample += [
+            func.coalesce(y * y, 0).label(f"sample_yy_{i}"),
+            func.coalesce(x * y, 0).label(f"sample_xy_{i}"),
+        ]
+    return (
+        select(
+            per,
+            case((c.c.checklist_id.is_not(None), 1), else_=0).label("chosen"),
+            c.c.checklist_id.label("chosen_checklist_id"),
+            *[func.coalesce(c.c[f], 0).label(f"sum_{f}") for f in ch.figures],
+            *sample,
+        )
+        .select_from(per.outerjoin(c, c.c.station_id == per.c.station_id))
+        .cte("station_counts")
+        .prefix_with("MATERIALIZED")
+    )
+
+
+NOT_KEPT = "-"  # `finding_state.counting_key` of a mission whose figures the fold keeps not
+# Above it the sums of squares could outgrow 64 bits (a million stations at 1e6 squared):
+# a mission that allows such figures is counted from its reports.
+FIGURE_MAX_KEPT = 1_000_000
+KEYED_THRESHOLDS = (
+    "issued_allowance",
+    "turnout_max",
+    "invalid_share_max",
+    "option_share_max",
+    "figure_max",
+)
+
+
+def counting_key(protocol: Protocol | None, cfg: FindingsSettings) -> str:
+    """What the kept counting figures depend on, as a digest: the protocol's questions and
+    the thresholds of the checks (NOT_KEPT when they are not kept)."""
+    if protocol is None or cfg.figure_max > FIGURE_MAX_KEPT:
+        return NOT_KEPT
+    basis = {
+        "protocol": protocol.model_dump(mode="json"),
+        "thresholds": {name: getattr(cfg, name) for name in KEYED_THRESHOLDS},
+    }
+    return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class CountPlan:
+    """How the fold counts one mission's counting figures in a batch."""
+
+    mission_id: uuid.UUID
+    protocol: Protocol | None
+    cfg: FindingsSettings
+    key: str  # counted by: the mission's current protocol and thresholds
+    recount: bool  # the kept figures are by another key (or none): count them all again
+
+
+def plan(session: Session, mission_id: uuid.UUID) -> CountPlan:
+    protocol = protocol_of(session, mission_id)
+    cfg, _ = read_settings(session.scalar(select(MI.c.settings).where(MI.c.id == mission_id)))
+    key = counting_key(protocol, cfg)
+    kept = session.scalar(select(FS.c.counting_key).where(FS.c.mission_id == mission_id))
+    return CountPlan(mission_id, protocol, cfg, key, kept != key)
+
+
+def take_out(session: Session, plan: CountPlan, stations: Any, out: Any) -> None:
+    """Before a batch is applied: its `stations`' counting figures, negated, into `out`
+    (station_id, measure, amount)."""
+    if not plan.recount and plan.key != NOT_KEPT:
+        _count(session, plan, stations, out, -1)
+
+
+def put_in(session: Session, plan: CountPlan, stations: Any, out: Any) -> None:
+    """After a batch is applied: its `stations`' counting figures into `out`, and their
+    rows of `finding_count_station`; or, when the kept figures are by another key, every
+    station of the mission, counted afresh."""
+    m = plan.mission_id
+    if plan.recount:
+        session.execute(delete(FCNT).where(FCNT.c.mission_id == m))
+        session.execute(delete(FCS).where(FCS.c.mission_id == m))
+        stmt = dialect_insert(session, FS).values(
+            mission_id=m, version=0, folded_at=utcnow(), counting_key=plan.key
+        )
+        session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["mission_id"], set_={"counting_key": plan.key}
+            )
+        )
+        stations = None
+    if plan.key != NOT_KEPT:
+        _count(session, plan, stations, out, 1)
+
+
+def _count(session: Session, plan: CountPlan, stations: Any, out: Any, sign: int) -> None:
+    assert plan.protocol is not None  # a mission without a protocol is NOT_KEPT
+    m, n_opts = plan.mission_id, len(plan.protocol.options)
+    where = [FA.c.mission_id == m]
+    ours = None
+    if stations is not None:
+        ours = select(stations.c.station_id).where(stations.c.mission_id == m)
+        where.append(FA.c.station_id.in_(ours))
+    wide = _station_counts(_pivot_where(plan.protocol, *where), n_opts, plan.cfg)
+    amounts = [
+        select(wide.c.station_id, literal(measure), wide.c[_label(measure)] * sign)
+        for measure in _measures(n_opts)
+    ]
+    session.execute(
+        out.insert().from_select(["station_id", "measure", "amount"], union_all(*amounts))
+    )
+    if sign < 0:
+        return
+    if ours is not None:
+        session.execute(delete(FCS).where(FCS.c.station_id.in_(ours)))
+    session.execute(
+        FCS.insert().from_select(
+            ["station_id", "mission_id", "reports", "failing", "excluded", "conflict"]
+            + ["chosen_checklist_id"],
+            select(
+                wide.c.station_id,
+                literal(m),
+                wide.c.reports,
+                wide.c.failing,
+                wide.c.reports - wide.c.chosen,
+                wide.c.conflict,
+                wide.c.chosen_checklist_id,
+            ),
+        )
+    )
+
+
+def _kept(
+    session: Session, scope: Scope, protocol: Protocol, cfg: FindingsSettings
+) -> dict[str, int] | None:
+    """The fold's counting figures at the scope's node, or None when they cannot answer:
+    filters the tallies are not kept by, or figures counted by another protocol or other
+    thresholds than the mission's now (until the next fold counts them again)."""
+    key = counting_key(protocol, cfg)
+    if scope.filters.needs_raw or scope.empty or key == NOT_KEPT:
+        return None
+    current = (
+        select(FS.c.mission_id)
+        .where(FS.c.mission_id == scope.mission_id, FS.c.counting_key == key)
+        .scalar_subquery()
+    )
+    # One statement, one snapshot: the key and the figures a fold committed together.
+    rows = session.execute(
+        select(literal(True), literal(""), literal(0))
+        .where(current.is_not(None))
+        .union_all(
+            select(literal(False), FCNT.c.measure, FCNT.c.amount).where(
+                FCNT.c.mission_id == current, FCNT.c.node_id == scope.node_id
+            )
+        )
+    ).all()
+    if not rows:
+        return None
+    return {str(measure): int(amount) for marker, measure, amount in rows if not marker}
+
+
+def _summary_of_kept(kept: dict[str, int], n_opts: int) -> dict[str, Any]:
+    def get(name: str) -> int:
+        return kept.get(name, 0)
+
+    sample = [get("chosen"), get("sum.valid"), get("sample.xx")]
+    for i in range(1, n_opts + 1):
+        sample += [get(f"sum.v{i}"), get(f"sample.yy.{i}"), get(f"sample.xy.{i}")]
+    return {
+        "reports": get("reports"),
+        "stations": get("stations"),
+        "failed": [get(f"fail.{name}") for name in CHECKS],
+        "failing": get("failing"),
+        "inconsistent": get("inconsistent"),
+        "incomplete": get("incomplete"),
+        "conflict_stations": get("conflict"),
+        "totals": [get("chosen"), *[get(f"sum.{f}") for f in [*FIGURES, *_votes(n_opts)]]],
+        "sample": sample,
+    }
+
+
+def _votes(n_opts: int) -> list[str]:
+    return [f"v{i}" for i in range(1, n_opts + 1)]
+
+
+def _summary_of_reports(
+    session: Session, p: Any, ch: Checked, c: Any, random_sample: bool
 ) -> dict[str, Any]:
-    """Every counting report checked, conflicts flagged, totals from one report per station."""
+    """The view's counts from the reports themselves: the checks' counts, the totals and
+    the quick count in one statement over one pivot (each statement that reads the pivot
+    computes it again: a third of a second at 100,000 checklists)."""
+    flags = list(ch.flags.values())
+    conflicting = (
+        select(p.c.station_id).group_by(p.c.station_id).having(func.count() > 1, _disagree(p, ch))
+    ).subquery("conflicting")
+    parts = [
+        select(
+            func.count(),
+            func.count(p.c.station_id.distinct()),
+            *[func.sum(flag) for flag in flags],
+            _count_of(ch.failing),
+            _count_of(ch.inconsistent),
+            _count_of(and_(~ch.inconsistent, ch.incomplete)),
+        ).subquery("checked"),
+        select(func.count()).select_from(conflicting).subquery("conflicts"),
+        select(func.count(), *[func.coalesce(func.sum(c.c[f]), 0) for f in ch.figures]).subquery(
+            "totals"
+        ),
+    ]
+    if random_sample:
+        parts.append(_sample_sums(c, len(ch.figures) - len(FIGURES)).subquery("sample"))
+    joined: Any = parts[0]
+    for part in parts[1:]:
+        joined = joined.join(part, true())
+    row = session.execute(
+        select(*[col for part in parts for col in part.c]).select_from(joined)
+    ).one()
+    chunks, at = [], 0
+    for part in parts:  # the row cut back into each part's columns
+        chunks.append(row[at : at + len(part.c)])
+        at += len(part.c)
+    summary, conflicts, totals, *sample = chunks
+    return {
+        "reports": int(summary[0]),
+        "stations": int(summary[1]),
+        "failed": [int(v or 0) for v in summary[2 : 2 + len(flags)]],
+        "failing": int(summary[-3]),
+        "inconsistent": int(summary[-2]),
+        "incomplete": int(summary[-1]),
+        "conflict_stations": int(conflicts[0]),
+        "totals": [int(v) for v in totals],
+        "sample": sample[0] if sample else None,
+    }
+
+
+def counting(
+    session: Session,
+    scope: Scope,
+    cfg: FindingsSettings,
+    random_sample: bool,
+    kept: bool = True,
+) -> dict[str, Any]:
+    """Every counting report checked, conflicts flagged, totals from one report per station:
+    from the fold's figures where they answer (`kept`), else from the reports."""
     protocol = protocol_of(session, scope.mission_id)
     empty: dict[str, Any] = {
         "protocol": None,
@@ -163,56 +513,29 @@ def counting(
     # a scope without reports (the checks at 0 of 0, zero totals), as in every other view.
     if protocol is None or scope.filters.phase not in (None, "closing"):
         return empty
-    p = _pivot(scope, protocol)
     n_opts = len(protocol.options)
-    fails = _failures(p, n_opts, cfg)
-    flags = {name: func.coalesce(case((cond, 1), else_=0), 0) for name, cond in fails.items()}
-    # The checks' counts, the totals and the quick count in one statement over one pivot:
-    # each statement that reads the pivot computes it again (a third of a second at 100,000
-    # checklists).
-    inconsistent = or_(*[flags[name] == 1 for name in CONSISTENCY])
-    incomplete = or_(p.c.valid.is_(None), *[p.c[f"v{i + 1}"].is_(None) for i in range(n_opts)])
-    c = _chosen(p, and_(~inconsistent, ~incomplete))
-    figures = [*FIGURES, *[f"v{i + 1}" for i in range(n_opts)]]
-    parts = [
-        select(
-            func.count(),
-            func.count(p.c.station_id.distinct()),
-            *[func.sum(flag) for flag in flags.values()],
-            func.coalesce(func.sum(case((or_(*[f == 1 for f in flags.values()]), 1), else_=0)), 0),
-            func.coalesce(func.sum(case((inconsistent, 1), else_=0)), 0),
-            func.coalesce(func.sum(case((and_(~inconsistent, incomplete), 1), else_=0)), 0),
-        ).subquery("checked"),
-        select(func.count(), *[func.coalesce(func.sum(c.c[f]), 0) for f in figures]).subquery(
-            "totals"
-        ),
-    ]
-    if random_sample:
-        parts.append(_sample_sums(c, n_opts).subquery("sample"))
-    joined: Any = parts[0]
-    for part in parts[1:]:
-        joined = joined.join(part, true())
-    row = session.execute(
-        select(*[col for part in parts for col in part.c]).select_from(joined)
-    ).one()
-    chunks, at = [], 0
-    for part in parts:  # the row cut back into each part's columns
-        chunks.append(row[at : at + len(part.c)])
-        at += len(part.c)
-    summary, totals_row, *sample = chunks
-    reports, stations = int(summary[0]), int(summary[1])
-    n_failing, n_inconsistent, n_incomplete = (int(v) for v in summary[-3:])
+    figures = [*FIGURES, *_votes(n_opts)]
+    counted = _kept(session, scope, protocol, cfg) if kept else None
+    if counted is None:
+        p = _pivot(scope, protocol)
+        ch = _checked(p, n_opts, cfg)
+        c = _chosen(p, ch.usable)
+        summary = _summary_of_reports(session, p, ch, c, random_sample)
+    else:
+        summary = _summary_of_kept(counted, n_opts)
+        if not random_sample:
+            summary["sample"] = None
+        # The lists read only the stations they show (`_listed`).
+        p = _pivot(scope, protocol, _listed(session, scope))
+        ch = _checked(p, n_opts, cfg)
+        c = _chosen(p, ch.usable)
+    reports = summary["reports"]
     checks = [
-        {
-            "check": name,
-            "rule": CHECKS[name],
-            "failed": int(summary[2 + i] or 0),
-            "checked": reports,
-        }
-        for i, name in enumerate(flags)
+        {"check": name, "rule": CHECKS[name], "failed": failed, "checked": reports}
+        for name, failed in zip(CHECKS, summary["failed"], strict=True)
     ]
     option_codes = protocol.options
-    lists = _lists(session, p, c, flags, inconsistent, incomplete, n_opts)
+    lists = _lists(session, p, c, ch)
     conflicts = _conflicts(lists["conflicts"], option_codes)
     failing = [
         {
@@ -220,57 +543,93 @@ def counting(
             "station": r["station"],
             "review_state": r["review_state"],
             "figures": _figures(r, option_codes),
-            "fails": [n for n in flags if r[f"fail_{n}"]],
+            "fails": [n for n in CHECKS if r[f"fail_{n}"]],
         }
         for r in lists["failing"]
     ]
+    totals_row = summary["totals"]
     return {
         "protocol": {f: getattr(protocol, f) for f in FIGURES} | {"options": option_codes},
         "reports": reports,
-        "stations": stations,
+        "stations": summary["stations"],
         "checks": checks,
         "failing": failing,
-        "failing_reports": n_failing,
+        "failing_reports": summary["failing"],
         "conflicts": conflicts,
-        "conflict_stations": len(conflicts),
+        "conflict_stations": summary["conflict_stations"],
         "totals": _totals(totals_row, figures, option_codes, cfg),
         "inclusion": _inclusion(
             lists,
             # The totals' count is the reports they include (one per station).
-            (reports, int(totals_row[0]), n_inconsistent, n_incomplete),
+            (reports, totals_row[0], summary["inconsistent"], summary["incomplete"]),
         ),
-        "quick_count": _quick_count(session, scope, sample[0], option_codes, cfg)
-        if sample
+        "quick_count": _quick_count(session, scope, summary["sample"], option_codes, cfg)
+        if summary["sample"] is not None
         else None,
         "selection_rule": INCLUSION_RULE,
     }
 
 
-def _lists(
-    session: Session,
-    p: Any,
-    c: Any,
-    flags: dict[str, Any],
-    inconsistent: Any,
-    incomplete: Any,
-    n_opts: int,
-) -> dict[str, list[Any]]:
+def _listed(session: Session, scope: Scope) -> Any:
+    """The reports the view's lists can show, from `finding_count_station`: every report
+    of the first stations (by code) whose reports fill each list, failing, conflicting
+    or left out of the totals, up to LIST_LIMIT of them; and the report the totals use
+    of the first LIST_LIMIT stations that have one. A condition on the pivot's rows."""
+    cs = FCS
+    order = (ST.c.code, cs.c.station_id)
+    has_chosen = case((cs.c.chosen_checklist_id.is_not(None), 1), else_=0)
+    kinds = {
+        "failing": cs.c.failing,
+        "conflicts": cs.c.reports * cs.c.conflict,
+        "excluded": cs.c.excluded,
+        "included": has_chosen,
+    }
+    ranked = (
+        select(
+            cs.c.station_id,
+            cs.c.chosen_checklist_id,
+            *[col.label(kind) for kind, col in kinds.items()],
+            *[
+                (func.sum(col).over(order_by=order) - col).label(f"{k}_before")
+                for k, col in kinds.items()
+            ],
+        )
+        .select_from(cs.join(ST, ST.c.id == cs.c.station_id))
+        .where(checklist_predicate(scope, cl=cs, phase=False, versions="applied"))
+        .subquery("ranked")
+    )
+
+    def shown(kind: str) -> Any:
+        return and_(ranked.c[kind] > 0, ranked.c[f"{kind}_before"] < LIST_LIMIT)
+
+    whole = or_(shown("failing"), shown("conflicts"), shown("excluded"))
+    rows = session.execute(
+        select(ranked.c.station_id, ranked.c.chosen_checklist_id, whole).where(
+            or_(whole, shown("included"))
+        )
+    ).all()
+    stations = [r[0] for r in rows if r[2]]
+    chosen = [r[1] for r in rows if not r[2]]
+    return or_(FA.c.station_id.in_(stations), FA.c.checklist_id.in_(chosen))
+
+
+def _lists(session: Session, p: Any, c: Any, ch: Checked) -> dict[str, list[Any]]:
     """The reports the view lists, up to LIST_LIMIT of each kind, in one statement over
     one pivot (each statement computes the pivot again): those failing a check, those of
     stations whose reports disagree (`conflicts`), and those the totals include and leave
     out (with the `reason`). Each list in order of station and arrival."""
-    cols = [p.c[f] for f in FIGURES] + [p.c[f"v{i + 1}"] for i in range(n_opts)]
-    disagree = or_(*[func.max(col) != func.min(col) for col in cols])
-    conflicting = select(p.c.station_id).group_by(p.c.station_id).having(func.count() > 1, disagree)
+    conflicting = (
+        select(p.c.station_id).group_by(p.c.station_id).having(func.count() > 1, _disagree(p, ch))
+    )
     included = p.c.checklist_id.in_(select(c.c.checklist_id))
     reason = case(
         (included, None),
-        (inconsistent, "inconsistent"),
-        (incomplete, "incomplete"),
+        (ch.inconsistent, "inconsistent"),
+        (ch.incomplete, "incomplete"),
         else_="another_report_used",
     )
     kinds = {
-        "failing": or_(*[f == 1 for f in flags.values()]),
+        "failing": ch.failing,
         "conflicts": p.c.station_id.in_(conflicting),
         "included": included,
         "excluded": ~included,
@@ -280,7 +639,7 @@ def _lists(
             literal(kind).label("list"),
             p,
             ST.c.code.label("station"),
-            *[f.label(f"fail_{n}") for n, f in flags.items()],
+            *[f.label(f"fail_{n}") for n, f in ch.flags.items()],
             reason.label("reason"),
         )
         .select_from(p.join(ST, ST.c.id == p.c.station_id))
@@ -463,12 +822,8 @@ def every_report(
     if protocol is None or scope.empty or scope.filters.phase not in (None, "closing"):
         return None
     p = _pivot(scope, protocol)
-    n_opts = len(protocol.options)
-    flags = {
-        name: func.coalesce(case((cond, 1), else_=0), 0)
-        for name, cond in _failures(p, n_opts, cfg).items()
-    }
-    figures = [*FIGURES, *[f"v{i + 1}" for i in range(n_opts)]]
+    ch = _checked(p, len(protocol.options), cfg)
+    flags, figures = ch.flags, ch.figures
     names = ["checklist_id", "station", "received_at", "review_state"]
     names += [*FIGURES, *protocol.options, *[f"fails_{n}" for n in flags]]
     q = (

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -54,6 +54,7 @@ from sqlalchemy import (
     text,
     true,
     tuple_,
+    union,
     union_all,
     update,
 )
@@ -68,6 +69,8 @@ from models import (
     Answer,
     ChecklistChange,
     FindingArrival,
+    FindingCount,
+    FindingCountStation,
     FindingCritical,
     FindingFold,
     FindingIncident,
@@ -82,6 +85,8 @@ log = logging.getLogger("pollcheck.findings")
 AN = table_of(Answer)
 CHG = table_of(ChecklistChange)
 FC = table_of(FindingCritical)
+FCNT = table_of(FindingCount)
+FCS = table_of(FindingCountStation)
 FAR = table_of(FindingArrival)
 FF = table_of(FindingFold)
 FI = table_of(FindingIncident)
@@ -100,18 +105,20 @@ TALLY_COLUMNS = ("observations", "stations", "total", "critical")
 _tmp = MetaData()
 
 
+def _temporary(name: str, *columns: Column[Any]) -> Table:
+    return Table(name, _tmp, *columns, prefixes=["TEMPORARY"])
+
+
 def _signed_checklists(name: str) -> Table:
     """A temporary table of checklists with the sign (+1/-1) of their change to the tallies."""
-    return Table(
+    return _temporary(
         name,
-        _tmp,
         Column("checklist_id", Uuid, primary_key=True),
         Column("sign", Integer, nullable=False),
         Column("mission_id", Uuid, nullable=False),
         Column("station_id", Uuid, nullable=False),
         Column("phase", String(16), nullable=False),
         Column("observer_id", Uuid, nullable=False),
-        prefixes=["TEMPORARY"],
     )
 
 
@@ -119,30 +126,47 @@ TMP_SIGN = _signed_checklists("tmp_finding_sign")
 TMP_BEFORE = _signed_checklists("tmp_finding_before")
 
 
-def _tally_table(name: str, *keys: Column[Any]) -> Table:
-    """A temporary table of tally deltas: its keys, then the four tally columns."""
-    return Table(
+def _leaf_table(name: str, *columns: Column[Any]) -> Table:
+    """A temporary table of deltas summed per place (then rolled up the location tree):
+    the place's keys, then the table's own `columns`."""
+    return _temporary(
         name,
-        _tmp,
         Column("mission_id", Uuid, nullable=False),
-        *keys,
-        Column("phase", String(16), nullable=False),
-        Column("question_code", String(32), nullable=False),
-        Column("value", String(64), nullable=False),
-        *[Column(c, BigInteger, nullable=False) for c in TALLY_COLUMNS],
-        prefixes=["TEMPORARY"],
+        Column("location_id", Uuid, nullable=False),
+        Column("region_id", Uuid, nullable=False),
+        Column("abroad", Boolean, nullable=False),
+        *columns,
     )
 
 
-# Deltas summed per place, then rolled up the location tree.
-TMP_LEAF = _tally_table(
+TMP_LEAF = _leaf_table(
     "tmp_finding_leaf",
-    Column("location_id", Uuid, nullable=False),
-    Column("region_id", Uuid, nullable=False),
-    Column("abroad", Boolean, nullable=False),
+    Column("phase", String(16), nullable=False),
+    Column("question_code", String(32), nullable=False),
+    Column("value", String(64), nullable=False),
+    *[Column(c, BigInteger, nullable=False) for c in TALLY_COLUMNS],
 )
 
-TMP_TABLES = (TMP_SIGN, TMP_BEFORE, TMP_LEAF)
+# The counting view's figures: the stations whose counting reports a batch changes, their
+# figures before (subtracted) and after (added), and those summed per place.
+TMP_COUNT_STATIONS = _temporary(
+    "tmp_count_station",
+    Column("station_id", Uuid, primary_key=True),
+    Column("mission_id", Uuid, nullable=False),
+)
+
+
+def _counts() -> list[Column[Any]]:
+    return [
+        Column("measure", String(48), nullable=False),
+        Column("amount", BigInteger, nullable=False),
+    ]
+
+
+TMP_COUNT = _temporary("tmp_count", Column("station_id", Uuid, nullable=False), *_counts())
+TMP_COUNT_LEAF = _leaf_table("tmp_count_leaf", *_counts())
+
+TMP_TABLES = (TMP_SIGN, TMP_BEFORE, TMP_LEAF, TMP_COUNT_STATIONS, TMP_COUNT, TMP_COUNT_LEAF)
 
 
 def emissions(src: Any) -> Any:
@@ -317,6 +341,7 @@ def fold(session: Session, limit: int = FOLD_LIMIT) -> FoldResult:
     insert_ignore(session, FF, [{"id": 1, "last_change_id": 0, "seen_change_id": 0}], ["id"])
     _uncounted_critical(session)
     _uncounted_incidents(session)
+    _uncounted_counting(session)
     _close_arrival_hours(session)
     state = session.execute(select(FF.c.last_change_id, FF.c.seen_change_id)).one()
     last, seen = state.last_change_id, state.seen_change_id
@@ -368,10 +393,64 @@ def _fold_window(session: Session, lo: int, hi: int, seen: int) -> int:
     signed = session.scalar(select(func.count()).select_from(TMP_SIGN)) or 0
     if signed:
         _analyze(session, TMP_SIGN)
+    counted = _counting_stations(session, changed)
+    if signed:
         _apply_signed(session)
     _review_states(session, changed)
+    if counted:
+        counted()
     _bump_versions(session, seen, hi)
     return signed
+
+
+def _counting_stations(session: Session, changed: Any) -> Callable[[], None] | None:
+    """The stations whose counting reports this batch changes (into TMP_COUNT_STATIONS):
+    a closing checklist arriving or leaving, or one whose review state changes (the totals
+    prefer a verified report). Their counting figures are taken out of the counting
+    view's tallies now, before the batch is applied; the function returned adds them back
+    as they are once it is (None: the batch changes no counting report)."""
+    from api.services.findings import counting  # it reads the questions, which import this
+
+    review_changed = select(FA.c.station_id, FA.c.mission_id).where(
+        FA.c.checklist_id.in_(changed),
+        FA.c.phase == "closing",
+        FA.c.checklist_id == CL.c.id,
+        FA.c.review_state != CL.c.review_state,
+    )
+    stations = union(
+        select(TMP_SIGN.c.station_id, TMP_SIGN.c.mission_id).where(TMP_SIGN.c.phase == "closing"),
+        review_changed,
+    ).subquery("counting_stations")
+    session.execute(
+        TMP_COUNT_STATIONS.insert().from_select(
+            ["station_id", "mission_id"], select(stations.c.station_id, stations.c.mission_id)
+        )
+    )
+    missions = session.scalars(select(TMP_COUNT_STATIONS.c.mission_id).distinct()).all()
+    if not missions:
+        return None
+    plans = [counting.plan(session, mission_id) for mission_id in missions]
+    for plan in plans:
+        counting.take_out(session, plan, TMP_COUNT_STATIONS, TMP_COUNT)
+
+    def put_back() -> None:
+        for plan in plans:
+            counting.put_in(session, plan, TMP_COUNT_STATIONS, TMP_COUNT)
+        _add_counts_to_nodes(session)
+
+    return put_back
+
+
+def _add_counts_to_nodes(session: Session) -> None:
+    """Add the counting figures' changes in TMP_COUNT at every node above their stations."""
+    _add_to_nodes(
+        session,
+        TMP_COUNT,
+        target=FCNT,
+        keys=("measure",),
+        columns=("amount",),
+        leaf=TMP_COUNT_LEAF,
+    )
 
 
 # What finding_applied copies from each checklist for the views (`answers` it makes).
@@ -650,6 +729,41 @@ def _uncounted_critical(session: Session) -> None:
         )
 
 
+def _uncounted_counting(session: Session) -> None:
+    """Count the counting view's figures of the missions whose applied counting reports
+    are not counted (after migration 0022 or a rebuild, or once their protocol or
+    thresholds changed: `counting_due`) without waiting for a new report of theirs."""
+    from api.services.findings import counting  # it reads the questions, which import this
+
+    missions = session.scalars(
+        select(FS.c.mission_id).where(
+            FS.c.counting_key.is_(None),
+            exists(
+                select(FA.c.checklist_id).where(
+                    FA.c.mission_id == FS.c.mission_id, FA.c.phase == "closing"
+                )
+            ),
+        )
+    ).all()
+    if not missions:
+        return
+    _ensure_temp_tables(session)
+    for mission_id in missions:
+        counting.put_in(session, counting.plan(session, mission_id), TMP_COUNT_STATIONS, TMP_COUNT)
+    _add_counts_to_nodes(session)
+
+
+def counting_due(session: Session, mission_id: Any) -> None:
+    """The mission's templates or settings changed: its views are due again, and if its
+    protocol or the checks' thresholds changed, its counting figures are counted again by
+    the next fold (the view computes them from the reports meanwhile)."""
+    from api.services.findings import counting  # it reads the questions, which import this
+
+    if counting.plan(session, mission_id).recount:
+        session.execute(update(FS).where(FS.c.mission_id == mission_id).values(counting_key=None))
+    bump_versions(session, [mission_id])
+
+
 def _uncounted_incidents(session: Session) -> None:
     """Count the missions whose applied incident reports were never counted (after
     migration 0016, or a rebuild) without waiting for a new report of theirs."""
@@ -891,31 +1005,37 @@ def _per_station() -> Any:
     return union_all(values, answered).subquery("per_station")
 
 
-def _add_to_nodes(session: Session, ts: Any) -> None:
-    """Add the per-station deltas `ts` at every node above each station: first summed per
-    place (a few thousand rows), then rolled up to the region, in/abroad and the whole
-    mission. The per-station rows (about 60 per checklist) are only grouped, so they are not
+def _add_to_nodes(
+    session: Session,
+    ts: Any,
+    target: Table = FT,
+    keys: Sequence[str] = ("phase", "question_code", "value"),
+    columns: Sequence[str] = TALLY_COLUMNS,
+    leaf: Table = TMP_LEAF,
+) -> None:
+    """Add the per-station deltas `ts` (station_id, `keys`, `columns`) to the `target`
+    tallies at every node above each station: first summed per place into `leaf` (a few
+    thousand rows), then rolled up to the region, in/abroad and the whole mission. The
+    findings' per-station rows (about 60 per checklist) are only grouped, so they are not
     stored first: writing them to a temporary table and reading them back made these
     statements cost 5 to 10% more."""
-    leaf = (
+    places = (
         ST.c.mission_id,
         ST.c.location_id,
         ST.c.region_id,
         ST.c.abroad,
-        ts.c.phase,
-        ts.c.question_code,
-        ts.c.value,
-    )  # TMP_LEAF's key columns, by the same names
+        *[ts.c[k] for k in keys],
+    )  # the leaf table's key columns, by the same names
     session.execute(
-        TMP_LEAF.insert().from_select(
-            [*[c.name for c in leaf], *TALLY_COLUMNS],
-            select(*leaf, *[func.sum(ts.c[c]) for c in TALLY_COLUMNS])
+        leaf.insert().from_select(
+            [*[c.name for c in places], *columns],
+            select(*places, *[func.sum(ts.c[c]) for c in columns])
             .select_from(ts.join(ST, ST.c.id == ts.c.station_id))
-            .where(or_(*[ts.c[c] != 0 for c in TALLY_COLUMNS]))
-            .group_by(*leaf),
+            .where(or_(*[ts.c[c] != 0 for c in columns]))
+            .group_by(*places),
         )
     )
-    lf = TMP_LEAF
+    lf = leaf
     abroad_node = case(
         (lf.c.abroad.is_(True), literal(NODE_ABROAD, Uuid)), else_=literal(NODE_IN_COUNTRY, Uuid)
     )
@@ -925,27 +1045,25 @@ def _add_to_nodes(session: Session, ts: Any) -> None:
         (lf.c.region_id, [lf.c.region_id], None),
         (lf.c.location_id, [lf.c.location_id], lf.c.location_id != lf.c.region_id),
     ]
-    group = [lf.c.mission_id, lf.c.phase, lf.c.question_code, lf.c.value]
+    group = [lf.c.mission_id, *[lf.c[k] for k in keys]]
     for node, node_group, where in levels:
         query = (
             select(
                 lf.c.mission_id,
                 node.label("node_id"),
-                lf.c.phase,
-                lf.c.question_code,
-                lf.c.value,
-                *[func.sum(lf.c[c]).label(c) for c in TALLY_COLUMNS],
+                *[lf.c[k] for k in keys],
+                *[func.sum(lf.c[c]).label(c) for c in columns],
             )
             # SQLite needs a WHERE before ON CONFLICT in INSERT … SELECT.
             .where(where if where is not None else lf.c.mission_id.is_not(None))
             .group_by(*group, *node_group)
         )
-        stmt = dialect_insert(session, FT).from_select(
-            ["mission_id", "node_id", "phase", "question_code", "value", *TALLY_COLUMNS], query
+        stmt = dialect_insert(session, target).from_select(
+            ["mission_id", "node_id", *keys, *columns], query
         )
         stmt = stmt.on_conflict_do_update(
-            index_elements=["mission_id", "node_id", "phase", "question_code", "value"],
-            set_={c: FT.c[c] + stmt.excluded[c] for c in TALLY_COLUMNS},
+            index_elements=["mission_id", "node_id", *keys],
+            set_={c: target.c[c] + stmt.excluded[c] for c in columns},
         )
         session.execute(stmt)
 
@@ -1023,10 +1141,12 @@ def rebuild(session: Session) -> FoldResult:
     hand): its first `FOLD_LIMIT` changes here, the rest by the folds that follow."""
     if not _lock(session):  # taken again by fold(): advisory locks nest in a session
         return FoldResult(folded=False)
-    for table in (FT, FA, FC, FV, FI, FAR):
+    for table in (FT, FA, FC, FV, FI, FAR, FCNT, FCS):
         session.execute(delete(table))
     session.execute(
-        update(FS).values(incident_roles=None, arrivals_through=None, critical_counted=True)
+        update(FS).values(
+            incident_roles=None, arrivals_through=None, critical_counted=True, counting_key=None
+        )
     )
     session.execute(
         update(FF).values(last_change_id=0, seen_change_id=0, gap_xmax=None, gap_hi=None)
