@@ -21,6 +21,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Text,
+    text,
 )
 from sqlmodel import Field, SQLModel
 
@@ -62,7 +63,9 @@ class FindingApplied(SQLModel, table=True):
 
     __tablename__ = "finding_applied"
     __table_args__ = (
-        Index("ix_finding_applied_station_id", "station_id"),
+        # A station's rows of one phase: the fold's reread of a batch's stations, and the
+        # counting view's lists (the closing reports of the stations they show).
+        Index("ix_finding_applied_station_id_phase", "station_id", "phase"),
         # Also the incidents view's newest reports first.
         Index(
             "ix_finding_applied_mission_id_phase_observed_at", "mission_id", "phase", "observed_at"
@@ -151,10 +154,25 @@ class FindingCountStation(SQLModel, table=True):
     disagree, and the report the totals use. Kept by the fold with `finding_count`."""
 
     __tablename__ = "finding_count_station"
-    __table_args__ = (Index("ix_finding_count_station_mission_id", "mission_id"),)
+    # Each list's first stations by code come from an index of its own, so that a list
+    # of a few reports among thousands of stations does not walk all of them.
+    __table_args__ = (
+        Index("ix_finding_count_station_code", "mission_id", "station_code"),
+        *[
+            Index(
+                f"ix_finding_count_station_{name}",
+                "mission_id",
+                "station_code",
+                postgresql_where=text(f"{name} > 0"),
+                sqlite_where=text(f"{name} > 0"),
+            )
+            for name in ("failing", "excluded", "conflict")
+        ],
+    )
 
     station_id: uuid.UUID = Field(primary_key=True)
     mission_id: uuid.UUID
+    station_code: str = Field(max_length=64, description="The station's code, the lists' order")
     reports: int = Field(sa_type=Integer)
     failing: int = Field(sa_type=Integer)
     excluded: int = Field(sa_type=Integer)

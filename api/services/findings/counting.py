@@ -368,17 +368,18 @@ def _count(session: Session, plan: CountPlan, stations: Any, out: Any, sign: int
         session.execute(delete(FCS).where(FCS.c.station_id.in_(ours)))
     session.execute(
         FCS.insert().from_select(
-            ["station_id", "mission_id", "reports", "failing", "excluded", "conflict"]
-            + ["chosen_checklist_id"],
+            ["station_id", "mission_id", "station_code", "reports", "failing", "excluded"]
+            + ["conflict", "chosen_checklist_id"],
             select(
                 wide.c.station_id,
                 literal(m),
+                ST.c.code,
                 wide.c.reports,
                 wide.c.failing,
                 wide.c.reports - wide.c.chosen,
                 wide.c.conflict,
                 wide.c.chosen_checklist_id,
-            ),
+            ).select_from(wide.join(ST, ST.c.id == wide.c.station_id)),
         )
     )
 
@@ -574,43 +575,43 @@ def _listed(session: Session, scope: Scope) -> Any:
     """The reports the view's lists can show, from `finding_count_station`: every report
     of the first stations (by code) whose reports fill each list, failing, conflicting
     or left out of the totals, up to LIST_LIMIT of them; and the report the totals use
-    of the first LIST_LIMIT stations that have one. A condition on the pivot's rows."""
-    cs = FCS
-    order = (ST.c.code, cs.c.station_id)
-    has_chosen = case((cs.c.chosen_checklist_id.is_not(None), 1), else_=0)
-    kinds = {
-        "failing": cs.c.failing,
-        "conflicts": cs.c.reports * cs.c.conflict,
-        "excluded": cs.c.excluded,
-        "included": has_chosen,
+    of the first LIST_LIMIT stations that have one. A condition on the pivot's rows.
+    Each list's stations come in code order from an index of their own, so a list that
+    is nearly empty does not read every station of the mission."""
+    in_scope = checklist_predicate(scope, cl=FCS, phase=False, versions="applied")
+    reports_of: dict[str, tuple[Any, Any]] = {  # the rows a station adds, and which it is
+        "failing": (FCS.c.failing, FCS.c.failing > 0),
+        "conflicts": (FCS.c.reports, FCS.c.conflict > 0),
+        "excluded": (FCS.c.excluded, FCS.c.excluded > 0),
+        "included": (literal_column("1"), FCS.c.chosen_checklist_id.is_not(None)),
     }
-    ranked = (
+    firsts = [
         select(
-            cs.c.station_id,
-            cs.c.chosen_checklist_id,
-            *[col.label(kind) for kind, col in kinds.items()],
-            *[
-                (func.sum(col).over(order_by=order) - col).label(f"{k}_before")
-                for k, col in kinds.items()
-            ],
+            literal(kind).label("list"),
+            FCS.c.station_id,
+            FCS.c.chosen_checklist_id,
+            rows.label("rows"),
+            FCS.c.station_code,
         )
-        .select_from(cs.join(ST, ST.c.id == cs.c.station_id))
-        .where(checklist_predicate(scope, cl=cs, phase=False, versions="applied"))
-        .subquery("ranked")
-    )
-
-    def shown(kind: str) -> Any:
-        return and_(ranked.c[kind] > 0, ranked.c[f"{kind}_before"] < LIST_LIMIT)
-
-    whole = or_(shown("failing"), shown("conflicts"), shown("excluded"))
-    rows = session.execute(
-        select(ranked.c.station_id, ranked.c.chosen_checklist_id, whole).where(
-            or_(whole, shown("included"))
-        )
-    ).all()
-    stations = [r[0] for r in rows if r[2]]
-    chosen = [r[1] for r in rows if not r[2]]
-    return or_(FA.c.station_id.in_(stations), FA.c.checklist_id.in_(chosen))
+        .where(in_scope, which)
+        .order_by(FCS.c.station_code)
+        .limit(LIST_LIMIT)
+        .subquery(kind)
+        for kind, (rows, which) in reports_of.items()
+    ]
+    shown: dict[str, int] = dict.fromkeys(reports_of, 0)
+    stations, chosen = set(), set()
+    for kind, station_id, chosen_id, rows, _ in session.execute(
+        union_all(*[select(f) for f in firsts]).order_by("list", "station_code")
+    ):
+        if shown[kind] >= LIST_LIMIT:
+            continue
+        shown[kind] += rows
+        if kind == "included":
+            chosen.add(chosen_id)
+        else:
+            stations.add(station_id)
+    return or_(FA.c.station_id.in_(sorted(stations)), FA.c.checklist_id.in_(sorted(chosen)))
 
 
 def _lists(session: Session, p: Any, c: Any, ch: Checked) -> dict[str, list[Any]]:
