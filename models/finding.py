@@ -342,18 +342,125 @@ class CriticalPublic(FindingsEnvelope):
     checklists: list[dict[str, Any]]
 
 
-class CountingPublic(FindingsEnvelope):
-    protocol: dict[str, Any] | None
+# The counting view, typed: what `api.services.findings.counting` returns, what the API
+# documents and what the draft statement reads.
+
+Figures = dict[str, int | None]  # a report's protocol figures by question code
+
+
+class CountingProtocol(SQLModel):
+    """The question codes of the protocol figures the checks read."""
+
+    registered: str
+    received: str
+    issued: str
+    unused: str
+    spoiled: str
+    in_box: str
+    invalid: str
+    blank: str
+    valid: str
+    options: list[str] = Field(description="Votes per option, in the protocol's order")
+
+
+class CountingCheck(SQLModel):
+    check: str
+    rule: str
+    failed: int = Field(description="Reports failing it")
+    checked: int = Field(description="Reports checked")
+
+
+class CountingReport(SQLModel):
+    """One counting report: a closing checklist that holds protocol figures."""
+
+    checklist_id: uuid.UUID
+    station: str = Field(description="Station code")
+    review_state: str
+
+
+class FailingReport(CountingReport):
+    figures: Figures
+    fails: list[str] = Field(description="The checks it fails")
+
+
+class ConflictReport(SQLModel):
+    checklist_id: uuid.UUID
+    review_state: str
+    received_at: datetime
+    figures: Figures
+
+
+class CountingConflict(SQLModel):
+    station: str
+    reports: list[ConflictReport]
+    differing: list[str] = Field(description="The figures the reports disagree on")
+
+
+class OptionTotal(SQLModel):
+    code: str
+    votes: int
+    share: float | None = Field(description="Of the valid ballots")
+    text: str | None
+
+
+class CountingTotals(SQLModel):
+    stations: int = Field(description="Stations whose report the totals use (one each)")
+    stations_text: str
+    figures: dict[str, int] = Field(description="Each protocol figure summed")
+    options: list[OptionTotal]
+    turnout: float | None
+    note: str
+
+
+class ExcludedReport(CountingReport):
+    reason: str = Field(description="inconsistent, incomplete or another_report_used")
+    fails: list[str] = Field(description="The consistency checks it fails")
+
+
+class CountingInclusion(SQLModel):
+    rule: str
+    included_count: int
+    excluded_count: int
+    excluded_by_reason: dict[str, int]
+    included: list[CountingReport] = Field(description="The first 500, by station")
+    excluded: list[ExcludedReport] = Field(description="The first 500, by station")
+
+
+class QuickCountOption(SQLModel):
+    code: str
+    share: float
+    margin95: float
+    text: str
+
+
+class QuickCount(SQLModel):
+    sampled_stations: int
+    population_stations: int
+    method: str
+    options: list[QuickCountOption]
+
+
+class CountingSection(SQLModel):
+    protocol: CountingProtocol | None
     reports: int
     stations: int
-    checks: list[dict[str, Any]]
-    failing: list[dict[str, Any]]
-    conflicts: list[dict[str, Any]]
-    totals: dict[str, Any] | None
-    inclusion: dict[str, Any] | None = Field(
+    checks: list[CountingCheck]
+    failing: list[FailingReport] = Field(description="The first 500 failing reports, by station")
+    failing_reports: int
+    conflicts: list[CountingConflict] = Field(
+        description="Stations whose reports disagree, with the first 500 of their reports"
+    )
+    conflict_stations: int = Field(description="Every station whose reports disagree")
+    totals: CountingTotals | None
+    inclusion: CountingInclusion | None = Field(
         description="The reports the totals use and those left out, each with its reason"
     )
-    quick_count: dict[str, Any] | None
+    quick_count: QuickCount | None
+    selection_rule: str
+
+
+class CountingPublic(FindingsEnvelope, CountingSection):
+    pass
 
 
 class StatementPublic(FindingsEnvelope):

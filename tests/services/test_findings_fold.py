@@ -700,7 +700,7 @@ def test_counting_figures_are_counted_again_when_the_thresholds_change(
     assert kept_key() not in (None, key)
     _assert_counting_kept_equals_reports(session, mission.id, cfg)
     raw = counting_service.counting(session, whole, cfg, random_sample=False, kept=False)
-    assert {c["check"]: c["failed"] for c in raw["checks"]}["turnout_below_threshold"] == 4
+    assert {c.check: c.failed for c in raw.checks}["turnout_below_threshold"] == 4
     # Settings the counting does not depend on: the figures stay as they are.
     again = kept_key()
     client.patch(

@@ -53,6 +53,16 @@ from api.services.findings.stats import (
 from api.services.sql import dialect_insert
 from models import Mission
 from models.base import table_of, utcnow
+from models.finding import (
+    CountingCheck,
+    CountingConflict,
+    CountingInclusion,
+    CountingProtocol,
+    CountingSection,
+    CountingTotals,
+    FailingReport,
+    QuickCount,
+)
 
 MI = table_of(Mission)
 
@@ -493,23 +503,24 @@ def counting(
     cfg: FindingsSettings,
     random_sample: bool,
     kept: bool = True,
-) -> dict[str, Any]:
+) -> CountingSection:
     """Every counting report checked, conflicts flagged, totals from one report per station:
     from the fold's figures where they answer (`kept`), else from the reports."""
     protocol = protocol_of(session, scope.mission_id)
-    empty: dict[str, Any] = {
-        "protocol": None,
-        "reports": 0,
-        "stations": 0,
-        "checks": [],
-        "failing": [],
-        "failing_reports": 0,
-        "conflicts": [],
-        "conflict_stations": 0,
-        "totals": None,
-        "inclusion": None,
-        "quick_count": None,
-    }
+    empty = CountingSection(
+        protocol=None,
+        reports=0,
+        stations=0,
+        checks=[],
+        failing=[],
+        failing_reports=0,
+        conflicts=[],
+        conflict_stations=0,
+        totals=None,
+        inclusion=None,
+        quick_count=None,
+        selection_rule=INCLUSION_RULE,
+    )
     # A place and an `abroad=` that contradict each other select no report: the answer of
     # a scope without reports (the checks at 0 of 0, zero totals), as in every other view.
     if protocol is None or scope.filters.phase not in (None, "closing"):
@@ -532,43 +543,45 @@ def counting(
         c = _chosen(p, ch.usable)
     reports = summary["reports"]
     checks = [
-        {"check": name, "rule": CHECKS[name], "failed": failed, "checked": reports}
+        CountingCheck(check=name, rule=CHECKS[name], failed=failed, checked=reports)
         for name, failed in zip(CHECKS, summary["failed"], strict=True)
     ]
     option_codes = protocol.options
     lists = _lists(session, p, c, ch)
     conflicts = _conflicts(lists["conflicts"], option_codes)
     failing = [
-        {
-            "checklist_id": r["checklist_id"],
-            "station": r["station"],
-            "review_state": r["review_state"],
-            "figures": _figures(r, option_codes),
-            "fails": [n for n in CHECKS if r[f"fail_{n}"]],
-        }
+        FailingReport(
+            checklist_id=r["checklist_id"],
+            station=r["station"],
+            review_state=r["review_state"],
+            figures=_figures(r, option_codes),
+            fails=[n for n in CHECKS if r[f"fail_{n}"]],
+        )
         for r in lists["failing"]
     ]
     totals_row = summary["totals"]
-    return {
-        "protocol": {f: getattr(protocol, f) for f in FIGURES} | {"options": option_codes},
-        "reports": reports,
-        "stations": summary["stations"],
-        "checks": checks,
-        "failing": failing,
-        "failing_reports": summary["failing"],
-        "conflicts": conflicts,
-        "conflict_stations": summary["conflict_stations"],
-        "totals": _totals(totals_row, figures, option_codes, cfg),
-        "inclusion": _inclusion(
+    return CountingSection(
+        protocol=CountingProtocol(
+            **{f: getattr(protocol, f) for f in FIGURES}, options=option_codes
+        ),
+        reports=reports,
+        stations=summary["stations"],
+        checks=checks,
+        failing=failing,
+        failing_reports=summary["failing"],
+        conflicts=conflicts,
+        conflict_stations=summary["conflict_stations"],
+        totals=_totals(totals_row, figures, option_codes, cfg),
+        inclusion=_inclusion(
             lists,
             # The totals' count is the reports they include (one per station).
             (reports, totals_row[0], summary["inconsistent"], summary["incomplete"]),
         ),
-        "quick_count": _quick_count(session, scope, summary["sample"], option_codes, cfg)
+        quick_count=_quick_count(session, scope, summary["sample"], option_codes, cfg)
         if summary["sample"] is not None
         else None,
-        "selection_rule": INCLUSION_RULE,
-    }
+        selection_rule=INCLUSION_RULE,
+    )
 
 
 def _listed(session: Session, scope: Scope) -> Any:
@@ -658,40 +671,42 @@ def _lists(session: Session, p: Any, c: Any, ch: Checked) -> dict[str, list[Any]
     return out
 
 
-def _inclusion(lists: dict[str, list[Any]], counts: tuple[int, int, int, int]) -> dict[str, Any]:
+def _inclusion(lists: dict[str, list[Any]], counts: tuple[int, int, int, int]) -> CountingInclusion:
     """Which reports the totals use and which they leave out, each with its reason:
     `inconsistent` (the checks it fails), `incomplete` (a vote figure not copied) or
     `another_report_used` (the station's totals come from another of its reports).
     `counts`: reports, included, inconsistent and incomplete ones."""
     reports, n_included, n_inconsistent, n_incomplete = counts
-    return {
-        "rule": INCLUSION_RULE,
-        "included_count": n_included,
-        "excluded_count": reports - n_included,
-        "excluded_by_reason": {
-            "inconsistent": n_inconsistent,
-            "incomplete": n_incomplete,
-            "another_report_used": reports - n_included - n_inconsistent - n_incomplete,
-        },
-        "included": [
-            {
-                "checklist_id": r["checklist_id"],
-                "station": r["station"],
-                "review_state": r["review_state"],
-            }
-            for r in lists["included"]
-        ],
-        "excluded": [
-            {
-                "checklist_id": r["checklist_id"],
-                "station": r["station"],
-                "review_state": r["review_state"],
-                "reason": r["reason"],
-                "fails": [n for n in CONSISTENCY if r[f"fail_{n}"]],
-            }
-            for r in lists["excluded"]
-        ],
-    }
+    return CountingInclusion.model_validate(
+        {
+            "rule": INCLUSION_RULE,
+            "included_count": n_included,
+            "excluded_count": reports - n_included,
+            "excluded_by_reason": {
+                "inconsistent": n_inconsistent,
+                "incomplete": n_incomplete,
+                "another_report_used": reports - n_included - n_inconsistent - n_incomplete,
+            },
+            "included": [
+                {
+                    "checklist_id": r["checklist_id"],
+                    "station": r["station"],
+                    "review_state": r["review_state"],
+                }
+                for r in lists["included"]
+            ],
+            "excluded": [
+                {
+                    "checklist_id": r["checklist_id"],
+                    "station": r["station"],
+                    "review_state": r["review_state"],
+                    "reason": r["reason"],
+                    "fails": [n for n in CONSISTENCY if r[f"fail_{n}"]],
+                }
+                for r in lists["excluded"]
+            ],
+        }
+    )
 
 
 def _figures(row: Any, option_codes: list[str]) -> dict[str, int | None]:
@@ -701,7 +716,7 @@ def _figures(row: Any, option_codes: list[str]) -> dict[str, int | None]:
     return out
 
 
-def _conflicts(rows: list[Any], option_codes: list[str]) -> list[Any]:
+def _conflicts(rows: list[Any], option_codes: list[str]) -> list[CountingConflict]:
     """The reports of stations whose reports disagree, per station, with what differs."""
     out: dict[str, dict[str, Any]] = {}
     for r in rows:
@@ -719,7 +734,7 @@ def _conflicts(rows: list[Any], option_codes: list[str]) -> list[Any]:
         slot["differing"] = sorted(
             k for k in first if any(rep["figures"][k] != first[k] for rep in slot["reports"])
         )
-    return list(out.values())
+    return [CountingConflict.model_validate(slot) for slot in out.values()]
 
 
 def _chosen(p: Any, usable: Any) -> Any:
@@ -743,7 +758,7 @@ def _chosen(p: Any, usable: Any) -> Any:
 
 def _totals(
     row: Any, figures: list[str], option_codes: list[str], cfg: FindingsSettings
-) -> dict[str, Any]:
+) -> CountingTotals:
     """The totals over one report per station, from their count and sums (`row`)."""
     sums = dict(zip(figures, (int(v) for v in row[1:]), strict=True))
     valid = sums["valid"]
@@ -757,14 +772,16 @@ def _totals(
         for i, code in enumerate(option_codes)
     ]
     registered, in_box = sums["registered"], sums["in_box"]
-    return {
-        "stations": int(row[0]),
-        "stations_text": share_text(int(row[0]), int(row[0]), cfg.small_denominator),
-        "figures": {f: sums[f] for f in FIGURES},
-        "options": options,
-        "turnout": share_value(Fraction(in_box, registered)) if registered else None,
-        "note": "totals over the stations observed; not an estimate of the national result",
-    }
+    return CountingTotals.model_validate(
+        {
+            "stations": int(row[0]),
+            "stations_text": share_text(int(row[0]), int(row[0]), cfg.small_denominator),
+            "figures": {f: sums[f] for f in FIGURES},
+            "options": options,
+            "turnout": share_value(Fraction(in_box, registered)) if registered else None,
+            "note": "totals over the stations observed; not an estimate of the national result",
+        }
+    )
 
 
 def _sample_sums(c: Any, n_opts: int) -> Any:
@@ -784,7 +801,7 @@ def _quick_count(
     row: Any,
     option_codes: list[str],
     cfg: FindingsSettings,
-) -> dict[str, Any] | None:
+) -> QuickCount | None:
     big_n = cfg.population_stations or int(
         session.scalar(select(func.count()).where(ST.c.mission_id == scope.mission_id)) or 0
     )
@@ -805,13 +822,15 @@ def _quick_count(
                 "text": f"{percent(share)} ± {percent(margin)}",
             }
         )
-    return {
-        "sampled_stations": n,
-        "population_stations": big_n,
-        "method": "ratio estimator over the sampled stations, 95 % margin with finite-population "
-        "correction",
-        "options": estimates,
-    }
+    return QuickCount.model_validate(
+        {
+            "sampled_stations": n,
+            "population_stations": big_n,
+            "method": "ratio estimator over the sampled stations, 95 % margin with "
+            "finite-population correction",
+            "options": estimates,
+        }
+    )
 
 
 def every_report(

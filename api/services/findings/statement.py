@@ -36,6 +36,7 @@ from babel.numbers import format_decimal, format_percent
 from api.checklist_schema import StatementQuestions
 from api.services.findings.questions import language_key
 from api.services.findings.stats import Share, percent_value
+from models.finding import CountingSection
 
 PHRASES: dict[str, dict[str, Any]] = {
     "en": {
@@ -649,7 +650,7 @@ def draft(parts: dict[str, Any], ctx: Any, roles: StatementQuestions) -> dict[st
     _voting(w, qi, roles)
     _accessibility(w, qi, roles)
     _irregularities(w, "h_irregularities", findings, ("opening", "voting"))
-    _count(w, qi, phases, parts["counting"], roles, findings)
+    _count(w, qi, phases, CountingSection.model_validate(parts["counting"]), roles, findings)
     _incidents(w, parts["incidents"])
     _critical(w, parts["critical"])
     return _drafted(w)
@@ -976,7 +977,7 @@ def _count(
     w: Writer,
     qi: dict[tuple[str, str], dict[str, Any]],
     phases: dict[str, Any],
-    counting: dict[str, Any],
+    counting: CountingSection,
     roles: StatementQuestions,
     findings: dict[str, Any],
 ) -> None:
@@ -999,29 +1000,29 @@ def _count(
 
 
 def _protocols(
-    w: Writer, par: str, qi: dict[tuple[str, str], dict[str, Any]], counting: dict[str, Any]
+    w: Writer, par: str, qi: dict[tuple[str, str], dict[str, Any]], counting: CountingSection
 ) -> None:
     """The protocol figures: checks, reports left out of the totals, conflicts, totals."""
-    reports = Fig(counting.get("reports") or 0, "reports")
+    reports = Fig(counting.reports, "reports")
     if not reports:
         return
-    failed_checks = [c for c in counting["checks"] if c["failed"]]
-    ids = [f["checklist_id"] for f in counting["failing"]]
+    failed_checks = [c for c in counting.checks if c.failed]
+    ids = [str(f.checklist_id) for f in counting.failing]
     if not failed_checks:
         w.say(
             par,
             "checks_pass",
-            {"checks": [c["check"] for c in counting["checks"]], "counts": {"reports": reports}},
+            {"checks": [c.check for c in counting.checks], "counts": {"reports": reports}},
             "counting",
             reports=reports,
         )
     else:
-        failed = Fig(counting["failing_reports"], "failing_reports")
+        failed = Fig(counting.failing_reports, "failing_reports")
         w.say(
             par,
             "checks_fail_all" if failed == reports else "checks_fail",
             {
-                "checks": {c["check"]: c["failed"] for c in failed_checks},
+                "checks": {c.check: c.failed for c in failed_checks},
                 "counts": {"reports": int(reports), "failed": int(failed)},
                 "checklist_ids": ids,
             },
@@ -1029,13 +1030,13 @@ def _protocols(
             failed=failed,
             reports=reports,
             checks="; ".join(
-                f"{w.phrase('check_' + c['check'], c['rule'])} "
-                f"({w.number(Fig(c['failed'], 'checks[check=' + c['check'] + '].failed'))})"
+                f"{w.phrase('check_' + c.check, c.rule)} "
+                f"({w.number(Fig(c.failed, 'checks[check=' + c.check + '].failed'))})"
                 for c in failed_checks
             ),
         )
-    inclusion = counting.get("inclusion") or {}
-    left_out = inclusion.get("excluded_by_reason") or {}
+    inclusion = counting.inclusion
+    left_out = inclusion.excluded_by_reason if inclusion else {}
     reasons = [
         w.text(
             f"excluded_{reason}", n=Fig(left_out[reason], f"inclusion.excluded_by_reason.{reason}")
@@ -1043,84 +1044,84 @@ def _protocols(
         for reason in ("inconsistent", "incomplete")
         if left_out.get(reason)
     ]
-    if reasons:
+    if reasons and inclusion:
         w.say(
             par,
             "totals_excluded",
             {
                 "counts": {r: left_out[r] for r in ("inconsistent", "incomplete")},
                 "checklist_ids": [
-                    e["checklist_id"]
-                    for e in inclusion["excluded"]
-                    if e["reason"] in ("inconsistent", "incomplete")
+                    str(e.checklist_id)
+                    for e in inclusion.excluded
+                    if e.reason in ("inconsistent", "incomplete")
                 ],
             },
             "counting",
             reasons=_join(w, reasons),
         )
-    if counting["conflicts"]:
-        stations = [c["station"] for c in counting["conflicts"]]
+    if counting.conflicts:
         w.say(
             par,
             "conflicts",
             {
-                "stations": stations,
+                "stations": [c.station for c in counting.conflicts],
                 "checklist_ids": [
-                    r["checklist_id"] for c in counting["conflicts"] for r in c["reports"]
+                    str(r.checklist_id) for c in counting.conflicts for r in c.reports
                 ],
             },
             "counting",
-            stations=Fig(counting["conflict_stations"], "conflict_stations"),
+            stations=Fig(counting.conflict_stations, "conflict_stations"),
         )
-    totals = counting.get("totals")
-    if totals and totals["stations"] and totals["figures"]["valid"]:
-        valid = Fig(totals["figures"]["valid"], "totals.figures.valid")
+    totals = counting.totals
+    if totals and totals.stations and totals.figures["valid"]:
+        valid = Fig(totals.figures["valid"], "totals.figures.valid")
         options = "; ".join(
             w.text(
                 "votes_option",
-                label=_label(qi, o["code"]),
-                share=w.ratio(Fig(o["votes"], f"totals.options[code={o['code']}].votes"), valid),
-                votes=Fig(o["votes"], f"totals.options[code={o['code']}].votes"),
+                label=_label(qi, o.code),
+                share=w.ratio(Fig(o.votes, f"totals.options[code={o.code}].votes"), valid),
+                votes=Fig(o.votes, f"totals.options[code={o.code}].votes"),
             )
-            for o in totals["options"]
+            for o in totals.options
         )
         turnout = (
             w.phrase("unknown")
-            if totals["turnout"] is None
+            if totals.turnout is None
             else w.ratio(
-                Fig(totals["figures"]["in_box"], "totals.figures.in_box"),
-                Fig(totals["figures"]["registered"], "totals.figures.registered"),
+                Fig(totals.figures["in_box"], "totals.figures.in_box"),
+                Fig(totals.figures["registered"], "totals.figures.registered"),
             )
         )
         w.say(
             par,
             "totals",
-            {"counts": totals["figures"], "options": totals["options"]},
+            {
+                "counts": totals.figures,
+                "options": [o.model_dump() for o in totals.options],
+            },
             "counting",
-            stations=Fig(totals["stations"], "totals.stations"),
+            stations=Fig(totals.stations, "totals.stations"),
             options=options,
             turnout=turnout,
         )
-    quick = counting.get("quick_count")
+    quick = counting.quick_count
     if quick:
         w.say(
             par,
             "quick_count",
-            {"quick_count": quick},
+            {"quick_count": quick.model_dump()},
             "counting",
-            n=Fig(quick["sampled_stations"], "quick_count.sampled_stations"),
+            n=Fig(quick.sampled_stations, "quick_count.sampled_stations"),
             options="; ".join(
                 w.text(
                     "quick_count_option",
-                    label=_label(qi, o["code"]),
-                    share=w.percent(
-                        ShareFig(o["share"], f"quick_count.options[code={o['code']}].share")
-                    ),
+                    label=_label(qi, o.code),
+                    share=w.percent(ShareFig(o.share, f"quick_count.options[code={o.code}].share")),
                     margin=w.percent(
-                        ShareFig(o["margin95"], f"quick_count.options[code={o['code']}].margin95")
+                        ShareFig(o.margin95, f"quick_count.options[code={o.code}].margin95")
                     ),
                 )
-                for o in quick["options"]
+                for o in quick.options
             ),
         )
 

@@ -92,7 +92,8 @@ def critical(ctx: Context) -> dict[str, Any]:
 
 
 def counting(ctx: Context) -> dict[str, Any]:
-    return counting_service.counting(ctx.session, ctx.scope, ctx.config, ctx.random_sample)
+    section = counting_service.counting(ctx.session, ctx.scope, ctx.config, ctx.random_sample)
+    return section.model_dump()
 
 
 def statement(ctx: Context) -> dict[str, Any]:
