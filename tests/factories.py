@@ -65,7 +65,7 @@ def make_observer(
 ) -> tuple[Observer, str]:
     """An observer assigned to `stations_`, with an observer token."""
     code = code or f"O-{uuid.uuid4().hex[:6]}"
-    obs = observers.create_or_update(
+    obs, _ = observers.create_or_update(
         session,
         mission_id,
         ObserverCreate(

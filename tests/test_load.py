@@ -45,7 +45,7 @@ def _observers(session: Session, mission_id: uuid.UUID) -> list[str]:
     tokens = []
     for k in range(CLIENTS):
         code = f"LOAD-{k:03}"
-        obs = observers.create_or_update(
+        obs, _ = observers.create_or_update(
             session, mission_id, ObserverCreate(code=code, name=code, stations=STATIONS)
         )
         tokens.append(credentials.issue(session, mission_id, Role.observer, code, obs.id).token)

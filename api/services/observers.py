@@ -74,10 +74,27 @@ def station_ids(session: Session, mission_id: uuid.UUID, codes: list[str]) -> di
     return found
 
 
+def plan_changed(session: Session, mission_id: uuid.UUID) -> None:
+    """The deployment plan changed: coverage (missing teams and observers) is due again,
+    even before any checklist moves the data version."""
+    from api.services.findings.fold import bump_versions  # the fold imports the services
+
+    bump_versions(session, [mission_id])
+
+
 def set_assignments(
-    session: Session, mission_id: uuid.UUID, observer_id: uuid.UUID, codes: list[str]
-) -> None:
+    session: Session,
+    mission_id: uuid.UUID,
+    observer_id: uuid.UUID,
+    codes: list[str],
+    announce: bool = True,
+) -> bool:
+    """Replace the observer's assigned stations; True if they changed (and, with
+    `announce`, the mission's views are due again)."""
     ids = station_ids(session, mission_id, list(dict.fromkeys(codes)))
+    before = set(session.scalars(select(ASG.c.station_id).where(ASG.c.observer_id == observer_id)))
+    if before == set(ids.values()):
+        return False
     session.execute(delete(ASG).where(ASG.c.observer_id == observer_id))
     insert_ignore(
         session,
@@ -88,16 +105,23 @@ def set_assignments(
         ],
         ["observer_id", "station_id"],
     )
+    if announce:
+        plan_changed(session, mission_id)
+    return True
 
 
-def create_or_update(session: Session, mission_id: uuid.UUID, body: ObserverCreate) -> Observer:
-    """Upsert by the observer's code; the station list replaces the previous plan."""
+def create_or_update(
+    session: Session, mission_id: uuid.UUID, body: ObserverCreate, announce: bool = True
+) -> tuple[Observer, bool]:
+    """Upsert by the observer's code; the station list replaces the previous plan. Also
+    whether the plan changed (its stations or team; with `announce`, the views are due)."""
     obs = session.scalar(
         select(Observer).where(
             col(Observer.mission_id) == mission_id, col(Observer.code) == body.code
         )
     )
     tid = team_id(session, mission_id, body.team)
+    moved = obs is not None and obs.team_id != tid
     if obs is None:
         obs = Observer(
             mission_id=mission_id,
@@ -111,8 +135,10 @@ def create_or_update(session: Session, mission_id: uuid.UUID, body: ObserverCrea
     else:
         obs.name, obs.phone, obs.language, obs.team_id = body.name, body.phone, body.language, tid
     session.flush()
-    set_assignments(session, mission_id, obs.id, body.stations)
-    return obs
+    changed = set_assignments(session, mission_id, obs.id, body.stations, announce=False)
+    if (changed or moved) and announce:
+        plan_changed(session, mission_id)
+    return obs, changed or moved
 
 
 def get(session: Session, mission_id: uuid.UUID, observer_id: uuid.UUID) -> Observer:
@@ -132,7 +158,10 @@ def update(
         before["team_id"] = str(obs.team_id) if obs.team_id else None
     audit.note(session, "observer.update", f"observer/{observer_id}", before, dict(data))
     if "team" in data:
-        obs.team_id = team_id(session, mission_id, data.pop("team"))
+        tid = team_id(session, mission_id, data.pop("team"))
+        if tid != obs.team_id:
+            plan_changed(session, mission_id)  # teams_missing counts per team
+        obs.team_id = tid
     for k, v in data.items():
         setattr(obs, k, v)
     session.flush()
@@ -253,6 +282,7 @@ def import_csv(
         problems=problems,
     )
     if not dry_run and not problems:
-        for body in bodies:
-            create_or_update(session, mission_id, body)
+        changed = [create_or_update(session, mission_id, b, announce=False)[1] for b in bodies]
+        if any(changed):
+            plan_changed(session, mission_id)
     return report

@@ -902,3 +902,37 @@ def test_postgresql_sessions_compile_no_jit(session: Any) -> None:
     assert session.execute(text("SHOW jit")).scalar() == "off"
     with session_scope(read=True) as read:
         assert read.execute(text("SHOW jit")).scalar() == "off"
+
+
+def test_coverage_follows_a_changed_plan_before_any_checklist(client: Any, session: Any) -> None:
+    """The deployment plan changes the week before, when no checklist moves the data
+    version: a reassigned observer (as many stations as before) and a moved team show at
+    once, not when the first checklist arrives."""
+    # Views served from the cache while their data version and plan are the same.
+    cached = Settings(findings_max_lag_s=0, findings_cache_s=0)
+    mission, admin = make_mission(session)
+    for code in ("S-1", "S-2"):
+        make_station(session, mission.id, code)
+    obs, _ = make_observer(session, mission.id, ["S-1"], code="O-1", team="Team 1")
+
+    def coverage() -> dict[str, Any]:
+        session.commit()
+        return views.get_view(session, cached, mission.id, "coverage", Filters(), None).parsed()
+
+    before = coverage()["teams_missing"]["data"]
+    assert [(t["team"], t["missing_stations"]) for t in before] == [("Team 1", ["S-1"])]
+    headers = {"Authorization": f"Bearer {admin}"}
+    r = client.put(
+        f"/missions/{mission.id}/observers/{obs.id}/assignments",
+        json={"stations": ["S-2"]},
+        headers=headers,
+    )
+    assert r.status_code == 200, r.text
+    after = coverage()["teams_missing"]["data"]
+    assert [(t["team"], t["missing_stations"]) for t in after] == [("Team 1", ["S-2"])]
+    r = client.patch(
+        f"/missions/{mission.id}/observers/{obs.id}", json={"team": "Team 2"}, headers=headers
+    )
+    assert r.status_code == 200, r.text
+    moved = coverage()["teams_missing"]["data"]
+    assert [(t["team"], t["missing_stations"]) for t in moved] == [("Team 2", ["S-2"])]
