@@ -39,7 +39,7 @@ def create_observer(
     mission_id: uuid.UUID, body: ObserverCreate, session: SessionDep, _: AdminOfMission
 ) -> Any:
     """Create (or update, by code) an observer with their team and assigned stations."""
-    obs, _ = observer_service.create_or_update(session, mission_id, body)
+    obs, _changed = observer_service.create_or_update(session, mission_id, body)
     return observer_service.public(session, [obs])[0]
 
 
