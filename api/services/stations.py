@@ -14,6 +14,7 @@ from sqlmodel import col
 
 from api.errors import Invalid, NotFound
 from api.sanitize import CsvReader
+from api.services.findings.fold import moving_stations
 from api.services.sql import insert_ignore, upsert
 from models import Location, LocationKind, Station
 from models.base import new_id, table_of, utcnow
@@ -158,7 +159,7 @@ def upsert_stations(
     existing = {
         r.code: r
         for r in session.execute(
-            select(ST.c.code, ST.c.location_id, *[ST.c[f] for f in STATION_FIELDS]).where(
+            select(ST.c.id, ST.c.code, ST.c.location_id, *[ST.c[f] for f in STATION_FIELDS]).where(
                 ST.c.mission_id == mission_id
             )
         )
@@ -167,6 +168,7 @@ def upsert_stations(
     rows: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
     created = updated = unchanged = total = 0
+    moved: list[uuid.UUID] = []  # stations given another place
     now = utcnow()
     for line, raw in stations:
         total += 1
@@ -192,6 +194,8 @@ def upsert_stations(
             continue
         else:
             updated += 1
+            if old.location_id != leaf:
+                moved.append(old.id)
         rows.append(
             {
                 "id": new_id(),
@@ -218,14 +222,15 @@ def upsert_stations(
     if dry_run or problems:
         return report
     tree.flush(session)
-    for i in range(0, len(rows), 1000):
-        upsert(
-            session,
-            ST,
-            rows[i : i + 1000],
-            ["mission_id", "code"],
-            ["location_id", "region_id", "abroad", "updated_at", *STATION_FIELDS],
-        )
+    with moving_stations(session, mission_id, moved):
+        for i in range(0, len(rows), 1000):
+            upsert(
+                session,
+                ST,
+                rows[i : i + 1000],
+                ["mission_id", "code"],
+                ["location_id", "region_id", "abroad", "updated_at", *STATION_FIELDS],
+            )
     return report
 
 

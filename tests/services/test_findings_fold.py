@@ -198,9 +198,18 @@ def _assert_counting_kept_equals_reports(
         )
     )
     whole = resolve(session, mission_id, Filters())
-    assert (counting_service._kept(session, whole, protocol, cfg) is not None) == (
-        closing is not None
-    )
+    if closing is not None:  # (figures of reports since rejected stay kept, at zero)
+        assert counting_service._kept(session, whole, protocol, cfg) is not None
+
+
+def _folded_counting(session: Any, mission_id: uuid.UUID) -> tuple[Any, Any]:
+    """Fold what was posted; the whole mission's scope and its counting protocol."""
+    session.commit()
+    fold.run_once()
+    session.commit()
+    protocol = counting_service.protocol_of(session, mission_id)
+    assert protocol is not None
+    return resolve(session, mission_id, Filters()), protocol
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -672,12 +681,7 @@ def test_counting_figures_are_counted_again_when_the_thresholds_change(
     post_count(client, token, "N-1", {"P_V1": 385, "P_V2": 200})
     post_count(client, token, "S-1", {"P_B": 990, "P_I": 990, "P_U": 0, "P_V": 975})
     post_count(client, token, "X-1", {"P_X": 90, "P_V": 505, "P_V1": 320})
-    session.commit()
-    fold.run_once()
-    session.commit()
-    whole = resolve(session, mission.id, Filters())
-    protocol = counting_service.protocol_of(session, mission.id)
-    assert protocol is not None
+    whole, protocol = _folded_counting(session, mission.id)
 
     def kept_key() -> Any:
         session.commit()
@@ -721,3 +725,95 @@ def test_counting_figures_are_counted_again_when_the_thresholds_change(
     cfg, _ = read_settings(session.get(Mission, mission.id).settings)  # type: ignore[union-attr]
     assert counting_service._kept(session, whole, protocol, cfg) is None
     assert session.scalar(select(func.count()).select_from(FindingCount)) == 0
+
+
+@pytest.mark.postgres_only
+def test_a_review_committed_while_a_fold_runs_moves_the_counting_figures_with_it(
+    client: Any, session: Any, monkeypatch: Any
+) -> None:
+    """Each statement of a fold sees what is committed when it starts (READ COMMITTED): a
+    review committed between the fold's reading of the review states and its copying of them
+    is left to the next fold whole, never copied without its counting figures."""
+    from tests.findings_factories import post_count
+
+    mission, _ = make_mission(session)
+    code = make_station(session, mission.id, "R-1")
+    _, token = make_observer(session, mission.id, [code])
+    older = post_count(client, token, code, {"P_V1": 385, "P_V2": 200})
+    post_count(client, token, code)  # the latest report: its figures count until one is verified
+    session.commit()
+    fold.run_once()
+    changes.record(session, mission.id, [uuid.UUID(older)])  # in the batch, its state unchanged
+    session.commit()
+    taken = fold._counting_stations
+
+    def review_meanwhile(fold_session: Any) -> Any:
+        result = taken(fold_session)
+        with session_scope() as other:
+            set_review(other, mission.id, older, "verified")
+        return result
+
+    monkeypatch.setattr(fold, "_counting_stations", review_meanwhile)
+    assert fold.run_once().folded
+    monkeypatch.undo()
+    session.commit()
+    assert session.get(FindingApplied, uuid.UUID(older)).review_state == "received"
+    fold.run_once()  # the review's own change
+    session.commit()
+    assert session.get(FindingApplied, uuid.UUID(older)).review_state == "verified"
+    _assert_counting_kept_equals_reports(session, mission.id)
+
+
+def test_a_station_given_another_place_takes_its_checklists_there(
+    client: Any, session: Any
+) -> None:
+    """Every place's tallies count a station where it was when its checklists were folded:
+    a station moved by a new import takes them out there and the next fold puts them in
+    where it is now, in every view, the counting figures too."""
+    from tests.findings_factories import post_count
+
+    mission, _ = make_mission(session)
+    for code, place in PLACES:
+        make_station(session, mission.id, code, **place)
+    _, token = make_observer(session, mission.id, ["N-1", "S-1"])
+    rng = random.Random(7)
+    for phase in ("opening", "voting", "incident"):
+        post(client, token, "N-1", phase, _without_hidden(phase, _random_answers(rng, phase)))
+    post_count(client, token, "N-1")
+    post_count(client, token, "S-1", {"P_V1": 385, "P_V2": 200})
+    session.commit()
+    fold.run_once()
+    make_station(session, mission.id, "N-1", region="South", district="Hill")
+    _assert_folded_equals_recompute(session, mission.id)
+    south = resolve(session, mission.id, Filters(location="South"))
+    assert question_service.tallies(session, south)[("all", "_", "_")][1] == 2  # stations
+    # Moved back before a fold: taken out of the south, which never had them put in.
+    make_station(session, mission.id, "N-1", region="North", district="Lake")
+    make_station(session, mission.id, "N-1", region="South", district=None)
+    _assert_folded_equals_recompute(session, mission.id)
+
+
+def test_counting_figures_of_an_older_release_are_counted_again_by_the_first_fold(
+    client: Any, session: Any, monkeypatch: Any
+) -> None:
+    """A release that changes what the kept figures are raises their version: the view reads
+    the reports until the first fold after the upgrade has counted every mission's again."""
+    from tests.findings_factories import post_count
+
+    mission, _ = make_mission(session)
+    code = make_station(session, mission.id, "R-1")
+    _, token = make_observer(session, mission.id, [code])
+    post_count(client, token, code)
+    whole, protocol = _folded_counting(session, mission.id)
+    assert counting_service._kept(session, whole, protocol, FindingsSettings()) is not None
+    monkeypatch.setattr(counting_service, "KEY_PREFIX", "v2.")
+    assert counting_service._kept(session, whole, protocol, FindingsSettings()) is None
+    fold.run_once()  # nothing new to fold: the older figures alone
+    session.commit()
+    key = session.scalar(
+        select(FindingState.counting_key).where(FindingState.mission_id == mission.id)
+    )
+    assert key == counting_service.counting_key(protocol, FindingsSettings()) and key.startswith(
+        "v2."
+    )
+    _assert_counting_kept_equals_reports(session, mission.id)

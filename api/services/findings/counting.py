@@ -288,6 +288,11 @@ NOT_KEPT = "-"  # `finding_state.counting_key` of a mission whose figures the fo
 # Above it the sums of squares could outgrow 64 bits (a million stations at 1e6 squared):
 # a mission that allows such figures is counted from its reports.
 FIGURE_MAX_KEPT = 1_000_000
+# The kept figures' own version: raise it in a release that changes what they are (a
+# measure, a check, how a report is chosen), and the first fold after the upgrade counts
+# every mission's again (the view reads the reports until then).
+FIGURES_VERSION = 1
+KEY_PREFIX = f"v{FIGURES_VERSION}."  # each key starts with it: the fold finds the older ones
 KEYED_THRESHOLDS = (
     "issued_allowance",
     "turnout_max",
@@ -298,15 +303,17 @@ KEYED_THRESHOLDS = (
 
 
 def counting_key(protocol: Protocol | None, cfg: FindingsSettings) -> str:
-    """What the kept counting figures depend on, as a digest: the protocol's questions and
-    the thresholds of the checks (NOT_KEPT when they are not kept)."""
+    """What the kept counting figures depend on, as a digest: how they are counted, the
+    protocol's questions and the thresholds of the checks (NOT_KEPT when they are not kept)."""
     if protocol is None or cfg.figure_max > FIGURE_MAX_KEPT:
         return NOT_KEPT
     basis = {
+        "figures": FIGURES_VERSION,
         "protocol": protocol.model_dump(mode="json"),
         "thresholds": {name: getattr(cfg, name) for name in KEYED_THRESHOLDS},
     }
-    return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
+    digest = hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
+    return f"{KEY_PREFIX}{digest[: 64 - len(KEY_PREFIX)]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -592,10 +599,13 @@ def _listed(session: Session, scope: Scope) -> Any:
     Each list's stations come in code order from an index of their own, so a list that
     is nearly empty does not read every station of the mission."""
     in_scope = checklist_predicate(scope, cl=FCS, phase=False, versions="applied")
+    # `> 0` written as in the partial indexes' predicates, not as a bound parameter: any
+    # plan of the statement, a generic one too (were statements prepared), can use them.
+    zero: Any = literal_column("0")
     reports_of: dict[str, tuple[Any, Any]] = {  # the rows a station adds, and which it is
-        "failing": (FCS.c.failing, FCS.c.failing > 0),
-        "conflicts": (FCS.c.reports, FCS.c.conflict > 0),
-        "excluded": (FCS.c.excluded, FCS.c.excluded > 0),
+        "failing": (FCS.c.failing, FCS.c.failing > zero),
+        "conflicts": (FCS.c.reports, FCS.c.conflict > zero),
+        "excluded": (FCS.c.excluded, FCS.c.excluded > zero),
         "included": (literal_column("1"), FCS.c.chosen_checklist_id.is_not(None)),
     }
     firsts = [

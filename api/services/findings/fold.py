@@ -26,7 +26,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -124,6 +125,19 @@ def _signed_checklists(name: str) -> Table:
 
 TMP_SIGN = _signed_checklists("tmp_finding_sign")
 TMP_BEFORE = _signed_checklists("tmp_finding_before")
+SIGNED = [c.name for c in TMP_SIGN.columns]
+
+
+def _applied_signed(sign: int) -> Any:
+    """Applied checklists (finding_applied) as rows of a signed table, with this sign."""
+    return select(
+        FA.c.checklist_id,
+        literal_column(str(sign)),
+        FA.c.mission_id,
+        FA.c.station_id,
+        FA.c.phase,
+        FA.c.observer_id,
+    )
 
 
 def _leaf_table(name: str, *columns: Column[Any]) -> Table:
@@ -166,7 +180,26 @@ def _counts() -> list[Column[Any]]:
 TMP_COUNT = _temporary("tmp_count", Column("station_id", Uuid, nullable=False), *_counts())
 TMP_COUNT_LEAF = _leaf_table("tmp_count_leaf", *_counts())
 
-TMP_TABLES = (TMP_SIGN, TMP_BEFORE, TMP_LEAF, TMP_COUNT_STATIONS, TMP_COUNT, TMP_COUNT_LEAF)
+# The applied checklists whose review state a batch changes, read once: the counting
+# figures are taken out and put back for exactly these, and exactly these are copied.
+TMP_REVIEW = _temporary(
+    "tmp_finding_review",
+    Column("checklist_id", Uuid, primary_key=True),
+    Column("review_state", String(16), nullable=False),
+    Column("mission_id", Uuid, nullable=False),
+    Column("station_id", Uuid, nullable=False),
+    Column("phase", String(16), nullable=False),
+)
+
+TMP_TABLES = (
+    TMP_SIGN,
+    TMP_BEFORE,
+    TMP_LEAF,
+    TMP_COUNT_STATIONS,
+    TMP_COUNT,
+    TMP_COUNT_LEAF,
+    TMP_REVIEW,
+)
 
 
 def emissions(src: Any) -> Any:
@@ -376,7 +409,7 @@ def _fold_window(session: Session, lo: int, hi: int, seen: int) -> int:
     now_counts = counts(CL)
     session.execute(
         TMP_SIGN.insert().from_select(
-            ["checklist_id", "sign", "mission_id", "station_id", "phase", "observer_id"],
+            SIGNED,
             select(
                 CL.c.id,
                 case((now_counts, 1), else_=-1),
@@ -393,17 +426,62 @@ def _fold_window(session: Session, lo: int, hi: int, seen: int) -> int:
     signed = session.scalar(select(func.count()).select_from(TMP_SIGN)) or 0
     if signed:
         _analyze(session, TMP_SIGN)
-    counted = _counting_stations(session, changed)
+    _reviewed(session, changed)
+    counted = _counting_stations(session)
     if signed:
         _apply_signed(session)
-    _review_states(session, changed)
+    _review_states(session)
     if counted:
         counted()
     _bump_versions(session, seen, hi)
     return signed
 
 
-def _counting_stations(session: Session, changed: Any) -> Callable[[], None] | None:
+@contextmanager
+def moving_stations(
+    session: Session, mission_id: Any, station_ids: Sequence[Any]
+) -> Iterator[None]:
+    """Around a change of these stations' places: the tallies of every place count a station
+    where it was when its checklists were folded, so its applied checklists are taken out
+    (where they are) before the move, and recorded again after it, for the next fold to
+    put them in where they are now. The views show the station's checklists again once
+    that fold has run. Waits for a fold that is running (its lock)."""
+    of_stations = and_(FA.c.mission_id == mission_id, FA.c.station_id.in_(station_ids))
+    if not station_ids or not session.scalar(select(exists().where(of_stations))):
+        yield
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(literal(FOLD_LOCK_KEY))))
+    _ensure_temp_tables(session)
+    session.execute(TMP_SIGN.insert().from_select(SIGNED, _applied_signed(-1).where(of_stations)))
+    taken = list(session.scalars(select(TMP_SIGN.c.checklist_id)))
+    _analyze(session, TMP_SIGN)
+    counted = _counting_stations(session)
+    _apply_signed(session)
+    if counted:
+        counted()
+    yield
+    changes.record(session, mission_id, taken)
+    bump_versions(session, [mission_id])
+
+
+def _reviewed(session: Session, changed: Any) -> None:
+    """The applied checklists of the batch whose review state has changed (TMP_REVIEW), with
+    their new state, read in one statement: on PostgreSQL a review committed after it is
+    left to the next batch whole, never copied without its counting figures moving."""
+    session.execute(
+        TMP_REVIEW.insert().from_select(
+            ["checklist_id", "review_state", "mission_id", "station_id", "phase"],
+            select(
+                FA.c.checklist_id, CL.c.review_state, FA.c.mission_id, FA.c.station_id, FA.c.phase
+            )
+            .select_from(FA.join(CL, CL.c.id == FA.c.checklist_id))
+            .where(FA.c.checklist_id.in_(changed), FA.c.review_state != CL.c.review_state),
+        )
+    )
+
+
+def _counting_stations(session: Session) -> Callable[[], None] | None:
     """The stations whose counting reports this batch changes (into TMP_COUNT_STATIONS):
     a closing checklist arriving or leaving, or one whose review state changes (the totals
     prefer a verified report). Their counting figures are taken out of the counting
@@ -411,11 +489,8 @@ def _counting_stations(session: Session, changed: Any) -> Callable[[], None] | N
     as they are once it is (None: the batch changes no counting report)."""
     from api.services.findings import counting  # it reads the questions, which import this
 
-    review_changed = select(FA.c.station_id, FA.c.mission_id).where(
-        FA.c.checklist_id.in_(changed),
-        FA.c.phase == "closing",
-        FA.c.checklist_id == CL.c.id,
-        FA.c.review_state != CL.c.review_state,
+    review_changed = select(TMP_REVIEW.c.station_id, TMP_REVIEW.c.mission_id).where(
+        TMP_REVIEW.c.phase == "closing"
     )
     stations = union(
         select(TMP_SIGN.c.station_id, TMP_SIGN.c.mission_id).where(TMP_SIGN.c.phase == "closing"),
@@ -486,17 +561,18 @@ def answers_of(session: Session, checklist_id: Any, phase: Any) -> Any:
     )
 
 
-def _review_states(session: Session, changed: Any) -> None:
+def _review_states(session: Session) -> None:
     """A review that leaves a checklist counting (verified, has issues) changes only its
-    state: copied to its row, which the counting view ranks reports by."""
+    state: copied to its row (as `_reviewed` read it), which the counting view ranks
+    reports by."""
     session.execute(
         update(FA)
-        .where(
-            FA.c.checklist_id.in_(changed),
-            FA.c.checklist_id == CL.c.id,
-            FA.c.review_state != CL.c.review_state,
+        .where(FA.c.checklist_id.in_(select(TMP_REVIEW.c.checklist_id)))
+        .values(
+            review_state=select(TMP_REVIEW.c.review_state)
+            .where(TMP_REVIEW.c.checklist_id == FA.c.checklist_id)
+            .scalar_subquery()
         )
-        .values(review_state=CL.c.review_state)
     )
 
 
@@ -559,15 +635,8 @@ def _apply_signed(session: Session) -> None:
     touched = select(TMP_SIGN.c.station_id, TMP_SIGN.c.phase).distinct().subquery("touched")
     session.execute(
         TMP_BEFORE.insert().from_select(
-            ["checklist_id", "sign", "mission_id", "station_id", "phase", "observer_id"],
-            select(
-                FA.c.checklist_id,
-                literal_column("1"),
-                FA.c.mission_id,
-                FA.c.station_id,
-                FA.c.phase,
-                FA.c.observer_id,
-            ).select_from(
+            SIGNED,
+            _applied_signed(1).select_from(
                 FA.join(
                     touched,
                     and_(touched.c.station_id == FA.c.station_id, touched.c.phase == FA.c.phase),
@@ -731,13 +800,18 @@ def _uncounted_critical(session: Session) -> None:
 
 def _uncounted_counting(session: Session) -> None:
     """Count the counting view's figures of the missions whose applied counting reports
-    are not counted (after migration 0022 or a rebuild, or once their protocol or
-    thresholds changed: `counting_due`) without waiting for a new report of theirs."""
+    are not counted (after migration 0022 or a rebuild, once their protocol or thresholds
+    changed: `counting_due`, or were counted by an older release: FIGURES_VERSION) without
+    waiting for a new report of theirs."""
     from api.services.findings import counting  # it reads the questions, which import this
 
+    key = FS.c.counting_key
     missions = session.scalars(
         select(FS.c.mission_id).where(
-            FS.c.counting_key.is_(None),
+            or_(
+                key.is_(None),
+                and_(key != counting.NOT_KEPT, not_(key.startswith(counting.KEY_PREFIX))),
+            ),
             exists(
                 select(FA.c.checklist_id).where(
                     FA.c.mission_id == FS.c.mission_id, FA.c.phase == "closing"
