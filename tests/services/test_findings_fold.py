@@ -6,6 +6,7 @@ import itertools
 import random
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from models import (
     Answer,
     Checklist,
     FindingApplied,
+    FindingArrival,
     FindingCount,
     FindingCritical,
     FindingFold,
@@ -781,6 +783,8 @@ def test_a_station_given_another_place_takes_its_checklists_there(
         post(client, token, "N-1", phase, _without_hidden(phase, _random_answers(rng, phase)))
     post_count(client, token, "N-1")
     post_count(client, token, "S-1", {"P_V1": 385, "P_V2": 200})
+    earlier = datetime.now(UTC) - timedelta(hours=3)  # arrivals of an hour that is over
+    session.execute(update(Checklist).values(received_at=earlier))
     session.commit()
     fold.run_once()
     make_station(session, mission.id, "N-1", region="South", district="Hill")
@@ -791,6 +795,10 @@ def test_a_station_given_another_place_takes_its_checklists_there(
     make_station(session, mission.id, "N-1", region="North", district="Lake")
     make_station(session, mission.id, "N-1", region="South", district=None)
     _assert_folded_equals_recompute(session, mission.id)
+    places = [Filters(), Filters(location="North"), Filters(location="South")]
+    arrivals = [sections._arrivals(session, resolve(session, mission.id, f)) for f in places]
+    assert [sum(h["checklists"] for h in a) for a in arrivals] == [5, 0, 5]
+    assert session.scalar(select(func.count()).select_from(FindingArrival)) > 0  # from the fold
 
 
 def test_counting_figures_of_an_older_release_are_counted_again_by_the_first_fold(

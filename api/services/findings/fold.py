@@ -445,21 +445,26 @@ def moving_stations(
     where it was when its checklists were folded, so its applied checklists are taken out
     (where they are) before the move, and recorded again after it, for the next fold to
     put them in where they are now. The views show the station's checklists again once
-    that fold has run. Waits for a fold that is running (its lock)."""
-    of_stations = and_(FA.c.mission_id == mission_id, FA.c.station_id.in_(station_ids))
-    if not station_ids or not session.scalar(select(exists().where(of_stations))):
+    that fold has run. The arrivals per hour, counted by region as they came, are all
+    counted again by that fold. Waits for a fold that is running (its lock)."""
+    observed = select(CL.c.id).where(CL.c.station_id.in_(station_ids))
+    if not station_ids or not session.scalar(select(exists(observed))):
         yield
         return
     if session.get_bind().dialect.name == "postgresql":
         session.execute(select(func.pg_advisory_xact_lock(literal(FOLD_LOCK_KEY))))
+    session.execute(delete(FAR).where(FAR.c.mission_id == mission_id))
+    session.execute(update(FS).where(FS.c.mission_id == mission_id).values(arrivals_through=None))
     _ensure_temp_tables(session)
+    of_stations = and_(FA.c.mission_id == mission_id, FA.c.station_id.in_(station_ids))
     session.execute(TMP_SIGN.insert().from_select(SIGNED, _applied_signed(-1).where(of_stations)))
     taken = list(session.scalars(select(TMP_SIGN.c.checklist_id)))
-    _analyze(session, TMP_SIGN)
-    counted = _counting_stations(session)
-    _apply_signed(session)
-    if counted:
-        counted()
+    if taken:
+        _analyze(session, TMP_SIGN)
+        counted = _counting_stations(session)
+        _apply_signed(session)
+        if counted:
+            counted()
     yield
     changes.record(session, mission_id, taken)
     bump_versions(session, [mission_id])
