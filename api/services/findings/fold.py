@@ -101,6 +101,7 @@ GAP_GRACE_S = 600  # a fallback: no intake transaction runs for ten minutes
 BATCH = 5000
 FOLD_LIMIT = 10 * BATCH  # changes folded in one transaction at most
 ANALYZE_AFTER = 1000  # checklists a fold applies before it checks the statistics
+IN_LIST = 5000  # ids bound in one IN list at most (SQLite binds 32,766, PostgreSQL 65,535)
 TALLY_COLUMNS = ("observations", "stations", "total", "critical")
 
 _tmp = MetaData()
@@ -279,6 +280,14 @@ def _ensure_temp_tables(session: Session) -> None:
             session.execute(delete(table))
 
 
+def _untune(session: Session) -> None:
+    """Back to the server's settings for the rest of a transaction that was not a fold's
+    (a station import moving stations): `_ensure_temp_tables` tuned them for the fold."""
+    if session.get_bind().dialect.name == "postgresql":
+        for name in ("work_mem", "random_page_cost", "enable_sort"):
+            session.execute(text(f"SET LOCAL {name} TO DEFAULT"))
+
+
 def _lock(session: Session) -> bool:
     if session.get_bind().dialect.name == "postgresql":
         return bool(session.scalar(select(func.pg_try_advisory_xact_lock(literal(FOLD_LOCK_KEY)))))
@@ -446,18 +455,28 @@ def moving_stations(
     (where they are) before the move, and recorded again after it, for the next fold to
     put them in where they are now. The views show the station's checklists again once
     that fold has run. The arrivals per hour, counted by region as they came, are all
-    counted again by that fold. Waits for a fold that is running (its lock)."""
-    observed = select(CL.c.id).where(CL.c.station_id.in_(station_ids))
-    if not station_ids or not session.scalar(select(exists(observed))):
+    counted again by that fold if a station with checklists changed region. Waits for a
+    fold that is running (its lock)."""
+    parts = _in_parts(station_ids)
+    observed = [
+        sid
+        for part in parts
+        for sid in session.scalars(
+            select(CL.c.station_id).where(CL.c.station_id.in_(part)).distinct()
+        )
+    ]
+    if not observed:
         yield
         return
     if session.get_bind().dialect.name == "postgresql":
         session.execute(select(func.pg_advisory_xact_lock(literal(FOLD_LOCK_KEY))))
-    session.execute(delete(FAR).where(FAR.c.mission_id == mission_id))
-    session.execute(update(FS).where(FS.c.mission_id == mission_id).values(arrivals_through=None))
+    regions = _regions(session, observed)
     _ensure_temp_tables(session)
-    of_stations = and_(FA.c.mission_id == mission_id, FA.c.station_id.in_(station_ids))
-    session.execute(TMP_SIGN.insert().from_select(SIGNED, _applied_signed(-1).where(of_stations)))
+    for part in parts:
+        of_stations = and_(FA.c.mission_id == mission_id, FA.c.station_id.in_(part))
+        session.execute(
+            TMP_SIGN.insert().from_select(SIGNED, _applied_signed(-1).where(of_stations))
+        )
     taken = list(session.scalars(select(TMP_SIGN.c.checklist_id)))
     if taken:
         _analyze(session, TMP_SIGN)
@@ -465,9 +484,29 @@ def moving_stations(
         _apply_signed(session)
         if counted:
             counted()
+    _untune(session)
     yield
+    if _regions(session, observed) != regions:
+        session.execute(delete(FAR).where(FAR.c.mission_id == mission_id))
+        session.execute(
+            update(FS).where(FS.c.mission_id == mission_id).values(arrivals_through=None)
+        )
     changes.record(session, mission_id, taken)
     bump_versions(session, [mission_id])
+
+
+def _in_parts(ids: Sequence[Any]) -> list[Sequence[Any]]:
+    """The ids in parts small enough for one IN list each."""
+    return [ids[i : i + IN_LIST] for i in range(0, len(ids), IN_LIST)]
+
+
+def _regions(session: Session, station_ids: list[Any]) -> dict[Any, Any]:
+    """The region of each of these stations."""
+    found: dict[Any, Any] = {}
+    for part in _in_parts(station_ids):
+        rows = session.execute(select(ST.c.id, ST.c.region_id).where(ST.c.id.in_(part)))
+        found.update((station_id, region_id) for station_id, region_id in rows)
+    return found
 
 
 def _reviewed(session: Session, changed: Any) -> None:
