@@ -8,8 +8,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import event, func, select
+from sqlalchemy import Select, event, func, literal, select
 from sqlalchemy.orm import Session
 
 from api import notify
@@ -52,6 +53,24 @@ def record(
         session.connection().execute(CHG.insert(), rows)
     if rows:
         announce(session)
+
+
+def record_selected(session: Session, mission_id: uuid.UUID, checklist_ids: Select[Any]) -> int:
+    """Outbox rows for the checklists a query selects (one column, their ids), written by
+    the database in one statement however many there are; how many it wrote."""
+    rows = select(
+        literal(mission_id, CHG.c.mission_id.type),
+        checklist_ids.subquery().c[0],
+        literal(utcnow(), CHG.c.created_at.type),
+    )
+    written = (
+        session.connection()
+        .execute(CHG.insert().from_select(["mission_id", "checklist_id", "created_at"], rows))
+        .rowcount
+    )
+    if written:
+        announce(session)
+    return int(written)
 
 
 def announce(session: Session) -> None:

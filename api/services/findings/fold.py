@@ -477,8 +477,8 @@ def moving_stations(
         session.execute(
             TMP_SIGN.insert().from_select(SIGNED, _applied_signed(-1).where(of_stations))
         )
-    taken = list(session.scalars(select(TMP_SIGN.c.checklist_id)))
-    if taken:
+    # Recorded again for the next fold (it cannot run before this transaction commits).
+    if changes.record_selected(session, mission_id, select(TMP_SIGN.c.checklist_id)):
         _analyze(session, TMP_SIGN)
         counted = _counting_stations(session)
         _apply_signed(session)
@@ -491,7 +491,6 @@ def moving_stations(
         session.execute(
             update(FS).where(FS.c.mission_id == mission_id).values(arrivals_through=None)
         )
-    changes.record(session, mission_id, taken)
     bump_versions(session, [mission_id])
 
 
