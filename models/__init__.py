@@ -15,8 +15,10 @@ from models.finding import (
     FindingCritical,
     FindingFold,
     FindingIncident,
+    FindingObserverPlan,
     FindingState,
     FindingTally,
+    FindingTeamPlan,
     FindingVisit,
 )
 from models.location import Location, LocationKind
@@ -46,8 +48,10 @@ __all__ = [
     "FindingCritical",
     "FindingFold",
     "FindingIncident",
+    "FindingObserverPlan",
     "FindingState",
     "FindingTally",
+    "FindingTeamPlan",
     "FindingVisit",
     "Location",
     "LocationKind",

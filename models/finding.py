@@ -105,6 +105,40 @@ class FindingVisit(SQLModel, table=True):
     last_received_at: datetime = Field(sa_type=UTCDateTime)
 
 
+class FindingObserverPlan(SQLModel, table=True):
+    """Per observer and phase (and any phase, `all`): the stations assigned to the observer
+    and how many of them the observer filed a counting checklist at, with the last one's
+    arrival. Coverage's missing observers read these rows, one per observer, instead of
+    joining every assignment to the visits. Kept by the fold for the observers of each
+    batch, and counted again for a whole mission after its plan changed."""
+
+    __tablename__ = "finding_observer_plan"
+    __table_args__ = (Index("ix_finding_observer_plan_mission_id_phase", "mission_id", "phase"),)
+
+    observer_id: uuid.UUID = Field(primary_key=True)
+    phase: str = Field(sa_type=String(16), primary_key=True)
+    mission_id: uuid.UUID
+    assigned: int = Field(sa_type=Integer)
+    reported: int = Field(sa_type=Integer)
+    last_received_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class FindingTeamPlan(SQLModel, table=True):
+    """Per team and phase (and `all`): the stations assigned to any member and how many of
+    them any member reported from. An observer without a team is a team of one, keyed by
+    the observer's id. Coverage's missing teams read these rows. Kept as
+    `finding_observer_plan` is."""
+
+    __tablename__ = "finding_team_plan"
+    __table_args__ = (Index("ix_finding_team_plan_mission_id_phase", "mission_id", "phase"),)
+
+    team_key: uuid.UUID = Field(primary_key=True)
+    phase: str = Field(sa_type=String(16), primary_key=True)
+    mission_id: uuid.UUID
+    assigned: int = Field(sa_type=Integer)
+    reported: int = Field(sa_type=Integer)
+
+
 class FindingTally(SQLModel, table=True):
     """Counts per tree node, phase, question and answer, kept current by the fold.
 
@@ -263,6 +297,18 @@ class FindingState(SQLModel, table=True):
         default=None,
         sa_type=UTCDateTime,
         description="`finding_arrival` holds the arrivals before this hour; none: no hour yet",
+    )
+    plan_version: int = Field(
+        default=0,
+        sa_type=BigInteger,
+        sa_column_kwargs={"server_default": "0"},
+        description="Raised by every change of the deployment plan (assignments, teams)",
+    )
+    plan_counted: int | None = Field(
+        default=None,
+        sa_type=BigInteger,
+        description="The `plan_version` the plan tables (`finding_observer_plan`, "
+        "`finding_team_plan`) were counted for; coverage reads them only while it is current",
     )
 
 

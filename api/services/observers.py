@@ -76,10 +76,11 @@ def station_ids(session: Session, mission_id: uuid.UUID, codes: list[str]) -> di
 
 def plan_changed(session: Session, mission_id: uuid.UUID) -> None:
     """The deployment plan changed: coverage (missing teams and observers) is due again,
-    even before any checklist moves the data version."""
-    from api.services.findings.fold import bump_versions  # the fold imports the services
+    even before any checklist moves the data version, and the fold counts its plan rows
+    again."""
+    from api.services.findings import plans  # the findings import the services
 
-    bump_versions(session, [mission_id])
+    plans.plan_changed(session, mission_id)
 
 
 def set_assignments(

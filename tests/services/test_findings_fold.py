@@ -870,3 +870,104 @@ def test_counting_figures_of_an_older_release_are_counted_again_by_the_first_fol
         "v2."
     )
     _assert_counting_kept_equals_reports(session, mission.id)
+
+
+def _missing_both_ways(session: Any, mission_id: uuid.UUID) -> list[Any]:
+    """Coverage's missing teams and observers in every phase, from the fold's plan rows,
+    asserted equal to the same joined from the plan and the visits."""
+    from unittest import mock
+
+    from api.services.findings import plans
+
+    session.commit()
+    found = []
+    for phase in (None, "opening", "voting", "closing", "incident"):
+        scope = resolve(session, mission_id, Filters(phase=phase))
+        assert plans.counted(session, scope)
+        kept = (
+            sections._teams_missing(session, scope),
+            sections._observers_missing(session, scope),
+        )
+        with mock.patch.object(plans, "counted", return_value=False):
+            joined = (
+                sections._teams_missing(session, scope),
+                sections._observers_missing(session, scope),
+            )
+        assert kept == joined, phase
+        found.append(kept)
+    return found
+
+
+def _plan_rows(session: Any) -> set[tuple[Any, ...]]:
+    from api.services.findings import plans
+
+    session.commit()
+    return {tuple(r) for t in (plans.FOP, plans.FTP) for r in session.execute(select(t))}
+
+
+def test_the_plan_rows_answer_as_the_plan_joined_to_the_visits(client: Any, session: Any) -> None:
+    """The fold's rows per observer and team (missing stations in each phase), moved by
+    each batch's visits, equal the plan joined to the visits and the rows counted afresh
+    after every kind of change: checklists arriving, corrected, rejected, restored and
+    quarantined, teams whose members share stations, observers reassigned away from
+    stations they reported at and moved between teams (the rows are counted again by the
+    next fold; until then coverage joins the plan), a station moved."""
+    from api.services import observers as observer_service
+    from api.services.findings import plans
+    from models.observer import ObserverUpdate
+
+    mission, _ = make_mission(session)
+    for code, place in PLACES:
+        make_station(session, mission.id, code, **place)
+    codes = [code for code, _ in PLACES]
+    rng = random.Random(23)
+    people = []
+    for i, team in enumerate(["Team A", "Team A", "Team B", "Team B", None, None, "Team C"]):
+        stations_ = rng.sample(codes, rng.randint(1, 4))
+        people.append(
+            (make_observer(session, mission.id, stations_, code=f"O-{i}", team=team), stations_)
+        )
+    fold.run_once()
+    _missing_both_ways(session, mission.id)
+    posted: list[tuple[str, str, str, str]] = []  # id, token, station, phase
+    rejected: list[str] = []
+    for _ in range(5):
+        for _ in range(12):
+            (obs, token), stations_ = rng.choice(people)
+            phase = rng.choice(["opening", "voting", "closing", "incident"])
+            station = rng.choice(stations_)
+            answers = _without_hidden(phase, _random_answers(rng, phase))
+            posted.append((post(client, token, station, phase, answers), token, station, phase))
+        for cid, *_ in rng.sample(posted, 4):
+            set_review(session, mission.id, cid, review_state="rejected")
+            rejected.append(cid)
+        for cid in rng.sample(rejected, min(2, len(rejected))):
+            set_review(session, mission.id, cid, review_state="verified")
+        set_review(session, mission.id, rng.choice(posted)[0], quarantined=True)
+        cid, token, station, phase = posted.pop(rng.randrange(len(posted)))
+        answers = _without_hidden(phase, _random_answers(rng, phase))
+        posted.append((correct(client, token, cid, station, phase, answers), token, station, phase))
+        fold.run_once()
+        _missing_both_ways(session, mission.id)
+    kept = _plan_rows(session)
+    session.execute(update(FindingState).values(plan_counted=None))
+    session.commit()
+    fold.run_once()
+    assert _plan_rows(session) == kept  # as counted afresh
+    (obs, _), _ = people[0]
+    observer_service.set_assignments(session, mission.id, obs.id, ["S-1", "S-2", "N-3"])
+    observer_service.update(session, mission.id, people[1][0][0].id, ObserverUpdate(team="Team C"))
+    session.commit()
+    scope = resolve(session, mission.id, Filters())
+    assert not plans.counted(session, scope)  # due again: coverage joins the plan meanwhile
+    fold.run_once()
+    _missing_both_ways(session, mission.id)
+    make_station(session, mission.id, "S-1", region="North", district="Lake")
+    fold.run_once()
+    _missing_both_ways(session, mission.id)
+    # A fold from nothing counts the same rows.
+    before = _plan_rows(session)
+    with session_scope() as s:
+        fold.rebuild(s)
+    fold.run_once()
+    assert _plan_rows(session) == before

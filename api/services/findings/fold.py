@@ -64,6 +64,7 @@ from sqlalchemy.orm import Session
 from api import notify
 from api.config import Settings
 from api.services import changes
+from api.services.findings import plans
 from api.services.findings.scope import CL, FA, FV, ST, counts, local_hour, utc_hour
 from api.services.sql import dialect_insert, insert_ignore
 from models import (
@@ -78,7 +79,7 @@ from models import (
     FindingState,
     FindingTally,
 )
-from models.base import table_of, utcnow
+from models.base import UTCDateTime, table_of, utcnow
 from models.finding import NODE_ABROAD, NODE_ALL, NODE_IN_COUNTRY
 
 log = logging.getLogger("pollcheck.findings")
@@ -192,7 +193,19 @@ TMP_REVIEW = _temporary(
     Column("phase", String(16), nullable=False),
 )
 
+# The visits a batch touches, as they were before it and as they are after it (no visit:
+# NULL): what the coverage's plan rows are moved by (`plans.count_visits`).
+TMP_VISIT = _temporary(
+    "tmp_finding_visit",
+    Column("observer_id", Uuid, primary_key=True),
+    Column("station_id", Uuid, primary_key=True),
+    Column("phase", String(16), primary_key=True),
+    Column("was_last", UTCDateTime, nullable=True),
+    Column("now_last", UTCDateTime, nullable=True),
+)
+
 TMP_TABLES = (
+    TMP_VISIT,
     TMP_SIGN,
     TMP_BEFORE,
     TMP_LEAF,
@@ -384,6 +397,7 @@ def fold(session: Session, limit: int = FOLD_LIMIT) -> FoldResult:
     _uncounted_critical(session)
     _uncounted_incidents(session)
     _uncounted_counting(session)
+    plans.count_stale_missions(session)
     _close_arrival_hours(session)
     state = session.execute(select(FF.c.last_change_id, FF.c.seen_change_id)).one()
     last, seen = state.last_change_id, state.seen_change_id
@@ -632,6 +646,15 @@ def _visits(session: Session) -> None:
     ]
     recount = union_all(*leaving).subquery("recount")
     keys = (FV.c.observer_id, FV.c.station_id, FV.c.phase)
+    touched = union(select(*pair, TMP_SIGN.c.phase), select(*pair, every)).subquery("touched")
+    session.execute(
+        TMP_VISIT.insert().from_select(
+            ["observer_id", "station_id", "phase", "was_last"],
+            select(*touched.c, FV.c.last_received_at).select_from(
+                touched.outerjoin(FV, tuple_(*keys) == tuple_(*touched.c))
+            ),
+        )
+    )
     session.execute(delete(FV).where(tuple_(*keys).in_(select(recount))))
     columns = ["observer_id", "station_id", "phase", "mission_id", "checklists", "last_received_at"]
     counted = (func.count(), func.max(FA.c.received_at))
@@ -666,6 +689,10 @@ def _visits(session: Session) -> None:
                 },
             )
         )
+    now = select(FV.c.last_received_at).where(tuple_(*keys) == tuple_(*TMP_VISIT.primary_key))
+    session.execute(update(TMP_VISIT).values(now_last=now.scalar_subquery()))
+    _analyze(session, TMP_VISIT)
+    plans.count_visits(session, TMP_VISIT)
 
 
 def _apply_signed(session: Session) -> None:
@@ -1258,11 +1285,15 @@ def rebuild(session: Session) -> FoldResult:
     hand): its first `FOLD_LIMIT` changes here, the rest by the folds that follow."""
     if not _lock(session):  # taken again by fold(): advisory locks nest in a session
         return FoldResult(folded=False)
-    for table in (FT, FA, FC, FV, FI, FAR, FCNT, FCS):
+    for table in (FT, FA, FC, FV, FI, FAR, FCNT, FCS, plans.FOP, plans.FTP):
         session.execute(delete(table))
     session.execute(
         update(FS).values(
-            incident_roles=None, arrivals_through=None, critical_counted=True, counting_key=None
+            incident_roles=None,
+            arrivals_through=None,
+            critical_counted=True,
+            counting_key=None,
+            plan_counted=None,
         )
     )
     session.execute(

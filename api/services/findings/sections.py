@@ -20,7 +20,9 @@ from typing import Any
 from sqlalchemy import and_, exists, func, literal_column, or_, select
 from sqlalchemy.orm import Session
 
+from api.services.findings import plans
 from api.services.findings.fold import AN, CRITICAL_ANY, FAR, FC, FI, FS, FT
+from api.services.findings.plans import FOP, FTP
 from api.services.findings.questions import QuestionInfo, incident_questions, incident_roles_key
 from api.services.findings.scope import (
     CL,
@@ -207,49 +209,42 @@ def _teams_missing(session: Session, scope: Scope) -> dict[str, Any]:
     The unit is the team's station: observers work in pairs and file one checklist per
     visit, so a station is covered when any member of the team it is assigned to reported
     there. An observer without a team is a team of one. (`observers_missing` keeps each
-    observer's own figures.)"""
-    team_key = func.coalesce(OBS.c.team_id, OBS.c.id)
-    assigned, in_scope = _assignments(scope, ASG.join(OBS, OBS.c.id == ASG.c.observer_id))
-    plan_q = (
-        select(team_key.label("team_key"), ASG.c.station_id)
-        .select_from(assigned)
-        .where(*in_scope)
-        .distinct()
-    )
-    if scope.team_id is not None:
-        plan_q = plan_q.where(OBS.c.team_id == scope.team_id)
-    plan = plan_q.subquery("plan")
-    member = OBS.alias("member")
+    observer's own figures.) From the fold's plan rows where they answer the scope
+    (`plans.counted`), else joined from the plan and the visits."""
     visits = _visits(scope)
-    # The stations each team reported from (any member), joined to its plan: a join
-    # rather than a lookup per planned station.
-    seen = (
-        select(func.coalesce(member.c.team_id, member.c.id).label("team_key"), visits.c.station_id)
-        .select_from(visits.join(member, member.c.id == visits.c.observer_id))
-        .distinct()
-        .subquery("seen")
-    )
-    planned = (
-        select(plan.c.team_key, plan.c.station_id, seen.c.station_id.label("seen_station"))
-        .select_from(
-            plan.outerjoin(
-                seen,
-                and_(seen.c.team_key == plan.c.team_key, seen.c.station_id == plan.c.station_id),
+    assigned, in_scope = _assignments(scope, ASG.join(OBS, OBS.c.id == ASG.c.observer_id))
+    if scope.team_id is not None:
+        in_scope = [*in_scope, OBS.c.team_id == scope.team_id]
+
+    def planned(keys: Any = None) -> Any:
+        """Each team's planned stations, with the station where a member reported there."""
+        plan = plans.team_plan(assigned, in_scope, keys).subquery("plan")
+        seen = plans.team_seen(visits, ["station_id"], keys).subquery("seen")
+        return (
+            select(plan.c.team_key, plan.c.station_id, seen.c.station_id.label("seen_station"))
+            .select_from(
+                plan.outerjoin(
+                    seen,
+                    and_(
+                        seen.c.team_key == plan.c.team_key,
+                        seen.c.station_id == plan.c.station_id,
+                    ),
+                )
             )
+            .subquery("planned")
         )
-        .subquery("planned")
-    )
-    reported = func.count(planned.c.seen_station)
-    grouped = (
-        select(
-            planned.c.team_key,
-            func.count().label("assigned"),
-            reported.label("reported"),
+
+    if plans.counted(session, scope):
+        grouped = plans.missing(FTP, scope, FTP.c.team_key)
+    else:
+        every = planned()
+        reported = func.count(every.c.seen_station)
+        grouped = (
+            select(every.c.team_key, func.count().label("assigned"), reported.label("reported"))
+            .group_by(every.c.team_key)
+            .having(reported < func.count())
+            .subquery("grouped")
         )
-        .group_by(planned.c.team_key)
-        .having(reported < func.count())
-        .subquery("grouped")
-    )
     rows = session.execute(
         select(grouped, func.count().over().label("total"))
         .order_by(grouped.c.reported, grouped.c.team_key)
@@ -260,22 +255,24 @@ def _teams_missing(session: Session, scope: Scope) -> dict[str, Any]:
     keys = [r.team_key for r in rows]
     members: dict[Any, list[dict[str, Any]]] = defaultdict(list)
     names: dict[Any, str | None] = {}
-    for key, team_name, code, name in session.execute(
-        select(team_key, TEAM.c.name, OBS.c.code, OBS.c.name)
+    key = plans.team_key()
+    for team, team_name, code, name in session.execute(
+        select(key, TEAM.c.name, OBS.c.code, OBS.c.name)
         .select_from(OBS.outerjoin(TEAM, TEAM.c.id == OBS.c.team_id))
-        .where(OBS.c.mission_id == scope.mission_id, team_key.in_(keys))
+        .where(OBS.c.mission_id == scope.mission_id, key.in_(keys))
         .order_by(OBS.c.code)
     ):
-        members[key].append({"code": code, "name": name})
-        names[key] = team_name
+        members[team].append({"code": code, "name": name})
+        names[team] = team_name
     missing_at: dict[Any, list[str]] = defaultdict(list)
-    for key, code in session.execute(
-        select(planned.c.team_key, ST.c.code)
-        .select_from(planned.join(ST, ST.c.id == planned.c.station_id))
-        .where(planned.c.team_key.in_(keys), planned.c.seen_station.is_(None))
+    shown = planned(keys)
+    for team, code in session.execute(
+        select(shown.c.team_key, ST.c.code)
+        .select_from(shown.join(ST, ST.c.id == shown.c.station_id))
+        .where(shown.c.seen_station.is_(None))
         .order_by(ST.c.code)
     ):
-        missing_at[key].append(code)
+        missing_at[team].append(code)
     data = []
     for r in rows:
         team = names.get(r.team_key)
@@ -294,32 +291,39 @@ def _teams_missing(session: Session, scope: Scope) -> dict[str, Any]:
 
 
 def _observers_missing(session: Session, scope: Scope) -> dict[str, Any]:
-    visits = _visits(scope)
-    # Counted per observer first, over one row per assignment (assignments and visits are
-    # both one per observer and station): no DISTINCT, and no sort of the joined rows.
-    reported = func.count(visits.c.station_id)
-    assigned, in_scope = _assignments(scope, ASG)
-    per_observer = (
-        select(
-            ASG.c.observer_id,
-            func.count().label("assigned"),
-            reported.label("reported"),
-            func.max(visits.c.last_received_at).label("last_received_at"),
-        )
-        .select_from(
-            assigned.outerjoin(
-                visits,
-                and_(
-                    visits.c.observer_id == ASG.c.observer_id,
-                    visits.c.station_id == ASG.c.station_id,
-                ),
+    """Observers with an assigned station they have not reported from, with their own
+    figures: from the fold's plan rows where they answer the scope (`plans.counted`), else
+    joined from the plan and the visits."""
+    if plans.counted(session, scope):
+        per_observer = plans.missing(FOP, scope, FOP.c.observer_id, FOP.c.last_received_at)
+    else:
+        visits = _visits(scope)
+        # Counted per observer first, over one row per assignment (assignments and visits
+        # are both one per observer and station): no DISTINCT, and no sort of the joined
+        # rows.
+        reported = func.count(visits.c.station_id)
+        assigned, in_scope = _assignments(scope, ASG)
+        per_observer = (
+            select(
+                ASG.c.observer_id,
+                func.count().label("assigned"),
+                reported.label("reported"),
+                func.max(visits.c.last_received_at).label("last_received_at"),
             )
+            .select_from(
+                assigned.outerjoin(
+                    visits,
+                    and_(
+                        visits.c.observer_id == ASG.c.observer_id,
+                        visits.c.station_id == ASG.c.station_id,
+                    ),
+                )
+            )
+            .where(*in_scope)
+            .group_by(ASG.c.observer_id)
+            .having(reported < func.count())
+            .subquery("per_observer")
         )
-        .where(*in_scope)
-        .group_by(ASG.c.observer_id)
-        .having(reported < func.count())
-        .subquery("per_observer")
-    )
     query = select(
         OBS.c.code,
         OBS.c.name,

@@ -1,0 +1,335 @@
+"""The deployment plan against the visits, per observer and per team: what coverage's
+missing observers and teams list, kept by the fold in rows bounded by the observers and
+teams (`finding_observer_plan`, `finding_team_plan`) rather than joined from every
+assignment on each compute.
+
+The fold moves the rows by the visits each batch changed (`count_visits`). A change of
+the plan (assignments, a team) raises the mission's `plan_version` (`plan_changed`); the
+next fold counts the mission's rows again (`count_stale_missions`), and until then
+coverage joins the plan as before (`counted`)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import (
+    Select,
+    and_,
+    case,
+    delete,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    union_all,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from api.services import changes
+from api.services.findings.scope import FV, OBS, Scope
+from api.services.sql import dialect_insert
+from models import Assignment, FindingObserverPlan, FindingState, FindingTeamPlan
+from models.base import table_of, utcnow
+from models.checklist import Phase
+
+ASG = table_of(Assignment)
+FS = table_of(FindingState)
+FOP = table_of(FindingObserverPlan)
+FTP = table_of(FindingTeamPlan)
+ANY_PHASE = "all"  # the visits' and these rows' phase for a visit in any phase
+PHASES = (ANY_PHASE, *(p.value for p in Phase))
+
+
+def team_key(observers: Any = OBS) -> Any:
+    """An observer's team, or the observer as a team of one."""
+    return func.coalesce(observers.c.team_id, observers.c.id)
+
+
+def plan_changed(session: Session, mission_id: uuid.UUID) -> None:
+    """The mission's plan changed: its plan rows are due again, and its views with them."""
+    stmt = dialect_insert(session, FS)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["mission_id"],
+        set_={
+            "version": FS.c.version + 1,
+            "plan_version": FS.c.plan_version + 1,
+            "folded_at": stmt.excluded.folded_at,
+        },
+    )
+    session.execute(
+        stmt, {"mission_id": mission_id, "version": 1, "plan_version": 1, "folded_at": utcnow()}
+    )
+    changes.announce(session)  # open consoles hear of the new version once it commits
+
+
+def counted(session: Session, scope: Scope) -> bool:
+    """Whether the plan rows answer this scope's missing observers and teams: counted for
+    the plan as it is now, and no filter they are not kept by (a place, `abroad=`, a
+    team, a time window, a template)."""
+    if scope.filters.needs_raw or scope.location_id is not None or scope.filters.abroad is not None:
+        return False
+    return bool(
+        session.scalar(
+            select(FS.c.plan_counted == FS.c.plan_version).where(
+                FS.c.mission_id == scope.mission_id
+            )
+        )
+    )
+
+
+def _phases() -> Any:
+    return union_all(*(select(literal(p).label("phase")) for p in PHASES)).subquery("phases")
+
+
+def _per_phase(plan: Any, seen: Any, key: str, *more: Any) -> Select[Any]:
+    """Per `key` (an observer or a team) and phase, the stations of `plan` and those of
+    them in `seen` (a visit of that phase), and `more` aggregates of `seen`: the rows
+    these tables hold."""
+    phases = _phases()
+    return (
+        select(
+            plan.c[key],
+            phases.c.phase,
+            plan.c.mission_id,
+            func.count().label("assigned"),
+            func.count(seen.c.station_id).label("reported"),
+            *more,
+        )
+        .select_from(
+            plan.join(phases, true()).outerjoin(
+                seen,
+                and_(
+                    seen.c[key] == plan.c[key],
+                    seen.c.station_id == plan.c.station_id,
+                    seen.c.phase == phases.c.phase,
+                ),
+            )
+        )
+        .group_by(plan.c[key], phases.c.phase, plan.c.mission_id)
+    )
+
+
+def _observer_rows(where: Any) -> Select[Any]:
+    """Per observer (of the assignments `where` selects) and phase: stations assigned,
+    reported from, and the last arrival among them."""
+    last = func.max(FV.c.last_received_at).label("last_received_at")
+    return _per_phase(ASG, FV, "observer_id", last).where(where)
+
+
+def team_plan(joined: Any, conditions: list[Any], keys: Any = None) -> Select[Any]:
+    """The stations of each team's plan (any member's assignment) among the assignments
+    `joined` (a join that starts from them and takes in the observers) and `conditions`
+    select, of the teams `keys` selects (all when None)."""
+    query = (
+        select(team_key().label("team_key"), ASG.c.station_id, ASG.c.mission_id)
+        .select_from(joined)
+        .where(*conditions)
+        .distinct()
+    )
+    return query.where(ASG.c.observer_id.in_(members(keys))) if keys is not None else query
+
+
+def team_seen(visits: Any, columns: list[str], keys: Any = None) -> Select[Any]:
+    """The stations each team reported from: any member's visit among `visits` (with an
+    `observer_id` and these `columns`), of the teams `keys` selects (all when None)."""
+    member = OBS.alias("member")
+    query = (
+        select(team_key(member).label("team_key"), *(visits.c[name] for name in columns))
+        .select_from(visits.join(member, member.c.id == visits.c.observer_id))
+        .distinct()
+    )
+    return query.where(visits.c.observer_id.in_(members(keys))) if keys is not None else query
+
+
+def members(keys: Any) -> Select[Any]:
+    """The observers of the teams `keys` selects: the assignments and visits are read by
+    observer (their keys start with it), not by team."""
+    return select(OBS.c.id).where(team_key().in_(keys))
+
+
+def _team_rows(plan_where: list[Any], seen_where: list[Any], keys: Any = None) -> Select[Any]:
+    """Per team (of `keys`, or all those the conditions select) and phase: stations
+    assigned to any member, and reported from by any."""
+    joined = ASG.join(OBS, OBS.c.id == ASG.c.observer_id)
+    plan = team_plan(joined, plan_where, keys).subquery("plan")
+    seen = team_seen(FV, ["station_id", "phase"], keys).where(*seen_where).subquery("seen")
+    return _per_phase(plan, seen, "team_key")
+
+
+def missing(table: Any, scope: Scope, *columns: Any) -> Any:
+    """The rows of `table` (observers' or teams') with a station not reported from, in the
+    scope's phase (any phase without one): `columns` of them, as a subquery."""
+    return (
+        select(*columns, table.c.assigned, table.c.reported)
+        .where(
+            table.c.mission_id == scope.mission_id,
+            table.c.phase == (scope.filters.phase or ANY_PHASE),
+            table.c.reported < table.c.assigned,
+        )
+        .subquery("missing")
+    )
+
+
+OBSERVER_COLUMNS = [
+    "observer_id",
+    "phase",
+    "mission_id",
+    "assigned",
+    "reported",
+    "last_received_at",
+]
+TEAM_COLUMNS = ["team_key", "phase", "mission_id", "assigned", "reported"]
+
+
+def count_visits(session: Session, visits: Any) -> None:
+    """Move the plan rows by the visits a fold batch changed (`visits`: each visit's
+    observer, station and phase, and its last arrival before the batch and after it; NULL
+    for no visit). Only what changed is read: an observer's row gains or loses the
+    stations of its plan whose visit came or went, and keeps the later arrival (or counts
+    it again from its visits where one left); a team's row gains or loses a station of its
+    plan where the team's first visit came or its last one went. A mission whose plan
+    is counted has a row for every observer and team with a station, in every phase."""
+    was = case((visits.c.was_last.is_(None), 0), else_=1)
+    now = case((visits.c.now_last.is_(None), 0), else_=1)
+    lost = case(
+        (
+            and_(
+                visits.c.was_last.is_not(None),
+                or_(visits.c.now_last.is_(None), visits.c.now_last < visits.c.was_last),
+            ),
+            1,
+        ),
+        else_=0,
+    )
+    assigned = ASG.join(
+        visits,
+        and_(ASG.c.observer_id == visits.c.observer_id, ASG.c.station_id == visits.c.station_id),
+    )
+    moved = (
+        select(
+            visits.c.observer_id,
+            visits.c.phase,
+            func.sum(now - was).label("delta"),
+            func.max(visits.c.now_last).label("newest"),
+            func.max(lost).label("lost"),
+        )
+        .select_from(assigned)
+        .group_by(visits.c.observer_id, visits.c.phase)
+        .subquery("moved")
+    )
+    last_again = (
+        select(func.max(FV.c.last_received_at))
+        .select_from(
+            FV.join(
+                ASG,
+                and_(ASG.c.observer_id == FV.c.observer_id, ASG.c.station_id == FV.c.station_id),
+            )
+        )
+        .where(FV.c.observer_id == FOP.c.observer_id, FV.c.phase == FOP.c.phase)
+        .scalar_subquery()
+    )
+    later = or_(FOP.c.last_received_at.is_(None), moved.c.newest > FOP.c.last_received_at)
+    session.execute(
+        update(FOP)
+        .where(FOP.c.observer_id == moved.c.observer_id, FOP.c.phase == moved.c.phase)
+        .values(
+            reported=FOP.c.reported + moved.c.delta,
+            last_received_at=case(
+                (moved.c.lost == 1, last_again),
+                (later, moved.c.newest),
+                else_=FOP.c.last_received_at,
+            ),
+        )
+    )
+    # Per team, station and phase among the batch's visits: whether any of the members'
+    # visits there was, and is. The other members' visits there did not change.
+    each = (
+        select(
+            OBS.c.team_id,
+            team_key().label("team_key"),
+            visits.c.station_id,
+            visits.c.phase,
+            was.label("was"),
+            now.label("now"),
+        )
+        .select_from(visits.join(OBS, OBS.c.id == visits.c.observer_id))
+        .subquery("each")
+    )
+    changed = (
+        select(
+            each.c.team_id,
+            each.c.team_key,
+            each.c.station_id,
+            each.c.phase,
+            (func.max(each.c.now) - func.max(each.c.was)).label("delta"),
+        )
+        .group_by(each.c.team_id, each.c.team_key, each.c.station_id, each.c.phase)
+        .having(func.max(each.c.now) != func.max(each.c.was))
+        .subquery("changed")
+    )
+    member = OBS.alias("member")
+    in_plan = exists(
+        select(literal(1))
+        .select_from(ASG.join(member, member.c.id == ASG.c.observer_id))
+        .where(
+            ASG.c.station_id == changed.c.station_id,
+            or_(member.c.team_id == changed.c.team_id, member.c.id == changed.c.team_key),
+        )
+    )
+    batch = visits.alias("batch")
+    seen_by_another = exists(
+        select(literal(1))
+        .select_from(FV.join(member, member.c.id == FV.c.observer_id))
+        .where(
+            member.c.team_id == changed.c.team_id,
+            FV.c.station_id == changed.c.station_id,
+            FV.c.phase == changed.c.phase,
+            ~exists(
+                select(literal(1)).where(
+                    batch.c.observer_id == FV.c.observer_id,
+                    batch.c.station_id == FV.c.station_id,
+                    batch.c.phase == FV.c.phase,
+                )
+            ),
+        )
+    )
+    per_team = (
+        select(changed.c.team_key, changed.c.phase, func.sum(changed.c.delta).label("delta"))
+        .where(in_plan, ~seen_by_another)
+        .group_by(changed.c.team_key, changed.c.phase)
+        .subquery("per_team")
+    )
+    session.execute(
+        update(FTP)
+        .where(FTP.c.team_key == per_team.c.team_key, FTP.c.phase == per_team.c.phase)
+        .values(reported=FTP.c.reported + per_team.c.delta)
+    )
+
+
+def count_stale_missions(session: Session) -> None:
+    """Count every plan row again of the missions whose plan changed since they were
+    counted (or never were)."""
+    stale = session.execute(
+        select(FS.c.mission_id, FS.c.plan_version).where(
+            or_(FS.c.plan_counted.is_(None), FS.c.plan_counted != FS.c.plan_version)
+        )
+    ).all()
+    for mission_id, version in stale:
+        # The version read before the plan: a change committed meanwhile leaves the rows
+        # counted for an older one, and the next fold counts them again.
+        session.execute(delete(FOP).where(FOP.c.mission_id == mission_id))
+        session.execute(delete(FTP).where(FTP.c.mission_id == mission_id))
+        session.execute(
+            FOP.insert().from_select(
+                OBSERVER_COLUMNS, _observer_rows(ASG.c.mission_id == mission_id)
+            )
+        )
+        rows = _team_rows([ASG.c.mission_id == mission_id], [FV.c.mission_id == mission_id])
+        session.execute(FTP.insert().from_select(TEAM_COLUMNS, rows))
+        session.execute(
+            update(FS).where(FS.c.mission_id == mission_id).values(plan_counted=version)
+        )
