@@ -271,6 +271,33 @@ def test_viewer_has_no_review_controls_and_a_forced_review_is_refused(
     context.close()
 
 
+def test_teams_not_reported_count_a_station_covered_once_any_member_reported(
+    chromium: Any, server: str, session: Any
+) -> None:
+    """Observers work in pairs: the overview's missing teams count the team's stations no
+    member reported from (a station both are assigned, reported by one, is covered), with
+    each member's own figures beside them; an observer without a team is a team of one."""
+    mission, _ = make_mission(session)
+    for code in ("P-1", "P-2", "P-3", "P-4"):
+        make_station(session, mission.id, code)
+    _, first = make_observer(session, mission.id, ["P-1", "P-2"], code="PAIR-1", team="Pair")
+    make_observer(session, mission.id, ["P-2", "P-3"], code="PAIR-2", team="Pair")
+    make_observer(session, mission.id, ["P-4"], code="SOLO", team=None)
+    _post(server, first, "P-2", "voting")
+    context, page = _open(chromium, server, make_token(session, mission.id, Role.analyst))
+    panel = page.locator("#p-missing")
+    pair = panel.locator("tr", has_text="Pair")
+    pair.get_by_text("2 / 3").wait_for(timeout=20_000)  # the fold has counted the visit
+    cells = pair.locator("td").all_inner_texts()
+    if SHOTS:
+        panel.screenshot(path=str(Path(SHOTS) / "missing-teams-1366.png"))
+    assert cells[0] == "Pair" and cells[3] == "P-1, P-3", cells
+    assert "(PAIR-1): 1/2" in cells[1] and "(PAIR-2): 2/2" in cells[1], cells
+    solo = panel.locator("tr", has_text="SOLO").locator("td").all_inner_texts()
+    assert solo[0] == "(no team)" and solo[2] == "1 / 1" and solo[3] == "P-4", solo
+    context.close()
+
+
 def test_statement_evidence_links_open_the_checklists_behind_it(
     chromium: Any, server: str, field: dict[str, Any]
 ) -> None:

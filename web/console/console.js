@@ -14,6 +14,7 @@ const SSE_RETRY_MS = 60000; // while polling, try the event stream again this of
 const VIEW_RETRY_MS = 1500; // a view older than the announced data version is asked again
 const LAG_NOTE_S = 5; // a read replica further behind than this is said in the header
 const PHASES = ["opening", "voting", "closing", "incident"];
+const MISSING_SHOWN = 12; // station codes listed per team not reported from; the rest counted
 const STATES = ["verified", "has_issues", "rejected"];
 
 const state = {
@@ -858,21 +859,29 @@ function drawArrivals(cov) {
   return [barChart(pairs, t("arrivals")), h("p", { class: "muted", text: t("arrivals_note") })];
 }
 
+// Per team: a station counts as covered once any member reported there (the API's
+// teams_missing); each member's own figures beside it (observers_missing).
 function drawMissing(cov) {
-  const teams = new Map();
-  for (const o of cov.observers_missing.data) {
-    const k = o.team || t("no_team");
-    if (!teams.has(k)) teams.set(k, []);
-    teams.get(k).push(o);
-  }
+  const own = new Map(cov.observers_missing.data.map((o) => [o.code, o]));
   const phase = state.filters.phase ? phaseName(state.filters.phase) : t("any_phase");
-  const rows = [...teams.entries()].map(([team, obs]) => [
-    team,
-    obs.map((o) => `${o.name} (${o.code}): ${o.missing}/${o.assigned}`).join("; "),
-    num(obs.reduce((n, o) => n + o.missing, 0)),
+  const rows = cov.teams_missing.data.map((team) => [
+    team.members.length === 1 && team.team === team.members[0].code ? t("no_team") : team.team,
+    team.members.map((m) => {
+      const o = own.get(m.code);
+      return `${m.name} (${m.code})` + (o ? `: ${o.missing}/${o.assigned}` : "");
+    }).join("; "),
+    `${num(team.missing)} / ${num(team.assigned)}`,
+    team.missing_stations.slice(0, MISSING_SHOWN).join(", ") +
+      (team.missing_stations.length > MISSING_SHOWN
+        ? " " + t("missing_more", { n: num(team.missing_stations.length - MISSING_SHOWN) })
+        : ""),
   ]);
-  return [h("p", { class: "muted", text: t("missing_note", { phase }) }),
-    table([t("team"), t("observers"), t("stations_missing")], rows, { numeric: [2] })];
+  const out = [h("p", { class: "muted", text: t("missing_note", { phase }) }),
+    table([t("team"), t("observers"), t("stations_missing"), t("missing_at")], rows, { numeric: [2] })];
+  if (cov.teams_missing.count > rows.length) {
+    out.push(h("p", { class: "muted", text: t("queue_more", { n: num(cov.teams_missing.count - rows.length) }) }));
+  }
+  return out;
 }
 
 function drawFeed(crit, inc) {
