@@ -56,8 +56,10 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("finding_state") as batch:
         batch.add_column(
-            # A default in the database too: a writer that does not name it (an API process
-            # of the release before, while the upgrade rolls out) still writes its row.
+            # A default in the database too: a writer that does not name it (a script or
+            # tool written against the release before) still writes its row. API and fold
+            # processes of the release before must be stopped first, as for every upgrade:
+            # their folds would not move the new rows.
             sa.Column("plan_version", sa.BigInteger(), nullable=False, server_default="0")
         )
         batch.add_column(sa.Column("plan_counted", sa.BigInteger(), nullable=True))

@@ -949,11 +949,11 @@ def test_the_plan_rows_answer_as_the_plan_joined_to_the_visits(client: Any, sess
         posted.append((correct(client, token, cid, station, phase, answers), token, station, phase))
         fold.run_once()
         _missing_both_ways(session, mission.id)
-    kept = _plan_rows(session)
-    session.execute(update(FindingState).values(plan_counted=None))
-    session.commit()
-    fold.run_once()
-    assert _plan_rows(session) == kept  # as counted afresh
+        kept = _plan_rows(session)
+        session.execute(update(FindingState).values(plan_counted=None))
+        session.commit()
+        fold.run_once()
+        assert _plan_rows(session) == kept  # every row, last arrivals too, as counted afresh
     (obs, _), _ = people[0]
     observer_service.set_assignments(session, mission.id, obs.id, ["S-1", "S-2", "N-3"])
     observer_service.update(session, mission.id, people[1][0][0].id, ObserverUpdate(team="Team C"))
