@@ -298,18 +298,30 @@ class FindingState(SQLModel, table=True):
         sa_type=UTCDateTime,
         description="`finding_arrival` holds the arrivals before this hour; none: no hour yet",
     )
-    plan_version: int = Field(
-        default=0,
-        sa_type=BigInteger,
-        sa_column_kwargs={"server_default": "0"},
-        description="Raised by every change of the deployment plan (assignments, teams)",
-    )
-    plan_counted: int | None = Field(
+    plan_counted: bool | None = Field(
         default=None,
-        sa_type=BigInteger,
-        description="The `plan_version` the plan tables (`finding_observer_plan`, "
-        "`finding_team_plan`) were counted for; coverage reads them only while it is current",
+        description="The plan rows (`finding_observer_plan`, `finding_team_plan`) are counted "
+        "for the whole mission; none: until the next fold counts them",
     )
+
+
+class FindingPlanChange(SQLModel, table=True):
+    """A change of the deployment plan the fold has not yet counted into the plan rows: an
+    observer whose stations or team changed (its rows and its team's are counted again),
+    or the team it left (`team_key`). Coverage joins the plan while a mission has any."""
+
+    __tablename__ = "finding_plan_change"
+    __table_args__ = (Index("ix_finding_plan_change_mission_id", "mission_id"),)
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(
+            BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+        ),
+    )
+    mission_id: uuid.UUID
+    observer_id: uuid.UUID | None = None
+    team_key: uuid.UUID | None = None
 
 
 class FindingCache(SQLModel, table=True):

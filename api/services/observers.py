@@ -76,11 +76,23 @@ def station_ids(session: Session, mission_id: uuid.UUID, codes: list[str]) -> di
 
 def plan_changed(session: Session, mission_id: uuid.UUID) -> None:
     """The deployment plan changed: coverage (missing teams and observers) is due again,
-    even before any checklist moves the data version, and the fold counts its plan rows
-    again."""
+    even before any checklist moves the data version."""
+    from api.services.findings.fold import bump_versions  # the fold imports the services
+
+    bump_versions(session, [mission_id])
+
+
+def _replanned(
+    session: Session,
+    mission_id: uuid.UUID,
+    observer_id: uuid.UUID,
+    left_team: uuid.UUID | None = None,
+) -> None:
+    """The observer's stations or team changed: the fold counts its coverage rows again
+    (and those of the team it left)."""
     from api.services.findings import plans  # the findings import the services
 
-    plans.plan_changed(session, mission_id)
+    plans.replanned(session, mission_id, observer_id, left_team)
 
 
 def set_assignments(
@@ -106,6 +118,7 @@ def set_assignments(
         ],
         ["observer_id", "station_id"],
     )
+    _replanned(session, mission_id, observer_id)
     if announce:
         plan_changed(session, mission_id)
     return True
@@ -123,6 +136,8 @@ def create_or_update(
     )
     tid = team_id(session, mission_id, body.team)
     moved = obs is not None and obs.team_id != tid
+    if obs is not None and moved:
+        _replanned(session, mission_id, obs.id, left_team=obs.team_id or obs.id)
     if obs is None:
         obs = Observer(
             mission_id=mission_id,
@@ -161,6 +176,7 @@ def update(
     if "team" in data:
         tid = team_id(session, mission_id, data.pop("team"))
         if tid != obs.team_id:
+            _replanned(session, mission_id, obs.id, left_team=obs.team_id or obs.id)
             plan_changed(session, mission_id)  # teams_missing counts per team
         obs.team_id = tid
     for k, v in data.items():

@@ -45,3 +45,11 @@ def insert_ignore(
         return
     stmt = dialect_insert(session, table).on_conflict_do_nothing(index_elements=list(keys))
     session.execute(stmt, list(rows))
+
+
+IN_LIST = 5000  # ids bound in one IN list at most (SQLite binds 32,766, PostgreSQL 65,535)
+
+
+def in_parts(ids: Sequence[Any]) -> list[Sequence[Any]]:
+    """The ids in parts small enough for one IN list each."""
+    return [ids[i : i + IN_LIST] for i in range(0, len(ids), IN_LIST)]

@@ -4,10 +4,10 @@ Coverage joined every assignment to the fold's visits on each compute, twice (te
 observers): 100 to 190 ms of its 170 to 210 ms at a million checklists, growing with the
 deployment plan. The fold now keeps per observer and per team, in each phase and in any
 phase, the stations assigned and those reported from (`finding_observer_plan`,
-`finding_team_plan`), moved by the visits each batch changes; a change of the plan raises
-`finding_state.plan_version`, and the next fold counts the mission's rows again. The
-tables start empty and `plan_counted` unset: the first fold counts each mission, and
-until then coverage computes as before.
+`finding_team_plan`), moved by the visits each batch changes. A change of the plan
+queues the observers and teams it touches (`finding_plan_change`) and the next fold
+counts their rows again. The tables start empty and `finding_state.plan_counted` unset:
+the first fold counts each mission, and until then coverage computes as before.
 
 Revision ID: 0023
 Revises: 0022
@@ -54,21 +54,29 @@ def upgrade() -> None:
     op.create_index(
         "ix_finding_team_plan_mission_id_phase", "finding_team_plan", ["mission_id", "phase"]
     )
+    op.create_table(
+        "finding_plan_change",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("mission_id", sa.Uuid(), nullable=False),
+        sa.Column("observer_id", sa.Uuid(), nullable=True),
+        sa.Column("team_key", sa.Uuid(), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index("ix_finding_plan_change_mission_id", "finding_plan_change", ["mission_id"])
     with op.batch_alter_table("finding_state") as batch:
-        batch.add_column(
-            # A default in the database too: a writer that does not name it (a script or
-            # tool written against the release before) still writes its row. API and fold
-            # processes of the release before must be stopped first, as for every upgrade:
-            # their folds would not move the new rows.
-            sa.Column("plan_version", sa.BigInteger(), nullable=False, server_default="0")
-        )
-        batch.add_column(sa.Column("plan_counted", sa.BigInteger(), nullable=True))
+        batch.add_column(sa.Column("plan_counted", sa.Boolean(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("finding_state") as batch:
         batch.drop_column("plan_counted")
-        batch.drop_column("plan_version")
+    op.drop_index("ix_finding_plan_change_mission_id", table_name="finding_plan_change")
+    op.drop_table("finding_plan_change")
     op.drop_index("ix_finding_team_plan_mission_id_phase", table_name="finding_team_plan")
     op.drop_table("finding_team_plan")
     op.drop_index("ix_finding_observer_plan_mission_id_phase", table_name="finding_observer_plan")

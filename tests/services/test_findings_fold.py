@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import delete, func, select, text, update
 
 from api.db import session_scope
-from api.services import changes
+from api.services import changes, sql
 from api.services.findings import counting as counting_service
 from api.services.findings import fold, sections
 from api.services.findings import questions as question_service
@@ -810,7 +810,7 @@ def test_stations_moved_within_their_region_keep_its_arrivals_and_move_in_parts(
     from api.services import stations as station_service
     from tests.findings_factories import post_count
 
-    monkeypatch.setattr(fold, "IN_LIST", 1)
+    monkeypatch.setattr(sql, "IN_LIST", 1)
     mission, _ = make_mission(session)
     for code, place in PLACES:
         make_station(session, mission.id, code, **place)
@@ -905,6 +905,15 @@ def _plan_rows(session: Any) -> set[tuple[Any, ...]]:
     return {tuple(r) for t in (plans.FOP, plans.FTP) for r in session.execute(select(t))}
 
 
+def _assert_as_counted_afresh(session: Any) -> None:
+    """Every plan row, last arrivals too, as the mission's rows counted whole."""
+    kept = _plan_rows(session)
+    session.execute(update(FindingState).values(plan_counted=None))
+    session.commit()
+    fold.run_once()
+    assert _plan_rows(session) == kept
+
+
 def test_the_plan_rows_answer_as_the_plan_joined_to_the_visits(client: Any, session: Any) -> None:
     """The fold's rows per observer and team (missing stations in each phase), moved by
     each batch's visits, equal the plan joined to the visits and the rows counted afresh
@@ -949,19 +958,22 @@ def test_the_plan_rows_answer_as_the_plan_joined_to_the_visits(client: Any, sess
         posted.append((correct(client, token, cid, station, phase, answers), token, station, phase))
         fold.run_once()
         _missing_both_ways(session, mission.id)
-        kept = _plan_rows(session)
-        session.execute(update(FindingState).values(plan_counted=None))
-        session.commit()
-        fold.run_once()
-        assert _plan_rows(session) == kept  # every row, last arrivals too, as counted afresh
+        _assert_as_counted_afresh(session)
     (obs, _), _ = people[0]
     observer_service.set_assignments(session, mission.id, obs.id, ["S-1", "S-2", "N-3"])
-    observer_service.update(session, mission.id, people[1][0][0].id, ObserverUpdate(team="Team C"))
+    # Team B loses a member to Team C; a team of one joins Team A: the teams left behind
+    # are counted again by their own keys.
+    observer_service.update(session, mission.id, people[2][0][0].id, ObserverUpdate(team="Team C"))
+    observer_service.update(session, mission.id, people[4][0][0].id, ObserverUpdate(team="Team A"))
+    (_, _), stations_ = people[5]  # by an import of observers: the same stations, a new team
+    make_observer(session, mission.id, stations_, code="O-5", team="Team D")
     session.commit()
     scope = resolve(session, mission.id, Filters())
     assert not plans.counted(session, scope)  # due again: coverage joins the plan meanwhile
-    fold.run_once()
+    fold.run_once()  # counts these observers' and teams' rows again, not the mission's
     _missing_both_ways(session, mission.id)
+    assert session.scalar(select(func.count()).select_from(plans.PLC)) == 0
+    _assert_as_counted_afresh(session)
     make_station(session, mission.id, "S-1", region="North", district="Lake")
     fold.run_once()
     _missing_both_ways(session, mission.id)

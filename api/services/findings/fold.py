@@ -66,7 +66,7 @@ from api.config import Settings
 from api.services import changes
 from api.services.findings import plans
 from api.services.findings.scope import CL, FA, FV, ST, counts, local_hour, utc_hour
-from api.services.sql import dialect_insert, insert_ignore
+from api.services.sql import dialect_insert, in_parts, insert_ignore
 from models import (
     Answer,
     ChecklistChange,
@@ -102,7 +102,6 @@ GAP_GRACE_S = 600  # a fallback: no intake transaction runs for ten minutes
 BATCH = 5000
 FOLD_LIMIT = 10 * BATCH  # changes folded in one transaction at most
 ANALYZE_AFTER = 1000  # checklists a fold applies before it checks the statistics
-IN_LIST = 5000  # ids bound in one IN list at most (SQLite binds 32,766, PostgreSQL 65,535)
 TALLY_COLUMNS = ("observations", "stations", "total", "critical")
 
 _tmp = MetaData()
@@ -397,7 +396,8 @@ def fold(session: Session, limit: int = FOLD_LIMIT) -> FoldResult:
     _uncounted_critical(session)
     _uncounted_incidents(session)
     _uncounted_counting(session)
-    plans.count_stale_missions(session)
+    plans.count_uncounted_missions(session)
+    plans.count_replanned(session)
     _close_arrival_hours(session)
     state = session.execute(select(FF.c.last_change_id, FF.c.seen_change_id)).one()
     last, seen = state.last_change_id, state.seen_change_id
@@ -471,7 +471,7 @@ def moving_stations(
     that fold has run. The arrivals per hour, counted by region as they came, are all
     counted again by that fold if a station with checklists changed region. Waits for a
     fold that is running (its lock)."""
-    parts = _in_parts(station_ids)
+    parts = in_parts(station_ids)
     observed = [
         sid
         for part in parts
@@ -508,15 +508,10 @@ def moving_stations(
     bump_versions(session, [mission_id])
 
 
-def _in_parts(ids: Sequence[Any]) -> list[Sequence[Any]]:
-    """The ids in parts small enough for one IN list each."""
-    return [ids[i : i + IN_LIST] for i in range(0, len(ids), IN_LIST)]
-
-
 def _regions(session: Session, station_ids: list[Any]) -> dict[Any, Any]:
     """The region of each of these stations."""
     found: dict[Any, Any] = {}
-    for part in _in_parts(station_ids):
+    for part in in_parts(station_ids):
         rows = session.execute(select(ST.c.id, ST.c.region_id).where(ST.c.id.in_(part)))
         found.update((station_id, region_id) for station_id, region_id in rows)
     return found

@@ -4,9 +4,10 @@ teams (`finding_observer_plan`, `finding_team_plan`) rather than joined from eve
 assignment on each compute.
 
 The fold moves the rows by the visits each batch changed (`count_visits`). A change of
-the plan (assignments, a team) raises the mission's `plan_version` (`plan_changed`); the
-next fold counts the mission's rows again (`count_stale_missions`), and until then
-coverage joins the plan as before (`counted`)."""
+the plan (an observer's stations or team) queues the observer, and the team it left
+(`replanned`, into `finding_plan_change`); the next fold counts their rows again
+(`count_replanned`), and until then coverage joins the plan as before (`counted`). A
+mission's rows are counted whole by its first fold (`count_uncounted_missions`)."""
 
 from __future__ import annotations
 
@@ -29,17 +30,23 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from api.services import changes
 from api.services.findings.scope import FV, OBS, Scope
-from api.services.sql import dialect_insert
-from models import Assignment, FindingObserverPlan, FindingState, FindingTeamPlan
-from models.base import table_of, utcnow
+from api.services.sql import in_parts
+from models import (
+    Assignment,
+    FindingObserverPlan,
+    FindingPlanChange,
+    FindingState,
+    FindingTeamPlan,
+)
+from models.base import table_of
 from models.checklist import Phase
 
 ASG = table_of(Assignment)
 FS = table_of(FindingState)
 FOP = table_of(FindingObserverPlan)
 FTP = table_of(FindingTeamPlan)
+PLC = table_of(FindingPlanChange)
 ANY_PHASE = "all"  # the visits' and these rows' phase for a visit in any phase
 PHASES = (ANY_PHASE, *(p.value for p in Phase))
 
@@ -49,32 +56,31 @@ def team_key(observers: Any = OBS) -> Any:
     return func.coalesce(observers.c.team_id, observers.c.id)
 
 
-def plan_changed(session: Session, mission_id: uuid.UUID) -> None:
-    """The mission's plan changed: its plan rows are due again, and its views with them."""
-    stmt = dialect_insert(session, FS)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["mission_id"],
-        set_={
-            "version": FS.c.version + 1,
-            "plan_version": FS.c.plan_version + 1,
-            "folded_at": stmt.excluded.folded_at,
-        },
-    )
-    session.execute(
-        stmt, {"mission_id": mission_id, "version": 1, "plan_version": 1, "folded_at": utcnow()}
-    )
-    changes.announce(session)  # open consoles hear of the new version once it commits
+def replanned(
+    session: Session,
+    mission_id: uuid.UUID,
+    observer_id: uuid.UUID,
+    left_team: uuid.UUID | None = None,
+) -> None:
+    """An observer's stations or team changed (in this transaction): its plan rows and its
+    team's are due again, and those of the team it `left_team` (a team key). The views are
+    due again when the caller says so (`observers.plan_changed`)."""
+    rows = [{"mission_id": mission_id, "observer_id": observer_id, "team_key": None}]
+    if left_team is not None:
+        rows.append({"mission_id": mission_id, "observer_id": None, "team_key": left_team})
+    session.execute(PLC.insert(), rows)
 
 
 def counted(session: Session, scope: Scope) -> bool:
     """Whether the plan rows answer this scope's missing observers and teams: counted for
-    the plan as it is now, and no filter they are not kept by (a place, `abroad=`, a
-    team, a time window, a template)."""
+    the whole mission with no plan change waiting, and no filter they are not kept by (a
+    place, `abroad=`, a team, a time window, a template)."""
     if scope.filters.needs_raw or scope.location_id is not None or scope.filters.abroad is not None:
         return False
+    waiting = exists(select(PLC.c.id).where(PLC.c.mission_id == scope.mission_id))
     return bool(
         session.scalar(
-            select(FS.c.plan_counted == FS.c.plan_version).where(
+            select(FS.c.plan_counted.is_(True) & ~waiting).where(
                 FS.c.mission_id == scope.mission_id
             )
         )
@@ -310,17 +316,13 @@ def count_visits(session: Session, visits: Any) -> None:
     )
 
 
-def count_stale_missions(session: Session) -> None:
-    """Count every plan row again of the missions whose plan changed since they were
-    counted (or never were)."""
-    stale = session.execute(
-        select(FS.c.mission_id, FS.c.plan_version).where(
-            or_(FS.c.plan_counted.is_(None), FS.c.plan_counted != FS.c.plan_version)
-        )
+def count_uncounted_missions(session: Session) -> None:
+    """Count every plan row of the missions not counted whole yet (after the upgrade that
+    added them, a rebuild, or a mission's first fold)."""
+    missions = session.scalars(
+        select(FS.c.mission_id).where(or_(FS.c.plan_counted.is_(None), ~FS.c.plan_counted))
     ).all()
-    for mission_id, version in stale:
-        # The version read before the plan: a change committed meanwhile leaves the rows
-        # counted for an older one, and the next fold counts them again.
+    for mission_id in missions:
         session.execute(delete(FOP).where(FOP.c.mission_id == mission_id))
         session.execute(delete(FTP).where(FTP.c.mission_id == mission_id))
         session.execute(
@@ -330,6 +332,29 @@ def count_stale_missions(session: Session) -> None:
         )
         rows = _team_rows([ASG.c.mission_id == mission_id], [FV.c.mission_id == mission_id])
         session.execute(FTP.insert().from_select(TEAM_COLUMNS, rows))
+        session.execute(update(FS).where(FS.c.mission_id == mission_id).values(plan_counted=True))
+
+
+def count_replanned(session: Session) -> None:
+    """Count again the rows of the observers and teams whose plan changed (the queue), and
+    take from the queue exactly the changes read: on PostgreSQL one committed meanwhile,
+    with a lower id, waits for the next fold. The plan they changed committed with them,
+    so the counts below, read after them, see it."""
+    queued = session.execute(select(PLC.c.id, PLC.c.observer_id, PLC.c.team_key)).all()
+    if not queued:
+        return
+    observers = {r.observer_id for r in queued if r.observer_id is not None}
+    left = {r.team_key for r in queued if r.team_key is not None}
+    keys = left | set(
+        session.scalars(select(team_key()).where(OBS.c.id.in_(observers))) if observers else ()
+    )
+    for part in in_parts(sorted(observers)):
+        session.execute(delete(FOP).where(FOP.c.observer_id.in_(part)))
         session.execute(
-            update(FS).where(FS.c.mission_id == mission_id).values(plan_counted=version)
+            FOP.insert().from_select(OBSERVER_COLUMNS, _observer_rows(ASG.c.observer_id.in_(part)))
         )
+    for part in in_parts(sorted(keys)):
+        session.execute(delete(FTP).where(FTP.c.team_key.in_(part)))
+        session.execute(FTP.insert().from_select(TEAM_COLUMNS, _team_rows([], [], part)))
+    for part in in_parts(sorted(r.id for r in queued)):
+        session.execute(delete(PLC).where(PLC.c.id.in_(part)))
