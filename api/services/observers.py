@@ -129,10 +129,11 @@ def create_or_update(
 ) -> tuple[Observer, bool]:
     """Upsert by the observer's code; the station list replaces the previous plan. Also
     whether the plan changed (its stations or team; with `announce`, the views are due)."""
+    # Locked: the team it may leave is read here, and no other change may move it meanwhile.
     obs = session.scalar(
-        select(Observer).where(
-            col(Observer.mission_id) == mission_id, col(Observer.code) == body.code
-        )
+        select(Observer)
+        .where(col(Observer.mission_id) == mission_id, col(Observer.code) == body.code)
+        .with_for_update()
     )
     tid = team_id(session, mission_id, body.team)
     moved = obs is not None and obs.team_id != tid
@@ -157,8 +158,12 @@ def create_or_update(
     return obs, changed or moved
 
 
-def get(session: Session, mission_id: uuid.UUID, observer_id: uuid.UUID) -> Observer:
-    obs = session.get(Observer, observer_id)
+def get(
+    session: Session, mission_id: uuid.UUID, observer_id: uuid.UUID, for_update: bool = False
+) -> Observer:
+    """The mission's observer; `for_update` locks its row until the transaction ends (a
+    change of its team reads the team it leaves, which no other change may move meanwhile)."""
+    obs = session.get(Observer, observer_id, with_for_update=for_update)
     if obs is None or obs.mission_id != mission_id:
         raise NotFound(f"no observer {observer_id} in this mission", code="observer_not_found")
     return obs
@@ -167,8 +172,8 @@ def get(session: Session, mission_id: uuid.UUID, observer_id: uuid.UUID) -> Obse
 def update(
     session: Session, mission_id: uuid.UUID, observer_id: uuid.UUID, body: ObserverUpdate
 ) -> Observer:
-    obs = get(session, mission_id, observer_id)
     data = body.model_dump(exclude_unset=True)
+    obs = get(session, mission_id, observer_id, for_update="team" in data)
     before = obs.model_dump(mode="json", include=set(data) - {"team"})
     if "team" in before or "team" in data:
         before["team_id"] = str(obs.team_id) if obs.team_id else None

@@ -936,8 +936,15 @@ def test_the_plan_rows_answer_as_the_plan_joined_to_the_visits(client: Any, sess
         people.append(
             (make_observer(session, mission.id, stations_, code=f"O-{i}", team=team), stations_)
         )
+    # Another mission beside it, with a plan and a checklist of its own.
+    other, _ = make_mission(session)
+    make_station(session, other.id, "Z-1")
+    make_station(session, other.id, "Z-2")
+    _, elsewhere = make_observer(session, other.id, ["Z-1", "Z-2"], code="Z-OBS", team="Team A")
+    post(client, elsewhere, "Z-1", "opening")
     fold.run_once()
     _missing_both_ways(session, mission.id)
+    _missing_both_ways(session, other.id)
     posted: list[tuple[str, str, str, str]] = []  # id, token, station, phase
     rejected: list[str] = []
     for _ in range(5):
@@ -970,8 +977,15 @@ def test_the_plan_rows_answer_as_the_plan_joined_to_the_visits(client: Any, sess
     session.commit()
     scope = resolve(session, mission.id, Filters())
     assert not plans.counted(session, scope)  # due again: coverage joins the plan meanwhile
+    assert plans.counted(session, resolve(session, other.id, Filters()))  # not another's
+    (_, token), stations_ = people[4]  # a checklist folded with the change: counted after it
+    post(client, token, stations_[0], "voting")
     fold.run_once()  # counts these observers' and teams' rows again, not the mission's
+    assert session.scalar(
+        select(FindingState.plan_counted).where(FindingState.mission_id == mission.id)
+    )
     _missing_both_ways(session, mission.id)
+    _missing_both_ways(session, other.id)
     assert session.scalar(select(func.count()).select_from(plans.PLC)) == 0
     _assert_as_counted_afresh(session)
     make_station(session, mission.id, "S-1", region="North", district="Lake")
@@ -983,3 +997,42 @@ def test_the_plan_rows_answer_as_the_plan_joined_to_the_visits(client: Any, sess
         fold.rebuild(s)
     fold.run_once()
     assert _plan_rows(session) == before
+
+
+@pytest.mark.postgres_only
+def test_two_team_moves_at_once_leave_every_team_counted(client: Any, session: Any) -> None:
+    """An observer moved to team B by one admin while another moves it on to team C: the
+    second move waits for the first (the observer's row is locked) and so queues team B as
+    the team it left, even when a fold counts the first move in between; team B's rows do
+    not keep the observer's stations."""
+    import threading
+
+    from api.services import observers as observer_service
+    from models.observer import ObserverUpdate
+
+    mission, _ = make_mission(session)
+    for code in ("T-1", "T-2", "T-3"):
+        make_station(session, mission.id, code)
+    moving, _ = make_observer(session, mission.id, ["T-1", "T-2"], code="MOVER", team="A")
+    make_observer(session, mission.id, ["T-3"], code="STAYS", team="B")
+    fold.run_once()
+    moved, go_on = threading.Event(), threading.Event()
+
+    def second_admin() -> None:
+        with session_scope() as second:
+            observer_service.update(second, mission.id, moving.id, ObserverUpdate(team="C"))
+            moved.set()
+            go_on.wait(10)
+
+    admin = threading.Thread(target=second_admin)
+    with session_scope() as first:  # committed at the end of the block
+        observer_service.update(first, mission.id, moving.id, ObserverUpdate(team="B"))
+        admin.start()
+        time.sleep(0.3)  # the second admin reads the observer now, or waits for the first
+    assert moved.wait(10)
+    fold.run_once()  # counts the first move: B holds the observer's stations
+    go_on.set()
+    admin.join(10)
+    fold.run_once()  # counts the second
+    _missing_both_ways(session, mission.id)
+    _assert_as_counted_afresh(session)

@@ -345,9 +345,9 @@ def count_replanned(session: Session) -> None:
         return
     observers = {r.observer_id for r in queued if r.observer_id is not None}
     left = {r.team_key for r in queued if r.team_key is not None}
-    keys = left | set(
-        session.scalars(select(team_key()).where(OBS.c.id.in_(observers))) if observers else ()
-    )
+    keys = set(left)
+    for part in in_parts(sorted(observers)):
+        keys.update(session.scalars(select(team_key()).where(OBS.c.id.in_(part))))
     for part in in_parts(sorted(observers)):
         session.execute(delete(FOP).where(FOP.c.observer_id.in_(part)))
         session.execute(
