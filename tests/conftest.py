@@ -86,11 +86,23 @@ def _empty_tables() -> None:
         try:
             with engine.begin() as conn:
                 if engine.dialect.name == "postgresql":
+                    # Only the tables the test wrote to: a TRUNCATE makes new files for every
+                    # table it names (65 ms for all of them, most of them empty, after every
+                    # test). The sequences start again as RESTART IDENTITY would have them.
+                    held = conn.scalars(
+                        text(
+                            " UNION ALL ".join(
+                                f"SELECT '{t}' WHERE EXISTS (SELECT FROM \"{t}\")" for t in tables
+                            )
+                        )
+                    ).all()
+                    if held:
+                        names = ", ".join(f'"{t}"' for t in held)
+                        conn.execute(text(f"TRUNCATE {names} CASCADE"))
                     conn.execute(
                         text(
-                            "TRUNCATE "
-                            + ", ".join(f'"{t}"' for t in tables)
-                            + " RESTART IDENTITY CASCADE"
+                            "SELECT setval(oid, 1, false) FROM pg_class"
+                            " WHERE relkind = 'S' AND relnamespace = 'public'::regnamespace"
                         )
                     )
                 else:
