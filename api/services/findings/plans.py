@@ -63,8 +63,8 @@ def replanned(
     left_team: uuid.UUID | None = None,
 ) -> None:
     """An observer's stations or team changed (in this transaction): its plan rows and its
-    team's are due again, and those of the team it `left_team` (a team key). The views are
-    due again when the caller says so (`observers.plan_changed`)."""
+    team's are due again, and those of the team it left (`left_team`, a team key). The
+    views are due again when the caller says so (`observers.plan_changed`)."""
     rows = [{"mission_id": mission_id, "observer_id": observer_id, "team_key": None}]
     if left_team is not None:
         rows.append({"mission_id": mission_id, "observer_id": None, "team_key": left_team})
