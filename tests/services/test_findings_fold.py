@@ -1036,3 +1036,41 @@ def test_two_team_moves_at_once_leave_every_team_counted(client: Any, session: A
     fold.run_once()  # counts the second
     _missing_both_ways(session, mission.id)
     _assert_as_counted_afresh(session)
+
+
+@pytest.mark.postgres_only
+def test_a_plan_change_committed_while_a_fold_counts_the_queue_waits_for_the_next(
+    client: Any, session: Any, monkeypatch: Any
+) -> None:
+    """The fold takes from the queue only the plan changes it read: one committed while it
+    counts them (a lower id may commit later) stays queued, coverage joins the plan until
+    the next fold has counted it too, and then the rows are as counted afresh."""
+    from api.services import observers as observer_service
+    from api.services.findings import plans
+
+    mission, _ = make_mission(session)
+    for code in ("Q-1", "Q-2", "Q-3"):
+        make_station(session, mission.id, code)
+    first, token = make_observer(session, mission.id, ["Q-1"], code="Q-A", team="A")
+    second, _ = make_observer(session, mission.id, ["Q-2"], code="Q-B", team="B")
+    post(client, token, "Q-1", "voting")
+    fold.run_once()
+    observer_service.set_assignments(session, mission.id, first.id, ["Q-1", "Q-3"])
+    session.commit()
+    counting = plans._observer_rows
+
+    def change_meanwhile(where: Any) -> Any:
+        monkeypatch.setattr(plans, "_observer_rows", counting)
+        with session_scope() as other:
+            observer_service.set_assignments(other, mission.id, second.id, ["Q-2", "Q-3"])
+        return counting(where)
+
+    monkeypatch.setattr(plans, "_observer_rows", change_meanwhile)
+    assert fold.run_once().folded
+    session.commit()
+    queued = session.scalars(select(plans.PLC.c.observer_id)).all()
+    assert queued == [second.id]  # the change committed meanwhile is still queued
+    assert not plans.counted(session, resolve(session, mission.id, Filters()))
+    fold.run_once()
+    _missing_both_ways(session, mission.id)
+    _assert_as_counted_afresh(session)
