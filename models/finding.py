@@ -109,8 +109,8 @@ class FindingObserverPlan(SQLModel, table=True):
     """Per observer and phase (and any phase, `all`): the stations assigned to the observer
     and how many of them the observer filed a counting checklist at, with the last one's
     arrival. Coverage's missing observers read these rows, one per observer, instead of
-    joining every assignment to the visits. Kept by the fold for the observers of each
-    batch, and counted again for a whole mission after its plan changed."""
+    joining every assignment to the visits. Moved by the fold with each batch's visits,
+    and counted again for the observers a plan change queued (`finding_plan_change`)."""
 
     __tablename__ = "finding_observer_plan"
     __table_args__ = (Index("ix_finding_observer_plan_mission_id_phase", "mission_id", "phase"),)

@@ -203,6 +203,9 @@ TMP_VISIT = _temporary(
     Column("now_last", UTCDateTime, nullable=True),
 )
 
+# PostgreSQL settings for a fold's transaction (`_ensure_temp_tables` says why).
+FOLD_SETTINGS = {"work_mem": "128MB", "random_page_cost": "1.1", "enable_sort": "off"}
+
 TMP_TABLES = (
     TMP_VISIT,
     TMP_SIGN,
@@ -274,11 +277,7 @@ def _ensure_temp_tables(session: Session) -> None:
         # (half a second in a fold of 2,000 checklists). (JIT is off for every session,
         # api.db: it compiled for about 60 ms in every fold, a tenth of a fold of 500.)
         session.execute(
-            text(
-                "SELECT set_config('work_mem', '128MB', true),"
-                " set_config('random_page_cost', '1.1', true),"
-                " set_config('enable_sort', 'off', true)"
-            )
+            select(*(func.set_config(name, value, True) for name, value in FOLD_SETTINGS.items()))
         )
     for table in TMP_TABLES:
         table.create(conn, checkfirst=True)
@@ -296,7 +295,7 @@ def _untune(session: Session) -> None:
     """Back to the server's settings for the rest of a transaction that was not a fold's
     (a station import moving stations): `_ensure_temp_tables` tuned them for the fold."""
     if session.get_bind().dialect.name == "postgresql":
-        for name in ("work_mem", "random_page_cost", "enable_sort"):
+        for name in FOLD_SETTINGS:
             session.execute(text(f"SET LOCAL {name} TO DEFAULT"))
 
 

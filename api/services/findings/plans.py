@@ -180,17 +180,6 @@ def missing(table: Any, scope: Scope, *columns: Any) -> Any:
     )
 
 
-OBSERVER_COLUMNS = [
-    "observer_id",
-    "phase",
-    "mission_id",
-    "assigned",
-    "reported",
-    "last_received_at",
-]
-TEAM_COLUMNS = ["team_key", "phase", "mission_id", "assigned", "reported"]
-
-
 def count_visits(session: Session, visits: Any) -> None:
     """Move the plan rows by the visits a fold batch changed (`visits`: each visit's
     observer, station and phase, and its last arrival before the batch and after it; NULL
@@ -323,15 +312,10 @@ def count_uncounted_missions(session: Session) -> None:
         select(FS.c.mission_id).where(or_(FS.c.plan_counted.is_(None), ~FS.c.plan_counted))
     ).all()
     for mission_id in missions:
-        session.execute(delete(FOP).where(FOP.c.mission_id == mission_id))
-        session.execute(delete(FTP).where(FTP.c.mission_id == mission_id))
-        session.execute(
-            FOP.insert().from_select(
-                OBSERVER_COLUMNS, _observer_rows(ASG.c.mission_id == mission_id)
-            )
-        )
-        rows = _team_rows([ASG.c.mission_id == mission_id], [FV.c.mission_id == mission_id])
-        session.execute(FTP.insert().from_select(TEAM_COLUMNS, rows))
+        observers = _observer_rows(ASG.c.mission_id == mission_id)
+        _count_again(session, FOP, FOP.c.mission_id == mission_id, observers)
+        teams = _team_rows([ASG.c.mission_id == mission_id], [FV.c.mission_id == mission_id])
+        _count_again(session, FTP, FTP.c.mission_id == mission_id, teams)
         session.execute(update(FS).where(FS.c.mission_id == mission_id).values(plan_counted=True))
 
 
@@ -344,17 +328,19 @@ def count_replanned(session: Session) -> None:
     if not queued:
         return
     observers = {r.observer_id for r in queued if r.observer_id is not None}
-    left = {r.team_key for r in queued if r.team_key is not None}
-    keys = set(left)
+    keys = {r.team_key for r in queued if r.team_key is not None}  # the teams left
     for part in in_parts(sorted(observers)):
         keys.update(session.scalars(select(team_key()).where(OBS.c.id.in_(part))))
-    for part in in_parts(sorted(observers)):
-        session.execute(delete(FOP).where(FOP.c.observer_id.in_(part)))
-        session.execute(
-            FOP.insert().from_select(OBSERVER_COLUMNS, _observer_rows(ASG.c.observer_id.in_(part)))
+        _count_again(
+            session, FOP, FOP.c.observer_id.in_(part), _observer_rows(ASG.c.observer_id.in_(part))
         )
     for part in in_parts(sorted(keys)):
-        session.execute(delete(FTP).where(FTP.c.team_key.in_(part)))
-        session.execute(FTP.insert().from_select(TEAM_COLUMNS, _team_rows([], [], part)))
+        _count_again(session, FTP, FTP.c.team_key.in_(part), _team_rows([], [], part))
     for part in in_parts(sorted(r.id for r in queued)):
         session.execute(delete(PLC).where(PLC.c.id.in_(part)))
+
+
+def _count_again(session: Session, table: Any, stale: Any, rows: Select[Any]) -> None:
+    """Replace the rows of `table` that `stale` selects with those `rows` counts."""
+    session.execute(delete(table).where(stale))
+    session.execute(table.insert().from_select(list(rows.selected_columns.keys()), rows))
