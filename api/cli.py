@@ -607,18 +607,19 @@ def statement(
     from api.services.findings import views
     from api.services.findings.scope import Filters
     from api.services.findings.word import statement_docx
+    from models.finding import StatementSection
 
     while fold_service.run_once().changes:  # the findings as of now
         pass
     try:
         with session_scope() as s:
-            drafted = views.compute(s, mission, "statement", Filters(), lang)
+            drafted = views.compute_as(StatementSection, s, mission, "statement", Filters(), lang)
     except AppError as exc:
         _fail(exc)
     if docx:
         out.write_bytes(statement_docx(drafted, base_url.rstrip("/")))
     else:
-        out.write_text(drafted["markdown"], encoding="utf-8")
+        out.write_text(drafted.markdown, encoding="utf-8")
     console.print(f"draft statement written to {out}")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict
 from sqlalchemy import (
@@ -339,7 +339,7 @@ class FindingCache(SQLModel, table=True):
     body_gz: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
 
 
-# --- API schemas (the views are built as JSON in the database layer; these document them) ---
+# --- The findings views: what every view carries, then each view's section ---
 
 
 class FindingsEnvelope(SQLModel):
@@ -363,41 +363,290 @@ class FindingsEnvelope(SQLModel):
     )
 
 
-class FindingsPublic(FindingsEnvelope):
-    totals: dict[str, Any] = Field(description="Observations and stations, overall and by phase")
-    phases: list[dict[str, Any]] = Field(
+# The sections of the findings views, typed: what `api.services.findings` builds, what the
+# statement reads (`statement.draft`), what the cache stores as JSON and what the API
+# documents. Each view is its section's fields after the envelope's.
+
+
+class AnswerFindings(SQLModel):
+    """One answer of a choice question: its count among the answers and its share."""
+
+    value: str
+    label: str
+    count: int = Field(description="Observations with this answer")
+    stations: int = Field(description="Stations where an observation gave it")
+    share: float | None = Field(description="Of the observations that answered (null for n/a)")
+    text: str | None = Field(
+        description="The share as the statement writes it ('3 of 24' below the small denominator)"
+    )
+    ci95: tuple[float, float] | None = Field(
+        description="Wilson 95% interval, for a random sample only"
+    )
+    critical: bool = Field(description="A critical answer")
+
+
+class NegativeFindings(SQLModel):
+    """A 4-point assessment's negative answers (bad and very bad) together."""
+
+    count: int
+    share: float | None
+    text: str
+    ci95: tuple[float, float] | None
+
+
+class QuestionFindings(SQLModel):
+    """A question's figures in one phase; `asked - answered - not_applicable` is
+    `unanswered`."""
+
+    code: str
+    label: str
+    type: str
+    section: str
+    asked: int = Field(description="Observations that were asked it (its condition met)")
+    answered: int = Field(description="The denominator of its shares")
+    not_applicable: int
+    unanswered: int
+    stations: int = Field(description="Stations with an answer")
+    critical: int = Field(description="Critical answers given")
+
+
+class IntegerFindings(QuestionFindings):
+    type: Literal["integer"]
+    total: int = Field(description="The numbers answered, summed")
+
+
+class TimeFindings(QuestionFindings):
+    type: Literal["time"]
+
+
+class ChoiceFindings(QuestionFindings):
+    type: Literal["yes_no", "single", "multi"]
+    answers: list[AnswerFindings]
+
+
+class ScaleFindings(QuestionFindings):
+    type: Literal["scale4"]
+    answers: list[AnswerFindings]
+    negative: NegativeFindings
+
+
+AnyQuestionFindings = Annotated[
+    IntegerFindings | TimeFindings | ChoiceFindings | ScaleFindings,
+    Field(discriminator="type"),
+]
+
+
+class PhaseTotals(SQLModel):
+    phase: str
+    observations: int
+    stations: int
+
+
+class PhaseFindings(PhaseTotals):
+    questions: list[AnyQuestionFindings]
+
+
+class FindingsTotals(SQLModel):
+    observations: int = Field(description="Checklists counted, every phase")
+    stations: int = Field(description="Stations they came from")
+    phases: list[PhaseTotals]
+
+
+class CountAt(SQLModel):
+    count: int
+    stations: int
+
+
+class IrregularityFindings(SQLModel):
+    """An irregularity question: what the observer saw and what was reported to them, apart."""
+
+    phase: str
+    code: str
+    label: str
+    answered: int
+    observed: CountAt
+    reported: CountAt
+    cases: int = Field(description="Cases counted, where the form asks how many")
+
+
+class FindingsSection(SQLModel):
+    totals: FindingsTotals = Field(description="Observations and stations, overall and by phase")
+    phases: list[PhaseFindings] = Field(
         description="Per phase: every question with counts, denominators, shares, stations"
     )
-    irregularities: list[dict[str, Any]] = Field(
+    irregularities: list[IrregularityFindings] = Field(
         description="Observed and reported-to-the-observer counts, kept apart"
     )
 
 
-class CoveragePublic(FindingsEnvelope):
-    regions: list[dict[str, Any]]
-    teams_missing: dict[str, Any] = Field(
+class PhaseObserved(SQLModel):
+    observations: int
+    stations: int
+
+
+class RegionCoverage(SQLModel):
+    region: str = Field(description="The region's path")
+    abroad: bool
+    stations: int
+    assigned: int = Field(description="Stations with an observer assigned")
+    observed: dict[str, PhaseObserved] = Field(description="Per phase")
+    observed_any_phase: int = Field(description="Stations observed in any phase")
+
+
+class TeamMember(SQLModel):
+    code: str
+    name: str | None
+
+
+class MissingTeam(SQLModel):
+    team: str = Field(description="The team's name; a team of one is named by its observer's code")
+    members: list[TeamMember]
+    assigned: int
+    reported: int
+    missing: int
+    missing_stations: list[str] = Field(description="Codes of the stations no member reported from")
+
+
+class MissingTeams(SQLModel):
+    count: int = Field(description="Every such team (the list holds the first 500)")
+    unit: str
+    data: list[MissingTeam]
+
+
+class MissingObserver(SQLModel):
+    code: str
+    name: str | None
+    team: str | None
+    assigned: int
+    reported: int
+    last_received_at: datetime | None
+    missing: int
+
+
+class MissingObservers(SQLModel):
+    count: int = Field(description="Every such observer (the list holds the first 500)")
+    data: list[MissingObserver]
+
+
+class HourArrivals(SQLModel):
+    hour: str = Field(description="YYYY-MM-DDTHH:00Z")
+    checklists: int
+    phases: dict[str, int]
+
+
+class CoverageSection(SQLModel):
+    regions: list[RegionCoverage]
+    teams_missing: MissingTeams = Field(
         description="Teams with assigned stations no member reported from, with the members"
     )
-    observers_missing: dict[str, Any] = Field(description="The same, observer by observer")
-    arrivals_per_hour: list[dict[str, Any]]
+    observers_missing: MissingObservers = Field(description="The same, observer by observer")
+    arrivals_per_hour: list[HourArrivals]
 
 
-class IncidentsPublic(FindingsEnvelope):
+class IncidentType(SQLModel):
+    type: str
+    label: str
     count: int
-    by_type: list[dict[str, Any]]
-    by_region: list[dict[str, Any]]
-    by_hour: list[dict[str, Any]]
-    reports: list[dict[str, Any]]
+    observed: int
+    reported: int = Field(description="Reported to the observer")
+    critical: bool
 
 
-class CriticalPublic(FindingsEnvelope):
+class RegionCount(SQLModel):
+    region: str
+    count: int
+
+
+class HourCount(SQLModel):
+    hour: int = Field(description="Local hour of the day")
+    count: int
+
+
+class IncidentReport(SQLModel):
+    checklist_id: uuid.UUID
+    station: str
+    region: str
+    type: str | None
+    source: str | None
+    time: str | None
+    observed_at: datetime
+    description: str | None
+
+
+class IncidentsSection(SQLModel):
+    count: int
+    by_type: list[IncidentType]
+    by_region: list[RegionCount]
+    by_hour: list[HourCount]
+    reports: list[IncidentReport] = Field(description="The latest 500")
+
+
+class ClusteringRule(SQLModel):
+    rule: str
+    min_cases: int
+    min_share: float
+    min_lift: float
+
+
+class CriticalProblem(SQLModel):
+    """A critical answer to one question: where it was found and whether it clusters."""
+
+    code: str
+    value: str
+    label: str
+    answer: str
+    count: int
+    stations: int
+    phases: dict[str, int]
+    regions: list[RegionCount]
+    regions_affected: int
+    top_region: str
+    top_region_share: float
+    top_region_observation_share: float
+    lift: float | None
+    pattern: str = Field(description="clustered, scattered or too_few (see clustering)")
+
+
+class CriticalRegion(SQLModel):
+    region: str
+    observations: int
+    problems: dict[str, int] = Field(description="Per code=value")
+
+
+class CriticalChecklist(SQLModel):
+    checklist_id: uuid.UUID
+    code: str
+    value: str
+    phase: str
+    observed_at: datetime
+    station: str
+    region: str
+
+
+class CriticalSection(SQLModel):
     count: int
     observations: int = Field(description="Checklists with at least one critical answer")
     stations: int = Field(description="Stations of those checklists")
-    clustering: dict[str, Any] = Field(description="The clustering rule and its thresholds")
-    by_question: list[dict[str, Any]]
-    regions: list[dict[str, Any]] = Field(description="Region-by-problem table")
-    checklists: list[dict[str, Any]]
+    clustering: ClusteringRule = Field(description="The clustering rule and its thresholds")
+    by_question: list[CriticalProblem]
+    regions: list[CriticalRegion] = Field(description="Region-by-problem table")
+    checklists: list[CriticalChecklist] = Field(description="The latest 500")
+
+
+class FindingsPublic(FindingsEnvelope, FindingsSection):
+    pass
+
+
+class CoveragePublic(FindingsEnvelope, CoverageSection):
+    pass
+
+
+class IncidentsPublic(FindingsEnvelope, IncidentsSection):
+    pass
+
+
+class CriticalPublic(FindingsEnvelope, CriticalSection):
+    pass
 
 
 # The counting view, typed: what `api.services.findings.counting` returns, what the API
@@ -521,10 +770,36 @@ class CountingPublic(FindingsEnvelope, CountingSection):
     pass
 
 
-class StatementPublic(FindingsEnvelope):
+class StatementSentence(SQLModel):
+    paragraph: str = Field(description="The key of its paragraph's heading")
+    key: str = Field(description="The phrase it was written from")
+    text: str
+    evidence: dict[str, Any] = Field(
+        description="The findings route its numbers come from, the questions, counts, checks "
+        "and checklists behind it, and each number written with its path in that route's view"
+    )
+    note: str | None = Field(description="Its evidence as the footnote writes it")
+
+
+class AnnexTable(SQLModel):
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+    links: list[str] = Field(description="Each row's checklist")
+    evidence: dict[str, Any]
+
+
+class StatementSection(SQLModel):
     markdown: str
-    sentences: list[dict[str, Any]] = Field(description="Each sentence with its evidence")
+    title: str
+    headings: dict[str, str] = Field(description="Each paragraph's heading, by its key")
+    sentences: list[StatementSentence] = Field(description="Each sentence with its evidence")
+    annex: list[AnnexTable] = Field(description="The critical answers' tables")
     fallback: list[str] = Field(description="Sentences shown in English for want of a translation")
+
+
+class StatementPublic(FindingsEnvelope, StatementSection):
+    pass
 
 
 class DataVersionPublic(SQLModel):

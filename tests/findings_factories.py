@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
@@ -89,6 +90,32 @@ def view(session: Session, mission_id: uuid.UUID, name: str = "findings", **filt
     """A findings view as the API would serve it, computed from fresh data."""
     session.commit()  # start a new snapshot: see everything committed so far
     return views.get_view(session, FRESH, mission_id, name, Filters(**filters), None).parsed()
+
+
+def computed(
+    session: Session,
+    mission_id: uuid.UUID,
+    name: str,
+    filters: Filters | None = None,
+    language: str | None = None,
+) -> Any:
+    """A view's section computed afresh past the cache (`views.compute`), as the JSON the API
+    serves it in."""
+    section = views.compute(session, mission_id, name, filters or Filters(), language)
+    return orjson.loads(orjson.dumps(section.model_dump()))
+
+
+def sections_computed(monkeypatch: Any) -> list[str]:
+    """The names of the statement's sections computed from now on (not read from the cache),
+    in the order they were computed."""
+    computed_here: list[str] = []
+    for name in views.SECTIONS:
+        monkeypatch.setitem(
+            views.VIEWS,
+            name,
+            lambda ctx, fn=views.VIEWS[name], n=name: computed_here.append(n) or fn(ctx),
+        )
+    return computed_here
 
 
 def question(findings: dict[str, Any], phase: str, code: str) -> dict[str, Any]:

@@ -313,7 +313,7 @@ async def read_statement(
         return _answer(request, view, "application/json")
     if format == StatementFormat.docx:
         return await _docx(request, view)
-    markdown = view.parsed()["markdown"].encode()
+    markdown = StatementPublic.model_validate_json(view.body).markdown.encode()
     md_view = views.View(markdown, _variant(view.etag, "-md"), replica_lag_s=view.replica_lag_s)
     return _answer(request, md_view, "text/markdown; charset=utf-8")
 
@@ -354,12 +354,12 @@ async def _docx(request: Request, view: views.View) -> Response:
     held = _etags(request)
     if "*" in held or etag in held:
         return Response(status_code=304, headers={"ETag": etag, "Cache-Control": "no-cache"})
-    drafted = view.parsed()
+    drafted = StatementPublic.model_validate_json(view.body)
     base = str(request.base_url).rstrip("/")
     body = await anyio.to_thread.run_sync(
         word.statement_docx, drafted, base, limiter=dashboard_limiter()
     )
     response = _answer(request, views.View(body, etag), word.MEDIA_TYPE)
-    name = f"statement-{drafted.get('language', 'en')}.docx"
+    name = f"statement-{drafted.language}.docx"
     response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
     return response

@@ -15,11 +15,13 @@ from api.services.findings.stats import wilson
 from tests.factories import make_mission, make_observer, make_station
 from tests.findings_factories import (
     answer,
+    computed,
     correct,
     hours_ago,
     post,
     post_count,
     question,
+    sections_computed,
     set_review,
     view,
 )
@@ -88,7 +90,7 @@ def test_statement_is_deterministic_and_every_sentence_has_evidence(
     post(client, token, "A-2", "voting")
     first = view(session, mission.id, "statement")
     # Computed afresh twice (a second `view` would serve the cached body): same words.
-    again = [views.compute(session, mission.id, "statement", Filters()) for _ in range(2)]
+    again = [computed(session, mission.id, "statement", Filters()) for _ in range(2)]
     assert again[0] == again[1] and again[0]["markdown"] == first["markdown"]
     for sentence in first["sentences"]:
         if sentence["key"] not in ("purposive", "random"):
@@ -573,7 +575,7 @@ def test_arrivals_of_hours_that_are_over_are_read_from_the_folds_counts(
         *(Filters(location="North"), Filters(location="North/Lake"), Filters(team="Team 1")),
     ]
     read = [arrivals(f) for f in scopes]
-    assert sum(h["checklists"] for h in read[0]) == len(posted) + 1
+    assert sum(h.checklists for h in read[0]) == len(posted) + 1
     monkeypatch.setattr(sections, "_closed_arrivals", lambda *_: None)
     assert read == [arrivals(f) for f in scopes]
 
@@ -829,18 +831,16 @@ def test_one_request_computes_a_stale_view_while_the_others_serve_the_last_one(
 
 def test_a_view_computed_past_the_cache_is_the_view_served(client: Any, session: Any) -> None:
     """`make bench` times `views.compute`: it must be the computation the API serves."""
-    import orjson
 
     from api.services.findings import views
-    from api.services.findings.scope import Filters
 
     mission, token = _observed_mission(session, ["A-1", "A-2"])
     post(client, token, "A-1", "voting")
     post_count(client, token, "A-2")
     for name in views.VIEWS:
         served = view(session, mission.id, name)
-        computed = orjson.loads(orjson.dumps(views.compute(session, mission.id, name, Filters())))
-        assert computed and served == served | computed, name
+        fresh = computed(session, mission.id, name)
+        assert fresh and served == served | fresh, name
 
 
 def test_the_statement_is_assembled_from_the_cached_sections_of_its_data(
@@ -855,13 +855,7 @@ def test_the_statement_is_assembled_from_the_cached_sections_of_its_data(
     mission, token = _observed_mission(session, ["A-1", "A-2"])
     post(client, token, "A-1", "voting")
     post_count(client, token, "A-2")
-    computed: list[str] = []
-    for name in views.SECTIONS:
-        monkeypatch.setitem(
-            views.VIEWS,
-            name,
-            lambda ctx, fn=views.VIEWS[name], n=name: computed.append(n) or fn(ctx),
-        )
+    computed = sections_computed(monkeypatch)
     alone = view(session, mission.id, "statement", phase="voting")
     assert sorted(computed) == sorted(views.SECTIONS)
     assert _cached_views(session) == {"statement"}  # nobody watches its sections

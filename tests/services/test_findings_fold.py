@@ -311,7 +311,7 @@ def test_incidents_counted_by_other_questions_are_counted_afresh(client: Any, se
     session.commit()
     assert sections.incident_counts(session, scope, iq) is None
     again = sections.incidents(session, scope, questions)  # grouped from the reports
-    assert again["by_type"] == before["by_type"] and again["count"] == 2
+    assert again.by_type == before.by_type and again.count == 2
     post(client, token, "S-1", "incident", {"G1": "violence"})
     session.commit()
     fold.run_once()
@@ -797,7 +797,7 @@ def test_a_station_given_another_place_takes_its_checklists_there(
     _assert_folded_equals_recompute(session, mission.id)
     places = [Filters(), Filters(location="North"), Filters(location="South")]
     arrivals = [sections._arrivals(session, resolve(session, mission.id, f)) for f in places]
-    assert [sum(h["checklists"] for h in a) for a in arrivals] == [5, 0, 5]
+    assert [sum(h.checklists for h in a) for a in arrivals] == [5, 0, 5]
     assert session.scalar(select(func.count()).select_from(FindingArrival)) > 0  # from the fold
 
 

@@ -16,11 +16,11 @@ from typer.testing import CliRunner
 
 from api.cli import app
 from api.services import templates
-from api.services.findings import statement, views, word
+from api.services.findings import statement, word
 from api.services.findings.scope import Filters
 from models import Role
 from tests.factories import auth, make_mission, make_observer, make_station, make_token
-from tests.findings_factories import post, post_count, set_review, view
+from tests.findings_factories import computed, post, post_count, set_review, view
 from tests.services.test_statement import _busy_mission
 
 # A number as each language writes it: "10,700", "59.1%" / "10 700", "59,1 %".
@@ -51,7 +51,7 @@ def _mission_with(session: Any, codes: list[str], **mission: Any) -> tuple[Any, 
 
 
 def _statement(session: Any, mission_id: Any, language: str = "en") -> dict[str, Any]:
-    return views.compute(session, mission_id, "statement", Filters(), language)
+    return computed(session, mission_id, "statement", Filters(), language)
 
 
 def test_vote_totals_use_only_reports_whose_figures_add_up_and_name_those_left_out(
@@ -282,7 +282,7 @@ def test_every_number_of_a_busy_statement_is_the_figure_its_footnote_names(
     is above 100 %."""
     mission = _busy_mission(client, session)
     routes = {
-        name: views.compute(session, mission.id, name, Filters())
+        name: computed(session, mission.id, name, Filters())
         for name in ("findings", "coverage", "counting", "critical", "incidents")
     }
     for language in ("en", "ru"):

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from api.services.findings import statement, views
+from api.services.findings import statement
 from api.services.findings.counting import CHECKS
 from api.services.findings.scope import Filters
 from tests.factories import make_mission, make_observer, make_station
-from tests.findings_factories import post, post_count, set_review, view
+from tests.findings_factories import computed, post, post_count, set_review, view
 
 # A checklist's id, whole or as the evidence tables' short "[ffefcafc]": data, not words,
 # even when every one of its hex digits is a letter.
@@ -67,7 +67,7 @@ def test_every_finding_of_a_busy_mission_is_worded_with_its_numbers(
     client: Any, session: Any
 ) -> None:
     mission = _busy_mission(client, session)
-    md = views.compute(session, mission.id, "statement", Filters(), "en")["markdown"]
+    md = computed(session, mission.id, "statement", Filters(), "en")["markdown"]
     expected = [
         "During the opening, observers were admitted without restriction in 96.8% of 31 "
         "observations (30); none of them was asked to leave or restricted (B1, B3).",
@@ -108,7 +108,7 @@ def test_every_word_of_the_statement_comes_from_the_language_tables(
     the code's own is left: the rest is the template's Russian labels, places and codes."""
     monkeypatch.setitem(statement.PHRASES, "ru", _stand_in_language())
     mission = _busy_mission(client, session)
-    drafted = views.compute(session, mission.id, "statement", Filters(), "ru")
+    drafted = computed(session, mission.id, "statement", Filters(), "ru")
     keys = {s["key"] for s in drafted["sentences"]}
     assert {"checks_fail", "conflicts", "totals", "critical_summary", "incidents"} <= keys
     assert {"critical_clustered", "totals_excluded", "secrecy", "irregular_observed"} <= keys
@@ -131,7 +131,7 @@ def test_a_language_without_a_table_falls_back_to_english_and_says_so(
     client: Any, session: Any
 ) -> None:
     mission = _busy_mission(client, session)
-    drafted = views.compute(session, mission.id, "statement", Filters(), "kk")
+    drafted = computed(session, mission.id, "statement", Filters(), "kk")
     assert "total" in drafted["fallback"] and "station" in drafted["fallback"]
     assert (
         "In all, the Mission received 95 observations at 31 polling stations."
@@ -144,7 +144,7 @@ def test_the_statement_in_russian_declines_its_counts(client: Any, session: Any)
     needs ("на 27 избирательных участках", "с 27 избирательных участков", "на одном
     избирательном участке"), numbers and shares written the Russian way."""
     mission = _busy_mission(client, session)
-    drafted = views.compute(session, mission.id, "statement", Filters(), "ru")
+    drafted = computed(session, mission.id, "statement", Filters(), "ru")
     assert drafted["fallback"] == []
     md = drafted["markdown"]
     nb = "\xa0"  # Russian puts a no-break space before % and between thousands
@@ -223,7 +223,7 @@ def test_numbers_and_shares_are_written_as_the_language_writes_them() -> None:
 
 
 def _sentence_keys(session: Any, mission_id: Any) -> set[str]:
-    drafted = views.compute(session, mission_id, "statement", Filters(), "en")
+    drafted = computed(session, mission_id, "statement", Filters(), "en")
     return {s["key"] for s in drafted["sentences"]}
 
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import uuid
 import zoneinfo
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import time
 from typing import Any
 
 from sqlalchemy import and_, false, select
 from sqlalchemy.orm import Session
+from sqlmodel import SQLModel
 
 from api.config import Settings
 from api.services.exports.common import (
@@ -40,6 +41,14 @@ from api.services.findings import questions as question_service
 from api.services.findings import sections, views
 from api.services.findings.scope import CL, LOC, ST, Filters, Scope, checklist_predicate, resolve
 from api.services.findings.stats import read_settings
+from models.finding import (
+    ChoiceFindings,
+    CountingSection,
+    CriticalSection,
+    IncidentsSection,
+    IntegerFindings,
+    ScaleFindings,
+)
 
 FINDINGS_COLUMNS = [
     Column("place"),
@@ -93,18 +102,19 @@ def findings_rows(
     for (place, kind), place_scope in places:
         data = question_service.tallies(session, place_scope)
         built = question_service.build(data, questions, cfg, random_sample)
-        for phase in built["phases"]:
-            for item in phase["questions"]:
-                info = questions[item["code"]]
-                head = (place, kind, phase["phase"], info.section, item["code"], item["label"],
-                        item["type"])  # fmt: skip
-                if "answers" not in item:
-                    yield (*head, None, None, item["answered"], phase["observations"], None,
-                           item["stations"], item["critical"], item.get("total"))  # fmt: skip
+        for phase in built.phases:
+            for item in phase.questions:
+                info = questions[item.code]
+                head = (place, kind, phase.phase, info.section, item.code, item.label,
+                        item.type)  # fmt: skip
+                if not isinstance(item, ChoiceFindings | ScaleFindings):
+                    total = item.total if isinstance(item, IntegerFindings) else None
+                    yield (*head, None, None, item.answered, phase.observations, None,
+                           item.stations, item.critical, total)  # fmt: skip
                     continue
-                for a in item["answers"]:
-                    yield (*head, a["value"], a["label"], a["count"], item["answered"],
-                           a["share"], a["stations"], 1 if a["critical"] else 0,
+                for a in item.answers:
+                    yield (*head, a.value, a.label, a.count, item.answered,
+                           a.share, a.stations, 1 if a.critical else 0,
                            None)  # fmt: skip
 
 
@@ -232,10 +242,11 @@ def critical_table(session: Session, mission: MissionInfo, scope: Scope, languag
     return Table("critical", columns, rows())
 
 
-def _summary(name: str, items: list[dict[str, Any]], keys: list[str]) -> Table:
+def _summary(name: str, items: Sequence[SQLModel], keys: list[str]) -> Table:
+    """A view's list as a table of the fields `keys` names."""
     columns = [Column(k, INT if k in ("count", "failed", "checked", "observed", "reported",
                                       "stations") else "text") for k in keys]  # fmt: skip
-    return Table(name, columns, iter([tuple(i.get(k) for k in keys) for i in items]))
+    return Table(name, columns, iter([tuple(getattr(i, k) for k in keys) for i in items]))
 
 
 def export(
@@ -258,27 +269,25 @@ def export(
             Table("findings", FINDINGS_COLUMNS, findings_rows(session, mission, scope, language))
         ]
     elif kind == Kind.counting:
-        view = views.compute(session, mission_id, "counting", filters, language)
+        counting = views.compute_as(CountingSection, session, mission_id, kind, filters, language)
+        checks = ["check", "rule", "failed", "checked"]
         tables = [
             counting_table(session, mission, scope),
-            _summary("checks", view["checks"], ["check", "rule", "failed", "checked"]),
+            _summary("checks", counting.checks, checks),
         ]
     elif kind == Kind.incidents:
-        view = views.compute(session, mission_id, "incidents", filters, language)
+        incidents = views.compute_as(IncidentsSection, session, mission_id, kind, filters, language)
+        by_type = ["type", "label", "count", "observed", "reported"]
         tables = [
             incidents_table(session, mission, scope, language),
-            _summary(
-                "by_type", view["by_type"], ["type", "label", "count", "observed", "reported"]
-            ),  # fmt: skip
+            _summary("by_type", incidents.by_type, by_type),
         ]
     else:
-        view = views.compute(session, mission_id, "critical", filters, language)
+        critical = views.compute_as(CriticalSection, session, mission_id, kind, filters, language)
+        by_question = ["code", "value", "label", "answer", "count", "stations", "pattern",
+                       "top_region"]  # fmt: skip
         tables = [
             critical_table(session, mission, scope, language),
-            _summary(
-                "by_question",
-                view["by_question"],
-                ["code", "value", "label", "answer", "count", "stations", "pattern", "top_region"],
-            ),  # fmt: skip
+            _summary("by_question", critical.by_question, by_question),
         ]
     return Export(kind, mission_id, title, stem, tables, version, {"scope": scope})

@@ -26,6 +26,21 @@ from api.services.findings.scope import CL, TPL, Scope, checklist_predicate
 from api.services.findings.stats import FindingsSettings, share_text, share_value, wilson
 from api.services.templates import default_definition
 from models.checklist import Phase
+from models.finding import (
+    AnswerFindings,
+    AnyQuestionFindings,
+    ChoiceFindings,
+    CountAt,
+    FindingsSection,
+    FindingsTotals,
+    IntegerFindings,
+    IrregularityFindings,
+    NegativeFindings,
+    PhaseFindings,
+    PhaseTotals,
+    ScaleFindings,
+    TimeFindings,
+)
 
 PHASES = [p.value for p in Phase]
 # The built-in answers' labels (a template names only its own options), per language as
@@ -229,32 +244,32 @@ def _answer(
     cfg: FindingsSettings,
     random_sample: bool,
     critical: bool,
-) -> dict[str, Any]:
+) -> AnswerFindings:
     count, stations = cell[0], cell[1]
-    return {
-        "value": value,
-        "label": label,
-        "count": count,
-        "stations": stations,
-        "share": share_value(Fraction(count, denominator)) if denominator and value != NA else None,
-        "text": share_text(count, denominator, cfg.small_denominator) if value != NA else None,
-        "ci95": wilson(count, denominator) if random_sample and value != NA else None,
-        "critical": critical,
-    }
+    return AnswerFindings(
+        value=value,
+        label=label,
+        count=count,
+        stations=stations,
+        share=share_value(Fraction(count, denominator)) if denominator and value != NA else None,
+        text=share_text(count, denominator, cfg.small_denominator) if value != NA else None,
+        ci95=wilson(count, denominator) if random_sample and value != NA else None,
+        critical=critical,
+    )
 
 
 def build(
     data: Tally, questions: dict[str, QuestionInfo], cfg: FindingsSettings, random_sample: bool
-) -> dict[str, Any]:
+) -> FindingsSection:
     """Shape the tallies into per-phase findings with denominators and honest shares."""
     zero = (0, 0, 0, 0)
-    phases_out: list[dict[str, Any]] = []
-    irregularities: list[dict[str, Any]] = []
+    phases_out: list[PhaseFindings] = []
+    irregularities: list[IrregularityFindings] = []
     for phase in PHASES:
         checklists = data.get((phase, "_", "_"), zero)
         if not checklists[0]:
             continue
-        items = []
+        items: list[AnyQuestionFindings] = []
         for code, info in questions.items():
             if phase not in info.phases or info.type == QuestionType.text:
                 continue
@@ -268,7 +283,7 @@ def build(
             else:
                 asked = checklists[0]
             denominator = answered[0]
-            item: dict[str, Any] = {
+            common: dict[str, Any] = {
                 "code": code,
                 "label": info.label,
                 "type": info.type.value,
@@ -281,11 +296,10 @@ def build(
                 "critical": sum(c[3] for (p, q, _), c in data.items() if p == phase and q == code),
             }
             if info.type == QuestionType.integer:
-                item["total"] = data.get((phase, code, "#"), zero)[2]
-                items.append(item)
+                items.append(IntegerFindings(**common, total=data.get((phase, code, "#"), zero)[2]))
                 continue
             if info.type == QuestionType.time:
-                items.append(item)
+                items.append(TimeFindings(**common))
                 continue
             answers = []
             for value, label in info.options.items():
@@ -303,60 +317,61 @@ def build(
                         value in info.critical,
                     )
                 )
-            item["answers"] = answers
             if info.type == QuestionType.scale4:
                 neg = sum(data.get((phase, code, v), zero)[0] for v in NEGATIVE_SCALE4)
-                item["negative"] = {
-                    "count": neg,
-                    "share": share_value(Fraction(neg, denominator)) if denominator else None,
-                    "text": share_text(neg, denominator, cfg.small_denominator),
-                    "ci95": wilson(neg, denominator) if random_sample else None,
-                }
+                negative = NegativeFindings(
+                    count=neg,
+                    share=share_value(Fraction(neg, denominator)) if denominator else None,
+                    text=share_text(neg, denominator, cfg.small_denominator),
+                    ci95=wilson(neg, denominator) if random_sample else None,
+                )
+                items.append(ScaleFindings(**common, answers=answers, negative=negative))
+            else:
+                items.append(ChoiceFindings(**common, answers=answers))
             if set(info.options) - {NA} == IRREGULARITY_VALUES:
                 irregularities.append(
-                    {
-                        "phase": phase,
-                        "code": code,
-                        "label": info.label,
-                        "answered": denominator,
-                        "observed": _count(data, phase, code, "observed"),
-                        "reported": _count(data, phase, code, "reported"),
-                        "cases": data.get((phase, f"{code}N", "#"), zero)[2],
-                    }
+                    IrregularityFindings(
+                        phase=phase,
+                        code=code,
+                        label=info.label,
+                        answered=denominator,
+                        observed=_count(data, phase, code, "observed"),
+                        reported=_count(data, phase, code, "reported"),
+                        cases=data.get((phase, f"{code}N", "#"), zero)[2],
+                    )
                 )
-            items.append(item)
         phases_out.append(
-            {
-                "phase": phase,
-                "observations": checklists[0],
-                "stations": checklists[1],
-                "questions": items,
-            }
+            PhaseFindings(
+                phase=phase,
+                observations=checklists[0],
+                stations=checklists[1],
+                questions=items,
+            )
         )
     every = data.get(("all", "_", "_"))
     if every is not None:
         overall = (every[0], every[1])
     elif phases_out:  # a phase filter on the tallies: that phase is everything
-        overall = (int(phases_out[0]["observations"]), int(phases_out[0]["stations"]))
+        overall = (phases_out[0].observations, phases_out[0].stations)
     else:
         overall = (0, 0)
-    return {
-        "totals": {
-            "observations": overall[0],
-            "stations": overall[1],
-            "phases": [
-                {"phase": p["phase"], "observations": p["observations"], "stations": p["stations"]}
+    return FindingsSection(
+        totals=FindingsTotals(
+            observations=overall[0],
+            stations=overall[1],
+            phases=[
+                PhaseTotals(phase=p.phase, observations=p.observations, stations=p.stations)
                 for p in phases_out
             ],
-        },
-        "phases": phases_out,
-        "irregularities": irregularities,
-    }
+        ),
+        phases=phases_out,
+        irregularities=irregularities,
+    )
 
 
-def _count(data: Tally, phase: str, code: str, value: str) -> dict[str, int]:
+def _count(data: Tally, phase: str, code: str, value: str) -> CountAt:
     cell = data.get((phase, code, value), (0, 0, 0, 0))
-    return {"count": cell[0], "stations": cell[1]}
+    return CountAt(count=cell[0], stations=cell[1])
 
 
 def incident_questions(questions: dict[str, QuestionInfo]) -> dict[str, QuestionInfo]:

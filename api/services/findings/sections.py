@@ -41,6 +41,27 @@ from api.services.findings.scope import (
 from api.services.findings.stats import FindingsSettings, ratio_value, share_value
 from models import Assignment
 from models.base import table_of
+from models.finding import (
+    ClusteringRule,
+    CoverageSection,
+    CriticalChecklist,
+    CriticalProblem,
+    CriticalRegion,
+    CriticalSection,
+    HourArrivals,
+    HourCount,
+    IncidentReport,
+    IncidentsSection,
+    IncidentType,
+    MissingObserver,
+    MissingObservers,
+    MissingTeam,
+    MissingTeams,
+    PhaseObserved,
+    RegionCount,
+    RegionCoverage,
+    TeamMember,
+)
 
 ASG = table_of(Assignment)
 LIST_LIMIT = 500
@@ -97,7 +118,7 @@ def _assignments(scope: Scope, joined: Any) -> tuple[Any, list[Any]]:
     return joined.join(ST, ST.c.id == ASG.c.station_id), _station_scope(scope)
 
 
-def coverage(session: Session, scope: Scope) -> dict[str, Any]:
+def coverage(session: Session, scope: Scope) -> CoverageSection:
     """Stations planned and observed per region and phase, missing observers, arrivals."""
     regions = _region_names(session, scope)
     # Stations with an assignment (a semi-join: half the time of counting the
@@ -158,25 +179,25 @@ def coverage(session: Session, scope: Scope) -> dict[str, Any]:
             continue
         phases = observed.get(region_id, {})
         by_region.append(
-            {
-                "region": path,
-                "abroad": abroad,
-                "stations": stations.get(region_id, 0),
-                "assigned": assigned.get(region_id, 0),
-                "observed": {
-                    p: {"observations": n, "stations": s}
+            RegionCoverage(
+                region=path,
+                abroad=abroad,
+                stations=stations.get(region_id, 0),
+                assigned=assigned.get(region_id, 0),
+                observed={
+                    p: PhaseObserved(observations=n, stations=s)
                     for p, (n, s) in sorted(phases.items())
                     if p != "all"
                 },
-                "observed_any_phase": phases.get("all", (0, 0))[1],
-            }
+                observed_any_phase=phases.get("all", (0, 0))[1],
+            )
         )
-    return {
-        "regions": by_region,
-        "teams_missing": _teams_missing(session, scope),
-        "observers_missing": _observers_missing(session, scope),
-        "arrivals_per_hour": _arrivals(session, scope),
-    }
+    return CoverageSection(
+        regions=by_region,
+        teams_missing=_teams_missing(session, scope),
+        observers_missing=_observers_missing(session, scope),
+        arrivals_per_hour=_arrivals(session, scope),
+    )
 
 
 def _visits(scope: Scope) -> Any:
@@ -203,7 +224,7 @@ def _visits(scope: Scope) -> Any:
     )
 
 
-def _teams_missing(session: Session, scope: Scope) -> dict[str, Any]:
+def _teams_missing(session: Session, scope: Scope) -> MissingTeams:
     """Teams with an assigned station that no member of the team has reported from.
 
     The unit is the team's station: observers work in pairs and file one checklist per
@@ -251,9 +272,9 @@ def _teams_missing(session: Session, scope: Scope) -> dict[str, Any]:
         .limit(LIST_LIMIT)
     ).all()
     if not rows:
-        return {"count": 0, "unit": "team", "data": []}
+        return MissingTeams(count=0, unit="team", data=[])
     keys = [r.team_key for r in rows]
-    members: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+    members: dict[Any, list[TeamMember]] = defaultdict(list)
     names: dict[Any, str | None] = {}
     key = plans.team_key()
     for team, team_name, code, name in session.execute(
@@ -262,7 +283,7 @@ def _teams_missing(session: Session, scope: Scope) -> dict[str, Any]:
         .where(OBS.c.mission_id == scope.mission_id, key.in_(keys))
         .order_by(OBS.c.code)
     ):
-        members[team].append({"code": code, "name": name})
+        members[team].append(TeamMember(code=code, name=name))
         names[team] = team_name
     missing_at: dict[Any, list[str]] = defaultdict(list)
     shown = planned(keys)
@@ -277,20 +298,20 @@ def _teams_missing(session: Session, scope: Scope) -> dict[str, Any]:
     for r in rows:
         team = names.get(r.team_key)
         data.append(
-            {
+            MissingTeam(
                 # A team of one is named by its observer's code.
-                "team": team if team is not None else members[r.team_key][0]["code"],
-                "members": members[r.team_key],
-                "assigned": int(r.assigned),
-                "reported": int(r.reported),
-                "missing": int(r.assigned) - int(r.reported),
-                "missing_stations": missing_at[r.team_key],
-            }
+                team=team if team is not None else members[r.team_key][0].code,
+                members=members[r.team_key],
+                assigned=int(r.assigned),
+                reported=int(r.reported),
+                missing=int(r.assigned) - int(r.reported),
+                missing_stations=missing_at[r.team_key],
+            )
         )
-    return {"count": int(rows[0].total), "unit": "team", "data": data}
+    return MissingTeams(count=int(rows[0].total), unit="team", data=data)
 
 
-def _observers_missing(session: Session, scope: Scope) -> dict[str, Any]:
+def _observers_missing(session: Session, scope: Scope) -> MissingObservers:
     """Observers with an assigned station they have not reported from, with their own
     figures: from the fold's plan rows where they answer the scope (`plans.counted`), else
     joined from the plan and the visits."""
@@ -346,16 +367,23 @@ def _observers_missing(session: Session, scope: Scope) -> dict[str, Any]:
         select(sub, func.count().over().label("total"))
         .order_by(sub.c.reported, sub.c.code)
         .limit(LIST_LIMIT)
-    ).mappings()
-    data, count = [], 0
-    for r in rows:
-        count = r["total"]
-        row = {str(k): v for k, v in r.items() if k != "total"}
-        data.append(row | {"missing": r["assigned"] - r["reported"]})
-    return {"count": count, "data": data}
+    ).all()
+    data = [
+        MissingObserver(
+            code=r.code,
+            name=r.name,
+            team=r.team,
+            assigned=r.assigned,
+            reported=r.reported,
+            last_received_at=r.last_received_at,
+            missing=r.assigned - r.reported,
+        )
+        for r in rows
+    ]
+    return MissingObservers(count=rows[0].total if rows else 0, data=data)
 
 
-def _arrivals(session: Session, scope: Scope) -> list[dict[str, Any]]:
+def _arrivals(session: Session, scope: Scope) -> list[HourArrivals]:
     """Checklists as they first arrived, per UTC hour and phase: the hours the fold counted
     (`finding_arrival`) and, counted here, the hours since; for filters those counts are
     not kept by (team, time window, template, a place below a region), all of them here."""
@@ -365,11 +393,11 @@ def _arrivals(session: Session, scope: Scope) -> list[dict[str, Any]]:
     else:
         counted, through = closed
         rows = sorted(counted + arrival_groups(session, scope, since=through))
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, HourArrivals] = {}
     for h, phase, n in rows:
-        slot = out.setdefault(h, {"hour": h, "checklists": 0, "phases": {}})
-        slot["checklists"] += n
-        slot["phases"][phase] = slot["phases"].get(phase, 0) + n
+        slot = out.setdefault(h, HourArrivals(hour=h, checklists=0, phases={}))
+        slot.checklists += n
+        slot.phases[phase] = slot.phases.get(phase, 0) + n
     return list(out.values())
 
 
@@ -428,17 +456,19 @@ def _answer_of(code: str | None, checklist_id: Any) -> Any:
     )
 
 
-def incidents(session: Session, scope: Scope, questions: dict[str, QuestionInfo]) -> dict[str, Any]:
+def incidents(
+    session: Session, scope: Scope, questions: dict[str, QuestionInfo]
+) -> IncidentsSection:
     """Incident reports counted by type, region and hour, with the reports behind them."""
     if scope.filters.phase not in (None, "incident") or scope.empty:
-        return {"count": 0, "by_type": [], "by_region": [], "by_hour": [], "reports": []}
+        return IncidentsSection(count=0, by_type=[], by_region=[], by_hour=[], reports=[])
     iq = incident_questions(questions)
     base = incident_reports(session, scope, iq)
     regions = _region_names(session, scope)
     grouped = incident_counts(session, scope, iq)
     if grouped is None:
         grouped = incident_groups(session, base)
-    by_type: dict[str, dict[str, Any]] = {}
+    by_type: dict[str, IncidentType] = {}
     by_region: dict[str, int] = defaultdict(int)
     by_hour: dict[int, int] = defaultdict(int)
     type_labels = iq["type"].options if "type" in iq else {}
@@ -446,42 +476,44 @@ def incidents(session: Session, scope: Scope, questions: dict[str, QuestionInfo]
         key = k or "unknown"
         slot = by_type.setdefault(
             key,
-            {
-                "type": key,
-                "label": type_labels.get(key, key),
-                "count": 0,
-                "observed": 0,
-                "reported": 0,
-                "critical": "type" in iq and key in iq["type"].critical,
-            },
+            IncidentType(
+                type=key,
+                label=type_labels.get(key, key),
+                count=0,
+                observed=0,
+                reported=0,
+                critical="type" in iq and key in iq["type"].critical,
+            ),
         )
-        slot["count"] += n
-        if src in ("observed", "reported"):
-            slot[src] += n
+        slot.count += n
+        if src == "observed":
+            slot.observed += n
+        elif src == "reported":
+            slot.reported += n
         by_region[regions.get(region_id, ("?", False))[0]] += n
         by_hour[int(h) if h is not None else -1] += n
     reports = session.execute(
         select(base).order_by(base.c.observed_at.desc(), base.c.id).limit(LIST_LIMIT)
-    ).mappings()
-    return {
-        "count": sum(v["count"] for v in by_type.values()),
-        "by_type": sorted(by_type.values(), key=lambda v: (-v["count"], v["type"])),
-        "by_region": [{"region": r, "count": n} for r, n in sorted(by_region.items())],
-        "by_hour": [{"hour": h, "count": n} for h, n in sorted(by_hour.items()) if h >= 0],
-        "reports": [
-            {
-                "checklist_id": r["id"],
-                "station": r["station"],
-                "region": regions.get(r["region_id"], ("?", False))[0],
-                "type": r["kind"],
-                "source": r["source"],
-                "time": r["time"],
-                "observed_at": r["observed_at"],
-                "description": r["description"],
-            }
+    ).all()
+    return IncidentsSection(
+        count=sum(v.count for v in by_type.values()),
+        by_type=sorted(by_type.values(), key=lambda v: (-v.count, v.type)),
+        by_region=[RegionCount(region=r, count=n) for r, n in sorted(by_region.items())],
+        by_hour=[HourCount(hour=h, count=n) for h, n in sorted(by_hour.items()) if h >= 0],
+        reports=[
+            IncidentReport(
+                checklist_id=r.id,
+                station=r.station,
+                region=regions.get(r.region_id, ("?", False))[0],
+                type=r.kind,
+                source=r.source,
+                time=r.time,
+                observed_at=r.observed_at,
+                description=r.description,
+            )
             for r in reports
         ],
-    }
+    )
 
 
 def incident_reports(session: Session, scope: Scope, iq: dict[str, QuestionInfo]) -> Any:
@@ -548,17 +580,17 @@ def incident_counts(
     ]
 
 
-def clustering_rule(cfg: FindingsSettings) -> dict[str, Any]:
+def clustering_rule(cfg: FindingsSettings) -> ClusteringRule:
     """The rule `cluster_pattern` applies, as the critical view states it."""
-    return {
-        "rule": "a problem is clustered in the region with most of its cases when it has at "
+    return ClusteringRule(
+        rule="a problem is clustered in the region with most of its cases when it has at "
         "least min_cases cases, that region holds at least min_share of them, and that share "
         "is at least min_lift times the region's share of all observations in scope; with "
         "fewer cases no pattern is claimed (too_few); otherwise it is scattered",
-        "min_cases": cfg.cluster_min_cases,
-        "min_share": cfg.cluster_min_share,
-        "min_lift": cfg.cluster_min_lift,
-    }
+        min_cases=cfg.cluster_min_cases,
+        min_share=cfg.cluster_min_share,
+        min_lift=cfg.cluster_min_lift,
+    )
 
 
 def cluster_pattern(
@@ -579,68 +611,64 @@ def critical(
     scope: Scope,
     questions: dict[str, QuestionInfo],
     cfg: FindingsSettings,
-) -> dict[str, Any]:
+) -> CriticalSection:
     """Critical answers by question and region, the checklists behind them, and whether each
     problem clusters in a region or is scattered (`clustering_rule`)."""
     if scope.empty:
-        return {
-            "count": 0,
-            "observations": 0,
-            "stations": 0,
-            "by_question": [],
-            "regions": [],
-            "checklists": [],
-            "clustering": clustering_rule(cfg),
-        }
+        return CriticalSection(
+            count=0,
+            observations=0,
+            stations=0,
+            clustering=clustering_rule(cfg),
+            by_question=[],
+            regions=[],
+            checklists=[],
+        )
     regions = _region_names(session, scope)
     counted = critical_counts(session, scope) or critical_groups(session, scope)
-    grouped, stations = counted.grouped, counted.stations
     # Observations per region, to compare a problem's spread with where observers were.
     per_region = _observations_per_region(session, scope, list(regions))
     total_obs = sum(per_region.values()) or 1
-    problems: dict[tuple[str, str], dict[str, Any]] = {}
+    # Per answer (code, value): its checklists per phase and per region.
+    phases: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
+    spread: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
     table: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for code, value, phase, region_id, n in grouped:
-        info = questions.get(code)
+    for code, value, phase, region_id, n in counted.grouped:
         key = (code, value)
-        p = problems.setdefault(
-            key,
-            {
-                "code": code,
-                "value": value,
-                "label": info.label if info else code,
-                "answer": info.options.get(value, value) if info else value,
-                "count": 0,
-                # (PostgreSQL reads each statement in its own snapshot here: a fold or a
-                # review between the two may leave a pair in one only.)
-                "stations": stations.get((code, value), 0),
-                "phases": {},
-                "regions": {},
-            },
-        )
         region = regions.get(region_id, ("?", False))[0]
-        p["count"] += n
-        p["phases"][phase] = p["phases"].get(phase, 0) + n
-        p["regions"][region] = p["regions"].get(region, 0) + n
+        phases[key][phase] = phases[key].get(phase, 0) + n
+        spread[key][region] = spread[key].get(region, 0) + n
         table[region][f"{code}={value}"] += n
     by_question = []
-    for p in sorted(problems.values(), key=lambda v: (-v["count"], v["code"], v["value"])):
-        top_region, top_n = max(p["regions"].items(), key=lambda kv: (kv[1], kv[0]))
-        top_share = Fraction(top_n, p["count"])
+    for (code, value), in_regions in spread.items():
+        count = sum(in_regions.values())
+        top_region, top_n = max(in_regions.items(), key=lambda kv: (kv[1], kv[0]))
+        top_share = Fraction(top_n, count)
         expected = Fraction(per_region.get(top_region, 0), total_obs)
-        # Clustering (issue 18): the region's share of the cases against its share of the
-        # observations, and no claim below `cluster_min_cases` (see `cluster_pattern`).
-        pattern = cluster_pattern(p["count"], float(top_share), float(expected), cfg)
-        p.update(
-            regions_affected=len(p["regions"]),
-            top_region=top_region,
-            top_region_share=share_value(top_share),
-            top_region_observation_share=share_value(expected),
-            lift=ratio_value(top_share / expected) if expected else None,
-            pattern=pattern,
-            regions=[{"region": r, "count": n} for r, n in sorted(p["regions"].items())],
+        info = questions.get(code)
+        by_question.append(
+            CriticalProblem(
+                code=code,
+                value=value,
+                label=info.label if info else code,
+                answer=info.options.get(value, value) if info else value,
+                count=count,
+                # (PostgreSQL reads each statement in its own snapshot here: a fold or a
+                # review between the two may leave a pair in one only.)
+                stations=counted.stations.get((code, value), 0),
+                phases=phases[(code, value)],
+                regions=[RegionCount(region=r, count=n) for r, n in sorted(in_regions.items())],
+                regions_affected=len(in_regions),
+                top_region=top_region,
+                top_region_share=share_value(top_share),
+                top_region_observation_share=share_value(expected),
+                lift=ratio_value(top_share / expected) if expected else None,
+                # Clustering (issue 18): the region's share of the cases against its share
+                # of the observations, and no claim below `cluster_min_cases`.
+                pattern=cluster_pattern(count, float(top_share), float(expected), cfg),
+            )
         )
-        by_question.append(p)
+    by_question.sort(key=lambda p: (-p.count, p.code, p.value))
     joined, pred = _critical_answers(scope)
     listing = session.execute(
         select(
@@ -656,34 +684,32 @@ def critical(
         .where(pred)
         .order_by(FC.c.observed_at.desc(), FC.c.checklist_id, FC.c.question_code)
         .limit(LIST_LIMIT)
-    ).mappings()
-    return {
-        "count": sum(p["count"] for p in by_question),
-        "observations": counted.observations,
-        "stations": counted.observed_stations,
-        "clustering": clustering_rule(cfg),
-        "by_question": by_question,
-        "regions": [
-            {
-                "region": r,
-                "observations": per_region.get(r, 0),
-                "problems": dict(sorted(cells.items())),
-            }
+    ).all()
+    return CriticalSection(
+        count=sum(p.count for p in by_question),
+        observations=counted.observations,
+        stations=counted.observed_stations,
+        clustering=clustering_rule(cfg),
+        by_question=by_question,
+        regions=[
+            CriticalRegion(
+                region=r, observations=per_region.get(r, 0), problems=dict(sorted(cells.items()))
+            )
             for r, cells in sorted(table.items())
         ],
-        "checklists": [
-            {
-                "checklist_id": r["checklist_id"],
-                "code": r["question_code"],
-                "value": r["value"],
-                "phase": r["phase"],
-                "observed_at": r["observed_at"],
-                "station": r["station"],
-                "region": regions.get(r["region_id"], ("?", False))[0],
-            }
+        checklists=[
+            CriticalChecklist(
+                checklist_id=r.checklist_id,
+                code=r.question_code,
+                value=r.value,
+                phase=r.phase,
+                observed_at=r.observed_at,
+                station=r.station,
+                region=regions.get(r.region_id, ("?", False))[0],
+            )
             for r in listing
         ],
-    }
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,24 @@ from babel.numbers import format_decimal, format_percent
 from api.checklist_schema import StatementQuestions
 from api.services.findings.questions import language_key
 from api.services.findings.stats import Share, percent_value
-from models.finding import CountingSection
+from models.finding import (
+    AnnexTable,
+    AnyQuestionFindings,
+    ChoiceFindings,
+    CountingSection,
+    CoverageSection,
+    CriticalChecklist,
+    CriticalProblem,
+    CriticalSection,
+    FindingsSection,
+    IncidentsSection,
+    IrregularityFindings,
+    PhaseTotals,
+    RegionCoverage,
+    ScaleFindings,
+    StatementSection,
+    StatementSentence,
+)
 
 PHRASES: dict[str, dict[str, Any]] = {
     "en": {
@@ -603,45 +620,64 @@ class Writer:
         return self.text("share", percent=pct, n=n, count=count)
 
 
-def _qpath(q: dict[str, Any]) -> str:
-    return f"phases[phase={q['_phase']}].questions[code={q['code']}]"
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """The sections a statement is written from, each as its own view gives it."""
+
+    findings: FindingsSection
+    coverage: CoverageSection
+    incidents: IncidentsSection
+    critical: CriticalSection
+    counting: CountingSection
 
 
-def _index(findings: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """A question's findings in one phase, and where they are in the findings view."""
+
+    phase: str
+    item: AnyQuestionFindings
+
+    @property
+    def path(self) -> str:
+        return f"phases[phase={self.phase}].questions[code={self.item.code}]"
+
+
+Index = dict[tuple[str, str], Asked]  # by (phase, question code)
+
+
+def _index(findings: FindingsSection) -> Index:
+    return {(p.phase, q.code): Asked(p.phase, q) for p in findings.phases for q in p.questions}
+
+
+def _answer(q: Asked, value: str) -> Fig:
+    answers = q.item.answers if isinstance(q.item, ChoiceFindings | ScaleFindings) else []
+    count = next((a.count for a in answers if a.value == value), 0)
+    return Fig(count, f"{q.path}.answers[value={value}].count")
+
+
+def _answered(q: Asked) -> Fig:
+    return Fig(q.item.answered, f"{q.path}.answered")
+
+
+def _evidence(q: Asked, **counts: Any) -> dict[str, Any]:
     return {
-        (p["phase"], q["code"]): q | {"_phase": p["phase"]}
-        for p in findings["phases"]
-        for q in p["questions"]
+        "questions": [q.item.code],
+        "phase": q.phase,
+        "counts": {"answered": q.item.answered, **{k: int(v) for k, v in counts.items()}},
+        "stations": q.item.stations,
     }
 
 
-def _answer(q: dict[str, Any], value: str) -> Fig:
-    count = next((a["count"] for a in q.get("answers", []) if a["value"] == value), 0)
-    return Fig(count, f"{_qpath(q)}.answers[value={value}].count")
-
-
-def _answered(q: dict[str, Any]) -> Fig:
-    return Fig(q["answered"], f"{_qpath(q)}.answered")
-
-
-def _evidence(q: dict[str, Any], **counts: Any) -> dict[str, Any]:
-    return {
-        "questions": [q["code"]],
-        "phase": q["_phase"],
-        "counts": {"answered": q["answered"], **{k: int(v) for k, v in counts.items()}},
-        "stations": q["stations"],
-    }
-
-
-def draft(parts: dict[str, Any], ctx: Any, roles: StatementQuestions) -> dict[str, Any]:
+def draft(parts: Parts, ctx: Any, roles: StatementQuestions) -> StatementSection:
     """The statement as Markdown plus its sentences with evidence; `roles` names the
     questions behind the assessments, observer access, secrecy, intimidation and
     accessibility (the template's `statement` block)."""
-    findings, coverage = parts["findings"], parts["coverage"]
+    findings = parts.findings
     w = Writer(ctx.language, ctx.config.small_denominator)
     qi = _index(findings)
-    phases = {p["phase"]: p for p in findings["totals"]["phases"]}
-    if not _coverage(w, findings, coverage, phases, ctx.random_sample):
+    phases = {p.phase: p for p in findings.totals.phases}
+    if not _coverage(w, findings, parts.coverage, phases, ctx.random_sample):
         return _drafted(w)
     opening = qi.get(("opening", roles.opening_assessment or ""))
     _scale(w, "h_opening", opening, "opening_assessed", "opening_positive")
@@ -650,42 +686,34 @@ def draft(parts: dict[str, Any], ctx: Any, roles: StatementQuestions) -> dict[st
     _voting(w, qi, roles)
     _accessibility(w, qi, roles)
     _irregularities(w, "h_irregularities", findings, ("opening", "voting"))
-    _count(w, qi, phases, CountingSection.model_validate(parts["counting"]), roles, findings)
-    _incidents(w, parts["incidents"])
-    _critical(w, parts["critical"])
+    _count(w, qi, phases, parts.counting, roles, findings)
+    _incidents(w, parts.incidents)
+    _critical(w, parts.critical)
     return _drafted(w)
 
 
-def _drafted(w: Writer) -> dict[str, Any]:
+def _drafted(w: Writer) -> StatementSection:
     notes = [note(w, s.evidence) if s.evidence else None for s in w.sentences]
     paragraphs = list(dict.fromkeys(s.paragraph for s in w.sentences))
     headings = {p: w.phrase(p) for p in [*paragraphs, "h_annex_critical", "h_evidence"]}
-    return {
-        "markdown": _markdown(w, notes),
-        "title": w.phrase("title"),
-        "headings": headings,
-        "sentences": [
-            {
-                "paragraph": s.paragraph,
-                "key": s.key,
-                "text": s.text,
-                "evidence": s.evidence,
-                "note": n,
-            }
+    return StatementSection(
+        markdown=_markdown(w, notes),
+        title=w.phrase("title"),
+        headings=headings,
+        sentences=[
+            StatementSentence(
+                paragraph=s.paragraph, key=s.key, text=s.text, evidence=s.evidence, note=n
+            )
             for s, n in zip(w.sentences, notes, strict=True)
         ],
-        "annex": [
-            {
-                "title": t.title,
-                "columns": t.columns,
-                "rows": t.rows,
-                "links": t.links,
-                "evidence": t.evidence,
-            }
+        annex=[
+            AnnexTable(
+                title=t.title, columns=t.columns, rows=t.rows, links=t.links, evidence=t.evidence
+            )
             for t in w.annex
         ],
-        "fallback": sorted(set(w.fallback)),
-    }
+        fallback=sorted(set(w.fallback)),
+    )
 
 
 PHASE_ORDER = ("opening", "voting", "closing")
@@ -693,24 +721,25 @@ PHASE_ORDER = ("opening", "voting", "closing")
 
 def _coverage(
     w: Writer,
-    findings: dict[str, Any],
-    coverage: dict[str, Any],
-    phases: dict[str, Any],
+    findings: FindingsSection,
+    coverage: CoverageSection,
+    phases: dict[str, PhaseTotals],
     random_sample: bool,
 ) -> bool:
     """Where and when the Mission observed; False when it has observed nothing yet."""
     par = "h_coverage"
-    totals = findings["totals"]
-    if not totals["observations"]:
+    totals = findings.totals
+    if not totals.observations:
         w.say(par, "no_observations", {}, "findings")
         return False
 
     def counts(phase: str, key: str) -> Fig:
-        value = phases.get(phase, {}).get(key, 0)
+        found = phases.get(phase)
+        value = getattr(found, key) if found is not None else 0
         return Fig(value, f"totals.phases[phase={phase}].{key}")
 
-    home = [r["region"] for r in coverage["regions"] if not r["abroad"] and _seen(r, "voting")]
-    abroad = [r["region"] for r in coverage["regions"] if r["abroad"] and _seen(r, "voting")]
+    home = [r.region for r in coverage.regions if not r.abroad and _seen(r, "voting")]
+    abroad = [r.region for r in coverage.regions if r.abroad and _seen(r, "voting")]
     if counts("voting", "stations"):
         if home and abroad:
             where = w.text("where_both", places=_join(w, home), abroad=_join(w, abroad))
@@ -746,7 +775,7 @@ def _coverage(
     if counts("closing", "stations"):
         parts.append(w.text("part_closing", closing=counts("closing", "stations")))
     observed = {
-        p: {"observations": phases[p]["observations"], "stations": phases[p]["stations"]}
+        p: {"observations": phases[p].observations, "stations": phases[p].stations}
         for p in PHASE_ORDER
         if p in phases
     }
@@ -763,17 +792,18 @@ def _coverage(
     w.say(
         par,
         "total",
-        {"counts": {"observations": totals["observations"], "stations": totals["stations"]}},
+        {"counts": {"observations": totals.observations, "stations": totals.stations}},
         "findings",
-        observations=Fig(totals["observations"], "totals.observations"),
-        stations=Fig(totals["stations"], "totals.stations"),
+        observations=Fig(totals.observations, "totals.observations"),
+        stations=Fig(totals.stations, "totals.stations"),
     )
     w.say(par, "random" if random_sample else "purposive", {}, "findings")
     return True
 
 
-def _seen(region: dict[str, Any], phase: str) -> bool:
-    return bool(region["observed"].get(phase, {}).get("stations"))
+def _seen(region: RegionCoverage, phase: str) -> bool:
+    observed = region.observed.get(phase)
+    return observed is not None and bool(observed.stations)
 
 
 def _join(w: Writer, items: list[str]) -> str:
@@ -785,29 +815,40 @@ def _join(w: Writer, items: list[str]) -> str:
 def _scale(
     w: Writer,
     paragraph: str,
-    q: dict[str, Any] | None,
+    q: Asked | None,
     negative_key: str,
     positive_key: str,
     **values: Any,
 ) -> None:
     """A 4-point assessment: positive in all observations, or negative in a share of them
     (`values`: what else the sentence says)."""
-    if not q or not q["answered"]:
+    if not q or not q.item.answered:
         return
-    neg = Fig(q["negative"]["count"], f"{_qpath(q)}.negative.count")
+    neg = _negative(q)
+    if neg is None:
+        return
     ev = _evidence(q, negative=neg)
+    code = q.item.code
     if neg == 0:
-        w.say(paragraph, positive_key, ev, "findings", **values, n=_answered(q), code=q["code"])
+        w.say(paragraph, positive_key, ev, "findings", **values, n=_answered(q), code=code)
     else:
         share = w.share(neg, _answered(q))
-        w.say(paragraph, negative_key, ev, "findings", **values, negative=share, code=q["code"])
+        w.say(paragraph, negative_key, ev, "findings", **values, negative=share, code=code)
+
+
+def _negative(q: Asked) -> Fig | None:
+    """A 4-point assessment's negative answers; None for a question of another kind (a
+    role renamed to one in a later template), of which the sentence cannot be said."""
+    if not isinstance(q.item, ScaleFindings):
+        return None
+    return Fig(q.item.negative.count, f"{q.path}.negative.count")
 
 
 def _access(
     w: Writer,
     paragraph: str,
     phase: str,
-    qi: dict[tuple[str, str], dict[str, Any]],
+    qi: Index,
     roles: StatementQuestions,
 ) -> None:
     """Observers' access in one phase: the method reports each phase apart."""
@@ -815,10 +856,10 @@ def _access(
     if a is None or r is None:
         return
     qa, qr = qi.get((phase, a)), qi.get((phase, r))
-    if not qa or not qa["answered"]:
+    if not qa or not qa.item.answered:
         return
     admitted, n = _answer(qa, "yes"), _answered(qa)
-    if qr and qr["answered"]:
+    if qr and qr.item.answered:
         restricted, n3 = _answer(qr, "yes"), _answered(qr)
     else:
         restricted, n3 = Fig(0, ""), Fig(0, "")
@@ -849,23 +890,21 @@ def _access(
     w.say(paragraph, key, ev, "findings", during=during, codes=codes, **values)
 
 
-def _voting(
-    w: Writer, qi: dict[tuple[str, str], dict[str, Any]], roles: StatementQuestions
-) -> None:
+def _voting(w: Writer, qi: Index, roles: StatementQuestions) -> None:
     voting = qi.get(("voting", roles.voting_assessment or ""))
     _scale(w, "h_voting", voting, "voting_assessed", "voting_positive")
     secrecy = qi.get(("voting", roles.secrecy or ""))
-    if secrecy and secrecy["answered"]:
+    if secrecy and secrecy.item.answered:
         no = _answer(secrecy, "no")
         ev = _evidence(secrecy, no=no)
+        code = secrecy.item.code
         if no:
             count = w.share(no, _answered(secrecy))
-            w.say("h_voting", "secrecy", ev, "findings", count=count, code=secrecy["code"])
+            w.say("h_voting", "secrecy", ev, "findings", count=count, code=code)
         else:
-            n = _answered(secrecy)
-            w.say("h_voting", "secrecy_ok", ev, "findings", n=n, code=secrecy["code"])
+            w.say("h_voting", "secrecy_ok", ev, "findings", n=_answered(secrecy), code=code)
     pressure = qi.get(("voting", roles.intimidation or ""))
-    if pressure and pressure["answered"] and _answer(pressure, "yes"):
+    if pressure and pressure.item.answered and _answer(pressure, "yes"):
         yes = _answer(pressure, "yes")
         w.say(
             "h_voting",
@@ -873,16 +912,14 @@ def _voting(
             _evidence(pressure, yes=yes),
             "findings",
             count=w.share(yes, _answered(pressure)),
-            code=pressure["code"],
+            code=pressure.item.code,
         )
 
 
-def _accessibility(
-    w: Writer, qi: dict[tuple[str, str], dict[str, Any]], roles: StatementQuestions
-) -> None:
+def _accessibility(w: Writer, qi: Index, roles: StatementQuestions) -> None:
     for code in roles.accessibility:
         q = qi.get(("voting", code))
-        if not q or not q["answered"]:
+        if not q or not q.item.answered:
             continue
         yes = _answer(q, "yes")
         ev = _evidence(q, yes=yes)
@@ -893,7 +930,7 @@ def _accessibility(
                 "accessibility",
                 ev,
                 "findings",
-                label=q["label"],
+                label=q.item.label,
                 yes=yes_text,
                 code=code,
             )
@@ -903,45 +940,45 @@ def _accessibility(
                 "accessibility_none",
                 ev,
                 "findings",
-                label=q["label"],
+                label=q.item.label,
                 n=_answered(q),
                 code=code,
             )
 
 
 def _irregularities(
-    w: Writer, paragraph: str, findings: dict[str, Any], phases: tuple[str, ...]
+    w: Writer, paragraph: str, findings: FindingsSection, phases: tuple[str, ...]
 ) -> None:
     """The irregularities of each phase apart (asked during voting and again at the count)."""
     for phase in phases:
-        items = [i for i in findings["irregularities"] if i["phase"] == phase]
+        items = [i for i in findings.irregularities if i.phase == phase]
         if not items:
             continue
-        codes = [i["code"] for i in items]
+        codes = [i.code for i in items]
 
-        def at(item: dict[str, Any], key: str, phase: str = phase) -> str:
-            return f"irregularities[phase={phase},code={item['code']}].{key}"
+        def at(item: IrregularityFindings, key: str, phase: str = phase) -> str:
+            return f"irregularities[phase={phase},code={item.code}].{key}"
 
-        if not any(i["observed"]["count"] or i["reported"]["count"] for i in items):
-            widest = max(items, key=lambda i: i["answered"])
+        if not any(i.observed.count or i.reported.count for i in items):
+            widest = max(items, key=lambda i: i.answered)
             w.say(
                 paragraph,
                 "irregular_none",
                 {
                     "questions": codes,
                     "phase": phase,
-                    "counts": {"answered": widest["answered"], "observed": 0, "reported": 0},
+                    "counts": {"answered": widest.answered, "observed": 0, "reported": 0},
                 },
                 "findings",
                 during=w.phrase(f"during_{phase}"),
-                n=Fig(widest["answered"], at(widest, "answered")),
+                n=Fig(widest.answered, at(widest, "answered")),
                 kinds=Fig(len(codes), f"irregularities[phase={phase}]*.len"),
                 codes=f"{codes[0]}–{codes[-1]}" if len(codes) > 1 else codes[0],
             )
             continue
         for item in items:
-            observed = Fig(item["observed"]["count"], at(item, "observed.count"))
-            reported = Fig(item["reported"]["count"], at(item, "reported.count"))
+            observed = Fig(item.observed.count, at(item, "observed.count"))
+            reported = Fig(item.reported.count, at(item, "reported.count"))
             if not (observed or reported):
                 continue
             key = (
@@ -955,42 +992,42 @@ def _irregularities(
                 paragraph,
                 key,
                 {
-                    "questions": [item["code"]],
+                    "questions": [item.code],
                     "phase": phase,
                     "counts": {
                         "observed": int(observed),
                         "reported": int(reported),
-                        "answered": item["answered"],
+                        "answered": item.answered,
                     },
                 },
                 "findings",
-                label=item["label"],
+                label=item.label,
                 phase=w.phrase(f"phase_{phase}"),
                 observed=observed,
                 reported=reported,
-                n=Fig(item["answered"], at(item, "answered")),
-                code=item["code"],
+                n=Fig(item.answered, at(item, "answered")),
+                code=item.code,
             )
 
 
 def _count(
     w: Writer,
-    qi: dict[tuple[str, str], dict[str, Any]],
-    phases: dict[str, Any],
+    qi: Index,
+    phases: dict[str, PhaseTotals],
     counting: CountingSection,
     roles: StatementQuestions,
-    findings: dict[str, Any],
+    findings: FindingsSection,
 ) -> None:
     par = "h_count"
     q = qi.get(("closing", roles.count_assessment or ""))
     closing = phases.get("closing")
-    if closing and q and q["answered"]:
-        stations = Fig(closing["stations"], "totals.phases[phase=closing].stations")
-        if stations == 1:
-            neg = Fig(q["negative"]["count"], f"{_qpath(q)}.negative.count")
+    if closing and q and q.item.answered:
+        stations = Fig(closing.stations, "totals.phases[phase=closing].stations")
+        neg = _negative(q)
+        if stations == 1 and neg is not None:
             word = "count_one_negative" if neg else "count_one_positive"
             ev = _evidence(q, negative=neg)
-            w.say(par, "count_one", ev, "findings", assessment=w.phrase(word), code=q["code"])
+            w.say(par, "count_one", ev, "findings", assessment=w.phrase(word), code=q.item.code)
         else:
             _scale(w, par, q, "count_many", "count_many_positive", stations=stations)
     # Access and irregularities at the count, apart from the voting day's.
@@ -999,9 +1036,7 @@ def _count(
     _protocols(w, par, qi, counting)
 
 
-def _protocols(
-    w: Writer, par: str, qi: dict[tuple[str, str], dict[str, Any]], counting: CountingSection
-) -> None:
+def _protocols(w: Writer, par: str, qi: Index, counting: CountingSection) -> None:
     """The protocol figures: checks, reports left out of the totals, conflicts, totals."""
     reports = Fig(counting.reports, "reports")
     if not reports:
@@ -1126,49 +1161,49 @@ def _protocols(
         )
 
 
-def _label(qi: dict[tuple[str, str], dict[str, Any]], code: str) -> str:
+def _label(qi: Index, code: str) -> str:
     q = qi.get(("closing", code))
-    return f"{q['label']}:" if q else f"{code}:"
+    return f"{q.item.label}:" if q else f"{code}:"
 
 
-def _incidents(w: Writer, incidents: dict[str, Any]) -> None:
-    if not incidents["count"]:
+def _incidents(w: Writer, incidents: IncidentsSection) -> None:
+    if not incidents.count:
         w.say("h_incidents", "incidents_none", {"counts": {"incidents": 0}}, "incidents")
         return
-    top = incidents["by_type"][0]
+    top = incidents.by_type[0]
     w.say(
         "h_incidents",
         "incidents",
         {
-            "counts": {t["type"]: t["count"] for t in incidents["by_type"]},
-            "checklist_ids": [r["checklist_id"] for r in incidents["reports"]],
+            "counts": {t.type: t.count for t in incidents.by_type},
+            "checklist_ids": [str(r.checklist_id) for r in incidents.reports],
         },
         "incidents",
-        count=Fig(incidents["count"], "count"),
-        top=top["label"],
-        top_count=Fig(top["count"], f"by_type[type={top['type']}].count"),
+        count=Fig(incidents.count, "count"),
+        top=top.label,
+        top_count=Fig(top.count, f"by_type[type={top.type}].count"),
     )
 
 
-def _critical(w: Writer, critical: dict[str, Any]) -> None:
+def _critical(w: Writer, critical: CriticalSection) -> None:
     """A short summary (how many, where, the three most frequent, clustered or not) and a
     table per question and answer in the annex, each row linked to its checklist."""
     par = "h_critical"
-    if not critical["count"]:
+    if not critical.count:
         w.say(par, "critical_none", {"counts": {"critical": 0}}, "critical")
         return
-    problems = critical["by_question"]
+    problems = critical.by_question
 
-    def at(p: dict[str, Any], key: str) -> str:
-        return f"by_question[code={p['code']},value={p['value']}].{key}"
+    def at(p: CriticalProblem, key: str) -> str:
+        return f"by_question[code={p.code},value={p.value}].{key}"
 
     # Labels may hold commas: the items are set apart by semicolons.
     top = "; ".join(
         w.text(
             "critical_top",
-            label=p["label"].rstrip("?"),
-            answer=p["answer"],
-            count=Fig(p["count"], at(p, "count")),
+            label=p.label.rstrip("?"),
+            answer=p.answer,
+            count=Fig(p.count, at(p, "count")),
         )
         for p in problems[:3]
     )
@@ -1176,80 +1211,81 @@ def _critical(w: Writer, critical: dict[str, Any]) -> None:
         par,
         "critical_summary",
         {
-            "questions": [p["code"] for p in problems],
-            "counts": {f"{p['code']}={p['value']}": p["count"] for p in problems},
-            "checklist_ids": list(dict.fromkeys(c["checklist_id"] for c in critical["checklists"])),
+            "questions": [p.code for p in problems],
+            "counts": {f"{p.code}={p.value}": p.count for p in problems},
+            "checklist_ids": list(dict.fromkeys(str(c.checklist_id) for c in critical.checklists)),
         },
         "critical",
-        count=Fig(critical["count"], "count"),
-        observations=Fig(critical["observations"], "observations"),
-        stations=Fig(critical["stations"], "stations"),
+        count=Fig(critical.count, "count"),
+        observations=Fig(critical.observations, "observations"),
+        stations=Fig(critical.stations, "stations"),
         top=top,
     )
-    ids_by: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for c in critical["checklists"]:
-        ids_by.setdefault((c["code"], c["value"]), []).append(c)
-    clustered = [p for p in problems if p["pattern"] == "clustered"]
+    listed_by: dict[tuple[str, str], list[CriticalChecklist]] = {}
+    for c in critical.checklists:
+        listed_by.setdefault((c.code, c.value), []).append(c)
+    clustering = critical.clustering.model_dump()
+    clustered = [p for p in problems if p.pattern == "clustered"]
     for p in clustered:
         w.say(
             par,
             "critical_clustered",
             {
-                "questions": [p["code"]],
-                "regions": p["regions"],
-                "clustering": critical["clustering"],
+                "questions": [p.code],
+                "regions": [r.model_dump() for r in p.regions],
+                "clustering": clustering,
                 "checklist_ids": [
-                    c["checklist_id"] for c in ids_by.get((p["code"], p["value"]), [])
+                    str(c.checklist_id) for c in listed_by.get((p.code, p.value), [])
                 ],
             },
             "critical",
-            label=p["label"].rstrip("?"),
-            answer=p["answer"],
-            region=p["top_region"],
+            label=p.label.rstrip("?"),
+            answer=p.answer,
+            region=p.top_region,
             # From the counts, not the rounded `top_region_share`: rounding twice can move
             # the last digit.
             share=w.ratio(
                 Fig(
-                    next(r["count"] for r in p["regions"] if r["region"] == p["top_region"]),
-                    at(p, f"regions[region={p['top_region']}].count"),
+                    next(r.count for r in p.regions if r.region == p.top_region),
+                    at(p, f"regions[region={p.top_region}].count"),
                 ),
-                Fig(p["count"], at(p, "count")),
+                Fig(p.count, at(p, "count")),
             ),
-            count=Fig(p["count"], at(p, "count")),
+            count=Fig(p.count, at(p, "count")),
             obs_share=w.percent(
-                ShareFig(p["top_region_observation_share"], at(p, "top_region_observation_share"))
+                ShareFig(p.top_region_observation_share, at(p, "top_region_observation_share"))
             ),
-            code=p["code"],
+            code=p.code,
         )
-    minimum = Fig(critical["clustering"]["min_cases"], "clustering.min_cases")
+    minimum = Fig(critical.clustering.min_cases, "clustering.min_cases")
     if not clustered:
         key = (
             "critical_too_few"
-            if all(p["pattern"] == "too_few" for p in problems)
+            if all(p.pattern == "too_few" for p in problems)
             else "critical_scattered"
         )
-        w.say(par, key, {"clustering": critical["clustering"]}, "critical", min=minimum)
+        w.say(par, key, {"clustering": clustering}, "critical", min=minimum)
     columns = [
         w.phrase(f"col_{c}") for c in ("station", "region", "phase", "observed", "checklist")
     ]
     for p in problems:
-        listed = ids_by.get((p["code"], p["value"]), [])
+        listed = listed_by.get((p.code, p.value), [])
         w.annex.append(
             Table(
-                title=f"{p['label'].rstrip('?')}: {p['answer']} ({p['code']})",
+                title=f"{p.label.rstrip('?')}: {p.answer} ({p.code})",
                 columns=columns,
                 rows=[
                     [
-                        c["station"],
-                        c["region"],
-                        w.phrase(f"phase_{c['phase']}", c["phase"]),
-                        _minute(c["observed_at"]),
-                        str(c["checklist_id"])[:8],
+                        c.station,
+                        c.region,
+                        w.phrase(f"phase_{c.phase}", c.phase),
+                        _minute(c.observed_at),
+                        str(c.checklist_id)[:8],
                     ]
                     for c in listed
                 ],
-                links=[f"/checklists/{c['checklist_id']}" for c in listed],
-                evidence={"questions": [p["code"]], "count": p["count"]},
+                links=[f"/checklists/{c.checklist_id}" for c in listed],
+                evidence={"questions": [p.code], "count": p.count},
             )
         )
     w._written = []  # the annex's cells are not a sentence's figures

@@ -22,12 +22,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy import case, delete, func, literal, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
+from sqlmodel import SQLModel
 
 from api import ratelimit
 from api.config import Settings
@@ -42,6 +43,14 @@ from api.services.findings.stats import FindingsSettings, read_settings
 from api.services.sql import upsert
 from models import Assignment, FindingCache, FindingState, Mission
 from models.base import table_of, utcnow
+from models.finding import (
+    CountingSection,
+    CoverageSection,
+    CriticalSection,
+    FindingsSection,
+    IncidentsSection,
+    StatementSection,
+)
 
 log = logging.getLogger("pollcheck.findings")
 FCACHE = table_of(FindingCache)
@@ -66,7 +75,7 @@ class Context:
     languages: list[str]
     # The statement's sections, from the shared cache when current (`get_view` sets it);
     # None: computed here.
-    part: Callable[[str], dict[str, Any]] | None = None
+    part: Callable[[str], SQLModel] | None = None
 
     def questions(self) -> dict[str, question_service.QuestionInfo]:
         return question_service.catalog(self.session, self.scope.mission_id, self.language)
@@ -75,45 +84,72 @@ class Context:
         return question_service.tallies(self.session, self.scope)
 
 
-def findings(ctx: Context) -> dict[str, Any]:
+def findings(ctx: Context) -> FindingsSection:
     return question_service.build(ctx.tallies(), ctx.questions(), ctx.config, ctx.random_sample)
 
 
-def coverage(ctx: Context) -> dict[str, Any]:
+def coverage(ctx: Context) -> CoverageSection:
     return sections.coverage(ctx.session, ctx.scope)
 
 
-def incidents(ctx: Context) -> dict[str, Any]:
+def incidents(ctx: Context) -> IncidentsSection:
     return sections.incidents(ctx.session, ctx.scope, ctx.questions())
 
 
-def critical(ctx: Context) -> dict[str, Any]:
+def critical(ctx: Context) -> CriticalSection:
     return sections.critical(ctx.session, ctx.scope, ctx.questions(), ctx.config)
 
 
-def counting(ctx: Context) -> dict[str, Any]:
-    section = counting_service.counting(ctx.session, ctx.scope, ctx.config, ctx.random_sample)
-    return section.model_dump()
+def counting(ctx: Context) -> CountingSection:
+    return counting_service.counting(ctx.session, ctx.scope, ctx.config, ctx.random_sample)
 
 
-def statement(ctx: Context) -> dict[str, Any]:
+S = TypeVar("S", bound=SQLModel)
+
+
+def _typed(name: str, found: SQLModel, model: type[S]) -> S:
+    if not isinstance(found, model):
+        raise TypeError(f"the {name} section is a {type(found).__name__}, not {model.__name__}")
+    return found
+
+
+def _section(ctx: Context, name: str, model: type[S]) -> S:
+    """One of the statement's sections: the cached view's when `ctx.part` has it."""
+    return _typed(name, ctx.part(name) if ctx.part is not None else VIEWS[name](ctx), model)
+
+
+def statement(ctx: Context) -> StatementSection:
     from api.services.findings import statement as statement_service
 
-    part = ctx.part or (lambda name: VIEWS[name](ctx))
-    parts = {name: part(name) for name in SECTIONS}
+    parts = statement_service.Parts(
+        findings=_section(ctx, "findings", FindingsSection),
+        coverage=_section(ctx, "coverage", CoverageSection),
+        incidents=_section(ctx, "incidents", IncidentsSection),
+        critical=_section(ctx, "critical", CriticalSection),
+        counting=_section(ctx, "counting", CountingSection),
+    )
     roles = question_service.statement_questions(ctx.session, ctx.scope.mission_id)
     return statement_service.draft(parts, ctx, roles)
 
 
 SECTIONS = ("findings", "coverage", "incidents", "critical", "counting")  # the statement's
 PLANNED = ("coverage", "statement")  # views that also depend on the deployment plan
-VIEWS: dict[str, Callable[[Context], dict[str, Any]]] = {
+VIEWS: dict[str, Callable[[Context], SQLModel]] = {
     "findings": findings,
     "coverage": coverage,
     "incidents": incidents,
     "critical": critical,
     "counting": counting,
     "statement": statement,
+}
+# Each view's section, as the cache's JSON is read back into it.
+MODELS: dict[str, type[SQLModel]] = {
+    "findings": FindingsSection,
+    "coverage": CoverageSection,
+    "incidents": IncidentsSection,
+    "critical": CriticalSection,
+    "counting": CountingSection,
+    "statement": StatementSection,
 }
 
 
@@ -219,10 +255,22 @@ def compute(
     name: str,
     filters: Filters,
     language: str | None = None,
-) -> dict[str, Any]:
-    """One view's sections computed afresh, past the cache (`make bench` times this)."""
+) -> SQLModel:
+    """One view's section computed afresh, past the cache (`make bench` times this)."""
     mission = _mission(session, mission_id)
     return VIEWS[name](_context(session, mission, mission_id, filters, language))
+
+
+def compute_as(
+    model: type[S],
+    session: Session,
+    mission_id: uuid.UUID,
+    name: str,
+    filters: Filters,
+    language: str | None = None,
+) -> S:
+    """`compute`, for a caller that reads the section's fields."""
+    return _typed(name, compute(session, mission_id, name, filters, language), model)
 
 
 def get_view(
@@ -268,7 +316,7 @@ def get_view(
     cached = _cached(cache, mission_id, key, known)
     now = utcnow()
 
-    def made(view: str, sections: dict[str, Any]) -> View:
+    def made(view: str, section: SQLModel) -> View:
         data = {
             "mission_id": mission_id,
             "view": view,
@@ -280,11 +328,11 @@ def get_view(
             "small_denominator": config.small_denominator,
             "settings_problems": problems,
             "replica_lag_s": lag,
-            **sections,
+            **section.model_dump(),
         }
         return _made(orjson.dumps(data), lag)
 
-    def part(section: str) -> dict[str, Any]:
+    def part(section: str) -> SQLModel:
         """A section of the statement: the cached view of this very data if there is one.
         Else it is computed, and cached if a console watches it (an earlier version is in
         the cache), so that the console's own view of it is served too. A section nobody
@@ -295,13 +343,13 @@ def get_view(
         section_key = key_of(section)
         row = _cached(cache, mission_id, section_key, None)
         if row is not None and row.version == version and row.body is not None:
-            return dict(orjson.loads(row.body))
-        if row is None:
-            return VIEWS[section](ctx)
-        started = time.perf_counter()
-        view = made(section, VIEWS[section](ctx))
-        _store(mission_id, section_key, version, now, view, _ms_since(started))
-        return dict(orjson.loads(view.body))
+            return MODELS[section].model_validate_json(row.body)
+        computed = VIEWS[section](ctx)
+        if row is not None:
+            started = time.perf_counter()
+            view = made(section, computed)
+            _store(mission_id, section_key, version, now, view, _ms_since(started))
+        return computed
 
     if name == "statement":
         ctx.part = part

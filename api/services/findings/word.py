@@ -23,6 +23,8 @@ from docx.oxml.ns import nsdecls, qn
 from docx.shared import Pt
 from docx.text.paragraph import Paragraph
 
+from models.finding import StatementSection
+
 MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 FOOTNOTES_CT = "application/vnd.openxmlformats-officedocument.wordprocessingml.footnotes+xml"
 _SEPARATORS = (
@@ -61,39 +63,39 @@ def _add_hyperlink(paragraph: Paragraph, text: str, url: str) -> None:
     )
 
 
-def statement_docx(drafted: dict[str, Any], base_url: str = "") -> bytes:
+def statement_docx(drafted: StatementSection, base_url: str = "") -> bytes:
     """The statement view (`drafted`: its sentences, headings, annex) as .docx bytes; the
     annex links to `base_url` + `/checklists/{id}`."""
     doc = Document()
     doc.styles["Normal"].font.size = Pt(11)
-    doc.add_heading(drafted["title"], level=0)
-    headings = drafted["headings"]
+    doc.add_heading(drafted.title, level=0)
+    headings = drafted.headings
     notes: list[str] = []
     current = None
     paragraph: Paragraph | None = None
-    for s in drafted["sentences"]:
-        if s["paragraph"] != current or paragraph is None:
-            current = s["paragraph"]
+    for s in drafted.sentences:
+        if s.paragraph != current or paragraph is None:
+            current = s.paragraph
             doc.add_heading(headings.get(current, current), level=1)
             paragraph = doc.add_paragraph()
         elif paragraph.runs:
             paragraph.add_run(" ")
-        paragraph.add_run(s["text"])
-        if s.get("note"):
-            notes.append(s["note"])
+        paragraph.add_run(s.text)
+        if s.note:
+            notes.append(s.note)
             _add_footnote_reference(paragraph, len(notes))
-    if drafted["annex"]:
+    if drafted.annex:
         doc.add_page_break()
         doc.add_heading(headings.get("h_annex_critical", ""), level=1)
-        for t in drafted["annex"]:
-            doc.add_heading(t["title"], level=2)
-            table = doc.add_table(rows=1, cols=len(t["columns"]))
+        for t in drafted.annex:
+            doc.add_heading(t.title, level=2)
+            table = doc.add_table(rows=1, cols=len(t.columns))
             table.style = doc.styles["Table Grid"]
-            for cell, name in zip(table.rows[0].cells, t["columns"], strict=True):
+            for cell, name in zip(table.rows[0].cells, t.columns, strict=True):
                 cell.text = name
                 for run in cell.paragraphs[0].runs:
                     run.bold = True
-            for row, link in zip(t["rows"], t["links"], strict=True):
+            for row, link in zip(t.rows, t.links, strict=True):
                 cells = table.add_row().cells
                 for cell, value in zip(cells[:-1], row[:-1], strict=True):
                     cell.text = value
