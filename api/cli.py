@@ -607,7 +607,7 @@ def statement(
     from api.services.findings import views
     from api.services.findings.scope import Filters
     from api.services.findings.word import statement_docx
-    from models.finding import StatementSection
+    from models.views import StatementSection
 
     while fold_service.run_once().changes:  # the findings as of now
         pass

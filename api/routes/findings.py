@@ -29,11 +29,11 @@ from api.services.findings import freshness, views, word
 from api.services.findings.fold import BackgroundFolder, folds_in_background
 from api.services.findings.scope import Filters
 from models.checklist import PLAUSIBLE_FROM, PLAUSIBLE_TO, Phase
-from models.finding import (
+from models.finding import DataVersionPublic
+from models.views import (
     CountingPublic,
     CoveragePublic,
     CriticalPublic,
-    DataVersionPublic,
     FindingsEnvelope,
     FindingsPublic,
     IncidentsPublic,

@@ -16,9 +16,9 @@ from dataclasses import replace
 from datetime import time
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import and_, false, select
 from sqlalchemy.orm import Session
-from sqlmodel import SQLModel
 
 from api.config import Settings
 from api.services.exports.common import (
@@ -41,7 +41,7 @@ from api.services.findings import questions as question_service
 from api.services.findings import sections, views
 from api.services.findings.scope import CL, LOC, ST, Filters, Scope, checklist_predicate, resolve
 from api.services.findings.stats import read_settings
-from models.finding import (
+from models.views import (
     ChoiceFindings,
     CountingSection,
     CriticalSection,
@@ -242,7 +242,7 @@ def critical_table(session: Session, mission: MissionInfo, scope: Scope, languag
     return Table("critical", columns, rows())
 
 
-def _summary(name: str, items: Sequence[SQLModel], keys: list[str]) -> Table:
+def _summary(name: str, items: Sequence[BaseModel], keys: list[str]) -> Table:
     """A view's list as a table of the fields `keys` names."""
     columns = [Column(k, INT if k in ("count", "failed", "checked", "observed", "reported",
                                       "stations") else "text") for k in keys]  # fmt: skip

@@ -53,7 +53,7 @@ from api.services.findings.stats import (
 from api.services.sql import dialect_insert
 from models import Mission
 from models.base import table_of, utcnow
-from models.finding import (
+from models.views import (
     CountingCheck,
     CountingConflict,
     CountingInclusion,

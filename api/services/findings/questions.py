@@ -26,7 +26,7 @@ from api.services.findings.scope import CL, TPL, Scope, checklist_predicate
 from api.services.findings.stats import FindingsSettings, share_text, share_value, wilson
 from api.services.templates import default_definition
 from models.checklist import Phase
-from models.finding import (
+from models.views import (
     AnswerFindings,
     AnyQuestionFindings,
     ChoiceFindings,

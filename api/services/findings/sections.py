@@ -41,7 +41,7 @@ from api.services.findings.scope import (
 from api.services.findings.stats import FindingsSettings, ratio_value, share_value
 from models import Assignment
 from models.base import table_of
-from models.finding import (
+from models.views import (
     ClusteringRule,
     CoverageSection,
     CriticalChecklist,
@@ -468,36 +468,39 @@ def incidents(
     grouped = incident_counts(session, scope, iq)
     if grouped is None:
         grouped = incident_groups(session, base)
-    by_type: dict[str, IncidentType] = {}
+    # Per type: reports in all, seen by the observer, reported to them.
+    by_type: dict[str, list[int]] = {}
     by_region: dict[str, int] = defaultdict(int)
     by_hour: dict[int, int] = defaultdict(int)
-    type_labels = iq["type"].options if "type" in iq else {}
     for k, src, region_id, h, n in grouped:
-        key = k or "unknown"
-        slot = by_type.setdefault(
-            key,
-            IncidentType(
-                type=key,
-                label=type_labels.get(key, key),
-                count=0,
-                observed=0,
-                reported=0,
-                critical="type" in iq and key in iq["type"].critical,
-            ),
-        )
-        slot.count += n
+        counts = by_type.setdefault(k or "unknown", [0, 0, 0])
+        counts[0] += n
         if src == "observed":
-            slot.observed += n
+            counts[1] += n
         elif src == "reported":
-            slot.reported += n
+            counts[2] += n
         by_region[regions.get(region_id, ("?", False))[0]] += n
         by_hour[int(h) if h is not None else -1] += n
+    type_labels = iq["type"].options if "type" in iq else {}
+    critical_types = iq["type"].critical if "type" in iq else frozenset()
     reports = session.execute(
         select(base).order_by(base.c.observed_at.desc(), base.c.id).limit(LIST_LIMIT)
     ).all()
     return IncidentsSection(
-        count=sum(v.count for v in by_type.values()),
-        by_type=sorted(by_type.values(), key=lambda v: (-v.count, v.type)),
+        count=sum(counts[0] for counts in by_type.values()),
+        by_type=[
+            IncidentType(
+                type=key,
+                label=type_labels.get(key, key),
+                count=count,
+                observed=observed,
+                reported=reported,
+                critical=key in critical_types,
+            )
+            for key, (count, observed, reported) in sorted(
+                by_type.items(), key=lambda kv: (-kv[1][0], kv[0])
+            )
+        ],
         by_region=[RegionCount(region=r, count=n) for r, n in sorted(by_region.items())],
         by_hour=[HourCount(hour=h, count=n) for h, n in sorted(by_hour.items()) if h >= 0],
         reports=[

@@ -36,7 +36,7 @@ from babel.numbers import format_decimal, format_percent
 from api.checklist_schema import StatementQuestions
 from api.services.findings.questions import language_key
 from api.services.findings.stats import Share, percent_value
-from models.finding import (
+from models.views import (
     AnnexTable,
     AnyQuestionFindings,
     ChoiceFindings,

@@ -25,10 +25,10 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 import orjson
+from pydantic import BaseModel
 from sqlalchemy import case, delete, func, literal, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
-from sqlmodel import SQLModel
 
 from api import ratelimit
 from api.config import Settings
@@ -43,7 +43,7 @@ from api.services.findings.stats import FindingsSettings, read_settings
 from api.services.sql import upsert
 from models import Assignment, FindingCache, FindingState, Mission
 from models.base import table_of, utcnow
-from models.finding import (
+from models.views import (
     CountingSection,
     CoverageSection,
     CriticalSection,
@@ -75,7 +75,7 @@ class Context:
     languages: list[str]
     # The statement's sections, from the shared cache when current (`get_view` sets it);
     # None: computed here.
-    part: Callable[[str], SQLModel] | None = None
+    part: Callable[[str], BaseModel] | None = None
 
     def questions(self) -> dict[str, question_service.QuestionInfo]:
         return question_service.catalog(self.session, self.scope.mission_id, self.language)
@@ -104,10 +104,10 @@ def counting(ctx: Context) -> CountingSection:
     return counting_service.counting(ctx.session, ctx.scope, ctx.config, ctx.random_sample)
 
 
-S = TypeVar("S", bound=SQLModel)
+S = TypeVar("S", bound=BaseModel)
 
 
-def _typed(name: str, found: SQLModel, model: type[S]) -> S:
+def _typed(name: str, found: BaseModel, model: type[S]) -> S:
     if not isinstance(found, model):
         raise TypeError(f"the {name} section is a {type(found).__name__}, not {model.__name__}")
     return found
@@ -134,7 +134,7 @@ def statement(ctx: Context) -> StatementSection:
 
 SECTIONS = ("findings", "coverage", "incidents", "critical", "counting")  # the statement's
 PLANNED = ("coverage", "statement")  # views that also depend on the deployment plan
-VIEWS: dict[str, Callable[[Context], SQLModel]] = {
+VIEWS: dict[str, Callable[[Context], BaseModel]] = {
     "findings": findings,
     "coverage": coverage,
     "incidents": incidents,
@@ -143,7 +143,7 @@ VIEWS: dict[str, Callable[[Context], SQLModel]] = {
     "statement": statement,
 }
 # Each view's section, as the cache's JSON is read back into it.
-MODELS: dict[str, type[SQLModel]] = {
+MODELS: dict[str, type[BaseModel]] = {
     "findings": FindingsSection,
     "coverage": CoverageSection,
     "incidents": IncidentsSection,
@@ -255,7 +255,7 @@ def compute(
     name: str,
     filters: Filters,
     language: str | None = None,
-) -> SQLModel:
+) -> BaseModel:
     """One view's section computed afresh, past the cache (`make bench` times this)."""
     mission = _mission(session, mission_id)
     return VIEWS[name](_context(session, mission, mission_id, filters, language))
@@ -316,7 +316,7 @@ def get_view(
     cached = _cached(cache, mission_id, key, known)
     now = utcnow()
 
-    def made(view: str, section: SQLModel) -> View:
+    def made(view: str, section: BaseModel) -> View:
         data = {
             "mission_id": mission_id,
             "view": view,
@@ -332,7 +332,7 @@ def get_view(
         }
         return _made(orjson.dumps(data), lag)
 
-    def part(section: str) -> SQLModel:
+    def part(section: str) -> BaseModel:
         """A section of the statement: the cached view of this very data if there is one.
         Else it is computed, and cached if a console watches it (an earlier version is in
         the cache), so that the console's own view of it is served too. A section nobody
