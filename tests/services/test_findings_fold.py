@@ -894,6 +894,9 @@ def _missing_both_ways(session: Any, mission_id: uuid.UUID) -> list[Any]:
                 sections._observers_missing(session, scope),
             )
         assert kept == joined, phase
+        # Too many members or missing stations for an IN list: read by a query of them.
+        with mock.patch.object(sections, "IN_LIST", 1):
+            assert sections._teams_missing(session, scope) == kept[0], phase
         found.append(kept)
     return found
 

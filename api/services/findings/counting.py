@@ -674,7 +674,7 @@ def _lists(session: Session, p: Any, c: Any, ch: Checked) -> dict[str, list[Any]
         for kind, where in kinds.items()
     ]
     out: dict[str, list[Any]] = {kind: [] for kind in kinds}
-    for row in session.execute(union_all(*[select(b) for b in branches])).mappings():
+    for row in session.execute(union_all(*[select(b) for b in branches])).mappings().all():
         out[row["list"]].append(row)
     for rows in out.values():
         rows.sort(key=lambda r: (r["station"], r["received_at"], r["checklist_id"]))

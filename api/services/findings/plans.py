@@ -126,29 +126,29 @@ def _observer_rows(where: Any) -> Select[Any]:
     return _per_phase(ASG, FV, "observer_id", last).where(where)
 
 
-def team_plan(joined: Any, conditions: list[Any], keys: Any = None) -> Select[Any]:
+def team_plan(joined: Any, conditions: list[Any], observers: Any = None) -> Select[Any]:
     """The stations of each team's plan (any member's assignment) among the assignments
     `joined` (a join that starts from them and takes in the observers) and `conditions`
-    select, of the teams `keys` selects (all when None)."""
+    select, of the `observers` given (their ids, or a query of them; all when None)."""
     query = (
         select(team_key().label("team_key"), ASG.c.station_id, ASG.c.mission_id)
         .select_from(joined)
         .where(*conditions)
         .distinct()
     )
-    return query.where(ASG.c.observer_id.in_(members(keys))) if keys is not None else query
+    return query.where(ASG.c.observer_id.in_(observers)) if observers is not None else query
 
 
-def team_seen(visits: Any, columns: list[str], keys: Any = None) -> Select[Any]:
+def team_seen(visits: Any, columns: list[str], observers: Any = None) -> Select[Any]:
     """The stations each team reported from: any member's visit among `visits` (with an
-    `observer_id` and these `columns`), of the teams `keys` selects (all when None)."""
+    `observer_id` and these `columns`), of the `observers` given (all when None)."""
     member = OBS.alias("member")
     query = (
         select(team_key(member).label("team_key"), *(visits.c[name] for name in columns))
         .select_from(visits.join(member, member.c.id == visits.c.observer_id))
         .distinct()
     )
-    return query.where(visits.c.observer_id.in_(members(keys))) if keys is not None else query
+    return query.where(visits.c.observer_id.in_(observers)) if observers is not None else query
 
 
 def members(keys: Any) -> Select[Any]:
@@ -161,8 +161,9 @@ def _team_rows(plan_where: list[Any], seen_where: list[Any], keys: Any = None) -
     """Per team (of `keys`, or all those the conditions select) and phase: stations
     assigned to any member, and reported from by any."""
     joined = ASG.join(OBS, OBS.c.id == ASG.c.observer_id)
-    plan = team_plan(joined, plan_where, keys).subquery("plan")
-    seen = team_seen(FV, ["station_id", "phase"], keys).where(*seen_where).subquery("seen")
+    observers = members(keys) if keys is not None else None
+    plan = team_plan(joined, plan_where, observers).subquery("plan")
+    seen = team_seen(FV, ["station_id", "phase"], observers).where(*seen_where).subquery("seen")
     return _per_phase(plan, seen, "team_key")
 
 
