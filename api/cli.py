@@ -562,7 +562,7 @@ def fold(
     Run it beside API processes started with POLLCHECK_FINDINGS_FOLD_ELSEWHERE=true, so that
     the fold has a core (or a machine) of its own. Any number may run: one folds at a time.
     """
-    from api import notify
+    from api import memory, notify
     from api.db import set_process_role
     from api.services.findings import fold as fold_service
 
@@ -586,6 +586,7 @@ def fold(
     how = " and whenever changes are announced" if folder.listen else ""
     console.print(f"folding every {seconds:g} s{how}; Ctrl-C stops")
     signal.signal(signal.SIGTERM, lambda *_: folder.stop())
+    memory.settle()
     with contextlib.suppress(KeyboardInterrupt):
         folder.run()
 

@@ -12,7 +12,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import access, deps, ratelimit
+from api import access, deps, memory, ratelimit
 from api.body import declare_media_errors, require_media_type
 from api.checklist_schema import TemplateDefinition
 from api.compression import GunzipRequest, refuse
@@ -141,6 +141,7 @@ async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
     limiter.total_tokens = max(1, get_settings().db_pool_size)
     # Dashboards' findings requests have threads of their own (`deps.dashboard_limiter`).
     deps.forget_dashboard_limiter()
+    memory.settle()  # what the process built to start lives as long as it does
     yield
 
 
