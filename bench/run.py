@@ -704,12 +704,14 @@ def poll(
         as the API would compute it again while the data keeps changing, i.e. after
         `findings_cache_s` or `findings_cache_cost_factor` times as long as it took.
         While the checklists keep arriving, the data has always changed by then."""
+        from api import memory
         from api.config import get_settings
         from api.db import session_scope
         from api.services.findings import views
         from api.services.findings.scope import Filters
 
         settings = get_settings()
+        memory.settle()  # as an API worker has, at its start
         while not stop.is_set():
             for name in views.VIEWS:
                 with session_scope(read=True) as s:
@@ -762,10 +764,12 @@ def view_costs(mission_id: uuid.UUID) -> dict[str, float]:
     """Milliseconds to compute each findings view afresh (best of two), on the full mission
     and with the server stopped: what the first dashboard to ask waits when the data moved
     on, and what `findings_cache_cost_factor` weighs."""
+    from api import memory
     from api.db import session_scope
     from api.services.findings import views
     from api.services.findings.scope import Filters
 
+    memory.settle()  # the collector as an API worker has it
     out = {}
     for name in views.VIEWS:
         best = float("inf")
