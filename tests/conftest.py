@@ -157,6 +157,13 @@ def pytest_report_header() -> str:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if BACKEND == "postgresql":
+        # The pages drive the same API on either database, and the API's tests run on both:
+        # the browser tests (two minutes) run once, in the SQLite pass, as `make run` serves
+        # them, which keeps `make test`'s two passes within CI's ten minutes.
+        once = pytest.mark.skip(reason="browser tests run in the SQLite pass of make test")
+        for item in items:
+            if "browser" in item.keywords:
+                item.add_marker(once)
         return
     skip = pytest.mark.skip(reason="needs PostgreSQL (runs in the postgresql pass of make test)")
     for item in items:
