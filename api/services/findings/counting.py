@@ -50,7 +50,7 @@ from api.services.findings.stats import (
     share_text,
     share_value,
 )
-from api.services.sql import dialect_insert
+from api.services.sql import among, dialect_insert
 from models import Mission
 from models.base import table_of, utcnow
 from models.views import (
@@ -634,7 +634,10 @@ def _listed(session: Session, scope: Scope) -> Any:
             chosen.add(chosen_id)
         else:
             stations.add(station_id)
-    return or_(FA.c.station_id.in_(sorted(stations)), FA.c.checklist_id.in_(sorted(chosen)))
+    return or_(
+        among(session, FA.c.station_id, list(stations)),
+        among(session, FA.c.checklist_id, list(chosen)),
+    )
 
 
 def _lists(session: Session, p: Any, c: Any, ch: Checked) -> dict[str, list[Any]]:
