@@ -313,7 +313,7 @@ async def read_statement(
         return _answer(request, view, "application/json")
     if format == StatementFormat.docx:
         return await _docx(request, view)
-    markdown = StatementPublic.model_validate_json(view.body).markdown.encode()
+    markdown = view.parsed()["markdown"].encode()
     md_view = views.View(markdown, _variant(view.etag, "-md"), replica_lag_s=view.replica_lag_s)
     return _answer(request, md_view, "text/markdown; charset=utf-8")
 

@@ -12,7 +12,16 @@ import pytest
 from api.services.findings import views
 from api.services.findings.scope import Filters
 from models import Role
-from tests.factories import auth, make_token
+from models.views import (
+    AnswerFindings,
+    ChoiceFindings,
+    FindingsSection,
+    FindingsTotals,
+    IntegerFindings,
+    PhaseFindings,
+    StatementSection,
+)
+from tests.factories import auth, make_observer, make_station, make_token
 from tests.findings_factories import FRESH, computed, sections_computed, view
 from tests.services.test_statement import _busy_mission
 
@@ -29,19 +38,40 @@ ROUTES = {
 FREE_FORM = {"filters", "evidence"}
 
 
+def _busy_random_mission(client: Any, session: Any) -> Any:
+    """The busy mission, declared a random sample (intervals and a quick count in its
+    views), with a team whose station nobody reported from (missing teams and observers)."""
+    from sqlalchemy import update
+
+    from models import Mission
+
+    mission = _busy_mission(client, session)
+    station = make_station(session, mission.id, "Z-99", region="North")
+    make_observer(session, mission.id, [station], code="ZZ-1", team="Team Z")
+    session.execute(update(Mission).where(Mission.id == mission.id).values(sampling="random"))
+    session.commit()
+    return mission
+
+
 def test_each_section_read_back_from_the_cache_is_the_section_computed(
     client: Any, session: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The statement reads its sections from the shared cache: each view's stored JSON,
     read back into its section's model, must be the section itself (times with their zone,
-    intervals, ids), and the statement drafted from the cached sections must be the one
-    drafted from sections computed afresh."""
-    mission = _busy_mission(client, session)
-    for name, model in views.MODELS.items():
+    intervals, ids, missing teams and observers), and the statement drafted from the cached
+    sections must be the one drafted from sections computed afresh."""
+    mission = _busy_random_mission(client, session)
+    for name in views.SECTIONS:
+        model = views.MODELS[name]
         section = views.compute(session, mission.id, name, Filters())
         assert isinstance(section, model), name
         served = views.get_view(session, FRESH, mission.id, name, Filters(), None)
         assert model.model_validate_json(served.body) == section, name
+    coverage = computed(session, mission.id, "coverage")
+    assert coverage["teams_missing"]["data"] and coverage["observers_missing"]["data"]
+    assert computed(session, mission.id, "findings")["phases"][0]["questions"][0]["answers"][0][
+        "ci95"
+    ]
     # Each section is in the cache now (asked above): the statement is assembled from them.
     computed_here = sections_computed(monkeypatch)
     assembled = view(session, mission.id, "statement")
@@ -51,6 +81,85 @@ def test_each_section_read_back_from_the_cache_is_the_section_computed(
     assert assembled["markdown"] == afresh["markdown"]
     assert assembled["sentences"] == afresh["sentences"]
     assert assembled["annex"] == afresh["annex"] and assembled["annex"]
+    statement = StatementSection.model_validate_json(
+        views.get_view(session, FRESH, mission.id, "statement", Filters(), None).body
+    )
+    assert statement == views.compute(session, mission.id, "statement", Filters())
+
+
+def test_a_view_cached_in_another_shape_is_computed_again(
+    client: Any, session: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each section's shape is part of its cache key: a view cached by a release whose models
+    differ (a node not yet upgraded) is computed again rather than read into this one's."""
+    mission = _busy_mission(client, session)
+    view(session, mission.id, "coverage")
+    computed_here = sections_computed(monkeypatch)
+    view(session, mission.id, "coverage")
+    assert computed_here == []  # the same data and shape: served from the cache
+    monkeypatch.setitem(views.SHAPES, "coverage", "another release's")
+    view(session, mission.id, "coverage")
+    assert computed_here == ["coverage"]
+
+
+def test_a_role_naming_a_question_of_another_kind_leaves_its_sentence_out() -> None:
+    """The roles come from the newest template that names them; a question's findings
+    from the newest that has it. Where a role's code is a question of another kind there,
+    its sentence is left out: read as a count of 0, it would have said that secrecy was
+    respected, or access free, "in all observations"."""
+    from api.checklist_schema import StatementQuestions
+    from api.services.findings import statement
+
+    common: dict[str, Any] = {
+        "label": "A question",
+        "section": "voting",
+        "asked": 10,
+        "answered": 10,
+        "not_applicable": 0,
+        "unanswered": 0,
+        "stations": 4,
+        "critical": 0,
+    }
+    roles = StatementQuestions(
+        observers_admitted="B1",
+        observers_restricted="B3",
+        secrecy="D4",
+        intimidation="D8",
+        accessibility=["C1"],
+        voting_assessment="H2",
+    )
+    codes = ["B1", "B3", "D4", "D8", "C1", "H2"]
+
+    def yes_no(code: str) -> ChoiceFindings:
+        answers = [
+            AnswerFindings(value=v, label=v, count=n, stations=n, share=None, text=None,
+                           ci95=None, critical=False)
+            for v, n in (("yes", 6), ("no", 4))
+        ]  # fmt: skip
+        return ChoiceFindings(code=code, type="yes_no", answers=answers, **common)
+
+    def sentences(questions: list[Any]) -> list[str]:
+        findings = FindingsSection(
+            totals=FindingsTotals(observations=10, stations=4, phases=[]),
+            phases=[
+                PhaseFindings(phase="voting", observations=10, stations=4, questions=questions)
+            ],
+            irregularities=[],
+        )
+        w, qi = statement.Writer("en", 30), statement._index(findings)
+        statement._access(w, "h_access", "voting", qi, roles)
+        statement._voting(w, qi, roles)
+        statement._accessibility(w, qi, roles)
+        return [s.key for s in w.sentences]
+
+    assert sentences([yes_no(c) for c in codes]) == [
+        "access_restricted",
+        "secrecy",
+        "intimidation",
+        "accessibility",
+    ]
+    numbers = [IntegerFindings(code=c, type="integer", total=40, **common) for c in codes]
+    assert sentences(numbers) == []
 
 
 def _schema(spec: dict[str, Any], name: str) -> dict[str, Any]:

@@ -656,6 +656,19 @@ def _answer(q: Asked, value: str) -> Fig:
     return Fig(count, f"{q.path}.answers[value={value}].count")
 
 
+def _asked(qi: Index, phase: str, code: str | None, value: str) -> Asked | None:
+    """The question a role names, in a phase, where it was answered and has the answer
+    the role's sentence counts (`value`); else None, and the sentence is left out. (A later
+    template may give the code to a question of another kind: a count of 0 read from it
+    would say "in all observations" of something nobody was asked.)"""
+    q = qi.get((phase, code or ""))
+    if q is None or not q.item.answered:
+        return None
+    if not isinstance(q.item, ChoiceFindings | ScaleFindings):
+        return None
+    return q if any(a.value == value for a in q.item.answers) else None
+
+
 def _answered(q: Asked) -> Fig:
     return Fig(q.item.answered, f"{q.path}.answered")
 
@@ -855,11 +868,11 @@ def _access(
     a, r = roles.observers_admitted, roles.observers_restricted
     if a is None or r is None:
         return
-    qa, qr = qi.get((phase, a)), qi.get((phase, r))
-    if not qa or not qa.item.answered:
+    qa, qr = _asked(qi, phase, a, "yes"), _asked(qi, phase, r, "yes")
+    if not qa:
         return
     admitted, n = _answer(qa, "yes"), _answered(qa)
-    if qr and qr.item.answered:
+    if qr:
         restricted, n3 = _answer(qr, "yes"), _answered(qr)
     else:
         restricted, n3 = Fig(0, ""), Fig(0, "")
@@ -893,8 +906,8 @@ def _access(
 def _voting(w: Writer, qi: Index, roles: StatementQuestions) -> None:
     voting = qi.get(("voting", roles.voting_assessment or ""))
     _scale(w, "h_voting", voting, "voting_assessed", "voting_positive")
-    secrecy = qi.get(("voting", roles.secrecy or ""))
-    if secrecy and secrecy.item.answered:
+    secrecy = _asked(qi, "voting", roles.secrecy, "no")
+    if secrecy:
         no = _answer(secrecy, "no")
         ev = _evidence(secrecy, no=no)
         code = secrecy.item.code
@@ -903,8 +916,8 @@ def _voting(w: Writer, qi: Index, roles: StatementQuestions) -> None:
             w.say("h_voting", "secrecy", ev, "findings", count=count, code=code)
         else:
             w.say("h_voting", "secrecy_ok", ev, "findings", n=_answered(secrecy), code=code)
-    pressure = qi.get(("voting", roles.intimidation or ""))
-    if pressure and pressure.item.answered and _answer(pressure, "yes"):
+    pressure = _asked(qi, "voting", roles.intimidation, "yes")
+    if pressure and _answer(pressure, "yes"):
         yes = _answer(pressure, "yes")
         w.say(
             "h_voting",
@@ -918,8 +931,8 @@ def _voting(w: Writer, qi: Index, roles: StatementQuestions) -> None:
 
 def _accessibility(w: Writer, qi: Index, roles: StatementQuestions) -> None:
     for code in roles.accessibility:
-        q = qi.get(("voting", code))
-        if not q or not q.item.answered:
+        q = _asked(qi, "voting", code, "yes")
+        if not q:
             continue
         yes = _answer(q, "yes")
         ev = _evidence(q, yes=yes)

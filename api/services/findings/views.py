@@ -151,6 +151,15 @@ MODELS: dict[str, type[BaseModel]] = {
     "counting": CountingSection,
     "statement": StatementSection,
 }
+# Each view's shape as this release builds it, part of every cache key: a view cached by a
+# release whose models differ (a rolling upgrade, a node not yet restarted) is never read
+# back into this release's models, which might refuse it; it is computed again instead.
+SHAPES = {
+    name: hashlib.sha256(
+        orjson.dumps(model.model_json_schema(), option=orjson.OPT_SORT_KEYS)
+    ).hexdigest()[:16]
+    for name, model in MODELS.items()
+}
 
 
 @dataclass(slots=True)
@@ -307,7 +316,14 @@ def get_view(
     plan = _plan_fingerprint(session, mission_id) if name in PLANNED else None
 
     def key_of(view: str) -> str:
-        parts: list[Any] = [view, filters.key(), lang, mission.sampling, mission.settings]
+        parts: list[Any] = [
+            view,
+            SHAPES[view],
+            filters.key(),
+            lang,
+            mission.sampling,
+            mission.settings,
+        ]
         if view in PLANNED:
             parts.append(plan)
         return hashlib.sha256(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)).hexdigest()[:40]
