@@ -38,6 +38,7 @@ from api.services.findings.questions import language_key
 from api.services.findings.stats import Share, percent_value
 from models.views import (
     AnnexTable,
+    AnswerFindings,
     AnyQuestionFindings,
     ChoiceFindings,
     CountingSection,
@@ -650,9 +651,13 @@ def _index(findings: FindingsSection) -> Index:
     return {(p.phase, q.code): Asked(p.phase, q) for p in findings.phases for q in p.questions}
 
 
+def _answers(q: Asked) -> list[AnswerFindings]:
+    """A question's answers; none for a number or a time."""
+    return q.item.answers if isinstance(q.item, ChoiceFindings | ScaleFindings) else []
+
+
 def _answer(q: Asked, value: str) -> Fig:
-    answers = q.item.answers if isinstance(q.item, ChoiceFindings | ScaleFindings) else []
-    count = next((a.count for a in answers if a.value == value), 0)
+    count = next((a.count for a in _answers(q) if a.value == value), 0)
     return Fig(count, f"{q.path}.answers[value={value}].count")
 
 
@@ -664,9 +669,7 @@ def _asked(qi: Index, phase: str, code: str | None, value: str) -> Asked | None:
     q = qi.get((phase, code or ""))
     if q is None or not q.item.answered:
         return None
-    if not isinstance(q.item, ChoiceFindings | ScaleFindings):
-        return None
-    return q if any(a.value == value for a in q.item.answers) else None
+    return q if any(a.value == value for a in _answers(q)) else None
 
 
 def _answered(q: Asked) -> Fig:
