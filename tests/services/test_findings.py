@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -395,6 +396,46 @@ def test_two_disagreeing_counts_of_a_station_conflict_and_totals_take_one(
     set_review(session, mission.id, verified, review_state="has_issues")
     totals = view(session, mission.id, "counting")["totals"]
     assert [o["votes"] for o in totals["options"]] == [785, 385]  # now the latest one
+
+
+@pytest.mark.parametrize("raw", [False, True], ids=["kept", "from_reports"])
+def test_each_counting_list_holds_its_first_reports_however_long_the_others(
+    client: Any, session: Any, monkeypatch: Any, raw: bool
+) -> None:
+    """Cut to two reports each, every list is the first two of the list uncut, whichever
+    other lists a report is also in (`raw`: a filter the fold's figures cannot answer)."""
+    from api.services.findings import counting as counting_service
+
+    mission, _ = make_mission(session)
+    codes = _stations(session, mission.id, [f"C-{i}" for i in range(1, 8)])
+    _, token = make_observer(session, mission.id, codes)
+    post_count(client, token, "C-1", {"P_V1": 401})  # failing
+    post_count(client, token, "C-2")
+    post_count(client, token, "C-2", {"P_V1": 385, "P_V2": 200})  # conflict, one excluded
+    post_count(client, token, "C-3", {"P_K": 6})  # failing
+    post_count(client, token, "C-3")  # conflict with the failing one
+    post_count(client, token, "C-4")
+    post_count(client, token, "C-4")  # agree: one excluded
+    post_count(client, token, "C-5", {"P_U": 391})  # failing, excluded
+    post_count(client, token, "C-6")
+    post_count(client, token, "C-7", {"P_V1": 560, "P_V2": 25})  # failing, flagged only
+    filters = Filters(observed_from=datetime.now(UTC) - timedelta(days=2)) if raw else Filters()
+    view(session, mission.id, "counting")  # folded
+
+    def lists(limit: int) -> dict[str, Any]:
+        monkeypatch.setattr(counting_service, "LIST_LIMIT", limit)
+        c = computed(session, mission.id, "counting", filters)
+        reports = [r["checklist_id"] for s in c["conflicts"] for r in s["reports"]]
+        return {
+            "failing": [r["checklist_id"] for r in c["failing"]],
+            "conflicts": reports,
+            "included": [r["checklist_id"] for r in c["inclusion"]["included"]],
+            "excluded": [r["checklist_id"] for r in c["inclusion"]["excluded"]],
+        }
+
+    whole = lists(100)
+    assert [len(v) for v in whole.values()] == [4, 4, 5, 5]
+    assert lists(2) == {kind: ids[:2] for kind, ids in whole.items()}
 
 
 def test_incidents_are_counted_by_type_region_and_hour(client: Any, session: Any) -> None:
