@@ -700,23 +700,45 @@ def poll(
                 stop.wait(0.1)
 
     def views() -> None:
-        """Consoles watching every view: each computed afresh (no cache) in turn, as often
-        as the API would compute it again while the data keeps changing, i.e. after
-        `findings_cache_s` or `findings_cache_cost_factor` times as long as it took.
-        While the checklists keep arriving, the data has always changed by then."""
+        """Consoles watching every view: each computed afresh in turn, as often as the API
+        would compute it again while the data keeps changing, i.e. after
+        `findings_cache_s` or `findings_cache_cost_factor` times as long as it took. While
+        the checklists keep arriving, the data has always changed by then. Each section is
+        computed and stored in the shared cache as the API does after a data change (its
+        reuse time set to nothing, so that it is computed, not served). The statement is
+        timed twice: from nothing (`views.compute`, every section again), and as the API
+        serves it when it is due (`statement_served`: assembled from the sections as the
+        consoles watching them are served, i.e. cached within their reuse time)."""
+        from sqlalchemy import delete
+
         from api import memory
         from api.config import get_settings
         from api.db import session_scope
         from api.services.findings import views
         from api.services.findings.scope import Filters
 
-        settings = get_settings()
+        # The server's fold keeps the findings current: this process never folds on a read.
+        settings = get_settings().model_copy(update={"findings_fold_elsewhere": True})
+        due = settings.model_copy(update={"findings_cache_s": 0.0})
+        # The sections this loop stored are all within their reuse time when it asks.
+        watched = settings.model_copy(update={"findings_cache_s": 60.0})
+        mid = world.mission_id
+        statement_rows = views.FCACHE.c.body.startswith(
+            f'{{"mission_id":"{mid}","view":"statement"'
+        )
         memory.settle()  # as an API worker has, at its start
         while not stop.is_set():
-            for name in views.VIEWS:
+            for name in [*views.VIEWS, "statement_served"]:
                 with session_scope(read=True) as s:
+                    if name == "statement_served":  # due: its own cached row gone
+                        s.execute(delete(views.FCACHE).where(statement_rows))
                     t0 = time.time()
-                    views.compute(s, world.mission_id, name, Filters())
+                    if name == "statement":
+                        views.compute(s, mid, name, Filters())
+                    elif name == "statement_served":
+                        views.get_view(s, watched, mid, "statement", Filters(), None)
+                    else:
+                        views.get_view(s, due, mid, name, Filters(), None)
                     took = time.time() - t0
                 samples.views.setdefault(name, []).append((t0, took * 1000))
                 reuse = settings.findings_cache_cost_factor * took

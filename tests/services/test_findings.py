@@ -919,6 +919,61 @@ def test_the_statement_is_assembled_from_the_cached_sections_of_its_data(
     assert len(computed) == len(views.SECTIONS)
 
 
+def test_while_data_arrives_the_statement_takes_the_sections_the_consoles_are_served(
+    client: Any, session: Any, monkeypatch: Any
+) -> None:
+    """New data: a section still within its reuse time is what a console asking for it is
+    served, and the statement takes it too rather than compute it again. The statement
+    then says its oldest section's version; once the sections are due, it has them anew."""
+    import orjson
+    from sqlalchemy import update
+
+    from api.services.findings import views
+    from models.base import utcnow
+
+    reused = Settings(findings_max_lag_s=0, findings_cache_s=5)
+    mission, token = _observed_mission(session, ["A-1", "A-2"])
+    post(client, token, "A-1", "voting")
+    post_count(client, token, "A-2")
+
+    def served(name: str) -> dict[str, Any]:
+        session.commit()
+        return views.get_view(session, reused, mission.id, name, Filters(), None).parsed()
+
+    def age(*names: str) -> None:  # their reuse time over
+        for row in session.execute(views.FCACHE.select()).mappings().all():
+            if orjson.loads(row["body"])["view"] in names:
+                session.execute(
+                    update(views.FCACHE)
+                    .where(views.FCACHE.c.key == row["key"])
+                    .values(computed_at=utcnow() - timedelta(seconds=30))
+                )
+        session.commit()
+
+    sections = {name: served(name) for name in views.SECTIONS}
+    first = served("statement")
+    assert first["version"] == sections["findings"]["version"]
+
+    post(client, token, "A-2", "voting")
+    # Folded (the data version moved on), and the console's view reused meanwhile.
+    assert served("findings")["version"] == first["version"]
+    computed = sections_computed(monkeypatch)
+    age("statement")
+    again = served("statement")
+    assert computed == []
+    assert again["version"] == first["version"]
+    assert again["computed_at"] == min(s["computed_at"] for s in sections.values())
+    assert again["markdown"] == first["markdown"]
+
+    age("statement", *views.SECTIONS)
+    latest = served("statement")
+    assert sorted(computed) == sorted(views.SECTIONS)
+    assert latest["version"] > first["version"]
+    assert latest["markdown"] != first["markdown"]
+    for name in views.SECTIONS:  # stored for the consoles that watch them
+        assert served(name)["version"] == latest["version"]
+
+
 def _cached_views(session: Any) -> set[str]:
     import orjson
     from sqlalchemy import select

@@ -331,13 +331,16 @@ def get_view(
     key = key_of(name)
     cached = _cached(cache, mission_id, key, known)
     now = utcnow()
+    # The statement's sections taken from the cache while the data had moved on: their
+    # versions and times (`part`). The statement says the oldest.
+    behind: list[tuple[int, Any]] = []
 
-    def made(view: str, section: BaseModel) -> View:
+    def made(view: str, section: BaseModel, as_of: tuple[int, Any] = (version, now)) -> View:
         data = {
             "mission_id": mission_id,
             "view": view,
-            "version": version,
-            "computed_at": now,
+            "version": as_of[0],
+            "computed_at": as_of[1],
             "filters": filters.key(),
             "sampling": mission.sampling,
             "language": lang,
@@ -349,17 +352,28 @@ def get_view(
         return _made(orjson.dumps(data), lag)
 
     def part(section: str) -> BaseModel:
-        """A section of the statement: the cached view of this very data if there is one.
-        Else it is computed, and cached if a console watches it (an earlier version is in
-        the cache), so that the console's own view of it is served too. A section nobody
-        watches with these filters is not stored: a statement asked with a filter of its
-        own (a new time window) would otherwise store five views nobody reads, compressing
-        each (under a viewer asking a new window each time, an observer's p95 went from 75
-        to 104-114 ms in `bench.hardening`)."""
+        """A section of the statement: the cached view, when the API would serve it to a
+        console asking for that section now: of this very data, or of earlier data within
+        its reuse time while data arrives (`findings_cache_s`, longer for a slow view).
+        The statement then says the same as the consoles' views of its sections, and
+        costs its own assembly rather than every section again on each data change (a
+        quarter of a second at a million checklists); its `version` and `computed_at`
+        are its oldest section's. Else the section is computed, and cached if a console
+        watches it (an earlier version is in the cache), so that the console's own view
+        of it is served too. A section nobody watches with these filters is not stored: a
+        statement asked with a filter of its own (a new time window) would otherwise store
+        five views nobody reads, compressing each (under a viewer asking a new window each
+        time, an observer's p95 went from 75 to 104-114 ms in `bench.hardening`)."""
         section_key = key_of(section)
         row = _cached(cache, mission_id, section_key, None)
-        if row is not None and row.version == version and row.body is not None:
-            return MODELS[section].model_validate_json(row.body)
+        if row is not None and row.body is not None:
+            current = row.version >= version
+            # Never older than the statement already served (`cached`): it goes forward.
+            floor = cached.version if cached is not None else 0
+            if current or (row.version >= floor and _reusable(settings, row, now)):
+                if not current:
+                    behind.append((row.version, row.computed_at))
+                return MODELS[section].model_validate_json(row.body)
         computed = VIEWS[section](ctx)
         if row is not None:
             started = time.perf_counter()
@@ -373,7 +387,7 @@ def get_view(
     if cached is not None and (
         # The same data, or newer than this (replica's) read: never serve an older view.
         cached.version >= version
-        or (now - cached.computed_at).total_seconds() < reuse
+        or _reusable(settings, cached, now)
         # Due: unless this request claims it, another is computing it at this moment, and
         # the last one serves meanwhile rather than every dashboard asking computing it too.
         or (reuse > 0 and not _claim(mission_id, key, cached.computed_at, now))
@@ -403,8 +417,10 @@ def get_view(
                     raise gate.Busy()
                 return _served(again, lag)
             started = time.perf_counter()
-            view = made(name, VIEWS[name](ctx))
-            _store(mission_id, key, version, now, view, _ms_since(started))
+            section = VIEWS[name](ctx)
+            as_of = min([(version, now), *behind])  # the statement's oldest section
+            view = made(name, section, as_of)
+            _store(mission_id, key, as_of[0], now, view, _ms_since(started))
             return view
     except (TooManyRequests, gate.Busy):
         if cached is None:
@@ -434,6 +450,12 @@ def _served(cached: Any, lag: float | None = None) -> View:
     if cached.etag is None:  # a row stored before ETags were
         return View(body, _etag(body), replica_lag_s=lag)
     return View(body, cached.etag, cached.body_gz, lag)
+
+
+def _reusable(settings: Settings, cached: Any, now: Any) -> bool:
+    """May this cached view be served for newer data (it is within its reuse time)?"""
+    reuse = reuse_s(settings, cached.duration_ms)
+    return (now - cached.computed_at).total_seconds() < reuse
 
 
 def reuse_s(settings: Settings, duration_ms: int) -> float:
