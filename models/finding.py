@@ -181,36 +181,60 @@ class FindingCount(SQLModel, table=True):
     amount: int = Field(default=0, sa_type=BigInteger)
 
 
-class FindingCountStation(SQLModel, table=True):
-    """Per station with counting reports, what the counting view's lists start from: how
-    many reports, how many fail a check, how many the totals leave out, whether they
-    disagree, and the report the totals use. Kept by the fold with `finding_count`."""
+# The counting view's lists, each a partial index of `finding_count_report` in the lists'
+# order (station code, arrival, id): condition, and the name of its index.
+COUNT_LISTS = {
+    "failing": "fails <> 0",
+    "conflicts": "conflict",
+    "included": "reason IS NULL",
+    "excluded": "reason IS NOT NULL",
+}
 
-    __tablename__ = "finding_count_station"
-    # Each list's first stations by code come from an index of its own, so that a list
-    # of a few reports among thousands of stations does not walk all of them.
+
+class FindingCountReport(SQLModel, table=True):
+    """Per counting report that counts, what the counting view lists it for, checked by
+    the mission's protocol and thresholds (`finding_state.counting_key`): the checks it
+    fails, whether its station's reports disagree, and whether the totals use it or why
+    not. Kept by the fold with `finding_count`, station by station, so that each list's
+    first reports come from an index of their own, however many reports the mission has."""
+
+    __tablename__ = "finding_count_report"
     __table_args__ = (
-        Index("ix_finding_count_station_code", "mission_id", "station_code"),
+        Index("ix_finding_count_report_station_id", "station_id"),
         *[
             Index(
-                f"ix_finding_count_station_{name}",
+                f"ix_finding_count_report_{name}",
                 "mission_id",
                 "station_code",
-                postgresql_where=text(f"{name} > 0"),
-                sqlite_where=text(f"{name} > 0"),
+                "received_at",
+                "checklist_id",
+                postgresql_where=text(where),
+                sqlite_where=text(where),
             )
-            for name in ("failing", "excluded", "conflict")
+            for name, where in COUNT_LISTS.items()
         ],
     )
 
-    station_id: uuid.UUID = Field(primary_key=True)
+    checklist_id: uuid.UUID = Field(primary_key=True)
     mission_id: uuid.UUID
+    station_id: uuid.UUID
     station_code: str = Field(max_length=64, description="The station's code, the lists' order")
-    reports: int = Field(sa_type=Integer)
-    failing: int = Field(sa_type=Integer)
-    excluded: int = Field(sa_type=Integer)
-    conflict: int = Field(sa_type=Integer, description="1: the station's reports disagree")
-    chosen_checklist_id: uuid.UUID | None = Field(default=None)
+    received_at: datetime = Field(sa_type=UTCDateTime)
+    review_state: str = Field(max_length=16)
+    fails: int = Field(
+        sa_type=Integer, description="The checks it fails: bit i for the i-th of counting.CHECKS"
+    )
+    conflict: bool = Field(description="Its station's reports disagree in a figure")
+    reason: str | None = Field(
+        default=None,
+        max_length=32,
+        description="None: the totals use it; else why not (inconsistent, incomplete, "
+        "another_report_used)",
+    )
+    figures: dict[str, Any] = Field(
+        sa_type=JSONType,
+        description="Its protocol figures by the pivot's names (registered … valid, v1 … vn)",
+    )
 
 
 class FindingCritical(SQLModel, table=True):

@@ -14,6 +14,7 @@ computes everything from the reports, as it did before they were kept.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import uuid
@@ -31,6 +32,7 @@ from sqlalchemy import (
     func,
     literal,
     literal_column,
+    null,
     or_,
     select,
     true,
@@ -39,7 +41,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from api.checklist_schema import PROTOCOL_FIGURES, Protocol
-from api.services.findings.fold import FCNT, FCS, FS
+from api.services.findings.fold import FCNT, FCR, FS
 from api.services.findings.questions import published
 from api.services.findings.scope import FA, ST, Scope, applied_predicate, checklist_predicate
 from api.services.findings.stats import (
@@ -50,7 +52,7 @@ from api.services.findings.stats import (
     share_text,
     share_value,
 )
-from api.services.sql import among, dialect_insert
+from api.services.sql import dialect_insert
 from models import Mission
 from models.base import table_of, utcnow
 from models.views import (
@@ -105,10 +107,9 @@ def protocol_of(session: Session, mission_id: uuid.UUID) -> Protocol | None:
     return next((d.protocol for d in published(session, mission_id) if d.protocol), None)
 
 
-def _pivot(scope: Scope, protocol: Protocol, *where: Any) -> Any:
-    """One row per counting checklist of the scope that holds protocol figures (`where`:
-    narrower still)."""
-    return _pivot_where(protocol, applied_predicate(scope, phase=False), *where)
+def _pivot(scope: Scope, protocol: Protocol) -> Any:
+    """One row per counting checklist of the scope that holds protocol figures."""
+    return _pivot_where(protocol, applied_predicate(scope, phase=False))
 
 
 def _pivot_where(protocol: Protocol, *where: Any) -> Any:
@@ -231,6 +232,46 @@ def _disagree(checked: Checked) -> Any:
     return or_(*[func.max(r.c[f]) != func.min(r.c[f]) for f in checked.figures])
 
 
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """What the counting view lists a checked report for: SQL expressions over its row."""
+
+    fails: Any  # the checks it fails, bit i for the i-th of CHECKS
+    conflict: Any  # its station's reports disagree
+    included: Any  # the totals use it
+    reason: Any  # None when included, else why not
+
+
+def _listing(ch: Checked, c: Any) -> Listing:
+    """`c`: the reports the totals use (`_chosen`)."""
+    r = ch.rows
+    fails: Any = literal_column("0")
+    for bit, name in enumerate(CHECKS):
+        fails = fails + ch.flags[name] * (1 << bit)
+    conflicting = (
+        select(r.c.station_id).group_by(r.c.station_id).having(func.count() > 1, _disagree(ch))
+    )
+    included = r.c.checklist_id.in_(select(c.c.checklist_id))
+    reason = case(
+        (included, None),
+        (ch.inconsistent, "inconsistent"),
+        (ch.incomplete, "incomplete"),
+        else_="another_report_used",
+    )
+    return Listing(fails, r.c.station_id.in_(conflicting), included, reason)
+
+
+def _json_object(session: Session, values: dict[str, Any]) -> Any:
+    """A JSON object of these columns, built by the database (names are SQL literals:
+    PostgreSQL cannot type a bound name passed to `jsonb_build_object`)."""
+    pg = session.get_bind().dialect.name == "postgresql"
+    build = func.jsonb_build_object if pg else func.json_object
+    pairs: list[Any] = []
+    for name, value in values.items():
+        pairs += [literal_column(f"'{name}'"), value]
+    return build(*pairs)
+
+
 def _count_of(cond: Any) -> Any:
     return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
 
@@ -263,12 +304,10 @@ def _label(measure: str) -> str:
     return measure.replace(".", "_")
 
 
-def _station_counts(p: Any, n_opts: int, cfg: FindingsSettings) -> Any:
-    """Per station of the pivot, each counting measure (`_measures`, labelled with `_`
-    for `.`) and what the view's lists start from (`finding_count_station`'s columns)."""
-    ch = _checked(p, n_opts, cfg)
+def _station_counts(ch: Checked, c: Any, n_opts: int) -> Any:
+    """Per station of the checked reports, each counting measure (`_measures`, labelled
+    with `_` for `.`), `c` being the reports the totals use (`_chosen`)."""
     r = ch.rows
-    c = _chosen(r, ch.usable)
     per = (
         select(
             r.c.station_id,
@@ -295,7 +334,6 @@ def _station_counts(p: Any, n_opts: int, cfg: FindingsSettings) -> Any:
         select(
             per,
             case((c.c.checklist_id.is_not(None), 1), else_=0).label("chosen"),
-            c.c.checklist_id.label("chosen_checklist_id"),
             *[func.coalesce(c.c[f], 0).label(f"sum_{f}") for f in ch.figures],
             *sample,
         )
@@ -312,7 +350,7 @@ FIGURE_MAX_KEPT = 1_000_000
 # The kept figures' own version: raise it in a release that changes what they are (a
 # measure, a check, how a report is chosen), and the first fold after the upgrade counts
 # every mission's again (the view reads the reports until then).
-FIGURES_VERSION = 1
+FIGURES_VERSION = 2  # 2: the lists' reports kept (`finding_count_report`)
 KEY_PREFIX = f"v{FIGURES_VERSION}."  # each key starts with it: the fold finds the older ones
 KEYED_THRESHOLDS = (
     "issued_allowance",
@@ -370,7 +408,7 @@ def put_in(session: Session, plan: CountPlan, stations: Any, out: Any) -> None:
     m = plan.mission_id
     if plan.recount:
         session.execute(delete(FCNT).where(FCNT.c.mission_id == m))
-        session.execute(delete(FCS).where(FCS.c.mission_id == m))
+        session.execute(delete(FCR).where(FCR.c.mission_id == m))
         stmt = dialect_insert(session, FS).values(
             mission_id=m, version=0, folded_at=utcnow(), counting_key=plan.key
         )
@@ -392,7 +430,9 @@ def _count(session: Session, plan: CountPlan, stations: Any, out: Any, sign: int
     if stations is not None:
         ours = select(stations.c.station_id).where(stations.c.mission_id == m)
         where.append(FA.c.station_id.in_(ours))
-    wide = _station_counts(_pivot_where(plan.protocol, *where), n_opts, plan.cfg)
+    ch = _checked(_pivot_where(plan.protocol, *where), n_opts, plan.cfg)
+    c = _chosen(ch.rows, ch.usable)
+    wide = _station_counts(ch, c, n_opts)
     amounts = [
         select(wide.c.station_id, literal(measure), wide.c[_label(measure)] * sign)
         for measure in _measures(n_opts)
@@ -403,21 +443,25 @@ def _count(session: Session, plan: CountPlan, stations: Any, out: Any, sign: int
     if sign < 0:
         return
     if ours is not None:
-        session.execute(delete(FCS).where(FCS.c.station_id.in_(ours)))
+        session.execute(delete(FCR).where(FCR.c.station_id.in_(ours)))
+    listed = _listing(ch, c)
+    r = ch.rows
     session.execute(
-        FCS.insert().from_select(
-            ["station_id", "mission_id", "station_code", "reports", "failing", "excluded"]
-            + ["conflict", "chosen_checklist_id"],
+        FCR.insert().from_select(
+            ["checklist_id", "mission_id", "station_id", "station_code", "received_at"]
+            + ["review_state", "fails", "conflict", "reason", "figures"],
             select(
-                wide.c.station_id,
+                r.c.checklist_id,
                 literal(m),
+                r.c.station_id,
                 ST.c.code,
-                wide.c.reports,
-                wide.c.failing,
-                wide.c.reports - wide.c.chosen,
-                wide.c.conflict,
-                wide.c.chosen_checklist_id,
-            ).select_from(wide.join(ST, ST.c.id == wide.c.station_id)),
+                r.c.received_at,
+                r.c.review_state,
+                listed.fails,
+                listed.conflict,
+                listed.reason,
+                _json_object(session, {f: r.c[f] for f in ch.figures}),
+            ).select_from(r.join(ST, ST.c.id == r.c.station_id)),
         )
     )
 
@@ -561,20 +605,18 @@ def counting(
         ch = _checked(_pivot(scope, protocol), n_opts, cfg)
         c = _chosen(ch.rows, ch.usable)
         summary = _summary_of_reports(session, ch, c, random_sample)
+        lists = _lists(session, c, ch)
     else:
         summary = _summary_of_kept(counted, n_opts)
         if not random_sample:
             summary["sample"] = None
-        # The lists read only the stations they show (`_listed`).
-        ch = _checked(_pivot(scope, protocol, _listed(session, scope)), n_opts, cfg)
-        c = _chosen(ch.rows, ch.usable)
+        lists = _kept_lists(session, scope)
     reports = summary["reports"]
     checks = [
         CountingCheck(check=name, rule=CHECKS[name], failed=failed, checked=reports)
         for name, failed in zip(CHECKS, summary["failed"], strict=True)
     ]
     option_codes = protocol.options
-    lists = _lists(session, c, ch)
     conflicts = _conflicts(lists["conflicts"], option_codes)
     failing = [
         FailingReport(
@@ -611,53 +653,55 @@ def counting(
     )
 
 
-def _listed(session: Session, scope: Scope) -> Any:
-    """The reports the view's lists can show, from `finding_count_station`: every report
-    of the first stations (by code) whose reports fill each list, failing, conflicting
-    or left out of the totals, up to LIST_LIMIT of them; and the report the totals use
-    of the first LIST_LIMIT stations that have one. A condition on the pivot's rows.
-    Each list's stations come in code order from an index of their own, so a list that
-    is nearly empty does not read every station of the mission."""
-    in_scope = checklist_predicate(scope, cl=FCS, phase=False, versions="applied")
-    # `> 0` written as in the partial indexes' predicates, not as a bound parameter: any
-    # plan of the statement, a generic one too (were statements prepared), can use them.
-    zero: Any = literal_column("0")
-    reports_of: dict[str, tuple[Any, Any]] = {  # the rows a station adds, and which it is
-        "failing": (FCS.c.failing, FCS.c.failing > zero),
-        "conflicts": (FCS.c.reports, FCS.c.conflict > zero),
-        "excluded": (FCS.c.excluded, FCS.c.excluded > zero),
-        "included": (literal_column("1"), FCS.c.chosen_checklist_id.is_not(None)),
+def _kept_lists(session: Session, scope: Scope) -> dict[str, list[Any]]:
+    """The view's lists from the reports the fold keeps (`finding_count_report`, with
+    their figures): each list's first LIST_LIMIT reports from an index of its own, in
+    order of station and arrival. As `_lists` gives them."""
+    in_scope = checklist_predicate(scope, cl=FCR, phase=False, versions="applied")
+    # Written as the partial indexes' predicates (`COUNT_LISTS`), not with bound
+    # parameters: any plan of the statement, a generic one too, can use them.
+    kinds: dict[str, Any] = {
+        "failing": FCR.c.fails != literal_column("0"),
+        "conflicts": FCR.c.conflict,
+        "included": FCR.c.reason.is_(None),
+        "excluded": FCR.c.reason.is_not(None),
     }
+    shown = {"failing", "conflicts"}  # the lists that show the reports' figures
     firsts = [
         select(
             literal(kind).label("list"),
-            FCS.c.station_id,
-            FCS.c.chosen_checklist_id,
-            rows.label("rows"),
-            FCS.c.station_code,
+            FCR.c.checklist_id,
+            FCR.c.station_code.label("station"),
+            FCR.c.received_at,
+            FCR.c.review_state,
+            FCR.c.fails,
+            FCR.c.reason,
+            FCR.c.figures if kind in shown else cast(null(), FCR.c.figures.type).label("figures"),
         )
         .where(in_scope, which)
-        .order_by(FCS.c.station_code)
+        .order_by(FCR.c.station_code, FCR.c.received_at, FCR.c.checklist_id)
         .limit(LIST_LIMIT)
         .subquery(kind)
-        for kind, (rows, which) in reports_of.items()
+        for kind, which in kinds.items()
     ]
-    shown: dict[str, int] = dict.fromkeys(reports_of, 0)
-    stations, chosen = set(), set()
-    for kind, station_id, chosen_id, rows, _ in session.execute(
-        union_all(*[select(f) for f in firsts]).order_by("list", "station_code")
-    ):
-        if shown[kind] >= LIST_LIMIT:
-            continue
-        shown[kind] += rows
-        if kind == "included":
-            chosen.add(chosen_id)
-        else:
-            stations.add(station_id)
-    return or_(
-        among(session, FA.c.station_id, list(stations)),
-        among(session, FA.c.checklist_id, list(chosen)),
-    )
+    out: dict[str, list[Any]] = {kind: [] for kind in kinds}
+    result = session.execute(union_all(*[select(f) for f in firsts]))
+    names = list(result.keys())
+    for row in result.all():
+        listed = dict(zip(names, row, strict=True))
+        listed.update(_fail_flags(listed["fails"]))
+        if listed["figures"] is not None:
+            listed.update(listed["figures"])
+        out[listed["list"]].append(listed)
+    for rows in out.values():
+        rows.sort(key=lambda r: (r["station"], r["received_at"], r["checklist_id"]))
+    return out
+
+
+@functools.cache
+def _fail_flags(fails: int) -> dict[str, bool]:
+    """A kept report's `fails` bits as the `fail_<check>` flags of a checked pivot row."""
+    return {f"fail_{name}": bool(fails >> bit & 1) for bit, name in enumerate(CHECKS)}
 
 
 def _lists(session: Session, c: Any, ch: Checked) -> dict[str, list[Any]]:
@@ -667,28 +711,18 @@ def _lists(session: Session, c: Any, ch: Checked) -> dict[str, list[Any]]:
     `reason`). A report is read once, with a running count per list it belongs to, and
     leaves the database if it is among the first LIST_LIMIT of one of them. (A branch per
     list sorted, limited and looked up every station again for each list.)"""
-    p = ch.rows
-    conflicting = (
-        select(p.c.station_id).group_by(p.c.station_id).having(func.count() > 1, _disagree(ch))
-    )
-    included = p.c.checklist_id.in_(select(c.c.checklist_id))
-    reason = case(
-        (included, None),
-        (ch.inconsistent, "inconsistent"),
-        (ch.incomplete, "incomplete"),
-        else_="another_report_used",
-    )
+    p, listed = ch.rows, _listing(ch, c)
     kinds = {
         "failing": ch.failing,
-        "conflicts": p.c.station_id.in_(conflicting),
-        "included": included,
-        "excluded": ~included,
+        "conflicts": listed.conflict,
+        "included": listed.included,
+        "excluded": ~listed.included,
     }
     member = (
         select(
             p,  # with its `fail_` columns
             ST.c.code.label("station"),
-            reason.label("reason"),
+            listed.reason.label("reason"),
             *[case((where, 1), else_=0).label(f"in_{kind}") for kind, where in kinds.items()],
         )
         .select_from(p.join(ST, ST.c.id == p.c.station_id))

@@ -72,7 +72,7 @@ from models import (
     ChecklistChange,
     FindingArrival,
     FindingCount,
-    FindingCountStation,
+    FindingCountReport,
     FindingCritical,
     FindingFold,
     FindingIncident,
@@ -88,7 +88,7 @@ AN = table_of(Answer)
 CHG = table_of(ChecklistChange)
 FC = table_of(FindingCritical)
 FCNT = table_of(FindingCount)
-FCS = table_of(FindingCountStation)
+FCR = table_of(FindingCountReport)
 FAR = table_of(FindingArrival)
 FF = table_of(FindingFold)
 FI = table_of(FindingIncident)
@@ -1279,7 +1279,7 @@ def rebuild(session: Session) -> FoldResult:
     hand): its first `FOLD_LIMIT` changes here, the rest by the folds that follow."""
     if not _lock(session):  # taken again by fold(): advisory locks nest in a session
         return FoldResult(folded=False)
-    for table in (FT, FA, FC, FV, FI, FAR, FCNT, FCS, plans.FOP, plans.FTP):
+    for table in (FT, FA, FC, FV, FI, FAR, FCNT, FCR, plans.FOP, plans.FTP):
         session.execute(delete(table))
     session.execute(
         update(FS).values(
