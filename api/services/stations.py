@@ -14,7 +14,7 @@ from sqlmodel import col
 
 from api.errors import Invalid, NotFound
 from api.sanitize import CsvReader
-from api.services.findings.fold import moving_stations
+from api.services.findings.fold import bump_versions, moving_stations
 from api.services.sql import insert_ignore, upsert
 from models import Location, LocationKind, Station
 from models.base import new_id, table_of, utcnow
@@ -231,6 +231,8 @@ def upsert_stations(
                 ["mission_id", "code"],
                 ["location_id", "region_id", "abroad", "updated_at", *STATION_FIELDS],
             )
+    if rows:  # the deployment plan changed: coverage and the statement are due again
+        bump_versions(session, [mission_id])
     return report
 
 

@@ -996,8 +996,8 @@ def test_postgresql_sessions_compile_no_jit(session: Any) -> None:
 
 def test_coverage_follows_a_changed_plan_before_any_checklist(client: Any, session: Any) -> None:
     """The deployment plan changes the week before, when no checklist moves the data
-    version: a reassigned observer (as many stations as before) and a moved team show at
-    once, not when the first checklist arrives."""
+    version: a reassigned observer (as many stations as before), a moved team and a new
+    station show at once, not when the first checklist arrives."""
     # Views served from the cache while their data version and plan are the same.
     cached = Settings(findings_max_lag_s=0, findings_cache_s=0)
     mission, admin = make_mission(session)
@@ -1026,3 +1026,13 @@ def test_coverage_follows_a_changed_plan_before_any_checklist(client: Any, sessi
     assert r.status_code == 200, r.text
     moved = coverage()["teams_missing"]["data"]
     assert [(t["team"], t["missing_stations"]) for t in moved] == [("Team 2", ["S-2"])]
+
+    # Stations imported or changed move the data version too: a new station counts.
+    def stations() -> int:
+        return sum(r["stations"] for r in coverage()["regions"])
+
+    assert stations() == 2
+    station = {"code": "S-3", "name": "S-3", "region": "Astana", "district": "Esil district"}
+    r = client.put(f"/missions/{mission.id}/stations", json=station, headers=headers)
+    assert r.status_code == 200, r.text
+    assert stations() == 3

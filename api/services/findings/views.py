@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import orjson
 from pydantic import BaseModel
-from sqlalchemy import case, delete, func, literal, select, text, update
+from sqlalchemy import case, delete, literal, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -38,7 +38,7 @@ from api.services.findings import fold as fold_service
 from api.services.findings import gate, sections
 from api.services.findings import questions as question_service
 from api.services.findings.freshness import REPLICA_LAG, lag_seconds
-from api.services.findings.scope import ST, Filters, Scope, resolve
+from api.services.findings.scope import Filters, Scope, resolve
 from api.services.findings.stats import FindingsSettings, read_settings
 from api.services.sql import upsert
 from models import Assignment, FindingCache, FindingState, Mission
@@ -133,7 +133,6 @@ def statement(ctx: Context) -> StatementSection:
 
 
 SECTIONS = ("findings", "coverage", "incidents", "critical", "counting")  # the statement's
-PLANNED = ("coverage", "statement")  # views that also depend on the deployment plan
 VIEWS: dict[str, Callable[[Context], BaseModel]] = {
     "findings": findings,
     "coverage": coverage,
@@ -204,17 +203,6 @@ def ensure_fresh(session: Session, settings: Settings, write: Session | None = N
         # End the read transaction so that the reads below see what the fold committed
         # (SQLite keeps a read snapshot for the whole transaction).
         session.commit()
-
-
-def _plan_fingerprint(session: Session, mission_id: uuid.UUID) -> list[Any]:
-    """Coverage also depends on the deployment plan, which the change outbox does not see."""
-    assignments = session.scalar(
-        select(func.count()).select_from(ASG).where(ASG.c.mission_id == mission_id)
-    )
-    stations = session.execute(
-        select(func.count(), func.max(ST.c.updated_at)).where(ST.c.mission_id == mission_id)
-    ).one()
-    return [assignments, stations[0], stations[1].isoformat() if stations[1] else None]
 
 
 def on_replica(settings: Settings, write: Session | None) -> bool:
@@ -313,7 +301,6 @@ def get_view(
     ctx = _context(session, mission, mission_id, filters, language)
     lang, config, problems = ctx.language, ctx.config, ctx.settings_problems
     version = mission.version or 0
-    plan = _plan_fingerprint(session, mission_id) if name in PLANNED else None
 
     def key_of(view: str) -> str:
         parts: list[Any] = [
@@ -324,8 +311,6 @@ def get_view(
             mission.sampling,
             mission.settings,
         ]
-        if view in PLANNED:
-            parts.append(plan)
         return hashlib.sha256(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)).hexdigest()[:40]
 
     key = key_of(name)
