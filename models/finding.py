@@ -62,8 +62,8 @@ class FindingApplied(SQLModel, table=True):
 
     __tablename__ = "finding_applied"
     __table_args__ = (
-        # A station's rows of one phase: the fold's reread of a batch's stations, and the
-        # counting view's lists (the closing reports of the stations they show).
+        # A station's rows of one phase: the fold's reread of a batch's stations and of
+        # their counting reports.
         Index("ix_finding_applied_station_id_phase", "station_id", "phase"),
         # Also the incidents view's newest reports first.
         Index(
@@ -182,12 +182,14 @@ class FindingCount(SQLModel, table=True):
 
 
 # The counting view's lists, each a partial index of `finding_count_report` in the lists'
-# order (station code, arrival, id): condition, and the name of its index.
+# order (station code, arrival, id): the name of its index, and its condition on
+# PostgreSQL and on SQLite, written as each database is asked it (SQLite has no boolean
+# type: SQLAlchemy asks `conflict = 1`, and SQLite uses an index only for its own terms).
 COUNT_LISTS = {
-    "failing": "fails <> 0",
-    "conflicts": "conflict",
-    "included": "reason IS NULL",
-    "excluded": "reason IS NOT NULL",
+    "failing": ("fails <> 0", "fails <> 0"),
+    "conflicts": ("conflict", "conflict = 1"),
+    "included": ("reason IS NULL", "reason IS NULL"),
+    "excluded": ("reason IS NOT NULL", "reason IS NOT NULL"),
 }
 
 
@@ -208,10 +210,10 @@ class FindingCountReport(SQLModel, table=True):
                 "station_code",
                 "received_at",
                 "checklist_id",
-                postgresql_where=text(where),
-                sqlite_where=text(where),
+                postgresql_where=text(pg_where),
+                sqlite_where=text(sqlite_where),
             )
-            for name, where in COUNT_LISTS.items()
+            for name, (pg_where, sqlite_where) in COUNT_LISTS.items()
         ],
     )
 

@@ -27,12 +27,13 @@ down_revision: str | None = "0023"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# Each list's condition, as `models.finding.COUNT_LISTS` has it when this was written.
+# Each list's condition on PostgreSQL and SQLite, as `models.finding.COUNT_LISTS` has it
+# when this was written.
 LISTS = {
-    "failing": "fails <> 0",
-    "conflicts": "conflict",
-    "included": "reason IS NULL",
-    "excluded": "reason IS NOT NULL",
+    "failing": ("fails <> 0", "fails <> 0"),
+    "conflicts": ("conflict", "conflict = 1"),
+    "included": ("reason IS NULL", "reason IS NULL"),
+    "excluded": ("reason IS NOT NULL", "reason IS NOT NULL"),
 }
 STATION_LISTS = ("failing", "excluded", "conflict")  # 0022's partial indexes
 
@@ -53,13 +54,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("checklist_id"),
     )
     op.create_index("ix_finding_count_report_station_id", "finding_count_report", ["station_id"])
-    for name, where in LISTS.items():
+    for name, (pg_where, sqlite_where) in LISTS.items():
         op.create_index(
             f"ix_finding_count_report_{name}",
             "finding_count_report",
             ["mission_id", "station_code", "received_at", "checklist_id"],
-            postgresql_where=sa.text(where),
-            sqlite_where=sa.text(where),
+            postgresql_where=sa.text(pg_where),
+            sqlite_where=sa.text(sqlite_where),
         )
     _drop_station_table()
     # Counted again by the next fold, into the new table.

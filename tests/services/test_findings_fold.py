@@ -218,8 +218,10 @@ def _folded_counting(session: Any, mission_id: uuid.UUID) -> tuple[Any, Any]:
 def test_folded_tallies_equal_a_full_recompute_after_random_changes(
     client: Any, session: Any, seed: int, monkeypatch: Any
 ) -> None:
-    # Lists of two: the counting view's lists start from the first stations that fill them.
+    # Lists of two: the counting view's lists are each report's first ones; and each
+    # report's figures kept as a JSON object built in parts, as a long ballot's are.
     monkeypatch.setattr(counting_service, "LIST_LIMIT", 2)
+    monkeypatch.setattr(counting_service, "JSON_PAIRS", 3)
     rng = random.Random(seed)
     mission, _ = make_mission(session)
     for code, place in PLACES:

@@ -4,8 +4,8 @@ station, vote totals (one report per station) and, for random samples, a quick c
 The checks follow the observation-method reference; each is a SQL expression over the
 protocol figures pivoted per counting checklist, so only failing reports leave the database.
 
-The fold keeps the view's figures (`finding_count`, per tree node) and per station what its
-lists start from (`finding_count_station`), counted with these same expressions per
+The fold keeps the view's figures (`finding_count`, per tree node) and per report what the
+lists show it for (`finding_count_report`), counted with these same expressions per
 station: `take_out` before a batch changes a station's reports, `put_in` after. The view
 reads them while they are counted by the mission's current protocol and thresholds
 (`counting_key`) and the filters are the tallies' own (place, in-country/abroad); else it
@@ -29,6 +29,7 @@ from sqlalchemy import (
     case,
     cast,
     delete,
+    exists,
     func,
     literal,
     literal_column,
@@ -261,15 +262,26 @@ def _listing(ch: Checked, c: Any) -> Listing:
     return Listing(fails, r.c.station_id.in_(conflicting), included, reason)
 
 
+JSON_PAIRS = 40  # name-value pairs per call: PostgreSQL takes at most 100 arguments
+
+
 def _json_object(session: Session, values: dict[str, Any]) -> Any:
     """A JSON object of these columns, built by the database (names are SQL literals:
-    PostgreSQL cannot type a bound name passed to `jsonb_build_object`)."""
+    PostgreSQL cannot type a bound name passed to `jsonb_build_object`). A ballot of many
+    options is built in parts of JSON_PAIRS, merged (`||`, SQLite's `json_patch`)."""
     pg = session.get_bind().dialect.name == "postgresql"
     build = func.jsonb_build_object if pg else func.json_object
-    pairs: list[Any] = []
-    for name, value in values.items():
-        pairs += [literal_column(f"'{name}'"), value]
-    return build(*pairs)
+    items = list(values.items())
+    parts = []
+    for at in range(0, len(items), JSON_PAIRS):
+        pairs: list[Any] = []
+        for name, value in items[at : at + JSON_PAIRS]:
+            pairs += [literal_column(f"'{name}'"), value]
+        parts.append(build(*pairs))
+    merged: Any = parts[0]
+    for part in parts[1:]:
+        merged = merged.op("||")(part) if pg else func.json_patch(merged, part)
+    return merged
 
 
 def _count_of(cond: Any) -> Any:
@@ -403,8 +415,8 @@ def take_out(session: Session, plan: CountPlan, stations: Any, out: Any) -> None
 
 def put_in(session: Session, plan: CountPlan, stations: Any, out: Any) -> None:
     """After a batch is applied: its `stations`' counting figures into `out`, and their
-    rows of `finding_count_station`; or, when the kept figures are by another key, every
-    station of the mission, counted afresh."""
+    reports' rows of `finding_count_report`; or, when the kept figures are by another key,
+    every station of the mission, counted afresh."""
     m = plan.mission_id
     if plan.recount:
         session.execute(delete(FCNT).where(FCNT.c.mission_id == m))
@@ -610,7 +622,7 @@ def counting(
         summary = _summary_of_kept(counted, n_opts)
         if not random_sample:
             summary["sample"] = None
-        lists = _kept_lists(session, scope)
+        lists = _kept_lists(session, scope, counting_key(protocol, cfg))
     reports = summary["reports"]
     checks = [
         CountingCheck(check=name, rule=CHECKS[name], failed=failed, checked=reports)
@@ -653,16 +665,22 @@ def counting(
     )
 
 
-def _kept_lists(session: Session, scope: Scope) -> dict[str, list[Any]]:
+def _kept_lists(session: Session, scope: Scope, key: str) -> dict[str, list[Any]]:
     """The view's lists from the reports the fold keeps (`finding_count_report`, with
     their figures): each list's first LIST_LIMIT reports from an index of its own, in
     order of station and arrival. As `_lists` gives them."""
     in_scope = checklist_predicate(scope, cl=FCR, phase=False, versions="applied")
+    # Counted by the key the figures were read by (`_kept`): a recount under new
+    # thresholds committed in between leaves the lists empty until the next compute.
+    current = select(FS.c.mission_id).where(
+        FS.c.mission_id == scope.mission_id, FS.c.counting_key == key
+    )
+    in_scope = and_(in_scope, exists(current))
     # Written as the partial indexes' predicates (`COUNT_LISTS`), not with bound
     # parameters: any plan of the statement, a generic one too, can use them.
     kinds: dict[str, Any] = {
         "failing": FCR.c.fails != literal_column("0"),
-        "conflicts": FCR.c.conflict,
+        "conflicts": FCR.c.conflict,  # SQLite's `conflict = 1`
         "included": FCR.c.reason.is_(None),
         "excluded": FCR.c.reason.is_not(None),
     }
