@@ -41,7 +41,7 @@ from api.services.findings.freshness import REPLICA_LAG, lag_seconds
 from api.services.findings.scope import Filters, Scope, resolve
 from api.services.findings.stats import FindingsSettings, read_settings
 from api.services.sql import upsert
-from models import Assignment, FindingCache, FindingState, Mission
+from models import FindingCache, FindingState, Mission
 from models.base import table_of, utcnow
 from models.views import (
     CountingSection,
@@ -55,7 +55,6 @@ from models.views import (
 log = logging.getLogger("pollcheck.findings")
 FCACHE = table_of(FindingCache)
 FS = table_of(FindingState)
-ASG = table_of(Assignment)
 MISSION = table_of(Mission)
 CACHE_KEEP = timedelta(hours=1)
 COST_REUSE_MAX_S = 60.0  # a slow view is at most a minute behind the data
