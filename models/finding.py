@@ -196,8 +196,8 @@ COUNT_LISTS = {
 class FindingCountReport(SQLModel, table=True):
     """Per counting report that counts, what the counting view lists it for, checked by
     the mission's protocol and thresholds (`finding_state.counting_key`): the checks it
-    fails, whether its station's reports disagree, and whether the totals use it or why
-    not. Kept by the fold with `finding_count`, station by station, so that each list's
+    fails, whether its station's reports disagree, whether the totals use it or why not,
+    and its figures. Kept by the fold with `finding_count`, station by station, so that each list's
     first reports come from an index of their own, however many reports the mission has."""
 
     __tablename__ = "finding_count_report"

@@ -233,6 +233,14 @@ def _disagree(checked: Checked) -> Any:
     return or_(*[func.max(r.c[f]) != func.min(r.c[f]) for f in checked.figures])
 
 
+def _conflicting(checked: Checked) -> Any:
+    """The stations with more than one report, whose reports disagree."""
+    r = checked.rows
+    return (
+        select(r.c.station_id).group_by(r.c.station_id).having(func.count() > 1, _disagree(checked))
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Listing:
     """What the counting view lists a checked report for: SQL expressions over its row."""
@@ -249,9 +257,6 @@ def _listing(ch: Checked, c: Any) -> Listing:
     fails: Any = literal_column("0")
     for bit, name in enumerate(CHECKS):
         fails = fails + ch.flags[name] * (1 << bit)
-    conflicting = (
-        select(r.c.station_id).group_by(r.c.station_id).having(func.count() > 1, _disagree(ch))
-    )
     included = r.c.checklist_id.in_(select(c.c.checklist_id))
     reason = case(
         (included, None),
@@ -259,7 +264,7 @@ def _listing(ch: Checked, c: Any) -> Listing:
         (ch.incomplete, "incomplete"),
         else_="another_report_used",
     )
-    return Listing(fails, r.c.station_id.in_(conflicting), included, reason)
+    return Listing(fails, r.c.station_id.in_(_conflicting(ch)), included, reason)
 
 
 JSON_PAIRS = 40  # name-value pairs per call: PostgreSQL takes at most 100 arguments
@@ -539,9 +544,7 @@ def _summary_of_reports(
     computes it again: a third of a second at 100,000 checklists)."""
     flags = list(ch.flags.values())
     r = ch.rows
-    conflicting = (
-        select(r.c.station_id).group_by(r.c.station_id).having(func.count() > 1, _disagree(ch))
-    ).subquery("conflicting")
+    conflicting = _conflicting(ch).subquery("conflicting")
     parts = [
         select(
             func.count(),
@@ -711,9 +714,14 @@ def _kept_lists(session: Session, scope: Scope, key: str) -> dict[str, list[Any]
         if listed["figures"] is not None:
             listed.update(listed["figures"])
         out[listed["list"]].append(listed)
-    for rows in out.values():
+    return _in_order(out)
+
+
+def _in_order(lists: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """Each list in order of station, arrival and id."""
+    for rows in lists.values():
         rows.sort(key=lambda r: (r["station"], r["received_at"], r["checklist_id"]))
-    return out
+    return lists
 
 
 @functools.cache
@@ -762,9 +770,7 @@ def _lists(session: Session, c: Any, ch: Checked) -> dict[str, list[Any]]:
         for kind in kinds:
             if row[f"in_{kind}"] == 1 and row[f"at_{kind}"] <= LIST_LIMIT:
                 out[kind].append(row)
-    for rows in out.values():
-        rows.sort(key=lambda r: (r["station"], r["received_at"], r["checklist_id"]))
-    return out
+    return _in_order(out)
 
 
 def _inclusion(lists: dict[str, list[Any]], counts: tuple[int, int, int, int]) -> CountingInclusion:
