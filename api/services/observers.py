@@ -75,8 +75,8 @@ def station_ids(session: Session, mission_id: uuid.UUID, codes: list[str]) -> di
 
 
 def plan_changed(session: Session, mission_id: uuid.UUID) -> None:
-    """The deployment plan changed: coverage (missing teams and observers) is due again,
-    even before any checklist moves the data version."""
+    """The deployment plan, or an observer's name, changed: coverage (missing teams and
+    observers, by name) is due again, even before any checklist moves the data version."""
     from api.services.findings.fold import bump_versions  # the fold imports the services
 
     bump_versions(session, [mission_id])
@@ -128,7 +128,8 @@ def create_or_update(
     session: Session, mission_id: uuid.UUID, body: ObserverCreate, announce: bool = True
 ) -> tuple[Observer, bool]:
     """Upsert by the observer's code; the station list replaces the previous plan. Also
-    whether the plan changed (its stations or team; with `announce`, the views are due)."""
+    whether what coverage shows of it changed (its stations, team or name; with
+    `announce`, the views are due)."""
     # Locked: the team it may leave is read here, and no other change may move it meanwhile.
     obs = session.scalar(
         select(Observer)
@@ -137,6 +138,7 @@ def create_or_update(
     )
     tid = team_id(session, mission_id, body.team)
     moved = obs is not None and obs.team_id != tid
+    renamed = obs is not None and obs.name != body.name
     if obs is not None and moved:
         _replanned(session, mission_id, obs.id, left_team=obs.team_id or obs.id)
     if obs is None:
@@ -153,9 +155,9 @@ def create_or_update(
         obs.name, obs.phone, obs.language, obs.team_id = body.name, body.phone, body.language, tid
     session.flush()
     changed = set_assignments(session, mission_id, obs.id, body.stations, announce=False)
-    if (changed or moved) and announce:
+    if (changed or moved or renamed) and announce:
         plan_changed(session, mission_id)
-    return obs, changed or moved
+    return obs, changed or moved or renamed
 
 
 def get(
@@ -184,6 +186,8 @@ def update(
             _replanned(session, mission_id, obs.id, left_team=obs.team_id or obs.id)
             plan_changed(session, mission_id)  # teams_missing counts per team
         obs.team_id = tid
+    if data.get("name", obs.name) != obs.name:
+        plan_changed(session, mission_id)  # coverage names its missing observers
     for k, v in data.items():
         setattr(obs, k, v)
     session.flush()

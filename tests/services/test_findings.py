@@ -1033,6 +1033,21 @@ def test_coverage_follows_a_changed_plan_before_any_checklist(client: Any, sessi
     moved = coverage()["teams_missing"]["data"]
     assert [(t["team"], t["missing_stations"]) for t in moved] == [("Team 2", ["S-2"])]
 
+    # Coverage names its missing observers: a new name shows at once, whether set alone
+    # or by the observer's upsert.
+    def names() -> list[str]:
+        return [o["name"] for o in coverage()["observers_missing"]["data"]]
+
+    r = client.patch(
+        f"/missions/{mission.id}/observers/{obs.id}", json={"name": "Aigerim"}, headers=headers
+    )
+    assert r.status_code == 200, r.text
+    assert names() == ["Aigerim"]
+    upsert = {"code": "O-1", "name": "Aigerim B.", "team": "Team 2", "stations": ["S-2"]}
+    r = client.post(f"/missions/{mission.id}/observers", json=upsert, headers=headers)
+    assert r.status_code in (200, 201), r.text
+    assert names() == ["Aigerim B."]
+
     # Stations imported or changed move the data version too: a new station counts.
     def stations() -> int:
         return sum(r["stations"] for r in coverage()["regions"])
