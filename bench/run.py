@@ -490,23 +490,28 @@ def wait_caught_up(base: str, world: World, limit_s: float = 600.0) -> float:
     raise SystemExit(f"the findings did not catch up with the preload within {limit_s:.0f} s")
 
 
-def server_rss_mb(root_pid: int) -> float:
-    """Resident memory of the server: the uvicorn supervisor and its workers."""
-    total = 0
+def rss_by_process_mb(root_pid: int) -> dict[int, float]:
+    """Resident memory (MB) of the uvicorn supervisor and of each of its workers, by pid."""
     pids = [root_pid]
     try:
         children = Path(f"/proc/{root_pid}/task/{root_pid}/children").read_text().split()
         pids += [int(c) for c in children]
     except OSError:
         pass
+    rss: dict[int, float] = {}
     for pid in pids:
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
+                    rss[pid] = int(line.split()[1]) / 1024
         except OSError:
             pass
-    return total / 1024
+    return rss
+
+
+def server_rss_mb(root_pid: int) -> float:
+    """Resident memory of the server: the uvicorn supervisor and its workers."""
+    return sum(rss_by_process_mb(root_pid).values())
 
 
 def _ticks(pid: str) -> tuple[str, int, int] | None:
@@ -586,7 +591,7 @@ def cpu_split(
 class Samples:
     findings: list[tuple[float, float, int]] = field(default_factory=list)  # (t, ms, counted)
     truth: list[tuple[float, int]] = field(default_factory=list)  # (t, checklists stored)
-    rss: list[float] = field(default_factory=list)
+    rss: list[tuple[float, float]] = field(default_factory=list)  # server, largest worker
     not_modified: list[float] = field(default_factory=list)  # when a 304 came back
     errors: int = 0
     views: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # (t, ms)
@@ -696,7 +701,9 @@ def poll(
             while not stop.is_set():
                 n = conn.execute("SELECT last_value FROM checklist_change_id_seq").fetchone()
                 samples.truth.append((time.time(), base + (int(n[0]) - first if n else 0)))
-                samples.rss.append(server_rss_mb(pid))
+                rss = rss_by_process_mb(pid)
+                workers = [mb for p, mb in rss.items() if p != pid]
+                samples.rss.append((sum(rss.values()), max(workers, default=0.0)))
                 stop.wait(0.1)
 
     def views() -> None:
@@ -1121,7 +1128,8 @@ def main() -> None:
         "findings_304": sum(start <= t <= end for t in samples.not_modified),
         "findings_errors": samples.errors,
         "findings_max_staleness_s": round(staleness(samples, start, caught_up), 2),
-        "peak_rss_mb": round(max(samples.rss), 1) if samples.rss else None,
+        "peak_rss_mb": round(max(total for total, _ in samples.rss), 1) if samples.rss else None,
+        "peak_worker_rss_mb": round(max(w for _, w in samples.rss), 1) if samples.rss else None,
         "db_floor_per_s": round(floor, 1),
         "intake_vs_floor": round(intake / floor, 3) if floor == floor and floor else None,
         "initial_fold_s": round(initial_fold_s, 1),
