@@ -235,3 +235,38 @@ def test_a_process_works_on_as_many_requests_at_once_as_its_pool_has_connections
             lambda: anyio.to_thread.current_default_thread_limiter().total_tokens
         )
     assert tokens == get_settings().db_pool_size
+
+
+def test_a_view_is_computed_from_one_snapshot_of_the_data(
+    fresh: None, client: Any, session: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A compute reads in several statements (the counting view: its totals, then its
+    lists). A fold committed between two of them must not show in one and not the other:
+    here a change committed by another transaction during the compute is not seen by
+    the compute's later statements."""
+    from sqlalchemy import select, update
+
+    from api.db import session_scope
+    from api.services.findings import views
+    from models import Mission
+
+    mission, observer, viewer = _mission(client, session)
+    post(client, observer, "S-1", "incident")
+    names: list[str] = []
+    computed = views.VIEWS["incidents"]
+
+    def during(ctx: Any) -> Any:
+        def name() -> str:
+            return ctx.session.scalar(select(Mission.name).where(Mission.id == mission.id))
+
+        names.append(name())
+        with session_scope() as other:  # committed while the compute runs
+            other.execute(update(Mission).where(Mission.id == mission.id).values(name="Renamed"))
+        names.append(name())
+        return computed(ctx)
+
+    monkeypatch.setitem(views.VIEWS, "incidents", during)
+    r = client.get(f"/missions/{mission.id}/findings/incidents", headers=auth(viewer))
+    assert r.status_code == 200, r.text
+    assert names == [mission.name, mission.name]
+    assert client.get(f"/missions/{mission.id}", headers=auth(viewer)).json()["name"] == "Renamed"

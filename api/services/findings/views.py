@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from api import ratelimit
 from api.config import Settings
+from api.db import autocommits
 from api.errors import NotFound, TooManyRequests
 from api.services.findings import counting as counting_service
 from api.services.findings import fold as fold_service
@@ -254,7 +255,9 @@ def compute(
 ) -> BaseModel:
     """One view's section computed afresh, past the cache (`make bench` times this)."""
     mission = _mission(session, mission_id)
-    return VIEWS[name](_context(session, mission, mission_id, filters, language))
+    ctx = _context(session, mission, mission_id, filters, language)
+    with one_snapshot(session):
+        return VIEWS[name](ctx)
 
 
 def compute_as(
@@ -401,7 +404,8 @@ def get_view(
                     raise gate.Busy()
                 return _served(again, lag)
             started = time.perf_counter()
-            section = VIEWS[name](ctx)
+            with one_snapshot(session):
+                section = VIEWS[name](ctx)
             as_of = min([(version, now), *behind])  # the statement's oldest section
             view = made(name, section, as_of)
             _store(mission_id, key, as_of[0], now, view, _ms_since(started))
@@ -410,6 +414,33 @@ def get_view(
         if cached is None:
             raise
         return _served(cached, lag)  # a view a little behind beats none
+
+
+@contextmanager
+def one_snapshot(session: Session) -> Iterator[None]:
+    """Every statement of a view's compute sees the same data. A compute reads in several
+    statements (the counting view: its totals, then its lists), and a fold committed
+    between two of them would show in one and not the other until the view is due again.
+    But a read session takes a snapshot per statement: on PostgreSQL it autocommits
+    (`api.db`), which suits a poll answered from the cache, and SQLite's driver begins a
+    transaction only before a write. So a compute runs in one transaction: on PostgreSQL
+    the session hands its connection back and takes one in REPEATABLE READ (the pool
+    sets it back afterwards); on SQLite it begins one. A session already in a
+    transaction of its own (an export's, or one that wrote) is left as it is."""
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    if sqlite:
+        if session.connection().connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
+            yield
+            return
+        session.execute(text("BEGIN"))
+    elif autocommits(session):
+        session.commit()  # an autocommit session's commit makes no round trip
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    else:
+        yield
+        return
+    yield
+    session.commit()  # read only: it ends the snapshot (and keeps what the session loaded)
 
 
 def _cached(session: Session, mission_id: uuid.UUID, key: str, known: list[str] | None) -> Any:
