@@ -279,10 +279,11 @@ class FindingIncident(SQLModel, table=True):
 
 
 class FindingArrival(SQLModel, table=True):
-    """Checklists as they first arrived (counted or not), per region, UTC hour and phase,
-    for the hours that are over (before the mission's `finding_state.arrivals_through`):
-    coverage's arrivals per hour read these and count only the hours since from the
-    checklists. The fold adds each hour once no checklist can still arrive in it."""
+    """Checklists as they first arrived (counted or not), per region, UTC hour and phase:
+    coverage's arrivals per hour read these. The fold adds each new checklist as its
+    cursor passes the checklist's outbox row (so exactly once, however often a change
+    past a gap is looked at), and counts a mission's checklists afresh while its
+    `finding_state.arrivals_counted` is not set."""
 
     __tablename__ = "finding_arrival"
 
@@ -318,10 +319,10 @@ class FindingState(SQLModel, table=True):
         description="The protocol and thresholds `finding_count` is counted by (a digest); "
         "none until the fold counts the mission, or after they changed",
     )
-    arrivals_through: datetime | None = Field(
-        default=None,
-        sa_type=UTCDateTime,
-        description="`finding_arrival` holds the arrivals before this hour; none: no hour yet",
+    arrivals_counted: bool | None = Field(
+        default=True,  # a mission new to the fold has its arrivals counted from the first on
+        description="`finding_arrival` holds every arrival whose outbox row the fold's cursor "
+        "has passed; none: until the next fold counts the mission's arrivals afresh",
     )
     plan_counted: bool | None = Field(
         default=None,

@@ -569,12 +569,13 @@ def test_arrivals_are_counted_per_utc_hour_and_phase_as_first_received(
     ]
 
 
-def test_arrivals_of_hours_that_are_over_are_read_from_the_folds_counts(
+def test_arrivals_are_read_from_the_folds_counts_the_hour_under_way_too(
     client: Any, session: Any, monkeypatch: Any
 ) -> None:
-    """Once an hour is over the fold counts its arrivals per region; coverage reads those
-    counts and counts the hours since from the checklists, and says the same as counting
-    them all, whatever the scope."""
+    """The fold counts each checklist's arrival per region as its cursor passes it, the
+    hour under way included; coverage reads those counts and says the same as counting
+    the checklists, whatever the scope. A checklist the fold has not reached yet is not
+    counted (as in every other figure), and none is counted twice."""
     from datetime import UTC, datetime, timedelta
 
     from sqlalchemy import select, update
@@ -596,31 +597,62 @@ def test_arrivals_of_hours_that_are_over_are_read_from_the_folds_counts(
     ]
     correct(client, token, posted[1], north[0], "voting", {"D4": "no"})  # not a new arrival
     now = datetime.now(UTC)
-    for i, ago in enumerate((30, 3, 0, 0)):  # the last ones in the past ten minutes
+    for i, ago in enumerate((30, 3, 0, 0)):
         session.execute(
             update(Checklist)
             .where(Checklist.id.in_([uuid.UUID(c) for c in posted[i::4]]))
             .values(received_at=now - timedelta(hours=ago, minutes=i))
         )
     session.commit()
-    view(session, mission.id, "coverage")  # folds, and counts the hours that are over
-    through = session.scalar(select(FindingState.arrivals_through))
-    assert through == fold.arrivals_closed_through()
-    counted = sum(session.scalars(select(FindingArrival.checklists)))
-    assert 0 < counted < len(posted)  # the hours before, not the hour under way
-    post(client, token, south, "closing")  # arrives after the count
+    view(session, mission.id, "coverage")  # folds: every arrival so far, counted once
+    assert session.scalar(select(FindingState.arrivals_counted)) is True
+    assert sum(session.scalars(select(FindingArrival.checklists))) == len(posted)
+    post(client, token, south, "closing")  # not folded yet
 
-    def arrivals(filters: Filters) -> list[dict[str, Any]]:
+    def arrivals(filters: Filters) -> list[Any]:
         return sections._arrivals(session, resolve(session, mission.id, filters))
 
+    assert sum(h.checklists for h in arrivals(Filters())) == len(posted)
+    fold.run_once()
+    fold.run_once()  # nothing new: counted once still
     scopes = [
         *(Filters(), Filters(abroad=True), Filters(abroad=False), Filters(phase="voting")),
         *(Filters(location="North"), Filters(location="North/Lake"), Filters(team="Team 1")),
     ]
     read = [arrivals(f) for f in scopes]
     assert sum(h.checklists for h in read[0]) == len(posted) + 1
-    monkeypatch.setattr(sections, "_closed_arrivals", lambda *_: None)
+    monkeypatch.setattr(sections, "_counted_arrivals", lambda *_: None)
     assert read == [arrivals(f) for f in scopes]
+
+
+def test_arrivals_counted_afresh_leave_out_what_the_cursor_has_yet_to_pass(
+    client: Any, session: Any
+) -> None:
+    """A mission whose arrivals are counted afresh (after the upgrade, a rebuild or a
+    station moved to another region) counts its checklists but those the fold's cursor
+    has not passed: the fold adds those as it passes them, so none counts twice."""
+    from sqlalchemy import select, update
+
+    from api.db import session_scope
+    from api.services.findings import fold, sections
+    from api.services.findings.scope import resolve
+    from models import FindingArrival, FindingState
+
+    mission, token = _observed_mission(session, ["S-1", "S-2"])
+    post(client, token, "S-1", "opening")
+    fold.run_once()
+    post(client, token, "S-2", "voting")  # past the cursor when the count is made afresh
+    session.execute(update(FindingState).values(arrivals_counted=None))
+    session.commit()
+    fold.run_once()
+    assert sum(session.scalars(select(FindingArrival.checklists))) == 2
+    scope = resolve(session, mission.id, Filters())
+    assert sections._counted_arrivals(session, scope) == sorted(
+        sections.arrival_groups(session, scope)
+    )
+    with session_scope() as again:  # from the first change: every arrival as it passes
+        fold.rebuild(again)
+    assert sum(session.scalars(select(FindingArrival.checklists))) == 2
 
 
 def test_rejected_and_quarantined_checklists_leave_every_view(client: Any, session: Any) -> None:

@@ -785,7 +785,7 @@ def test_a_station_given_another_place_takes_its_checklists_there(
         post(client, token, "N-1", phase, _without_hidden(phase, _random_answers(rng, phase)))
     post_count(client, token, "N-1")
     post_count(client, token, "S-1", {"P_V1": 385, "P_V2": 200})
-    earlier = datetime.now(UTC) - timedelta(hours=3)  # arrivals of an hour that is over
+    earlier = datetime.now(UTC) - timedelta(hours=3)  # arrivals of an earlier hour
     session.execute(update(Checklist).values(received_at=earlier))
     session.commit()
     fold.run_once()
@@ -840,8 +840,8 @@ def test_stations_moved_within_their_region_keep_its_arrivals_and_move_in_parts(
     lake = resolve(session, mission.id, Filters(location="North/Lake"))
     assert ("all", "_", "_") not in question_service.tallies(session, lake)
     assert session.scalars(select(FindingArrival.checklists)).all() == arrived
-    through = select(FindingState.arrivals_through).where(FindingState.mission_id == mission.id)
-    assert session.scalar(through) is not None  # no recount of every arrival due
+    counted = select(FindingState.arrivals_counted).where(FindingState.mission_id == mission.id)
+    assert session.scalar(counted) is True  # no recount of every arrival due
     _assert_folded_equals_recompute(session, mission.id)
     marsh = resolve(session, mission.id, Filters(location="North/Marsh"))
     assert question_service.tallies(session, marsh)[("all", "_", "_")][1] == 2  # stations

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -397,9 +397,9 @@ def fold(session: Session, limit: int = FOLD_LIMIT) -> FoldResult:
     _uncounted_counting(session)
     plans.count_uncounted_missions(session)
     plans.count_replanned(session)
-    _close_arrival_hours(session)
     state = session.execute(select(FF.c.last_change_id, FF.c.seen_change_id)).one()
     last, seen = state.last_change_id, state.seen_change_id
+    _uncounted_arrivals(session, last)
     result = FoldResult(folded=True)
     while True:
         window = _window(session, last, seen)
@@ -407,6 +407,7 @@ def fold(session: Session, limit: int = FOLD_LIMIT) -> FoldResult:
             break
         hi, cursor, n, more = window
         result.checklists += _fold_window(session, last, hi, seen)
+        _count_arrivals(session, last, cursor)
         _analyze_when_grown(session, result.checklists)
         result.changes += n
         seen = max(seen, hi)
@@ -502,7 +503,7 @@ def moving_stations(
     if _regions(session, observed) != regions:
         session.execute(delete(FAR).where(FAR.c.mission_id == mission_id))
         session.execute(
-            update(FS).where(FS.c.mission_id == mission_id).values(arrivals_through=None)
+            update(FS).where(FS.c.mission_id == mission_id).values(arrivals_counted=None)
         )
     bump_versions(session, [mission_id])
 
@@ -784,37 +785,78 @@ def _incidents(session: Session, minus: Any) -> None:
     _count_incidents(session, missions, minus)
 
 
-def arrivals_closed_through() -> datetime:
-    """The hour before which no checklist can still arrive: a checklist's arrival time is
-    taken before its transaction commits, and none runs for `GAP_GRACE_S`."""
-    return (utcnow() - timedelta(seconds=GAP_GRACE_S)).replace(minute=0, second=0, microsecond=0)
+def _arrivals_of(session: Session, source: Any, *where: Any, weight: int = 1) -> Any:
+    """(mission, region, UTC hour, phase, checklists × `weight`) of the new checklists
+    (first versions) in `source`, a join with the checklists, selected by `where`."""
+    keys = (CL.c.mission_id, ST.c.region_id, utc_hour(session, CL.c.received_at), CL.c.phase)
+    return (
+        select(*keys, (func.count() * weight).label("checklists"))
+        .select_from(source.join(ST, ST.c.id == CL.c.station_id))
+        .where(CL.c.version == 1, *where)
+        .group_by(*keys)
+    )
 
 
-def _close_arrival_hours(session: Session) -> None:
-    """Count the arrivals of the hours that ended since each mission's last count into
-    `finding_arrival` (all of them the first time), once per hour and mission."""
-    through = arrivals_closed_through()
-    due = session.execute(
-        select(FS.c.mission_id, FS.c.arrivals_through).where(
-            or_(FS.c.arrivals_through.is_(None), FS.c.arrivals_through < through)
+def _stored(changes_from: Any = CHG) -> Any:
+    """The checklists of `stored` outbox rows (each checklist's version has one)."""
+    return changes_from.join(CL, CL.c.id == CHG.c.checklist_id)
+
+
+def _add_arrivals(session: Session, rows: Any) -> None:
+    """Add (mission, region, hour, phase, checklists) rows to `finding_arrival`."""
+    stmt = dialect_insert(session, FAR).from_select(
+        ["mission_id", "region_id", "hour", "phase", "checklists"], rows
+    )
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["mission_id", "region_id", "hour", "phase"],
+            set_={"checklists": FAR.c.checklists + stmt.excluded.checklists},
         )
+    )
+
+
+def _count_arrivals(session: Session, last: int, cursor: int) -> None:
+    """Count the checklists whose `stored` outbox rows the cursor has just passed (ids in
+    `last`..`cursor`) as arrivals, for the missions whose arrivals are counted (or new to
+    the fold). The cursor passes each id once, so each arrives once; a change past a gap
+    that is looked at again is counted only when the cursor passes it."""
+    if cursor <= last:
+        return
+    rows = _arrivals_of(
+        session,
+        _stored(CHG.outerjoin(FS, FS.c.mission_id == CHG.c.mission_id)),
+        CHG.c.id > last,
+        CHG.c.id <= cursor,
+        CHG.c.kind == changes.STORED,
+        or_(FS.c.mission_id.is_(None), FS.c.arrivals_counted.is_(True)),
+    )
+    _add_arrivals(session, rows)
+
+
+def _uncounted_arrivals(session: Session, cursor: int) -> None:
+    """Count afresh the arrivals of the missions that are not counted (after migration
+    0025, a rebuild, or a station moved to another region): every first version of their
+    checklists, but those whose outbox row the cursor has yet to pass (`_count_arrivals`
+    adds those as it does)."""
+    missions = session.scalars(
+        select(FS.c.mission_id).where(FS.c.arrivals_counted.is_not(True))
     ).all()
-    for mission_id, since in due:
-        where = [CL.c.mission_id == mission_id, CL.c.version == 1, CL.c.received_at < through]
-        if since is not None:
-            where.append(CL.c.received_at >= since)
-        keys = (CL.c.mission_id, ST.c.region_id, utc_hour(session, CL.c.received_at), CL.c.phase)
-        session.execute(
-            FAR.insert().from_select(
-                ["mission_id", "region_id", "hour", "phase", "checklists"],
-                select(*keys, func.count())
-                .select_from(CL.join(ST, ST.c.id == CL.c.station_id))
-                .where(*where)
-                .group_by(*keys),
-            )
+    for mission_id in missions:
+        session.execute(delete(FAR).where(FAR.c.mission_id == mission_id))
+        every = _arrivals_of(session, CL, CL.c.mission_id == mission_id)
+        pending = _arrivals_of(
+            session,
+            _stored(),
+            CHG.c.mission_id == mission_id,
+            CHG.c.id > cursor,
+            CHG.c.kind == changes.STORED,
+            weight=-1,
         )
+        both = union_all(every, pending).subquery("arrivals")
+        keys, checklists = both.c[:4], func.sum(both.c.checklists)
+        _add_arrivals(session, select(*keys, checklists).group_by(*keys).having(checklists != 0))
         session.execute(
-            update(FS).where(FS.c.mission_id == mission_id).values(arrivals_through=through)
+            update(FS).where(FS.c.mission_id == mission_id).values(arrivals_counted=True)
         )
 
 
@@ -1284,7 +1326,7 @@ def rebuild(session: Session) -> FoldResult:
     session.execute(
         update(FS).values(
             incident_roles=None,
-            arrivals_through=None,
+            arrivals_counted=None,
             critical_counted=True,
             counting_key=None,
             plan_counted=None,

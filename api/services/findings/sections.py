@@ -2,18 +2,17 @@
 
 Critical answers per problem, region and phase come from the tallies (`critical_counts`),
 incident reports per region, type, source and hour from `finding_incident`
-(`incident_counts`), arrivals of the hours that are over from `finding_arrival`, visits
-from `finding_visit`: rows bounded by the form and the plan, not by the checklists. Where a
-filter needs what those counts are not kept by, the same figures are counted from the
-fold's narrow rows of the counting checklists (`FA`, `applied_predicate`) and critical
-answers (`FC`); the tests hold both ways equal. Only the arrivals of the hour under way
-(every checklist as it first came in, counted or not) read the checklists."""
+(`incident_counts`), arrivals per hour from `finding_arrival`, visits from
+`finding_visit`: rows bounded by the form, the plan and the hours, not by the checklists.
+Where a filter needs what those counts are not kept by, the same figures are counted from
+the fold's narrow rows of the counting checklists (`FA`, `applied_predicate`) and critical
+answers (`FC`), and the arrivals (every checklist as it first came in, counted or not)
+from the checklists; the tests hold both ways equal."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
 from fractions import Fraction
 from typing import Any
 
@@ -398,15 +397,12 @@ def _observers_missing(session: Session, scope: Scope) -> MissingObservers:
 
 
 def _arrivals(session: Session, scope: Scope) -> list[HourArrivals]:
-    """Checklists as they first arrived, per UTC hour and phase: the hours the fold counted
-    (`finding_arrival`) and, counted here, the hours since; for filters those counts are
-    not kept by (team, time window, template, a place below a region), all of them here."""
-    closed = _closed_arrivals(session, scope)
-    if closed is None:
-        rows = sorted(arrival_groups(session, scope))
-    else:
-        counted, through = closed
-        rows = sorted(counted + arrival_groups(session, scope, since=through))
+    """Checklists as they first arrived, per UTC hour and phase: as the fold counted them
+    (`finding_arrival`), or, for filters those counts are not kept by (team, time window,
+    template, a place below a region) or until the fold has counted the mission, from the
+    checklists."""
+    counted = _counted_arrivals(session, scope)
+    rows = sorted(arrival_groups(session, scope) if counted is None else counted)
     out: dict[str, HourArrivals] = {}
     for h, phase, n in rows:
         slot = out.setdefault(h, HourArrivals(hour=h, checklists=0, phases={}))
@@ -415,13 +411,9 @@ def _arrivals(session: Session, scope: Scope) -> list[HourArrivals]:
     return list(out.values())
 
 
-def arrival_groups(
-    session: Session, scope: Scope, since: datetime | None = None
-) -> list[tuple[str, str, int]]:
-    """(hour, phase, checklists) counted from the checklists in scope (arrived `since`)."""
+def arrival_groups(session: Session, scope: Scope) -> list[tuple[str, str, int]]:
+    """(hour, phase, checklists) counted from the checklists in scope."""
     pred = checklist_predicate(scope, first_versions=True)
-    if since is not None:
-        pred = and_(pred, CL.c.received_at >= since)
     if session.get_bind().dialect.name == "postgresql":
         # Truncated, then written out here: formatting every checklist's time in SQL
         # took half the query. (Read from the index alone: see `Checklist`'s indexes.)
@@ -436,18 +428,12 @@ def arrival_groups(
     ]
 
 
-def _closed_arrivals(
-    session: Session, scope: Scope
-) -> tuple[list[tuple[str, str, int]], datetime] | None:
-    """The arrivals the fold counted for the hours before `arrivals_through`, with that
-    time; None where those counts cannot answer."""
+def _counted_arrivals(session: Session, scope: Scope) -> list[tuple[str, str, int]] | None:
+    """The arrivals the fold counted, in scope; None where those counts cannot answer."""
     in_scope = _counted_regions(session, scope)
-    if in_scope is None:
-        return None
-    through = session.scalar(
-        select(FS.c.arrivals_through).where(FS.c.mission_id == scope.mission_id)
-    )
-    if through is None:
+    if in_scope is None or not session.scalar(
+        select(FS.c.arrivals_counted).where(FS.c.mission_id == scope.mission_id)
+    ):
         return None
     query = (
         select(FAR.c.hour, FAR.c.phase, func.sum(FAR.c.checklists))
@@ -456,7 +442,7 @@ def _closed_arrivals(
     )
     if scope.filters.phase is not None:
         query = query.where(FAR.c.phase == scope.filters.phase)
-    return [(h, phase, int(n)) for h, phase, n in session.execute(query)], through
+    return [(h, phase, int(n)) for h, phase, n in session.execute(query)]
 
 
 def _answer_of(code: str | None, checklist_id: Any) -> Any:
