@@ -55,6 +55,12 @@ class Settings(BaseSettings):
         "Retry-After (the pool is exhausted: the process is overloaded)",
     )
     db_statement_timeout_ms: int = 30_000
+    db_fold_statement_timeout_ms: int = Field(
+        600_000,
+        description="The findings fold's own statement timeout (PostgreSQL): a fold that "
+        "has fallen far behind folds thousands of checklists a statement, longer than a "
+        "request may take, and a fold cancelled by the requests' timeout would start over",
+    )
     dashboard_threads: int = Field(
         4,
         description="Findings and statement requests a process works on at once, on threads "

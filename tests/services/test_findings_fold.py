@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.exc import OperationalError
 
 from api.db import session_scope
 from api.services import changes, sql
@@ -1079,3 +1080,36 @@ def test_a_plan_change_committed_while_a_fold_counts_the_queue_waits_for_the_nex
     fold.run_once()
     _missing_both_ways(session, mission.id)
     _assert_as_counted_afresh(session)
+
+
+@pytest.mark.postgres_only
+def test_a_fold_slower_than_a_request_may_be_is_not_cancelled(
+    client: Any, session: Any, monkeypatch: Any
+) -> None:
+    """The fold has a statement timeout of its own: a fold that has fallen far behind
+    takes longer a statement than the requests' timeout allows, and cancelled it would
+    start over. (The requests keep theirs.)"""
+    from api import db
+    from api.config import get_settings
+
+    mission, _ = make_mission(session)
+    _, token = make_observer(session, mission.id, [make_station(session, mission.id, "S-1")])
+    post(client, token, "S-1", "voting")
+    monkeypatch.setenv("POLLCHECK_DB_STATEMENT_TIMEOUT_MS", "100")
+    get_settings.cache_clear()
+    db.reset_engines()
+    try:
+        slow = fold._fold_window
+
+        def fold_window(session: Any, *args: Any) -> int:
+            session.execute(text("SELECT pg_sleep(0.3)"))  # as a large window's statement
+            return slow(session, *args)
+
+        monkeypatch.setattr(fold, "_fold_window", fold_window)
+        assert fold.run_once().checklists == 1
+        with db.new_session() as request, pytest.raises(OperationalError):
+            request.execute(text("SELECT pg_sleep(0.3)"))  # a request's: cancelled
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+        db.reset_engines()

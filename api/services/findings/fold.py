@@ -62,7 +62,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from api import notify
-from api.config import Settings
+from api.config import Settings, get_settings
 from api.services import changes
 from api.services.findings import plans
 from api.services.findings.scope import CL, FA, FV, ST, counts, local_hour, utc_hour
@@ -391,6 +391,11 @@ def fold(session: Session, limit: int = FOLD_LIMIT) -> FoldResult:
     checklists slowed to a crawl)."""
     if not _lock(session):
         return FoldResult(folded=False)
+    if session.get_bind().dialect.name == "postgresql":
+        # Its own timeout for this transaction: the requests' (30 s) once cancelled a fold
+        # that had fallen behind at a million checklists, and it started over.
+        timeout = str(get_settings().db_fold_statement_timeout_ms)
+        session.execute(select(func.set_config("statement_timeout", timeout, True)))
     insert_ignore(session, FF, [{"id": 1, "last_change_id": 0, "seen_change_id": 0}], ["id"])
     _uncounted_critical(session)
     _uncounted_incidents(session)
