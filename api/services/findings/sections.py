@@ -656,8 +656,6 @@ def critical(
                 label=info.label if info else code,
                 answer=info.options.get(value, value) if info else value,
                 count=count,
-                # (PostgreSQL reads each statement in its own snapshot here: a fold or a
-                # review between the two may leave a pair in one only.)
                 stations=counted.stations.get((code, value), 0),
                 phases=phases[(code, value)],
                 regions=[RegionCount(region=r, count=n) for r, n in sorted(in_regions.items())],
