@@ -388,11 +388,14 @@ def test_a_change_committed_late_with_a_lower_id_is_still_folded(client: Any, se
         scope = resolve(session, mission.id, Filters())
         assert question_service.tallies(session, scope)[("voting", "_", "_")][0] == 2
         cursor = session.scalar(select(FindingFold.last_change_id))
+        # An arrival counts once the cursor has passed it: the second is past the gap.
+        assert sum(session.scalars(select(FindingArrival.checklists))) == 1
         session.commit()
     fold.run_once()  # the late change is committed now, and its gap is looked at again
     session.commit()
     assert question_service.tallies(session, scope)[("voting", "_", "_")][0] == 1
     assert session.scalar(select(FindingFold.last_change_id)) > cursor
+    assert sum(session.scalars(select(FindingArrival.checklists))) == 2  # each once
 
 
 def test_a_fold_that_fell_behind_is_followed_at_once_and_a_quick_one_keeps_the_cadence(
