@@ -138,6 +138,20 @@ class FindingTeamPlan(SQLModel, table=True):
     reported: int = Field(sa_type=Integer)
 
 
+class FindingRegionPlan(SQLModel, table=True):
+    """Per region: its stations, and those of them with an assigned observer, which
+    coverage's table gives beside what was observed. Counted again for the mission by the
+    fold after a change of the plan (stations imported or moved, observers' stations),
+    queued in `finding_plan_change` like the other plan rows."""
+
+    __tablename__ = "finding_region_plan"
+
+    mission_id: uuid.UUID = Field(primary_key=True)
+    region_id: uuid.UUID = Field(primary_key=True)
+    stations: int = Field(sa_type=Integer)
+    assigned: int = Field(sa_type=Integer)
+
+
 class FindingTally(SQLModel, table=True):
     """Counts per tree node, phase, question and answer, kept current by the fold.
 
@@ -334,7 +348,8 @@ class FindingState(SQLModel, table=True):
 class FindingPlanChange(SQLModel, table=True):
     """A change of the deployment plan the fold has not yet counted into the plan rows: an
     observer whose stations or team changed (its rows and its team's are counted again),
-    or the team it left (`team_key`). Coverage joins the plan while a mission has any."""
+    the team it left (`team_key`), or the mission's stations (neither). Each counts the
+    mission's rows per region again. Coverage joins the plan while a mission has any."""
 
     __tablename__ = "finding_plan_change"
     __table_args__ = (Index("ix_finding_plan_change_mission_id", "mission_id"),)

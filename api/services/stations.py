@@ -14,6 +14,7 @@ from sqlmodel import col
 
 from api.errors import Invalid, NotFound
 from api.sanitize import CsvReader
+from api.services.findings import plans
 from api.services.findings.fold import bump_versions, moving_stations
 from api.services.sql import insert_ignore, upsert
 from models import Location, LocationKind, Station
@@ -232,6 +233,7 @@ def upsert_stations(
                 ["location_id", "region_id", "abroad", "updated_at", *STATION_FIELDS],
             )
     if rows:  # the deployment plan changed: coverage and the statement are due again
+        plans.stations_changed(session, mission_id)
         bump_versions(session, [mission_id])
     return report
 

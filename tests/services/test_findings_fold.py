@@ -14,6 +14,7 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import OperationalError
 
 from api.db import session_scope
+from api.errors import NotFound
 from api.services import changes, sql
 from api.services.findings import counting as counting_service
 from api.services.findings import fold, sections
@@ -904,6 +905,19 @@ def _missing_both_ways(session: Any, mission_id: uuid.UUID) -> list[Any]:
         with mock.patch.object(sections, "IN_LIST", 1):
             assert sections._teams_missing(session, scope) == kept[0], phase
         found.append(kept)
+    # The stations and assigned stations per region, kept and counted, wherever they answer.
+    places = (None, "North", "South", "Turkey", "North/Lake")
+    for filters in [Filters(), Filters(abroad=True), Filters(abroad=False)] + [
+        Filters(location=place) for place in places if place
+    ]:
+        try:
+            scope = resolve(session, mission_id, filters)
+        except NotFound:  # a place of the other mission
+            continue
+        regions = sections._region_names(session, scope)
+        kept_regions = sections._planned_per_region(session, scope, regions)
+        with mock.patch.object(plans, "current", return_value=False):
+            assert kept_regions == sections._planned_per_region(session, scope, regions), filters
     return found
 
 
@@ -911,7 +925,8 @@ def _plan_rows(session: Any) -> set[tuple[Any, ...]]:
     from api.services.findings import plans
 
     session.commit()
-    return {tuple(r) for t in (plans.FOP, plans.FTP) for r in session.execute(select(t))}
+    tables = (plans.FOP, plans.FTP, plans.FRP)
+    return {tuple(r) for t in tables for r in session.execute(select(t))}
 
 
 def _assert_as_counted_afresh(session: Any) -> None:

@@ -1326,7 +1326,7 @@ def rebuild(session: Session) -> FoldResult:
     hand): its first `FOLD_LIMIT` changes here, the rest by the folds that follow."""
     if not _lock(session):  # taken again by fold(): advisory locks nest in a session
         return FoldResult(folded=False)
-    for table in (FT, FA, FC, FV, FI, FAR, FCNT, FCR, plans.FOP, plans.FTP):
+    for table in (FT, FA, FC, FV, FI, FAR, FCNT, FCR, plans.FOP, plans.FTP, plans.FRP):
         session.execute(delete(table))
     session.execute(
         update(FS).values(

@@ -121,22 +121,7 @@ def _assignments(scope: Scope, joined: Any) -> tuple[Any, list[Any]]:
 def coverage(session: Session, scope: Scope) -> CoverageSection:
     """Stations planned and observed per region and phase, missing observers, arrivals."""
     regions = _region_names(session, scope)
-    # Stations with an assignment (a semi-join: half the time of counting the
-    # assignments' distinct stations).
-    assigned: dict[Any, int] = dict(
-        session.execute(
-            select(ST.c.region_id, func.count())
-            .where(*_station_scope(scope), exists().where(ASG.c.station_id == ST.c.id))
-            .group_by(ST.c.region_id)
-        ).all()
-    )
-    stations: dict[Any, int] = dict(
-        session.execute(
-            select(ST.c.region_id, func.count())
-            .where(*_station_scope(scope))
-            .group_by(ST.c.region_id)
-        ).all()
-    )
+    stations, assigned = _planned_per_region(session, scope, regions)
     observed: dict[Any, dict[str, tuple[int, int]]] = defaultdict(dict)
     if scope.filters.needs_raw or scope.location_id is not None:
         rows = session.execute(
@@ -198,6 +183,41 @@ def coverage(session: Session, scope: Scope) -> CoverageSection:
         observers_missing=_observers_missing(session, scope),
         arrivals_per_hour=_arrivals(session, scope),
     )
+
+
+def _planned_per_region(
+    session: Session, scope: Scope, regions: dict[Any, tuple[str, bool]]
+) -> tuple[dict[Any, int], dict[Any, int]]:
+    """Per region in scope, its stations and those with an assigned observer: the fold's
+    rows per region (`plans.FRP`) while they are current, whatever the filters but a
+    place below a region; else counted from the stations and assignments."""
+    if (scope.location_id is None or scope.location_id in regions) and plans.current(
+        session, scope.mission_id
+    ):
+        in_scope = [scope.location_id] if scope.location_id is not None else list(regions)
+        rows = session.execute(
+            select(plans.FRP.c.region_id, plans.FRP.c.stations, plans.FRP.c.assigned).where(
+                plans.FRP.c.mission_id == scope.mission_id, plans.FRP.c.region_id.in_(in_scope)
+            )
+        ).all()
+        return {r: int(n) for r, n, _ in rows}, {r: int(a) for r, _, a in rows if a}
+    # Stations with an assignment (a semi-join: half the time of counting the
+    # assignments' distinct stations).
+    assigned: dict[Any, int] = dict(
+        session.execute(
+            select(ST.c.region_id, func.count())
+            .where(*_station_scope(scope), exists().where(ASG.c.station_id == ST.c.id))
+            .group_by(ST.c.region_id)
+        ).all()
+    )
+    stations: dict[Any, int] = dict(
+        session.execute(
+            select(ST.c.region_id, func.count())
+            .where(*_station_scope(scope))
+            .group_by(ST.c.region_id)
+        ).all()
+    )
+    return stations, assigned
 
 
 def _visits(scope: Scope) -> Any:
