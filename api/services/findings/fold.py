@@ -1343,24 +1343,33 @@ def rebuild(session: Session) -> FoldResult:
     return fold(session)
 
 
+# The fold's tables whose rows it rewrites in place fold after fold (or, for the counting
+# reports, deletes and writes again station by station), which `vacuum_tallies` keeps.
+REWRITTEN = (FT, FV, plans.FOP, plans.FTP, FCNT, FCR)
+
+
 def vacuum_tallies() -> bool:
-    """`VACUUM finding_tally, finding_visit` on PostgreSQL (False elsewhere): every fold
-    rewrites tens of thousands of the tallies' rows at peak, and an update finds room for
-    its new row version on the same page (a HOT update, with no index entry to add) only
-    once the old versions are vacuumed away. Autovacuum visits a database at most once a minute
-    (`autovacuum_naptime`), in which time the peak leaves a million dead row versions in a
-    table of some 50,000 live ones: after a vacuum the next fold's tally upserts took 40 %
-    less time (`bench/README.md`). The visits (`finding_visit`) too: the fold counts a
-    touched visit again by deleting and inserting it, and coverage reads every visit of
-    the mission (a million checklists' initial fold left 150,000 of them on 12,000 pages).
-    SKIP_LOCKED: when another process is vacuuming a table, there is nothing to add."""
+    """`VACUUM` the tables the fold rewrites (`REWRITTEN`) on PostgreSQL (False elsewhere):
+    every fold rewrites tens of thousands of the tallies' rows at peak, and an update finds
+    room for its new row version on the same page (a HOT update, with no index entry to
+    add) only once the old versions are vacuumed away. Autovacuum visits a database at
+    most once a minute (`autovacuum_naptime`), in which time the peak leaves a million dead
+    row versions in a table of some 50,000 live ones: after a vacuum the next fold's tally
+    upserts took 40 % less time (`bench/README.md`). The visits (`finding_visit`) too: the
+    fold counts a touched visit again by deleting and inserting it, and coverage reads
+    every visit of the mission (a million checklists' initial fold left 150,000 of them on
+    12,000 pages). So too the plan rows per observer and team, moved by every visit (a
+    million checklists left 15,000 observers' rows on 8,000 pages, which coverage's
+    missing observers then scanned whole), and the counting figures and reports, written
+    again with every counting report (5,000 live figures on 6,000 pages). SKIP_LOCKED:
+    when another process is vacuuming a table, there is nothing to add."""
     from api.db import get_engine
 
     engine = get_engine()
     if engine.dialect.name != "postgresql":
         return False
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f"VACUUM (SKIP_LOCKED) {FT.name}, {FV.name}"))
+        conn.execute(text(f"VACUUM (SKIP_LOCKED) {', '.join(t.name for t in REWRITTEN)}"))
     return True
 
 
