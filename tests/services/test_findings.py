@@ -1094,3 +1094,37 @@ def test_coverage_follows_a_changed_plan_before_any_checklist(client: Any, sessi
     r = client.put(f"/missions/{mission.id}/stations", json=station, headers=headers)
     assert r.status_code == 200, r.text
     assert stations() == 3
+
+
+def test_a_compute_reads_the_regions_and_the_folds_state_once(client: Any, session: Any) -> None:
+    """Within one compute (the statement's five sections included), what every section
+    asks alike is read once: under saturated intake each round trip waits its turn."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    from api.db import new_session
+    from api.services.findings import fold
+
+    mission, token = _observed_mission(session, ["S-1", "S-2"])
+    post(client, token, "S-1", "voting")
+    post(client, token, "S-2", "incident")
+    fold.run_once()
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(" ".join(statement.split()))
+
+    event.listen(Engine, "before_cursor_execute", seen)
+    try:
+        with new_session(read=True) as read:
+            views.compute(read, mission.id, "statement", Filters())
+            regions = sum(
+                "FROM location WHERE" in s and "parent_id IS NULL" in s for s in statements
+            )
+            state = sum("AS plan_current" in s for s in statements)
+            assert (regions, state) == (1, 1)
+            statements.clear()  # a compute after it reads them again: another snapshot
+            views.compute(read, mission.id, "coverage", Filters())
+            assert sum("AS plan_current" in s for s in statements) == 1
+    finally:
+        event.remove(Engine, "before_cursor_execute", seen)

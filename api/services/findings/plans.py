@@ -35,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from api.services.findings.scope import FV, OBS, ST, Scope
+from api.services.findings.scope import FV, OBS, ST, Scope, kept_state
 from api.services.sql import in_parts
 from models import (
     Assignment,
@@ -95,12 +95,7 @@ def counted(session: Session, scope: Scope) -> bool:
 
 def current(session: Session, mission_id: uuid.UUID) -> bool:
     """Are the mission's plan rows counted, with no plan change waiting?"""
-    waiting = exists(select(PLC.c.id).where(PLC.c.mission_id == mission_id))
-    return bool(
-        session.scalar(
-            select(FS.c.plan_counted.is_(True) & ~waiting).where(FS.c.mission_id == mission_id)
-        )
-    )
+    return bool(kept_state(session, mission_id).plan_current)
 
 
 def _count_regions(session: Session, mission_id: Any) -> None:

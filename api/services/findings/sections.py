@@ -34,7 +34,9 @@ from api.services.findings.scope import (
     Scope,
     applied_predicate,
     checklist_predicate,
+    kept_state,
     local_hour,
+    once_per_snapshot,
     utc_hour,
 )
 from api.services.findings.stats import FindingsSettings, ratio_value, share_value
@@ -88,7 +90,11 @@ def _region_names(session: Session, scope: Scope) -> dict[Any, tuple[str, bool]]
     )
     if scope.filters.abroad is not None:
         query = query.where(LOC.c.abroad.is_(scope.filters.abroad))
-    return {r.id: (r.path, r.abroad) for r in session.execute(query)}
+    return once_per_snapshot(
+        session,
+        ("regions", scope.mission_id, scope.filters.abroad),
+        lambda: {r.id: (r.path, r.abroad) for r in session.execute(query)},
+    )
 
 
 def _station_scope(scope: Scope) -> list[Any]:
@@ -451,9 +457,7 @@ def arrival_groups(session: Session, scope: Scope) -> list[tuple[str, str, int]]
 def _counted_arrivals(session: Session, scope: Scope) -> list[tuple[str, str, int]] | None:
     """The arrivals the fold counted, in scope; None where those counts cannot answer."""
     in_scope = _counted_regions(session, scope)
-    if in_scope is None or not session.scalar(
-        select(FS.c.arrivals_counted).where(FS.c.mission_id == scope.mission_id)
-    ):
+    if in_scope is None or not kept_state(session, scope.mission_id).arrivals_counted:
         return None
     query = (
         select(FAR.c.hour, FAR.c.phase, func.sum(FAR.c.checklists))
@@ -804,10 +808,7 @@ def critical_counts(session: Session, scope: Scope) -> CriticalCounts | None:
     in_scope = _counted_regions(session, scope)
     if in_scope is None:
         return None
-    counted = session.scalar(
-        select(FS.c.critical_counted).where(FS.c.mission_id == scope.mission_id)
-    )
-    if not counted:
+    if not kept_state(session, scope.mission_id).critical_counted:
         return None
     phase = scope.filters.phase
     per_region = and_(FT.c.node_id.in_(in_scope), FT.c.phase != "all", FT.c.critical > 0)

@@ -39,7 +39,7 @@ from api.services.findings import fold as fold_service
 from api.services.findings import gate, sections
 from api.services.findings import questions as question_service
 from api.services.findings.freshness import REPLICA_LAG, lag_seconds
-from api.services.findings.scope import Filters, Scope, resolve
+from api.services.findings.scope import SNAPSHOT_MEMO, Filters, Scope, resolve
 from api.services.findings.stats import FindingsSettings, read_settings
 from api.services.sql import upsert
 from models import FindingCache, FindingState, Mission
@@ -439,7 +439,13 @@ def one_snapshot(session: Session) -> Iterator[None]:
     else:
         yield
         return
-    yield
+    # What the compute reads once for all its sections (`once_per_snapshot`), forgotten
+    # with the snapshot.
+    session.info[SNAPSHOT_MEMO] = {}
+    try:
+        yield
+    finally:
+        session.info.pop(SNAPSHOT_MEMO, None)
     session.commit()  # read only: it ends the snapshot (and keeps what the session loaded)
 
 
