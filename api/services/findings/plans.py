@@ -95,7 +95,7 @@ def counted(session: Session, scope: Scope) -> bool:
 
 def current(session: Session, mission_id: uuid.UUID) -> bool:
     """Are the mission's plan rows counted, with no plan change waiting?"""
-    return bool(kept_state(session, mission_id).plan_current)
+    return kept_state(session, mission_id).plan_current
 
 
 def _count_regions(session: Session, mission_id: Any) -> None:
@@ -353,9 +353,9 @@ def count_uncounted_missions(session: Session) -> None:
 def count_replanned(session: Session) -> None:
     """Count again the rows of the observers and teams whose plan changed (the queue), and
     the rows per region of their missions, and take from the queue exactly the changes
-    read: on PostgreSQL one committed meanwhile,
-    with a lower id, waits for the next fold. The plan they changed committed with them,
-    so the counts below, read after them, see it."""
+    read: on PostgreSQL one committed meanwhile, with a lower id, waits for the next fold.
+    The plan they changed committed with them, so the counts below, read after them, see
+    it."""
     queued = session.execute(
         select(PLC.c.id, PLC.c.mission_id, PLC.c.observer_id, PLC.c.team_key)
     ).all()

@@ -262,13 +262,22 @@ def once_per_snapshot(session: Session, key: Hashable, read: Callable[[], T]) ->
     return typing.cast(T, memo[key])
 
 
-def kept_state(session: Session, mission_id: uuid.UUID) -> Any:
+@dataclass(frozen=True, slots=True)
+class KeptState:
+    """What the views ask of the fold's state for a mission (`kept_state`)."""
+
+    plan_current: bool  # the plan rows are counted, with no plan change waiting
+    arrivals_counted: bool
+    critical_counted: bool
+
+
+def kept_state(session: Session, mission_id: uuid.UUID) -> KeptState:
     """What the views ask of the fold's state for the mission, in one round trip per
     compute: whether the plan rows are current (counted, with no plan change waiting),
     and whether the arrivals and the critical view's rows are counted. A mission the fold
     has not seen yet has none of them."""
 
-    def read() -> Any:
+    def read() -> KeptState:
         waiting = exists(select(PLC.c.id).where(PLC.c.mission_id == mission_id))
         row = session.execute(
             select(
@@ -277,13 +286,6 @@ def kept_state(session: Session, mission_id: uuid.UUID) -> Any:
                 FS.c.critical_counted.is_(True).label("critical_counted"),
             ).where(FS.c.mission_id == mission_id)
         ).first()
-        return row if row is not None else KeptState(False, False, False)
+        return KeptState(*(bool(flag) for flag in row)) if row else KeptState(False, False, False)
 
     return once_per_snapshot(session, ("kept_state", mission_id), read)
-
-
-@dataclass(frozen=True, slots=True)
-class KeptState:
-    plan_current: bool
-    arrivals_counted: bool
-    critical_counted: bool
