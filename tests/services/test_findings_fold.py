@@ -399,6 +399,43 @@ def test_a_change_committed_late_with_a_lower_id_is_still_folded(client: Any, se
     assert sum(session.scalars(select(FindingArrival.checklists))) == 2  # each once
 
 
+@pytest.mark.postgres_only
+def test_an_arrival_counted_once_a_gap_closes_moves_its_missions_version(
+    client: Any, session: Any
+) -> None:
+    """A checklist past a gap is applied by one fold, which moves its mission's version,
+    and its arrival is counted by a later one, once the cursor passes it: that fold moves
+    the version again, or coverage computed in between (without the arrival) would be
+    served as current until the mission's next change."""
+    other, other_token = _one_station(session)
+    slow = post(client, other_token, "S-1", "voting")
+    mission, token = _one_station(session)
+    session.commit()
+    fold.run_once()
+
+    def state() -> tuple[int, int]:
+        session.commit()
+        version = session.scalar(
+            select(FindingState.version).where(FindingState.mission_id == mission.id)
+        )
+        arrived = select(func.coalesce(func.sum(FindingArrival.checklists), 0)).where(
+            FindingArrival.mission_id == mission.id
+        )
+        return int(version or 0), int(session.scalar(arrived))
+
+    with session_scope() as late:  # another mission's change holds a lower outbox id
+        changes.record(late, other.id, [uuid.UUID(slow)], changes.REVIEW)
+        late.flush()
+        post(client, token, "S-1", "voting")
+        fold.run_once()  # applies it; the cursor waits at the gap
+        applied, arrivals = state()
+        assert arrivals == 0
+    fold.run_once()  # the gap closed: the cursor passes the arrival
+    version, arrivals = state()
+    assert arrivals == 1
+    assert version > applied
+
+
 def test_a_fold_that_fell_behind_is_followed_at_once_and_a_quick_one_keeps_the_cadence(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

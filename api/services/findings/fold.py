@@ -412,7 +412,7 @@ def fold(session: Session, limit: int = FOLD_LIMIT) -> FoldResult:
             break
         hi, cursor, n, more = window
         result.checklists += _fold_window(session, last, hi, seen)
-        _count_arrivals(session, last, cursor)
+        _count_arrivals(session, last, cursor, seen)
         _analyze_when_grown(session, result.checklists)
         result.changes += n
         seen = max(seen, hi)
@@ -820,11 +820,13 @@ def _add_arrivals(session: Session, rows: Any) -> None:
     )
 
 
-def _count_arrivals(session: Session, last: int, cursor: int) -> None:
+def _count_arrivals(session: Session, last: int, cursor: int, seen: int) -> None:
     """Count the checklists whose `stored` outbox rows the cursor has just passed (ids in
     `last`..`cursor`) as arrivals, for the missions whose arrivals are counted (or new to
     the fold). The cursor passes each id once, so each arrives once; a change past a gap
-    that is looked at again is counted only when the cursor passes it."""
+    that is looked at again is counted only when the cursor passes it. Such changes (ids
+    up to `seen`, looked at by an earlier fold, which moved their missions' versions
+    then) move their missions' versions again: a view computed meanwhile lacks them."""
     if cursor <= last:
         return
     rows = _arrivals_of(
@@ -836,6 +838,11 @@ def _count_arrivals(session: Session, last: int, cursor: int) -> None:
         or_(FS.c.mission_id.is_(None), FS.c.arrivals_counted.is_(True)),
     )
     _add_arrivals(session, rows)
+    if last < min(cursor, seen):
+        earlier = select(CHG.c.mission_id).where(
+            CHG.c.id > last, CHG.c.id <= min(cursor, seen), CHG.c.kind == changes.STORED
+        )
+        bump_versions(session, list(session.scalars(earlier.distinct())))
 
 
 def _uncounted_arrivals(session: Session, cursor: int) -> None:
@@ -863,6 +870,8 @@ def _uncounted_arrivals(session: Session, cursor: int) -> None:
         session.execute(
             update(FS).where(FS.c.mission_id == mission_id).values(arrivals_counted=True)
         )
+        # Coverage counted them from the checklists until now, those past the cursor too.
+        bump_versions(session, [mission_id])
 
 
 def _per_station_row(*columns: Any) -> list[Any]:
@@ -1345,7 +1354,7 @@ def rebuild(session: Session) -> FoldResult:
 
 # The fold's tables whose rows it rewrites in place fold after fold (or, for the counting
 # reports, deletes and writes again station by station), which `vacuum_tallies` keeps.
-REWRITTEN = (FT, FV, plans.FOP, plans.FTP, FCNT, FCR)
+REWRITTEN = (FT, FV, plans.FOP, plans.FTP, FCNT, FCR, FAR)
 
 
 def vacuum_tallies() -> bool:

@@ -425,8 +425,9 @@ def one_snapshot(session: Session) -> Iterator[None]:
     (`api.db`), which suits a poll answered from the cache, and SQLite's driver begins a
     transaction only before a write. So a compute runs in one transaction: on PostgreSQL
     the session hands its connection back and takes one in REPEATABLE READ (the pool
-    sets it back afterwards); on SQLite it begins one. A session already in a
-    transaction of its own (an export's, or one that wrote) is left as it is."""
+    sets it back afterwards); on SQLite it begins one. Any other session (on SQLite one
+    already in a transaction, on PostgreSQL one that does not autocommit: an export's
+    snapshot, a command's write session) is left as it is."""
     sqlite = session.get_bind().dialect.name == "sqlite"
     if sqlite:
         if session.connection().connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
@@ -444,6 +445,9 @@ def one_snapshot(session: Session) -> Iterator[None]:
     session.info[SNAPSHOT_MEMO] = {}
     try:
         yield
+    except BaseException:
+        session.rollback()  # the snapshot ends here too, not with the caller
+        raise
     finally:
         session.info.pop(SNAPSHOT_MEMO, None)
     session.commit()  # read only: it ends the snapshot (and keeps what the session loaded)
