@@ -98,21 +98,32 @@ def current(session: Session, mission_id: uuid.UUID) -> bool:
     return kept_state(session, mission_id).plan_current
 
 
-def _count_regions(session: Session, mission_id: Any) -> None:
-    """Count the mission's rows per region again: its stations, and those with an
-    assignment (a semi-join: half the time of counting the assignments' distinct
-    stations)."""
+def per_region(*where: Any) -> Select[Any]:
+    """Per region of the stations `where` selects: its stations, and those with an
+    assignment. The rows of `finding_region_plan`, or coverage's count without them.
+    Counted apart and summed: the stations with an assignment found by a semi-join, as a
+    filter (65 ms at 100,000 stations), not as a condition tested on each station (the
+    two in one pass: 170 to 350 ms)."""
     assigned = exists().where(ASG.c.station_id == ST.c.id)
-    rows = (
-        select(
-            ST.c.mission_id,
-            ST.c.region_id,
-            func.count().label("stations"),
-            func.sum(case((assigned, 1), else_=0)).label("assigned"),
-        )
-        .where(ST.c.mission_id == mission_id)
-        .group_by(ST.c.mission_id, ST.c.region_id)
-    )
+    keys = (ST.c.mission_id, ST.c.region_id)
+    zero = literal(0)
+    both = union_all(
+        select(*keys, func.count().label("stations"), zero.label("assigned"))
+        .where(*where)
+        .group_by(*keys),
+        select(*keys, zero, func.count()).where(*where, assigned).group_by(*keys),
+    ).subquery("per_region")
+    return select(
+        both.c.mission_id,
+        both.c.region_id,
+        func.sum(both.c.stations).label("stations"),
+        func.sum(both.c.assigned).label("assigned"),
+    ).group_by(both.c.mission_id, both.c.region_id)
+
+
+def _count_regions(session: Session, mission_id: Any) -> None:
+    """Count the mission's rows per region again."""
+    rows = per_region(ST.c.mission_id == mission_id)
     _count_again(session, FRP, FRP.c.mission_id == mission_id, rows)
 
 

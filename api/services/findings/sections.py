@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from sqlalchemy import and_, exists, func, literal_column, or_, select
+from sqlalchemy import and_, func, literal_column, or_, select
 from sqlalchemy.orm import Session
 
 from api.services.findings import plans
@@ -73,12 +73,17 @@ def _counted_regions(session: Session, scope: Scope) -> list[Any] | None:
     """The regions a scope takes in, where the fold's counts per region (incidents,
     arrivals) can answer it; None for the filters they are not kept by (team, time window,
     template, a place below a region)."""
-    regions = _region_names(session, scope)
-    if scope.filters.needs_raw or (
-        scope.location_id is not None and scope.location_id not in regions
-    ):
+    if scope.filters.needs_raw:
         return None
-    return [scope.location_id] if scope.location_id is not None else list(regions)
+    return _regions_in_scope(scope, _region_names(session, scope))
+
+
+def _regions_in_scope(scope: Scope, regions: dict[Any, tuple[str, bool]]) -> list[Any] | None:
+    """Of the scope's top-level places (`_region_names`), those it takes in; None for a
+    place below a region."""
+    if scope.location_id is None:
+        return list(regions)
+    return [scope.location_id] if scope.location_id in regions else None
 
 
 def _region_names(session: Session, scope: Scope) -> dict[Any, tuple[str, bool]]:
@@ -197,33 +202,16 @@ def _planned_per_region(
     """Per region in scope, its stations and those with an assigned observer: the fold's
     rows per region (`plans.FRP`) while they are current, whatever the filters but a
     place below a region; else counted from the stations and assignments."""
-    if (scope.location_id is None or scope.location_id in regions) and plans.current(
-        session, scope.mission_id
-    ):
-        in_scope = [scope.location_id] if scope.location_id is not None else list(regions)
-        rows = session.execute(
-            select(plans.FRP.c.region_id, plans.FRP.c.stations, plans.FRP.c.assigned).where(
-                plans.FRP.c.mission_id == scope.mission_id, plans.FRP.c.region_id.in_(in_scope)
-            )
-        ).all()
-        return {r: int(n) for r, n, _ in rows}, {r: int(a) for r, _, a in rows if a}
-    # Stations with an assignment (a semi-join: half the time of counting the
-    # assignments' distinct stations).
-    assigned: dict[Any, int] = dict(
-        session.execute(
-            select(ST.c.region_id, func.count())
-            .where(*_station_scope(scope), exists().where(ASG.c.station_id == ST.c.id))
-            .group_by(ST.c.region_id)
-        ).all()
-    )
-    stations: dict[Any, int] = dict(
-        session.execute(
-            select(ST.c.region_id, func.count())
-            .where(*_station_scope(scope))
-            .group_by(ST.c.region_id)
-        ).all()
-    )
-    return stations, assigned
+    in_scope = _regions_in_scope(scope, regions)
+    if in_scope is not None and plans.current(session, scope.mission_id):
+        query = select(plans.FRP.c.region_id, plans.FRP.c.stations, plans.FRP.c.assigned).where(
+            plans.FRP.c.mission_id == scope.mission_id, plans.FRP.c.region_id.in_(in_scope)
+        )
+    else:
+        counted = plans.per_region(*_station_scope(scope)).subquery("planned")
+        query = select(counted.c.region_id, counted.c.stations, counted.c.assigned)
+    rows = session.execute(query).all()
+    return {r: int(n) for r, n, _ in rows}, {r: int(a) for r, _, a in rows if a}
 
 
 def _visits(scope: Scope) -> Any:
