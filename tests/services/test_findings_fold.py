@@ -904,6 +904,42 @@ def test_stations_moved_within_their_region_keep_its_arrivals_and_move_in_parts(
     assert session.scalars(select(FindingArrival.checklists)).all() == arrived  # not recounted
 
 
+@pytest.mark.postgres_only
+def test_a_checklist_arriving_while_its_station_moves_is_folded_where_it_moved(
+    client: Any, session: Any, monkeypatch: Any
+) -> None:
+    """A station with no checklists yet is moved by an import, and its first checklist
+    arrives and a fold runs while the import writes the stations: the fold waits for the
+    move, and counts the checklist at the station's new place, not the old one."""
+    from api.services import stations as station_service
+
+    mission, _ = make_mission(session)
+    for code, place in PLACES:
+        make_station(session, mission.id, code, **place)
+    _, token = make_observer(session, mission.id, ["N-1"])
+    session.commit()
+    write = station_service.upsert
+    folded: list[bool] = []
+
+    def arriving_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        if not folded:
+            post(client, token, "N-1", "voting")
+            folded.append(fold.run_once().folded)
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(station_service, "upsert", arriving_meanwhile)
+    south = [(2, {"code": "N-1", "name": "N-1", "region": "South", "district": "Hill"})]
+    with session_scope() as importing:
+        assert not station_service.upsert_stations(importing, mission.id, south).problems
+    assert folded == [False]  # the move held the fold's lock
+    assert fold.run_once().folded
+    session.commit()
+    _assert_folded_equals_recompute(session, mission.id)
+    where = {f: resolve(session, mission.id, Filters(location=f)) for f in ("North", "South")}
+    assert ("all", "_", "_") not in question_service.tallies(session, where["North"])
+    assert question_service.tallies(session, where["South"])[("all", "_", "_")][1] == 1
+
+
 def test_counting_figures_of_an_older_release_are_counted_again_by_the_first_fold(
     client: Any, session: Any, monkeypatch: Any
 ) -> None:

@@ -474,8 +474,17 @@ def moving_stations(
     (where they are) before the move, and recorded again after it, for the next fold to
     put them in where they are now. The views show the station's checklists again once
     that fold has run. The arrivals per hour, counted by region as they came, are all
-    counted again by that fold if a station with checklists changed region. Waits for a
-    fold that is running (its lock)."""
+    counted again by that fold if a station with checklists changed region.
+
+    Waits for a fold that is running (its lock), and holds the lock until the move commits,
+    before it looks for the stations' checklists: a checklist that arrives at a station with
+    none meanwhile is folded after the move, where the station is now. (Looking first, a
+    fold in between put such a checklist in at the old place, and it stayed counted there.)"""
+    if not station_ids:
+        yield
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(literal(FOLD_LOCK_KEY))))
     parts = in_parts(station_ids)
     observed = [
         sid
@@ -487,8 +496,6 @@ def moving_stations(
     if not observed:
         yield
         return
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(select(func.pg_advisory_xact_lock(literal(FOLD_LOCK_KEY))))
     regions = _regions(session, observed)
     _ensure_temp_tables(session)
     for part in parts:
