@@ -29,10 +29,12 @@ from models import (
     FindingCount,
     FindingCritical,
     FindingFold,
+    FindingHeld,
     FindingIncident,
     FindingState,
     FindingTally,
     FindingVisit,
+    Station,
 )
 from tests.factories import make_mission, make_observer, make_station
 from tests.findings_factories import GOOD_COUNT, correct, post, set_review
@@ -92,7 +94,9 @@ def _one_station(session: Any) -> tuple[Any, str]:
     return mission, token
 
 
-def _assert_folded_equals_recompute(session: Any, mission_id: uuid.UUID) -> None:
+def _assert_folded_equals_recompute(
+    session: Any, mission_id: uuid.UUID, every_held: bool = True
+) -> None:
     session.commit()
     assert fold.run_once().folded
     session.commit()
@@ -181,6 +185,44 @@ def _assert_folded_equals_recompute(session: Any, mission_id: uuid.UUID) -> None
         ).all()
     )
     assert kept == critical
+    _assert_held_equals_recount(session, every_held)
+
+
+def _held_recounted(session: Any) -> dict[tuple[Any, str], dict[str, int]]:
+    """What each station and phase holds (`finding_held`), counted from the applied
+    checklists' answers: the checklists holding each value (`#` for a number) and
+    answering each question (`*`), and all of them (`_:_`)."""
+    held: dict[tuple[Any, str], dict[str, int]] = {}
+    for row in session.execute(select(FindingApplied.station_id, FindingApplied.phase)):
+        key = (row.station_id, row.phase)
+        held.setdefault(key, {"_:_": 0})["_:_"] += 1
+    answers = session.execute(
+        select(FindingApplied.station_id, FindingApplied.phase, Answer).join(
+            Answer, Answer.checklist_id == FindingApplied.checklist_id
+        )
+    )
+    for station_id, phase, answer in answers:
+        counted = held[(station_id, phase)]
+        keys = []
+        if answer.kind != "other":
+            closed = answer.kind == "closed" or answer.value == "na"
+            keys.append(f"{answer.question_code}:{answer.value if closed else '#'}")
+        if answer.position == 0 and answer.value != "na":
+            keys.append(f"{answer.question_code}:*")
+        for key in keys:
+            counted[key] = counted.get(key, 0) + 1
+    return held
+
+
+def _assert_held_equals_recount(session: Any, every: bool = True) -> None:
+    """Every station and phase's finding_held row equals its recount; with `every`, each
+    one with a counting checklist has its row (none was folded before the table)."""
+    recount = _held_recounted(session)
+    rows = {(h.station_id, h.phase): h.held for h in session.scalars(select(FindingHeld))}
+    for key, held in rows.items():
+        assert held == recount.get(key, {"_:_": 0}), key
+    if every:
+        assert set(recount) <= set(rows)
 
 
 def _assert_counting_kept_equals_reports(
@@ -262,6 +304,38 @@ def test_folded_tallies_equal_a_full_recompute_after_random_changes(
     iq = question_service.incident_questions(question_service.catalog(session, mission.id, "en"))
     assert sections.incident_counts(session, scope, iq)
     assert sections.critical_counts(session, scope) is not None
+
+
+def test_stations_folded_before_their_values_were_kept_are_read_once_then_kept(
+    client: Any, session: Any
+) -> None:
+    """As migration 0027 leaves a running mission: checklists folded, no finding_held rows.
+    A batch at such a station and phase reads what its earlier checklists hold from their
+    answers, once, and keeps it; stations and phases it does not touch stay without."""
+    mission, _ = make_mission(session)
+    for code, place in PLACES:
+        make_station(session, mission.id, code, **place)
+    _, token = make_observer(session, mission.id, ["N-1", "S-1"])
+    earlier = [post(client, token, code, "voting") for code in ("N-1", "N-1", "S-1")]
+    post(client, token, "N-1", "opening")
+    session.commit()
+    assert fold.run_once().folded
+    session.execute(delete(FindingHeld))
+    session.commit()
+    post(client, token, "N-1", "voting")  # the same answers: no station starts counting
+    set_review(session, mission.id, earlier[2], review_state="rejected")  # S-1 stops
+    _assert_folded_equals_recompute(session, mission.id, every_held=False)
+    kept = {
+        (station, phase)
+        for station, phase in session.execute(
+            select(Station.code, FindingHeld.phase).join(
+                Station, Station.id == FindingHeld.station_id
+            )
+        )
+    }
+    assert kept == {("N-1", "voting"), ("S-1", "voting")}
+    whole = question_service.tallies(session, resolve(session, mission.id, Filters()))
+    assert whole[("voting", "_", "_")][:2] == (3, 1)  # three checklists at one station
 
 
 def test_critical_tallies_folded_before_they_were_kept_are_counted_by_the_next_fold(
