@@ -216,13 +216,15 @@ def _held_recounted(session: Any) -> dict[tuple[Any, str], dict[str, int]]:
 
 def _assert_held_equals_recount(session: Any, every: bool = True) -> None:
     """Every station and phase's finding_held row equals its recount; with `every`, each
-    one with a counting checklist has its row (none was folded before the table)."""
+    one with `fold.HELD_FROM` counting checklists has its row (none was folded before the
+    table)."""
     recount = _held_recounted(session)
-    rows = {(h.station_id, h.phase): h.held for h in session.scalars(select(FindingHeld))}
+    columns = (FindingHeld.station_id, FindingHeld.phase, FindingHeld.held)
+    rows = {(h.station_id, h.phase): h.held for h in session.execute(select(*columns))}
     for key, held in rows.items():
         assert held == recount.get(key, {"_:_": 0}), key
     if every:
-        assert set(recount) <= set(rows)
+        assert {k for k, held in recount.items() if held["_:_"] >= fold.HELD_FROM} <= set(rows)
 
 
 def _assert_counting_kept_equals_reports(
@@ -266,6 +268,9 @@ def test_folded_tallies_equal_a_full_recompute_after_random_changes(
     # report's figures kept as a JSON object built in parts, as a long ballot's are.
     monkeypatch.setattr(counting_service, "LIST_LIMIT", 2)
     monkeypatch.setattr(counting_service, "JSON_PAIRS", 3)
+    # Stations' values kept from their first or their second checklist of a phase: the
+    # second makes the fold read them from the answers first, then from the kept row.
+    monkeypatch.setattr(fold, "HELD_FROM", 1 + seed % 2)
     rng = random.Random(seed)
     mission, _ = make_mission(session)
     for code, place in PLACES:
@@ -307,11 +312,12 @@ def test_folded_tallies_equal_a_full_recompute_after_random_changes(
 
 
 def test_stations_folded_before_their_values_were_kept_are_read_once_then_kept(
-    client: Any, session: Any
+    client: Any, session: Any, monkeypatch: Any
 ) -> None:
     """As migration 0027 leaves a running mission: checklists folded, no finding_held rows.
     A batch at such a station and phase reads what its earlier checklists hold from their
     answers, once, and keeps it; stations and phases it does not touch stay without."""
+    monkeypatch.setattr(fold, "HELD_FROM", 1)
     mission, _ = make_mission(session)
     for code, place in PLACES:
         make_station(session, mission.id, code, **place)
@@ -333,9 +339,30 @@ def test_stations_folded_before_their_values_were_kept_are_read_once_then_kept(
             )
         )
     }
-    assert kept == {("N-1", "voting"), ("S-1", "voting")}
+    assert kept == {("N-1", "voting")}  # S-1 has no checklist left to keep
     whole = question_service.tallies(session, resolve(session, mission.id, Filters()))
     assert whole[("voting", "_", "_")][:2] == (3, 1)  # three checklists at one station
+
+
+def test_a_station_and_phase_has_its_values_kept_from_its_fifth_checklist_on(
+    client: Any, session: Any
+) -> None:
+    """Below `fold.HELD_FROM` checklists a station and phase's earlier answers are read
+    again with each new one; from then on they are kept, also once it has fewer again."""
+    mission, _ = make_mission(session)
+    make_station(session, mission.id, "S-1")
+    _, token = make_observer(session, mission.id, ["S-1"])
+    posted = [post(client, token, "S-1", "voting") for _ in range(fold.HELD_FROM - 1)]
+    post(client, token, "S-1", "opening")
+    _assert_folded_equals_recompute(session, mission.id)
+    assert session.scalar(select(func.count()).select_from(FindingHeld)) == 0
+    posted.append(post(client, token, "S-1", "voting"))
+    _assert_folded_equals_recompute(session, mission.id)
+    held = session.scalars(select(FindingHeld)).one()
+    assert (held.phase, held.held["_:_"]) == ("voting", fold.HELD_FROM)
+    set_review(session, mission.id, posted[0], review_state="rejected")
+    _assert_folded_equals_recompute(session, mission.id)
+    assert session.scalar(select(FindingHeld.held))["_:_"] == fold.HELD_FROM - 1
 
 
 def test_critical_tallies_folded_before_they_were_kept_are_counted_by_the_next_fold(
