@@ -95,15 +95,15 @@ class FindingHeld(SQLModel, table=True):
     batch's checklists make the station start or stop counting, instead of reading again
     the answers of every earlier checklist of the station and phase (at fifty checklists
     a station, three quarters of a million answers in a fold of a thousand). Kept by the
-    fold; a station and phase without a row (after the upgrade that added the table) is
-    read from its checklists once, the first time a batch touches it."""
+    fold from a station and phase's tenth checklist on (`fold.HELD_FROM`); without a row
+    (fewer checklists, or none folded since the upgrade that added the table) the fold
+    reads what they hold from their answers."""
 
     __tablename__ = "finding_held"
     __table_args__ = {"postgresql_with": {"fillfactor": 70}}
 
     station_id: uuid.UUID = Field(primary_key=True)
     phase: str = Field(sa_type=String(16), primary_key=True)
-    mission_id: uuid.UUID
     held: dict[str, int] = Field(sa_column=Column(JSONType, nullable=False))
 
 

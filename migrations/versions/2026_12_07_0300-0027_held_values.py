@@ -4,8 +4,9 @@ Whether a batch's checklists make a station start or stop counting for a value d
 on the station's earlier checklists of the phase, which every fold read again, answer by
 answer: at a million checklists (fifty a station), 760,000 answers and most of a fold's
 second. The fold now keeps those counts in one row per station and phase
-(`finding_held`). The rows are not filled here: a station and phase without one is read
-from its checklists the first time a fold touches it, as before, and kept from then on.
+(`finding_held`) once it has ten checklists. The rows are not filled here: a station and
+phase without one is read from its checklists, as before, and kept from the first fold
+that touches it at ten or more.
 
 Revision ID: 0027
 Revises: 0026
@@ -28,7 +29,6 @@ def upgrade() -> None:
         "finding_held",
         sa.Column("station_id", sa.Uuid(), nullable=False),
         sa.Column("phase", sa.String(length=16), nullable=False),
-        sa.Column("mission_id", sa.Uuid(), nullable=False),
         sa.Column("held", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=False),
         sa.PrimaryKeyConstraint("station_id", "phase", name="pk_finding_held"),
         postgresql_with={"fillfactor": 70},

@@ -344,7 +344,7 @@ def test_stations_folded_before_their_values_were_kept_are_read_once_then_kept(
     assert whole[("voting", "_", "_")][:2] == (3, 1)  # three checklists at one station
 
 
-def test_a_station_and_phase_has_its_values_kept_from_its_fifth_checklist_on(
+def test_a_station_and_phase_has_its_values_kept_from_its_tenth_checklist_on(
     client: Any, session: Any
 ) -> None:
     """Below `fold.HELD_FROM` checklists a station and phase's earlier answers are read
@@ -451,8 +451,9 @@ def test_a_held_correction_of_a_rejected_checklist_is_folded_as_the_recompute_co
 
 
 def test_folding_again_changes_nothing_and_a_rebuild_gives_the_same(
-    client: Any, session: Any
+    client: Any, session: Any, monkeypatch: Any
 ) -> None:
+    monkeypatch.setattr(fold, "HELD_FROM", 1)  # the station's values kept, and rebuilt
     mission, token = _one_station(session)
     post(client, token, "S-1", "voting", {"D4": "no"})
     scope = resolve(session, mission.id, Filters())
@@ -466,6 +467,7 @@ def test_folding_again_changes_nothing_and_a_rebuild_gives_the_same(
         fold.rebuild(s)
     session.commit()
     assert question_service.tallies(session, scope) == before
+    _assert_held_equals_recount(session)
 
 
 @pytest.mark.postgres_only
@@ -926,13 +928,14 @@ def test_a_review_committed_while_a_fold_runs_moves_the_counting_figures_with_it
 
 
 def test_a_station_given_another_place_takes_its_checklists_there(
-    client: Any, session: Any
+    client: Any, session: Any, monkeypatch: Any
 ) -> None:
     """Every place's tallies count a station where it was when its checklists were folded:
     a station moved by a new import takes them out there and the next fold puts them in
     where it is now, in every view, the counting figures too."""
     from tests.findings_factories import post_count
 
+    monkeypatch.setattr(fold, "HELD_FROM", 1)  # the stations' values kept as they move
     mission, _ = make_mission(session)
     for code, place in PLACES:
         make_station(session, mission.id, code, **place)

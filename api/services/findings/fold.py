@@ -719,8 +719,9 @@ def _apply_signed(session: Session) -> None:
     # Before this batch: how many counting checklists of the same station hold each value.
     # A station counts for a value while at least one of them does. Answers are counted
     # within a phase, and what the station's checklists of a phase hold is kept in
-    # finding_held; only a station and phase without its row there (after the upgrade that
-    # added the table) has its earlier checklists read again, answer by answer. The phase
+    # finding_held from its HELD_FROM-th checklist on; a station and phase without its row
+    # there (fewer checklists, or none folded since the upgrade that added the table) has
+    # its earlier checklists read again, answer by answer. The phase
     # `all` row (checklists of any phase) is a count of the station's entries in
     # finding_applied, which needs no answer at all. Materialised and analysed, so that the
     # planner knows how many there are.
@@ -1210,11 +1211,8 @@ def _held_rows(session: Session) -> Any:
         "key", "value", name="held_value"
     )
     key = each.c.key
-    if pg:
-        question, value = func.split_part(key, ":", 1), func.split_part(key, ":", 2)
-    else:
-        colon = func.instr(key, ":")
-        question, value = func.substr(key, 1, colon - 1), func.substr(key, colon + 1)
+    colon = (func.strpos if pg else func.instr)(key, ":")
+    question, value = func.substr(key, 1, colon - 1), func.substr(key, colon + 1)
     held = cast(each.c.value, BigInteger)
     return select(FH.c.station_id, FH.c.phase, question, value, zero, zero, zero, held).select_from(
         FH.join(
@@ -1286,15 +1284,14 @@ def _keep_held(session: Session) -> None:
         g.c.question_code == "_", g.c.phase != "all", or_(n >= HELD_FROM, kept)
     )
     stmt = dialect_insert(session, FH).from_select(
-        ["station_id", "phase", "mission_id", "held"],
-        select(*pair, ST.c.mission_id, by_key(key, n))
-        .select_from(g.join(ST, ST.c.id == g.c.station_id))
+        ["station_id", "phase", "held"],
+        select(*pair, by_key(key, n))
         .where(
             tuple_(*pair).in_(due),
             g.c.question_code != CRITICAL_ANY,
             or_(n > 0, g.c.question_code == "_"),
         )
-        .group_by(*pair, ST.c.mission_id),
+        .group_by(*pair),
     )
     session.execute(
         stmt.on_conflict_do_update(
@@ -1379,7 +1376,8 @@ GROWING = (FA, FC, FV, FH)
 
 
 def _analyze_when_grown(session: Session, added: int) -> None:
-    """ANALYZE the applied rows, critical answers and visits once this transaction has
+    """ANALYZE the applied rows, critical answers, visits and values held (`GROWING`) once
+    this transaction has
     taken more checklists in or out (`added`) than the planner believes `finding_applied`
     holds (PostgreSQL).
 
@@ -1389,7 +1387,7 @@ def _analyze_when_grown(session: Session, added: int) -> None:
     An ANALYZE sees this transaction's own rows. It runs while a fold's own checklists
     outnumber what the statistics know of: in the first transactions of a fold that starts
     from empty tables, not in a fold of a day's batch, which is small beside the table.
-    Its lock on the three tables (SHARE UPDATE EXCLUSIVE) lasts until the fold commits: a
+    Its lock on these tables (SHARE UPDATE EXCLUSIVE) lasts until the fold commits: a
     vacuum or analyse of them waits for it."""
     if session.get_bind().dialect.name != "postgresql" or added < ANALYZE_AFTER:
         return
