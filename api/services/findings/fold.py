@@ -164,6 +164,10 @@ TMP_LEAF = _leaf_table(
     *[Column(c, BigInteger, nullable=False) for c in TALLY_COLUMNS],
 )
 
+# The columns summed per station and value: the batch's change, and what the station held
+# before it (the checklists holding the value).
+PER_VALUE = ("d_obs", "d_total", "d_crit", "n0")
+
 # Per station, phase, question and value: the batch's change to the tallies and what the
 # station held before it (`PER_VALUE`), summed once and read twice: for the tallies, and
 # for what each station holds after the batch (`finding_held`).
@@ -173,7 +177,7 @@ TMP_PER_VALUE = _temporary(
     Column("phase", String(16), nullable=False),
     Column("question_code", String(32), nullable=False),
     Column("value", String(64), nullable=False),
-    *[Column(c, BigInteger, nullable=False) for c in ("d_obs", "d_total", "d_crit", "n0")],
+    *[Column(c, BigInteger, nullable=False) for c in PER_VALUE],
 )
 
 # The counting view's figures: the stations whose counting reports a batch changes, their
@@ -1071,16 +1075,14 @@ def _count_incidents(session: Session, missions: Sequence[Any], minus: Any | Non
         )
 
 
-# The columns summed per station and value: the batch's change, and what the station held
-# before it (the checklists holding the value).
-PER_VALUE = ("d_obs", "d_total", "d_crit", "n0")
 ANSWERED = "*"  # the value of the rows counting the checklists that answer a question
 # The checklists a station has in a phase before the fold keeps what they hold in a row
-# (`_keep_held`) rather than read their answers again with each new one. Reading a
-# checklist's answers again costs about a quarter of what keeping the row costs a fold
-# (on the bench machine, 0.045 against 0.18 ms). Keeping every station's row made folds
-# of 1,000 a tenth to a fifth longer at 150,000 checklists (a median of four a station
-# in voting), and a third to two thirds shorter at a million (31).
+# (`_keep_held`) rather than read their answers again with each new one. On the bench
+# machine, writing the rows took a fold of 1,000 about 0.18 ms a station and phase, and
+# reading a checklist's answers again about 0.045 ms. Keeping every station's row (or
+# from the fifth checklist) made folds of 1,000 a tenth to a fifth longer at 150,000
+# checklists (a median of four a station in voting); from the tenth, 5 to 15 %. At a
+# million (31) the rows made them a third to two thirds shorter.
 HELD_FROM = 10
 
 
