@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Table, func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -14,6 +14,14 @@ def dialect_insert(session: Session, table: Table) -> Any:
     if session.get_bind().dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
+
+
+def object_agg(session: Session) -> Any:
+    """The aggregate that builds a JSON object of name-value pairs: PostgreSQL's
+    `jsonb_object_agg`, SQLite's `json_group_object`."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.jsonb_object_agg
+    return func.json_group_object
 
 
 def upsert(

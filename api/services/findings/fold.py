@@ -66,7 +66,7 @@ from api.config import Settings, get_settings
 from api.services import changes
 from api.services.findings import plans
 from api.services.findings.scope import CL, FA, FV, ST, counts, local_hour, utc_hour
-from api.services.sql import dialect_insert, in_parts, insert_ignore
+from api.services.sql import dialect_insert, in_parts, insert_ignore, object_agg
 from models import (
     Answer,
     ChecklistChange,
@@ -259,27 +259,20 @@ def emissions(src: Any) -> Any:
         literal_column("0").label("number"),
         literal_column("0").label("crit"),
     ).select_from(src.join(copies, true()))
-    closed = or_(AN.c.kind == "closed", AN.c.value == "na")
+    value, counted = _answer_values(first)
     answer_rows = (
         select(
             src.c.mission_id,
             src.c.station_id,
             src.c.phase,
             AN.c.question_code,
-            case(
-                (~first, literal_column("'*'")), (closed, AN.c.value), else_=literal_column("'#'")
-            ),
+            value,
             src.c.sign,
             case((and_(first, AN.c.kind == "number"), func.coalesce(AN.c.number, 0)), else_=0),
             case((and_(first, AN.c.critical), 1), else_=0),
         )
         .select_from(src.join(AN, AN.c.checklist_id == src.c.checklist_id).join(copies, true()))
-        .where(
-            or_(
-                and_(first, AN.c.kind != "other"),
-                and_(~first, AN.c.position == 0, AN.c.value != "na"),
-            )
-        )
+        .where(counted)
     )
     return union_all(checklist_rows, answer_rows)
 
@@ -626,8 +619,7 @@ def answers_of(session: Session, checklist_id: Any, phase: Any) -> Any:
     figures, which the counting view would otherwise pivot from the answers of every
     closing checklist), an incident report's first answers (type, source, time,
     description); NULL in other phases or without such answers."""
-    pg = session.get_bind().dialect.name == "postgresql"
-    by_code = func.jsonb_object_agg if pg else func.json_group_object
+    by_code = object_agg(session)
 
     def of(value: Any, which: Any) -> Any:
         return (
@@ -730,11 +722,7 @@ def _apply_signed(session: Session) -> None:
     # finding_applied, which needs no answer at all. Materialised and analysed, so that the
     # planner knows how many there are.
     touched = select(TMP_SIGN.c.station_id, TMP_SIGN.c.phase).distinct().subquery("touched")
-    unheld = ~exists(
-        select(FH.c.station_id).where(
-            FH.c.station_id == touched.c.station_id, FH.c.phase == touched.c.phase
-        )
-    )
+    unheld = ~_held_row(touched.c.station_id, touched.c.phase)
     session.execute(
         TMP_BEFORE.insert().from_select(
             SIGNED,
@@ -1094,6 +1082,27 @@ def _copies() -> Any:
     ).subquery("copies")
 
 
+def _answer_values(first: Any) -> tuple[Any, Any]:
+    """An answer's value in the tallies, in its two copies (`_copies`, `first` the first),
+    and which copies count: the first gives its option (`#` for a number; a time or text
+    has none), the second ANSWERED for the answer that says its question was answered (the
+    first of a multiple choice, and not "not applicable")."""
+    value = case(
+        (~first, literal(ANSWERED)),
+        (or_(AN.c.kind == "closed", AN.c.value == "na"), AN.c.value),
+        else_=literal_column("'#'"),
+    )
+    counted = or_(
+        and_(first, AN.c.kind != "other"), and_(~first, AN.c.position == 0, AN.c.value != "na")
+    )
+    return value, counted
+
+
+def _held_row(station_id: Any, phase: Any) -> Any:
+    """Does finding_held keep a row for this station and phase?"""
+    return exists(select(FH.c.station_id).where(FH.c.station_id == station_id, FH.c.phase == phase))
+
+
 def _rows_of(src: Table, before: bool) -> list[Any]:
     """Rows of the checklists in `src` to sum per station and value: one per checklist in
     its phase (`_`) and one in phase `all`; per answer its option (`#` for a number; a
@@ -1120,11 +1129,7 @@ def _rows_of(src: Table, before: bool) -> list[Any]:
     ]
     copies = _copies()
     first = copies.c.k == 0
-    value = case(
-        (~first, literal(ANSWERED)),
-        (or_(AN.c.kind == "closed", AN.c.value == "na"), AN.c.value),
-        else_=literal_column("'#'"),
-    )
+    value, counted = _answer_values(first)
     number = and_(first, AN.c.kind == "number")
     rows.append(
         select(
@@ -1139,12 +1144,7 @@ def _rows_of(src: Table, before: bool) -> list[Any]:
             ),
         )
         .select_from(src.join(AN, AN.c.checklist_id == src.c.checklist_id).join(copies, true()))
-        .where(
-            or_(
-                and_(first, AN.c.kind != "other"),
-                and_(~first, AN.c.position == 0, AN.c.value != "na"),
-            )
-        )
+        .where(counted)
     )
     return rows
 
@@ -1276,11 +1276,8 @@ def _keep_held(session: Session) -> None:
     phase once it has HELD_FROM checklists, and from then on."""
     g = TMP_PER_VALUE
     key, n = g.c.question_code + ":" + g.c.value, g.c.n0 + g.c.d_obs
-    pg = session.get_bind().dialect.name == "postgresql"
-    by_key = func.jsonb_object_agg if pg else func.json_group_object
-    kept = exists(
-        select(FH.c.station_id).where(FH.c.station_id == g.c.station_id, FH.c.phase == g.c.phase)
-    )
+    by_key = object_agg(session)
+    kept = _held_row(g.c.station_id, g.c.phase)
     pair = (g.c.station_id, g.c.phase)
     due = select(*pair).where(
         g.c.question_code == "_", g.c.phase != "all", or_(n >= HELD_FROM, kept)
