@@ -3,14 +3,16 @@ sat idle is replaced before a request gets it."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Column, Engine, MetaData, Table, Uuid, select, text
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from api import db, ratelimit
+from api.services.sql import one_of
 from tests.conftest import BACKEND
 
 
@@ -96,6 +98,29 @@ def test_a_statement_sent_to_the_driver_fails_as_sqlalchemy_would_say(engine: En
     with engine.connect() as conn:  # the same pooled connection, as SQLAlchemy left it
         assert not conn.connection.driver_connection.autocommit
         assert conn.execute(text("SELECT 1")).scalar() == 1
+
+
+def test_one_of_selects_the_listed_ids_and_binds_them_as_one_array_on_postgresql(engine: Engine) -> None:
+    """`sql.one_of` selects the rows whose id is listed, for no id, a few, thousands and a
+    query of them; on PostgreSQL the ids travel as one array, so that the statement's text
+    is the same whatever their number."""
+    table = Table(
+        "one_of_ids", MetaData(), Column("id", Uuid, primary_key=True), prefixes=["TEMPORARY"]
+    )
+    ids = [uuid.uuid4() for _ in range(3000)]
+    with engine.begin() as conn:
+        table.create(conn)
+        conn.execute(table.insert(), [{"id": i} for i in ids])
+        texts = set()
+        for wanted in ([], ids[:3], ids[:2500] + [uuid.uuid4()]):
+            query = select(table.c.id).where(one_of(table.c.id, wanted))
+            assert set(conn.execute(query).scalars()) == set(wanted) & set(ids)
+            texts.add(str(query.compile(conn)))
+        chosen = select(table.c.id).where(table.c.id.in_(ids[:5]))
+        query = select(table.c.id).where(one_of(table.c.id, chosen))
+        assert set(conn.execute(query).scalars()) == set(ids[:5])
+    if BACKEND == "postgresql":
+        assert len(texts) == 1 and "= ANY (" in texts.pop()
 
 
 @pytest.mark.postgres_only

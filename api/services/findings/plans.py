@@ -36,7 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from api.services.findings.scope import FV, OBS, ST, Scope, kept_state
-from api.services.sql import in_parts
+from api.services.sql import in_parts, one_of
 from models import (
     Assignment,
     FindingObserverPlan,
@@ -176,7 +176,7 @@ def team_plan(joined: Any, conditions: list[Any], observers: Any = None) -> Sele
         .where(*conditions)
         .distinct()
     )
-    return query.where(ASG.c.observer_id.in_(observers)) if observers is not None else query
+    return query.where(one_of(ASG.c.observer_id, observers)) if observers is not None else query
 
 
 def team_seen(visits: Any, columns: list[str], observers: Any = None) -> Select[Any]:
@@ -188,7 +188,7 @@ def team_seen(visits: Any, columns: list[str], observers: Any = None) -> Select[
         .select_from(visits.join(member, member.c.id == visits.c.observer_id))
         .distinct()
     )
-    return query.where(visits.c.observer_id.in_(observers)) if observers is not None else query
+    return query.where(one_of(visits.c.observer_id, observers)) if observers is not None else query
 
 
 def members(keys: Any) -> Select[Any]:

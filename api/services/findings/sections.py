@@ -40,7 +40,7 @@ from api.services.findings.scope import (
     utc_hour,
 )
 from api.services.findings.stats import FindingsSettings, ratio_value, share_value
-from api.services.sql import IN_LIST
+from api.services.sql import IN_LIST, one_of
 from models import Assignment
 from models.base import table_of
 from models.views import (
@@ -296,9 +296,9 @@ def _teams_missing(session: Session, scope: Scope) -> MissingTeams:
     for team, team_name, observer_id, code, name in session.execute(
         select(key, TEAM.c.name, OBS.c.id, OBS.c.code, OBS.c.name)
         .select_from(OBS.outerjoin(TEAM, TEAM.c.id == OBS.c.team_id))
-        .where(OBS.c.mission_id == scope.mission_id, key.in_(keys))
+        .where(OBS.c.mission_id == scope.mission_id, one_of(key, keys))
         .order_by(OBS.c.code)
-    ):
+    ).all():
         members[team].append(TeamMember(code=code, name=name))
         names[team] = team_name
         ids.append(observer_id)
@@ -309,7 +309,7 @@ def _teams_missing(session: Session, scope: Scope) -> MissingTeams:
     shown = planned(ids if len(ids) <= IN_LIST else plans.members(keys))
     unseen = select(shown.c.team_key, shown.c.station_id).where(shown.c.seen_station.is_(None))
     teams_at: dict[Any, list[Any]] = defaultdict(list)
-    for team, station_id in session.execute(unseen):
+    for team, station_id in session.execute(unseen).all():
         teams_at[station_id].append(team)
     # The stations' codes read apart, by their ids: joined in, the planner expected a
     # thousand times as many of them and read every station of the mission.
@@ -317,8 +317,8 @@ def _teams_missing(session: Session, scope: Scope) -> MissingTeams:
     if len(stations) > IN_LIST:
         stations = select(unseen.subquery().c.station_id)
     for station_id, code in session.execute(
-        select(ST.c.id, ST.c.code).where(ST.c.id.in_(stations)).order_by(ST.c.code)
-    ):
+        select(ST.c.id, ST.c.code).where(one_of(ST.c.id, stations)).order_by(ST.c.code)
+    ).all():
         for team in teams_at[station_id]:
             missing_at[team].append(code)
     data = []
