@@ -134,7 +134,9 @@ def coverage(session: Session, scope: Scope) -> CoverageSection:
     regions = _region_names(session, scope)
     stations, assigned = _planned_per_region(session, scope, regions)
     observed: dict[Any, dict[str, tuple[int, int]]] = defaultdict(dict)
-    if scope.filters.needs_raw or scope.location_id is not None:
+    # The tallies are kept per region: they answer a region's scope too, not a place below.
+    counted = None if scope.filters.needs_raw else _regions_in_scope(scope, regions)
+    if counted is None:
         rows = session.execute(
             select(
                 ST.c.region_id,
@@ -161,7 +163,7 @@ def coverage(session: Session, scope: Scope) -> CoverageSection:
     elif not scope.empty:
         q = select(FT.c.node_id, FT.c.phase, FT.c.observations, FT.c.stations).where(
             FT.c.mission_id == scope.mission_id,
-            FT.c.node_id.in_(list(regions) or [scope.mission_id]),
+            FT.c.node_id.in_(counted or [scope.mission_id]),
             FT.c.question_code == "_",
             FT.c.observations > 0,
         )
