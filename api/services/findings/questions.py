@@ -96,14 +96,29 @@ def compiled_template(template_id: uuid.UUID, definition: dict[str, Any]) -> Com
     return found
 
 
+def _published(session: Session, mission_id: uuid.UUID, *order: Any) -> list[CompiledTemplate]:
+    """The mission's published (and retired) templates in this `order`, compiled. Their
+    ids are read, and a definition only for a template this process has not compiled: each
+    is a JSON document of tens of kilobytes, decoded again on every fold and every view."""
+    ids = session.scalars(
+        select(TPL.c.id)
+        .where(TPL.c.mission_id == mission_id, TPL.c.status != "draft")
+        .order_by(*order)
+    ).all()
+    missing = [tpl_id for tpl_id in ids if tpl_id not in _compiled]
+    if missing:
+        for tpl_id, definition in session.execute(
+            select(TPL.c.id, TPL.c.definition).where(TPL.c.id.in_(missing))
+        ):
+            compiled_template(tpl_id, definition)
+    return [_compiled[tpl_id] for tpl_id in ids]
+
+
 def published(session: Session, mission_id: uuid.UUID) -> list[TemplateDefinition]:
     """The mission's published (and retired) templates, the newest version first."""
-    rows = session.execute(
-        select(TPL.c.id, TPL.c.definition)
-        .where(TPL.c.mission_id == mission_id, TPL.c.status != "draft")
-        .order_by(TPL.c.version.desc(), TPL.c.code)
-    ).all()
-    return [compiled_template(tpl_id, definition).definition for tpl_id, definition in rows]
+    return [
+        ct.definition for ct in _published(session, mission_id, TPL.c.version.desc(), TPL.c.code)
+    ]
 
 
 def statement_questions(session: Session, mission_id: uuid.UUID) -> StatementQuestions:
@@ -122,14 +137,8 @@ def statement_questions(session: Session, mission_id: uuid.UUID) -> StatementQue
 
 def catalog(session: Session, mission_id: uuid.UUID, language: str) -> dict[str, QuestionInfo]:
     """Every question of the mission's templates (a later version's wording wins)."""
-    rows = session.execute(
-        select(TPL.c.id, TPL.c.definition)
-        .where(TPL.c.mission_id == mission_id, TPL.c.status != "draft")
-        .order_by(TPL.c.code, TPL.c.version)
-    ).all()
     out: dict[str, QuestionInfo] = {}
-    for tpl_id, definition in rows:
-        ct = compiled_template(tpl_id, definition)
+    for ct in _published(session, mission_id, TPL.c.code, TPL.c.version):
         titles = {s.code: _pick(s.title, language) for s in ct.definition.sections}
         section_of = {q.code: s.code for s in ct.definition.sections for q in s.questions}
         for code, cq in ct.questions.items():
