@@ -110,6 +110,9 @@ class Generator:
             ref.Filters(abroad=True, phase="voting"),
             ref.Filters(abroad=False, phase="closing"),
             ref.Filters(location="North", phase="closing", team="Team A"),
+            # A region with a phase, and with its own side of the border: from its tallies.
+            ref.Filters(location="North", phase="voting"),
+            ref.Filters(location="Turkey", abroad=True),
             ref.Filters(location="Turkey", abroad=False),  # contradictory: nothing
         ]
         return out

@@ -451,7 +451,8 @@ MISSION = bindparam("count_mission_id", type_=FA.c.mission_id.type)
 
 def _count(session: Session, plan: CountPlan, stations: Any, out: Any, sign: int) -> None:
     dialect = session.get_bind().dialect.name
-    shape = (plan.key, dialect, None if stations is None else stations.name, out.name, sign)
+    stations_name = None if stations is None else stations.name
+    shape = (plan.key, dialect, stations_name, out.name, sign, JSON_PAIRS)
     statements = _BUILT.get(shape)
     if statements is None:
         if len(_BUILT) >= _BUILT_MAX:
