@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, Engine, MetaData, Table, Uuid, select, text
+from sqlalchemy import Column, Engine, MetaData, Table, Uuid, literal, select, text
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from api import db, ratelimit
@@ -100,7 +100,7 @@ def test_a_statement_sent_to_the_driver_fails_as_sqlalchemy_would_say(engine: En
         assert conn.execute(text("SELECT 1")).scalar() == 1
 
 
-def test_one_of_selects_the_listed_ids_and_binds_them_as_one_array_on_postgresql(engine: Engine) -> None:
+def test_one_of_selects_the_listed_ids_sent_as_one_array_on_postgresql(engine: Engine) -> None:
     """`sql.one_of` selects the rows whose id is listed, for no id, a few, thousands and a
     query of them; on PostgreSQL the ids travel as one array, so that the statement's text
     is the same whatever their number."""
@@ -116,6 +116,9 @@ def test_one_of_selects_the_listed_ids_and_binds_them_as_one_array_on_postgresql
             query = select(table.c.id).where(one_of(table.c.id, wanted))
             assert set(conn.execute(query).scalars()) == set(wanted) & set(ids)
             texts.add(str(query.compile(conn)))
+        # The table is in FROM when the condition alone names it, as with `in_`.
+        alone = select(literal(1)).where(one_of(table.c.id, ids[:3]))
+        assert len(conn.execute(alone).all()) == 3
         chosen = select(table.c.id).where(table.c.id.in_(ids[:5]))
         query = select(table.c.id).where(one_of(table.c.id, chosen))
         assert set(conn.execute(query).scalars()) == set(ids[:5])

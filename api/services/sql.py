@@ -90,6 +90,11 @@ class OneOf(ColumnElement[bool]):
         self.listed = column.in_(ids)
         self.array = bindparam(None, ids, type_=postgresql.ARRAY(column.type))
 
+    @property
+    def _from_objects(self) -> list[Any]:
+        """The column's table, for a statement's FROM, as `column.in_` gives it."""
+        return list(self.column._from_objects)
+
 
 @compiles(OneOf)
 def _listed(element: OneOf, compiler: SQLCompiler, **kw: Any) -> str:
