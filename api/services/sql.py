@@ -70,10 +70,11 @@ def in_parts(ids: Sequence[Any]) -> list[Sequence[Any]]:
 
 class OneOf(ColumnElement[bool]):
     """`column IN (ids)` for a list of ids that may run to thousands: on PostgreSQL one
-    array parameter (`column = ANY(…)`), elsewhere an IN list of up to IN_LIST ids. Each id
-    bound apart is rendered, sent and parsed as a parameter of its own, and the statement's
-    text differs with every length, so psycopg parses it afresh: for 3,300 stations' ids
-    that took 35 ms where the array took 18 (coverage's missing teams, 2026-12-07)."""
+    array parameter (`column = ANY(…)`), elsewhere an IN list (SQLite binds a limited
+    number of parameters: callers keep to IN_LIST ids). Each id bound apart is rendered,
+    sent and parsed as a parameter of its own, and the statement's text differs with every
+    length, so psycopg parses it afresh: for 3,300 stations' ids that took 35 ms where the
+    array took 18 (coverage's missing teams, 2026-12-07)."""
 
     type = Boolean()
     inherit_cache = True
