@@ -498,6 +498,21 @@ def test_counts_are_written_in_the_languages_plural_forms(
     context.close()
 
 
+def test_counting_totals_say_what_they_rest_on_in_the_consoles_language(
+    chromium: Any, server: str, field: dict[str, Any]
+) -> None:
+    _post(server, field["observer"], "AST-001", "closing")
+    context, page = _open(chromium, server, field["analyst"])
+    page.goto(page.url.split("#")[0] + "#/counting")
+    _loaded(page)
+    page.get_by_text(
+        "One report from each station counts: 1 station. Not an estimate of the national result."
+    ).wait_for()
+    page.locator("#tools select").first.select_option("ru")
+    page.get_by_text("Учитывается один протокол с каждого участка (участков: 1).").wait_for()
+    context.close()
+
+
 def test_exports_page_downloads_with_the_filters_and_offers_viewers_no_checklists(
     chromium: Any, server: str, field: dict[str, Any]
 ) -> None:

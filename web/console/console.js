@@ -1050,7 +1050,7 @@ function drawTotals(v) {
   if (!v.totals) return h("p", { class: "muted", text: t("nothing_yet") });
   const tot = v.totals;
   return [
-    h("p", { text: `${t("stations")}: ${tot.stations_text}. ${tot.note || ""}` }),
+    h("p", { text: t("counting_totals_basis", { stations: tn("n_stations", tot.stations, num(tot.stations)) }) }),
     table([t("figure"), t("value")], Object.entries(tot.figures).map(([k, x]) => [k, num(x)]), { numeric: [1] }),
     table([t("option"), t("votes"), t("share")], tot.options.map((o) => [o.code, num(o.votes), o.text]), { numeric: [1, 2] }),
   ];
