@@ -314,6 +314,27 @@ class CoveragePublic(FindingsEnvelope, CoverageSection):
     pass
 
 
+class StationOnMap(BaseModel):
+    code: str
+    name: str
+    latitude: float
+    longitude: float
+    phases: list[str] = Field(description="The phases it was observed in, within the filters")
+    critical: bool = Field(
+        description="A checklist from it, within the filters, has a critical answer"
+    )
+
+
+class MapSection(BaseModel):
+    stations: list[StationOnMap] = Field(description="The stations in scope with coordinates")
+    observed: int = Field(description="Of them, those observed in scope")
+    placeless: int = Field(description="Stations in scope without coordinates (not on the map)")
+
+
+class MapPublic(FindingsEnvelope, MapSection):
+    pass
+
+
 class IncidentsPublic(FindingsEnvelope, IncidentsSection):
     pass
 

@@ -37,6 +37,7 @@ from models.views import (
     FindingsEnvelope,
     FindingsPublic,
     IncidentsPublic,
+    MapPublic,
     StatementPublic,
 )
 
@@ -205,6 +206,13 @@ VIEW_ROUTES: list[tuple[str, str, type[FindingsEnvelope], str]] = [
         "/findings/counting",
         CountingPublic,
         "Counting reports checked for consistency, conflicts, and totals (one report a station).",
+    ),
+    (
+        "map",
+        "/findings/map",
+        MapPublic,
+        "Stations with coordinates, each with the phases it was observed in and whether a "
+        "checklist from it has a critical answer (the console's map).",
     ),
 ]
 

@@ -278,6 +278,9 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/missions/{mission_id}/findings/incidents"): Row(
         m("/missions/{m}/findings/incidents"), readers(200)
     ),
+    ("GET", "/missions/{mission_id}/findings/map"): Row(
+        m("/missions/{m}/findings/map"), readers(200)
+    ),
     ("GET", "/missions/{mission_id}/findings/critical"): Row(
         m("/missions/{m}/findings/critical"), readers(200)
     ),

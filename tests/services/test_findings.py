@@ -718,6 +718,52 @@ def test_coverage_critical_and_incidents_read_the_same_from_tallies_and_from_ans
     assert north_row["observed"]["voting"] == {"observations": 3, "stations": 2}
 
 
+def test_the_map_gives_each_placed_station_its_phases_and_critical_answers(
+    client: Any, session: Any
+) -> None:
+    """The console's map: the stations with coordinates, the phases each was observed in
+    and whether a checklist from it has a critical answer, within the filters; the same
+    from the fold's visits as from the applied checklists (a team filter reads those)."""
+    mission, _ = make_mission(session)
+    north = [
+        make_station(
+            session, mission.id, f"N-{i}", region="North", latitude=51.1 + i, longitude=71.4
+        )
+        for i in range(3)
+    ]
+    unplaced = make_station(session, mission.id, "S-0", region="South")
+    _, token = make_observer(session, mission.id, [*north, unplaced], team="Team 1")
+    post(client, token, "N-0", "opening")
+    post(client, token, "N-0", "voting", {"D8": "yes"})  # critical
+    closing = post(client, token, "N-1", "closing")
+    post(client, token, "S-0", "voting")
+
+    def shown(**filters: Any) -> tuple[list[tuple[str, list[str], bool]], int, int]:
+        found = view(session, mission.id, "map", **filters)
+        rows = [(s["code"], s["phases"], s["critical"]) for s in found["stations"]]
+        return rows, found["observed"], found["placeless"]
+
+    everything = shown()
+    assert everything == (
+        [("N-0", ["opening", "voting"], True), ("N-1", ["closing"], False), ("N-2", [], False)],
+        2,
+        1,
+    )
+    assert shown(team="Team 1") == everything
+    assert shown(phase="opening") == (
+        [("N-0", ["opening"], False), ("N-1", [], False), ("N-2", [], False)],
+        1,
+        1,
+    )
+    assert shown(phase="opening", team="Team 1") == shown(phase="opening")
+    assert shown(location="South") == ([], 0, 1)
+    first = view(session, mission.id, "map")["stations"][0]
+    assert (first["latitude"], first["longitude"], first["name"]) == (51.1, 71.4, "Station N-0")
+    set_review(session, mission.id, closing, review_state="rejected")  # leaves the map
+    assert shown()[0][1] == ("N-1", [], False)
+    assert shown(team="Team 1") == shown()
+
+
 def test_missing_observers_per_phase_and_team(client: Any, session: Any) -> None:
     """Without a phase, an observer is missing a station with no checklist at all; with
     one (`?phase=voting`), a station with no checklist of that phase yet."""

@@ -179,17 +179,7 @@ function noteVersion(v) {
   if (typeof v === "number" && (state.dataVersion === null || v > state.dataVersion)) state.dataVersion = v;
 }
 
-/* Every page of a paged list (stations by offset, checklists by cursor). */
-async function allStations() {
-  const out = [];
-  for (let offset = 0; offset < 50000; offset += 1000) {
-    const page = await json(`/missions/${mid()}/stations?limit=1000&offset=${offset}`);
-    out.push(...page.data);
-    if (out.length >= page.count || !page.data.length) break;
-  }
-  return out;
-}
-
+/* Every page of the latest checklists (by cursor). */
 async function allLatestChecklists() {
   const out = [];
   let cursor = null;
@@ -714,7 +704,7 @@ const PAGE_MAKERS = {
       fill("arrivals", cov, drawArrivals);
       fill("missing", cov, drawMissing);
       fill("feed", crit.version + "|" + crit.computed_at + "|" + inc.computed_at, () => drawFeed(crit, inc));
-      await drawMap(crit);
+      await drawMap();
     },
   }),
   findings: () => ({
@@ -900,43 +890,17 @@ function drawFeed(crit, inc) {
 
 const MAP_COLOURS = { none: "#ffffff", opening: "#9ecae1", voting: "#3182bd", closing: "#08306b", incident: "#f0a95a" };
 
-async function drawMap(crit) {
+async function drawMap() {
   const el = document.getElementById("p-map");
   if (!el) return;
   const body = el.querySelector(".body");
-  if (!isStaff()) {
-    if (!el._data) body.replaceChildren(h("p", { class: "muted", text: t("map_staff_only") }));
-    el._data = true;
-    return;
-  }
-  const [stations, checklists, observers] = await Promise.all([
-    list("stations", allStations, true),
-    list("checklists", allLatestChecklists),
-    observersList(),
-  ]);
-  const key = [stations, checklists, crit, JSON.stringify(state.filters)];
+  // Each station's phases and critical answers within the filters, as the server counts
+  // them (the fold's visits): no longer every station and every latest checklist fetched.
+  const found = await view("map");
+  const key = [found.version, found.computed_at, JSON.stringify(state.filters)];
   if (el._data && el._data.every((x, i) => x === key[i])) return;
   el._data = key;
-  const f = state.filters;
-  const teamOf = new Map(observers.map((o) => [o.id, o.team]));
-  const critical = new Set(crit.checklists.map((c) => c.checklist_id));
-  const seen = new Map(); // station code → {phases, critical}
-  for (const c of checklists) {
-    if (c.review_state === "rejected" || c.quarantined) continue;
-    if (f.phase && c.phase !== f.phase) continue;
-    if (f.team && teamOf.get(c.observer_id) !== f.team) continue;
-    if (f.template && c.template !== f.template) continue;
-    if (f.observed_from && new Date(c.observed_at) < new Date(f.observed_from)) continue;
-    if (f.observed_to && new Date(c.observed_at) >= new Date(f.observed_to)) continue;
-    const s0 = seen.get(c.station) || { phases: new Set(), critical: false };
-    s0.phases.add(c.phase);
-    if (critical.has(c.id)) s0.critical = true;
-    seen.set(c.station, s0);
-  }
-  const shown = stations.filter((st) =>
-    st.latitude !== null && st.longitude !== null &&
-    (!f.location || st.location_path === f.location || st.location_path.startsWith(f.location + "/")) &&
-    (!f.abroad || String(st.abroad) === f.abroad));
+  const shown = found.stations;
   const furthest = (phases) => ["closing", "voting", "opening", "incident"].find((p) => phases.has(p)) || "none";
   let map = body.querySelector("#map");
   if (!map) {
@@ -947,9 +911,8 @@ async function drawMap(crit) {
     const summary = h("p", { class: "muted", id: "map-summary" });
     body.replaceChildren(map, legend, summary);
   }
-  const observed = shown.filter((st) => seen.has(st.code)).length;
-  const placeless = stations.filter((st) => st.latitude === null || st.longitude === null).length;
-  body.querySelector("#map-summary").textContent = [t("map_summary", { observed: num(observed), total: tn("n_stations_of", shown.length, num(shown.length)) }), placeless ? tn("map_no_coordinates", placeless, num(placeless)) : ""].join(" ").trim();
+  const placeless = found.placeless;
+  body.querySelector("#map-summary").textContent = [t("map_summary", { observed: num(found.observed), total: tn("n_stations_of", shown.length, num(shown.length)) }), placeless ? tn("map_no_coordinates", placeless, num(placeless)) : ""].join(" ").trim();
   if (typeof L === "undefined") return;
   if (!state.map || state.map.getContainer() !== map) {
     state.map = L.map(map, { attributionControl: Boolean(state.settings && state.settings.map_tile_url), zoomControl: true });
@@ -962,13 +925,12 @@ async function drawMap(crit) {
   state.markers.clearLayers();
   const points = [];
   for (const st of shown) {
-    const o = seen.get(st.code);
-    const phase = o ? furthest(o.phases) : "none";
+    const phase = furthest(new Set(st.phases));
     const marker = L.circleMarker([st.latitude, st.longitude], {
-      radius: 7, weight: o && o.critical ? 3 : 1, color: o && o.critical ? "#b3261e" : "#333",
+      radius: 7, weight: st.critical ? 3 : 1, color: st.critical ? "#b3261e" : "#333",
       fillColor: MAP_COLOURS[phase], fillOpacity: 0.95,
     });
-    marker.bindTooltip(`${st.code} ${st.name}: ${o ? [...o.phases].map(phaseName).join(", ") : t("not_observed")}`);
+    marker.bindTooltip(`${st.code} ${st.name}: ${st.phases.length ? st.phases.map(phaseName).join(", ") : t("not_observed")}`);
     marker.addTo(state.markers);
     points.push([st.latitude, st.longitude]);
   }

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from sqlalchemy import and_, func, literal_column, or_, select
+from sqlalchemy import and_, case, func, literal_column, or_, select
 from sqlalchemy.orm import Session
 
 from api.services.findings import plans
@@ -55,6 +55,7 @@ from models.views import (
     IncidentReport,
     IncidentsSection,
     IncidentType,
+    MapSection,
     MissingObserver,
     MissingObservers,
     MissingTeam,
@@ -67,6 +68,7 @@ from models.views import (
 
 ASG = table_of(Assignment)
 LIST_LIMIT = 500
+MAP_PHASES = ("closing", "incident", "opening", "voting")  # a map station's phases, in order
 
 
 def _counted_regions(session: Session, scope: Scope) -> list[Any] | None:
@@ -863,3 +865,77 @@ def _observations_per_region(
             )
         )
     return {names[r][0]: int(n) for r, n in rows if r in names and n}
+
+
+def station_map(session: Session, scope: Scope) -> MapSection:
+    """The stations in scope that have coordinates, each with the phases it was observed
+    in and whether a checklist from it has a critical answer, within the filters, in one
+    statement: from the fold's visits and critical answers, or the applied rows for
+    filters the visits are not kept by (team, time window, template). The console's map
+    reads it; it used to fetch every station and every latest checklist (50 MB at
+    500,000 checklists)."""
+    phase = scope.filters.phase
+    if scope.filters.needs_raw:
+        visits = select(FA.c.station_id, FA.c.phase).where(applied_predicate(scope))
+        critical = (
+            select(FC.c.station_id)
+            .select_from(FC.join(FA, FA.c.checklist_id == FC.c.checklist_id))
+            .where(applied_predicate(scope))
+        )
+    else:
+        visits = select(FV.c.station_id, FV.c.phase).where(
+            FV.c.mission_id == scope.mission_id,
+            FV.c.phase == phase if phase is not None else FV.c.phase != plans.ANY_PHASE,
+        )
+        critical = select(FC.c.station_id).where(FC.c.mission_id == scope.mission_id)
+        if phase is not None:
+            critical = critical.where(FC.c.phase == phase)
+    v = visits.subquery("visits")
+    seen = (
+        select(
+            v.c.station_id,
+            *[func.max(case((v.c.phase == p, 1), else_=0)).label(p) for p in MAP_PHASES],
+        )
+        .group_by(v.c.station_id)
+        .subquery("seen")
+    )
+    crit = critical.distinct().subquery("crit")
+    placed = and_(ST.c.latitude.is_not(None), ST.c.longitude.is_not(None))
+    rows = session.execute(
+        select(
+            ST.c.code,
+            ST.c.name,
+            ST.c.latitude,
+            ST.c.longitude,
+            *[func.coalesce(seen.c[p], 0) for p in MAP_PHASES],
+            crit.c.station_id.is_not(None),
+        )
+        .select_from(
+            ST.outerjoin(seen, seen.c.station_id == ST.c.id).outerjoin(
+                crit, crit.c.station_id == ST.c.id
+            )
+        )
+        .where(*_station_scope(scope), placed)
+        .order_by(ST.c.code)
+    ).all()
+    # Validated in one call, as plain dicts: a model per station made apart took 5 to 10
+    # times as long for 20,000 of them.
+    stations = [
+        {
+            "code": code,
+            "name": name,
+            "latitude": lat,
+            "longitude": lon,
+            "phases": [p for p, flag in zip(MAP_PHASES, flags[:-1], strict=True) if flag],
+            "critical": bool(flags[-1]),
+        }
+        for code, name, lat, lon, *flags in rows
+    ]
+    placeless = session.scalar(select(func.count()).where(*_station_scope(scope), ~placed))
+    return MapSection.model_validate(
+        {
+            "stations": stations,
+            "observed": sum(1 for st in stations if st["phases"]),
+            "placeless": int(placeless or 0),
+        }
+    )

@@ -50,6 +50,7 @@ from models.views import (
     CriticalSection,
     FindingsSection,
     IncidentsSection,
+    MapSection,
     StatementSection,
 )
 
@@ -104,6 +105,10 @@ def counting(ctx: Context) -> CountingSection:
     return counting_service.counting(ctx.session, ctx.scope, ctx.config, ctx.random_sample)
 
 
+def station_map(ctx: Context) -> MapSection:
+    return sections.station_map(ctx.session, ctx.scope)
+
+
 S = TypeVar("S", bound=BaseModel)
 
 
@@ -140,6 +145,7 @@ VIEWS: dict[str, Callable[[Context], BaseModel]] = {
     "critical": critical,
     "counting": counting,
     "statement": statement,
+    "map": station_map,
 }
 # Each view's section, as the cache's JSON is read back into it.
 MODELS: dict[str, type[BaseModel]] = {
@@ -149,6 +155,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "critical": CriticalSection,
     "counting": CountingSection,
     "statement": StatementSection,
+    "map": MapSection,
 }
 # Each view's shape as this release builds it, part of every cache key: a view cached by a
 # release whose models differ (a rolling upgrade, a node not yet restarted) is never read
