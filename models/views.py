@@ -319,7 +319,9 @@ class StationOnMap(BaseModel):
     name: str
     latitude: float
     longitude: float
-    phases: list[str] = Field(description="The phases it was observed in, within the filters")
+    phases: list[str] = Field(
+        description="The phases it was observed in, within the filters, in the day's order"
+    )
     critical: bool = Field(
         description="A checklist from it, within the filters, has a critical answer"
     )

@@ -59,6 +59,8 @@ class Station:
     code: str
     place: tuple[str, ...]  # ("North", "Lake") or ("Turkey", "Ankara")
     abroad: bool
+    latitude: float | None = None  # None: not on the map
+    longitude: float | None = None
 
 
 @dataclass
@@ -557,6 +559,35 @@ def incidents(m: Mission, f: Filters) -> dict[str, Any]:
 
 
 # --- critical ----------------------------------------------------------------------------
+
+
+def station_map(m: Mission, f: Filters) -> dict[str, Any]:
+    """The map: the stations in scope with coordinates, each with the phases it was
+    observed in and whether one of its counted checklists has a critical answer."""
+    phases: dict[str, set[str]] = defaultdict(set)
+    critical_at: set[str] = set()
+    for v in counted(m, f):
+        phases[v.station].add(v.phase)
+        for code in v.answers:
+            q = QUESTIONS.get(code)
+            if q is not None and any(value in q.critical for value in chosen(v, code)):
+                critical_at.add(v.station)
+    stations = [s for s in m.stations.values() if station_in_scope(m, s.code, f)]
+    placed = sorted((s for s in stations if s.latitude is not None), key=lambda s: s.code)
+    return {
+        "stations": [
+            {
+                "code": s.code,
+                "latitude": s.latitude,
+                "longitude": s.longitude,
+                "phases": [p for p in PHASES if p in phases[s.code]],
+                "critical": s.code in critical_at,
+            }
+            for s in placed
+        ],
+        "observed": sum(1 for s in placed if phases[s.code]),
+        "placeless": len(stations) - len(placed),
+    }
 
 
 def critical(m: Mission, f: Filters) -> dict[str, Any]:

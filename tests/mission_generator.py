@@ -65,8 +65,10 @@ class Generator:
         for i, (place, abroad, row) in enumerate(PLACES):
             for j in range(self.rng.randint(1, 2)):
                 code = f"{place[0][:2].upper()}-{i}{j}"
-                make_station(session, mission.id, code, **row)
-                self.ref.stations[code] = ref.Station(code, place, abroad)
+                # Every station on the map but the first (`placeless`).
+                at = {"latitude": 40.0 + len(codes), "longitude": 70.5} if codes else {}
+                make_station(session, mission.id, code, **row, **at)
+                self.ref.stations[code] = ref.Station(code, place, abroad, **at)
                 codes.append(code)
         self.rng.shuffle(codes)
         codes.pop()  # a station no one covers

@@ -196,12 +196,20 @@ def _percent_in(text: str) -> str | None:
     return found[0] if found else None
 
 
+def actual_map(body: dict[str, Any]) -> dict[str, Any]:
+    stations = [
+        _pick(s, "code", "latitude", "longitude", "phases", "critical") for s in body["stations"]
+    ]
+    return {"stations": stations, "observed": body["observed"], "placeless": body["placeless"]}
+
+
 VIEWS = {
     "findings": (ref.findings, actual_findings),
     "coverage": (ref.coverage, actual_coverage),
     "incidents": (ref.incidents, actual_incidents),
     "critical": (ref.critical, actual_critical),
     "counting": (ref.counting, actual_counting),
+    "map": (ref.station_map, actual_map),
 }
 
 

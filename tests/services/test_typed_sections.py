@@ -8,10 +8,12 @@ from typing import Any
 
 import jsonschema_rs
 import pytest
+from sqlalchemy import update
 
 from api.services.findings import views
 from api.services.findings.scope import Filters
-from models import Role
+from models import Role, Station
+from models.base import table_of
 from models.views import (
     AnswerFindings,
     ChoiceFindings,
@@ -32,6 +34,7 @@ ROUTES = {
     "critical": "findings/critical",
     "counting": "findings/counting",
     "statement": "statement?format=json",
+    "map": "findings/map",
 }
 # The only objects whose keys the schema leaves open: the filters a view was asked with,
 # and a statement sentence's evidence (the questions, counts and figures behind it).
@@ -195,11 +198,19 @@ def test_every_view_served_is_the_schema_the_api_documents(client: Any, session:
     answers, missing teams) validates against its schema in /openapi.json, and no part of
     a section is documented as an object of any keys."""
     mission = _busy_mission(client, session)
+    # Two stations on the map, so that its stations' schema is checked too.
+    session.execute(
+        update(table_of(Station))
+        .where(table_of(Station).c.code.in_(["N-0", "S-0"]))
+        .values(latitude=51.1, longitude=71.4)
+    )
     token = make_token(session, mission.id, Role.viewer)
     spec = client.get("/openapi.json").json()
     for name, route in ROUTES.items():
         response = client.get(f"/missions/{mission.id}/{route}", headers=auth(token))
         assert response.status_code == 200, (name, response.text)
+        if name == "map":
+            assert len(response.json()["stations"]) == 2
         responses = spec["paths"][f"/missions/{{mission_id}}/{route.split('?')[0]}"]["get"]
         ref = responses["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
         model = ref.rsplit("/", 1)[1]

@@ -699,12 +699,13 @@ const PAGE_MAKERS = {
         panel("feed", t("feed"), "wide")),
     ],
     async update() {
+      const map = drawMap(); // asked beside the other views, not after them
       const [cov, crit, inc] = await Promise.all([view("coverage"), view("critical"), view("incidents")]);
       fill("coverage", cov, drawCoverage);
       fill("arrivals", cov, drawArrivals);
       fill("missing", cov, drawMissing);
       fill("feed", crit.version + "|" + crit.computed_at + "|" + inc.computed_at, () => drawFeed(crit, inc));
-      await drawMap();
+      await map;
     },
   }),
   findings: () => ({

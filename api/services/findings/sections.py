@@ -43,6 +43,7 @@ from api.services.findings.stats import FindingsSettings, ratio_value, share_val
 from api.services.sql import IN_LIST, one_of
 from models import Assignment
 from models.base import table_of
+from models.checklist import Phase
 from models.views import (
     ClusteringRule,
     CoverageSection,
@@ -68,7 +69,7 @@ from models.views import (
 
 ASG = table_of(Assignment)
 LIST_LIMIT = 500
-MAP_PHASES = ("closing", "incident", "opening", "voting")  # a map station's phases, in order
+MAP_PHASES = tuple(p.value for p in Phase)  # a map station's phases, in the day's order
 
 
 def _counted_regions(session: Session, scope: Scope) -> list[Any] | None:
