@@ -902,7 +902,7 @@ async function drawMap() {
   if (el._data && el._data.every((x, i) => x === key[i])) return;
   el._data = key;
   const shown = found.stations;
-  const furthest = (phases) => ["closing", "voting", "opening", "incident"].find((p) => phases.has(p)) || "none";
+  const furthest = (phases) => ["closing", "voting", "opening", "incident"].find((p) => phases.includes(p)) || "none";
   let map = body.querySelector("#map");
   if (!map) {
     map = h("div", { id: "map", role: "region", "aria-label": t("map_label") });
@@ -926,7 +926,7 @@ async function drawMap() {
   state.markers.clearLayers();
   const points = [];
   for (const st of shown) {
-    const phase = furthest(new Set(st.phases));
+    const phase = furthest(st.phases);
     const marker = L.circleMarker([st.latitude, st.longitude], {
       radius: 7, weight: st.critical ? 3 : 1, color: st.critical ? "#b3261e" : "#333",
       fillColor: MAP_COLOURS[phase], fillOpacity: 0.95,

@@ -878,19 +878,13 @@ def station_map(session: Session, scope: Scope) -> MapSection:
     phase = scope.filters.phase
     if scope.filters.needs_raw:
         visits = select(FA.c.station_id, FA.c.phase).where(applied_predicate(scope))
-        critical = (
-            select(FC.c.station_id)
-            .select_from(FC.join(FA, FA.c.checklist_id == FC.c.checklist_id))
-            .where(applied_predicate(scope))
-        )
     else:
         visits = select(FV.c.station_id, FV.c.phase).where(
             FV.c.mission_id == scope.mission_id,
             FV.c.phase == phase if phase is not None else FV.c.phase != plans.ANY_PHASE,
         )
-        critical = select(FC.c.station_id).where(FC.c.mission_id == scope.mission_id)
-        if phase is not None:
-            critical = critical.where(FC.c.phase == phase)
+    joined, pred = _critical_answers(scope)
+    critical = select(FC.c.station_id).select_from(joined).where(pred)
     v = visits.subquery("visits")
     seen = (
         select(
@@ -901,6 +895,7 @@ def station_map(session: Session, scope: Scope) -> MapSection:
         .subquery("seen")
     )
     crit = critical.distinct().subquery("crit")
+    in_scope = _station_scope(scope)
     placed = and_(ST.c.latitude.is_not(None), ST.c.longitude.is_not(None))
     rows = session.execute(
         select(
@@ -916,7 +911,7 @@ def station_map(session: Session, scope: Scope) -> MapSection:
                 crit, crit.c.station_id == ST.c.id
             )
         )
-        .where(*_station_scope(scope), placed)
+        .where(*in_scope, placed)
         .order_by(ST.c.code)
     ).all()
     # Validated in one call, as plain dicts: a model per station made apart took 5 to 10
@@ -932,7 +927,7 @@ def station_map(session: Session, scope: Scope) -> MapSection:
         }
         for code, name, lat, lon, *flags in rows
     ]
-    placeless = session.scalar(select(func.count()).where(*_station_scope(scope), ~placed))
+    placeless = session.scalar(select(func.count()).where(*in_scope, ~placed))
     return MapSection.model_validate(
         {
             "stations": stations,
