@@ -721,7 +721,7 @@ def _apply_signed(session: Session) -> None:
     # `all` row (checklists of any phase) is a count of the station's entries in
     # finding_applied, which needs no answer at all. Materialised and analysed, so that the
     # planner knows how many there are.
-    touched = select(TMP_SIGN.c.station_id, TMP_SIGN.c.phase).distinct().subquery("touched")
+    touched = _touched()
     unheld = ~_held_row(touched.c.station_id, touched.c.phase)
     session.execute(
         TMP_BEFORE.insert().from_select(
@@ -1098,6 +1098,11 @@ def _answer_values(first: Any) -> tuple[Any, Any]:
     return value, counted
 
 
+def _touched() -> Any:
+    """The stations and phases of the batch's checklists."""
+    return select(TMP_SIGN.c.station_id, TMP_SIGN.c.phase).distinct().subquery("touched")
+
+
 def _held_row(station_id: Any, phase: Any) -> Any:
     """Does finding_held keep a row for this station and phase?"""
     return exists(select(FH.c.station_id).where(FH.c.station_id == station_id, FH.c.phase == phase))
@@ -1207,7 +1212,7 @@ def _held_rows(session: Session) -> Any:
     """What finding_held says the batch's stations held in its phases before it (`n0`), as
     rows to sum per station and value with the batch's own (`_rows_of`)."""
     zero: Any = literal_column("0")
-    touched = select(TMP_SIGN.c.station_id, TMP_SIGN.c.phase).distinct().subquery("touched")
+    touched = _touched()
     pg = session.get_bind().dialect.name == "postgresql"
     each = (func.jsonb_each_text if pg else func.json_each)(FH.c.held).table_valued(
         "key", "value", name="held_value"
@@ -1376,9 +1381,8 @@ GROWING = (FA, FC, FV, FH)
 
 def _analyze_when_grown(session: Session, added: int) -> None:
     """ANALYZE the applied rows, critical answers, visits and values held (`GROWING`) once
-    this transaction has
-    taken more checklists in or out (`added`) than the planner believes `finding_applied`
-    holds (PostgreSQL).
+    this transaction has taken more checklists in or out (`added`) than the planner
+    believes `finding_applied` holds (PostgreSQL).
 
     After a bulk load or a rebuild the statistics say the tables are empty, and a plan made
     for empty tables can compare every applied row with every checklist of a batch: once,
