@@ -10,7 +10,7 @@ from api.deps import audit_writes
 from api.routes import audit, review
 from api.sanitize import SanitizeBody
 
-ROUTERS = (review.router, audit.router)
+ROUTERS = (review.router, review.queue_router, audit.router)
 
 
 def install(app: FastAPI) -> None:

@@ -65,6 +65,23 @@ class Checklist(SQLModel, table=True):
             postgresql_where=text("is_latest"),
             sqlite_where=text("is_latest"),
         ),
+        # The review queue's lists that are few among many (`api.services.queue`), newest
+        # first: the clocks that were off, and the checklists an analyst has decided on.
+        # Neither takes an entry for a new checklist with a good clock.
+        Index(
+            "ix_checklist_clock",
+            "mission_id",
+            "received_at",
+            postgresql_where=text("is_latest AND clock_flagged"),
+            sqlite_where=text("is_latest = 1 AND clock_flagged = 1"),
+        ),
+        Index(
+            "ix_checklist_decided",
+            "mission_id",
+            "received_at",
+            postgresql_where=text("is_latest AND review_state <> 'received'"),
+            sqlite_where=text("is_latest = 1 AND review_state <> 'received'"),
+        ),
     )
 
     id: uuid.UUID = Field(primary_key=True)
@@ -109,6 +126,13 @@ class Answer(SQLModel, table=True):
             "number",
             postgresql_where=text("number IS NOT NULL"),
             sqlite_where=text("number IS NOT NULL"),
+        ),
+        # The review queue's critical checklists: a few answers in a hundred or fewer.
+        Index(
+            "ix_answer_critical",
+            "checklist_id",
+            postgresql_where=text("critical"),
+            sqlite_where=text("critical = 1"),
         ),
     )
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 
 from pydantic import ConfigDict, model_validator
 from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, String, Text
 from sqlmodel import Field, SQLModel
 
 from models.base import UTCDateTime, utcnow
-from models.checklist import Hold, ReviewState
+from models.checklist import ChecklistPublic, Hold, ReviewState
 
 
 class ReviewEvent(SQLModel, table=True):
@@ -85,3 +86,46 @@ class ReviewPublic(SQLModel):
 class ReviewsPublic(SQLModel):
     data: list[ReviewPublic]
     count: int
+
+
+class QueueReason(StrEnum):
+    """Why a checklist is in the review queue, most urgent first (the queue's order)."""
+
+    critical = "critical"  # an answer the template marks critical
+    counting = "counting"  # a counting report that fails a check of the protocol
+    clock = "clock"  # the phone's clock was off when it sent (`clock_flagged`)
+    unreviewed = "unreviewed"  # no analyst has decided on it yet (`received`)
+
+
+class QueueState(StrEnum):
+    """The review states the queue lists: `open` is received and has_issues, `any` all."""
+
+    open = "open"
+    any = "any"
+    received = "received"
+    has_issues = "has_issues"
+    verified = "verified"
+    rejected = "rejected"
+
+
+class QueueItem(SQLModel):
+    checklist: ChecklistPublic
+    reasons: list[QueueReason] = Field(
+        description="Every reason it is in the queue, most urgent first"
+    )
+    critical: list[str] = Field(
+        default_factory=list, description="Its critical answers, as `code=value`"
+    )
+    fails: list[str] = Field(
+        default_factory=list, description="The counting checks its report fails, by name"
+    )
+
+
+class QueuePublic(SQLModel):
+    data: list[QueueItem]
+    count: int = Field(description="Items on this page")
+    total: int = Field(description="Checklists the filters select, counted up to `total_limit`")
+    total_limit: int = Field(
+        description="Where the count stops: a `total` equal to it means at least so many"
+    )
+    next_cursor: str | None = None

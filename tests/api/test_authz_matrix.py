@@ -264,6 +264,9 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/checklists/{checklist_id}/reviews"): Row(
         m("/checklists/{c}/reviews"), staff(200, other=404)
     ),
+    ("GET", "/missions/{mission_id}/review-queue"): Row(
+        m("/missions/{m}/review-queue"), staff(200)
+    ),
     ("GET", "/missions/{mission_id}/audit"): Row(m("/missions/{m}/audit"), admin_only(200)),
     ("GET", "/missions/{mission_id}/audit/export"): Row(
         m("/missions/{m}/audit/export"), admin_only(200)
