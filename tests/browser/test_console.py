@@ -188,7 +188,7 @@ def test_a_decision_taken_meanwhile_is_told_and_the_comment_kept(
     context, page = _open(chromium, server, field["analyst"])
     page.goto(f"{server}/console/#/queue")
     row = page.locator(f"#queue tr[data-id='{crit}']")
-    # The checklist list is read directly, its reasons from the findings views as they fold.
+    # The server ranks the queue: a critical answer is a reason as soon as it is stored.
     row.locator(".badge", has_text="Critical answer").wait_for(timeout=20_000)
     _shot(page, "queue-1366")
     row.focus()
@@ -213,6 +213,33 @@ def test_a_decision_taken_meanwhile_is_told_and_the_comment_kept(
     )
     history = httpx.get(f"{server}/checklists/{crit}/reviews", headers=auth(field["analyst"]))
     assert [e["comment"] for e in history.json()["data"]] == ["calling"]
+    context.close()
+
+
+def test_the_queue_shows_the_most_urgent_first_a_page_at_a_time(
+    chromium: Any, server: str, field: dict[str, Any]
+) -> None:
+    plain = [_post(server, field["observer"], "AST-002", "voting") for _ in range(101)]
+    crit = _post(server, field["observer"], "AST-003", "voting", C6="yes")
+    context, page = _open(chromium, server, field["analyst"])
+    page.goto(f"{server}/console/#/queue")
+    page.locator("#h-queue", has_text="102 checklists").wait_for(timeout=20_000)
+    rows = page.locator("#queue tbody tr[data-id]")
+    assert rows.first.get_attribute("data-id") == crit  # posted last, listed first
+    assert rows.count() == 100
+    assert page.locator("#queue", has_text="100 shown.").count() == 1
+    page.get_by_role("button", name="Show more").click()
+    page.locator("#queue", has_text="102 shown.").wait_for()
+    assert page.get_by_role("button", name="Show more").is_hidden()
+    assert {r.get_attribute("data-id") for r in rows.all()} == {crit, *plain}
+    _shot(page, "queue-more-1366")
+    page.select_option("#q-reason", "critical")
+    page.locator("#h-queue", has_text="1 checklist").wait_for()
+    assert [r.get_attribute("data-id") for r in rows.all()] == [crit]
+    assert "C6=yes" in rows.first.inner_text()
+    page.fill("#q-station", "AST-002")
+    page.press("#q-station", "Enter")
+    page.locator("#queue", has_text="Nothing waiting for review.").wait_for()
     context.close()
 
 

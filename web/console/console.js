@@ -179,24 +179,10 @@ function noteVersion(v) {
   if (typeof v === "number" && (state.dataVersion === null || v > state.dataVersion)) state.dataVersion = v;
 }
 
-/* Every page of the latest checklists (by cursor). */
-async function allLatestChecklists() {
-  const out = [];
-  let cursor = null;
-  for (let i = 0; i < 100; i++) {
-    const q = new URLSearchParams({ latest_only: "true", limit: "1000" });
-    if (cursor) q.set("cursor", cursor);
-    const page = await json(`/missions/${mid()}/checklists?` + q);
-    out.push(...page.data);
-    cursor = page.next_cursor;
-    if (!cursor) break;
-  }
-  return out;
-}
-
 /* A list kept until the data version moves (the lists have no ETags of their own), and
-   read again at most every LIST_MIN_AGE_MS while checklists pour in: a mission's whole list
-   is many pages. Dropping it (`forget`) reads it at once, as after one's own decision. */
+   read again at most every LIST_MIN_AGE_MS while checklists pour in: the observers are many
+   pages, and the queue is ranked afresh for each read. Dropping it (`forget`) reads it at
+   once, as after one's own decision. */
 const LIST_MIN_AGE_MS = 10000;
 async function list(name, load, keep) {
   const held = state.lists[name];
@@ -211,7 +197,7 @@ async function list(name, load, keep) {
 
 function forget() {
   state.dataVersion = null;
-  delete state.lists.checklists;
+  delete state.lists.queue;
 }
 
 // --- live state -------------------------------------------------------------------------
@@ -1243,12 +1229,13 @@ function queuePage() {
     nodes: [h("h1", { text: t("nav_queue") }), h("p", { class: "muted", text: t("queue_help") }), filterBox,
       h("section", { class: "card", id: "queue", "aria-labelledby": "h-queue" }, h("h2", { id: "h-queue", text: t("queue_list") }), h("div", { class: "body" }, h("p", { class: "muted loading", text: "…" })))],
     async update() {
-      const [all, crit, counting] = await Promise.all([list("checklists", allLatestChecklists), view("critical", noFilters()), view("counting", noFilters())]);
-      const key = [all, crit, counting, filterBox.querySelector("#q-reason").value, filterBox.querySelector("#q-phase").value, filterBox.querySelector("#q-state").value, filterBox.querySelector("#q-station").value].join("|");
-      if (page.drawn && page.drawn.all === all && page.drawn.crit === crit && page.drawn.counting === counting && page.drawn.key === key) return;
+      const query = queueQuery(filterBox);
+      if (state.lists.queue && state.lists.queue.data.query !== query) delete state.lists.queue;
+      const first = await list("queue", () => queueFirst(query));
+      if (page.drawn === first) return;
       if (document.querySelector("#queue tr.inline")) return; // never redraw under an open review form
-      page.drawn = { all, crit, counting, key };
-      drawQueue(all, crit, counting);
+      page.drawn = first;
+      drawQueue(first);
     },
     after() {
       const first = document.querySelector("#queue tbody tr");
@@ -1258,53 +1245,72 @@ function queuePage() {
   return page;
 }
 
-function noFilters() {
-  // The queue covers every checklist, whatever the overview's filters say.
-  const blank = {};
-  for (const k of FILTERS) blank[k] = "";
-  return blank;
-}
-
-function queueItems(all, crit, counting) {
-  const critical = new Map();
-  for (const c of crit.checklists) critical.set(c.checklist_id, (critical.get(c.checklist_id) || []).concat(`${c.code}=${c.value}`));
-  const failing = new Map(counting.failing.map((f) => [f.checklist_id, f.fails]));
-  const items = [];
-  for (const c of all) {
-    const reasons = [];
-    if (critical.has(c.id)) reasons.push("critical");
-    if (failing.has(c.id)) reasons.push("counting");
-    if (c.clock_flagged) reasons.push("clock");
-    if (c.review_state === "received") reasons.push("unreviewed");
-    const rank = reasons.includes("critical") ? 0 : reasons.includes("counting") ? 1 : reasons.includes("clock") ? 2 : reasons.includes("unreviewed") ? 3 : 4;
-    items.push({ c, reasons, rank, detail: (critical.get(c.id) || []).concat(failing.get(c.id) || []) });
+/* The queue's filters as the server takes them (`GET /missions/{id}/review-queue`): the
+   server ranks every latest checklist, so the console reads only the page it shows. */
+function queueQuery(box) {
+  const q = new URLSearchParams({ limit: String(QUEUE_PAGE) });
+  const pick = { reason: "#q-reason", phase: "#q-phase", station: "#q-station" };
+  for (const [k, sel] of Object.entries(pick)) {
+    const v = box.querySelector(sel).value.trim();
+    if (v) q.set(k, v);
   }
-  items.sort((a, b) => a.rank - b.rank || (a.c.received_at < b.c.received_at ? 1 : -1));
-  return items;
+  q.set("state", box.querySelector("#q-state").value || "any");
+  return q.toString();
 }
 
-function drawQueue(all, crit, counting) {
-  const reason = document.getElementById("q-reason").value;
-  const phase = document.getElementById("q-phase").value;
-  const st = document.getElementById("q-state").value;
-  const station = document.getElementById("q-station").value.trim().toLowerCase();
-  const items = queueItems(all, crit, counting).filter((i) =>
-    (!reason || i.reasons.includes(reason)) && (!phase || i.c.phase === phase) &&
-    (!st || (st === "open" ? ["received", "has_issues"].includes(i.c.review_state) : i.c.review_state === st)) &&
-    (!station || i.c.station.toLowerCase().includes(station)));
+const QUEUE_PAGE = 100;
+
+async function queueFirst(query) {
+  const page = await json(`/missions/${mid()}/review-queue?${query}`);
+  return { query, items: page.data, total: page.total, limit: page.total_limit, next: page.next_cursor };
+}
+
+function queueRow(i) {
+  const c = i.checklist;
+  return h("tr", { tabindex: "0", "data-id": c.id,
+      onkeydown: (e) => queueKey(e, c), onclick: (e) => { if (e.target.tagName !== "A" && e.target.tagName !== "BUTTON") openInline(e.currentTarget, c); } },
+    h("td", {}, i.reasons.map((r) => h("span", { class: "badge " + (r === "critical" ? "bad" : r === "unreviewed" ? "" : "warn"), text: t("reason_" + r) })),
+      h("div", { class: "muted", text: i.critical.concat(i.fails).join(", ") })),
+    h("td", { text: c.station }), h("td", { text: phaseName(c.phase) }), h("td", { text: when(c.observed_at) }),
+    h("td", {}, stateName(c.review_state), c.quarantined ? h("span", { class: "badge bad", text: t("quarantined") }) : null),
+    h("td", {}, link(c.id, t("open_checklist")), " ", h("button", { class: "btn", type: "button", text: t("review"), onclick: (e) => openInline(e.currentTarget.closest("tr"), c) })));
+}
+
+function queueTotal(held) {
+  return held.total >= held.limit ? t("queue_count_many", { n: num(held.limit) }) : tn("queue_count", held.total, num(held.total));
+}
+
+function drawQueue(held) {
   const body = document.querySelector("#queue .body");
-  document.getElementById("h-queue").textContent = tn("queue_count", items.length, num(items.length));
-  if (!items.length) return body.replaceChildren(h("p", { class: "muted", text: t("queue_empty") }));
-  const rows = items.slice(0, 300).map((i) => h("tr", { tabindex: "0", "data-id": i.c.id,
-      onkeydown: (e) => queueKey(e, i.c), onclick: (e) => { if (e.target.tagName !== "A" && e.target.tagName !== "BUTTON") openInline(e.currentTarget, i.c); } },
-    h("td", {}, i.reasons.map((r) => h("span", { class: "badge " + (r === "critical" ? "bad" : r === "unreviewed" ? "" : "warn"), text: t("reason_" + r) })), h("div", { class: "muted", text: i.detail.join(", ") })),
-    h("td", { text: i.c.station }), h("td", { text: phaseName(i.c.phase) }), h("td", { text: when(i.c.observed_at) }),
-    h("td", {}, stateName(i.c.review_state), i.c.quarantined ? h("span", { class: "badge bad", text: t("quarantined") }) : null),
-    h("td", {}, link(i.c.id, t("open_checklist")), " ", h("button", { class: "btn", type: "button", text: t("review"), onclick: (e) => openInline(e.currentTarget.closest("tr"), i.c) }))));
+  document.getElementById("h-queue").textContent = queueTotal(held);
+  if (!held.items.length) return body.replaceChildren(h("p", { class: "muted", text: t("queue_empty") }));
+  const tbody = h("tbody", {}, held.items.map(queueRow));
+  const shown = h("p", { class: "muted", "aria-live": "polite" });
+  const more = h("button", { class: "btn", type: "button", text: t("queue_show_more") });
+  let cursor = held.next;
+  const tell = () => {
+    shown.textContent = t("queue_shown", { n: num(tbody.querySelectorAll("tr[data-id]").length) });
+    more.hidden = !cursor;
+  };
+  more.onclick = async () => {
+    more.disabled = true;
+    try {
+      const page = await json(`/missions/${mid()}/review-queue?${held.query}&cursor=${encodeURIComponent(cursor)}`);
+      const known = new Set([...tbody.querySelectorAll("tr[data-id]")].map((r) => r.dataset.id));
+      tbody.append(...page.data.filter((i) => !known.has(i.checklist.id)).map(queueRow));
+      cursor = page.next_cursor;
+      tell();
+    } catch (e) {
+      if (!(e instanceof AuthError)) toast(e.message);
+    } finally {
+      more.disabled = false;
+    }
+  };
+  tell();
   body.replaceChildren(
     h("p", { class: "muted", text: t("queue_keys") }),
-    h("div", { class: "scroll queue", tabindex: "0" }, h("table", {}, h("thead", {}, h("tr", {}, [t("reason"), t("station"), t("phase"), t("observed_at"), t("review_state"), ""].map((x) => h("th", { scope: "col", text: x })))), h("tbody", {}, rows))),
-    items.length > 300 ? h("p", { class: "muted", text: t("queue_more", { n: num(items.length - 300) }) }) : "");
+    h("div", { class: "scroll queue", tabindex: "0" }, h("table", {}, h("thead", {}, h("tr", {}, [t("reason"), t("station"), t("phase"), t("observed_at"), t("review_state"), ""].map((x) => h("th", { scope: "col", text: x })))), tbody)),
+    h("p", {}, shown, " ", more));
 }
 
 function queueKey(e, c) {
