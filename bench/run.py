@@ -17,7 +17,8 @@ What it does, against the PostgreSQL at 127.0.0.1:5432 (a database of its own,
 3. meanwhile polls `GET /missions/{id}/findings` four times a second (latency of full
    answers) and samples the database's own count of checklists (staleness: how long after
    a checklist was stored the findings first counted it), and the server's memory;
-4. computes each findings view afresh on the full mission, with the server stopped;
+4. computes each findings view afresh on the full mission, with the server stopped, and
+   times the review queue's pages under each filter;
 5. measures the database's floor for the same inserts with `pgbench` (one checklist, its
    answers and its outbox row per transaction) and prints the ratio.
 
@@ -403,7 +404,7 @@ def preload(url: str, world: World, sets: dict[str, Any], n: int, rng: random.Ra
     start = datetime.now(UTC) - timedelta(hours=10)
     cl_cols = (
         "id, root_id, version, is_latest, mission_id, observer_id, station_id, template_id, "
-        "phase, observed_at, observed_utc_offset_min, clock_flagged, received_at, "
+        "phase, observed_at, observed_utc_offset_min, clock_flagged, critical, received_at, "
         "credential_id, payload, payload_sha256, review_state, quarantined"
     )
     done = 0
@@ -419,7 +420,7 @@ def preload(url: str, world: World, sets: dict[str, Any], n: int, rng: random.Ra
                 checklists.append(
                     (
                         clid, clid, 1, True, world.mission_id, oid, sid, world.template_id,
-                        phase, at, 300, False, at, cid, raw.decode(),
+                        phase, at, 300, False, any(r.critical for r in rows), at, cid, raw.decode(),
                         hashlib.sha256(orjson.dumps(item, option=orjson.OPT_SORT_KEYS)).hexdigest(),
                         "received", False,
                     )
@@ -822,6 +823,52 @@ def view_costs(mission_id: uuid.UUID) -> dict[str, float]:
     return out
 
 
+# The review queue's pages as the console asks for them: its first page, the next one, and
+# under each filter an analyst picks (a station by part of its code, as typed).
+QUEUE_PAGES: dict[str, dict[str, str]] = {
+    "open": {},
+    "open_next_page": {},
+    "any_state": {"state": "any"},
+    "critical": {"reason": "critical"},
+    "counting": {"reason": "counting"},
+    "clock": {"reason": "clock"},
+    "unreviewed": {"reason": "unreviewed"},
+    "verified": {"state": "verified"},
+    "phase_closing": {"phase": "closing"},
+    "station": {"station": "01-000"},
+}
+
+
+def queue_costs(mission_id: uuid.UUID) -> dict[str, float]:
+    """Milliseconds for a page of 100 of the review queue (best of three), its capped count
+    included: a page is read from each reason's own index, not the whole mission."""
+    from api.db import session_scope
+    from api.deps import Principal
+    from api.services import queue
+    from models.credential import Role
+    from models.review import QueueReason, QueueState
+
+    analyst = Principal(uuid.uuid4(), mission_id, Role.analyst, None)
+    out = {}
+    for name, params in QUEUE_PAGES.items():
+        kwargs: dict[str, Any] = {
+            "reason": QueueReason(params["reason"]) if "reason" in params else None,
+            "phase": params.get("phase"),
+            "state": QueueState(params.get("state", "open")),
+            "station": params.get("station"),
+        }
+        best = float("inf")
+        for _ in range(3):
+            with session_scope(read=True) as s:
+                if name == "open_next_page":
+                    kwargs["cursor"] = queue.review_queue(s, analyst, **kwargs).next_cursor
+                t0 = time.perf_counter()
+                queue.review_queue(s, analyst, **kwargs)
+                best = min(best, time.perf_counter() - t0)
+        out[name] = round(best * 1000, 1)
+    return out
+
+
 def staleness(samples: Samples, start: float, end: float) -> float:
     """The longest time a stored checklist waited before the findings counted it, over the
     findings read between `start` and `end`."""
@@ -1002,6 +1049,8 @@ def main() -> None:
     if args.views_only:
         views_ms = view_costs(world.mission_id)
         log(f"views computed afresh (ms): {views_ms}")
+        queue_ms = queue_costs(world.mission_id)
+        log(f"review queue pages (ms): {queue_ms}")
         print(
             json.dumps(
                 {
@@ -1010,6 +1059,7 @@ def main() -> None:
                     "initial_fold_s": round(initial_fold_s, 1),
                     "initial_fold_per_s": round(folded / initial_fold_s, 1) if folded else None,
                     "views_ms": views_ms,
+                    "queue_ms": queue_ms,
                     "cpus": os.cpu_count(),
                     "cpu_yardstick_ms": round(yardstick),
                 }
@@ -1107,6 +1157,8 @@ def main() -> None:
     per_checklist = (int(answers[0]) if answers else 0) / max(1, total)
     costs = view_costs(world.mission_id)
     log(f"views computed afresh (ms): {costs}")
+    queue_ms = queue_costs(world.mission_id)
+    log(f"review queue pages (ms): {queue_ms}")
     log(f"pgbench: one checklist of {round(per_checklist)} answers per transaction")
     floor = pgbench_floor(url, world, round(per_checklist), args.connections, args.pgbench_seconds)
 
@@ -1142,6 +1194,7 @@ def main() -> None:
         "finding_tally_mb": round(float(vacuum[1]), 1) if vacuum else None,
         "cpu_during_intake": cpu_split(cpu[0], cpu[-1], {str(server.pid)}, folders),
         "views_ms": costs,
+        "queue_ms": queue_ms,
         "views_during_intake_ms": views_during(samples, start, end),
         **(paced or {}),
     }

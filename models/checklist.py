@@ -66,8 +66,24 @@ class Checklist(SQLModel, table=True):
             sqlite_where=text("is_latest"),
         ),
         # The review queue's lists that are few among many (`api.services.queue`), newest
-        # first: the clocks that were off, and the checklists an analyst has decided on.
-        # Neither takes an entry for a new checklist with a good clock.
+        # first: the checklists with a critical answer (of the mission, and of one phase),
+        # the clocks that were off, and the checklists an analyst has decided on. None takes
+        # an entry for a new checklist with a good clock and no critical answer.
+        Index(
+            "ix_checklist_critical",
+            "mission_id",
+            "received_at",
+            postgresql_where=text("is_latest AND critical"),
+            sqlite_where=text("is_latest = 1 AND critical = 1"),
+        ),
+        Index(
+            "ix_checklist_critical_phase",
+            "mission_id",
+            "phase",
+            "received_at",
+            postgresql_where=text("is_latest AND critical"),
+            sqlite_where=text("is_latest = 1 AND critical = 1"),
+        ),
         Index(
             "ix_checklist_clock",
             "mission_id",
@@ -101,6 +117,8 @@ class Checklist(SQLModel, table=True):
     device_sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     clock_skew_s: int | None = None
     clock_flagged: bool = False
+    # Whether an answer of this version is critical (`Answer.critical`), set with its row.
+    critical: bool = Field(default=False, sa_column_kwargs={"server_default": text("false")})
     received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     credential_id: uuid.UUID = Field(foreign_key="credential.id")
     payload: str = Field(sa_column=Column(Text, nullable=False))
@@ -126,13 +144,6 @@ class Answer(SQLModel, table=True):
             "number",
             postgresql_where=text("number IS NOT NULL"),
             sqlite_where=text("number IS NOT NULL"),
-        ),
-        # The review queue's critical checklists: a few answers in a hundred or fewer.
-        Index(
-            "ix_answer_critical",
-            "checklist_id",
-            postgresql_where=text("critical"),
-            sqlite_where=text("critical = 1"),
         ),
     )
 

@@ -249,6 +249,15 @@ class FindingCountReport(SQLModel, table=True):
             )
             for name, (pg_where, sqlite_where) in COUNT_LISTS.items()
         ],
+        # The review queue's failing reports, newest first (`api.services.queue`).
+        Index(
+            "ix_finding_count_report_failing_newest",
+            "mission_id",
+            "received_at",
+            "checklist_id",
+            postgresql_where=text("fails <> 0"),
+            sqlite_where=text("fails <> 0"),
+        ),
     )
 
     checklist_id: uuid.UUID = Field(primary_key=True)

@@ -19,9 +19,9 @@ import models
 from api import migrate
 from api.db import get_engine, normalise_url
 from api.services.findings import fold
-from models import Answer, FindingApplied, FindingCritical, FindingVisit
+from models import Answer, Checklist, FindingApplied, FindingCritical, FindingVisit
 from tests.factories import make_mission, make_observer, make_station
-from tests.findings_factories import post, post_count, set_review
+from tests.findings_factories import correct, post, post_count, set_review
 
 
 def test_migrated_database_matches_the_models(database_url: str) -> None:
@@ -82,6 +82,28 @@ def test_answer_kinds_backfilled_by_migration_0006_match_what_intake_stores(
                                         Answer.position, Answer.kind))
     }  # fmt: skip
     assert again == stored
+
+
+def test_critical_marks_backfilled_by_migration_0029_match_what_intake_stores(
+    client: Any, session: Any
+) -> None:
+    """0029 marked the stored checklists with a critical answer; intake marks new ones
+    (whichever writer stores them). Both agree, a correction without one included."""
+    mission, _ = make_mission(session)
+    code = make_station(session, mission.id)
+    _, token = make_observer(session, mission.id, [code])
+    flagged = post(client, token, code, "voting", {"B1": "no"})
+    correct(client, token, flagged, code, "voting", {"B1": "yes"})
+    post(client, token, code, "opening")
+    post(client, token, code, "closing")
+    marks = dict(session.execute(select(Checklist.id, Checklist.critical)).all())
+    has_critical = set(session.scalars(select(Answer.checklist_id).where(Answer.critical)))
+    assert marks == {cid: cid in has_critical for cid in marks}
+    assert sum(marks.values()) == 1 and len(marks) == 4
+
+    session.execute(update(Checklist).values(critical=False))  # as 0029 found them
+    _migration("0029").backfill(session.connection())
+    assert dict(session.execute(select(Checklist.id, Checklist.critical)).all()) == marks
 
 
 def _migration(number: str) -> Any:

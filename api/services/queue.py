@@ -8,9 +8,10 @@ of one list after another. So a page costs about the same at a million checklist
 a thousand, where ranking every checklist of the mission would read them all (the console
 did so in the browser: every latest checklist, a thousand a request).
 
-Critical answers and clock flags come with the checklist and never change; a counting
-report's failed checks are those the fold last checked (`finding_count_report`), so a
-report counts here once it counts in the findings.
+Critical answers and clock flags come with the checklist and never change (intake marks a
+checklist with a critical answer, `critical`); a counting report's failed checks are those
+the fold last checked (`finding_count_report`), so a report counts here once it counts in
+the findings, and a list of failing reports is read from their own index.
 """
 
 from __future__ import annotations
@@ -47,29 +48,42 @@ def _state(value: str) -> Any:
     return literal_column(f"'{ReviewState(value).value}'")
 
 
-_critical = exists().where(AN.c.checklist_id == CL.c.id, AN.c.critical)
-_failing = exists().where(FCR.c.checklist_id == CL.c.id, FCR.c.fails != literal_column("0"))
-_clock = CL.c.clock_flagged
-_unreviewed = CL.c.review_state == _state("received")
+_failing = FCR.c.fails != literal_column("0")
 
-# Each reason's condition, in the queue's order; the last rank holds the others.
+# Each reason's condition, in the queue's order; the last rank holds the others. Plain
+# columns, not `IS true`: PostgreSQL proves a partial index's condition from these only
+# (`ix_checklist_critical`, `ix_checklist_clock`).
 MEMBER: dict[QueueReason, Any] = {
-    QueueReason.critical: _critical,
-    QueueReason.counting: _failing,
-    QueueReason.clock: _clock,
-    QueueReason.unreviewed: _unreviewed,
+    QueueReason.critical: CL.c.critical,
+    QueueReason.counting: exists().where(FCR.c.checklist_id == CL.c.id, _failing),
+    QueueReason.clock: CL.c.clock_flagged,
+    QueueReason.unreviewed: CL.c.review_state == _state("received"),
 }
 REASONS = list(MEMBER)
 RANKS = len(REASONS) + 1
 
 
-def _rank(rank: int) -> Any:
-    """The checklists listed at `rank`: its reason and none of the more urgent ones."""
-    earlier = [not_(MEMBER[r]) for r in REASONS[:rank]]
-    if rank < len(REASONS):
-        return and_(MEMBER[REASONS[rank]], *earlier)
-    # The others: decided ones (`ix_checklist_decided`), by the condition that says so.
-    return and_(*earlier, CL.c.review_state != _state("received"))
+def _rank(rank: int, reason: QueueReason | None) -> tuple[set[QueueReason], list[Any]]:
+    """The checklists listed at `rank` under a `reason` filter: the reasons they all have
+    (the rank's own and the filter's), and the other conditions: none of the more urgent
+    reasons, and for the last rank a decision (`ix_checklist_decided`)."""
+    held = {r for r in (REASONS[rank] if rank < len(REASONS) else None, reason) if r}
+    others = [not_(MEMBER[r]) for r in REASONS[:rank]]
+    if rank == len(REASONS):
+        others.append(CL.c.review_state != _state("received"))
+    return held, others
+
+
+def _having(q: Any, reasons: set[QueueReason], mission_id: uuid.UUID) -> tuple[Any, Any, Any]:
+    """`q` narrowed to the checklists with each of `reasons`, and the two columns that order
+    it newest first. Failing counting reports are read from their own index, newest first,
+    and joined to their checklists: looked up from the checklists instead, a list of them
+    walked the mission (a second at a million checklists)."""
+    q = q.where(*(MEMBER[r] for r in reasons if r != QueueReason.counting))
+    if QueueReason.counting not in reasons:
+        return q, CL.c.received_at, CL.c.id
+    q = q.join(FCR, FCR.c.checklist_id == CL.c.id).where(FCR.c.mission_id == mission_id, _failing)
+    return q, FCR.c.received_at, FCR.c.checklist_id
 
 
 def _states(state: QueueState) -> Any:
@@ -121,17 +135,16 @@ def review_queue(
 ) -> QueuePublic:
     """A page of the mission's queue under the filters (`station`: part of its code)."""
     # `is_latest`, not `is_latest IS true`: PostgreSQL proves a partial index's condition
-    # from the plain one only (`ix_checklist_clock`, `ix_checklist_decided`).
-    selected = [CL.c.mission_id == principal.mission_id, CL.c.is_latest, _states(state)]
+    # from the plain one only.
+    mission_id = principal.mission_id
+    selected = [CL.c.mission_id == mission_id, CL.c.is_latest, _states(state)]
     if phase:
         selected.append(CL.c.phase == phase)
     if station:
-        stations = _stations(session, principal.mission_id, station)
+        stations = _stations(session, mission_id, station)
         if not stations:
             return QueuePublic(data=[], count=0, total=0, total_limit=TOTAL_LIMIT)
         selected.append(one_of(CL.c.station_id, stations))
-    if reason is not None:
-        selected.append(MEMBER[reason])
     first, after = (0, None) if cursor is None else _split(decode_cursor(cursor))
     listed: list[tuple[int, Any]] = []
     for rank in range(first, RANKS):
@@ -139,20 +152,25 @@ def review_queue(
             break
         if not _may_hold(rank, reason, state):
             continue
-        q = public_query().where(*selected, _rank(rank))
+        held, others = _rank(rank, reason)
+        q = public_query().add_columns(CL.c.critical).where(*selected, *others)
+        q, at, cid = _having(q, held, mission_id)
         if rank == first and after is not None:
-            at, cid = after
-            q = q.where(or_(CL.c.received_at < at, and_(CL.c.received_at == at, CL.c.id < cid)))
-        q = q.order_by(CL.c.received_at.desc(), CL.c.id.desc()).limit(limit + 1 - len(listed))
+            at_, cid_ = after
+            q = q.where(or_(at < at_, and_(at == at_, cid < cid_)))
+        q = q.order_by(at.desc(), cid.desc()).limit(limit + 1 - len(listed))
         listed.extend((rank, row) for row in session.execute(q))
     page = listed[:limit]
-    items = _items([public(row) for _, row in page], session)
+    items = _items([row for _, row in page], session)
     next_cursor = None
     if len(listed) > limit:
         rank, row = page[-1]
         next_cursor = encode_cursor(rank, row.received_at, row.id)
-    counted = select(CL.c.id).where(*selected).limit(TOTAL_LIMIT).subquery()
-    total = session.scalar(select(func.count()).select_from(counted)) or 0
+    counted, _, _ = _having(
+        select(CL.c.id).select_from(CL).where(*selected), {reason} if reason else set(), mission_id
+    )
+    capped = counted.limit(TOTAL_LIMIT).subquery()
+    total = session.scalar(select(func.count()).select_from(capped)) or 0
     return QueuePublic(
         data=items,
         count=len(items),
@@ -178,19 +196,21 @@ def _split(decoded: tuple[int, datetime, uuid.UUID]) -> tuple[int, tuple[datetim
     return rank, (at, cid)
 
 
-def _items(checklists: Sequence[Any], session: Session) -> list[QueueItem]:
-    """The page's checklists with their reasons: their critical answers and the checks
-    their counting reports fail, read for the page's ids only."""
+def _items(rows: Sequence[Any], session: Session) -> list[QueueItem]:
+    """The page's checklists with their reasons: the critical answers of those that have
+    one and the checks their counting reports fail, read for the page's ids only."""
+    checklists = [public(row) for row in rows]
     ids = [c.id for c in checklists]
     critical: dict[uuid.UUID, list[str]] = {}
     fails: dict[uuid.UUID, list[str]] = {}
     if ids:
-        answers = session.execute(
+        marked = [row.id for row in rows if row.critical]
+        answers = (
             select(AN.c.checklist_id, AN.c.question_code, AN.c.value)
-            .where(one_of(AN.c.checklist_id, ids), AN.c.critical)
+            .where(one_of(AN.c.checklist_id, marked), AN.c.critical)
             .order_by(AN.c.checklist_id, AN.c.question_code, AN.c.position)
         )
-        for cid, code, value in answers:
+        for cid, code, value in session.execute(answers) if marked else ():
             critical.setdefault(cid, []).append(f"{code}={value}")
         reports = session.execute(
             select(FCR.c.checklist_id, FCR.c.fails).where(
