@@ -19,7 +19,14 @@ import models
 from api import migrate
 from api.db import get_engine, normalise_url
 from api.services.findings import fold
-from models import Answer, Checklist, FindingApplied, FindingCritical, FindingVisit
+from models import (
+    Answer,
+    Checklist,
+    FindingApplied,
+    FindingCritical,
+    FindingObserverPlan,
+    FindingVisit,
+)
 from tests.factories import make_mission, make_observer, make_station
 from tests.findings_factories import correct, post, post_count, set_review
 
@@ -104,6 +111,28 @@ def test_critical_marks_backfilled_by_migration_0029_match_what_intake_stores(
     session.execute(update(Checklist).values(critical=False))  # as 0029 found them
     _migration("0029").backfill(session.connection())
     assert dict(session.execute(select(Checklist.id, Checklist.critical)).all()) == marks
+
+
+def test_observer_codes_backfilled_by_migration_0030_match_what_the_fold_writes(
+    client: Any, session: Any
+) -> None:
+    """0030 copied each observer's code into the fold's rows per observer; the fold writes
+    it with each row it counts. Both agree."""
+    mission, _ = make_mission(session)
+    codes = [make_station(session, mission.id, f"S-{i}") for i in range(3)]
+    _, token = make_observer(session, mission.id, codes[:2], code="OBS-A")
+    make_observer(session, mission.id, codes[1:], code="OBS-B")
+    post(client, token, codes[0], "opening")
+    session.commit()
+    fold.run_once()
+    rows = select(FindingObserverPlan.observer_id, FindingObserverPlan.phase,
+                  FindingObserverPlan.code)  # fmt: skip
+    written = set(session.execute(rows))
+    assert {code for _, _, code in written} == {"OBS-A", "OBS-B"}
+
+    session.execute(update(FindingObserverPlan).values(code=""))  # as 0030 found them
+    _migration("0030").backfill(session.connection())
+    assert set(session.execute(rows)) == written
 
 
 def _migration(number: str) -> Any:

@@ -1092,6 +1092,12 @@ def _missing_both_ways(session: Any, mission_id: uuid.UUID) -> list[Any]:
                 sections._observers_missing(session, scope),
             )
         assert kept == joined, phase
+        # A first page shorter than the list: the same observers first, and all counted.
+        for limit in (1, 2, 3):
+            with mock.patch.object(sections, "LIST_LIMIT", limit):
+                first = sections._observers_missing(session, scope)
+                with mock.patch.object(plans, "counted", return_value=False):
+                    assert first == sections._observers_missing(session, scope), (phase, limit)
         # Too many members or missing stations for an IN list: read by a query of them.
         with mock.patch.object(sections, "IN_LIST", 1):
             assert sections._teams_missing(session, scope) == kept[0], phase

@@ -161,9 +161,10 @@ def _per_phase(plan: Any, seen: Any, key: str, *more: Any) -> Select[Any]:
 
 def _observer_rows(where: Any) -> Select[Any]:
     """Per observer (of the assignments `where` selects) and phase: stations assigned,
-    reported from, and the last arrival among them."""
+    reported from, and the last arrival among them, with the observer's code."""
     last = func.max(FV.c.last_received_at).label("last_received_at")
-    return _per_phase(ASG, FV, "observer_id", last).where(where)
+    counted = _per_phase(ASG, FV, "observer_id", last).where(where).subquery("counted")
+    return select(*counted.c, OBS.c.code).join_from(counted, OBS, OBS.c.id == counted.c.observer_id)
 
 
 def team_plan(joined: Any, conditions: list[Any], observers: Any = None) -> Select[Any]:

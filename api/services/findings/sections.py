@@ -12,6 +12,7 @@ from the checklists; the tests hold both ways equal."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -348,35 +349,34 @@ def _observers_missing(session: Session, scope: Scope) -> MissingObservers:
     figures: from the fold's plan rows where they answer the scope (`plans.counted`), else
     joined from the plan and the visits."""
     if plans.counted(session, scope):
-        per_observer = plans.missing(FOP, scope, FOP.c.observer_id, FOP.c.last_received_at)
-    else:
-        visits = _visits(scope)
-        # Counted per observer first, over one row per assignment (assignments and visits
-        # are both one per observer and station): no DISTINCT, and no sort of the joined
-        # rows.
-        reported = func.count(visits.c.station_id)
-        assigned, in_scope = _assignments(scope, ASG)
-        per_observer = (
-            select(
-                ASG.c.observer_id,
-                func.count().label("assigned"),
-                reported.label("reported"),
-                func.max(visits.c.last_received_at).label("last_received_at"),
-            )
-            .select_from(
-                assigned.outerjoin(
-                    visits,
-                    and_(
-                        visits.c.observer_id == ASG.c.observer_id,
-                        visits.c.station_id == ASG.c.station_id,
-                    ),
-                )
-            )
-            .where(*in_scope)
-            .group_by(ASG.c.observer_id)
-            .having(reported < func.count())
-            .subquery("per_observer")
+        return _observers_missing_kept(session, scope)
+    visits = _visits(scope)
+    # Counted per observer first, over one row per assignment (assignments and visits
+    # are both one per observer and station): no DISTINCT, and no sort of the joined
+    # rows.
+    reported = func.count(visits.c.station_id)
+    assigned, in_scope = _assignments(scope, ASG)
+    per_observer = (
+        select(
+            ASG.c.observer_id,
+            func.count().label("assigned"),
+            reported.label("reported"),
+            func.max(visits.c.last_received_at).label("last_received_at"),
         )
+        .select_from(
+            assigned.outerjoin(
+                visits,
+                and_(
+                    visits.c.observer_id == ASG.c.observer_id,
+                    visits.c.station_id == ASG.c.station_id,
+                ),
+            )
+        )
+        .where(*in_scope)
+        .group_by(ASG.c.observer_id)
+        .having(reported < func.count())
+        .subquery("per_observer")
+    )
     query = select(
         OBS.c.code,
         OBS.c.name,
@@ -400,7 +400,49 @@ def _observers_missing(session: Session, scope: Scope) -> MissingObservers:
         .order_by(sub.c.reported, sub.c.code)
         .limit(LIST_LIMIT)
     ).all()
-    data = [
+    return MissingObservers(count=rows[0].total if rows else 0, data=_listed(rows))
+
+
+def _observers_missing_kept(session: Session, scope: Scope) -> MissingObservers:
+    """The missing observers of the mission from the fold's rows: the first page in the
+    list's order from their index (`ix_finding_observer_plan_missing`), counted apart,
+    rather than every observer's row joined and sorted (28 ms at 15,000 observers)."""
+    missing = (
+        FOP.c.mission_id == scope.mission_id,
+        FOP.c.phase == (scope.filters.phase or plans.ANY_PHASE),
+        FOP.c.reported < FOP.c.assigned,
+    )
+    first = (
+        select(
+            FOP.c.observer_id,
+            FOP.c.code,
+            FOP.c.assigned,
+            FOP.c.reported,
+            FOP.c.last_received_at,
+        )
+        .where(*missing)
+        .order_by(FOP.c.reported, FOP.c.code)
+        .limit(LIST_LIMIT)
+        .subquery("first")
+    )
+    rows = session.execute(
+        select(first, OBS.c.name, TEAM.c.name.label("team"))
+        .select_from(
+            first.join(OBS, OBS.c.id == first.c.observer_id).outerjoin(
+                TEAM, TEAM.c.id == OBS.c.team_id
+            )
+        )
+        .order_by(first.c.reported, first.c.code)
+    ).all()
+    total = len(rows)
+    if total == LIST_LIMIT:
+        total = session.scalar(select(func.count()).select_from(FOP).where(*missing)) or 0
+    return MissingObservers(count=total, data=_listed(rows))
+
+
+def _listed(rows: Sequence[Any]) -> list[MissingObserver]:
+    """The listed observers with their own figures."""
+    return [
         MissingObserver(
             code=r.code,
             name=r.name,
@@ -412,7 +454,6 @@ def _observers_missing(session: Session, scope: Scope) -> MissingObservers:
         )
         for r in rows
     ]
-    return MissingObservers(count=rows[0].total if rows else 0, data=data)
 
 
 def _arrivals(session: Session, scope: Scope) -> list[HourArrivals]:
