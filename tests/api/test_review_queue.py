@@ -216,7 +216,9 @@ def test_the_queue_matches_a_plain_ranking_under_every_filter(client, session) -
         phase = rng.choice(["opening", "voting", "closing", "incident"])
         extra = OFF_CLOCK if rng.random() < 0.15 else {}
         if phase == "closing":
-            figures = {"P_V1": 500} if rng.random() < 0.3 else {}
+            figures: dict[str, Any] = {"P_V1": 500} if rng.random() < 0.3 else {}
+            if rng.random() < 0.4:
+                figures["F2"] = "yes"  # critical: voting after closing time
             posted.append(post_count(client, obs, station, figures, **extra))
         else:
             critical = {"B1": "no"} if rng.random() < 0.2 and phase != "incident" else None
@@ -225,6 +227,13 @@ def test_the_queue_matches_a_plain_ranking_under_every_filter(client, session) -
         set_review(session, mission.id, cid, rng.choice(["has_issues", "verified", "rejected"]))
     fold.fold(session)
     session.commit()
+    # Failing reports with a critical answer too: listed first under `reason=counting`,
+    # then the failing ones without, each list read from the reports' index and paged.
+    critical = select(Answer.checklist_id).where(Answer.critical)
+    both = select(FindingCountReport.checklist_id).where(
+        FindingCountReport.fails != 0, FindingCountReport.checklist_id.in_(critical)
+    )
+    assert len(session.scalars(both).all()) >= 2
     field = {"mission": mission, "analyst": analyst}
     filters: list[dict[str, Any]] = [
         {},
@@ -234,6 +243,8 @@ def test_the_queue_matches_a_plain_ranking_under_every_filter(client, session) -
         {"state": "rejected", "phase": "closing"},
         {"reason": "critical"},
         {"reason": "counting", "state": "any"},
+        {"reason": "counting"},
+        {"reason": "critical", "phase": "closing"},
         {"reason": "clock"},
         {"reason": "unreviewed", "phase": "voting"},
         {"station": "q-"},
