@@ -269,8 +269,8 @@ class FindingCountReport(SQLModel, table=True):
             "mission_id",
             "received_at",
             "checklist_id",
-            postgresql_where=text("fails <> 0"),
-            sqlite_where=text("fails <> 0"),
+            postgresql_where=text(COUNT_LISTS["failing"][0]),
+            sqlite_where=text(COUNT_LISTS["failing"][1]),
         ),
     )
 

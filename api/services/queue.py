@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from api.deps import Principal
 from api.services.checklists import bad_cursor
-from api.services.findings.counting import CHECKS
+from api.services.findings.counting import CHECKS, FAILING
 from api.services.intake.storage import AN, CL, ST, public, public_query
 from api.services.sql import IN_LIST, one_of
 from models import FindingCountReport
@@ -48,14 +48,12 @@ def _state(value: str) -> Any:
     return literal_column(f"'{ReviewState(value).value}'")
 
 
-_failing = FCR.c.fails != literal_column("0")
-
 # Each reason's condition, in the queue's order; the last rank holds the others. Plain
 # columns, not `IS true`: PostgreSQL proves a partial index's condition from these only
 # (`ix_checklist_critical`, `ix_checklist_clock`).
 MEMBER: dict[QueueReason, Any] = {
     QueueReason.critical: CL.c.critical,
-    QueueReason.counting: exists().where(FCR.c.checklist_id == CL.c.id, _failing),
+    QueueReason.counting: exists().where(FCR.c.checklist_id == CL.c.id, FAILING),
     QueueReason.clock: CL.c.clock_flagged,
     QueueReason.unreviewed: CL.c.review_state == _state("received"),
 }
@@ -82,7 +80,7 @@ def _having(q: Any, reasons: set[QueueReason], mission_id: uuid.UUID) -> tuple[A
     q = q.where(*(MEMBER[r] for r in reasons if r != QueueReason.counting))
     if QueueReason.counting not in reasons:
         return q, CL.c.received_at, CL.c.id
-    q = q.join(FCR, FCR.c.checklist_id == CL.c.id).where(FCR.c.mission_id == mission_id, _failing)
+    q = q.join(FCR, FCR.c.checklist_id == CL.c.id).where(FCR.c.mission_id == mission_id, FAILING)
     return q, FCR.c.received_at, FCR.c.checklist_id
 
 
@@ -213,9 +211,7 @@ def _items(rows: Sequence[Any], session: Session) -> list[QueueItem]:
         for cid, code, value in session.execute(answers) if marked else ():
             critical.setdefault(cid, []).append(f"{code}={value}")
         reports = session.execute(
-            select(FCR.c.checklist_id, FCR.c.fails).where(
-                one_of(FCR.c.checklist_id, ids), FCR.c.fails != literal_column("0")
-            )
+            select(FCR.c.checklist_id, FCR.c.fails).where(one_of(FCR.c.checklist_id, ids), FAILING)
         )
         for cid, bits in reports:
             fails[cid] = [name for bit, name in enumerate(CHECKS) if bits >> bit & 1]

@@ -71,6 +71,10 @@ from models.views import (
 MI = table_of(Mission)
 
 LIST_LIMIT = 500
+
+# A report failing a check, as the partial indexes say it (`COUNT_LISTS`): a literal, not
+# a bound parameter, so that any plan of a statement, a generic one too, can use them.
+FAILING = FCR.c.fails != literal_column("0")
 FIGURES = PROTOCOL_FIGURES
 CHECKS = {
     "options_sum_to_valid": "the votes for the options add up to the valid ballots (v1+…+vn = V)",
@@ -711,7 +715,7 @@ def _kept_lists(session: Session, scope: Scope, key: str) -> dict[str, list[Any]
     # Written as the partial indexes' predicates (`COUNT_LISTS`), not with bound
     # parameters: any plan of the statement, a generic one too, can use them.
     kinds: dict[str, Any] = {
-        "failing": FCR.c.fails != literal_column("0"),
+        "failing": FAILING,
         "conflicts": FCR.c.conflict,  # SQLite's `conflict = 1`
         "included": FCR.c.reason.is_(None),
         "excluded": FCR.c.reason.is_not(None),

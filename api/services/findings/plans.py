@@ -208,16 +208,21 @@ def _team_rows(plan_where: list[Any], seen_where: list[Any], keys: Any = None) -
     return _per_phase(plan, seen, "team_key")
 
 
-def missing(table: Any, scope: Scope, *columns: Any) -> Any:
+def missing_where(table: Any, scope: Scope) -> tuple[Any, ...]:
     """The rows of `table` (observers' or teams') with a station not reported from, in the
-    scope's phase (any phase without one): `columns` of them, as a subquery."""
+    scope's phase (any phase without one)."""
+    return (
+        table.c.mission_id == scope.mission_id,
+        table.c.phase == (scope.filters.phase or ANY_PHASE),
+        table.c.reported < table.c.assigned,
+    )
+
+
+def missing(table: Any, scope: Scope, *columns: Any) -> Any:
+    """`columns` of the rows `missing_where` selects, as a subquery."""
     return (
         select(*columns, table.c.assigned, table.c.reported)
-        .where(
-            table.c.mission_id == scope.mission_id,
-            table.c.phase == (scope.filters.phase or ANY_PHASE),
-            table.c.reported < table.c.assigned,
-        )
+        .where(*missing_where(table, scope))
         .subquery("missing")
     )
 

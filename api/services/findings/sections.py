@@ -407,11 +407,7 @@ def _observers_missing_kept(session: Session, scope: Scope) -> MissingObservers:
     """The missing observers of the mission from the fold's rows: the first page in the
     list's order from their index (`ix_finding_observer_plan_missing`), counted apart,
     rather than every observer's row joined and sorted (28 ms at 15,000 observers)."""
-    missing = (
-        FOP.c.mission_id == scope.mission_id,
-        FOP.c.phase == (scope.filters.phase or plans.ANY_PHASE),
-        FOP.c.reported < FOP.c.assigned,
-    )
+    missing = plans.missing_where(FOP, scope)
     first = (
         select(
             FOP.c.observer_id,
