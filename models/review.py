@@ -129,3 +129,7 @@ class QueuePublic(SQLModel):
         description="Where the count stops: a `total` equal to it means at least so many"
     )
     next_cursor: str | None = None
+    checks: dict[str, str] = Field(
+        default_factory=dict,
+        description="What each counting check named in the items' `fails` says, in `lang`",
+    )

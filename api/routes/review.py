@@ -7,6 +7,7 @@ from fastapi import APIRouter, Query, status
 
 from api.deps import Analyst, SessionDep, Staff, StaffOfMission
 from api.errors import COMMON_ERRORS, Conflict, NotFound, error_responses
+from api.routes.findings import Language
 from api.services import queue as queue_service
 from api.services import review as review_service
 from models.checklist import Phase
@@ -66,6 +67,7 @@ def review_queue(
     ] = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    lang: Language = None,
 ) -> Any:
     """The latest checklists to review, most urgent first (staff): a critical answer, a
     counting report failing a check, a phone clock that was off, no decision yet, then
@@ -79,4 +81,5 @@ def review_queue(
         station=station,
         cursor=cursor,
         limit=limit,
+        language=lang,
     )

@@ -27,15 +27,16 @@ from sqlalchemy.orm import Session
 
 from api.deps import Principal
 from api.services.checklists import bad_cursor
-from api.services.findings.counting import CHECKS, FAILING
+from api.services.findings.counting import CHECKS, FAILING, check_rules
 from api.services.intake.storage import AN, CL, ST, public, public_query
 from api.services.sql import IN_LIST, one_of
-from models import FindingCountReport
+from models import FindingCountReport, Mission
 from models.base import table_of
 from models.checklist import ReviewState
 from models.review import QueueItem, QueuePublic, QueueReason, QueueState
 
 FCR = table_of(FindingCountReport)
+MISSION = table_of(Mission)
 
 # The queue's count stops here: "1,000 or more" tells an analyst as much as the exact
 # figure would, and counting on to 10,000 took 60 ms of a 100,000-checklist mission's.
@@ -130,8 +131,10 @@ def review_queue(
     station: str | None = None,
     cursor: str | None = None,
     limit: int = 100,
+    language: str | None = None,
 ) -> QueuePublic:
-    """A page of the mission's queue under the filters (`station`: part of its code)."""
+    """A page of the mission's queue under the filters (`station`: part of its code), the
+    checks its counting reports fail said in `language` (default: the mission's first)."""
     # `is_latest`, not `is_latest IS true`: PostgreSQL proves a partial index's condition
     # from the plain one only.
     mission_id = principal.mission_id
@@ -169,13 +172,21 @@ def review_queue(
     )
     capped = counted.limit(TOTAL_LIMIT).subquery()
     total = session.scalar(select(func.count()).select_from(capped)) or 0
+    named = {name for item in items for name in item.fails}
+    rules = check_rules(language or _first_language(session, mission_id)) if named else {}
     return QueuePublic(
         data=items,
         count=len(items),
         total=total,
         total_limit=TOTAL_LIMIT,
         next_cursor=next_cursor,
+        checks={name: rule for name, rule in rules.items() if name in named},
     )
+
+
+def _first_language(session: Session, mission_id: uuid.UUID) -> str:
+    languages = session.scalar(select(MISSION.c.languages).where(MISSION.c.id == mission_id))
+    return (languages or ["en"])[0]
 
 
 def _stations(session: Session, mission_id: uuid.UUID, part: str) -> list[Any] | Any:

@@ -93,6 +93,28 @@ def test_the_queue_lists_the_most_urgent_first_with_each_reason_said(client, fie
     assert by_id[ids["plain"]]["checklist"]["station"] == "S-1"
 
 
+def test_the_checks_a_page_names_are_said_in_the_language_asked(client, field, session) -> None:
+    """The queue names a failed check by its id; the page says what each one named means,
+    in the console's language, else the mission's first."""
+    english = _queue(client, field)
+    assert english["checks"] == {
+        "options_sum_to_valid": "the votes for the options add up to the valid ballots "
+        "(v1+…+vn = V)"
+    }
+    russian = _queue(client, field, lang="ru")
+    assert russian["checks"] == {
+        "options_sum_to_valid": "сумма голосов за варианты равна числу действительных "
+        "бюллетеней (v1+…+vn = V)"
+    }
+    # A language the checks are not written in: English; a page failing nothing: none.
+    assert _queue(client, field, lang="kk")["checks"] == english["checks"]
+    assert _queue(client, field, reason="critical", lang="ru")["checks"] == {}
+    field["mission"].languages = ["ru", "en"]
+    session.add(field["mission"])
+    session.commit()
+    assert _queue(client, field)["checks"] == russian["checks"]
+
+
 def test_the_queue_filters_by_reason_phase_state_and_station(client, field) -> None:
     ids = field["ids"]
     assert _ids(_queue(client, field, reason="critical")) == [

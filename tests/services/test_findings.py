@@ -360,6 +360,16 @@ def test_each_inconsistent_count_is_flagged_with_the_checks_it_fails(
         "no_option_above_threshold": 1,
         "figures_plausible": 0,
     }
+    # Each check says what it checks in the view's language.
+    rules = {c["check"]: c["rule"] for c in counting["checks"]}
+    assert (
+        rules["in_box_not_above_issued"]
+        == "ballots in the box do not exceed ballots issued (B ≤ I)"
+    )
+    in_russian = computed(session, mission.id, "counting", language="ru")
+    assert {c["check"]: c["rule"] for c in in_russian["checks"]}["in_box_not_above_issued"] == (
+        "бюллетеней в ящиках не больше, чем выдано (B ≤ I)"
+    )
     client.patch(
         f"/missions/{mission.id}",
         json={"settings": {"findings": {"turnout_max": 1.5, "issued_allowance": 20}}},

@@ -1255,6 +1255,7 @@ function queueQuery(box) {
     if (v) q.set(k, v);
   }
   q.set("state", box.querySelector("#q-state").value || "any");
+  q.set("lang", state.lang);
   return q.toString();
 }
 
@@ -1262,16 +1263,17 @@ const QUEUE_PAGE = 100;
 
 async function queueFirst(query) {
   const page = await json(`/missions/${mid()}/review-queue?${query}`);
-  return { query, items: page.data, total: page.total, limit: page.total_limit, next: page.next_cursor };
+  return { query, items: page.data, checks: page.checks, total: page.total, limit: page.total_limit, next: page.next_cursor };
 }
 
-function queueRow(i) {
+/* One checklist of the queue; `checks` says each failed counting check in the console's language. */
+function queueRow(i, checks) {
   const c = i.checklist;
   return h("tr", { tabindex: "0", "data-id": c.id,
       onkeydown: (e) => queueKey(e, c), onclick: (e) => { if (e.target.tagName !== "A" && e.target.tagName !== "BUTTON") openInline(e.currentTarget, c); } },
     h("td", {}, i.reasons.map((r) => h("span", { class: "badge " + (r === "critical" ? "bad" : r === "unreviewed" ? "" : "warn"), text: t("reason_" + r) })),
-      h("div", { class: "muted", text: i.critical.concat(i.fails).join(", ") })),
-    h("td", { text: c.station }), h("td", { text: phaseName(c.phase) }), h("td", { text: when(c.observed_at) }),
+      h("div", { class: "muted", text: i.critical.concat(i.fails.map((f) => checks[f] || f)).join("; ") })),
+    h("td", { class: "code", text: c.station }), h("td", { text: phaseName(c.phase) }), h("td", { text: when(c.observed_at) }),
     h("td", {}, stateName(c.review_state), c.quarantined ? h("span", { class: "badge bad", text: t("quarantined") }) : null),
     h("td", {}, link(c.id, t("open_checklist")), " ", h("button", { class: "btn", type: "button", text: t("review"), onclick: (e) => openInline(e.currentTarget.closest("tr"), c) })));
 }
@@ -1284,7 +1286,7 @@ function drawQueue(held) {
   const body = document.querySelector("#queue .body");
   document.getElementById("h-queue").textContent = queueTotal(held);
   if (!held.items.length) return body.replaceChildren(h("p", { class: "muted", text: t("queue_empty") }));
-  const tbody = h("tbody", {}, held.items.map(queueRow));
+  const tbody = h("tbody", {}, held.items.map((i) => queueRow(i, held.checks)));
   const shown = h("p", { class: "muted", "aria-live": "polite" });
   const more = h("button", { class: "btn", type: "button", text: t("queue_show_more") });
   let cursor = held.next;
@@ -1297,7 +1299,7 @@ function drawQueue(held) {
     try {
       const page = await json(`/missions/${mid()}/review-queue?${held.query}&cursor=${encodeURIComponent(cursor)}`);
       const known = new Set([...tbody.querySelectorAll("tr[data-id]")].map((r) => r.dataset.id));
-      tbody.append(...page.data.filter((i) => !known.has(i.checklist.id)).map(queueRow));
+      tbody.append(...page.data.filter((i) => !known.has(i.checklist.id)).map((i) => queueRow(i, page.checks)));
       cursor = page.next_cursor;
       tell();
     } catch (e) {

@@ -44,7 +44,7 @@ from sqlalchemy.orm import Session
 
 from api.checklist_schema import PROTOCOL_FIGURES, Protocol
 from api.services.findings.fold import FCNT, FCR, FS
-from api.services.findings.questions import published
+from api.services.findings.questions import language_key, published
 from api.services.findings.scope import FA, ST, Scope, applied_predicate, checklist_predicate
 from api.services.findings.stats import (
     FindingsSettings,
@@ -88,6 +88,34 @@ CHECKS = {
     "no_option_above_threshold": "no option's share of valid votes is above the threshold",
     "figures_plausible": "every figure is a whole number from 0 to the plausible maximum",
 }
+# The checks in the other languages the views and the statement speak (English: CHECKS).
+CHECKS_IN: dict[str, dict[str, str]] = {
+    "en": CHECKS,
+    "ru": {
+        "options_sum_to_valid": "сумма голосов за варианты равна числу действительных "
+        "бюллетеней (v1+…+vn = V)",
+        "valid_invalid_blank_make_in_box": "действительные + недействительные + пустые = "
+        "бюллетени в ящиках (V+X+K = B)",
+        "ballots_accounted_for": "выданные + неиспользованные + испорченные = полученные "
+        "(I+U+S = Rc)",
+        "in_box_not_above_issued": "бюллетеней в ящиках не больше, чем выдано (B ≤ I)",
+        "issued_not_above_registered": "выдано бюллетеней не больше, чем внесено "
+        "избирателей в список, с допуском (I ≤ R + a)",
+        "turnout_below_threshold": "явка (B/R) не выше порога",
+        "invalid_below_threshold": "доля недействительных бюллетеней (X/B) не выше порога",
+        "no_option_above_threshold": "доля ни одного варианта среди действительных "
+        "голосов не выше порога",
+        "figures_plausible": "каждая цифра — целое число от 0 до правдоподобного максимума",
+    },
+}
+
+
+def check_rules(language: str) -> dict[str, str]:
+    """What each check says, in `language` (its base language, else English)."""
+    key = language_key(CHECKS_IN, language)
+    return CHECKS_IN[key] if key else CHECKS
+
+
 # The checks whose failure means the figures cannot all be right, so the report leaves the
 # totals. The thresholds (turnout, invalid share, one option's share) only flag a report for
 # a second look: a station's genuinely high turnout is a finding, and leaving it out would
@@ -624,9 +652,11 @@ def counting(
     cfg: FindingsSettings,
     random_sample: bool,
     kept: bool = True,
+    language: str = "en",
 ) -> CountingSection:
     """Every counting report checked, conflicts flagged, totals from one report per station:
-    from the fold's figures where they answer (`kept`), else from the reports."""
+    from the fold's figures where they answer (`kept`), else from the reports; the checks'
+    rules in `language`."""
     protocol = protocol_of(session, scope.mission_id)
     empty = CountingSection(
         protocol=None,
@@ -660,8 +690,9 @@ def counting(
             summary["sample"] = None
         lists = _kept_lists(session, scope, counting_key(protocol, cfg))
     reports = summary["reports"]
+    rules = check_rules(language)
     checks = [
-        CountingCheck(check=name, rule=CHECKS[name], failed=failed, checked=reports)
+        CountingCheck(check=name, rule=rules[name], failed=failed, checked=reports)
         for name, failed in zip(CHECKS, summary["failed"], strict=True)
     ]
     option_codes = protocol.options

@@ -34,6 +34,7 @@ from babel import Locale, UnknownLocaleError
 from babel.numbers import format_decimal, format_percent
 
 from api.checklist_schema import StatementQuestions
+from api.services.findings.counting import CHECKS_IN
 from api.services.findings.questions import language_key
 from api.services.findings.stats import Share, percent_value
 from models.views import (
@@ -321,20 +322,7 @@ PHRASES: dict[str, dict[str, Any]] = {
         "note_checklists": "анкеты {ids}",
         "note_more": "{shown} и ещё {more}",
         "note_totals": "итоговые данные",
-        "check_options_sum_to_valid": "сумма голосов за варианты равна числу действительных "
-        "бюллетеней (v1+…+vn = V)",
-        "check_valid_invalid_blank_make_in_box": "действительные + недействительные + пустые = "
-        "бюллетени в ящиках (V+X+K = B)",
-        "check_ballots_accounted_for": "выданные + неиспользованные + испорченные = полученные "
-        "(I+U+S = Rc)",
-        "check_in_box_not_above_issued": "бюллетеней в ящиках не больше, чем выдано (B ≤ I)",
-        "check_issued_not_above_registered": "выдано бюллетеней не больше, чем внесено "
-        "избирателей в список, с допуском (I ≤ R + a)",
-        "check_turnout_below_threshold": "явка (B/R) не выше порога",
-        "check_invalid_below_threshold": "доля недействительных бюллетеней (X/B) не выше порога",
-        "check_no_option_above_threshold": "доля ни одного варианта среди действительных "
-        "голосов не выше порога",
-        "check_figures_plausible": "каждая цифра — целое число от 0 до правдоподобного максимума",
+        **{f"check_{name}": rule for name, rule in CHECKS_IN["ru"].items()},
         # Nouns in the case each sentence needs: `=1` is the number one itself ("одном"),
         # `one` every other count that takes the singular (21, 31…).
         "station_loc": {

@@ -102,7 +102,9 @@ def critical(ctx: Context) -> CriticalSection:
 
 
 def counting(ctx: Context) -> CountingSection:
-    return counting_service.counting(ctx.session, ctx.scope, ctx.config, ctx.random_sample)
+    return counting_service.counting(
+        ctx.session, ctx.scope, ctx.config, ctx.random_sample, language=ctx.language
+    )
 
 
 def station_map(ctx: Context) -> MapSection:
