@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, func, literal_column, not_, or_, select, true
+from sqlalchemy import and_, exists, func, literal, literal_column, not_, or_, select, true
 from sqlalchemy.orm import Session
 
 from api.deps import Principal
@@ -143,7 +143,7 @@ def review_queue(
         selected.append(CL.c.phase == phase)
     if station:
         stations = _stations(session, mission_id, station)
-        if not stations:
+        if isinstance(stations, list) and not stations:
             return QueuePublic(data=[], count=0, total=0, total_limit=TOTAL_LIMIT)
         selected.append(one_of(CL.c.station_id, stations))
     first, after = (0, None) if cursor is None else _split(decode_cursor(cursor))
@@ -190,12 +190,14 @@ def _first_language(session: Session, mission_id: uuid.UUID) -> str:
 
 
 def _stations(session: Session, mission_id: uuid.UUID, part: str) -> list[Any] | Any:
-    """The stations whose code holds `part`: their ids, read once rather than matched again
-    by every statement of the page (9 ms each at 20,000 stations), or the query itself
-    when they are too many to bind."""
-    matching = select(ST.c.id).where(
-        ST.c.mission_id == mission_id, ST.c.code.icontains(part, autoescape=True)
-    )
+    """The stations whose code holds `part`, in any case: their ids, read once rather than
+    matched again by every statement of the page (9 ms each at 20,000 stations), or the
+    query itself when they are too many to bind. Both sides go through `upper` and LIKE:
+    PostgreSQL's ILIKE folds the case of every character of a UTF-8 database itself, a
+    quarter of the time again (26 against 7.5 ms for 20,000 stations' codes)."""
+    escaped = part.replace("/", "//").replace("%", "/%").replace("_", "/_")
+    holds = func.upper(ST.c.code).like(func.upper(literal(f"%{escaped}%")), escape="/")
+    matching = select(ST.c.id).where(ST.c.mission_id == mission_id, holds)
     ids = list(session.scalars(matching.limit(IN_LIST + 1)))
     return ids if len(ids) <= IN_LIST else matching
 

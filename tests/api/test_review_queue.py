@@ -130,7 +130,22 @@ def test_the_queue_filters_by_reason_phase_state_and_station(client, field) -> N
     assert set(_ids(_queue(client, field, station="t-"))) == {ids["clock"], ids["critical_clock"]}
     # A station filter is part of the code, not a pattern: `%` matches only a `%`.
     assert _queue(client, field, station="%")["data"] == []
+    assert _queue(client, field, station="_")["data"] == []
+    assert _queue(client, field, station="/")["data"] == []
     assert _queue(client, field, reason="unreviewed", state="verified")["total"] == 0
+
+
+def test_a_station_filter_matching_more_stations_than_an_in_list_binds(
+    client, field, monkeypatch
+) -> None:
+    """A short part ("7" on a national mission) matches thousands of stations: the queue
+    then matches them in the query rather than binding their ids, with the same page."""
+    ids = field["ids"]
+    bound = _queue(client, field, station="s-")
+    monkeypatch.setattr(queue_service, "IN_LIST", 1)
+    matched = _queue(client, field, station="s-")
+    assert _ids(matched) == _ids(bound) and matched["total"] == bound["total"] == 5
+    assert ids["critical"] in _ids(matched) and ids["clock"] not in _ids(matched)
 
 
 def test_a_correction_replaces_its_version_in_the_queue(client, field) -> None:
