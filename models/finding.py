@@ -263,7 +263,8 @@ class FindingCountReport(SQLModel, table=True):
             )
             for name, (pg_where, sqlite_where) in COUNT_LISTS.items()
         ],
-        # The review queue's failing reports, newest first (`api.services.queue`).
+        # The review queue's failing reports, newest first (`api.services.queue`), and
+        # those of them whose checklist has a critical answer: the queue lists them first.
         Index(
             "ix_finding_count_report_failing_newest",
             "mission_id",
@@ -271,6 +272,14 @@ class FindingCountReport(SQLModel, table=True):
             "checklist_id",
             postgresql_where=text(COUNT_LISTS["failing"][0]),
             sqlite_where=text(COUNT_LISTS["failing"][1]),
+        ),
+        Index(
+            "ix_finding_count_report_failing_critical",
+            "mission_id",
+            "received_at",
+            "checklist_id",
+            postgresql_where=text(f"{COUNT_LISTS['failing'][0]} AND critical"),
+            sqlite_where=text(f"{COUNT_LISTS['failing'][1]} AND critical = 1"),
         ),
     )
 
@@ -284,6 +293,11 @@ class FindingCountReport(SQLModel, table=True):
         sa_type=Integer, description="The checks it fails: bit i for the i-th of counting.CHECKS"
     )
     conflict: bool = Field(description="Its station's reports disagree in a figure")
+    critical: bool = Field(
+        default=False,
+        sa_column_kwargs={"server_default": text("false")},
+        description="Its checklist has a critical answer (`checklist.critical`)",
+    )
     reason: str | None = Field(
         default=None,
         max_length=32,

@@ -23,6 +23,7 @@ from models import (
     Answer,
     Checklist,
     FindingApplied,
+    FindingCountReport,
     FindingCritical,
     FindingObserverPlan,
     FindingVisit,
@@ -133,6 +134,31 @@ def test_observer_codes_backfilled_by_migration_0030_match_what_the_fold_writes(
     session.execute(update(FindingObserverPlan).values(code=""))  # as 0030 found them
     _migration("0030").backfill(session.connection())
     assert set(session.execute(rows)) == written
+
+
+def test_report_marks_backfilled_by_migration_0031_match_what_the_fold_writes(
+    client: Any, session: Any
+) -> None:
+    """0031 copied each checklist's critical mark into its counting report's row; the fold
+    writes it with each report it counts. Both agree: critical or not, failing or not."""
+    mission, _ = make_mission(session)
+    codes = [make_station(session, mission.id, f"S-{i}") for i in range(4)]
+    _, token = make_observer(session, mission.id, codes)
+    post_count(client, token, codes[0], {"F2": "yes"})  # critical (voting after closing)
+    post_count(client, token, codes[1], {"F2": "yes", "P_V1": 500})  # and failing
+    post_count(client, token, codes[2], {"P_V1": 500})  # failing only
+    post_count(client, token, codes[3])
+    session.commit()
+    fold.run_once()
+    rows = select(FindingCountReport.checklist_id, FindingCountReport.critical)
+    written = dict(session.execute(rows).all())
+    marks = dict(session.execute(select(Checklist.id, Checklist.critical)).all())
+    assert written == {cid: marks[cid] for cid in written}
+    assert len(written) == 4 and sum(written.values()) == 2
+
+    session.execute(update(FindingCountReport).values(critical=False))  # as 0031 found them
+    _migration("0031").backfill(session.connection())
+    assert dict(session.execute(rows).all()) == written
 
 
 def _migration(number: str) -> Any:

@@ -82,6 +82,12 @@ def _having(q: Any, reasons: set[QueueReason], mission_id: uuid.UUID) -> tuple[A
     if QueueReason.counting not in reasons:
         return q, CL.c.received_at, CL.c.id
     q = q.join(FCR, FCR.c.checklist_id == CL.c.id).where(FCR.c.mission_id == mission_id, FAILING)
+    if QueueReason.critical in reasons:
+        # The report's own copy of the mark, so that the failing and critical reports are
+        # an index of their own (`ix_finding_count_report_failing_critical`): looked up
+        # from the failing ones, a mission where none is critical had every failing
+        # report looked at (8,283 at a million checklists, 41 to 72 ms).
+        q = q.where(FCR.c.critical)
     return q, FCR.c.received_at, FCR.c.checklist_id
 
 

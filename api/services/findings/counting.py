@@ -45,7 +45,7 @@ from sqlalchemy.orm import Session
 from api.checklist_schema import PROTOCOL_FIGURES, Protocol
 from api.services.findings.fold import FCNT, FCR, FS
 from api.services.findings.questions import language_key, published
-from api.services.findings.scope import FA, ST, Scope, applied_predicate, checklist_predicate
+from api.services.findings.scope import CL, FA, ST, Scope, applied_predicate, checklist_predicate
 from api.services.findings.stats import (
     FindingsSettings,
     percent,
@@ -526,7 +526,7 @@ def _count_statements(
     statements.append(
         FCR.insert().from_select(
             ["checklist_id", "mission_id", "station_id", "station_code", "received_at"]
-            + ["review_state", "fails", "conflict", "reason", "figures"],
+            + ["review_state", "fails", "conflict", "critical", "reason", "figures"],
             select(
                 r.c.checklist_id,
                 MISSION,
@@ -536,9 +536,12 @@ def _count_statements(
                 r.c.review_state,
                 listed.fails,
                 listed.conflict,
+                CL.c.critical,
                 listed.reason,
                 _json_object(session, {f: r.c[f] for f in ch.figures}),
-            ).select_from(r.join(ST, ST.c.id == r.c.station_id)),
+            ).select_from(
+                r.join(ST, ST.c.id == r.c.station_id).join(CL, CL.c.id == r.c.checklist_id)
+            ),
         )
     )
     return statements
