@@ -460,6 +460,10 @@ class CountingSection(BaseModel):
     )
     quick_count: QuickCount | None
     selection_rule: str
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Each protocol question's label in `lang`, by its code (`protocol`)",
+    )
 
 
 class CountingPublic(FindingsEnvelope, CountingSection):

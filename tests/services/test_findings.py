@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from api.checklist_schema import PROTOCOL_FIGURES as FIGURES
 from api.config import Settings
 from api.services.findings import views
 from api.services.findings.scope import Filters
@@ -370,6 +371,16 @@ def test_each_inconsistent_count_is_flagged_with_the_checks_it_fails(
     assert {c["check"]: c["rule"] for c in in_russian["checks"]}["in_box_not_above_issued"] == (
         "бюллетеней в ящиках не больше, чем выдано (B ≤ I)"
     )
+    # The protocol's questions by their labels in the language asked, each figure's and
+    # each option's.
+    protocol = counting["protocol"]
+    codes = [protocol[f] for f in ("registered", "valid")] + protocol["options"]
+    assert set(counting["labels"]) == set(codes + [protocol[f] for f in FIGURES])
+    assert counting["labels"][protocol["registered"]] == "Number of registered voters (R)"
+    assert (
+        in_russian["labels"][protocol["registered"]] == "Число избирателей, внесённых в список (R)"
+    )
+    assert in_russian["labels"][protocol["options"][0]] == "Число голосов «Да»"
     client.patch(
         f"/missions/{mission.id}",
         json={"settings": {"findings": {"turnout_max": 1.5, "issued_allowance": 20}}},

@@ -995,13 +995,18 @@ function drawChecks(v) {
     v.checks.map((c) => [c.rule, num(c.failed), num(c.checked)]), { numeric: [1, 2] });
 }
 
+/* A protocol question's label in the console's language, as the counting view gives it. */
+function protocolLabel(v, code) {
+  return code && v.labels ? v.labels[code] : undefined;
+}
+
 function drawTotals(v) {
   if (!v.totals) return h("p", { class: "muted", text: t("nothing_yet") });
   const tot = v.totals;
   return [
     h("p", { text: t("counting_totals_basis", { stations: tn("n_stations", tot.stations, num(tot.stations)) }) }),
-    table([t("figure"), t("value")], Object.entries(tot.figures).map(([k, x]) => [k, num(x)]), { numeric: [1] }),
-    table([t("option"), t("votes"), t("share")], tot.options.map((o) => [o.code, num(o.votes), o.text]), { numeric: [1, 2] }),
+    table([t("figure"), t("value")], Object.entries(tot.figures).map(([k, x]) => [protocolLabel(v, (v.protocol || {})[k]) || k, num(x)]), { numeric: [1] }),
+    table([t("option"), t("votes"), t("share")], tot.options.map((o) => [protocolLabel(v, o.code) || o.code, num(o.votes), o.text]), { numeric: [1, 2] }),
   ];
 }
 

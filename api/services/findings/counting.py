@@ -44,7 +44,7 @@ from sqlalchemy.orm import Session
 
 from api.checklist_schema import PROTOCOL_FIGURES, Protocol
 from api.services.findings.fold import FCNT, FCR, FS
-from api.services.findings.questions import language_key, published
+from api.services.findings.questions import QuestionInfo, language_key, published
 from api.services.findings.scope import CL, FA, ST, Scope, applied_predicate, checklist_predicate
 from api.services.findings.stats import (
     FindingsSettings,
@@ -656,10 +656,12 @@ def counting(
     random_sample: bool,
     kept: bool = True,
     language: str = "en",
+    questions: dict[str, QuestionInfo] | None = None,
 ) -> CountingSection:
     """Every counting report checked, conflicts flagged, totals from one report per station:
     from the fold's figures where they answer (`kept`), else from the reports; the checks'
-    rules in `language`."""
+    rules in `language`, and the protocol questions' labels from `questions` (the
+    mission's catalog in that language)."""
     protocol = protocol_of(session, scope.mission_id)
     empty = CountingSection(
         protocol=None,
@@ -711,7 +713,10 @@ def counting(
         for r in lists["failing"]
     ]
     totals_row = summary["totals"]
+    asked = questions or {}
+    labels = {c: asked[c].label for c in protocol.codes() if c in asked}
     return CountingSection(
+        labels=labels,
         protocol=CountingProtocol(
             **{f: getattr(protocol, f) for f in FIGURES}, options=option_codes
         ),

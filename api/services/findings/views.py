@@ -103,7 +103,12 @@ def critical(ctx: Context) -> CriticalSection:
 
 def counting(ctx: Context) -> CountingSection:
     return counting_service.counting(
-        ctx.session, ctx.scope, ctx.config, ctx.random_sample, language=ctx.language
+        ctx.session,
+        ctx.scope,
+        ctx.config,
+        ctx.random_sample,
+        language=ctx.language,
+        questions=ctx.questions(),
     )
 
 
