@@ -63,6 +63,14 @@ def insert_ignore(
 IN_LIST = 5000  # ids bound in one IN list at most (SQLite binds 32,766, PostgreSQL 65,535)
 
 
+def bound_or(session: Session, ids: list[Any], query: Any) -> Any:
+    """`ids` where one statement can take them all (on PostgreSQL any number: `OneOf` binds
+    one array; elsewhere IN_LIST), else the `query` that selects them."""
+    if session.get_bind().dialect.name == "postgresql" or len(ids) <= IN_LIST:
+        return ids
+    return query
+
+
 def in_parts(ids: Sequence[Any]) -> list[Sequence[Any]]:
     """The ids in parts small enough for one IN list each."""
     return [ids[i : i + IN_LIST] for i in range(0, len(ids), IN_LIST)]

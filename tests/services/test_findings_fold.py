@@ -1098,8 +1098,9 @@ def _missing_both_ways(session: Any, mission_id: uuid.UUID) -> list[Any]:
                 first = sections._observers_missing(session, scope)
                 with mock.patch.object(plans, "counted", return_value=False):
                     assert first == sections._observers_missing(session, scope), (phase, limit)
-        # Too many members or missing stations for an IN list: read by a query of them.
-        with mock.patch.object(sections, "IN_LIST", 1):
+        # Too many members or missing stations for an IN list (SQLite; PostgreSQL binds
+        # one array of any length): read by a query of them.
+        with mock.patch.object(sql, "IN_LIST", 1):
             assert sections._teams_missing(session, scope) == kept[0], phase
         found.append(kept)
     # The stations and assigned stations per region, kept and counted, wherever they answer.

@@ -41,7 +41,7 @@ from api.services.findings.scope import (
     utc_hour,
 )
 from api.services.findings.stats import FindingsSettings, ratio_value, share_value
-from api.services.sql import IN_LIST, one_of
+from api.services.sql import bound_or, one_of
 from models import Assignment
 from models.base import table_of
 from models.checklist import Phase
@@ -309,19 +309,19 @@ def _teams_missing(session: Session, scope: Scope) -> MissingTeams:
         names[team] = team_name
         ids.append(observer_id)
     missing_at: dict[Any, list[str]] = defaultdict(list)
-    # The members by their ids rather than by a query of the teams, where they fit in an
-    # IN list: the planner then knows how few they are, and reads their assignments and
+    # The members by their ids rather than by a query of the teams, where one statement can
+    # bind them: the planner then knows how few they are, and reads their assignments and
     # visits by index (half the time at 100,000 checklists).
-    shown = planned(ids if len(ids) <= IN_LIST else plans.members(keys))
+    shown = planned(bound_or(session, ids, plans.members(keys)))
     unseen = select(shown.c.team_key, shown.c.station_id).where(shown.c.seen_station.is_(None))
     teams_at: dict[Any, list[Any]] = defaultdict(list)
     for team, station_id in session.execute(unseen).all():
         teams_at[station_id].append(team)
     # The stations' codes read apart, by their ids: joined in, the planner expected a
-    # thousand times as many of them and read every station of the mission.
-    stations: Any = list(teams_at)
-    if len(stations) > IN_LIST:
-        stations = select(unseen.subquery().c.station_id)
+    # thousand times as many of them and read every station of the mission. By a query
+    # of them only where the ids cannot be bound: it computes the stations again (with
+    # a phase that most teams miss at 100,000 stations, 92 to 109 ms of SQL).
+    stations = bound_or(session, list(teams_at), select(unseen.subquery().c.station_id))
     for station_id, code in session.execute(
         select(ST.c.id, ST.c.code).where(one_of(ST.c.id, stations)).order_by(ST.c.code)
     ).all():
