@@ -1277,7 +1277,7 @@ function queueRow(i, checks) {
   return h("tr", { tabindex: "0", "data-id": c.id,
       onkeydown: (e) => queueKey(e, c), onclick: (e) => { if (e.target.tagName !== "A" && e.target.tagName !== "BUTTON") openInline(e.currentTarget, c); } },
     h("td", {}, i.reasons.map((r) => h("span", { class: "badge " + (r === "critical" ? "bad" : r === "unreviewed" ? "" : "warn"), text: t("reason_" + r) })),
-      h("div", { class: "muted", text: i.critical.concat(i.fails.map((f) => checks[f] || f)).join("; ") })),
+      h("div", { class: "muted", text: i.critical.concat(i.fails.map((f) => (checks || {})[f] || f)).join("; ") })),
     h("td", { class: "code", text: c.station }), h("td", { text: phaseName(c.phase) }), h("td", { text: when(c.observed_at) }),
     h("td", {}, stateName(c.review_state), c.quarantined ? h("span", { class: "badge bad", text: t("quarantined") }) : null),
     h("td", {}, link(c.id, t("open_checklist")), " ", h("button", { class: "btn", type: "button", text: t("review"), onclick: (e) => openInline(e.currentTarget.closest("tr"), c) })));
