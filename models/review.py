@@ -133,3 +133,8 @@ class QueuePublic(SQLModel):
         default_factory=dict,
         description="What each counting check named in the items' `fails` says, in `lang`",
     )
+    answers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Each critical answer named in the items (`code=value`) as the "
+        "question's label and the answer's, in `lang`",
+    )

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from api.deps import Principal
 from api.services.checklists import bad_cursor
 from api.services.findings.counting import CHECKS, FAILING, check_rules
+from api.services.findings.questions import catalog
 from api.services.intake.storage import AN, CL, ST, public, public_query
 from api.services.sql import IN_LIST, one_of
 from models import FindingCountReport, Mission
@@ -179,7 +180,10 @@ def review_queue(
     capped = counted.limit(TOTAL_LIMIT).subquery()
     total = session.scalar(select(func.count()).select_from(capped)) or 0
     named = {name for item in items for name in item.fails}
-    rules = check_rules(language or _first_language(session, mission_id)) if named else {}
+    answered = {answer for item in items for answer in item.critical}
+    if named or answered:
+        language = language or _first_language(session, mission_id)
+    rules = check_rules(language) if named and language else {}
     return QueuePublic(
         data=items,
         count=len(items),
@@ -187,7 +191,21 @@ def review_queue(
         total_limit=TOTAL_LIMIT,
         next_cursor=next_cursor,
         checks={name: rule for name, rule in rules.items() if name in named},
+        answers=_answers_said(session, mission_id, answered, language) if answered else {},
     )
+
+
+def _answers_said(
+    session: Session, mission_id: uuid.UUID, answered: set[str], language: str | None
+) -> dict[str, str]:
+    """Each `code=value` as its question's label and its answer's, in `language`."""
+    questions = catalog(session, mission_id, language or "en")
+    said = {}
+    for answer in answered:
+        code, _, value = answer.partition("=")
+        q = questions.get(code)
+        said[answer] = f"{q.label} — {q.options.get(value, value)}" if q else answer
+    return said
 
 
 def _first_language(session: Session, mission_id: uuid.UUID) -> str:

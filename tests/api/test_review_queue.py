@@ -135,6 +135,19 @@ def test_the_queue_filters_by_reason_phase_state_and_station(client, field) -> N
     assert _queue(client, field, reason="unreviewed", state="verified")["total"] == 0
 
 
+def test_the_critical_answers_a_page_names_are_said_in_the_language_asked(client, field) -> None:
+    """An item names a critical answer by its codes (`B1=no`); the page says each one as
+    its question's label and its answer's, in the console's language."""
+    assert _queue(client, field)["answers"] == {
+        "B1=no": "Were you allowed into the polling station without restriction? — No"
+    }
+    assert _queue(client, field, lang="ru")["answers"] == {
+        "B1=no": "Вас допустили на участок без ограничений? — Нет"
+    }
+    # A page without a critical answer says none.
+    assert _queue(client, field, reason="clock", state="any", phase="opening")["answers"] == {}
+
+
 def test_a_station_filter_matching_more_stations_than_an_in_list_binds(
     client, field, monkeypatch
 ) -> None:

@@ -1268,16 +1268,22 @@ const QUEUE_PAGE = 100;
 
 async function queueFirst(query) {
   const page = await json(`/missions/${mid()}/review-queue?${query}`);
-  return { query, items: page.data, checks: page.checks, total: page.total, limit: page.total_limit, next: page.next_cursor };
+  return { query, items: page.data, said: pageSays(page), total: page.total, limit: page.total_limit, next: page.next_cursor };
 }
 
-/* One checklist of the queue; `checks` says each failed counting check in the console's language. */
-function queueRow(i, checks) {
+/* What a page of the queue says of the checks and critical answers its items name. */
+function pageSays(page) {
+  return { checks: page.checks || {}, answers: page.answers || {} };
+}
+
+/* One checklist of the queue; `said` (`pageSays`) gives its critical answers and failed
+   counting checks in the console's language. */
+function queueRow(i, said) {
   const c = i.checklist;
   return h("tr", { tabindex: "0", "data-id": c.id,
       onkeydown: (e) => queueKey(e, c), onclick: (e) => { if (e.target.tagName !== "A" && e.target.tagName !== "BUTTON") openInline(e.currentTarget, c); } },
     h("td", {}, i.reasons.map((r) => h("span", { class: "badge " + (r === "critical" ? "bad" : r === "unreviewed" ? "" : "warn"), text: t("reason_" + r) })),
-      h("div", { class: "muted", text: i.critical.concat(i.fails.map((f) => (checks || {})[f] || f)).join("; ") })),
+      h("div", { class: "muted", text: i.critical.map((a) => said.answers[a] || a).concat(i.fails.map((f) => said.checks[f] || f)).join("; ") })),
     h("td", { class: "code", text: c.station }), h("td", { text: phaseName(c.phase) }), h("td", { text: when(c.observed_at) }),
     h("td", {}, stateName(c.review_state), c.quarantined ? h("span", { class: "badge bad", text: t("quarantined") }) : null),
     h("td", {}, link(c.id, t("open_checklist")), " ", h("button", { class: "btn", type: "button", text: t("review"), onclick: (e) => openInline(e.currentTarget.closest("tr"), c) })));
@@ -1291,7 +1297,7 @@ function drawQueue(held) {
   const body = document.querySelector("#queue .body");
   document.getElementById("h-queue").textContent = queueTotal(held);
   if (!held.items.length) return body.replaceChildren(h("p", { class: "muted", text: t("queue_empty") }));
-  const tbody = h("tbody", {}, held.items.map((i) => queueRow(i, held.checks)));
+  const tbody = h("tbody", {}, held.items.map((i) => queueRow(i, held.said)));
   const shown = h("p", { class: "muted", "aria-live": "polite" });
   const more = h("button", { class: "btn", type: "button", text: t("queue_show_more") });
   let cursor = held.next;
@@ -1304,7 +1310,7 @@ function drawQueue(held) {
     try {
       const page = await json(`/missions/${mid()}/review-queue?${held.query}&cursor=${encodeURIComponent(cursor)}`);
       const known = new Set([...tbody.querySelectorAll("tr[data-id]")].map((r) => r.dataset.id));
-      tbody.append(...page.data.filter((i) => !known.has(i.checklist.id)).map((i) => queueRow(i, page.checks)));
+      tbody.append(...page.data.filter((i) => !known.has(i.checklist.id)).map((i) => queueRow(i, pageSays(page))));
       cursor = page.next_cursor;
       tell();
     } catch (e) {
