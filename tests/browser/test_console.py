@@ -236,7 +236,8 @@ def test_the_queue_shows_the_most_urgent_first_a_page_at_a_time(
     page.select_option("#q-reason", "critical")
     page.locator("#h-queue", has_text="1 checklist").wait_for()
     assert [r.get_attribute("data-id") for r in rows.all()] == [crit]
-    assert "C6=yes" in rows.first.inner_text()
+    # The critical answer in words: its question's label and its answer's.
+    assert "Did the same person assist several voters? — Yes" in rows.first.inner_text()
     page.fill("#q-station", "AST-002")
     page.press("#q-station", "Enter")
     page.locator("#queue", has_text="Nothing waiting for review.").wait_for()
