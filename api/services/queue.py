@@ -181,25 +181,28 @@ def review_queue(
     total = session.scalar(select(func.count()).select_from(capped)) or 0
     named = {name for item in items for name in item.fails}
     answered = {answer for item in items for answer in item.critical}
+    # The mission's own language is read only for a page that has something to say.
     if named or answered:
         language = language or _first_language(session, mission_id)
-    rules = check_rules(language) if named and language else {}
+    rules = check_rules(language or "en")
     return QueuePublic(
         data=items,
         count=len(items),
         total=total,
         total_limit=TOTAL_LIMIT,
         next_cursor=next_cursor,
-        checks={name: rule for name, rule in rules.items() if name in named},
-        answers=_answers_said(session, mission_id, answered, language) if answered else {},
+        checks={name: rules[name] for name in named},
+        answers=_answers_said(session, mission_id, answered, language or "en"),
     )
 
 
 def _answers_said(
-    session: Session, mission_id: uuid.UUID, answered: set[str], language: str | None
+    session: Session, mission_id: uuid.UUID, answered: set[str], language: str
 ) -> dict[str, str]:
     """Each `code=value` as its question's label and its answer's, in `language`."""
-    questions = catalog(session, mission_id, language or "en")
+    if not answered:
+        return {}
+    questions = catalog(session, mission_id, language)
     said = {}
     for answer in answered:
         code, _, value = answer.partition("=")
