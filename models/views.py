@@ -464,6 +464,12 @@ class CountingSection(BaseModel):
         default_factory=dict,
         description="Each protocol question's label in `lang`, by its code (`protocol`)",
     )
+    symbols: dict[str, str] = Field(
+        default_factory=dict,
+        description="Each figure's letter in the checks' rules, by its key in a report's "
+        "`figures`: R, Rc, I, U, S, B, X, K and V, then v1 … vn for the options in the "
+        "protocol's order",
+    )
 
 
 class CountingPublic(FindingsEnvelope, CountingSection):

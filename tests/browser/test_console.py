@@ -32,6 +32,7 @@ from tests.factories import (
     make_station,
     make_token,
 )
+from tests.findings_factories import GOOD_COUNT
 from tests.live_server import live_server
 
 chromium = observer_app.chromium  # the same headless Chromium fixture
@@ -529,15 +530,24 @@ def test_counts_are_written_in_the_languages_plural_forms(
 def test_counting_totals_say_what_they_rest_on_in_the_consoles_language(
     chromium: Any, server: str, field: dict[str, Any]
 ) -> None:
-    _post(server, field["observer"], "AST-001", "closing")
+    _post(server, field["observer"], "AST-001", "closing", **GOOD_COUNT)
+    # More ballots in the box than were issued: the report fails a check.
+    _post(server, field["observer"], "AST-002", "closing", **(GOOD_COUNT | {"P_B": 610}))
     context, page = _open(chromium, server, field["analyst"])
     page.goto(page.url.split("#")[0] + "#/counting")
     _loaded(page)
     page.get_by_text(
         "One report from each station counts: 1 station. Not an estimate of the national result."
     ).wait_for()
+    # The failing report's figures by the rules' letters, each named in full on hover.
+    figures = page.locator("#p-cnt-failing tbody tr").first.locator("abbr")
+    assert figures.nth(5).inner_text() == "B 610"
+    assert figures.nth(5).get_attribute("title") == "Number of ballots found in the ballot box (B)"
+    assert figures.last.inner_text() == "v2 185"
+    assert figures.last.get_attribute("title") == "Votes for “No”"
     page.locator("#tools select").first.select_option("ru")
     page.get_by_text("Учитывается один протокол с каждого участка (участков: 1).").wait_for()
+    assert figures.last.get_attribute("title") == "Число голосов «Нет»"
     context.close()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -381,6 +382,16 @@ def test_each_inconsistent_count_is_flagged_with_the_checks_it_fails(
         in_russian["labels"][protocol["registered"]] == "Число избирателей, внесённых в список (R)"
     )
     assert in_russian["labels"][protocol["options"][0]] == "Число голосов «Да»"
+    # Each figure of a report by its letter in the rules: every letter is one the rules
+    # use, and the options are v1 … vn in the protocol's order.
+    failing_keys = set(counting["failing"][0]["figures"])
+    assert set(counting["symbols"]) == failing_keys
+    assert counting["symbols"]["in_box"] == "B" and counting["symbols"]["received"] == "Rc"
+    assert [counting["symbols"][code] for code in protocol["options"]] == [
+        f"v{i}" for i in range(1, len(protocol["options"]) + 1)
+    ]
+    formulas = " ".join(re.findall(r"\(([^)]*)\)", " ".join(rules.values())))
+    assert {counting["symbols"][f] for f in FIGURES} == set(re.findall(r"[A-Z][a-z]?", formulas))
     client.patch(
         f"/missions/{mission.id}",
         json={"settings": {"findings": {"turnout_max": 1.5, "issued_allowance": 20}}},

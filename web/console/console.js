@@ -1005,16 +1005,29 @@ function drawTotals(v) {
   const tot = v.totals;
   return [
     h("p", { text: t("counting_totals_basis", { stations: tn("n_stations", tot.stations, num(tot.stations)) }) }),
-    table([t("figure"), t("value")], Object.entries(tot.figures).map(([k, x]) => [protocolLabel(v, (v.protocol || {})[k]) || k, num(x)]), { numeric: [1] }),
+    table([t("figure"), t("value")], Object.entries(tot.figures).map(([k, x]) => [figureLabel(v, k), num(x)]), { numeric: [1] }),
     table([t("option"), t("votes"), t("share")], tot.options.map((o) => [protocolLabel(v, o.code) || o.code, num(o.votes), o.text]), { numeric: [1, 2] }),
   ];
+}
+
+/* A figure of a report by its key in `figures`: its question's label, and its letter in the
+   checks' rules (R, Rc, …, v1 … vn). */
+function figureLabel(v, key) {
+  return protocolLabel(v, (v.protocol || {})[key] || key) || key;
+}
+
+/* A failing report's figures on one line, by the rules' letters, each labelled in full. */
+function figureList(v, figures) {
+  const symbols = v.symbols || {};
+  return Object.entries(figures).map(([k, n], i) => [i ? ", " : "",
+    h("abbr", { title: figureLabel(v, k), text: `${symbols[k] || k} ${n === null ? "–" : num(n)}` })]);
 }
 
 function drawFailing(v) {
   const rule = new Map(v.checks.map((c) => [c.check, c.rule]));
   return table([t("station"), t("review_state"), t("fails"), t("figures"), ""],
     v.failing.map((x) => [x.station, stateName(x.review_state), h("ul", {}, x.fails.map((f) => h("li", { text: rule.get(f) || f }))),
-      Object.entries(x.figures).map(([k, n]) => `${k} ${n}`).join(", "), link(x.checklist_id, t("open_checklist"))]));
+      figureList(v, x.figures), link(x.checklist_id, t("open_checklist"))]));
 }
 
 function drawConflicts(v) {
@@ -1026,7 +1039,7 @@ function drawConflicts(v) {
       h("div", { class: "scroll", tabindex: "0" }, h("table", {},
         h("thead", {}, h("tr", {}, h("th", { scope: "col", text: t("figure") }),
           c.reports.map((r) => h("th", { scope: "col", class: "n" }, link(r.checklist_id), h("br"), when(r.received_at), " · ", stateName(r.review_state))))),
-        h("tbody", {}, keys.map((k) => h("tr", {}, h("td", { text: k }),
+        h("tbody", {}, keys.map((k) => h("tr", {}, h("td", { text: figureLabel(v, k) }),
           c.reports.map((r) => h("td", { class: "n" + (differ.has(k) ? " diff" : ""), text: num(r.figures[k]) }))))))));
   });
 }

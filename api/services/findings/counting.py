@@ -76,6 +76,18 @@ LIST_LIMIT = 500
 # a bound parameter, so that any plan of a statement, a generic one too, can use them.
 FAILING = FCR.c.fails != literal_column("0")
 FIGURES = PROTOCOL_FIGURES
+# Each figure's letter in the checks' rules below (the options are v1 … vn, in order).
+SYMBOLS = {
+    "registered": "R",
+    "received": "Rc",
+    "issued": "I",
+    "unused": "U",
+    "spoiled": "S",
+    "in_box": "B",
+    "invalid": "X",
+    "blank": "K",
+    "valid": "V",
+}
 CHECKS = {
     "options_sum_to_valid": "the votes for the options add up to the valid ballots (v1+…+vn = V)",
     "valid_invalid_blank_make_in_box": "valid + invalid + blank = ballots in the box (V+X+K = B)",
@@ -717,6 +729,7 @@ def counting(
     labels = {c: asked[c].label for c in protocol.codes() if c in asked}
     return CountingSection(
         labels=labels,
+        symbols={**SYMBOLS, **{code: f"v{i}" for i, code in enumerate(option_codes, 1)}},
         protocol=CountingProtocol(
             **{f: getattr(protocol, f) for f in FIGURES}, options=option_codes
         ),
