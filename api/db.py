@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine, event, exc
 from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import create_engine
@@ -21,6 +23,17 @@ def normalise_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     return url
+
+
+def json_loads(data: str | bytes) -> Any:
+    """A JSON column's value as the driver reads it: by orjson, which parsed it when a
+    request brought it (`api.body`) and reads the counting view's figures five times as
+    fast as `json` (1,000 of them per compute); by `json` for what orjson refuses and
+    PostgreSQL's jsonb may hold (a number beyond a double, such as 1e400)."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
 
 
 # A pooled connection idle for longer than this is pinged before it is handed out.
@@ -82,6 +95,7 @@ def make_engine(url: str, settings: Settings | None = None, pool_size: int | Non
         "pool_size": settings.db_pool_size if pool_size is None else pool_size,
         "max_overflow": settings.db_max_overflow if pool_size is None else 0,
         "pool_timeout": settings.db_pool_timeout_s,
+        "json_deserializer": json_loads,
     }
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
