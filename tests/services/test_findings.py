@@ -1019,8 +1019,12 @@ def test_the_statement_is_assembled_from_the_cached_sections_of_its_data(
 
     sections = {name: view(session, mission.id, name) for name in views.SECTIONS}
     computed.clear()
+    reads = _cache_reads(session)
     statement = view(session, mission.id, "statement")
     assert computed == []  # every section of this very data was in the cache
+    # Its own row, then its five sections' in one statement (each waits its turn under
+    # saturated intake).
+    assert len(reads) == 2
     assert statement["version"] == sections["findings"]["version"]
     assert statement["markdown"] != alone["markdown"]
 
@@ -1094,6 +1098,55 @@ def test_while_data_arrives_the_statement_takes_the_sections_the_consoles_are_se
     assert latest["markdown"] != first["markdown"]
     for name in views.SECTIONS:  # stored for the consoles that watch them
         assert served(name)["version"] == latest["version"]
+
+
+def _cache_reads(session: Any) -> list[str]:
+    """The statements reading the view cache from now on, on `session`'s engine."""
+    from sqlalchemy import event
+
+    reads: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().startswith("SELECT") and "FROM finding_cache" in statement:
+            reads.append(statement)
+
+    event.listen(session.get_bind(), "before_cursor_execute", seen)
+    return reads
+
+
+def test_views_nobody_asked_for_in_an_hour_leave_the_cache_once_a_minute(
+    client: Any, session: Any, monkeypatch: Any
+) -> None:
+    """A view computed more than CACHE_KEEP ago (a filter nobody asks for any more) is
+    removed by a process storing another view, at most once a minute per process rather
+    than with every view stored."""
+    from sqlalchemy import update
+
+    from api.services.findings import views
+    from models.base import utcnow
+
+    mission, token = _observed_mission(session, ["A-1"])
+    post(client, token, "A-1", "voting")
+
+    def leave_an_hour_behind(name: str) -> None:
+        view(session, mission.id, name, phase="voting")
+        session.execute(
+            update(views.FCACHE)
+            .where(views.FCACHE.c.body.contains(f'"view":"{name}"'))
+            .values(computed_at=utcnow() - views.CACHE_KEEP - timedelta(minutes=1))
+        )
+        session.commit()
+
+    leave_an_hour_behind("map")
+    monkeypatch.setattr(views, "_last_sweep", [float("-inf")])  # not swept yet
+    view(session, mission.id, "findings")  # stored: the process sweeps
+    assert _cached_views(session) == {"findings"}
+    leave_an_hour_behind("map")
+    view(session, mission.id, "incidents")  # within the minute: no sweep
+    assert _cached_views(session) == {"findings", "incidents", "map"}
+    views._last_sweep[0] -= views.SWEEP_EVERY_S
+    view(session, mission.id, "critical")
+    assert _cached_views(session) == {"findings", "incidents", "critical"}
 
 
 def _cached_views(session: Any) -> set[str]:

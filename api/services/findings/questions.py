@@ -22,7 +22,7 @@ from api.checklist_schema import (
     option_labels,
 )
 from api.services.findings.fold import FT, critical_view_rows, emissions
-from api.services.findings.scope import CL, TPL, Scope, checklist_predicate
+from api.services.findings.scope import CL, TPL, Scope, checklist_predicate, once_per_snapshot
 from api.services.findings.stats import FindingsSettings, share_text, share_value, wilson
 from api.services.templates import default_definition
 from models.checklist import Phase
@@ -96,29 +96,39 @@ def compiled_template(template_id: uuid.UUID, definition: dict[str, Any]) -> Com
     return found
 
 
-def _published(session: Session, mission_id: uuid.UUID, *order: Any) -> list[CompiledTemplate]:
-    """The mission's published (and retired) templates in this `order`, compiled. Their
-    ids are read, and a definition only for a template this process has not compiled: each
-    is a JSON document of tens of kilobytes, decoded again on every fold and every view."""
-    ids = session.scalars(
-        select(TPL.c.id)
-        .where(TPL.c.mission_id == mission_id, TPL.c.status != "draft")
-        .order_by(*order)
-    ).all()
-    missing = [tpl_id for tpl_id in ids if tpl_id not in _compiled]
+def _published(
+    session: Session, mission_id: uuid.UUID, newest_first: bool
+) -> list[CompiledTemplate]:
+    """The mission's published (and retired) templates, compiled: the newest version first
+    (then by code), or by code and version. Their ids are read once per view's snapshot
+    (a counting view and a statement each asked two or three times), and a definition
+    only for a template this process has not compiled: each is a JSON document of tens of
+    kilobytes, decoded again on every fold and every view."""
+    found = once_per_snapshot(
+        session,
+        ("published templates", mission_id),
+        lambda: session.execute(
+            select(TPL.c.id, TPL.c.code, TPL.c.version).where(
+                TPL.c.mission_id == mission_id, TPL.c.status != "draft"
+            )
+        ).all(),
+    )
+    if newest_first:
+        rows = sorted(found, key=lambda t: (-t.version, t.code))
+    else:
+        rows = sorted(found, key=lambda t: (t.code, t.version))
+    missing = [t.id for t in rows if t.id not in _compiled]
     if missing:
         for tpl_id, definition in session.execute(
             select(TPL.c.id, TPL.c.definition).where(TPL.c.id.in_(missing))
         ):
             compiled_template(tpl_id, definition)
-    return [_compiled[tpl_id] for tpl_id in ids]
+    return [_compiled[t.id] for t in rows]
 
 
 def published(session: Session, mission_id: uuid.UUID) -> list[TemplateDefinition]:
     """The mission's published (and retired) templates, the newest version first."""
-    return [
-        ct.definition for ct in _published(session, mission_id, TPL.c.version.desc(), TPL.c.code)
-    ]
+    return [ct.definition for ct in _published(session, mission_id, newest_first=True)]
 
 
 def statement_questions(session: Session, mission_id: uuid.UUID) -> StatementQuestions:
@@ -138,7 +148,7 @@ def statement_questions(session: Session, mission_id: uuid.UUID) -> StatementQue
 def catalog(session: Session, mission_id: uuid.UUID, language: str) -> dict[str, QuestionInfo]:
     """Every question of the mission's templates (a later version's wording wins)."""
     out: dict[str, QuestionInfo] = {}
-    for ct in _published(session, mission_id, TPL.c.code, TPL.c.version):
+    for ct in _published(session, mission_id, newest_first=False):
         titles = {s.code: _pick(s.title, language) for s in ct.definition.sections}
         section_of = {q.code: s.code for s in ct.definition.sections for q in s.questions}
         for code, cq in ct.questions.items():
