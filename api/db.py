@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
 import orjson
+from psycopg.adapt import PyFormat
+from psycopg.types.array import ListBinaryDumper, ListDumper
 from sqlalchemy import Engine, event, exc
 from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import create_engine
@@ -117,7 +120,26 @@ def make_engine(url: str, settings: Settings | None = None, pool_size: int | Non
     # to 0.27 s without it at 100,000 checklists).
     options = f"-c statement_timeout={settings.db_statement_timeout_ms} -c jit=off"
     kwargs["connect_args"] = postgres_connect_args(settings, options)
-    return ping_idle_connections(create_engine(url, **kwargs))
+    engine = create_engine(url, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _id_arrays_in_binary(dbapi_conn: Any, _: Any) -> None:
+        dbapi_conn.adapters.register_dumper(list, IdListDumper)
+
+    return ping_idle_connections(engine)
+
+
+class IdListDumper(ListDumper):
+    """A list of ids (`sql.one_of`'s array) sent to PostgreSQL as a binary array, other
+    lists as before: psycopg wrote each id of a text array out in Python and quoted it,
+    18 ms for the 6,500 missing stations that coverage lists at dawn on 100,000 stations,
+    against 3 ms in binary."""
+
+    def upgrade(self, obj: list[Any], format: PyFormat) -> Any:  # noqa: A002 (psycopg's name)
+        first = next((item for item in obj if item is not None), None)
+        if isinstance(first, uuid.UUID):
+            return ListBinaryDumper(self.cls, self._tx).upgrade(obj, PyFormat.BINARY)
+        return super().upgrade(obj, format)
 
 
 def postgres_connect_args(settings: Settings, options: str) -> dict[str, Any]:
