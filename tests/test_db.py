@@ -127,6 +127,27 @@ def test_one_of_selects_the_listed_ids_sent_as_one_array_on_postgresql(engine: E
 
 
 @pytest.mark.postgres_only
+def test_lists_of_ids_travel_as_binary_arrays_and_other_lists_as_before(engine: Engine) -> None:
+    """psycopg wrote each id of a text array out in Python (18 ms for 6,500 ids); a list of
+    ids goes in binary, any other list as text, and both come back as they went."""
+    from psycopg import pq
+    from psycopg.adapt import PyFormat, Transformer
+
+    ids = [uuid.uuid4() for _ in range(3)]
+    with engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        dumpers = Transformer(raw)
+        assert dumpers.get_dumper([None, *ids], PyFormat.AUTO).format == pq.Format.BINARY
+        assert dumpers.get_dumper(["A-1", "B,2"], PyFormat.AUTO).format == pq.Format.TEXT
+        got = conn.execute(
+            text("SELECT CAST(:ids AS uuid[]), CAST(:codes AS text[]), CAST(:none AS uuid[])"),
+            {"ids": [*ids, None], "codes": ["A-1", 'B,"2'], "none": []},
+        ).one()
+        assert tuple(got) == ([*ids, None], ["A-1", 'B,"2'], [])
+
+
+@pytest.mark.postgres_only
 def test_sessions_name_their_process_so_the_folds_can_be_told_apart(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
