@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -1147,6 +1148,35 @@ def test_views_nobody_asked_for_in_an_hour_leave_the_cache_once_a_minute(
     views._last_sweep[0] -= views.SWEEP_EVERY_S
     view(session, mission.id, "critical")
     assert _cached_views(session) == {"findings", "incidents", "critical"}
+
+
+@pytest.mark.postgres_only
+def test_a_view_is_claimed_and_stored_in_one_statement_each_without_waiting_for_the_disk(
+    client: Any, session: Any, monkeypatch: Any
+) -> None:
+    """The cache's writes go through the counters' pool (autocommit, `synchronous_commit`
+    off): a claim and a store are one round trip each, not BEGIN, SET LOCAL, the
+    statement and COMMIT, each waiting its turn under saturated intake."""
+    from sqlalchemy import event
+
+    from api import ratelimit
+    from api.services.findings import views
+    from models.base import utcnow
+
+    mission, token = _observed_mission(session, ["A-1"])
+    post(client, token, "A-1", "voting")
+    monkeypatch.setattr(views, "_last_sweep", [time.monotonic()])  # swept a moment ago
+    engine = ratelimit.bookkeeping_engine()
+    sent: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda c, cur, st, *_: sent.append(st))
+    view(session, mission.id, "findings")
+    row = session.execute(views.FCACHE.select()).mappings().one()
+    assert views._claim(mission.id, row["key"], row["computed_at"], utcnow())
+    writes = [st.split()[0] for st in sent if "finding_cache" in st]
+    assert writes == ["INSERT", "UPDATE"], sent
+    assert not any(st.lstrip().upper().startswith(("BEGIN", "SET", "COMMIT")) for st in sent)
+    with engine.connect() as conn:
+        assert conn.execute(text("SHOW synchronous_commit")).scalar() == "off"
 
 
 def _cached_views(session: Any) -> set[str]:

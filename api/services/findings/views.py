@@ -538,14 +538,19 @@ def _etag(body: bytes) -> str:
 
 @contextmanager
 def _cache_write() -> Iterator[Session]:
-    """A transaction of its own on the primary database for the shared cache."""
-    from api.db import session_scope
+    """A session on the primary database for the shared cache. On PostgreSQL the pool of
+    the rate-limit counters (`ratelimit.bookkeeping_engine`): each statement commits on
+    its own and does not wait for the disk, since a crash that loses a cached view costs
+    one recompute (checklists and reviews keep their durable commits). A claim or a store
+    is then one round trip, where BEGIN, SET LOCAL, the statement and COMMIT were four,
+    each waiting its turn under saturated intake."""
+    from api.db import get_engine, session_scope
 
+    if get_engine().dialect.name == "postgresql":
+        with Session(ratelimit.bookkeeping_engine()) as write:
+            yield write
+        return
     with session_scope() as write:
-        if write.get_bind().dialect.name == "postgresql":
-            # A cache row need not wait for the disk: a crash that loses it costs one
-            # recompute. (Checklists and reviews keep their durable commits.)
-            write.execute(text("SET LOCAL synchronous_commit = off"))
         yield write
 
 
