@@ -313,20 +313,19 @@ def _teams_missing(session: Session, scope: Scope) -> MissingTeams:
     # bind them: the planner then knows how few they are, and reads their assignments and
     # visits by index (half the time at 100,000 checklists).
     shown = planned(bound_or(session, ids, plans.members(keys)))
-    unseen = select(shown.c.team_key, shown.c.station_id).where(shown.c.seen_station.is_(None))
-    teams_at: dict[Any, list[Any]] = defaultdict(list)
-    for team, station_id in session.execute(unseen).all():
-        teams_at[station_id].append(team)
-    # The stations' codes read apart, by their ids: joined in, the planner expected a
-    # thousand times as many of them and read every station of the mission. By a query
-    # of them only where the ids cannot be bound: it computes the stations again (with
-    # a phase that most teams miss at 100,000 stations, 92 to 109 ms of SQL).
-    stations = bound_or(session, list(teams_at), select(unseen.subquery().c.station_id))
-    for station_id, code in session.execute(
-        select(ST.c.id, ST.c.code).where(one_of(ST.c.id, stations)).order_by(ST.c.code)
-    ).all():
-        for team in teams_at[station_id]:
-            missing_at[team].append(code)
+    # The stations' codes joined in, in one statement. Read apart by their ids (each
+    # missing station's id sent back, then its code read), the Python that matched
+    # 6,500 ids to their codes twice cost more than PostgreSQL's join, which hashes
+    # every station of the mission (coverage at dawn on 100,000 stations, best of 15:
+    # 46 to 48 ms of its Python against 84 to 92, and 57 ms of SQL against 40).
+    unseen = (
+        select(shown.c.team_key, ST.c.code)
+        .select_from(shown.join(ST, ST.c.id == shown.c.station_id))
+        .where(shown.c.seen_station.is_(None))
+        .order_by(ST.c.code)
+    )
+    for team, code in session.execute(unseen).all():
+        missing_at[team].append(code)
     data = []
     for r in rows:
         team = names.get(r.team_key)
