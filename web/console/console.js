@@ -1026,7 +1026,7 @@ function figureList(v, figures) {
 function drawFailing(v) {
   const rule = new Map(v.checks.map((c) => [c.check, c.rule]));
   return table([t("station"), t("review_state"), t("fails"), t("figures"), ""],
-    v.failing.map((x) => [x.station, stateName(x.review_state), h("ul", {}, x.fails.map((f) => h("li", { text: rule.get(f) || f }))),
+    v.failing.map((x) => [h("span", { class: "code", text: x.station }), stateName(x.review_state), h("ul", {}, x.fails.map((f) => h("li", { text: rule.get(f) || f }))),
       figureList(v, x.figures), link(x.checklist_id, t("open_checklist"))]));
 }
 

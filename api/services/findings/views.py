@@ -372,7 +372,7 @@ def get_view(
         time, an observer's p95 went from 75 to 104-114 ms in `bench.hardening`)."""
         nonlocal section_rows
         if section_rows is None:
-            section_rows = _cached_bodies(cache, mission_id, [key_of(name) for name in SECTIONS])
+            section_rows = _cached_bodies(cache, mission_id, [key_of(s) for s in SECTIONS])
         section_key = key_of(section)
         row = section_rows.get(section_key)
         if row is not None and row.body is not None:
