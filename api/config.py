@@ -42,7 +42,8 @@ class Settings(BaseSettings):
         20,
         description="Database connections each API process keeps open for requests; also how "
         "many requests a process works on at once (the rest wait their turn). Each process "
-        "keeps as many again for rate-limit counters and last-used times, and "
+        "keeps as many again for rate-limit counters, last-used times and the findings "
+        "views' cache, and "
         "dashboard_threads for dashboards (PostgreSQL): keep the sum over all processes "
         "under PostgreSQL's max_connections.",
     )

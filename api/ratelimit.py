@@ -50,8 +50,8 @@ WINDOW_S = 60
 
 
 def bookkeeping_engine() -> Engine:
-    """The pool for rate-limit counters and last-used times: autocommit, no waiting for
-    the disk."""
+    """The pool for rate-limit counters, last-used times and the findings views' cache:
+    autocommit, no waiting for the disk."""
     return _counter_engine(get_engine())
 
 
