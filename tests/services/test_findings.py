@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -1020,8 +1022,8 @@ def test_the_statement_is_assembled_from_the_cached_sections_of_its_data(
 
     sections = {name: view(session, mission.id, name) for name in views.SECTIONS}
     computed.clear()
-    reads = _cache_reads(session)
-    statement = view(session, mission.id, "statement")
+    with _cache_reads(session) as reads:
+        statement = view(session, mission.id, "statement")
     assert computed == []  # every section of this very data was in the cache
     # Its own row, then its five sections' in one statement (each waits its turn under
     # saturated intake).
@@ -1101,18 +1103,29 @@ def test_while_data_arrives_the_statement_takes_the_sections_the_consoles_are_se
         assert served(name)["version"] == latest["version"]
 
 
-def _cache_reads(session: Any) -> list[str]:
-    """The statements reading the view cache from now on, on `session`'s engine."""
-    from sqlalchemy import event
-
+@contextmanager
+def _cache_reads(session: Any) -> Iterator[list[str]]:
+    """The statements reading the view cache meanwhile, on `session`'s engine."""
     reads: list[str] = []
 
     def seen(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
         if statement.lstrip().startswith("SELECT") and "FROM finding_cache" in statement:
             reads.append(statement)
 
-    event.listen(session.get_bind(), "before_cursor_execute", seen)
-    return reads
+    with _listening(session.get_bind(), seen):
+        yield reads
+
+
+@contextmanager
+def _listening(engine: Any, listener: Any) -> Iterator[None]:
+    """`listener` called before each statement `engine` sends, meanwhile."""
+    from sqlalchemy import event
+
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        yield
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
 
 
 def test_views_nobody_asked_for_in_an_hour_leave_the_cache_once_a_minute(
@@ -1157,8 +1170,6 @@ def test_a_view_is_claimed_and_stored_in_one_statement_each_without_waiting_for_
     """The cache's writes go through the counters' pool (autocommit, `synchronous_commit`
     off): a claim and a store are one round trip each, not BEGIN, SET LOCAL, the
     statement and COMMIT, each waiting its turn under saturated intake."""
-    from sqlalchemy import event
-
     from api import ratelimit
     from api.services.findings import views
     from models.base import utcnow
@@ -1168,10 +1179,10 @@ def test_a_view_is_claimed_and_stored_in_one_statement_each_without_waiting_for_
     monkeypatch.setattr(views, "_last_sweep", [time.monotonic()])  # swept a moment ago
     engine = ratelimit.bookkeeping_engine()
     sent: list[str] = []
-    event.listen(engine, "before_cursor_execute", lambda c, cur, st, *_: sent.append(st))
-    view(session, mission.id, "findings")
-    row = session.execute(views.FCACHE.select()).mappings().one()
-    assert views._claim(mission.id, row["key"], row["computed_at"], utcnow())
+    with _listening(engine, lambda c, cur, st, *_: sent.append(st)):
+        view(session, mission.id, "findings")
+        row = session.execute(views.FCACHE.select()).mappings().one()
+        assert views._claim(mission.id, row["key"], row["computed_at"], utcnow())
     writes = [st.split()[0] for st in sent if "finding_cache" in st]
     assert writes == ["INSERT", "UPDATE"], sent
     assert not any(st.lstrip().upper().startswith(("BEGIN", "SET", "COMMIT")) for st in sent)

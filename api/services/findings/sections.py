@@ -316,8 +316,8 @@ def _teams_missing(session: Session, scope: Scope) -> MissingTeams:
     # The stations' codes joined in, in one statement. Read apart by their ids (each
     # missing station's id sent back, then its code read), the Python that matched
     # 6,500 ids to their codes twice cost more than PostgreSQL's join, which hashes
-    # every station of the mission (coverage at dawn on 100,000 stations, best of 15:
-    # 46 to 48 ms of its Python against 84 to 92, and 57 ms of SQL against 40).
+    # every station of the mission (coverage at dawn on 100,000 stations, medians of 15:
+    # 55 to 58 ms of its Python against 68 to 93, and 57 ms of SQL against 40).
     unseen = (
         select(shown.c.team_key, ST.c.code)
         .select_from(shown.join(ST, ST.c.id == shown.c.station_id))
