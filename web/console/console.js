@@ -1010,13 +1010,14 @@ function drawTotals(v) {
   ];
 }
 
-/* A figure of a report by its key in `figures`: its question's label, and its letter in the
-   checks' rules (R, Rc, …, v1 … vn). */
+/* A figure of a report, by its key in `figures` (a protocol figure's name or an option's
+   code): its question's label in the console's language, else the key. */
 function figureLabel(v, key) {
   return protocolLabel(v, (v.protocol || {})[key] || key) || key;
 }
 
-/* A failing report's figures on one line, by the rules' letters, each labelled in full. */
+/* A failing report's figures by the checks' rules' letters (R 1,000, …, v1 312), each
+   labelled in full on hover. */
 function figureList(v, figures) {
   const symbols = v.symbols || {};
   return Object.entries(figures).map(([k, n], i) => [i ? ", " : "",
