@@ -995,25 +995,21 @@ function drawChecks(v) {
     v.checks.map((c) => [c.rule, num(c.failed), num(c.checked)]), { numeric: [1, 2] });
 }
 
-/* A protocol question's label in the console's language, as the counting view gives it. */
-function protocolLabel(v, code) {
-  return code && v.labels ? v.labels[code] : undefined;
-}
-
 function drawTotals(v) {
   if (!v.totals) return h("p", { class: "muted", text: t("nothing_yet") });
   const tot = v.totals;
   return [
     h("p", { text: t("counting_totals_basis", { stations: tn("n_stations", tot.stations, num(tot.stations)) }) }),
     table([t("figure"), t("value")], Object.entries(tot.figures).map(([k, x]) => [figureLabel(v, k), num(x)]), { numeric: [1] }),
-    table([t("option"), t("votes"), t("share")], tot.options.map((o) => [protocolLabel(v, o.code) || o.code, num(o.votes), o.text]), { numeric: [1, 2] }),
+    table([t("option"), t("votes"), t("share")], tot.options.map((o) => [figureLabel(v, o.code), num(o.votes), o.text]), { numeric: [1, 2] }),
   ];
 }
 
 /* A figure of a report, by its key in `figures` (a protocol figure's name or an option's
    code): its question's label in the console's language, else the key. */
 function figureLabel(v, key) {
-  return protocolLabel(v, (v.protocol || {})[key] || key) || key;
+  const code = (v.protocol || {})[key] || key;
+  return (v.labels || {})[code] || key;
 }
 
 /* A failing report's figures by the checks' rules' letters (R 1,000, …, v1 312), each
