@@ -244,13 +244,7 @@ def test_the_planner_is_told_a_checklist_has_about_50_answers(session: Any) -> N
     answer instead of looking a batch's checklists' answers up."""
     if session.get_bind().dialect.name != "postgresql":
         pytest.skip("a PostgreSQL statistic")
-    options = session.execute(
-        text(
-            "SELECT attoptions FROM pg_attribute"
-            " WHERE attrelid = 'answer'::regclass AND attname = 'checklist_id'"
-        )
-    ).scalar_one()
-    assert "n_distinct=-0.02" in options
+    assert "n_distinct=-0.02" in _column_setting(session, "answer", "checklist_id", "attoptions")
 
 
 def test_cached_views_are_compressed_with_lz4(session: Any) -> None:
@@ -259,10 +253,15 @@ def test_cached_views_are_compressed_with_lz4(session: Any) -> None:
     as PostgreSQL's and Debian's packages are)."""
     if session.get_bind().dialect.name != "postgresql":
         pytest.skip("a PostgreSQL storage setting")
-    method = session.execute(
+    assert _column_setting(session, "finding_cache", "body", "attcompression") == "l"
+
+
+def _column_setting(session: Any, table: str, column: str, setting: str) -> Any:
+    """A column's `setting` as PostgreSQL's catalog holds it (`pg_attribute`)."""
+    return session.execute(
         text(
-            "SELECT attcompression FROM pg_attribute"
-            " WHERE attrelid = 'finding_cache'::regclass AND attname = 'body'"
-        )
+            f"SELECT {setting} FROM pg_attribute"
+            " WHERE attrelid = CAST(:table AS regclass) AND attname = :column"
+        ),
+        {"table": table, "column": column},
     ).scalar_one()
-    assert method == "l"
