@@ -39,3 +39,36 @@ def test_catch_up_is_the_first_read_after_the_run_that_counts_everything_stored(
     behind = _samples(reads[:3], truth)
     before = time.time()
     assert run.catch_up(behind, after=2.0, timeout=0.3) >= before + 0.3  # gave up waiting
+
+
+@pytest.mark.postgres_only
+def test_a_reused_mission_is_run_on_a_copy_that_leaves_the_original_as_it_was() -> None:
+    """`--reuse-database` runs on a copy of the database (`recreate_database` with a
+    template), so that what a run posts does not grow the mission the next run starts from;
+    a copy of a database someone is connected to is refused with what to do."""
+    import os
+    import uuid
+
+    import psycopg
+
+    if "@127.0.0.1:5432/" not in os.environ.get("POLLCHECK_TEST_PG_URL", ""):
+        pytest.skip("the bench uses the PostgreSQL at 127.0.0.1:5432, not the tests' own")
+    name = f"pollcheck_copytest_{uuid.uuid4().hex[:8]}"
+    url = run.recreate_database(name)
+    copy = f"{name}_run"
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE posted (n int)")
+            conn.execute("INSERT INTO posted VALUES (1)")
+            with pytest.raises(SystemExit, match="--in-place"):
+                run.recreate_database(copy, template=name)  # this very session holds it
+        copied = run.recreate_database(copy, template=name)
+        with psycopg.connect(copied, autocommit=True) as conn:
+            conn.execute("INSERT INTO posted VALUES (2)")
+            assert conn.execute("SELECT count(*) FROM posted").fetchone() == (2,)
+        run.drop_database(copy)
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT count(*) FROM posted").fetchone() == (1,)
+    finally:
+        run.drop_database(copy)
+        run.drop_database(name)
