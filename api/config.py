@@ -62,6 +62,14 @@ class Settings(BaseSettings):
         "has fallen far behind folds thousands of checklists a statement, longer than a "
         "request may take, and a fold cancelled by the requests' timeout would start over",
     )
+    intake_at_once: int = Field(
+        0,
+        ge=0,
+        description="Observers' submissions (checklists, batches, ODK Collect's forms) a process "
+        "stores at once; the rest wait their turn (0: as many as it has request connections). "
+        "Where one machine carries the API and PostgreSQL, a few leave the findings fold more "
+        "of the database at peak: the findings keep closer to the checklists, for less intake",
+    )
     dashboard_threads: int = Field(
         4,
         description="Findings and statement requests a process works on at once, on threads "

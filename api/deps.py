@@ -58,6 +58,7 @@ async def get_read_session() -> AsyncIterator[Session]:
         yield session
 
 
+_T = TypeVar("_T")
 _dashboard_limiter: anyio.CapacityLimiter | None = None
 
 
@@ -71,10 +72,31 @@ def dashboard_limiter() -> anyio.CapacityLimiter:
     return _dashboard_limiter
 
 
-def forget_dashboard_limiter() -> None:
-    """Make the dashboards' threads afresh, from the settings of now (at start-up)."""
-    global _dashboard_limiter
+def forget_limiters() -> None:
+    """Make the dashboards' and the intake's limiters afresh, from the settings of now (at
+    start-up)."""
+    global _dashboard_limiter, _intake_limiter
     _dashboard_limiter = None
+    _intake_limiter = None
+
+
+_intake_limiter: anyio.CapacityLimiter | None = None
+
+
+async def in_intake_trip(func: Callable[..., _T], *args: Any) -> _T:
+    """`func(*args)` in a worker thread, as a route's trip, for work that stores observers'
+    submissions: at most `intake_at_once` of them at once in this process, when set. Fewer
+    intake sessions busy at once in PostgreSQL leave the findings fold, one session, more of
+    the database's CPU at peak (`bench/README.md`: 6 at once on the two-core bench machine
+    kept the findings a third closer to the checklists, for 3 to 5 % less intake)."""
+    global _intake_limiter
+    at_once = get_settings().intake_at_once
+    if at_once <= 0:
+        return await run_in_threadpool(func, *args)
+    if _intake_limiter is None:
+        _intake_limiter = anyio.CapacityLimiter(at_once)
+    async with _intake_limiter:
+        return await run_in_threadpool(func, *args)
 
 
 async def current_settings() -> Settings:
@@ -201,7 +223,6 @@ def principal_of(
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
-_T = TypeVar("_T")
 
 
 def in_one_trip(
@@ -210,20 +231,22 @@ def in_one_trip(
     settings: Settings,
     roles: tuple[Role, ...],
     work: Callable[[Session, Principal], _T],
+    intake: bool = False,
 ) -> Awaitable[_T]:
     """A route's whole database work, the token's check first, in one worker-thread trip
     and one session committed at its end. A route whose principal and session come from
     dependencies makes three trips (the token, the route, the commit) and holds its pooled
     connection between them while it waits for a thread: under a burst of phones the
     threads then wait for those connections, and requests get 503 after the pool's
-    timeout instead of being served (tests/test_load.py)."""
+    timeout instead of being served (tests/test_load.py). `intake`: the work stores
+    observers' submissions (`in_intake_trip`)."""
 
     def trip() -> _T:
         with session_scope() as session:
             principal = check_role(principal_of(request, session, settings, auth), *roles)
             return work(session, principal)
 
-    return run_in_threadpool(trip)
+    return in_intake_trip(trip) if intake else run_in_threadpool(trip)
 
 
 def check_role(principal: Principal, *roles: Role) -> Principal:

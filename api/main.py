@@ -139,8 +139,9 @@ async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
     # sessions a second, each costing milliseconds of CPU, when threads outnumbered them).
     limiter = anyio.to_thread.current_default_thread_limiter()
     limiter.total_tokens = max(1, get_settings().db_pool_size)
-    # Dashboards' findings requests have threads of their own (`deps.dashboard_limiter`).
-    deps.forget_dashboard_limiter()
+    # Dashboards' findings requests have threads of their own (`deps.dashboard_limiter`),
+    # and observers' submissions a bound of their own when set (`deps.in_intake_trip`).
+    deps.forget_limiters()
     memory.settle()  # what the process built to start lives as long as it does
     yield
 

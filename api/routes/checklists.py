@@ -4,7 +4,6 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
-from fastapi.concurrency import run_in_threadpool
 
 from api.body import json_body_doc, parse_json, raw_body, validate
 from api.config import Settings
@@ -17,6 +16,7 @@ from api.deps import (
     SettingsDep,
     StaffOfMission,
     check_role,
+    in_intake_trip,
     principal_of,
     record_write,
 )
@@ -54,7 +54,7 @@ async def submit_checklist(
     # The busiest route does all its database work in one worker-thread trip (each trip
     # costs about 0.3 ms of CPU): the token check, the rate limit, the checklist, the audit
     # notes and the commit, in that order, as the dependencies would do them.
-    outcome = await run_in_threadpool(_submit, request, auth, settings, raw)
+    outcome = await in_intake_trip(_submit, request, auth, settings, raw)
     if not outcome.created:
         response.status_code = status.HTTP_200_OK
     return outcome.checklist

@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.checklist_schema import TemplateDefinition
 from api.config import Settings
 from api.db import session_scope
-from api.deps import SettingsDep, check_role, principal_of, record_write
+from api.deps import SettingsDep, check_role, in_intake_trip, principal_of, record_write
 from api.errors import AppError, ErrorBody, Invalid, TooLarge
 from api.services.openrosa import forms, messages, submission, xform
 from models import Role
@@ -222,7 +222,7 @@ async def submission_post(token: Token, request: Request, settings: SettingsDep)
             )
     except AppError as exc:
         return _error(exc, language)
-    return await run_in_threadpool(_submit, request, settings, caller, xml, parts, incomplete)
+    return await in_intake_trip(_submit, request, settings, caller, xml, parts, incomplete)
 
 
 async def _multipart(request: Request, settings: Settings) -> FormData:

@@ -102,7 +102,7 @@ async def sync_checklists(
         record_write(request, session, "/sync/checklists", raw)
         return result
 
-    return await in_one_trip(request, auth, settings, OBSERVERS, store)
+    return await in_one_trip(request, auth, settings, OBSERVERS, store, intake=True)
 
 
 @router.get(
