@@ -60,6 +60,7 @@ async def get_read_session() -> AsyncIterator[Session]:
 
 _T = TypeVar("_T")
 _dashboard_limiter: anyio.CapacityLimiter | None = None
+_intake_limiter: anyio.CapacityLimiter | None = None  # with `intake_at_once` set
 
 
 def dashboard_limiter() -> anyio.CapacityLimiter:
@@ -78,9 +79,6 @@ def forget_limiters() -> None:
     global _dashboard_limiter, _intake_limiter
     _dashboard_limiter = None
     _intake_limiter = None
-
-
-_intake_limiter: anyio.CapacityLimiter | None = None
 
 
 async def in_intake_trip(func: Callable[..., _T], *args: Any) -> _T:
