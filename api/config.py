@@ -70,6 +70,15 @@ class Settings(BaseSettings):
         "Where one machine carries the API and PostgreSQL, a few leave the findings fold more "
         "of the database at peak: the findings keep closer to the checklists, for less intake",
     )
+    intake_lag_target_s: float = Field(
+        0.0,
+        ge=0,
+        description="How far behind the checklists the findings may fall before each process "
+        "stores fewer observers' submissions at once, down to one, giving the findings fold "
+        "more of the database; more again as it catches up, and all of them whenever a "
+        "submission has waited its turn for a second (0: off; the bound, if any, is "
+        "intake_at_once)",
+    )
     dashboard_threads: int = Field(
         4,
         description="Findings and statement requests a process works on at once, on threads "

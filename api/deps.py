@@ -20,6 +20,7 @@ from api.body import raw_body
 from api.config import Settings, get_settings
 from api.db import autocommits, new_session, session_scope
 from api.errors import Forbidden, Unauthorized
+from api.pacing import Turns
 from api.security import token_digest
 from api.services import audit
 from models import Credential, Role
@@ -60,7 +61,7 @@ async def get_read_session() -> AsyncIterator[Session]:
 
 _T = TypeVar("_T")
 _dashboard_limiter: anyio.CapacityLimiter | None = None
-_intake_limiter: anyio.CapacityLimiter | None = None  # with `intake_at_once` set
+_intake_turns: Turns | None = None  # with `intake_at_once` or `intake_lag_target_s` set
 
 
 def dashboard_limiter() -> anyio.CapacityLimiter:
@@ -74,26 +75,35 @@ def dashboard_limiter() -> anyio.CapacityLimiter:
 
 
 def forget_limiters() -> None:
-    """Make the dashboards' and the intake's limiters afresh, from the settings of now (at
-    start-up)."""
-    global _dashboard_limiter, _intake_limiter
+    """Make the dashboards' limiter and the intake's turns afresh, from the settings of now
+    (at start-up)."""
+    global _dashboard_limiter, _intake_turns
     _dashboard_limiter = None
-    _intake_limiter = None
+    _intake_turns = None
+
+
+def intake_turns() -> Turns | None:
+    """The turns observers' submissions take in this process (`api.pacing`): at most
+    `intake_at_once` at a time, fewer while the findings are further behind than
+    `intake_lag_target_s`; None when neither is set."""
+    global _intake_turns
+    settings = get_settings()
+    if _intake_turns is None and (settings.intake_at_once > 0 or settings.intake_lag_target_s > 0):
+        most = settings.intake_at_once or settings.db_pool_size
+        _intake_turns = Turns(most, settings.intake_lag_target_s)
+    return _intake_turns
 
 
 async def in_intake_trip(func: Callable[..., _T], *args: Any) -> _T:
     """`func(*args)` in a worker thread, as a route's trip, for work that stores observers'
-    submissions: at most `intake_at_once` of them at once in this process, when set. Fewer
-    intake sessions busy at once in PostgreSQL leave the findings fold, one session, more of
-    the database's CPU at peak (`bench/README.md`: 6 at once on the two-core bench machine
-    kept the findings a third closer to the checklists, for 3 to 5 % less intake)."""
-    global _intake_limiter
-    at_once = get_settings().intake_at_once
-    if at_once <= 0:
+    submissions, in its turn (`intake_turns`). Fewer intake sessions busy at once in
+    PostgreSQL leave the findings fold, one session, more of the database's CPU at peak
+    (`bench/README.md`: 6 at once on the two-core bench machine kept the findings a third
+    closer to the checklists, for 3 to 5 % less intake)."""
+    turns = intake_turns()
+    if turns is None:
         return await run_in_threadpool(func, *args)
-    if _intake_limiter is None:
-        _intake_limiter = anyio.CapacityLimiter(at_once)
-    async with _intake_limiter:
+    async with turns.turn():
         return await run_in_threadpool(func, *args)
 
 

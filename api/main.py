@@ -12,11 +12,12 @@ from fastapi.middleware.gzip import GZipMiddleware
 from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import access, deps, memory, ratelimit
+from api import access, deps, memory, pacing, ratelimit
 from api.body import declare_media_errors, require_media_type
 from api.checklist_schema import TemplateDefinition
 from api.compression import GunzipRequest, refuse
 from api.config import Settings, get_settings
+from api.db import session_scope
 from api.errors import TooLarge, install_error_handlers
 from api.routes import (
     apidocs,
@@ -38,6 +39,8 @@ from api.routes import (
     web,
 )
 from api.services.exports.common import MEDIA_TYPES
+from api.services.findings.fold import Progress
+from api.services.findings.fold import progress as fold_progress
 
 # Files the gzip middleware leaves alone: an XLSX is a zip already (gzip would spend a second
 # of CPU on a large export to save nothing); CSV and GeoJSON files gzip themselves, fast
@@ -140,10 +143,21 @@ async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
     limiter = anyio.to_thread.current_default_thread_limiter()
     limiter.total_tokens = max(1, get_settings().db_pool_size)
     # Dashboards' findings requests have threads of their own (`deps.dashboard_limiter`),
-    # and observers' submissions a bound of their own when set (`deps.in_intake_trip`).
+    # and observers' submissions a bound of their own when set (`deps.in_intake_trip`),
+    # paced by the findings' lag when a target is set (`api.pacing`).
     deps.forget_limiters()
+    turns = deps.intake_turns()
     memory.settle()  # what the process built to start lives as long as it does
-    yield
+    async with anyio.create_task_group() as tasks:
+        if turns is not None and turns.target_s > 0:
+            tasks.start_soon(pacing.steer, turns, _fold_progress)
+        yield
+        tasks.cancel_scope.cancel()
+
+
+def _fold_progress() -> Progress:
+    with session_scope() as session:
+        return fold_progress(session)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

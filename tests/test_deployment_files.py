@@ -55,6 +55,9 @@ def test_compose_folds_in_a_service_of_its_own_and_the_api_leaves_it_to_it() -> 
         "service_completed_successfully"
     )
     assert services["api"]["environment"]["POLLCHECK_FINDINGS_FOLD_ELSEWHERE"] == "true"
+    # Pacing by the findings' lag: off unless the shell or .env sets it (README).
+    pacing = services["api"]["environment"]["POLLCHECK_INTAKE_LAG_TARGET_S"]
+    assert pacing == "${POLLCHECK_INTAKE_LAG_TARGET_S:-0}"
 
 
 def test_dockerfile_installs_the_lock_file_and_serves() -> None:

@@ -1431,15 +1431,33 @@ def bump_versions(session: Session, missions: list[Any]) -> None:
     changes.announce(session)  # open consoles hear of the new versions once they commit
 
 
-def fold_lag_s(session: Session) -> float:
-    """Seconds since the oldest change not yet folded was recorded (0 when none)."""
+@dataclass(frozen=True)
+class Progress:
+    """How far the findings are behind the checklists, as the database says."""
+
+    lag_s: float  # since the oldest change not yet folded was recorded (0 when none)
+    folded_s_ago: float | None  # since a fold last folded changes (None: never)
+
+
+def progress(session: Session) -> Progress:
+    """The fold's lag and when it last folded, in one round trip."""
     # Past `seen` nothing was looked at; below it only gaps wait, and they are folded the
     # moment their transaction commits.
-    seen = session.scalar(select(FF.c.seen_change_id).where(FF.c.id == 1)) or 0
-    oldest = session.scalar(select(func.min(CHG.c.created_at)).where(CHG.c.id > seen))
-    if oldest is None:
-        return 0.0
-    return max(0.0, (utcnow() - oldest).total_seconds())
+    seen = select(FF.c.seen_change_id).where(FF.c.id == 1).scalar_subquery()
+    folded_at = select(FF.c.folded_at).where(FF.c.id == 1).scalar_subquery()
+    oldest, last = session.execute(
+        select(func.min(CHG.c.created_at), folded_at).where(CHG.c.id > func.coalesce(seen, 0))
+    ).one()
+    now = utcnow()
+    return Progress(
+        lag_s=0.0 if oldest is None else max(0.0, (now - oldest).total_seconds()),
+        folded_s_ago=None if last is None else max(0.0, (now - last).total_seconds()),
+    )
+
+
+def fold_lag_s(session: Session) -> float:
+    """Seconds since the oldest change not yet folded was recorded (0 when none)."""
+    return progress(session).lag_s
 
 
 def rebuild(session: Session) -> FoldResult:

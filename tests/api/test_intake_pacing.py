@@ -1,0 +1,178 @@
+"""`POLLCHECK_INTAKE_LAG_TARGET_S`: each process stores fewer observers' submissions at once
+while the findings are further behind than the target, and all of them again when the
+findings catch up, when a submission has waited a second for its turn, when the fold has
+stopped, or when the database cannot be read (`api.pacing`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import anyio
+import pytest
+from sqlalchemy import text
+
+from api import deps
+from api.config import get_settings
+from api.pacing import PAUSE_S, STALLED_S, WAIT_BUDGET_S, Turns
+from api.services.findings import fold as fold_service
+from api.services.findings.fold import Progress
+from models.base import utcnow
+from tests.factories import auth, checklist_payload, make_mission, make_observer, make_station
+
+
+def behind(lag_s: float, folded_s_ago: float | None = 0.5) -> Progress:
+    return Progress(lag_s=lag_s, folded_s_ago=folded_s_ago)
+
+
+def test_behind_the_target_it_halves_once_a_target_apart_down_to_one() -> None:
+    turns = Turns(20, target_s=2.0)
+    assert turns.step(behind(3.0), now=100.0) == 10
+    assert turns.step(behind(3.0), now=101.0) == 10  # the cut has not shown in the lag yet
+    assert [turns.step(behind(3.0), now=t) for t in (102.0, 104.0, 106.0, 108.0)] == [5, 2, 1, 1]
+
+
+def test_far_behind_it_cuts_in_proportion() -> None:
+    turns = Turns(20, target_s=2.0)
+    assert turns.step(behind(8.0), now=0.0) == 5  # four times the target: a quarter
+    assert turns.step(behind(60.0), now=2.0) == 1
+
+
+def test_caught_up_it_adds_one_a_step_up_to_the_bound() -> None:
+    turns = Turns(3, target_s=2.0)
+    assert turns.step(behind(5.0), now=0.0) == 1
+    assert turns.step(behind(1.5), now=0.5) == 1  # between half the target and the target: held
+    assert [turns.step(behind(1.0), now=t) for t in (1.0, 1.5, 2.0)] == [2, 3, 3]
+
+
+def test_without_a_lag_nothing_is_paced() -> None:
+    turns = Turns(4, target_s=2.0)
+    assert [turns.step(behind(0.0), now=t) for t in (0.0, 0.5)] == [4, 4]
+
+
+def test_a_stopped_fold_or_an_unreadable_database_ends_the_pacing() -> None:
+    turns = Turns(8, target_s=2.0)
+    assert turns.step(behind(4.0), now=0.0) == 4
+    # Changes wait longer than STALLED_S and nothing was folded for as long: the fold is
+    # down, and holding the observers back would not bring the findings closer.
+    assert turns.step(behind(STALLED_S + 10, folded_s_ago=STALLED_S + 5), now=10.0) == 8
+    assert turns.step(behind(STALLED_S + 10, folded_s_ago=None), now=20.0) == 8
+    # As far behind, but the fold is folding: slow, not stopped, and the pacing goes on.
+    assert turns.step(behind(STALLED_S + 10, folded_s_ago=3.0), now=30.0) == 1
+    assert turns.step(None, now=31.0) == 8
+
+
+def test_a_submission_waiting_its_turn_for_a_second_ends_the_pacing() -> None:
+    """Paced down to one at a time, a second submission waits for the first; once it has
+    waited WAIT_BUDGET_S, the next step lets as many in as the bound, and it goes in; no
+    pacing for PAUSE_S after."""
+    inside: list[str] = []
+
+    async def main() -> None:
+        turns = Turns(4, target_s=2.0)
+        for now in (0.0, 2.0):
+            turns.step(behind(5.0), now=now)
+        assert turns.at_once == 1
+        done = anyio.Event()
+
+        async def submission(name: str, until: anyio.Event | None = None) -> None:
+            async with turns.turn():
+                inside.append(name)
+                if until is not None:
+                    await until.wait()
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(submission, "first", done)
+            await anyio.sleep(0.05)
+            tasks.start_soon(submission, "second")
+            await anyio.sleep(0.05)
+            assert inside == ["first"]  # one at a time: the second waits its turn
+            # Half a budget later it still waits (the findings are still behind).
+            assert turns.step(behind(5.0), now=time.monotonic() + WAIT_BUDGET_S / 2) == 1
+            released = time.monotonic() + WAIT_BUDGET_S
+            assert turns.step(behind(5.0), now=released) == 4
+            await anyio.sleep(0.05)
+            assert inside == ["first", "second"]
+            # The findings are still behind, but the observers come first for a while.
+            assert turns.step(behind(5.0), now=released + PAUSE_S - 1) == 4
+            assert turns.step(behind(5.0), now=released + PAUSE_S) == 1
+            done.set()
+
+    anyio.run(main)
+
+
+def _until(check: Callable[[], bool], timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture
+def paced(monkeypatch: Any) -> Any:
+    monkeypatch.setenv("POLLCHECK_INTAKE_LAG_TARGET_S", "1")
+    monkeypatch.setenv("POLLCHECK_INTAKE_AT_ONCE", "4")
+    get_settings.cache_clear()
+    deps.forget_limiters()
+    yield
+    monkeypatch.delenv("POLLCHECK_INTAKE_LAG_TARGET_S")
+    monkeypatch.delenv("POLLCHECK_INTAKE_AT_ONCE")
+    get_settings.cache_clear()
+    deps.forget_limiters()
+
+
+def test_a_process_paces_its_intake_by_the_findings_lag_read_from_the_database(
+    paced: None, session: Any
+) -> None:
+    """A real app with its start-up: a checklist stored 5 s ago and not folded puts the
+    findings behind the 1 s target, and the process stores fewer submissions at once (still
+    taking them); once the fold has folded it, the process goes back to its bound."""
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+
+    mission, _ = make_mission(session)
+    make_station(session, mission.id, "S-1")
+    token = make_observer(session, mission.id, ["S-1"])[1]
+    session.commit()
+    with TestClient(create_app(), raise_server_exceptions=False) as client:
+        turns = deps.intake_turns()
+        assert turns is not None and turns.at_once == 4
+        sent = client.post("/checklists", json=checklist_payload("S-1"), headers=auth(token))
+        assert sent.status_code == 201, sent.text
+        _backdate_changes(session, 5)
+        assert _until(lambda: turns.at_once < 4), "the process never paced its intake"
+        again = client.post("/checklists", json=checklist_payload("S-1"), headers=auth(token))
+        assert again.status_code == 201, again.text
+        fold_service.run_once()
+        assert _until(lambda: turns.at_once == 4), "the pacing never ended"
+
+
+def _backdate_changes(session: Any, seconds: float) -> None:
+    session.execute(
+        text("UPDATE checklist_change SET created_at = :at"),
+        {"at": utcnow() - timedelta(seconds=seconds)},
+    )
+    session.commit()
+
+
+def test_the_fold_s_progress_as_the_database_says(client: Any, session: Any) -> None:
+    mission, _ = make_mission(session)
+    make_station(session, mission.id, "S-1")
+    token = make_observer(session, mission.id, ["S-1"])[1]
+    session.commit()
+    assert fold_service.progress(session) == Progress(lag_s=0.0, folded_s_ago=None)
+    sent = client.post("/checklists", json=checklist_payload("S-1"), headers=auth(token))
+    assert sent.status_code == 201, sent.text
+    _backdate_changes(session, 7)
+    progress = fold_service.progress(session)
+    assert 7.0 <= progress.lag_s < 9.0 and progress.folded_s_ago is None
+    fold_service.run_once()
+    session.commit()  # a fresh snapshot (SQLite keeps one a transaction)
+    progress = fold_service.progress(session)
+    assert progress.lag_s == 0.0
+    assert progress.folded_s_ago is not None and progress.folded_s_ago < 2.0
