@@ -906,6 +906,16 @@ def queue_costs(mission_id: uuid.UUID) -> dict[str, float]:
     return out
 
 
+def settings_set() -> dict[str, str]:
+    """The Pollcheck settings given to the run's server in the environment (such as
+    `POLLCHECK_INTAKE_LAG_TARGET_S`), but for those the bench sets itself: a run's figures
+    say what it was measured with."""
+    own = ("POLLCHECK_DATABASE_URL", "POLLCHECK_SECRET_KEY")
+    return {
+        k: v for k, v in sorted(os.environ.items()) if k.startswith("POLLCHECK_") and k not in own
+    }
+
+
 def staleness(samples: Samples, start: float, end: float) -> float:
     """The longest time a stored checklist waited before the findings counted it, over the
     findings read between `start` and `end`."""
@@ -1242,6 +1252,7 @@ def main() -> None:
         "workers": args.workers,
         "fold_process": not args.fold_in_api,
         "connections": args.connections,
+        "settings": settings_set(),
         "cpus": os.cpu_count(),
         "cpu_yardstick_ms": round(yardstick),
         "db_autovacuum": vacuum[0] if vacuum else None,

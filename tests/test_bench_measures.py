@@ -30,6 +30,15 @@ def test_staleness_is_the_longest_wait_of_a_stored_checklist_within_the_window()
     assert run.staleness(samples, 3.8, 10.0) == 0.0  # caught up: nothing waiting
 
 
+def test_a_run_names_the_settings_it_was_given_but_not_the_bench_s_own(monkeypatch) -> None:
+    monkeypatch.setenv("POLLCHECK_INTAKE_LAG_TARGET_S", "1")
+    monkeypatch.setenv("POLLCHECK_SECRET_KEY", "x" * 40)
+    monkeypatch.setenv("POLLCHECK_DATABASE_URL", "postgresql://elsewhere/db")
+    given = run.settings_set()
+    assert given["POLLCHECK_INTAKE_LAG_TARGET_S"] == "1"
+    assert "POLLCHECK_SECRET_KEY" not in given and "POLLCHECK_DATABASE_URL" not in given
+
+
 def test_catch_up_is_the_first_read_after_the_run_that_counts_everything_stored() -> None:
     truth = [(0.0, 100), (1.0, 150), (2.0, 150), (3.0, 180), (4.0, 180)]
     # Current at t=0.5 (during the run), behind at 2.5 and 3.5, current again at 4.5.
