@@ -129,7 +129,11 @@ async def steer(turns: Turns, read: Callable[[], Progress], every_s: float = STE
     failing = False
     while True:
         try:
-            progress: Progress | None = await anyio.to_thread.run_sync(read, limiter=own)
+            # Abandoned if the process stops meanwhile: a read hanging on a database that
+            # went away must not hold up the shutdown.
+            progress: Progress | None = await anyio.to_thread.run_sync(
+                read, limiter=own, abandon_on_cancel=True
+            )
             failing = False
         except Exception:
             if not failing:  # once per outage, not twice a second

@@ -5,6 +5,7 @@ stopped, or when the database cannot be read (`api.pacing`)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -16,7 +17,7 @@ from sqlalchemy import text
 
 from api import deps
 from api.config import get_settings
-from api.pacing import PAUSE_S, STALLED_S, WAIT_BUDGET_S, Turns
+from api.pacing import PAUSE_S, STALLED_S, WAIT_BUDGET_S, Turns, steer
 from api.services.findings import fold as fold_service
 from api.services.findings.fold import Progress
 from models.base import utcnow
@@ -101,6 +102,27 @@ def test_a_submission_waiting_its_turn_for_a_second_ends_the_pacing() -> None:
             done.set()
 
     anyio.run(main)
+
+
+def test_through_a_database_outage_every_submission_goes_in_and_it_is_said_once(
+    caplog: Any,
+) -> None:
+    turns = Turns(4, target_s=1.0)
+    assert turns.step(behind(3.0), now=0.0) == 1
+    reads: list[float] = []
+
+    def unreadable() -> Progress:
+        reads.append(time.monotonic())
+        raise OSError("connection refused")
+
+    async def main() -> None:
+        with anyio.move_on_after(0.35):
+            await steer(turns, unreadable, every_s=0.1)
+
+    with caplog.at_level(logging.WARNING, logger="api.pacing"):
+        anyio.run(main)
+    assert len(reads) >= 3 and turns.at_once == 4
+    assert sum("could not be read" in r.getMessage() for r in caplog.records) == 1
 
 
 def _until(check: Callable[[], bool], timeout_s: float = 5.0) -> bool:
