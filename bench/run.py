@@ -995,9 +995,18 @@ def pgbench_floor(url: str, world: World, answers: int, clients: int, seconds: i
     with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
         f.write(" ".join(sql.split()) + "\n")  # pgbench reads one command per line
         script = f.name
-    cmd = ["pgbench", "-n", "-c", str(clients), "-j", "2", "-T", str(seconds), "-f", script]
     with psycopg.connect(url) as conn:
         since = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+        # No more clients than the server has connections left: a run with `--connections
+        # 256` had pgbench refused ("too many clients") and no floor. (The API itself never
+        # has more than its pools' connections busy in the database, whatever wrk opens.)
+        room = conn.execute(
+            "SELECT current_setting('max_connections')::int"
+            " - current_setting('superuser_reserved_connections')::int"
+            " - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')"
+        ).fetchone()[0]  # type: ignore[index]
+    clients = max(1, min(clients, room - 1))
+    cmd = ["pgbench", "-n", "-c", str(clients), "-j", "2", "-T", str(seconds), "-f", script]
     out = subprocess.run([*cmd, url], capture_output=True, text=True, check=False)
     os.unlink(script)
     forget_floor_rows(url, world.mission_id, stations[0][0], since)
