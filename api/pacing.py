@@ -111,14 +111,18 @@ class Turns:
         elif progress is not None and progress.lag_s <= self.target_s / 2:
             self.at_once = min(self.most, self.at_once + 1)
         self._limiter.total_tokens = self.at_once
+        # Warnings, both: uvicorn's logging shows this module's only from WARNING on, and an
+        # operator wants to see when the observers are held back and when no longer.
         if before == self.most and self.at_once < self.most and progress is not None:
-            log.info(
-                "findings %.1f s behind the checklists: storing %d submissions at once",
+            log.warning(
+                "findings %.1f s behind the checklists: observers' submissions stored %d at a "
+                "time, of up to %d",
                 progress.lag_s,
                 self.at_once,
+                self.most,
             )
         elif before < self.most and self.at_once == self.most:
-            log.info("intake no longer paced: %s", why_not or "the findings caught up")
+            log.warning("intake no longer paced: %s", why_not or "the findings caught up")
         return self.at_once
 
 

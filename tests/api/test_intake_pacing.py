@@ -122,7 +122,9 @@ def test_through_a_database_outage_every_submission_goes_in_and_it_is_said_once(
     with caplog.at_level(logging.WARNING, logger="api.pacing"):
         anyio.run(main)
     assert len(reads) >= 3 and turns.at_once == 4
-    assert sum("could not be read" in r.getMessage() for r in caplog.records) == 1
+    said = [r.getMessage() for r in caplog.records]
+    assert sum(m.startswith("the findings' progress could not be read") for m in said) == 1
+    assert said.count("intake no longer paced: the findings' progress could not be read") == 1
 
 
 def _until(check: Callable[[], bool], timeout_s: float = 5.0) -> bool:
@@ -148,11 +150,13 @@ def paced(monkeypatch: Any) -> Any:
 
 
 def test_a_process_paces_its_intake_by_the_findings_lag_read_from_the_database(
-    paced: None, session: Any
+    paced: None, session: Any, caplog: Any
 ) -> None:
     """A real app with its start-up: a checklist stored 5 s ago and not folded puts the
     findings behind the 1 s target, and the process stores fewer submissions at once (still
-    taking them); once the fold has folded it, the process goes back to its bound."""
+    taking them); once the fold has folded it, the process goes back to its bound. The log
+    says when the pacing starts and ends, and why."""
+    caplog.set_level(logging.INFO, logger="api.pacing")
     from fastapi.testclient import TestClient
 
     from api.main import create_app
@@ -172,6 +176,9 @@ def test_a_process_paces_its_intake_by_the_findings_lag_read_from_the_database(
         assert again.status_code == 201, again.text
         fold_service.run_once()
         assert _until(lambda: turns.at_once == 4), "the pacing never ended"
+    said = [r.getMessage() for r in caplog.records if r.name == "api.pacing"]
+    assert any("behind the checklists: observers' submissions stored" in m for m in said), said
+    assert "intake no longer paced: the findings caught up" in said, said
 
 
 def _backdate_changes(session: Any, seconds: float) -> None:
