@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STEP_S = 0.5  # how often a process reads the fold's progress while pacing
+STEP_S = 0.5  # how often a process with a target reads the fold's progress
 WAIT_BUDGET_S = 1.0  # the longest a submission waits its turn before pacing stops
 STALLED_S = 30.0  # no fold for this long while changes wait: the fold is down, not slow
 PAUSE_S = 30.0  # no pacing for this long after a submission waited WAIT_BUDGET_S
