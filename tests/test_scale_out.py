@@ -118,6 +118,8 @@ def test_two_nodes_fold_once_and_dashboards_read_a_replica_that_never_goes_backw
 
             findings = _get(a.base_url, viewer, f"/missions/{mission}/findings")
             assert "X-Replica-Lag" in findings.headers
+            # Caught up on the replica: nothing there waits for the fold.
+            assert findings.headers["X-Findings-Lag"] == "0.000"
             body = findings.json()
             assert body["replica_lag_s"] is not None
             # 80 checklists through two nodes folding at once: each counted exactly once.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -159,6 +160,8 @@ def _answer(request: Request, view: views.View, media_type: str) -> Response:
     headers = {"ETag": view.etag, "Cache-Control": "no-cache"}
     if view.replica_lag_s is not None:  # read from a streaming replica this far behind
         headers["X-Replica-Lag"] = f"{view.replica_lag_s:.3f}"
+    if view.findings_lag_s is not None:  # the findings this far behind the checklists
+        headers["X-Findings-Lag"] = f"{view.findings_lag_s:.3f}"
     gzipped = view.gzipped if view.gzipped is not None and takes_gzip(request) else None
     if view.gzipped is not None:
         headers["Vary"] = "Accept-Encoding"
@@ -322,7 +325,7 @@ async def read_statement(
     if format == StatementFormat.docx:
         return await _docx(request, view)
     markdown = view.parsed()["markdown"].encode()
-    md_view = views.View(markdown, _variant(view.etag, "-md"), replica_lag_s=view.replica_lag_s)
+    md_view = replace(view, body=markdown, etag=_variant(view.etag, "-md"), gzipped=None)
     return _answer(request, md_view, "text/markdown; charset=utf-8")
 
 
@@ -360,14 +363,14 @@ async def _docx(request: Request, view: views.View) -> Response:
     """The statement as a Word document, built only when the client lacks this very one."""
     etag = _variant(view.etag, "-docx")
     held = _etags(request)
-    if "*" in held or etag in held:
-        return Response(status_code=304, headers={"ETag": etag, "Cache-Control": "no-cache"})
+    if "*" in held or etag in held:  # a 304, with the lags' headers
+        return _answer(request, replace(view, body=b"", etag=etag, gzipped=None), word.MEDIA_TYPE)
     drafted = StatementPublic.model_validate_json(view.body)
     base = str(request.base_url).rstrip("/")
     body = await anyio.to_thread.run_sync(
         word.statement_docx, drafted, base, limiter=dashboard_limiter()
     )
-    response = _answer(request, views.View(body, etag), word.MEDIA_TYPE)
+    response = _answer(request, replace(view, body=body, etag=etag, gzipped=None), word.MEDIA_TYPE)
     name = f"statement-{drafted.language}.docx"
     response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
     return response

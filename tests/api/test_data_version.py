@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
+from api.routes.findings import VIEW_ROUTES
+from api.services.findings import fold as fold_service
 from models import Role
+from models.base import utcnow
 from tests.factories import (
     app_with_settings,
     auth,
@@ -62,3 +68,88 @@ def test_the_data_version_is_for_the_mission_s_readers_only(client: Any, session
     assert client.get(url, headers=auth(observer)).status_code == 403
     assert client.get(url, headers=auth(other_admin)).status_code in (403, 404)
     assert client.get(url).status_code == 401
+
+
+def _recorded_ago(session: Any, mission_id: Any, seconds: float) -> None:
+    """The mission's changes as if stored `seconds` ago."""
+    session.execute(
+        text("UPDATE checklist_change SET created_at = :at WHERE mission_id = :m"),
+        {"at": utcnow() - timedelta(seconds=seconds), "m": mission_id.hex},
+    )
+    session.commit()
+
+
+VIEW_PATHS = [path for _, path, _, _ in VIEW_ROUTES] + [
+    f"/statement?format={f}" for f in ("markdown", "json", "docx")
+]
+
+
+def test_every_view_says_how_far_the_findings_are_behind_the_mission_s_checklists(
+    db: None, session: Any
+) -> None:
+    """`X-Findings-Lag`: seconds since the first of the mission's checklists the findings do
+    not include yet was stored, on every view and on a 304 too (the cached body says when
+    it was computed, not how far behind the data then was). Another mission's backlog is
+    not this one's."""
+    mission, _ = make_mission(session)
+    make_station(session, mission.id, "S-1")
+    _, observer = make_observer(session, mission.id, ["S-1"])
+    viewer = make_token(session, mission.id, Role.viewer)
+    other, _ = make_mission(session)
+    make_station(session, other.id, "O-1")
+    _, other_observer = make_observer(session, other.id, ["O-1"])
+    session.commit()
+    lagging = app_with_settings(findings_max_lag_s=3600, findings_cache_s=0)
+    with TestClient(lagging, raise_server_exceptions=False) as client:
+        base = f"/missions/{mission.id}"
+        for path in VIEW_PATHS:
+            r = client.get(base + path, headers=auth(viewer))
+            assert r.status_code == 200, (path, r.text)
+            assert r.headers["X-Findings-Lag"] == "0.000", path
+            assert "X-Replica-Lag" not in r.headers, path  # read from the primary
+        post(client, other_observer, "O-1", "voting")
+        _recorded_ago(session, other.id, 60)  # stored before this mission's, an id lower
+        post(client, observer, "S-1", "voting")
+        post(client, observer, "S-1", "opening")
+        _recorded_ago(session, mission.id, 7)
+        for path in VIEW_PATHS:
+            r = client.get(base + path, headers=auth(viewer))
+            assert r.status_code == 200, (path, r.text)
+            assert 7.0 <= float(r.headers["X-Findings-Lag"]) < 9.0, (path, r.headers)
+        held = client.get(base + "/findings", headers=auth(viewer))
+        again = client.get(
+            base + "/findings", headers=auth(viewer) | {"If-None-Match": held.headers["ETag"]}
+        )
+        assert again.status_code == 304
+        assert 7.0 <= float(again.headers["X-Findings-Lag"]) < 9.0
+        fold_service.run_once()
+        for path in VIEW_PATHS:
+            r = client.get(base + path, headers=auth(viewer))
+            assert r.headers["X-Findings-Lag"] == "0.000", path
+        assert (
+            client.get(base + "/findings", headers=auth(viewer)).json()["totals"]["observations"]
+            == 2
+        )
+
+
+@pytest.mark.parametrize("ago", [0.0, 3.5])
+def test_the_findings_lag_is_the_first_waiting_change_s_age(
+    db: None, session: Any, ago: float
+) -> None:
+    """`fold.unfolded_since` for one mission: its first change past the fold's cursor."""
+    from sqlalchemy import select
+
+    mission, _ = make_mission(session)
+    make_station(session, mission.id, "S-1")
+    _, observer = make_observer(session, mission.id, ["S-1"])
+    session.commit()
+    since = select(fold_service.unfolded_since(mission.id))
+    assert session.scalar(since) is None
+    with TestClient(app_with_settings(findings_max_lag_s=3600)) as client:
+        post(client, observer, "S-1", "voting")
+    _recorded_ago(session, mission.id, ago)
+    behind = fold_service.seconds_behind(session.scalar(since), utcnow())
+    assert ago <= behind < ago + 2.0
+    fold_service.run_once()
+    session.commit()
+    assert session.scalar(since) is None

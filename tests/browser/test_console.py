@@ -397,19 +397,17 @@ def test_console_loads_every_page_with_nothing_from_outside_the_server(
     context.close()
 
 
-def test_a_replica_far_behind_is_said_in_the_header_and_a_close_one_is_not(
-    chromium: Any, server: str, field: dict[str, Any]
-) -> None:
-    """With the dashboards on a streaming replica every view carries `X-Replica-Lag`
-    (tests/test_scale_out.py reads it from a real replica); here the answers are given the
-    header in the browser, so that the console's reading of it is what is tested."""
+def _with_lag_headers(
+    chromium: Any, server: str, field: dict[str, Any], lag: dict[str, str]
+) -> tuple[Any, Any, Any]:
+    """The console of a mission with a checklist, every view answered with the headers in
+    `lag` (changed by the caller as it goes); its context, page and lag note, once shown."""
     _post(server, field["observer"], "AST-001", "voting")
     context = chromium.new_context(**LAPTOP)
-    lag = {"s": "42.250"}
 
     def lagging(route: Any) -> None:
         response = route.fetch()
-        route.fulfill(response=response, headers=response.headers | {"x-replica-lag": lag["s"]})
+        route.fulfill(response=response, headers=response.headers | lag)
 
     context.route(re.compile(r".*/missions/[^/]+/(findings|statement).*"), lagging)
     page = context.new_page()
@@ -417,16 +415,66 @@ def test_a_replica_far_behind_is_said_in_the_header_and_a_close_one_is_not(
     page.locator("#p-coverage table").wait_for()
     note = page.locator("#lag")
     note.wait_for()
+    return context, page, note
+
+
+def test_a_replica_far_behind_is_said_in_the_header_and_a_close_one_is_not(
+    chromium: Any, server: str, field: dict[str, Any]
+) -> None:
+    """With the dashboards on a streaming replica every view carries `X-Replica-Lag`
+    (tests/test_scale_out.py reads it from a real replica); here the answers are given the
+    header in the browser, so that the console's reading of it is what is tested."""
+    lag = {"x-replica-lag": "42.250"}
+    context, page, note = _with_lag_headers(chromium, server, field, lag)
     assert note.inner_text() == "Figures 42 s behind (read from a replica)"
     _shot(page, "replica-lag")
     page.set_viewport_size(TABLET["viewport"])  # still in the header on a tablet
     assert note.is_visible()
     _shot(page, "replica-lag-tablet")
     page.set_viewport_size(LAPTOP["viewport"])
-    lag["s"] = "0.400"  # caught up: the note goes with the next view read
+    lag["x-replica-lag"] = "0.400"  # caught up: the note goes with the next view read
     page.goto(f"{server}/console/#/findings")
     _loaded(page)
     note.wait_for(state="hidden")
+    context.close()
+
+
+def test_findings_far_behind_the_checklists_are_said_in_the_header_in_the_console_s_language(
+    chromium: Any, server: str, field: dict[str, Any]
+) -> None:
+    """Every view carries `X-Findings-Lag` (tests/api/test_data_version.py reads it from the
+    server); at the peak of the day the findings may trail the checklists received by more
+    than a few seconds, and the console says so, or says the replica's lag when that is the
+    larger."""
+    lag = {"x-findings-lag": "14.200"}
+    context, page, note = _with_lag_headers(chromium, server, field, lag)
+    assert note.inner_text() == "Findings 14 s behind the checklists received"
+    _shot(page, "findings-lag")
+
+    def shown_after(headers: dict[str, str], route: str) -> str:
+        was = note.text_content()
+        lag.clear()
+        lag.update(headers)
+        page.goto(f"{server}/console/#/{route}")
+        _loaded(page)
+        page.wait_for_function("was => document.getElementById('lag').textContent !== was", arg=was)
+        return str(note.text_content())
+
+    assert shown_after({"x-findings-lag": "310"}, "findings") == (
+        "Findings 5 min behind the checklists received"
+    )
+    both = {"x-findings-lag": "6.0", "x-replica-lag": "42.0"}
+    assert shown_after(both, "") == "Figures 42 s behind (read from a replica)"
+    assert shown_after({"x-findings-lag": "1.5"}, "findings") == ""  # within a few seconds
+    assert note.is_hidden()
+    page.locator("#tools select").first.select_option("ru")
+    _loaded(page)
+    assert shown_after({"x-findings-lag": "9.0"}, "") == (
+        "Результаты отстают от поступивших анкет на 9 с"
+    )
+    page.set_viewport_size(TABLET["viewport"])  # the longest of the notes, on a tablet
+    assert note.is_visible()
+    _shot(page, "findings-lag-ru-tablet")
     context.close()
 
 

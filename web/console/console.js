@@ -12,7 +12,7 @@ const POLL_MS = 3000;
 const STREAM_IDLE_MS = 45000; // no byte (not even a keepalive) for this long: reconnect
 const SSE_RETRY_MS = 60000; // while polling, try the event stream again this often
 const VIEW_RETRY_MS = 1500; // a view older than the announced data version is asked again
-const LAG_NOTE_S = 5; // a read replica further behind than this is said in the header
+const LAG_NOTE_S = 5; // figures further behind than this are said in the header
 const PHASES = ["opening", "voting", "closing", "incident"];
 const MISSING_SHOWN = 12; // station codes listed per team not reported from; the rest counted
 const STATES = ["verified", "has_issues", "rejected"];
@@ -145,7 +145,7 @@ async function view(name, extra) {
   const url = `/missions/${mid()}${path}?` + filterQuery(extra);
   const held = state.views.get(url);
   const res = await api(url, { headers: held ? { "If-None-Match": held.etag } : {} });
-  noteLag(res.headers.get("X-Replica-Lag"));
+  noteLag(res.headers);
   if (res.status === 304 && held) return behind(held.data);
   if (!res.ok) throw new Error(await reason(res));
   const data = await res.json();
@@ -164,15 +164,32 @@ function behind(data) {
   return data;
 }
 
-/* Where the dashboards read a streaming replica, each view says how far behind it is: past
-   a few seconds the header says so, so nobody takes the figures for the newest ones. */
-function noteLag(header) {
+/* Each view says how far its figures are behind: the findings behind the checklists
+   received (X-Findings-Lag: at the peak of the day the server folds checklists into the
+   findings a few seconds after they arrive, longer when it cannot keep up), and, where the
+   dashboards read a streaming replica, the replica behind the main database
+   (X-Replica-Lag). Past a few seconds the header says the larger, so nobody takes the
+   figures for the newest ones. */
+function noteLag(headers) {
   const el = document.getElementById("lag");
   if (!el) return;
-  const lag = header === null ? NaN : parseFloat(header);
-  const shown = Number.isFinite(lag) && lag >= LAG_NOTE_S;
-  el.hidden = !shown;
-  el.textContent = shown ? t("replica_lag", { s: Math.round(lag) }) : "";
+  const seconds = (name) => {
+    const v = parseFloat(headers.get(name));
+    return Number.isFinite(v) ? v : 0;
+  };
+  const findings = seconds("X-Findings-Lag");
+  const replica = seconds("X-Replica-Lag");
+  const lag = Math.max(findings, replica);
+  el.hidden = lag < LAG_NOTE_S;
+  if (el.hidden) {
+    el.textContent = "";
+  } else if (replica > findings) {
+    el.textContent = t("replica_lag", { s: Math.round(replica) });
+  } else if (findings >= 120) {
+    el.textContent = t("findings_lag_min", { m: Math.round(findings / 60) });
+  } else {
+    el.textContent = t("findings_lag", { s: Math.round(findings) });
+  }
 }
 
 function noteVersion(v) {

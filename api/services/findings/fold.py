@@ -1439,18 +1439,31 @@ class Progress:
     folded_s_ago: float | None  # since a fold last folded changes (None: never)
 
 
+def unfolded_since(mission_id: Any = None) -> Any:
+    """The time the first change the fold has not looked at yet was recorded (of this
+    mission, or of any), NULL when there is none: one probe of an index. Past `seen`
+    nothing was looked at; below it only gaps wait, and they are folded the moment their
+    transaction commits."""
+    seen = select(FF.c.seen_change_id).where(FF.c.id == 1).scalar_subquery()
+    first = select(CHG.c.created_at).where(CHG.c.id > func.coalesce(seen, 0))
+    if mission_id is not None:
+        first = first.where(CHG.c.mission_id == mission_id)
+    return first.order_by(CHG.c.id).limit(1).scalar_subquery()
+
+
+def seconds_behind(since: Any, now: Any) -> float:
+    """How far the findings are behind, from `unfolded_since` as read (0 when nothing
+    waits; never negative, whatever the clocks of the nodes that stored the changes)."""
+    return 0.0 if since is None else max(0.0, (now - since).total_seconds())
+
+
 def progress(session: Session) -> Progress:
     """The fold's lag and when it last folded, in one round trip."""
-    # Past `seen` nothing was looked at; below it only gaps wait, and they are folded the
-    # moment their transaction commits.
-    seen = select(FF.c.seen_change_id).where(FF.c.id == 1).scalar_subquery()
     folded_at = select(FF.c.folded_at).where(FF.c.id == 1).scalar_subquery()
-    oldest, last = session.execute(
-        select(func.min(CHG.c.created_at), folded_at).where(CHG.c.id > func.coalesce(seen, 0))
-    ).one()
+    since, last = session.execute(select(unfolded_since(), folded_at)).one()
     now = utcnow()
     return Progress(
-        lag_s=0.0 if oldest is None else max(0.0, (now - oldest).total_seconds()),
+        lag_s=seconds_behind(since, now),
         folded_s_ago=None if last is None else max(0.0, (now - last).total_seconds()),
     )
 

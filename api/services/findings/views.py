@@ -183,15 +183,18 @@ class View:
     etag: str
     gzipped: bytes | None = None  # the body compressed once, when it was computed
     replica_lag_s: float | None = None  # how far behind the replica read was (None: primary)
+    # How far the findings read were behind the mission's checklists when it was served:
+    # since the first change the fold had not folded yet was recorded (0: none waited).
+    findings_lag_s: float | None = None
 
     def parsed(self) -> dict[str, Any]:
         return dict(orjson.loads(self.body))
 
 
-def _made(body: bytes, lag: float | None = None) -> View:
+def _made(body: bytes) -> View:
     """A freshly computed view, with its ETag and its body compressed for gzip clients."""
     gzipped = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
-    return View(body, _etag(body), gzipped, lag)
+    return View(body, _etag(body), gzipped)
 
 
 def _ms_since(started: float) -> int:
@@ -227,8 +230,9 @@ def on_replica(settings: Settings, write: Session | None) -> bool:
 
 
 def _mission(session: Session, mission_id: uuid.UUID, replica: bool = False) -> Any:
-    """The mission's settings, sampling, languages and data version, in one round trip;
-    on a replica, how far behind it is too (`lag`)."""
+    """The mission's settings, sampling, languages and data version, in one round trip,
+    with when the first of its changes not yet folded was stored (`unfolded_since`); on a
+    replica, how far behind it is too (`lag`)."""
     data_version = select(FS.c.version).where(FS.c.mission_id == MISSION.c.id).scalar_subquery()
     lag = REPLICA_LAG if replica and session.get_bind().dialect.name == "postgresql" else None
     mission = session.execute(
@@ -237,6 +241,7 @@ def _mission(session: Session, mission_id: uuid.UUID, replica: bool = False) -> 
             MISSION.c.sampling,
             MISSION.c.languages,
             data_version.label("version"),
+            fold_service.unfolded_since(mission_id).label("unfolded_since"),
             (lag if lag is not None else literal(None)).label("lag"),
         ).where(MISSION.c.id == mission_id)
     ).first()
@@ -309,12 +314,35 @@ def get_view(
     while the shared cache is read and written on the primary (`write`): every node then
     agrees on the newest view, and none goes backwards. A node whose replica is behind the
     cached view serves the cached one rather than compute an older one, and a cached view
-    is only ever replaced by one of the same or a newer data version."""
+    is only ever replaced by one of the same or a newer data version.
+
+    The View says how far behind the replica (`replica_lag_s`) and the findings
+    (`findings_lag_s`) were as it was served: the body, cached and shared, says when it
+    was computed, not how far behind the data then was."""
     filters = filters.whole_minutes()
     ensure_fresh(session, settings, write)
+    mission = _mission(session, mission_id, on_replica(settings, write))
+    view = _view(session, settings, mission, mission_id, name, filters, language, write, known, who)
+    view.replica_lag_s = lag_seconds(mission.lag)
+    view.findings_lag_s = round(fold_service.seconds_behind(mission.unfolded_since, utcnow()), 3)
+    return view
+
+
+def _view(
+    session: Session,
+    settings: Settings,
+    mission: Any,
+    mission_id: uuid.UUID,
+    name: str,
+    filters: Filters,
+    language: str | None,
+    write: Session | None,
+    known: list[str] | None,
+    who: uuid.UUID | None,
+) -> View:
+    """`get_view` once the mission is read."""
     replica = on_replica(settings, write)
     cache = write if replica and write is not None else session
-    mission = _mission(session, mission_id, replica)
     lag = lag_seconds(mission.lag)
     ctx = _context(session, mission, mission_id, filters, language)
     lang, config, problems = ctx.language, ctx.config, ctx.settings_problems
@@ -355,7 +383,7 @@ def get_view(
             "replica_lag_s": lag,
             **section.model_dump(),
         }
-        return _made(orjson.dumps(data), lag)
+        return _made(orjson.dumps(data))
 
     def part(section: str) -> BaseModel:
         """A section of the statement: the cached view, when the API would serve it to a
@@ -405,7 +433,7 @@ def get_view(
         # the last one serves meanwhile rather than every dashboard asking computing it too.
         or (reuse > 0 and not _claim(mission_id, key, cached.computed_at, now))
     ):
-        return _served(cached, lag)
+        return _served(cached)
     try:
         # A view nobody has asked for yet (a new filter, a new time window) costs the token
         # one fresh compute of its allowance. A view that is only due again because data
@@ -428,7 +456,7 @@ def get_view(
                 again = _cached(cache, mission_id, key, known)
                 if again is None:  # and failed: this one does not try again at once
                     raise gate.Busy()
-                return _served(again, lag)
+                return _served(again)
             started = time.perf_counter()
             with one_snapshot(session):
                 section = VIEWS[name](ctx)
@@ -439,7 +467,7 @@ def get_view(
     except (TooManyRequests, gate.Busy):
         if cached is None:
             raise
-        return _served(cached, lag)  # a view a little behind beats none
+        return _served(cached)  # a view a little behind beats none
 
 
 @contextmanager
@@ -509,13 +537,13 @@ def _cached_bodies(session: Session, mission_id: uuid.UUID, keys: list[str]) -> 
     return {row.key: row for row in rows}
 
 
-def _served(cached: Any, lag: float | None = None) -> View:
+def _served(cached: Any) -> View:
     if cached.body is None:  # the client holds this very view
-        return View(b"", cached.etag, replica_lag_s=lag)
+        return View(b"", cached.etag)
     body = cached.body.encode()
     if cached.etag is None:  # a row stored before ETags were
-        return View(body, _etag(body), replica_lag_s=lag)
-    return View(body, cached.etag, cached.body_gz, lag)
+        return View(body, _etag(body))
+    return View(body, cached.etag, cached.body_gz)
 
 
 def _reusable(settings: Settings, cached: Any, now: Any) -> bool:
