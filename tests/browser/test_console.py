@@ -572,6 +572,10 @@ def test_counts_are_written_in_the_languages_plural_forms(
     assert "; 1 station;" in text
     page.locator("#tools select").first.select_option("ru")
     page.get_by_text("1 наблюдение на 1 участке").wait_for()
+    # The header's own words too, and the keyboard stays on the language list.
+    assert page.get_by_role("button", name="Выйти").is_visible()
+    assert page.locator("#tools .who").inner_text().endswith("· аналитик")
+    assert page.evaluate("document.activeElement.getAttribute('aria-label')") == "Язык"
     context.close()
 
 

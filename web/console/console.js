@@ -556,6 +556,8 @@ function drawTools() {
         localStorage.setItem("pc.console.lang", state.lang);
         document.documentElement.lang = state.lang;
         if (state.me) {
+          drawTools(); // the role, "Sign out" and this very list's label, in the new language
+          document.querySelector("#tools select").focus(); // where the keyboard was
           drawNav();
           drawFilters();
           setLive(state.live);
