@@ -452,6 +452,11 @@ class DataVersionPublic(SQLModel):
         description="True when the findings include every stored change (and, with a "
         "replica, the replica has them too)"
     )
+    findings_lag_s: float = Field(
+        default=0.0,
+        description="Seconds since the first of the mission's changes the findings do not "
+        "include yet was stored (0: none waits); every view says it too, in `X-Findings-Lag`",
+    )
     replica_version: int | None = Field(
         default=None, description="The data version on the dashboards' replica (null: no replica)"
     )

@@ -7,10 +7,12 @@ from alembic.script import ScriptDirectory
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from api.db import get_engine
 from api.errors import Unavailable, error_responses, is_unavailable
 from api.migrate import alembic_config
+from api.services.findings import fold
 
 router = APIRouter(tags=["health"])
 
@@ -23,27 +25,38 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses=error_responses(Unavailable))
 def readyz() -> Any:
-    """The database answers and its schema is migrated to the newest revision."""
+    """The database answers and its schema is migrated to the newest revision. With it,
+    for monitoring, how far the findings are behind the checklists of every mission
+    (`findings_lag_s`, 0 when the fold has folded all) and when a fold last folded
+    (`folded_s_ago`, null before the first): a lag that grows while `folded_s_ago` does
+    too means no fold is running."""
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     try:
         with get_engine().connect() as conn:
             conn.execute(text("SELECT 1"))
             current = MigrationContext.configure(conn).get_current_revision()
+            if current != head:
+                return JSONResponse(
+                    {
+                        "error": "ServiceUnavailable",
+                        "code": "not_migrated",
+                        "detail": f"database is at revision {current}, the code expects {head}; "
+                        "run `pollcheck migrate`",
+                    },
+                    status_code=503,
+                    headers={"Retry-After": "30"},
+                )
+            with Session(bind=conn) as session:
+                progress = fold.progress(session)
     except Exception as exc:
         if is_unavailable(exc):
             raise Unavailable(
                 "the database is not answering", code="database_down", headers={"Retry-After": "5"}
             ) from exc
         raise
-    if current != head:
-        return JSONResponse(
-            {
-                "error": "ServiceUnavailable",
-                "code": "not_migrated",
-                "detail": f"database is at revision {current}, the code expects {head}; "
-                "run `pollcheck migrate`",
-            },
-            status_code=503,
-            headers={"Retry-After": "30"},
-        )
-    return {"status": "ready", "revision": current}
+    return {
+        "status": "ready",
+        "revision": current,
+        "findings_lag_s": round(progress.lag_s, 3),
+        "folded_s_ago": None if progress.folded_s_ago is None else round(progress.folded_s_ago, 1),
+    }

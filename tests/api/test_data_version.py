@@ -43,15 +43,19 @@ def test_the_data_version_says_when_the_findings_include_a_new_checklist(
     with TestClient(lagging, raise_server_exceptions=False) as client:
         before = _version(client, mission.id, viewer)
         assert before["caught_up"] is True and before["pending_changes"] == 0
+        assert before["findings_lag_s"] == 0.0
         post(client, observer, "S-1", "voting")
+        _recorded_ago(session, mission.id, 4)
         waiting = _version(client, mission.id, viewer)
         assert waiting["caught_up"] is False and waiting["pending_changes"] == 1
         assert waiting["latest_change"] > waiting["folded_through"]
         assert waiting["data_version"] == before["data_version"]
+        assert 4.0 <= waiting["findings_lag_s"] < 6.0
     eager = app_with_settings(findings_max_lag_s=0, findings_cache_s=0)
     with TestClient(eager, raise_server_exceptions=False) as client:
         done = _version(client, mission.id, viewer)
         assert done["caught_up"] is True and done["pending_changes"] == 0
+        assert done["findings_lag_s"] == 0.0
         assert done["folded_through"] >= waiting["latest_change"]
         assert done["data_version"] > before["data_version"]
         view = client.get(f"/missions/{mission.id}/findings", headers=auth(viewer)).json()
@@ -153,3 +157,24 @@ def test_the_findings_lag_is_the_first_waiting_change_s_age(
     fold_service.run_once()
     session.commit()
     assert session.scalar(since) is None
+
+
+def test_readiness_says_how_far_behind_the_fold_is_for_monitoring(db: None, session: Any) -> None:
+    """`/readyz`, for a monitor that has no mission's token: the fold's lag over every
+    mission, and how long ago a fold last folded (a stopped fold shows as both growing)."""
+    mission, _ = make_mission(session)
+    make_station(session, mission.id, "S-1")
+    _, observer = make_observer(session, mission.id, ["S-1"])
+    session.commit()
+    with TestClient(app_with_settings(findings_max_lag_s=3600)) as client:
+        ready = client.get("/readyz").json()
+        assert ready["findings_lag_s"] == 0.0 and ready["folded_s_ago"] is None
+        post(client, observer, "S-1", "voting")
+        _recorded_ago(session, mission.id, 12)
+        ready = client.get("/readyz").json()
+        assert ready["status"] == "ready" and 12.0 <= ready["findings_lag_s"] < 14.0
+        assert ready["folded_s_ago"] is None
+        fold_service.run_once()
+        ready = client.get("/readyz").json()
+        assert ready["findings_lag_s"] == 0.0
+        assert ready["folded_s_ago"] is not None and ready["folded_s_ago"] < 2.0

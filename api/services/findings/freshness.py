@@ -8,8 +8,9 @@ import uuid
 from sqlalchemy import Float, func, literal_column, select
 from sqlalchemy.orm import Session
 
+from api.services.findings.fold import seconds_behind, unfolded_since
 from models import ChecklistChange, FindingFold, FindingState, Mission
-from models.base import table_of
+from models.base import table_of, utcnow
 from models.finding import DataVersionPublic
 
 CHG = table_of(ChecklistChange)
@@ -35,7 +36,8 @@ def lag_seconds(value: float | None) -> float | None:
 
 def data_version(session: Session, mission_id: uuid.UUID) -> DataVersionPublic | None:
     """The mission's findings data version and whether every stored change is folded in
-    (None for an unknown mission). Four index lookups, whatever the mission's size.
+    (None for an unknown mission), and how far behind the findings are. Five index
+    lookups, whatever the mission's size.
 
     `folded_through` is the fold's contiguous cursor: a change at or below it is in the
     tallies. Changes past a gap may be folded already; they count as pending until the
@@ -47,11 +49,12 @@ def data_version(session: Session, mission_id: uuid.UUID) -> DataVersionPublic |
             select(FS.c.folded_at).where(FS.c.mission_id == mission_id).scalar_subquery(),
             select(func.max(CHG.c.id)).where(CHG.c.mission_id == mission_id).scalar_subquery(),
             select(FF.c.last_change_id).where(FF.c.id == 1).scalar_subquery(),
+            unfolded_since(mission_id),
         ).where(MISSION.c.id == mission_id)
     ).first()
     if found is None:
         return None
-    _, version, folded_at, latest, through = found
+    _, version, folded_at, latest, through, since = found
     latest, through = latest or 0, through or 0
     pending = 0
     if latest > through:
@@ -71,6 +74,7 @@ def data_version(session: Session, mission_id: uuid.UUID) -> DataVersionPublic |
         folded_through=through,
         pending_changes=pending,
         caught_up=pending == 0,
+        findings_lag_s=round(seconds_behind(since, utcnow()), 3),
     )
 
 
