@@ -454,8 +454,10 @@ class DataVersionPublic(SQLModel):
     )
     findings_lag_s: float = Field(
         default=0.0,
-        description="Seconds since the first of the mission's changes the findings do not "
-        "include yet was stored (0: none waits); every view says it too, in `X-Findings-Lag`",
+        description="Seconds since the first of the mission's changes the fold has not looked "
+        "at yet was stored (0: none). A change that commits late, below what the fold has "
+        "looked at, is not counted here but in `pending_changes`. Views say it too, in "
+        "`X-Findings-Lag`",
     )
     replica_version: int | None = Field(
         default=None, description="The data version on the dashboards' replica (null: no replica)"

@@ -168,8 +168,9 @@ function behind(data) {
    received (X-Findings-Lag: at the peak of the day the server folds checklists into the
    findings a few seconds after they arrive, longer when it cannot keep up), and, where the
    dashboards read a streaming replica, the replica behind the main database
-   (X-Replica-Lag). Past a few seconds the header says the larger, so nobody takes the
-   figures for the newest ones. */
+   (X-Replica-Lag). Read from a replica, the findings' lag includes the replica's. Past a
+   few seconds the header says how far behind the figures are, and why: the replica, unless
+   the findings are further behind than it by more than a few seconds. */
 function noteLag(headers) {
   const el = document.getElementById("lag");
   if (!el) return;
@@ -183,8 +184,8 @@ function noteLag(headers) {
   el.hidden = lag < LAG_NOTE_S;
   if (el.hidden) {
     el.textContent = "";
-  } else if (replica > findings) {
-    el.textContent = t("replica_lag", { s: Math.round(replica) });
+  } else if (replica >= LAG_NOTE_S && findings - replica < LAG_NOTE_S) {
+    el.textContent = t("replica_lag", { s: Math.round(lag) });
   } else if (findings >= 120) {
     el.textContent = t("findings_lag_min", { m: Math.round(findings / 60) });
   } else {

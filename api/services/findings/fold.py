@@ -1435,7 +1435,7 @@ def bump_versions(session: Session, missions: list[Any]) -> None:
 class Progress:
     """How far the findings are behind the checklists, as the database says."""
 
-    lag_s: float  # since the oldest change not yet folded was recorded (0 when none)
+    lag_s: float  # since the first change not yet looked at was recorded (0 when none)
     folded_s_ago: float | None  # since a fold last folded changes (None: never)
 
 
@@ -1452,8 +1452,8 @@ def unfolded_since(mission_id: Any = None) -> Any:
 
 
 def seconds_behind(since: Any, now: Any) -> float:
-    """How far the findings are behind, from `unfolded_since` as read (0 when nothing
-    waits; never negative, whatever the clocks of the nodes that stored the changes)."""
+    """Seconds from `since` (as `unfolded_since` reads it) to `now`: 0 for None, never
+    negative, whatever the clocks of the nodes that stored the changes."""
     return 0.0 if since is None else max(0.0, (now - since).total_seconds())
 
 
@@ -1469,7 +1469,8 @@ def progress(session: Session) -> Progress:
 
 
 def fold_lag_s(session: Session) -> float:
-    """Seconds since the oldest change not yet folded was recorded (0 when none)."""
+    """Seconds since the first change the fold has not looked at yet was recorded (0 when
+    none)."""
     return progress(session).lag_s
 
 

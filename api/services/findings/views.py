@@ -183,9 +183,12 @@ class View:
     etag: str
     gzipped: bytes | None = None  # the body compressed once, when it was computed
     replica_lag_s: float | None = None  # how far behind the replica read was (None: primary)
-    # How far the findings read were behind the mission's checklists when it was served:
-    # since the first change the fold had not folded yet was recorded (0: none waited).
+    # How far the findings read were behind the mission's changes when it was served: since
+    # the first change the fold had not looked at yet was recorded (0: none waited), or,
+    # for a body computed before the newest data version, at least since it was computed.
     findings_lag_s: float | None = None
+    # When this body was computed, when the data has moved on since (None: it is current).
+    behind_since: datetime | None = None
 
     def parsed(self) -> dict[str, Any]:
         return dict(orjson.loads(self.body))
@@ -321,29 +324,37 @@ def get_view(
     was computed, not how far behind the data then was."""
     filters = filters.whole_minutes()
     ensure_fresh(session, settings, write)
-    mission = _mission(session, mission_id, on_replica(settings, write))
-    view = _view(session, settings, mission, mission_id, name, filters, language, write, known, who)
-    view.replica_lag_s = lag_seconds(mission.lag)
-    view.findings_lag_s = round(fold_service.seconds_behind(mission.unfolded_since, utcnow()), 3)
+    replica = on_replica(settings, write)
+    cache = write if replica and write is not None else session
+    mission = _mission(session, mission_id, replica)
+    lag = lag_seconds(mission.lag)
+    view = _view(
+        session, cache, settings, mission, lag, mission_id, name, filters, language, known, who
+    )
+    now = utcnow()
+    view.replica_lag_s = lag
+    view.findings_lag_s = max(
+        fold_service.seconds_behind(mission.unfolded_since, now),
+        fold_service.seconds_behind(view.behind_since, now),
+    )
     return view
 
 
 def _view(
     session: Session,
+    cache: Session,
     settings: Settings,
     mission: Any,
+    lag: float | None,
     mission_id: uuid.UUID,
     name: str,
     filters: Filters,
     language: str | None,
-    write: Session | None,
     known: list[str] | None,
     who: uuid.UUID | None,
 ) -> View:
-    """`get_view` once the mission is read."""
-    replica = on_replica(settings, write)
-    cache = write if replica and write is not None else session
-    lag = lag_seconds(mission.lag)
+    """`get_view` once the mission is read: the view from `session`, the shared cache read
+    and written through `cache` (the primary, with the reads on a replica)."""
     ctx = _context(session, mission, mission_id, filters, language)
     lang, config, problems = ctx.language, ctx.config, ctx.settings_problems
     version = mission.version or 0
@@ -433,7 +444,7 @@ def _view(
         # the last one serves meanwhile rather than every dashboard asking computing it too.
         or (reuse > 0 and not _claim(mission_id, key, cached.computed_at, now))
     ):
-        return _served(cached)
+        return _served(cached, version)
     try:
         # A view nobody has asked for yet (a new filter, a new time window) costs the token
         # one fresh compute of its allowance. A view that is only due again because data
@@ -456,18 +467,20 @@ def _view(
                 again = _cached(cache, mission_id, key, known)
                 if again is None:  # and failed: this one does not try again at once
                     raise gate.Busy()
-                return _served(again)
+                return _served(again, version)
             started = time.perf_counter()
             with one_snapshot(session):
                 section = VIEWS[name](ctx)
             as_of = min([(version, now), *behind])  # the statement's oldest section
             view = made(name, section, as_of)
             _store(mission_id, key, as_of[0], now, view, _ms_since(started))
+            if as_of[0] < version:  # assembled from sections a little behind
+                view.behind_since = as_of[1]
             return view
     except (TooManyRequests, gate.Busy):
         if cached is None:
             raise
-        return _served(cached)  # a view a little behind beats none
+        return _served(cached, version)  # a view a little behind beats none
 
 
 @contextmanager
@@ -537,13 +550,18 @@ def _cached_bodies(session: Session, mission_id: uuid.UUID, keys: list[str]) -> 
     return {row.key: row for row in rows}
 
 
-def _served(cached: Any) -> View:
+def _served(cached: Any, version: int) -> View:
+    """The cached view; when it is of data older than `version`, since when it is behind."""
     if cached.body is None:  # the client holds this very view
-        return View(b"", cached.etag)
-    body = cached.body.encode()
-    if cached.etag is None:  # a row stored before ETags were
-        return View(body, _etag(body))
-    return View(body, cached.etag, cached.body_gz)
+        view = View(b"", cached.etag)
+    elif cached.etag is None:  # a row stored before ETags were
+        body = cached.body.encode()
+        view = View(body, _etag(body))
+    else:
+        view = View(cached.body.encode(), cached.etag, cached.body_gz)
+    if cached.version < version:
+        view.behind_since = cached.computed_at
+    return view
 
 
 def _reusable(settings: Settings, cached: Any, now: Any) -> bool:
