@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import orjson
 from pydantic import BaseModel
-from sqlalchemy import case, delete, literal, select, text, update
+from sqlalchemy import Uuid, bindparam, case, delete, literal, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -232,22 +232,29 @@ def on_replica(settings: Settings, write: Session | None) -> bool:
     return settings.read_database_url is not None and write is not None
 
 
+def _mission_read(replica_lag: bool) -> Any:
+    """The statement of `_mission`, built once: every view request, a 304 included, runs it,
+    and building it afresh cost more Python than the database spends on it."""
+    data_version = select(FS.c.version).where(FS.c.mission_id == MISSION.c.id).scalar_subquery()
+    return select(
+        MISSION.c.settings,
+        MISSION.c.sampling,
+        MISSION.c.languages,
+        data_version.label("version"),
+        fold_service.unfolded_since(MISSION.c.id).label("unfolded_since"),
+        (REPLICA_LAG if replica_lag else literal(None)).label("lag"),
+    ).where(MISSION.c.id == bindparam("mission_id", type_=Uuid))
+
+
+MISSION_READ = {lag: _mission_read(lag) for lag in (False, True)}
+
+
 def _mission(session: Session, mission_id: uuid.UUID, replica: bool = False) -> Any:
     """The mission's settings, sampling, languages and data version, in one round trip,
     with when the first of its changes not yet folded was stored (`unfolded_since`); on a
     replica, how far behind it is too (`lag`)."""
-    data_version = select(FS.c.version).where(FS.c.mission_id == MISSION.c.id).scalar_subquery()
-    lag = REPLICA_LAG if replica and session.get_bind().dialect.name == "postgresql" else None
-    mission = session.execute(
-        select(
-            MISSION.c.settings,
-            MISSION.c.sampling,
-            MISSION.c.languages,
-            data_version.label("version"),
-            fold_service.unfolded_since(mission_id).label("unfolded_since"),
-            (lag if lag is not None else literal(None)).label("lag"),
-        ).where(MISSION.c.id == mission_id)
-    ).first()
+    lag = replica and session.get_bind().dialect.name == "postgresql"
+    mission = session.execute(MISSION_READ[lag], {"mission_id": mission_id}).first()
     if mission is None:
         raise NotFound(f"no mission {mission_id}", code="mission_not_found")
     return mission
