@@ -62,7 +62,23 @@ async def _folding(_: FastAPI) -> AsyncIterator[None]:
 
 router = APIRouter(prefix="/missions/{mission_id}", tags=["findings"], lifespan=_folding)
 ERRORS = COMMON_ERRORS | error_responses(NotFound)
-NOT_MODIFIED = {304: {"description": "Unchanged since the ETag given in If-None-Match"}}
+# What every view's answer (a 304 too) says of how far behind its figures are.
+LAG_HEADERS = {
+    "X-Findings-Lag": {
+        "description": "Seconds since the first of the mission's changes the fold has not "
+        "looked at yet was stored (0.000: none); for a view computed before the newest data "
+        "version, at least the time since it was computed",
+        "schema": {"type": "string", "example": "1.204"},
+    },
+    "X-Replica-Lag": {
+        "description": "Where the view was read from a streaming replica: how far that is "
+        "behind the primary, in seconds",
+        "schema": {"type": "string", "example": "0.000"},
+    },
+}
+NOT_MODIFIED = {
+    304: {"description": "Unchanged since the ETag given in If-None-Match", "headers": LAG_HEADERS}
+}
 
 
 def _utc(value: datetime | None, name: str) -> datetime | None:
@@ -275,7 +291,7 @@ for _name, _path, _model, _doc in VIEW_ROUTES:
         _view_route(_name, _doc),
         methods=["GET"],
         response_model=None,
-        responses=ERRORS | NOT_MODIFIED | {200: {"model": _model}},
+        responses=ERRORS | NOT_MODIFIED | {200: {"model": _model, "headers": LAG_HEADERS}},
     )
 
 
@@ -293,6 +309,7 @@ class StatementFormat(StrEnum):
     | {
         200: {
             "model": StatementPublic,
+            "headers": LAG_HEADERS,
             "content": {
                 "text/markdown": {"schema": {"type": "string"}},
                 word.MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}},

@@ -53,3 +53,20 @@ def test_error_schema_is_the_one_shape(client) -> None:
     body = spec["components"]["schemas"]["ErrorBody"]
     assert set(body["properties"]) == {"error", "detail", "code", "errors"}
     assert "ChecklistSubmit" in spec["components"]["schemas"]
+
+
+def test_every_findings_view_documents_how_far_behind_it_is(client) -> None:
+    """A client reading a view from the OpenAPI document learns of `X-Findings-Lag` (and,
+    with a replica, `X-Replica-Lag`) on its answers, a 304 included."""
+    views = [
+        (p, op)
+        for p, m, op in _operations(client)
+        if m == "get"
+        and (p.endswith("/statement") or "/findings" in p)
+        and "304" in op["responses"]
+    ]
+    assert len(views) == 7, [p for p, _ in views]  # six views and the statement
+    for path, op in views:
+        for status in ("200", "304"):
+            headers = op["responses"][status].get("headers", {})
+            assert {"X-Findings-Lag", "X-Replica-Lag"} <= set(headers), (path, status)

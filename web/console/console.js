@@ -27,6 +27,7 @@ const state = {
   dataVersion: null,
   announced: 0, // the newest findings data version the event stream told of
   live: "connecting",
+  lag: { findings: 0, replica: 0 }, // seconds behind, as the last view read said (noteLag)
   lastOk: null,
   page: null,
   queueSel: 0,
@@ -172,14 +173,20 @@ function behind(data) {
    few seconds the header says how far behind the figures are, and why: the replica, unless
    the findings are further behind than it by more than a few seconds. */
 function noteLag(headers) {
-  const el = document.getElementById("lag");
-  if (!el) return;
   const seconds = (name) => {
     const v = parseFloat(headers.get(name));
     return Number.isFinite(v) ? v : 0;
   };
-  const findings = seconds("X-Findings-Lag");
-  const replica = seconds("X-Replica-Lag");
+  state.lag = { findings: seconds("X-Findings-Lag"), replica: seconds("X-Replica-Lag") };
+  drawLag();
+}
+
+/* The note as the last view said, in the console's language (drawn again when it changes,
+   also on a page that reads no view). */
+function drawLag() {
+  const el = document.getElementById("lag");
+  if (!el) return;
+  const { findings, replica } = state.lag;
   const lag = Math.max(findings, replica);
   el.hidden = lag < LAG_NOTE_S;
   if (el.hidden) {
@@ -558,6 +565,7 @@ function drawTools() {
         document.documentElement.lang = state.lang;
         if (state.me) {
           drawTools(); // the role, "Sign out" and this very list's label, in the new language
+          drawLag();
           document.querySelector("#tools select").focus(); // where the keyboard was
           drawNav();
           drawFilters();
