@@ -608,6 +608,7 @@ class Samples:
     truth: list[tuple[float, int]] = field(default_factory=list)  # (t, checklists stored)
     rss: list[tuple[float, float]] = field(default_factory=list)  # server, largest worker
     not_modified: list[float] = field(default_factory=list)  # when a 304 came back
+    said_lag: list[tuple[float, float]] = field(default_factory=list)  # (t, X-Findings-Lag)
     errors: int = 0
     views: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # (t, ms)
 
@@ -677,6 +678,11 @@ def poll(
     headers = {"Authorization": f"Bearer {world.viewer_token}"}
     path = f"http://127.0.0.1:{port}/missions/{world.mission_id}/findings"
 
+    def note_lag(r: httpx.Response) -> None:
+        said = r.headers.get("x-findings-lag")
+        if said is not None:
+            samples.said_lag.append((time.time(), float(said)))
+
     def findings() -> None:
         with httpx.Client(timeout=30) as client:
             etag = None
@@ -685,6 +691,7 @@ def poll(
                 try:
                     r = client.get(path, headers=headers)
                     ms = (time.time() - t0) * 1000
+                    note_lag(r)
                     if r.status_code == 200:
                         samples.findings.append((t0, ms, r.json()["totals"]["observations"]))
                         etag = r.headers.get("etag")
@@ -692,6 +699,7 @@ def poll(
                         samples.errors += 1
                     if etag:  # a dashboard revalidating: counted, not timed
                         again = client.get(path, headers=headers | {"If-None-Match": etag})
+                        note_lag(again)
                         if again.status_code == 304:
                             samples.not_modified.append(t0)
                 except httpx.HTTPError:
@@ -914,6 +922,13 @@ def settings_set() -> dict[str, str]:
     return {
         k: v for k, v in sorted(os.environ.items()) if k.startswith("POLLCHECK_") and k not in own
     }
+
+
+def said_lag(samples: Samples, start: float, end: float) -> float | None:
+    """The largest `X-Findings-Lag` the findings' answers gave between `start` and `end`
+    (None: none said one): the server's own account, beside `staleness`."""
+    said = [lag for t, lag in list(samples.said_lag) if start <= t <= end]
+    return round(max(said), 2) if said else None
 
 
 def staleness(samples: Samples, start: float, end: float) -> float:
@@ -1207,6 +1222,7 @@ def main() -> None:
                 "paced_findings_p50_ms": round(pct(p_during, 0.5), 1),
                 "paced_findings_p95_ms": round(pct(p_during, 0.95), 1),
                 "paced_max_staleness_s": round(staleness(samples, p_start, p_caught_up), 2),
+                "paced_max_said_lag_s": said_lag(samples, p_start, p_caught_up),
                 "paced_views_ms": views_during(samples, p_start, p_end),
             }
     finally:
@@ -1253,6 +1269,7 @@ def main() -> None:
         "findings_304": sum(start <= t <= end for t in samples.not_modified),
         "findings_errors": samples.errors,
         "findings_max_staleness_s": round(staleness(samples, start, caught_up), 2),
+        "findings_max_said_lag_s": said_lag(samples, start, caught_up),
         "peak_rss_mb": round(max(total for total, _ in samples.rss), 1) if samples.rss else None,
         "peak_worker_rss_mb": round(max(w for _, w in samples.rss), 1) if samples.rss else None,
         "db_floor_per_s": round(floor, 1),

@@ -30,6 +30,14 @@ def test_staleness_is_the_longest_wait_of_a_stored_checklist_within_the_window()
     assert run.staleness(samples, 3.8, 10.0) == 0.0  # caught up: nothing waiting
 
 
+def test_the_server_s_own_lag_is_the_largest_it_said_within_the_window() -> None:
+    samples = run.Samples()
+    assert run.said_lag(samples, 0.0, 10.0) is None  # a server that says none
+    samples.said_lag = [(0.5, 0.2), (2.0, 3.456), (3.0, 1.0), (9.0, 7.0)]
+    assert run.said_lag(samples, 0.0, 5.0) == 3.46
+    assert run.said_lag(samples, 2.5, 10.0) == 7.0
+
+
 def test_a_run_names_the_settings_it_was_given_but_not_the_bench_s_own(monkeypatch) -> None:
     monkeypatch.setenv("POLLCHECK_INTAKE_LAG_TARGET_S", "1")
     monkeypatch.setenv("POLLCHECK_SECRET_KEY", "x" * 40)
