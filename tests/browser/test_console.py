@@ -401,11 +401,16 @@ def _with_lag_headers(
     chromium: Any, server: str, field: dict[str, Any], lag: dict[str, str]
 ) -> tuple[Any, Any, Any]:
     """The console of a mission with a checklist, every view answered with the headers in
-    `lag` (changed by the caller as it goes); its context, page and lag note, once shown."""
+    `lag` (changed by the caller as it goes; with a key `refuse`, refused instead, as over
+    a token's limit); its context, page and lag note, once shown."""
     _post(server, field["observer"], "AST-001", "voting")
     context = chromium.new_context(**LAPTOP)
 
     def lagging(route: Any) -> None:
+        if "refuse" in lag:
+            body = '{"error": "TooManyRequests", "detail": "slow down"}'
+            route.fulfill(status=429, body=body, headers={"Content-Type": "application/json"})
+            return
         response = route.fetch()
         route.fulfill(response=response, headers=response.headers | lag)
 
@@ -476,6 +481,11 @@ def test_findings_far_behind_the_checklists_are_said_in_the_header_in_the_consol
     assert shown_after({"x-findings-lag": "9.0"}, "") == (
         "Findings 9 s behind the checklists received"
     )
+    lag["refuse"] = "yes"  # an answer that is not a view's says nothing of the lag
+    page.goto(f"{server}/console/#/findings")
+    page.get_by_text("slow down").first.wait_for()
+    assert note.text_content() == "Findings 9 s behind the checklists received"
+    lag.pop("refuse")
     # On a page that reads no view (any view read now would hide the note), a language
     # switch says the last view's note in the new language.
     page.goto(f"{server}/console/#/exports")

@@ -173,6 +173,8 @@ function behind(data) {
    few seconds the header says how far behind the figures are, and why: the replica, unless
    the findings are further behind than it by more than a few seconds. */
 function noteLag(headers) {
+  // An answer that is not a view's (an error, a 503 under load) says nothing of the lag.
+  if (!headers.has("X-Findings-Lag") && !headers.has("X-Replica-Lag")) return;
   const seconds = (name) => {
     const v = parseFloat(headers.get(name));
     return Number.isFinite(v) ? v : 0;
@@ -188,16 +190,15 @@ function drawLag() {
   if (!el) return;
   const { findings, replica } = state.lag;
   const lag = Math.max(findings, replica);
-  el.hidden = lag < LAG_NOTE_S;
-  if (el.hidden) {
-    el.textContent = "";
-  } else if (replica >= LAG_NOTE_S && findings - replica < LAG_NOTE_S) {
-    el.textContent = t("replica_lag", { s: Math.round(lag) });
-  } else if (findings >= 120) {
-    el.textContent = t("findings_lag_min", { m: Math.round(findings / 60) });
-  } else {
-    el.textContent = t("findings_lag", { s: Math.round(findings) });
+  let text = "";
+  if (lag >= LAG_NOTE_S) {
+    if (replica >= LAG_NOTE_S && findings - replica < LAG_NOTE_S) text = t("replica_lag", { s: Math.round(lag) });
+    else if (findings >= 120) text = t("findings_lag_min", { m: Math.round(findings / 60) });
+    else text = t("findings_lag", { s: Math.round(findings) });
   }
+  el.hidden = !text;
+  // Set only when it changes: the note is a live region, read out on each change.
+  if (el.textContent !== text) el.textContent = text;
 }
 
 function noteVersion(v) {

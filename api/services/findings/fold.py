@@ -1442,9 +1442,8 @@ class Progress:
 def unfolded_since(mission_id: Any = None) -> Any:
     """The time the first change the fold has not looked at yet was recorded (of this
     mission, an id or a column to correlate with; or of any), NULL when there is none: one
-    probe of an index. Past `seen`
-    nothing was looked at; below it only gaps wait, and they are folded the moment their
-    transaction commits."""
+    probe of an index. Past `seen` nothing was looked at; below it only gaps wait, and
+    they are folded the moment their transaction commits."""
     seen = select(FF.c.seen_change_id).where(FF.c.id == 1).scalar_subquery()
     first = select(CHG.c.created_at).where(CHG.c.id > func.coalesce(seen, 0))
     if mission_id is not None:
