@@ -679,9 +679,11 @@ def poll(
     path = f"http://127.0.0.1:{port}/missions/{world.mission_id}/findings"
 
     def note_lag(r: httpx.Response) -> None:
-        said = r.headers.get("x-findings-lag")
-        if said is not None:
-            samples.said_lag.append((time.time(), float(said)))
+        try:
+            said = float(r.headers["x-findings-lag"])
+        except (KeyError, ValueError):  # a server without it, or a header not a number
+            return
+        samples.said_lag.append((time.time(), said))
 
     def findings() -> None:
         with httpx.Client(timeout=30) as client:

@@ -496,6 +496,9 @@ def test_findings_far_behind_the_checklists_are_said_in_the_header_in_the_consol
     page.set_viewport_size(TABLET["viewport"])  # the longest of the notes, on a tablet
     assert note.is_visible()
     _shot(page, "findings-lag-ru-tablet")
+    page.get_by_role("button", name="Выйти").click()  # signed out: no mission, no note
+    page.locator("#token").wait_for()
+    assert note.is_hidden()
     context.close()
 
 

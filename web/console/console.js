@@ -484,6 +484,7 @@ function sessionEnded(signedOut) {
   state.views.clear();
   state.announced = 0;
   state.lists = {};
+  state.lag = { findings: 0, replica: 0 }; // the next mission's views will say theirs
   showSignIn(was && signedOut !== true ? t("session_ended") : "");
 }
 
@@ -493,6 +494,7 @@ function showSignIn(message) {
   document.getElementById("live").className = "";
   document.getElementById("live").textContent = "";
   drawTools();
+  drawLag();
   const msg = h("p", { class: "error", role: "alert", text: message || "" });
   const input = h("input", {
     id: "token", type: "password", autocomplete: "off", spellcheck: "false",

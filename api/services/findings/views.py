@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import orjson
 from pydantic import BaseModel
-from sqlalchemy import Uuid, bindparam, case, delete, literal, select, text, update
+from sqlalchemy import bindparam, case, delete, literal, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -243,7 +243,7 @@ def _mission_read(replica_lag: bool) -> Any:
         data_version.label("version"),
         fold_service.unfolded_since(MISSION.c.id).label("unfolded_since"),
         (REPLICA_LAG if replica_lag else literal(None)).label("lag"),
-    ).where(MISSION.c.id == bindparam("mission_id", type_=Uuid))
+    ).where(MISSION.c.id == bindparam("mission_id", type_=MISSION.c.id.type))
 
 
 MISSION_READ = {lag: _mission_read(lag) for lag in (False, True)}
