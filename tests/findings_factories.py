@@ -14,8 +14,25 @@ from api.config import Settings
 from api.services import changes
 from api.services.findings import views
 from api.services.findings.scope import Filters
-from models import Checklist
+from models import Checklist, ChecklistChange
+from models.base import table_of, utcnow
 from tests.factories import answers_for, auth, checklist_payload
+
+
+def changes_recorded_ago(
+    session: Session, seconds: float, mission_id: Any = None, change_id: int | None = None
+) -> None:
+    """Checklist changes (all of them, a mission's, or one) as if stored `seconds` ago: a
+    backlog the fold has been behind on for that long."""
+    change = table_of(ChecklistChange)
+    backdate = update(change)
+    if mission_id is not None:
+        backdate = backdate.where(change.c.mission_id == mission_id)
+    if change_id is not None:
+        backdate = backdate.where(change.c.id == change_id)
+    session.execute(backdate.values(created_at=utcnow() - timedelta(seconds=seconds)))
+    session.commit()
+
 
 # Findings read straight after a post: fold on every read, never reuse a cached view.
 FRESH = Settings(findings_max_lag_s=0, findings_cache_s=0)

@@ -22,7 +22,7 @@ from tests.factories import (
     make_station,
     make_token,
 )
-from tests.findings_factories import post
+from tests.findings_factories import changes_recorded_ago, post
 
 
 def _version(client: Any, mission_id: Any, token: str) -> dict[str, Any]:
@@ -46,7 +46,7 @@ def test_the_data_version_says_when_the_findings_include_a_new_checklist(
         assert before["caught_up"] is True and before["pending_changes"] == 0
         assert before["findings_lag_s"] == 0.0
         post(client, observer, "S-1", "voting")
-        _recorded_ago(session, mission.id, 600)
+        changes_recorded_ago(session, 600, mission.id)
         started = time.monotonic()
         waiting = _version(client, mission.id, viewer)
         assert waiting["caught_up"] is False and waiting["pending_changes"] == 1
@@ -74,15 +74,6 @@ def test_the_data_version_is_for_the_mission_s_readers_only(client: Any, session
     assert client.get(url, headers=auth(observer)).status_code == 403
     assert client.get(url, headers=auth(other_admin)).status_code in (403, 404)
     assert client.get(url).status_code == 401
-
-
-def _recorded_ago(session: Any, mission_id: Any, seconds: float) -> None:
-    """The mission's changes as if stored `seconds` ago."""
-    session.execute(
-        text("UPDATE checklist_change SET created_at = :at WHERE mission_id = :m"),
-        {"at": utcnow() - timedelta(seconds=seconds), "m": mission_id.hex},
-    )
-    session.commit()
 
 
 VIEW_PATHS = [path for _, path, _, _ in VIEW_ROUTES] + [
@@ -120,10 +111,10 @@ def test_every_view_says_how_far_the_findings_are_behind_the_mission_s_checklist
             assert r.headers["X-Findings-Lag"] == "0.000", path
             assert "X-Replica-Lag" not in r.headers, path  # read from the primary
         post(client, other_observer, "O-1", "voting")
-        _recorded_ago(session, other.id, 1200)  # stored before this mission's, an id lower
+        changes_recorded_ago(session, 1200, other.id)  # stored before this mission's, an id lower
         post(client, observer, "S-1", "voting")
         post(client, observer, "S-1", "opening")
-        _recorded_ago(session, mission.id, 600)
+        changes_recorded_ago(session, 600, mission.id)
         started = time.monotonic()
         for path in VIEW_PATHS:
             r = client.get(base + path, headers=auth(viewer))
@@ -176,14 +167,6 @@ def test_a_view_served_from_before_the_newest_data_says_it_is_behind(
         assert held.status_code == 304 and _behind(held.headers["X-Findings-Lag"], 30, started)
 
 
-def _change_recorded_ago(session: Any, change_id: int, seconds: float) -> None:
-    session.execute(
-        text("UPDATE checklist_change SET created_at = :at WHERE id = :id"),
-        {"at": utcnow() - timedelta(seconds=seconds), "id": change_id},
-    )
-    session.commit()
-
-
 def test_the_findings_lag_is_the_age_of_the_first_change_not_looked_at(
     db: None, session: Any
 ) -> None:
@@ -205,9 +188,11 @@ def test_the_findings_lag_is_the_age_of_the_first_change_not_looked_at(
         .where(ChecklistChange.mission_id == mission.id)
         .order_by(ChecklistChange.id)
     ).all()
-    _change_recorded_ago(session, folded, 3600)
-    _change_recorded_ago(session, first, 300)
-    _change_recorded_ago(session, last, 900)  # stored later by a node whose clock is behind
+    changes_recorded_ago(session, 3600, change_id=folded)
+    changes_recorded_ago(session, 300, change_id=first)
+    changes_recorded_ago(
+        session, 900, change_id=last
+    )  # stored later by a node whose clock is behind
     started = time.monotonic()
     assert _behind(fold_service.seconds_behind(session.scalar(since), utcnow()), 300, started)
     fold_service.run_once()
@@ -226,7 +211,7 @@ def test_readiness_says_how_far_behind_the_fold_is_for_monitoring(db: None, sess
         ready = client.get("/readyz").json()
         assert ready["findings_lag_s"] == 0.0 and ready["folded_s_ago"] is None
         post(client, observer, "S-1", "voting")
-        _recorded_ago(session, mission.id, 600)
+        changes_recorded_ago(session, 600, mission.id)
         started = time.monotonic()
         ready = client.get("/readyz").json()
         assert ready["status"] == "ready" and _behind(ready["findings_lag_s"], 600, started)

@@ -8,20 +8,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 import anyio
 import pytest
-from sqlalchemy import text
 
 from api import deps
 from api.config import get_settings
 from api.pacing import PAUSE_S, STALLED_S, WAIT_BUDGET_S, Turns, steer
 from api.services.findings import fold as fold_service
 from api.services.findings.fold import Progress
-from models.base import utcnow
 from tests.factories import auth, checklist_payload, make_mission, make_observer, make_station
+from tests.findings_factories import changes_recorded_ago
 
 
 def behind(lag_s: float, folded_s_ago: float | None = 0.5) -> Progress:
@@ -170,7 +168,7 @@ def test_a_process_paces_its_intake_by_the_findings_lag_read_from_the_database(
         assert turns is not None and turns.at_once == 4
         sent = client.post("/checklists", json=checklist_payload("S-1"), headers=auth(token))
         assert sent.status_code == 201, sent.text
-        _backdate_changes(session, 5)
+        changes_recorded_ago(session, 5)
         assert _until(lambda: turns.at_once < 4), "the process never paced its intake"
         again = client.post("/checklists", json=checklist_payload("S-1"), headers=auth(token))
         assert again.status_code == 201, again.text
@@ -181,14 +179,6 @@ def test_a_process_paces_its_intake_by_the_findings_lag_read_from_the_database(
     assert "intake no longer paced: the findings caught up" in said, said
 
 
-def _backdate_changes(session: Any, seconds: float) -> None:
-    session.execute(
-        text("UPDATE checklist_change SET created_at = :at"),
-        {"at": utcnow() - timedelta(seconds=seconds)},
-    )
-    session.commit()
-
-
 def test_the_fold_s_progress_as_the_database_says(client: Any, session: Any) -> None:
     mission, _ = make_mission(session)
     make_station(session, mission.id, "S-1")
@@ -197,7 +187,7 @@ def test_the_fold_s_progress_as_the_database_says(client: Any, session: Any) -> 
     assert fold_service.progress(session) == Progress(lag_s=0.0, folded_s_ago=None)
     sent = client.post("/checklists", json=checklist_payload("S-1"), headers=auth(token))
     assert sent.status_code == 201, sent.text
-    _backdate_changes(session, 7)
+    changes_recorded_ago(session, 7)
     progress = fold_service.progress(session)
     assert 7.0 <= progress.lag_s < 9.0 and progress.folded_s_ago is None
     fold_service.run_once()
