@@ -17,7 +17,6 @@ from api.body import declare_media_errors, require_media_type
 from api.checklist_schema import TemplateDefinition
 from api.compression import GunzipRequest, refuse
 from api.config import Settings, get_settings
-from api.db import session_scope
 from api.errors import TooLarge, install_error_handlers
 from api.routes import (
     apidocs,
@@ -39,8 +38,7 @@ from api.routes import (
     web,
 )
 from api.services.exports.common import MEDIA_TYPES
-from api.services.findings.fold import Progress
-from api.services.findings.fold import progress as fold_progress
+from api.services.findings.fold import progress_now as fold_progress
 
 # Files the gzip middleware leaves alone: an XLSX is a zip already (gzip would spend a second
 # of CPU on a large export to save nothing); CSV and GeoJSON files gzip themselves, fast
@@ -150,14 +148,9 @@ async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
     memory.settle()  # what the process built to start lives as long as it does
     async with anyio.create_task_group() as tasks:
         if turns is not None and turns.target_s > 0:
-            tasks.start_soon(pacing.steer, turns, _fold_progress)
+            tasks.start_soon(pacing.steer, turns, fold_progress)
         yield
         tasks.cancel_scope.cancel()
-
-
-def _fold_progress() -> Progress:
-    with session_scope() as session:
-        return fold_progress(session)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -1543,6 +1543,14 @@ def run_once() -> FoldResult:
         return fold(session)
 
 
+def progress_now() -> Progress:
+    """The fold's `progress`, read in a session of its own (the intake's pacing uses this)."""
+    from api.db import session_scope
+
+    with session_scope() as session:
+        return progress(session)
+
+
 class BackgroundFolder:
     """Folds every `interval` seconds in a daemon thread; every API process runs one, and
     the fold lock lets only one of them work at a time. `pollcheck fold` runs the same loop
