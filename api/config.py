@@ -79,6 +79,19 @@ class Settings(BaseSettings):
         "submission has waited its turn for a second (0: off; the bound, if any, is "
         "intake_at_once)",
     )
+    intake_group: int = Field(
+        64,
+        ge=1,
+        description="Observers' new checklists one statement may store together (PostgreSQL): "
+        "those a process receives while its statement is in flight go in the next, for about "
+        "half the database's work each, and fewer sessions beside the findings fold "
+        "(1: each checklist its own statement)",
+    )
+    intake_group_writers: int = Field(
+        1,
+        ge=1,
+        description="Such statements a process has in flight at once (intake_group)",
+    )
     dashboard_threads: int = Field(
         4,
         description="Findings and statement requests a process works on at once, on threads "

@@ -220,7 +220,12 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> list[datetime]:
 @pytest.fixture
 def writers_called(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     """How often each writer stored something, to be sure each way took its writer."""
-    calls = {"write_statement_committed": 0, "write_statement": 0, "write_portable": 0}
+    calls = {
+        "write_statement_committed": 0,
+        "write_batch_committed": 0,
+        "write_statement": 0,
+        "write_portable": 0,
+    }
     for name in calls:
         real = getattr(storage, name)
 
@@ -232,16 +237,29 @@ def writers_called(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     return calls
 
 
+def _grouped(engine: Any, new: storage.NewVersion) -> bool:
+    """An observer's new checklist stored by the statement that stores several at once
+    (`group`), as the only one of its array."""
+    return new.row["id"] in storage.write_batch_committed(engine, [storage.batch_row(new)])
+
+
 def test_each_writer_stores_the_same_rows_column_by_column(
-    world: dict[str, Any], clock: list[datetime], writers_called: dict[str, int]
+    world: dict[str, Any],
+    clock: list[datetime],
+    writers_called: dict[str, int],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     stored: dict[tuple[str, bool], dict[str, list[dict[str, Any]]]] = {}
     outcomes: dict[tuple[str, bool], list[str]] = {}
     used: dict[tuple[str, bool], dict[str, int]] = {}
-    for writer, savepoint in WAYS:
+    for writer, savepoint in [*WAYS, ("grouped", False)]:
         _wipe()
         before = dict(writers_called)
-        outcomes[writer, savepoint] = _run(world, clock, writer, savepoint)  # type: ignore[arg-type]
+        with monkeypatch.context() as m:
+            if writer == "grouped":
+                m.setattr(storage, "write_statement_committed", _grouped)
+            way = "statement" if writer == "grouped" else writer
+            outcomes[writer, savepoint] = _run(world, clock, way, savepoint)  # type: ignore[arg-type]
         stored[writer, savepoint] = _rows()
         used[writer, savepoint] = {k: writers_called[k] - before[k] for k in writers_called}
 
@@ -291,7 +309,7 @@ def test_each_writer_stores_the_same_rows_column_by_column(
     assert [r["clock_flagged"] for r in ref["checklist"] if r["id"] == c_fix] == [True]
     corrections = {r["target"]: r["after"]["answers"] for r in ref["audit_event"]}
     assert corrections[f"checklist/{a_fix}"] == {"D9": "very_bad"}
-    for way in WAYS:
+    for way in [*WAYS, ("grouped", False)]:
         assert outcomes[way] == outcomes[reference], way
         for table, rows in ref.items():
             assert stored[way][table] == rows, (way, table)
@@ -301,6 +319,9 @@ def test_each_writer_stores_the_same_rows_column_by_column(
     # of one of them, one at a station not the observer's (the statement stores nothing for
     # those three, and the full path says why).
     assert used["statement", False]["write_statement_committed"] == 5
+    assert used["grouped", False]["write_batch_committed"] == 5
+    for way in WAYS:
+        assert used[way]["write_batch_committed"] == 0, way
     assert used["statement", True]["write_statement_committed"] == 0
     for savepoint in (False, True):
         assert used["statement", savepoint]["write_portable"] == 0

@@ -29,7 +29,7 @@ from api.deps import Principal
 from api.services import attachments as attachment_service
 from api.services import audit, changes, review
 from api.services import templates as template_service
-from api.services.intake import rules, storage
+from api.services.intake import group, rules, storage
 from api.services.intake.rules import Refused
 from models import Role
 from models.base import utcnow
@@ -133,6 +133,10 @@ def _store_new(
             # Nothing else of this request writes (a new checklist is its own audit record),
             # so the statement commits on its own: no BEGIN and no COMMIT, two round trips
             # fewer. Durable all the same before the answer leaves.
+            if settings.intake_group > 1:
+                return group.writer(
+                    bind, settings.intake_group, settings.intake_group_writers
+                ).store(new)
             return storage.write_statement_committed(bind, new)
         written = storage.write_statement(session, new, settings, must_be_assigned=True)
     except IntegrityError:

@@ -341,6 +341,14 @@ def insert_answers(session: Session, checklist_id: uuid.UUID, rows: list[AnswerR
 
 # Every column of the checklist row, named as in the row `checklist_row` builds.
 _CL_COLUMNS = tuple(c.name for c in CL.columns)
+_PG = postgresql.dialect()
+# An answer's columns from its JSON array `e` (`ANSWER_FIELDS`), each of its column's type.
+_ANSWER = ", ".join(
+    f"e->>{i}"
+    if isinstance(AN.c[name].type, String)
+    else f"CAST(e->>{i} AS {AN.c[name].type.compile(dialect=_PG)})"
+    for i, name in enumerate(ANSWER_FIELDS)
+)
 
 
 def _store_sql() -> Any:
@@ -355,16 +363,9 @@ def _store_sql() -> Any:
     statement writes either. Each parameter is cast to its column's type: an INSERT …
     SELECT does not lend the columns' types to its parameters (text is left to the
     column's assignment cast, which refuses an over-long value where CAST would cut it)."""
-    pg = postgresql.dialect()
     row = ", ".join(
-        "s.id" if c.name == "station_id" else f"CAST(:{c.name} AS {c.type.compile(dialect=pg)})"
+        "s.id" if c.name == "station_id" else f"CAST(:{c.name} AS {c.type.compile(dialect=_PG)})"
         for c in CL.columns
-    )
-    answer = ", ".join(
-        f"e->>{i}"
-        if isinstance(AN.c[name].type, String)
-        else f"CAST(e->>{i} AS {AN.c[name].type.compile(dialect=pg)})"
-        for i, name in enumerate(ANSWER_FIELDS)
     )
     return text(
         "WITH s AS (SELECT station.id FROM station WHERE station.mission_id = CAST(:mission_id"
@@ -374,7 +375,7 @@ def _store_sql() -> Any:
         f"c AS (INSERT INTO checklist ({', '.join(_CL_COLUMNS)}) SELECT {row} FROM s"
         " ON CONFLICT DO NOTHING RETURNING id), "
         f"a AS (INSERT INTO answer (checklist_id, {', '.join(ANSWER_FIELDS)})"
-        f" SELECT c.id, {answer} FROM c, json_array_elements(CAST(:answers AS json)) AS e), "
+        f" SELECT c.id, {_ANSWER} FROM c, json_array_elements(CAST(:answers AS json)) AS e), "
         "f AS (UPDATE checklist SET is_latest = false WHERE id = CAST(:replaces_id AS uuid)"
         " AND is_latest AND EXISTS (SELECT 1 FROM c) RETURNING id), "
         "g AS (INSERT INTO checklist_change (mission_id, checklist_id, created_at, kind)"
@@ -413,6 +414,56 @@ def write_statement(
         session, settings, new.row["mission_id"], new.row["id"], new.attachments
     )
     return Written(stored=True, flipped=result.flipped)
+
+
+def _batch_sql() -> str:
+    """The one-statement writer for many observers' new checklists at once (`group`): the
+    same rows as `_store_sql` with `must_be_assigned`, for every checklist of one JSON
+    array (`batch_row`), committed together. A checklist whose station is unknown or not
+    its observer's, or whose id is stored already, is left out, and the others stored;
+    the statement returns the ids it stored. The ids in one array must differ."""
+    record = ", ".join(
+        f"{c.name} {c.type.compile(dialect=_PG)}" for c in CL.columns if c.name != "station_id"
+    )
+    row = ", ".join("s.station_id" if name == "station_id" else f"r.{name}" for name in _CL_COLUMNS)
+    return (
+        f"WITH r AS (SELECT * FROM json_to_recordset(%(rows)s::json) AS x({record},"
+        " station_code text, answers json)), "
+        "s AS (SELECT r.id, station.id AS station_id FROM r JOIN station"
+        " ON station.mission_id = r.mission_id AND station.code = r.station_code"
+        " WHERE EXISTS (SELECT 1 FROM assignment WHERE assignment.station_id = station.id"
+        " AND assignment.observer_id = r.observer_id)), "
+        f"c AS (INSERT INTO checklist ({', '.join(_CL_COLUMNS)}) SELECT {row}"
+        " FROM r JOIN s ON s.id = r.id ON CONFLICT DO NOTHING RETURNING id), "
+        f"a AS (INSERT INTO answer (checklist_id, {', '.join(ANSWER_FIELDS)})"
+        f" SELECT c.id, {_ANSWER} FROM c JOIN r ON r.id = c.id,"
+        " json_array_elements(r.answers) AS e), "
+        "g AS (INSERT INTO checklist_change (mission_id, checklist_id, created_at, kind)"
+        f" SELECT r.mission_id, c.id, r.received_at, '{changes.STORED}' FROM c"
+        " JOIN r ON r.id = c.id) "
+        "SELECT id FROM c"
+    )
+
+
+_BATCH_PG_DRIVER = _batch_sql()
+
+
+def batch_row(new: NewVersion) -> dict[str, Any]:
+    """An observer's new checklist without attachments as `write_batch_committed` takes
+    it: its row, its station's code and its answers."""
+    assert new.row["replaces_id"] is None and not new.attachments
+    return new.row | {
+        "station_code": new.station_code,
+        "answers": [_answer_values(r) for r in new.answers],
+    }
+
+
+def write_batch_committed(engine: Engine, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
+    """The ids stored of observers' new checklists (`batch_row`s, no two with one id), by
+    one statement that commits them together, sent to the driver directly."""
+    params = {"rows": orjson.dumps(rows).decode()}
+    with driver_autocommit(engine) as conn, conn.cursor() as cur:
+        return {row[0] for row in cur.execute(_BATCH_PG_DRIVER, params)}
 
 
 def write_statement_committed(engine: Engine, new: NewVersion) -> bool:
