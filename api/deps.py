@@ -152,7 +152,8 @@ def authenticate(
         before = ratelimit.known(digest)
         if before is not None and before.role in SUBMITTERS:
             work = ratelimit.checklist_charge(before, checklists, settings)
-    counted = ratelimit.lookup_and_count(digest, settings, work=work)
+    now = utcnow()
+    counted = ratelimit.lookup_and_count(digest, settings, now, work=work)
     row: Any  # a credential row, from either statement
     if counted is None:
         row = session.connection().execute(_BY_DIGEST, {"digest": digest}).first()
@@ -166,14 +167,14 @@ def authenticate(
         raise Unauthorized(
             "this token was revoked", code="revoked_token", headers={"WWW-Authenticate": "Bearer"}
         )
-    now = utcnow()
     interval = timedelta(seconds=settings.token_touch_interval_s)
-    if row.last_used_at is None or now - row.last_used_at > interval:
+    if counted is None and (row.last_used_at is None or now - row.last_used_at > interval):
         # Written at most once per interval, outside the request's transaction, so that
         # a busy phone does not turn every request into a write of the same row; on the
         # rate limit's pool, as a time that a crash may lose. (Its own small pool, with
         # overflow connections opened and closed per use, started several PostgreSQL
-        # sessions a second under load: every token is touched once a minute.)
+        # sessions a second under load: every token is touched once a minute.) On
+        # PostgreSQL the lookup's own statement wrote it (`ratelimit.lookup_and_count`).
         with ratelimit.bookkeeping_engine().connect() as conn:
             conn.execute(
                 update(_CRED)

@@ -22,6 +22,7 @@ import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, Protocol
 
@@ -111,7 +112,11 @@ def _statements(dialect: str) -> tuple[Any, Any]:
 
 # PostgreSQL finds the credential and counts the request in one autocommitted round trip
 # (SQLite has no INSERT inside WITH, and takes the two steps). Unknown and revoked tokens
-# are not counted: they are refused before any work is done.
+# are not counted: they are refused before any work is done. The same statement deletes the
+# credential's earlier windows and writes its last-used time when that is older than
+# `token_touch_interval_s`: on election day an observer's requests come minutes apart, so
+# nearly every one is the first of its window and past the interval, and these were two
+# round trips more. (On the other requests each is one probe of an index.)
 CREDENTIAL_COLUMNS = ("id", "mission_id", "role", "observer_id", "revoked_at", "last_used_at")
 _LOOKUP_AND_BUMP = text(
     f"WITH cred AS (SELECT {', '.join(CREDENTIAL_COLUMNS)}"
@@ -119,7 +124,12 @@ _LOOKUP_AND_BUMP = text(
     'bump AS (INSERT INTO rate_limit_window (credential_id, "window", hits)'
     " SELECT id, :window, 1 FROM cred WHERE revoked_at IS NULL"
     ' ON CONFLICT (credential_id, "window") DO UPDATE SET hits = rate_limit_window.hits + 1'
-    " RETURNING hits) "
+    " RETURNING hits), "
+    "gone AS (DELETE FROM rate_limit_window WHERE credential_id = (SELECT id FROM cred)"
+    ' AND "window" < :window), '
+    "touch AS (UPDATE credential SET last_used_at = :used_at"
+    " WHERE id = (SELECT id FROM cred WHERE revoked_at IS NULL)"
+    " AND (last_used_at IS NULL OR last_used_at < :stale_before)) "
     "SELECT cred.*, (SELECT hits FROM bump) AS hits FROM cred"
 )
 
@@ -140,39 +150,41 @@ _LOOKUP_BUMP_AND_SPEND = text(
 
 
 @lru_cache(maxsize=1)
-def _driver_statements() -> tuple[str, str, str]:
-    return (
-        driver_sql(_LOOKUP_AND_BUMP),
-        driver_sql(_statements("postgresql")[1]),
-        driver_sql(_LOOKUP_BUMP_AND_SPEND),
-    )
+def _driver_statements() -> tuple[str, str]:
+    return driver_sql(_LOOKUP_AND_BUMP), driver_sql(_LOOKUP_BUMP_AND_SPEND)
 
 
 def lookup_and_count(
-    digest: str, settings: Settings, now: float | None = None, work: Charge | None = None
+    digest: str,
+    settings: Settings,
+    used_at: datetime,
+    now: float | None = None,
+    work: Charge | None = None,
 ) -> tuple[Any, int, bool | None] | None:
     """On PostgreSQL with a limit set: (the credential row or None, this window's hits so
     far, whether `work` was charged: None without it), found, counted and charged in one
-    statement. None where the caller must take two steps: look the credential up itself,
-    then `hit` (and `charge`). Every request runs it, so it goes to the driver directly
-    (`driver_autocommit`)."""
+    statement, which also writes the last-used time (`used_at`) when it is due; the row
+    read gives the time before. None where the caller must take two steps: look the
+    credential up itself, then `hit` (and `charge`), and write the time. Every request runs
+    it, so it goes to the driver directly (`driver_autocommit`)."""
     if settings.rate_limit_per_minute <= 0:
         return None
     engine = bookkeeping_engine()
     if engine.dialect.name != "postgresql":
         return None
     now = time.time() if now is None else now
-    window = int(now // WINDOW_S)
-    lookup, clear, lookup_and_spend = _driver_statements()
-    params: dict[str, Any] = {"digest": digest, "window": window}
+    lookup, lookup_and_spend = _driver_statements()
+    params: dict[str, Any] = {
+        "digest": digest,
+        "window": int(now // WINDOW_S),
+        "used_at": used_at,
+        "stale_before": used_at - timedelta(seconds=settings.token_touch_interval_s),
+    }
     if work is not None:
         lookup = lookup_and_spend
         params |= work.params(now)
     with driver_autocommit(engine) as conn, conn.cursor(row_factory=namedtuple_row) as cur:
         row = cur.execute(lookup, params).fetchone()
-        if row is not None and row.hits == 1:
-            # The first request of a window clears this credential's old windows.
-            cur.execute(clear, {"cid": row.id, "window": window})
     if row is None:
         return None, 0, None
     return row, row.hits or 0, None if work is None else bool(row.spent)
