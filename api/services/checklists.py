@@ -127,7 +127,7 @@ def list_checklists(
     if phase:
         q = q.where(CL.c.phase == phase)
     if latest_only:
-        q = q.where(CL.c.is_latest.is_(True))
+        q = q.where(CL.c.is_latest)  # plain: see `scope.counts`
     if held is not None:
         # The review queue: the latest versions still waiting (an older version keeps the
         # hold it had when it was corrected, as history).

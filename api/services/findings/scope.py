@@ -43,9 +43,11 @@ PLC = table_of(FindingPlanChange)
 
 def counts(cl: Any = CL) -> Any:
     """The one rule of what counts: the latest version, not rejected, not quarantined, and
-    not a correction still waiting for an analyst (`hold`)."""
+    not a correction still waiting for an analyst (`hold`). `is_latest` stays the plain
+    column, not `is_latest IS true`: PostgreSQL proves the partial indexes' condition
+    (`WHERE is_latest …`) from the plain one only."""
     return and_(
-        cl.c.is_latest.is_(True),
+        cl.c.is_latest,
         cl.c.review_state != "rejected",
         not_(cl.c.quarantined),
         cl.c.hold.is_(None),
@@ -173,7 +175,7 @@ def checklist_predicate(
     elif versions == "counting":
         conds.append(counts(cl))
     elif versions == "latest":
-        conds.append(cl.c.is_latest.is_(True))
+        conds.append(cl.c.is_latest)  # plain, as in `counts`
     if phase and f.phase is not None:
         conds.append(cl.c.phase == f.phase)
     # Aliases: the caller's query may join these tables itself.
