@@ -116,7 +116,10 @@ def _statements(dialect: str) -> tuple[Any, Any]:
 # credential's earlier windows and writes its last-used time when that is older than
 # `token_touch_interval_s`: on election day an observer's requests come minutes apart, so
 # nearly every one is the first of its window and past the interval, and these were two
-# round trips more. (On the other requests each is one probe of an index.)
+# round trips more. (On the other requests each is one probe of an index.) Both skip rows
+# another request of the token holds (SKIP LOCKED), which does the same work: holding its
+# window's row, a request never waits for another's, so two of one token on either side
+# of a minute never deadlock.
 CREDENTIAL_COLUMNS = ("id", "mission_id", "role", "observer_id", "revoked_at", "last_used_at")
 _LOOKUP_AND_BUMP = text(
     f"WITH cred AS (SELECT {', '.join(CREDENTIAL_COLUMNS)}"
@@ -125,11 +128,14 @@ _LOOKUP_AND_BUMP = text(
     " SELECT id, :window, 1 FROM cred WHERE revoked_at IS NULL"
     ' ON CONFLICT (credential_id, "window") DO UPDATE SET hits = rate_limit_window.hits + 1'
     " RETURNING hits), "
-    "gone AS (DELETE FROM rate_limit_window WHERE credential_id = (SELECT id FROM cred)"
-    ' AND "window" < :window), '
-    "touch AS (UPDATE credential SET last_used_at = :used_at"
-    " WHERE id = (SELECT id FROM cred WHERE revoked_at IS NULL)"
-    " AND (last_used_at IS NULL OR last_used_at < :stale_before)) "
+    'gone AS (DELETE FROM rate_limit_window WHERE (credential_id, "window") IN'
+    ' (SELECT credential_id, "window" FROM rate_limit_window'
+    ' WHERE credential_id = (SELECT id FROM cred) AND "window" < :window'
+    " FOR UPDATE SKIP LOCKED)), "
+    "touch AS (UPDATE credential SET last_used_at = :used_at WHERE id ="
+    " (SELECT credential.id FROM credential JOIN cred ON cred.id = credential.id"
+    " WHERE cred.revoked_at IS NULL AND (credential.last_used_at IS NULL"
+    " OR credential.last_used_at < :stale_before) FOR NO KEY UPDATE OF credential SKIP LOCKED)) "
     "SELECT cred.*, (SELECT hits FROM bump) AS hits FROM cred"
 )
 

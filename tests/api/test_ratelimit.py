@@ -189,3 +189,42 @@ def test_on_postgresql_the_token_costs_one_statement_however_long_since_its_last
                 assert _last_used(token) == start + timedelta(seconds=clock[0] - 1.8e9)
         finally:
             event.remove(engine, "before_cursor_execute", through_sqlalchemy)
+
+
+@pytest.mark.postgres_only
+def test_on_postgresql_a_request_never_waits_for_the_rows_another_request_of_its_token_holds(
+    session: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two requests of one token on either side of a minute, both due a last-used time:
+    each holds its own window's row, so neither may wait for the credential's row or an
+    old window's row the other holds (they deadlocked). Those writes are skipped, and the
+    next request does them."""
+    import psycopg
+
+    clock = [1_800_000_005.0]
+    monkeypatch.setattr(ratelimit, "time", SimpleNamespace(time=lambda: clock[0]))
+    start = datetime(2026, 3, 15, 8, 0, tzinfo=UTC)
+    monkeypatch.setattr(deps, "utcnow", lambda: start + timedelta(seconds=clock[0] - 1.8e9))
+    mission, _ = make_mission(session)
+    token = make_token(session, mission.id, Role.viewer)
+    window = int(clock[0] // 60)
+    url = session.get_bind().url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with TestClient(_app_with_limit(100)) as client:
+        assert client.get("/me", headers=auth(token)).status_code == 200
+        with psycopg.connect(url) as other:  # another request, its transaction still open
+            other.execute(
+                "SELECT 1 FROM credential WHERE token_hash = %s FOR UPDATE", [token_digest(token)]
+            )
+            other.execute(
+                'SELECT 1 FROM rate_limit_window WHERE "window" = %s FOR UPDATE', [window]
+            )
+            clock[0] += 120
+            # Waiting, it would get the bookkeeping statement's timeout: a 503.
+            assert client.get("/me", headers=auth(token)).status_code == 200
+            assert _last_used(token) == start + timedelta(seconds=5)  # skipped: held
+            other.rollback()
+        assert _windows(token) == [(window, 1), (window + 2, 1)]
+        clock[0] += 1
+        assert client.get("/me", headers=auth(token)).status_code == 200
+        assert _windows(token) == [(window + 2, 2)]
+        assert _last_used(token) == start + timedelta(seconds=126)

@@ -98,6 +98,8 @@ def _post(who: Principal, item: dict[str, Any], settings: Settings) -> Callable[
             out.append(f"{exc.refusal.kind} {exc.refusal.code}")
         except DBAPIError as exc:
             out.append(f"database {type(exc).__name__}")
+        except BaseException as exc:  # noqa: BLE001 - what the thread died of
+            out.append(f"raised {type(exc).__name__}")
         else:
             out.append("created" if done.created else "replay")
 
@@ -210,11 +212,75 @@ def test_a_checklist_the_database_refuses_fails_alone(
 def test_one_checklist_at_a_time_when_grouping_is_off(
     observer: Principal, statements: Statements
 ) -> None:
+    """While the first statement is held, the four others are sent too, each alone: none
+    waits for it (grouped, they would wait and then share one)."""
     settings = get_settings().model_copy(update={"intake_group": 1})
-    statements.gate.set()
     posts = [_post(observer, checklist_payload("S-1"), settings) for _ in range(5)]
+    deadline = time.monotonic() + 10
+    while len(statements.sent) < 5:
+        assert time.monotonic() < deadline, f"{len(statements.sent)} of 5 statements sent"
+        time.sleep(0.005)
+    statements.gate.set()
     assert [p() for p in posts] == ["created"] * 5
     assert [len(ids) for ids in statements.sent] == [1] * 5
+
+
+def test_a_deadlocks_victim_is_written_again_one_by_one(
+    observer: Principal, statements: Statements, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database rolled the shared statement back to break a deadlock (another
+    statement held some of its ids): it is worth a try per checklist, not a 503."""
+
+    def victim(engine: Any, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
+        statements.sent.append([r["id"] for r in rows])
+        raise DBAPIError.instance(
+            None, None, psycopg.errors.DeadlockDetected("deadlock detected"), psycopg.Error
+        )
+
+    monkeypatch.setattr(storage, "write_batch_committed", victim)
+    settings = get_settings()
+    first = _post(observer, checklist_payload("S-1"), settings)
+    while not statements.sent:
+        time.sleep(0.005)
+    posts = [_post(observer, checklist_payload("S-2"), settings) for _ in range(3)]
+    _queued(settings, 3)
+    statements.gate.set()
+
+    assert first() == "created"
+    assert [p() for p in posts] == ["created"] * 3
+    assert [len(ids) for ids in statements.sent] == [1, 3, 1, 1, 1]
+    assert _count(Checklist) == 4
+
+
+def test_if_the_writing_thread_itself_fails_the_others_are_written_alone(
+    observer: Principal, statements: Statements, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not an error of the database's but of the thread writing the shared statement (the
+    process stopping, say): the checklists it was writing for the others are written by
+    their own threads, and nobody is left waiting."""
+
+    class Stopping(BaseException):
+        pass
+
+    def stop(engine: Any, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
+        statements.sent.append([r["id"] for r in rows])
+        raise Stopping
+
+    monkeypatch.setattr(storage, "write_batch_committed", stop)
+    settings = get_settings()
+    first = _post(observer, checklist_payload("S-1"), settings)
+    while not statements.sent:
+        time.sleep(0.005)
+    posts = [_post(observer, checklist_payload("S-2"), settings) for _ in range(3)]
+    _queued(settings, 3)
+    statements.gate.set()
+
+    assert first() == "created"
+    outcomes = [p() for p in posts]
+    # The thread that wrote the shared statement (the first of the three) stopped; the
+    # other two were stored.
+    assert outcomes == ["raised Stopping", "created", "created"]
+    assert _count(Checklist) == 3
 
 
 def test_without_a_database_each_checklist_of_the_statement_is_told_so_at_once(

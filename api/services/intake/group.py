@@ -14,12 +14,18 @@ process (the first checklists to arrive write at once, up to that many), and one
 takes at most `most` checklists.
 
 Every checklist still gets its own answer, and is committed before its answer leaves. A
-batch's statement is all or nothing: if it fails (a value the database refuses, a lost
-connection), each of its checklists is tried again alone, so one bad checklist fails only
-itself. A checklist the statement leaves out (an unknown or unassigned station, an id
-already stored) goes the intake's full path, as when it was alone. Two checklists with one
-id (a resend racing itself) never share a statement: the second waits for a later one, and
-the database's constraint stores only one of them, as for two requests at once.
+statement for several is all or nothing. If the database refuses it over a value (or picks
+it as a deadlock's victim), each of its checklists is written again alone, each on its own
+thread and after the next statement has started, so one bad checklist fails only itself
+and holds nobody else up. If the database cannot be had (down, no connection free, a
+statement timeout), each gets that error at once (a 503 for the phone to send again).
+A checklist the statement leaves out (an unknown or unassigned station, an id already
+stored) goes the intake's full path, as when it was alone. Two checklists with one id (a
+resend racing itself) never share a statement: the second waits for a later one, and the
+database's constraint stores only one of them, as for two requests at once. Statements
+insert in the order of the checklists' ids, so two of them in flight at once (another
+process's, or `at_once` > 1) that share ids wait for each other in one order, never in a
+deadlock.
 
 The waiting is on each request's worker thread (intake runs on one, `deps.in_intake_trip`):
 the thread whose checklist opens a statement writes it, then hands the statements still
@@ -37,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from api import errors
@@ -47,23 +54,29 @@ from api.services.intake import storage
 class _Waiting:
     row: dict[str, Any]  # `storage.batch_row`
     new: storage.NewVersion
-    # Held from the start; released when the checklist was written, or when its thread is
-    # to write the statement `batch`.
+    # Held from the start; released when the checklist has its outcome, or when its
+    # thread is to write the statement `batch`.
     wake: threading.Lock = field(default_factory=threading.Lock)
     batch: list[_Waiting] | None = None
     stored: bool | None = None
     error: Exception | None = None
+    alone: bool = False  # to be written again alone, by its own thread
 
     @property
     def id(self) -> uuid.UUID:
         return self.row["id"]
+
+    @property
+    def done(self) -> bool:
+        return self.stored is not None or self.error is not None or self.alone
 
 
 class GroupWriter:
     """An engine's observers' new checklists, stored a statement at a time for many."""
 
     def __init__(self, engine: Engine, most: int, at_once: int) -> None:
-        self._engine = engine
+        # Weakly: the process's table of writers is keyed by the engine (`writer`).
+        self._engine = weakref.ref(engine)
         self._most = max(1, most)
         self._at_once = max(1, at_once)
         self._mutex = threading.Lock()
@@ -72,6 +85,8 @@ class GroupWriter:
 
     def store(self, new: storage.NewVersion) -> bool:
         """Whether this observer's new checklist was stored; committed before it returns."""
+        engine = self._engine()
+        assert engine is not None  # the caller's session holds it
         me = _Waiting(storage.batch_row(new), new)
         me.wake.acquire()
         with self._mutex:
@@ -81,19 +96,23 @@ class GroupWriter:
             else:
                 self._queue.append(me)
         if me.batch is None:
-            me.wake.acquire()  # written by another thread's statement, or handed one to write
+            me.wake.acquire()  # an outcome from another thread's statement, or one to write
         if me.batch is not None:
             try:
-                self._write(me.batch)
+                self._write(engine, me.batch)
             finally:  # whatever happens, nobody is left waiting
                 with self._mutex:
                     after = self._take()
                 for w in me.batch:
+                    if not w.done:  # the writing thread itself failed
+                        w.alone = True
                     if w is not me:
                         w.wake.release()
                 if after is not None:
                     after[0].batch = after
                     after[0].wake.release()
+        if me.alone:
+            return storage.write_statement_committed(engine, new)
         if me.error is not None:
             raise me.error
         assert me.stored is not None
@@ -118,36 +137,36 @@ class GroupWriter:
         self._queue.extendleft(reversed(later))
         return batch
 
-    def _write(self, batch: list[_Waiting]) -> None:
-        """Store `batch`, setting each checklist's outcome; never raises."""
-        if len(batch) > 1:
+    def _write(self, engine: Engine, batch: list[_Waiting]) -> None:
+        """Give each checklist of `batch` its outcome, or have it written alone."""
+        if len(batch) == 1:  # the writing thread's own checklist, written in its turn
+            w = batch[0]
             try:
-                stored = storage.write_batch_committed(self._engine, [w.row for w in batch])
-            except Exception as e:  # noqa: BLE001 - answered in each checklist's own thread
-                if _unavailable(e):
-                    # No database to be had (down, or every connection busy): trying each
-                    # checklist again alone would only make the last of them wait longer.
-                    for w in batch:
-                        w.error = copy.copy(e)
-                    return
-                # The database refused the statement over a value: each alone says which.
-            else:
-                for w in batch:
-                    w.stored = w.id in stored
-                return
-        gone: Exception | None = None
-        for w in batch:
-            if gone is not None:
-                w.error = copy.copy(gone)
-                continue
-            try:
-                w.stored = storage.write_statement_committed(self._engine, w.new)
-            except Exception as e:  # noqa: BLE001 - raised again in the checklist's own thread
+                w.stored = storage.write_statement_committed(engine, w.new)
+            except Exception as e:  # noqa: BLE001 - raised again by this same thread
                 w.error = e
-                gone = e if _unavailable(e) else None
+            return
+        try:
+            stored = storage.write_batch_committed(engine, [w.row for w in batch])
+        except Exception as e:  # noqa: BLE001 - answered in each checklist's own thread
+            if _unavailable(e):
+                # No database to be had: written alone, the last of them would only wait
+                # longer for the same error.
+                for w in batch:
+                    w.error = copy.copy(e)
+            else:  # refused over a value, or a deadlock's victim: each alone says which
+                for w in batch:
+                    w.alone = True
+            return
+        for w in batch:
+            w.stored = w.id in stored
 
 
 def _unavailable(e: Exception) -> bool:
+    """The database could not be had, or took too long: not worth a try per checklist.
+    (A deadlock's victim is worth one: the other statement has gone on.)"""
+    if isinstance(e, DBAPIError) and str(getattr(e.orig, "sqlstate", "")).startswith("40"):
+        return False  # SQLSTATE class 40: transaction rollback (deadlock, serialization)
     return isinstance(e, PoolTimeout) or errors.is_unavailable(e)
 
 

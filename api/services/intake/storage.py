@@ -361,8 +361,9 @@ def _store_sql() -> Any:
     does nothing on a clash (a resend racing itself, or two corrections of one version), or
     when the station is unknown or not the observer's, and then nothing else in the
     statement writes either. Each parameter is cast to its column's type: an INSERT …
-    SELECT does not lend the columns' types to its parameters (text is left to the
-    column's assignment cast, which refuses an over-long value where CAST would cut it)."""
+    SELECT does not lend the columns' types to its parameters. (A cast to `varchar(n)`
+    cuts an over-long text where an assignment would refuse it; the row's text columns
+    hold the server's own codes and digest, never that long.)"""
     row = ", ".join(
         "s.id" if c.name == "station_id" else f"CAST(:{c.name} AS {c.type.compile(dialect=_PG)})"
         for c in CL.columns
@@ -421,11 +422,29 @@ def _batch_sql() -> str:
     same rows as `_store_sql` with `must_be_assigned`, for every checklist of one JSON
     array (`batch_row`), committed together. A checklist whose station is unknown or not
     its observer's, or whose id is stored already, is left out, and the others stored;
-    the statement returns the ids it stored. The ids in one array must differ."""
+    the statement returns the ids it stored. The ids in one array must differ, and rows
+    are inserted in the order of their ids: two such statements sharing ids (a resend
+    racing itself through two processes) wait for each other in one order, never in a
+    deadlock. Text is read as text and cast to its column's type as `_store_sql` casts its
+    parameters (a `varchar(n)` in the record would refuse an over-long value where the
+    CAST cuts it), so that both store the same values."""
+
+    def text_(c: Any) -> bool:  # String, or sqlmodel's AutoString that wraps one
+        return isinstance(getattr(c.type, "impl_instance", c.type), String)
+
     record = ", ".join(
-        f"{c.name} {c.type.compile(dialect=_PG)}" for c in CL.columns if c.name != "station_id"
+        f"{c.name} {'text' if text_(c) else c.type.compile(dialect=_PG)}"
+        for c in CL.columns
+        if c.name != "station_id"
     )
-    row = ", ".join("s.station_id" if name == "station_id" else f"r.{name}" for name in _CL_COLUMNS)
+    row = ", ".join(
+        "s.station_id"
+        if c.name == "station_id"
+        else f"CAST(r.{c.name} AS {c.type.compile(dialect=_PG)})"
+        if text_(c)
+        else f"r.{c.name}"
+        for c in CL.columns
+    )
     return (
         f"WITH r AS (SELECT * FROM json_to_recordset(%(rows)s::json) AS x({record},"
         " station_code text, answers json)), "
@@ -434,7 +453,8 @@ def _batch_sql() -> str:
         " WHERE EXISTS (SELECT 1 FROM assignment WHERE assignment.station_id = station.id"
         " AND assignment.observer_id = r.observer_id)), "
         f"c AS (INSERT INTO checklist ({', '.join(_CL_COLUMNS)}) SELECT {row}"
-        " FROM r JOIN s ON s.id = r.id ON CONFLICT DO NOTHING RETURNING id), "
+        " FROM r JOIN s ON s.id = r.id ORDER BY r.id"
+        " ON CONFLICT DO NOTHING RETURNING id), "
         f"a AS (INSERT INTO answer (checklist_id, {', '.join(ANSWER_FIELDS)})"
         f" SELECT c.id, {_ANSWER} FROM c JOIN r ON r.id = c.id,"
         " json_array_elements(r.answers) AS e), "
