@@ -128,6 +128,30 @@ def _count(model: Any, *where: Any) -> int:
         return int(s.scalar(select(func.count()).select_from(model).where(*where)) or 0)
 
 
+def _three_behind_a_failing_statement(
+    observer: Principal,
+    statements: Statements,
+    monkeypatch: pytest.MonkeyPatch,
+    failure: Callable[[], BaseException],
+) -> list[str]:
+    """One checklist alone in the held statement, three queued behind it for a shared one
+    that raises `failure()`: how the four went, once the gate opens."""
+
+    def failing(engine: Any, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
+        statements.sent.append([r["id"] for r in rows])
+        raise failure()
+
+    monkeypatch.setattr(storage, "write_batch_committed", failing)
+    settings = get_settings()
+    first = _post(observer, checklist_payload("S-1"), settings)
+    while not statements.sent:
+        time.sleep(0.005)
+    posts = [_post(observer, checklist_payload("S-2"), settings) for _ in range(3)]
+    _queued(settings, 3)
+    statements.gate.set()
+    return [first(), *(p() for p in posts)]
+
+
 @pytest.mark.parametrize("in_flight", [1, 2])
 def test_checklists_that_arrive_together_share_a_statement_and_keep_their_own_outcomes(
     observer: Principal, statements: Statements, in_flight: int
@@ -230,24 +254,15 @@ def test_a_deadlocks_victim_is_written_again_one_by_one(
 ) -> None:
     """The database rolled the shared statement back to break a deadlock (another
     statement held some of its ids): it is worth a try per checklist, not a 503."""
-
-    def victim(engine: Any, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
-        statements.sent.append([r["id"] for r in rows])
-        raise DBAPIError.instance(
+    outcomes = _three_behind_a_failing_statement(
+        observer,
+        statements,
+        monkeypatch,
+        lambda: DBAPIError.instance(
             None, None, psycopg.errors.DeadlockDetected("deadlock detected"), psycopg.Error
-        )
-
-    monkeypatch.setattr(storage, "write_batch_committed", victim)
-    settings = get_settings()
-    first = _post(observer, checklist_payload("S-1"), settings)
-    while not statements.sent:
-        time.sleep(0.005)
-    posts = [_post(observer, checklist_payload("S-2"), settings) for _ in range(3)]
-    _queued(settings, 3)
-    statements.gate.set()
-
-    assert first() == "created"
-    assert [p() for p in posts] == ["created"] * 3
+        ),
+    )
+    assert outcomes == ["created"] * 4
     assert [len(ids) for ids in statements.sent] == [1, 3, 1, 1, 1]
     assert _count(Checklist) == 4
 
@@ -262,24 +277,10 @@ def test_if_the_writing_thread_itself_fails_the_others_are_written_alone(
     class Stopping(BaseException):
         pass
 
-    def stop(engine: Any, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
-        statements.sent.append([r["id"] for r in rows])
-        raise Stopping
-
-    monkeypatch.setattr(storage, "write_batch_committed", stop)
-    settings = get_settings()
-    first = _post(observer, checklist_payload("S-1"), settings)
-    while not statements.sent:
-        time.sleep(0.005)
-    posts = [_post(observer, checklist_payload("S-2"), settings) for _ in range(3)]
-    _queued(settings, 3)
-    statements.gate.set()
-
-    assert first() == "created"
-    outcomes = [p() for p in posts]
+    outcomes = _three_behind_a_failing_statement(observer, statements, monkeypatch, Stopping)
     # The thread that wrote the shared statement (the first of the three) stopped; the
     # other two were stored.
-    assert outcomes == ["raised Stopping", "created", "created"]
+    assert outcomes == ["created", "raised Stopping", "created", "created"]
     assert _count(Checklist) == 3
 
 
@@ -288,24 +289,18 @@ def test_without_a_database_each_checklist_of_the_statement_is_told_so_at_once(
 ) -> None:
     """The database gone (or no connection free): every checklist of the statement gets
     the error (a 503 for the phone to send again), none is tried again alone."""
-
-    def gone(engine: Any, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
-        statements.sent.append([r["id"] for r in rows])
-        raise DBAPIError.instance(
-            None, None, psycopg.OperationalError("server closed the connection"), psycopg.Error,
+    outcomes = _three_behind_a_failing_statement(
+        observer,
+        statements,
+        monkeypatch,
+        lambda: DBAPIError.instance(
+            None,
+            None,
+            psycopg.OperationalError("server closed the connection"),
+            psycopg.Error,
             connection_invalidated=True,
-        )  # fmt: skip
-
-    monkeypatch.setattr(storage, "write_batch_committed", gone)
-    settings = get_settings()
-    first = _post(observer, checklist_payload("S-1"), settings)
-    while not statements.sent:
-        time.sleep(0.005)
-    posts = [_post(observer, checklist_payload("S-2"), settings) for _ in range(3)]
-    _queued(settings, 3)
-    statements.gate.set()
-
-    assert first() == "created"
-    assert [p() for p in posts] == ["database OperationalError"] * 3
+        ),  # fmt: skip
+    )
+    assert outcomes == ["created"] + ["database OperationalError"] * 3
     assert [len(ids) for ids in statements.sent] == [1, 3]
     assert _count(Checklist) == 1
