@@ -40,7 +40,6 @@ import uuid
 import weakref
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
@@ -52,7 +51,6 @@ from api.services.intake import storage
 
 @dataclass(slots=True, eq=False)
 class _Waiting:
-    row: dict[str, Any]  # `storage.batch_row`
     new: storage.NewVersion
     # Held from the start; released when the checklist has its outcome, or when its
     # thread is to write the statement `batch`.
@@ -64,7 +62,7 @@ class _Waiting:
 
     @property
     def id(self) -> uuid.UUID:
-        return self.row["id"]
+        return self.new.row["id"]
 
     @property
     def done(self) -> bool:
@@ -87,7 +85,7 @@ class GroupWriter:
         """Whether this observer's new checklist was stored; committed before it returns."""
         engine = self._engine()
         assert engine is not None  # the caller's session holds it
-        me = _Waiting(storage.batch_row(new), new)
+        me = _Waiting(new)
         me.wake.acquire()
         with self._mutex:
             if self._writing < self._at_once:
@@ -147,7 +145,8 @@ class GroupWriter:
                 w.error = e
             return
         try:
-            stored = storage.write_batch_committed(engine, [w.row for w in batch])
+            rows = [storage.batch_row(w.new) for w in batch]  # only for a shared statement
+            stored = storage.write_batch_committed(engine, rows)
         except Exception as e:  # noqa: BLE001 - answered in each checklist's own thread
             if _unavailable(e):
                 # No database to be had: written alone, the last of them would only wait
