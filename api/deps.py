@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 from api import ratelimit
 from api.body import raw_body
 from api.config import Settings, get_settings
-from api.db import autocommits, new_session, session_scope
+from api.db import autocommits, get_engine, new_session, session_scope
 from api.errors import Forbidden, Unauthorized
-from api.pacing import Turns
+from api.pacing import Group, Turns
 from api.security import token_digest
 from api.services import audit
 from models import Credential, Role
@@ -80,6 +80,9 @@ def forget_limiters() -> None:
     global _dashboard_limiter, _intake_turns
     _dashboard_limiter = None
     _intake_turns = None
+    from api.services.intake import group  # which needs this module first
+
+    group.pace(0.0)  # whatever an earlier configuration's pacing left
 
 
 def intake_turns() -> Turns | None:
@@ -90,20 +93,30 @@ def intake_turns() -> Turns | None:
     settings = get_settings()
     if _intake_turns is None and (settings.intake_at_once > 0 or settings.intake_lag_target_s > 0):
         most = settings.intake_at_once or settings.db_pool_size
-        _intake_turns = Turns(most, settings.intake_lag_target_s)
+        paces: Group | None = None  # single checklists stored together, paced by their own
+        if (
+            settings.intake_lag_target_s > 0
+            and settings.intake_group > 1
+            and get_engine().dialect.name == "postgresql"
+        ):
+            from api.services.intake import group  # which needs this module first
+
+            paces = group
+        _intake_turns = Turns(most, settings.intake_lag_target_s, paces)
     return _intake_turns
 
 
-async def in_intake_trip(func: Callable[..., _T], *args: Any) -> _T:
+async def in_intake_trip(func: Callable[..., _T], *args: Any, single: bool = False) -> _T:
     """`func(*args)` in a worker thread, as a route's trip, for work that stores observers'
-    submissions, in its turn (`intake_turns`). Fewer intake sessions busy at once in
+    submissions, in its turn (`intake_turns`; `single`: one checklist, which the group of
+    new checklists paces itself when it is on). Fewer intake sessions busy at once in
     PostgreSQL leave the findings fold, one session, more of the database's CPU at peak
     (`bench/README.md`: 6 at once on the two-core bench machine kept the findings a third
     closer to the checklists, for 3 to 5 % less intake)."""
     turns = intake_turns()
     if turns is None:
         return await run_in_threadpool(func, *args)
-    async with turns.turn():
+    async with turns.turn(single):
         return await run_in_threadpool(func, *args)
 
 

@@ -21,6 +21,16 @@ second (`fold.progress`) and steers how many submissions it stores at once (`Tur
     stuck, and holding the observers back would not bring the findings closer);
   - when the database cannot be read.
 
+Where observers' new checklists are stored together (`api.services.intake.group`, on
+PostgreSQL), fewer of them at once would only make the statements smaller: a statement's
+fixed cost is about half of what the database spends on a checklist stored alone. So
+while paced, single checklists are not held to `at_once`; instead the group's statements
+start at least `gap_s` apart, so that those arriving meanwhile go in one (`group.pace`).
+The gap doubles with each cut, from GAP_MIN_S up to GAP_MAX_S, and halves with each step
+at half the target or less. Batches, ODK Collect's forms and resends still take their
+turns. A checklist's wait for its statement counts towards `WAIT_BUDGET_S` as a turn's
+does.
+
 Processes share nothing but the database: each reads the same lag and steers its own
 submissions, so any number of them steer alike.
 """
@@ -32,7 +42,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 import anyio.to_thread
@@ -46,17 +56,30 @@ STEP_S = 0.5  # how often a process with a target reads the fold's progress
 WAIT_BUDGET_S = 1.0  # the longest a submission waits its turn before pacing stops
 STALLED_S = 30.0  # no fold for this long while changes wait: the fold is down, not slow
 PAUSE_S = 30.0  # no pacing for this long after a submission waited WAIT_BUDGET_S
+GAP_MIN_S = 0.02  # the first gap between the group's statements when paced
+GAP_MAX_S = 0.25  # the longest: a statement's checklists wait at most about this long
+
+
+class Group(Protocol):
+    """Where single checklists are stored together (`api.services.intake.group`)."""
+
+    def pace(self, gap_s: float) -> None: ...
+
+    def longest_wait_s(self, now: float) -> float: ...
 
 
 class Turns:
     """At most `at_once` submissions stored at a time in this process; the rest wait their
     turn, first come first served. Without a target `at_once` stays `most`; with one,
-    `step` moves it between one and `most`."""
+    `step` moves it between one and `most`. With a `group`, single checklists are stored by
+    its statements, which `step` spaces `gap_s` apart instead."""
 
-    def __init__(self, most: int, target_s: float = 0.0) -> None:
+    def __init__(self, most: int, target_s: float = 0.0, group: Group | None = None) -> None:
         self.most = max(1, most)
         self.target_s = target_s
+        self.group = group
         self.at_once = self.most
+        self.gap_s = 0.0
         self._limiter = anyio.CapacityLimiter(self.most)
         self._waiting: dict[object, float] = {}  # since when, by waiter, oldest first
         self._waited_s = 0.0  # the longest wait of a submission let in since the last step
@@ -64,8 +87,12 @@ class Turns:
         self._paused_until = -math.inf  # no cut before then: a submission waited too long
 
     @asynccontextmanager
-    async def turn(self) -> AsyncIterator[None]:
-        """Wait for a turn, and hold it for the block."""
+    async def turn(self, single: bool = False) -> AsyncIterator[None]:
+        """Wait for a turn, and hold it for the block. `single`: one checklist, which the
+        group paces itself when there is one (no turn to wait for)."""
+        if single and self.group is not None:
+            yield
+            return
         me = object()
         self._waiting[me] = time.monotonic()
         try:
@@ -89,7 +116,9 @@ class Turns:
         `now`; the submissions stored at once from now on."""
         waited = self.longest_wait_s(now)
         self._waited_s = 0.0
-        before = self.at_once
+        if self.group is not None:
+            waited = max(waited, self.group.longest_wait_s(now))
+        was_paced = self.paced
         why_not = None  # why the intake is not paced now, if it must not be
         if progress is None:
             why_not = "the findings' progress could not be read"
@@ -101,29 +130,41 @@ class Turns:
         ):
             why_not = f"the fold has folded nothing for {STALLED_S:.0f} s"
         if why_not is not None:
-            self.at_once = self.most
+            self.at_once, self.gap_s = self.most, 0.0
         elif progress is not None and progress.lag_s > self.target_s:
             if now - self._cut_at >= self.target_s and now >= self._paused_until:
                 # By half, or in proportion to how far over the target the lag is.
                 share = min(0.5, self.target_s / progress.lag_s)
                 self.at_once = max(1, int(self.at_once * share))
+                self.gap_s = min(GAP_MAX_S, max(GAP_MIN_S, self.gap_s * 2))
                 self._cut_at = now
         elif progress is not None and progress.lag_s <= self.target_s / 2:
             self.at_once = min(self.most, self.at_once + 1)
+            self.gap_s = self.gap_s / 2 if self.gap_s / 2 >= GAP_MIN_S else 0.0
         self._limiter.total_tokens = self.at_once
+        if self.group is not None:
+            self.group.pace(self.gap_s)
         # Warnings, both: uvicorn's logging shows this module's only from WARNING on, and an
         # operator wants to see when the observers are held back and when no longer.
-        if before == self.most and self.at_once < self.most and progress is not None:
+        if not was_paced and self.paced and progress is not None:
             log.warning(
                 "findings %.1f s behind the checklists: observers' submissions stored %d at a "
-                "time, of up to %d",
+                "time, of up to %d%s",
                 progress.lag_s,
                 self.at_once,
                 self.most,
+                f"; single checklists' statements {self.gap_s * 1000:.0f} ms apart"
+                if self.group is not None
+                else "",
             )
-        elif before < self.most and self.at_once == self.most:
+        elif was_paced and not self.paced:
             log.warning("intake no longer paced: %s", why_not or "the findings caught up")
         return self.at_once
+
+    @property
+    def paced(self) -> bool:
+        """Whether the intake is held back now."""
+        return self.at_once < self.most or (self.group is not None and self.gap_s > 0)
 
 
 async def steer(turns: Turns, read: Callable[[], Progress], every_s: float = STEP_S) -> None:

@@ -54,7 +54,7 @@ async def submit_checklist(
     # The busiest route does all its database work in one worker-thread trip (each trip
     # costs about 0.3 ms of CPU): the token check, the rate limit, the checklist, the audit
     # notes and the commit, in that order, as the dependencies would do them.
-    outcome = await in_intake_trip(_submit, request, auth, settings, raw)
+    outcome = await in_intake_trip(_submit, request, auth, settings, raw, single=True)
     if not outcome.created:
         response.status_code = status.HTTP_200_OK
     return outcome.checklist

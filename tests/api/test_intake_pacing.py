@@ -15,9 +15,10 @@ import pytest
 
 from api import deps
 from api.config import get_settings
-from api.pacing import PAUSE_S, STALLED_S, WAIT_BUDGET_S, Turns, steer
+from api.pacing import GAP_MAX_S, GAP_MIN_S, PAUSE_S, STALLED_S, WAIT_BUDGET_S, Turns, steer
 from api.services.findings import fold as fold_service
 from api.services.findings.fold import Progress
+from api.services.intake import group
 from tests.factories import auth, checklist_payload, make_mission, make_observer, make_station
 from tests.findings_factories import changes_recorded_ago
 
@@ -102,6 +103,79 @@ def test_a_submission_waiting_its_turn_for_a_second_ends_the_pacing() -> None:
     anyio.run(main)
 
 
+class FakeGroup:
+    """Stands for `api.services.intake.group`: the gaps the pacing set, and the wait it
+    reports."""
+
+    def __init__(self) -> None:
+        self.gaps: list[float] = []
+        self.waited_s = 0.0
+
+    def pace(self, gap_s: float) -> None:
+        self.gaps.append(gap_s)
+
+    def longest_wait_s(self, now: float) -> float:
+        return self.waited_s
+
+
+def test_with_checklists_stored_together_the_cuts_space_their_statements_too() -> None:
+    """Each cut doubles the gap between the group's statements, from GAP_MIN_S up to
+    GAP_MAX_S; each step at half the target or less halves it, to nothing below
+    GAP_MIN_S. The other submissions' turns move as without a group."""
+    assert (GAP_MIN_S, GAP_MAX_S) == (0.02, 0.25)
+    group = FakeGroup()
+    turns = Turns(20, target_s=2.0, group=group)
+    cuts = [turns.step(behind(3.0), now=t) for t in (0.0, 1.0, 2.0, 4.0, 6.0, 8.0, 10.0)]
+    assert cuts == [10, 10, 5, 2, 1, 1, 1]
+    assert group.gaps == pytest.approx([0.02, 0.02, 0.04, 0.08, 0.16, 0.25, 0.25])
+    turns.step(behind(1.5), now=11.0)  # between half the target and the target: held
+    assert group.gaps[-1] == pytest.approx(0.25) and turns.paced
+    caught_up = [turns.step(behind(0.5), now=t) for t in (11.5, 12.0, 12.5, 13.0)]
+    assert caught_up == [2, 3, 4, 5]
+    assert group.gaps[-4:] == pytest.approx([0.125, 0.0625, 0.03125, 0.0])
+    assert turns.paced  # the other submissions are still held to five at a time
+    for t in range(15):
+        turns.step(behind(0.5), now=14.0 + t)
+    assert turns.at_once == 20 and not turns.paced
+
+
+def test_with_checklists_stored_together_they_take_no_turn_but_their_wait_counts() -> None:
+    """Paced down to one at a time, a batch waits for another's turn; a single checklist
+    goes straight on (the group paces it). A checklist that waited WAIT_BUDGET_S for its
+    statement ends the pacing as a turn's wait does."""
+    group = FakeGroup()
+    inside: list[str] = []
+
+    async def main() -> None:
+        turns = Turns(4, target_s=2.0, group=group)
+        for now in (0.0, 2.0):
+            turns.step(behind(5.0), now=now)
+        assert turns.at_once == 1
+        done = anyio.Event()
+
+        async def submission(name: str, single: bool, until: anyio.Event | None = None) -> None:
+            async with turns.turn(single):
+                inside.append(name)
+                if until is not None:
+                    await until.wait()
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(submission, "batch", False, done)
+            await anyio.sleep(0.05)
+            tasks.start_soon(submission, "another batch", False)
+            tasks.start_soon(submission, "checklist", True)
+            await anyio.sleep(0.05)
+            assert inside == ["batch", "checklist"]
+            group.waited_s = WAIT_BUDGET_S
+            assert turns.step(behind(5.0), now=time.monotonic()) == 4
+            assert group.gaps[-1] == 0.0 and not turns.paced
+            await anyio.sleep(0.05)
+            assert inside == ["batch", "checklist", "another batch"]
+            done.set()
+
+    anyio.run(main)
+
+
 def test_through_a_database_outage_every_submission_goes_in_and_it_is_said_once(
     caplog: Any,
 ) -> None:
@@ -170,10 +244,13 @@ def test_a_process_paces_its_intake_by_the_findings_lag_read_from_the_database(
         assert sent.status_code == 201, sent.text
         changes_recorded_ago(session, 5)
         assert _until(lambda: turns.at_once < 4), "the process never paced its intake"
+        if turns.group is not None:  # PostgreSQL: single checklists are stored together
+            assert group._gap_s == turns.gap_s >= GAP_MIN_S
         again = client.post("/checklists", json=checklist_payload("S-1"), headers=auth(token))
         assert again.status_code == 201, again.text
         fold_service.run_once()
-        assert _until(lambda: turns.at_once == 4), "the pacing never ended"
+        assert _until(lambda: not turns.paced), "the pacing never ended"
+        assert turns.at_once == 4 and group._gap_s == 0.0
     said = [r.getMessage() for r in caplog.records if r.name == "api.pacing"]
     assert any("behind the checklists: observers' submissions stored" in m for m in said), said
     assert "intake no longer paced: the findings caught up" in said, said

@@ -51,6 +51,7 @@ class Statements:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.sent: list[list[uuid.UUID]] = []
+        self.at: list[float] = []  # when each was sent (monotonic)
         self.gate = threading.Event()
         self.held = 1
         mutex = threading.Lock()
@@ -64,11 +65,13 @@ class Statements:
 
         def one(engine: Any, new: storage.NewVersion) -> bool:
             self.sent.append([new.row["id"]])
+            self.at.append(time.monotonic())
             hold()
             return real_one(engine, new)
 
         def many(engine: Any, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
             self.sent.append([r["id"] for r in rows])
+            self.at.append(time.monotonic())
             hold()
             return real_many(engine, rows)
 
@@ -304,3 +307,47 @@ def test_without_a_database_each_checklist_of_the_statement_is_told_so_at_once(
     assert outcomes == ["created"] + ["database OperationalError"] * 3
     assert [len(ids) for ids in statements.sent] == [1, 3]
     assert _count(Checklist) == 1
+
+
+def test_paced_statements_start_a_gap_apart_and_what_arrives_meanwhile_goes_together(
+    observer: Principal, statements: Statements
+) -> None:
+    """`group.pace` (the intake's pacing, while the findings are behind): the next
+    statement waits until a gap after the last began, and takes whatever arrived by then."""
+    statements.held = 0
+    settings = get_settings()
+    gap = 1.0
+    group.pace(gap)
+    try:
+        assert _post(observer, checklist_payload("S-1"), settings)() == "created"
+        posts = [_post(observer, checklist_payload("S-2"), settings) for _ in range(3)]
+        assert [p() for p in posts] == ["created"] * 3
+    finally:
+        group.pace(0.0)
+    assert [len(ids) for ids in statements.sent] == [1, 3]
+    assert statements.at[1] - statements.at[0] >= gap * 0.95
+    assert _count(Checklist) == 4
+    # Unpaced again: the next is written at once.
+    before = time.monotonic()
+    assert _post(observer, checklist_payload("S-1"), settings)() == "created"
+    assert statements.at[2] - before < gap / 2
+
+
+def test_a_checklists_wait_for_its_statement_is_reported_to_the_pacing(
+    observer: Principal, statements: Statements
+) -> None:
+    """What the pacing reads (`group.longest_wait_s`): the wait of a checklist still
+    queued, then of one written since the last reading; nothing after that."""
+    settings = get_settings()
+    group.longest_wait_s(time.monotonic())  # forget earlier tests' waits
+    first = _post(observer, checklist_payload("S-1"), settings)
+    while not statements.sent:
+        time.sleep(0.005)
+    queued = _post(observer, checklist_payload("S-2"), settings)
+    _queued(settings, 1)
+    time.sleep(0.3)
+    assert group.longest_wait_s(time.monotonic()) >= 0.3  # still queued
+    statements.gate.set()
+    assert [first(), queued()] == ["created", "created"]
+    assert group.longest_wait_s(time.monotonic()) >= 0.3  # written since
+    assert group.longest_wait_s(time.monotonic()) < 0.1

@@ -28,14 +28,21 @@ process's, or `at_once` > 1) that share ids wait for each other in one order, ne
 deadlock.
 
 The waiting is on each request's worker thread (intake runs on one, `deps.in_intake_trip`):
-the thread whose checklist opens a statement writes it, then hands the statements still
-waiting to the first of their threads.
+the thread whose checklist opens a statement writes it, then hands the next statement to
+the first of the threads still waiting, which gathers the checklists waiting by then.
+
+While the findings are further behind than the intake's pacing target (`api.pacing`),
+a writer's statements start at least a gap apart (`pace`, up to a quarter of a second), so
+that more go together: fewer, larger statements leave the findings fold more of the
+database for the same intake.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import threading
+import time
 import uuid
 import weakref
 from collections import deque
@@ -59,6 +66,8 @@ class _Waiting:
     stored: bool | None = None
     error: Exception | None = None
     alone: bool = False  # to be written again alone, by its own thread
+    lead: bool = False  # handed the writer's slot: to gather and write the next statement
+    since: float = field(default_factory=time.monotonic)
 
     @property
     def id(self) -> uuid.UUID:
@@ -80,6 +89,8 @@ class GroupWriter:
         self._mutex = threading.Lock()
         self._queue: deque[_Waiting] = deque()  # waiting for a statement, in arrival order
         self._writing = 0  # statements in flight
+        self._started = -math.inf  # when the last statement started (monotonic)
+        self._waited_s = 0.0  # the longest wait of a checklist written since it was last read
 
     def store(self, new: storage.NewVersion) -> bool:
         """Whether this observer's new checklist was stored; committed before it returns."""
@@ -90,25 +101,32 @@ class GroupWriter:
         with self._mutex:
             if self._writing < self._at_once:
                 self._writing += 1
-                me.batch = [me]  # nobody is waiting: a statement in flight has room
+                me.lead = True  # nobody is waiting: a statement in flight has room
             else:
                 self._queue.append(me)
-        if me.batch is None:
-            me.wake.acquire()  # an outcome from another thread's statement, or one to write
-        if me.batch is not None:
+        if not me.lead:
+            me.wake.acquire()  # an outcome from another thread's statement, or the slot
+        if me.lead:
+            # Paced (`pace`): statements at most one a gap apart, so that what arrives
+            # meanwhile goes together.
+            delay = self._started + _gap_s - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            with self._mutex:
+                me.batch = self._take(me)
+                self._started = time.monotonic()
             try:
                 self._write(engine, me.batch)
             finally:  # whatever happens, nobody is left waiting
                 with self._mutex:
-                    after = self._take()
+                    after = self._hand()
                 for w in me.batch:
                     if not w.done:  # the writing thread itself failed
                         w.alone = True
                     if w is not me:
                         w.wake.release()
                 if after is not None:
-                    after[0].batch = after
-                    after[0].wake.release()
+                    after.wake.release()
         if me.alone:
             return storage.write_statement_committed(engine, new)
         if me.error is not None:
@@ -116,14 +134,22 @@ class GroupWriter:
         assert me.stored is not None
         return me.stored
 
-    def _take(self) -> list[_Waiting] | None:
-        """The next statement's checklists, off the queue (under the mutex); None when
-        nothing waits, and then one statement fewer is in flight."""
+    def _hand(self) -> _Waiting | None:
+        """The first checklist waiting, off the queue, to gather and write the next
+        statement (under the mutex); None when nothing waits, and then one statement
+        fewer is in flight."""
         if not self._queue:
             self._writing -= 1
             return None
-        batch: list[_Waiting] = []
-        ids: set[uuid.UUID] = set()
+        first = self._queue.popleft()
+        first.lead = True
+        return first
+
+    def _take(self, me: _Waiting) -> list[_Waiting]:
+        """The next statement's checklists: `me`'s, and those waiting after it (under the
+        mutex)."""
+        batch = [me]
+        ids = {me.id}
         later: list[_Waiting] = []
         while self._queue and len(batch) < self._most:
             w = self._queue.popleft()
@@ -133,7 +159,18 @@ class GroupWriter:
                 ids.add(w.id)
                 batch.append(w)
         self._queue.extendleft(reversed(later))
+        now = time.monotonic()
+        self._waited_s = max(self._waited_s, *(now - w.since for w in batch))
         return batch
+
+    def longest_wait_s(self, now: float) -> float:
+        """The longest wait for a statement since the last call: of those written since,
+        and of those still waiting."""
+        with self._mutex:
+            waited, self._waited_s = self._waited_s, 0.0
+            if self._queue:
+                waited = max(waited, now - self._queue[0].since)
+        return waited
 
     def _write(self, engine: Engine, batch: list[_Waiting]) -> None:
         """Give each checklist of `batch` its outcome, or have it written alone."""
@@ -167,6 +204,22 @@ def _unavailable(e: Exception) -> bool:
     if isinstance(e, DBAPIError) and str(getattr(e.orig, "sqlstate", "")).startswith("40"):
         return False  # SQLSTATE class 40: transaction rollback (deadlock, serialization)
     return isinstance(e, PoolTimeout) or errors.is_unavailable(e)
+
+
+_gap_s = 0.0  # the least time between a writer's statements' starts (`pace`)
+
+
+def pace(gap_s: float) -> None:
+    """Start each writer's statements at least `gap_s` apart (0: as soon as one ends)."""
+    global _gap_s
+    _gap_s = max(0.0, gap_s)
+
+
+def longest_wait_s(now: float) -> float:
+    """The longest wait for a statement, over the process's writers, since the last call."""
+    with _writers_mutex:
+        writers = list(_writers.values())
+    return max((w.longest_wait_s(now) for w in writers), default=0.0)
 
 
 _writers: weakref.WeakKeyDictionary[Engine, GroupWriter] = weakref.WeakKeyDictionary()
