@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import random
-import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -613,8 +612,6 @@ def test_the_folder_vacuums_the_tallies_after_folds_that_changed_them_at_most_so
 
     class Wake:  # each wait moves the clock on by the next step
         def wait(self, seconds: float) -> bool:
-            if folder._vacuum is not None:  # a vacuum's thread, begun meanwhile, is done
-                folder._vacuum.join()
             step = next(steps, None)
             if step is None:
                 done[0] = True
@@ -640,57 +637,6 @@ def test_the_folder_vacuums_the_tallies_after_folds_that_changed_them_at_most_so
     steps = iter([60.0, 60.0])
     never.run()
     assert vacuums == [105.0, 111.0, 117.0]
-
-
-def test_the_folds_go_on_while_the_tallies_are_vacuumed(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A vacuum runs on its own thread: the folder folds again before it ends, and begins
-    no second one while it runs, however long."""
-    clock = [100.0]
-    vacuuming, release = threading.Event(), threading.Event()
-    vacuums: list[float] = []
-
-    def vacuum() -> bool:
-        vacuums.append(clock[0])
-        vacuuming.set()
-        assert release.wait(10)
-        return True
-
-    folds: list[float] = []
-
-    def run_once() -> fold.FoldResult:
-        folds.append(clock[0])
-        return fold.FoldResult(folded=True, changes=3, checklists=3)
-
-    monkeypatch.setattr(fold, "run_once", run_once)
-    monkeypatch.setattr(fold, "vacuum_tallies", vacuum)
-    monkeypatch.setattr(fold.time, "monotonic", lambda: clock[0])
-    folder = fold.BackgroundFolder(1.0, vacuum_every=5.0)
-    steps = iter([6.0, 6.0, 6.0])
-
-    class Wake:
-        def wait(self, seconds: float) -> bool:
-            step = next(steps, None)
-            if step is None:
-                release.set()
-                folder._stop.set()
-            else:
-                if folds:  # the first fold's vacuum has begun, and waits
-                    assert vacuuming.wait(10)
-                clock[0] += step
-            return False
-
-        def clear(self) -> None:
-            pass
-
-        def set(self) -> None:
-            pass
-
-    folder._wake = Wake()  # type: ignore[assignment]
-    folder.run()
-    assert folds == [106.0, 112.0, 118.0]  # folded while the vacuum of 106 still ran
-    assert vacuums == [106.0]  # none more while it ran
-    folder.stop()
-    assert folder._vacuum is not None and not folder._vacuum.is_alive()
 
 
 def test_vacuum_tallies_vacuums_on_postgresql_and_does_nothing_on_sqlite(

@@ -1566,7 +1566,6 @@ class BackgroundFolder:
         self.listen = listen  # a libpq address to LISTEN on for changes; None: the interval
         self.gap = min(interval, LISTEN_GAP_S)
         self._vacuumed = time.monotonic()
-        self._vacuum: threading.Thread | None = None  # the last vacuum's, while it runs
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self.run, name="findings-fold", daemon=True)
@@ -1577,9 +1576,8 @@ class BackgroundFolder:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
-        for thread in (self._thread, self._vacuum):
-            if thread is not None and thread.is_alive():
-                thread.join(timeout=10)
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
 
     def run(self) -> None:
         """Fold until `stop` is called."""
@@ -1647,23 +1645,11 @@ class BackgroundFolder:
 
     def _vacuum_when_due(self) -> None:
         """Vacuum the tallies after a fold that changed them, at most every `vacuum_every`
-        seconds, on a thread and connection of their own (VACUUM cannot run inside the
-        fold's transaction): the folds go on meanwhile. Under saturated intake a vacuum
-        took up to half a second, which the findings spent further behind when the fold
-        waited for it. None begins while the last is still running."""
+        seconds (outside the fold's transaction: VACUUM cannot run inside one)."""
         now = time.monotonic()
         if not self.vacuum_every or now - self._vacuumed < self.vacuum_every:
             return
-        if self._vacuum is not None and self._vacuum.is_alive():
-            return
         self._vacuumed = now
-        self._vacuum = threading.Thread(
-            target=self._vacuum_tallies, name="findings-fold-vacuum", daemon=True
-        )
-        self._vacuum.start()
-
-    @staticmethod
-    def _vacuum_tallies() -> None:
         try:
             vacuum_tallies()
         except Exception:  # the fold goes on; autovacuum remains
