@@ -137,9 +137,10 @@ class Settings(BaseSettings):
         "fold can have a core or a machine of its own)",
     )
     findings_cache_s: float = Field(
-        1.0,
+        0.1,
         description="How long a computed findings view may be reused while data arrives "
-        "(0: never, which also turns off findings_cache_cost_factor)",
+        "(0: never, which also turns off findings_cache_cost_factor); whatever it is, a view "
+        "is computed at most once for each data version the fold makes",
     )
     findings_cache_cost_factor: float = Field(
         10.0,

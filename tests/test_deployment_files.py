@@ -112,6 +112,31 @@ def test_every_setting_is_in_the_readme_configuration_table() -> None:
     assert not missing, f"settings without a row in README's Configuration table: {missing}"
 
 
+def test_the_readme_configuration_table_gives_each_number_and_switch_its_default() -> None:
+    """A default changed in `api/config.py` is changed in the table too (numbers and
+    switches; addresses and paths are described rather than quoted there)."""
+    from api.config import Settings
+
+    table = (ROOT / "README.md").read_text().split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    shown = dict(re.findall(r"^\| `(POLLCHECK_[A-Z0-9_]+)` \| `([^`|]*)` \|", table, re.M))
+    wrong = {}
+    for name, field in Settings.model_fields.items():
+        default, row = field.default, shown.get(f"POLLCHECK_{name.upper()}")
+        if row is None or not isinstance(default, (bool, int, float)):
+            continue
+        if isinstance(default, bool):
+            agrees = row == str(default).lower()
+        else:
+            agrees = re.fullmatch(r"-?[0-9_.]+", row) is not None and float(row) == default
+        if not agrees:
+            wrong[name] = (row, default)
+    assert not wrong, f"README's table against the settings' defaults: {wrong}"
+    assert (
+        float(shown["POLLCHECK_FINDINGS_CACHE_S"])
+        == Settings.model_fields["findings_cache_s"].default
+    )
+
+
 def test_compose_scale_profile_has_two_nodes_through_pgbouncer_reading_a_replica() -> None:
     services = _compose()["services"]
     scale = {name for name, s in services.items() if "scale" in s.get("profiles", [])}
