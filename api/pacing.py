@@ -27,9 +27,10 @@ fixed cost is about half of what the database spends on a checklist stored alone
 while paced, single checklists are not held to `at_once`; instead the group's statements
 start at least `gap_s` apart, so that those arriving meanwhile go in one (`group.pace`).
 The gap doubles with each cut, from GAP_MIN_S up to GAP_MAX_S, and halves with each step
-at half the target or less. Batches, ODK Collect's forms and resends still take their
-turns. A checklist's wait for its statement counts towards `WAIT_BUDGET_S` as a turn's
-does.
+at half the target or less. Every single checklist (`POST /checklists`: corrections and
+resends too) skips the turns then, and its whole trip, from the request's arrival to its
+stored answer, counts towards `WAIT_BUDGET_S` as a turn's wait does. Batches and ODK
+Collect's forms still take their turns.
 
 Processes share nothing but the database: each reads the same lag and steers its own
 submissions, so any number of them steer alike.
@@ -65,8 +66,6 @@ class Group(Protocol):
 
     def pace(self, gap_s: float) -> None: ...
 
-    def longest_wait_s(self, now: float) -> float: ...
-
 
 class Turns:
     """At most `at_once` submissions stored at a time in this process; the rest wait their
@@ -89,12 +88,18 @@ class Turns:
     @asynccontextmanager
     async def turn(self, single: bool = False) -> AsyncIterator[None]:
         """Wait for a turn, and hold it for the block. `single`: one checklist, which the
-        group paces itself when there is one (no turn to wait for)."""
-        if single and self.group is not None:
-            yield
-            return
+        group paces itself when there is one: no turn to wait for, and the whole block
+        (the wait for a worker thread and for its statement, and the statement) counts as
+        its wait."""
         me = object()
         self._waiting[me] = time.monotonic()
+        if single and self.group is not None:
+            try:
+                yield
+            finally:
+                trip = time.monotonic() - self._waiting.pop(me)
+                self._waited_s = max(self._waited_s, trip)
+            return
         try:
             await self._limiter.acquire()
         finally:
@@ -116,8 +121,6 @@ class Turns:
         `now`; the submissions stored at once from now on."""
         waited = self.longest_wait_s(now)
         self._waited_s = 0.0
-        if self.group is not None:
-            waited = max(waited, self.group.longest_wait_s(now))
         was_paced = self.paced
         why_not = None  # why the intake is not paced now, if it must not be
         if progress is None:
@@ -169,7 +172,15 @@ class Turns:
 
 async def steer(turns: Turns, read: Callable[[], Progress], every_s: float = STEP_S) -> None:
     """Step `turns` by the fold's progress, read with `read` in a worker thread of its own,
-    every `every_s` seconds until cancelled."""
+    every `every_s` seconds until cancelled (and then leave the group unpaced)."""
+    try:
+        await _steer(turns, read, every_s)
+    finally:
+        if turns.group is not None:
+            turns.group.pace(0.0)
+
+
+async def _steer(turns: Turns, read: Callable[[], Progress], every_s: float) -> None:
     own = anyio.CapacityLimiter(1)  # never waits behind the requests' threads
     failing = False
     while True:

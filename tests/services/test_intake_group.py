@@ -331,23 +331,3 @@ def test_paced_statements_start_a_gap_apart_and_what_arrives_meanwhile_goes_toge
     before = time.monotonic()
     assert _post(observer, checklist_payload("S-1"), settings)() == "created"
     assert statements.at[2] - before < gap / 2
-
-
-def test_a_checklists_wait_for_its_statement_is_reported_to_the_pacing(
-    observer: Principal, statements: Statements
-) -> None:
-    """What the pacing reads (`group.longest_wait_s`): the wait of a checklist still
-    queued, then of one written since the last reading; nothing after that."""
-    settings = get_settings()
-    group.longest_wait_s(time.monotonic())  # forget earlier tests' waits
-    first = _post(observer, checklist_payload("S-1"), settings)
-    while not statements.sent:
-        time.sleep(0.005)
-    queued = _post(observer, checklist_payload("S-2"), settings)
-    _queued(settings, 1)
-    time.sleep(0.3)
-    assert group.longest_wait_s(time.monotonic()) >= 0.3  # still queued
-    statements.gate.set()
-    assert [first(), queued()] == ["created", "created"]
-    assert group.longest_wait_s(time.monotonic()) >= 0.3  # written since
-    assert group.longest_wait_s(time.monotonic()) < 0.1

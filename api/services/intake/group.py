@@ -9,9 +9,9 @@ in flight wait for it, and then go in the next statement together (the array of
 the fold shares the database with a few sessions instead of dozens.
 
 Nothing waits for company: a checklist that finds no statement in flight is written at
-once, alone, so a quiet day sees no change. `at_once` statements may be in flight per
-process (the first checklists to arrive write at once, up to that many), and one statement
-takes at most `most` checklists.
+once, alone, so a quiet day sees no change (unless the intake is paced, below). `at_once`
+statements may be in flight per process (the first checklists to arrive write at once, up
+to that many), and one statement takes at most `most` checklists.
 
 Every checklist still gets its own answer, and is committed before its answer leaves. A
 statement for several is all or nothing. If the database refuses it over a value (or picks
@@ -67,7 +67,6 @@ class _Waiting:
     error: Exception | None = None
     alone: bool = False  # to be written again alone, by its own thread
     lead: bool = False  # handed the writer's slot: to gather and write the next statement
-    since: float = field(default_factory=time.monotonic)
 
     @property
     def id(self) -> uuid.UUID:
@@ -90,7 +89,6 @@ class GroupWriter:
         self._queue: deque[_Waiting] = deque()  # waiting for a statement, in arrival order
         self._writing = 0  # statements in flight
         self._started = -math.inf  # when the last statement started (monotonic)
-        self._waited_s = 0.0  # the longest wait of a checklist written since it was last read
 
     def store(self, new: storage.NewVersion) -> bool:
         """Whether this observer's new checklist was stored; committed before it returns."""
@@ -107,15 +105,18 @@ class GroupWriter:
         if not me.lead:
             me.wake.acquire()  # an outcome from another thread's statement, or the slot
         if me.lead:
-            # Paced (`pace`): statements at most one a gap apart, so that what arrives
-            # meanwhile goes together.
-            delay = self._started + _gap_s - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            with self._mutex:
-                me.batch = self._take(me)
-                self._started = time.monotonic()
+            me.batch = [me]
             try:
+                # Paced (`pace`): statements start at least a gap apart, so that what
+                # arrives meanwhile goes together. The start is taken under the mutex, so
+                # that two statements in flight (`at_once`) keep the gap between them too.
+                with self._mutex:
+                    now = time.monotonic()
+                    start = self._started = max(now, self._started + _gap_s)
+                if start > now:
+                    time.sleep(start - now)
+                with self._mutex:
+                    me.batch = self._take(me)
                 self._write(engine, me.batch)
             finally:  # whatever happens, nobody is left waiting
                 with self._mutex:
@@ -159,18 +160,7 @@ class GroupWriter:
                 ids.add(w.id)
                 batch.append(w)
         self._queue.extendleft(reversed(later))
-        now = time.monotonic()
-        self._waited_s = max(self._waited_s, *(now - w.since for w in batch))
         return batch
-
-    def longest_wait_s(self, now: float) -> float:
-        """The longest wait for a statement since the last call: of those written since,
-        and of those still waiting."""
-        with self._mutex:
-            waited, self._waited_s = self._waited_s, 0.0
-            if self._queue:
-                waited = max(waited, now - self._queue[0].since)
-        return waited
 
     def _write(self, engine: Engine, batch: list[_Waiting]) -> None:
         """Give each checklist of `batch` its outcome, or have it written alone."""
@@ -213,13 +203,6 @@ def pace(gap_s: float) -> None:
     """Start each writer's statements at least `gap_s` apart (0: as soon as one ends)."""
     global _gap_s
     _gap_s = max(0.0, gap_s)
-
-
-def longest_wait_s(now: float) -> float:
-    """The longest wait for a statement, over the process's writers, since the last call."""
-    with _writers_mutex:
-        writers = list(_writers.values())
-    return max((w.longest_wait_s(now) for w in writers), default=0.0)
 
 
 _writers: weakref.WeakKeyDictionary[Engine, GroupWriter] = weakref.WeakKeyDictionary()
