@@ -5,9 +5,9 @@ the result is stored in `finding_cache` so that every other process serves it to
 data keeps arriving (a new version every second or so), a view is reused for
 `findings_cache_s`, or for `findings_cache_cost_factor` times as long as it took to compute
 if that is longer (up to `COST_REUSE_MAX_S`): the dashboard's findings take milliseconds
-and are reused for a tenth of a second, while a draft statement that takes seconds at national scale
-is not computed again on every poll. When a view is due, the one request that claims
-it computes it while every other serves the last one (`_claim`). The ETag is a hash of
+and are reused for a tenth of a second, while a draft statement that takes seconds at
+national scale is not computed again on every poll. When a view is due, the one request
+that claims it computes it while every other serves the last one (`_claim`). The ETag is a hash of
 the body, so an unchanged result always has the same ETag on every process.
 """
 
