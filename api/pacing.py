@@ -57,7 +57,7 @@ STEP_S = 0.5  # how often a process with a target reads the fold's progress
 WAIT_BUDGET_S = 1.0  # the longest a submission waits its turn before pacing stops
 STALLED_S = 30.0  # no fold for this long while changes wait: the fold is down, not slow
 PAUSE_S = 30.0  # no pacing for this long after a submission waited WAIT_BUDGET_S
-GAP_MIN_S = 0.02  # the first gap between the group's statements when paced
+GAP_MIN_S = 0.05  # the first gap between the group's statements when paced
 GAP_MAX_S = 0.25  # the longest: a statement's checklists wait at most about this long
 
 

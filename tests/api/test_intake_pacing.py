@@ -117,17 +117,17 @@ def test_with_checklists_stored_together_the_cuts_space_their_statements_too() -
     """Each cut doubles the gap between the group's statements, from GAP_MIN_S up to
     GAP_MAX_S; each step at half the target or less halves it, to nothing below
     GAP_MIN_S. The other submissions' turns move as without a group."""
-    assert (GAP_MIN_S, GAP_MAX_S) == (0.02, 0.25)
+    assert (GAP_MIN_S, GAP_MAX_S) == (0.05, 0.25)
     group = FakeGroup()
     turns = Turns(20, target_s=2.0, group=group)
     cuts = [turns.step(behind(3.0), now=t) for t in (0.0, 1.0, 2.0, 4.0, 6.0, 8.0, 10.0)]
     assert cuts == [10, 10, 5, 2, 1, 1, 1]
-    assert group.gaps == pytest.approx([0.02, 0.02, 0.04, 0.08, 0.16, 0.25, 0.25])
+    assert group.gaps == pytest.approx([0.05, 0.05, 0.1, 0.2, 0.25, 0.25, 0.25])
     turns.step(behind(1.5), now=11.0)  # between half the target and the target: held
     assert group.gaps[-1] == pytest.approx(0.25) and turns.paced
     caught_up = [turns.step(behind(0.5), now=t) for t in (11.5, 12.0, 12.5, 13.0)]
     assert caught_up == [2, 3, 4, 5]
-    assert group.gaps[-4:] == pytest.approx([0.125, 0.0625, 0.03125, 0.0])
+    assert group.gaps[-4:] == pytest.approx([0.125, 0.0625, 0.0, 0.0])
     assert turns.paced  # the other submissions are still held to five at a time
     for t in range(15):
         turns.step(behind(0.5), now=14.0 + t)
