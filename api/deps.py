@@ -80,9 +80,6 @@ def forget_limiters() -> None:
     global _dashboard_limiter, _intake_turns
     _dashboard_limiter = None
     _intake_turns = None
-    from api.services.intake import group  # which needs this module first
-
-    group.pace(0.0)  # whatever an earlier configuration's pacing left
 
 
 def intake_turns() -> Turns | None:

@@ -60,9 +60,8 @@ from api.services.intake import storage
 class _Waiting:
     new: storage.NewVersion
     # Held from the start; released when the checklist has its outcome, or when its
-    # thread is to write the statement `batch`.
+    # thread is to write the next statement (`lead`).
     wake: threading.Lock = field(default_factory=threading.Lock)
-    batch: list[_Waiting] | None = None
     stored: bool | None = None
     error: Exception | None = None
     alone: bool = False  # to be written again alone, by its own thread
@@ -105,7 +104,7 @@ class GroupWriter:
         if not me.lead:
             me.wake.acquire()  # an outcome from another thread's statement, or the slot
         if me.lead:
-            me.batch = [me]
+            batch = [me]
             try:
                 # Paced (`pace`): statements start at least a gap apart, so that what
                 # arrives meanwhile goes together. The start is taken under the mutex, so
@@ -116,12 +115,12 @@ class GroupWriter:
                 if start > now:
                     time.sleep(start - now)
                 with self._mutex:
-                    me.batch = self._take(me)
-                self._write(engine, me.batch)
+                    batch = self._take(me)
+                self._write(engine, batch)
             finally:  # whatever happens, nobody is left waiting
                 with self._mutex:
                     after = self._hand()
-                for w in me.batch:
+                for w in batch:
                     if not w.done:  # the writing thread itself failed
                         w.alone = True
                     if w is not me:
