@@ -87,6 +87,10 @@ class GroupWriter:
         self._mutex = threading.Lock()
         self._queue: deque[_Waiting] = deque()  # waiting for a statement, in arrival order
         self._writing = 0  # statements in flight
+        # Of those, the ones whose thread has yet to gather its checklists (`_take`): while
+        # one has, a statement that ends hands on no further slot, or the queue would be
+        # split between two statements that could have been one.
+        self._gathering = 0
         self._started = -math.inf  # when the last statement started (monotonic)
 
     def store(self, new: storage.NewVersion) -> bool:
@@ -98,13 +102,14 @@ class GroupWriter:
         with self._mutex:
             if self._writing < self._at_once:
                 self._writing += 1
+                self._gathering += 1
                 me.lead = True  # nobody is waiting: a statement in flight has room
             else:
                 self._queue.append(me)
         if not me.lead:
             me.wake.acquire()  # an outcome from another thread's statement, or the slot
         if me.lead:
-            batch = [me]
+            batch, gathered = [me], False
             try:
                 # Paced (`pace`): statements start at least a gap apart, so that what
                 # arrives meanwhile goes together. The start is taken under the mutex, so
@@ -115,10 +120,12 @@ class GroupWriter:
                 if start > now:
                     time.sleep(start - now)
                 with self._mutex:
-                    batch = self._take(me)
+                    batch, gathered = self._take(me), True
                 self._write(engine, batch)
             finally:  # whatever happens, nobody is left waiting
                 with self._mutex:
+                    if not gathered:
+                        self._gathering -= 1
                     after = self._hand()
                 for w in batch:
                     if not w.done:  # the writing thread itself failed
@@ -136,18 +143,20 @@ class GroupWriter:
 
     def _hand(self) -> _Waiting | None:
         """The first checklist waiting, off the queue, to gather and write the next
-        statement (under the mutex); None when nothing waits, and then one statement
-        fewer is in flight."""
-        if not self._queue:
+        statement (under the mutex); None when nothing waits or another statement's
+        thread is still to gather them, and then one statement fewer is in flight."""
+        if not self._queue or self._gathering:
             self._writing -= 1
             return None
         first = self._queue.popleft()
         first.lead = True
+        self._gathering += 1
         return first
 
     def _take(self, me: _Waiting) -> list[_Waiting]:
         """The next statement's checklists: `me`'s, and those waiting after it (under the
         mutex)."""
+        self._gathering -= 1
         batch = [me]
         ids = {me.id}
         later: list[_Waiting] = []
